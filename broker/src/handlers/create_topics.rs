@@ -1,0 +1,116 @@
+//! CreateTopics. A single node holds one replica of everything, so a replication factor above 1 is
+//! refused with INVALID_REPLICATION_FACTOR, as a one-broker Kafka cluster would.
+//!
+//! References: <https://kafka.apache.org/protocol#The_Messages_CreateTopics>, KIP-525 (configs in the
+//! response, v5+).
+
+use std::collections::BTreeMap;
+use std::future::{ready, Future};
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
+use kafka_protocol::ResponseError;
+
+use super::{code, str_bytes};
+use crate::broker::Broker;
+use crate::storage::{TopicError, TopicMeta};
+
+pub const VERSIONS: (i16, i16) = (2, 7);
+
+/// Kafka's ConfigSource values for DescribeConfigs and CreateTopics responses.
+pub(crate) const SOURCE_TOPIC_OVERRIDE: i8 = 1;
+pub(crate) const SOURCE_DEFAULT: i8 = 5;
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    request: CreateTopicsRequest,
+) -> impl Future<Output = CreateTopicsResponse> + Send + 'static {
+    let version = header.request_api_version;
+    let results = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.clone();
+            let result = CreatableTopicResult::default().with_name(name.clone());
+            match create(broker, topic, request.validate_only) {
+                Ok(meta) => {
+                    let result = result.with_topic_id(meta.id);
+                    if version >= 5 {
+                        result
+                            .with_num_partitions(meta.partitions)
+                            .with_replication_factor(1)
+                            .with_configs(Some(effective_configs(broker, &meta)))
+                    } else {
+                        result
+                    }
+                }
+                Err((error, message)) => {
+                    tracing::info!(topic = %name.0, %message, "create topic refused");
+                    result.with_error_code(code(error)).with_error_message(Some(str_bytes(message)))
+                }
+            }
+        })
+        .collect();
+    ready(CreateTopicsResponse::default().with_topics(results))
+}
+
+fn create(broker: &Broker, topic: CreatableTopic, validate_only: bool) -> Result<TopicMeta, (ResponseError, String)> {
+    if topic.replication_factor > 1 {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            format!("replication factor {} is larger than the 1 available broker", topic.replication_factor),
+        ));
+    }
+    if !topic.assignments.is_empty() {
+        return Err((ResponseError::InvalidRequest, "manual replica assignment is not supported".into()));
+    }
+    let partitions = if topic.num_partitions == -1 { broker.config.num_partitions } else { topic.num_partitions };
+    let mut configs = BTreeMap::new();
+    for config in topic.configs {
+        let Some(value) = config.value else {
+            return Err((ResponseError::InvalidConfig, format!("config {} has no value", &*config.name)));
+        };
+        configs.insert(config.name.to_string(), value.to_string());
+    }
+    if validate_only {
+        if broker.logs.topic(&topic.name).is_some() {
+            return Err((ResponseError::TopicAlreadyExists, format!("topic '{}' already exists", &*topic.name)));
+        }
+        return Ok(TopicMeta { name: topic.name.to_string(), id: uuid::Uuid::nil(), partitions, configs });
+    }
+    broker.logs.create_topic(&topic.name, partitions, configs).map_err(|e| {
+        let error = match &e {
+            TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
+            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            TopicError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+            TopicError::UnknownTopic(_) | TopicError::Io(_) => ResponseError::UnknownServerError,
+        };
+        (error, e.to_string())
+    })
+}
+
+/// Broker defaults overlaid with the topic's own overrides, with Kafka's config-source codes.
+pub(crate) fn effective_config_entries(broker: &Broker, meta: &TopicMeta) -> Vec<(String, String, i8)> {
+    let mut entries: BTreeMap<String, (String, i8)> =
+        broker.logs.default_topic_config().into_iter().map(|(k, v)| (k, (v, SOURCE_DEFAULT))).collect();
+    for (key, value) in &meta.configs {
+        entries.insert(key.clone(), (value.clone(), SOURCE_TOPIC_OVERRIDE));
+    }
+    entries.into_iter().map(|(k, (v, source))| (k, v, source)).collect()
+}
+
+fn effective_configs(broker: &Broker, meta: &TopicMeta) -> Vec<CreatableTopicConfigs> {
+    effective_config_entries(broker, meta)
+        .into_iter()
+        .map(|(name, value, source)| {
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(value)))
+                .with_config_source(source)
+        })
+        .collect()
+}

@@ -1,0 +1,62 @@
+//! ListOffsets: earliest (-2), latest (-1), or the first offset at or after a timestamp.
+//!
+//! Timestamp lookups are answered at batch granularity: the base offset of the first batch whose newest
+//! record is at or after the timestamp. That may be a few records early, never late, so a consumer that
+//! seeks by time never skips a record it asked for.
+//!
+//! References: <https://kafka.apache.org/protocol#The_Messages_ListOffsets>, KIP-79.
+
+use std::future::{ready, Future};
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+use kafka_protocol::ResponseError;
+
+use super::code;
+use crate::broker::Broker;
+
+/// v7 adds the max-timestamp query (KIP-734), which we do not implement.
+pub const VERSIONS: (i16, i16) = (1, 6);
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    _header: &RequestHeader,
+    request: ListOffsetsRequest,
+) -> impl Future<Output = ListOffsetsResponse> + Send + 'static {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|wanted| {
+                    let response = ListOffsetsPartitionResponse::default().with_partition_index(wanted.partition_index);
+                    let Some(log) = broker.logs.partition(&topic.name, wanted.partition_index) else {
+                        return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                    };
+                    match wanted.timestamp {
+                        LATEST => response.with_offset(log.high_watermark()).with_timestamp(-1),
+                        EARLIEST => response.with_offset(log.log_start_offset()).with_timestamp(-1),
+                        ts if ts < 0 => response.with_error_code(code(ResponseError::InvalidRequest)),
+                        ts => match log.offset_for_timestamp(ts) {
+                            Ok(Some((offset, timestamp))) => response.with_offset(offset).with_timestamp(timestamp),
+                            // Kafka's answer when no record is that new: offset and timestamp -1.
+                            Ok(None) => response.with_offset(-1).with_timestamp(-1),
+                            Err(e) => {
+                                tracing::error!(topic = %topic.name.0, error = %e, "timestamp lookup failed");
+                                response.with_error_code(code(ResponseError::KafkaStorageError))
+                            }
+                        },
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
+        })
+        .collect();
+    ready(ListOffsetsResponse::default().with_topics(topics))
+}

@@ -1,0 +1,132 @@
+//! One module per Kafka API, and the table that registers them.
+//!
+//! Every handler has the same shape:
+//!
+//! ```ignore
+//! pub const VERSIONS: (i16, i16) = (min, max);
+//! pub fn handle(broker: &Arc<Broker>, header: &RequestHeader, request: XRequest)
+//!     -> impl Future<Output = XResponse> + Send + 'static;
+//! ```
+//!
+//! The synchronous part of `handle` (appending a batch, applying a commit) runs as the request is read,
+//! so requests pipelined on one connection take effect in the order they were sent. The returned future
+//! only waits (for an fsync, a long poll, a rebalance) and runs concurrently with later requests; the
+//! connection writes responses in request order.
+//!
+//! ApiVersions advertises exactly [`SUPPORTED`], and the decoder refuses anything outside it.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod describe_configs;
+mod describe_log_dirs;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+mod delete_groups;
+mod describe_groups;
+mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
+mod sync_group;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use crate::broker::Broker;
+use crate::protocol::Request;
+
+pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send + 'static>>;
+
+/// Every API this broker implements, with the versions it advertises.
+pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
+    (ApiKey::Produce, produce::VERSIONS),
+    (ApiKey::Fetch, fetch::VERSIONS),
+    (ApiKey::ListOffsets, list_offsets::VERSIONS),
+    (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::OffsetCommit, offset_commit::VERSIONS),
+    (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
+    (ApiKey::JoinGroup, join_group::VERSIONS),
+    (ApiKey::Heartbeat, heartbeat::VERSIONS),
+    (ApiKey::LeaveGroup, leave_group::VERSIONS),
+    (ApiKey::SyncGroup, sync_group::VERSIONS),
+    (ApiKey::DescribeGroups, describe_groups::VERSIONS),
+    (ApiKey::ListGroups, list_groups::VERSIONS),
+    (ApiKey::ApiVersions, api_versions::VERSIONS),
+    (ApiKey::CreateTopics, create_topics::VERSIONS),
+    (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
+    (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+];
+
+pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(key, _)| *key == api_key).map(|(_, versions)| *versions)
+}
+
+/// The ApiVersions response for a client that asked with a version we do not implement (KIP-511).
+pub use api_versions::unsupported_version_response;
+
+macro_rules! route {
+    ($broker:expr, $header:expr, $request:expr, $module:ident, $variant:ident) => {
+        $module::handle($broker, $header, $request).map(ResponseKind::$variant).boxed()
+    };
+}
+
+/// Runs the synchronous part of a request's handler and returns the rest as a future.
+pub fn dispatch(broker: &Arc<Broker>, request: Request) -> ResponseFuture {
+    let header = &request.header;
+    match request.body {
+        RequestKind::Produce(r) => route!(broker, header, r, produce, Produce),
+        RequestKind::Fetch(r) => route!(broker, header, r, fetch, Fetch),
+        RequestKind::ListOffsets(r) => route!(broker, header, r, list_offsets, ListOffsets),
+        RequestKind::Metadata(r) => route!(broker, header, r, metadata, Metadata),
+        RequestKind::OffsetCommit(r) => route!(broker, header, r, offset_commit, OffsetCommit),
+        RequestKind::OffsetFetch(r) => route!(broker, header, r, offset_fetch, OffsetFetch),
+        RequestKind::FindCoordinator(r) => route!(broker, header, r, find_coordinator, FindCoordinator),
+        RequestKind::JoinGroup(r) => route!(broker, header, r, join_group, JoinGroup),
+        RequestKind::Heartbeat(r) => route!(broker, header, r, heartbeat, Heartbeat),
+        RequestKind::LeaveGroup(r) => route!(broker, header, r, leave_group, LeaveGroup),
+        RequestKind::SyncGroup(r) => route!(broker, header, r, sync_group, SyncGroup),
+        RequestKind::DescribeGroups(r) => route!(broker, header, r, describe_groups, DescribeGroups),
+        RequestKind::ListGroups(r) => route!(broker, header, r, list_groups, ListGroups),
+        RequestKind::ApiVersions(r) => route!(broker, header, r, api_versions, ApiVersions),
+        RequestKind::CreateTopics(r) => route!(broker, header, r, create_topics, CreateTopics),
+        RequestKind::DeleteTopics(r) => route!(broker, header, r, delete_topics, DeleteTopics),
+        RequestKind::InitProducerId(r) => route!(broker, header, r, init_producer_id, InitProducerId),
+        RequestKind::DescribeConfigs(r) => route!(broker, header, r, describe_configs, DescribeConfigs),
+        RequestKind::DescribeLogDirs(r) => route!(broker, header, r, describe_log_dirs, DescribeLogDirs),
+        RequestKind::DeleteGroups(r) => route!(broker, header, r, delete_groups, DeleteGroups),
+        RequestKind::OffsetDelete(r) => route!(broker, header, r, offset_delete, OffsetDelete),
+        // The decoder only lets through keys listed in SUPPORTED, all of which are matched above.
+        other => unreachable!("request {other:?} passed decoding without a handler"),
+    }
+}
+
+/// Kafka error codes as response data.
+pub(crate) fn code(error: kafka_protocol::ResponseError) -> i16 {
+    error.code()
+}
+
+/// Kafka's `StrBytes` from a Rust string.
+pub(crate) fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}
+
+#[cfg(test)]
+mod tests;

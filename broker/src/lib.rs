@@ -1,0 +1,32 @@
+//! A durable, single-node broker that speaks the Apache Kafka wire protocol.
+//!
+//! Real Kafka clients (librdkafka, kcat, kafka-python, Filebeat, Logstash) produce to and consume from it
+//! unchanged. Record batches are stored exactly as producers sent them, in segment files per partition,
+//! and an `acks=-1` produce is acknowledged only once its bytes are fsynced.
+//!
+//! - [`config`]: the `[broker]` section, with Kafka's names and defaults.
+//! - [`storage`]: partition logs (segments, indexes, recovery, retention, idempotent producers).
+//! - [`group`]: the group coordinator and durable committed offsets.
+//! - [`protocol`]: framing and request decoding (pure; no I/O besides the frame reader).
+//! - [`handlers`]: one module per Kafka API, registered in one table.
+//! - [`server`]: accept loop, connections, shutdown.
+
+pub mod broker;
+pub mod config;
+mod error;
+pub mod group;
+pub mod handlers;
+pub mod protocol;
+pub mod server;
+pub mod storage;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;
+pub use error::{Error, Result};
+pub use server::Server;
+
+/// Unit tests run on the same allocator as the binary; see the note in `src/main.rs` on why the
+/// request decoder relies on it.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -1,0 +1,97 @@
+//! Request decoding and response encoding, on top of the `kafka-protocol` crate.
+//!
+//! Pure functions: bytes in, typed request out (and typed response in, framed bytes out). The only I/O in
+//! this module is [`frame::read_frame`]. Which versions are accepted is decided by the caller's table
+//! (`handlers::supported_versions`), so ApiVersions, decoding and dispatch can never disagree.
+//!
+//! References:
+//! - Kafka protocol guide: <https://kafka.apache.org/protocol>
+//! - KIP-482 (flexible versions, tagged fields), KIP-511 (ApiVersions fallback to v0 on unsupported version)
+
+pub mod frame;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// A decoded request: its header (correlation id, client id, version) and typed body.
+#[derive(Debug)]
+pub struct Request {
+    pub api_key: ApiKey,
+    pub header: RequestHeader,
+    pub body: RequestKind,
+}
+
+impl Request {
+    pub fn version(&self) -> i16 {
+        self.header.request_api_version
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame too short for a request header")]
+    TooShort,
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    /// The client asked for a version we do not implement. For ApiVersions the connection answers with
+    /// v0 and UNSUPPORTED_VERSION (KIP-511); for anything else it is closed, as Kafka does.
+    #[error("unsupported version {version} of {api_key:?}")]
+    UnsupportedVersion { api_key: ApiKey, version: i16, correlation_id: i32 },
+    #[error("malformed {api_key:?} v{version} request: {reason}")]
+    Malformed { api_key: ApiKey, version: i16, reason: String },
+}
+
+/// Decodes one request frame (without its size prefix). `supported` gives the implemented version range
+/// of an api key, or `None` if the key is not implemented at all.
+pub fn decode_request(
+    mut frame: Bytes,
+    supported: impl Fn(ApiKey) -> Option<(i16, i16)>,
+) -> Result<Request, DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError::TooShort);
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api_key = ApiKey::try_from(raw_key).map_err(|_| DecodeError::UnknownApiKey(raw_key))?;
+    let (min, max) = supported(api_key).ok_or(DecodeError::UnknownApiKey(raw_key))?;
+    if version < min || version > max {
+        return Err(DecodeError::UnsupportedVersion { api_key, version, correlation_id });
+    }
+    let malformed = |e: anyhow::Error| DecodeError::Malformed { api_key, version, reason: e.to_string() };
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version)).map_err(malformed)?;
+    let body = RequestKind::decode(api_key, &mut frame, version).map_err(malformed)?;
+    Ok(Request { api_key, header, body })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode {api_key:?} v{version} response: {reason}")]
+pub struct EncodeError {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub reason: String,
+}
+
+/// Encodes a response as a complete frame: size prefix, response header, body.
+pub fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<Bytes, EncodeError> {
+    let fail = |e: anyhow::Error| EncodeError { api_key, version, reason: e.to_string() };
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i32(0); // size, patched below
+    // ApiVersions responses always use header v0 (no tagged fields) so that any client can parse the
+    // reply before it knows which versions the broker speaks.
+    let header_version = api_key.response_header_version(version);
+    ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut buf, header_version).map_err(fail)?;
+    body.encode(&mut buf, version).map_err(fail)?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests;

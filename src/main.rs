@@ -1,0 +1,112 @@
+//! The `logpipe` binary: parses the command line, loads config, and calls into the crates.
+
+mod pipeline;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use logpipe_broker::{BrokerConfig, Server};
+use pipeline::Pipeline;
+
+/// jemalloc, for throughput and for safety against hostile frames: the `kafka-protocol` decoder
+/// reserves `Vec` capacity from array lengths read off the wire before checking them against the frame
+/// (upstream kafka-protocol-rs PRs #152/#161/#200, not yet released). glibc malloc refuses such a
+/// reservation and the process aborts; jemalloc maps it with MAP_NORESERVE (overcommit modes 0 and 1),
+/// touches none of it, and the decoder then fails cleanly on the short frame. A test in
+/// `broker/src/protocol/tests.rs` sends such a frame.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(name = "logpipe", version, about = "Tail logs, queue them in a Kafka-protocol broker, index them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every part a pipeline file holds, in one process (today: the broker).
+    Run {
+        /// The pipeline file (TOML or YAML).
+        pipeline: PathBuf,
+    },
+    /// Run the broker alone, from the `[broker]` section of a config file.
+    Broker {
+        /// Config file; without one the broker runs on Kafka's defaults.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a pipeline file and exit.
+    Check {
+        pipeline: PathBuf,
+    },
+    #[command(flatten)]
+    Console(logpipe_console::ConsoleCommand),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOGPIPE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run { pipeline } => {
+                let pipeline = Pipeline::load(&pipeline)?;
+                let broker = pipeline.broker.context("the pipeline has no [broker] section: nothing to run")?;
+                run_broker(broker).await
+            }
+            Command::Broker { config } => {
+                let broker = match config {
+                    Some(path) => Pipeline::load(&path)?.broker.unwrap_or_default(),
+                    None => BrokerConfig::default(),
+                };
+                run_broker(broker).await
+            }
+            Command::Check { pipeline } => {
+                Pipeline::load(&pipeline)?;
+                println!("{}: ok", pipeline.display());
+                Ok(())
+            }
+            Command::Console(command) => Ok(logpipe_console::run(command).await?),
+        }
+    })
+}
+
+async fn run_broker(config: BrokerConfig) -> Result<()> {
+    let log_dirs = config.log_dirs.clone();
+    let server = Server::bind(config).await.with_context(|| format!("cannot start the broker on {}", log_dirs.display()))?;
+    // Scripts and tests read the bound address (port 0 picks one) from this first line of stdout.
+    for addr in server.local_addrs() {
+        println!("listening on {addr}");
+    }
+    std::io::stdout().flush()?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    server.run(shutdown).await?;
+    Ok(())
+}
+
+/// The first SIGINT/SIGTERM starts a clean shutdown; a second one exits at once, which is safe because
+/// recovery handles an unclean stop.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("stopping; send the signal again to exit at once");
+    shutdown.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    std::process::exit(130);
+}

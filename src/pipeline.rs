@@ -1,0 +1,93 @@
+//! Loading a pipeline file: TOML or YAML plus `LOGPIPE_<SECTION>__<KEY>` environment overrides.
+//!
+//! Every section denies unknown keys, so `lod_dirs = ...` fails at load time with the key, the file and
+//! the section named, instead of running with a default the user did not mean.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use figment::providers::{Env, Format, Toml, Yaml};
+use figment::Figment;
+use serde::Deserialize;
+
+use logpipe_broker::BrokerConfig;
+
+/// The sections a pipeline file may hold. More arrive with the agent and the indexer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub broker: Option<BrokerConfig>,
+}
+
+const SECTIONS: &[&str] = &["broker"];
+
+impl Pipeline {
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            bail!("pipeline file {} does not exist", path.display());
+        }
+        let file = match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Figment::from(Yaml::file(path)),
+            _ => Figment::from(Toml::file(path)),
+        };
+        let pipeline: Pipeline = file
+            .merge(env_overrides())
+            .extract()
+            .with_context(|| format!("invalid pipeline file {}", path.display()))?;
+        if let Some(broker) = &pipeline.broker {
+            broker.validate().with_context(|| format!("invalid pipeline file {}", path.display()))?;
+        }
+        Ok(pipeline)
+    }
+}
+
+/// `LOGPIPE_BROKER__LOG_DIRS=/x` → `broker.log_dirs`. Only variables naming a known section are read,
+/// so unrelated `LOGPIPE_*` variables in the environment are not mistaken for config keys.
+fn env_overrides() -> Env {
+    Env::prefixed("LOGPIPE_")
+        .filter(|key| SECTIONS.iter().any(|section| key.as_str().starts_with(&format!("{section}__"))))
+        .split("__")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Pipeline> {
+        let dir = std::env::temp_dir().join(format!("logpipe-pipeline-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{:x}.toml", toml.len() * 31 + toml.bytes().map(|b| b as usize).sum::<usize>()));
+        std::fs::write(&path, toml)?;
+        let loaded = Pipeline::load(&path);
+        let _ = std::fs::remove_file(&path);
+        loaded
+    }
+
+    #[test]
+    fn broker_section_uses_kafka_defaults() {
+        let pipeline = load("[broker]\nlog_dirs = \"x\"\n").unwrap();
+        let broker = pipeline.broker.unwrap();
+        assert_eq!(broker.listeners, vec!["127.0.0.1:9092"]);
+        assert_eq!(broker.message_max_bytes, 1_048_588);
+        assert_eq!(broker.log_retention_hours, 168);
+    }
+
+    #[test]
+    fn typo_is_an_error_naming_the_key_and_file() {
+        let err = format!("{:#}", load("[broker]\nlod_dirs = \"x\"\n").unwrap_err());
+        assert!(err.contains("lod_dirs"), "{err}");
+        assert!(err.contains(".toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let err = format!("{:#}", load("[brokr]\n").unwrap_err());
+        assert!(err.contains("brokr"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_an_error_naming_the_key() {
+        let err = format!("{:#}", load("[broker]\nnum_partitions = 0\n").unwrap_err());
+        assert!(err.contains("broker.num_partitions"), "{err}");
+    }
+}
