@@ -23,7 +23,8 @@ pub fn handle(
     request: InitProducerIdRequest,
 ) -> impl Future<Output = InitProducerIdResponse> + Send + 'static {
     let response = InitProducerIdResponse::default();
-    let response = if request.transactional_id.is_some() {
+    let transactional = request.transactional_id.as_ref().is_some_and(|id| !id.is_empty());
+    let response = if transactional {
         response
             .with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed))
             .with_producer_id(ProducerId(-1))

@@ -1,9 +1,78 @@
-//! TEMPORARY STUB written by the lead so the crate compiles; the group-coordinator engineer replaces it.
+//! ListGroups (API key 16): every group this coordinator knows, including offset-only groups of
+//! standalone consumers (empty protocol type), as Kafka lists them. v4+ (KIP-518) filters by state
+//! (case-insensitive) and returns each group's state.
+//!
+//! References:
+//! - <https://kafka.apache.org/protocol#The_Messages_ListGroups>
+//! - KIP-518: <https://cwiki.apache.org/confluence/display/KAFKA/KIP-518%3A+Allow+listing+consumer+groups+per+state>
+
 use std::future::{ready, Future};
 use std::sync::Arc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse, RequestHeader};
+
+use super::str_bytes;
 use crate::broker::Broker;
+use crate::group::{GroupListing, GroupStateName};
+
 pub const VERSIONS: (i16, i16) = (0, 4);
-pub fn handle(_broker: &Arc<Broker>, _header: &RequestHeader, _request: ListGroupsRequest) -> impl Future<Output = ListGroupsResponse> + Send + 'static {
-    ready(ListGroupsResponse::default())
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    request: ListGroupsRequest,
+) -> impl Future<Output = ListGroupsResponse> + Send + 'static {
+    let filter: Vec<String> = if header.request_api_version >= 4 {
+        request.states_filter.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    ready(respond(broker.groups.list_groups(), &filter))
+}
+
+fn respond(listing: Vec<GroupListing>, states_filter: &[String]) -> ListGroupsResponse {
+    // A state name we do not know matches nothing (Kafka rejects it; an empty answer is kinder).
+    let wanted: Vec<Option<GroupStateName>> = states_filter.iter().map(|s| GroupStateName::parse(s)).collect();
+    let mut response = ListGroupsResponse::default();
+    response.groups = listing
+        .into_iter()
+        .filter(|g| wanted.is_empty() || wanted.contains(&Some(g.state)))
+        .map(|g| {
+            let mut listed = ListedGroup::default();
+            listed.group_id = str_bytes(g.group_id).into();
+            listed.protocol_type = str_bytes(g.protocol_type);
+            listed.group_state = str_bytes(g.state.as_str());
+            listed
+        })
+        .collect();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::Encodable;
+
+    use super::*;
+
+    fn listing() -> Vec<GroupListing> {
+        vec![
+            GroupListing { group_id: "a".into(), protocol_type: "consumer".into(), state: GroupStateName::Stable },
+            GroupListing { group_id: "b".into(), protocol_type: String::new(), state: GroupStateName::Empty },
+        ]
+    }
+
+    #[test]
+    fn filters_by_state_case_insensitively() {
+        assert_eq!(respond(listing(), &[]).groups.len(), 2);
+        let response = respond(listing(), &["empty".to_owned()]);
+        assert_eq!(response.groups.len(), 1);
+        assert_eq!(response.groups[0].group_id.0.as_str(), "b");
+        assert!(respond(listing(), &["Bogus".to_owned()]).groups.is_empty());
+        for version in VERSIONS.0..=VERSIONS.1 {
+            let mut buf = BytesMut::new();
+            respond(listing(), &[]).encode(&mut buf, version).unwrap_or_else(|e| panic!("v{version}: {e}"));
+        }
+    }
 }

@@ -1,0 +1,349 @@
+//! The set of partition logs under one `log_dirs`: topics, their metadata, the flusher, checkpoints and
+//! clean shutdown.
+//!
+//! Files in `<log_dirs>`:
+//!
+//! - `topics.json`: topics and the cluster id (see `topic.rs`).
+//! - `<topic>-<partition>/`: one directory of segments per partition.
+//! - `recovery-point-offset-checkpoint.json`, `log-start-offset-checkpoint.json` (see `checkpoint.rs`).
+//! - `.clean-shutdown`: written last by `close()`, deleted first by `open()`. Its presence means every
+//!   byte was fsynced and every index is complete, so the next start skips all recovery scans.
+//!
+//! Other components may keep their own files in the same directory; this module only touches the names
+//! above and `*-delete` directories of topics it deleted. Creating and deleting topics is in `topic.rs`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use super::checkpoint::{OffsetCheckpoint, LOG_START_FILE, RECOVERY_POINT_FILE};
+use super::config::{default_topic_config, LogConfig, TopicConfig};
+use super::flusher::{FlushQueue, Flusher};
+use super::partition_log::{Failure, OpenParams, PartitionLog};
+use super::topic::{Metadata, TopicMeta};
+use super::util::{annotate, lock, read, sync_dir, write_atomic};
+use crate::error::Error;
+
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+pub(super) const DELETE_SUFFIX: &str = "-delete";
+/// How often the flusher rewrites the recovery-point checkpoint. Bounds the work of a crash recovery.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
+pub(super) fn wall_clock_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn storage_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Storage { path: path.to_owned(), source }
+}
+
+/// State shared with the flusher thread.
+pub(super) struct Shared {
+    pub(super) dir: PathBuf,
+    pub(super) partitions: RwLock<BTreeMap<String, Vec<Arc<PartitionLog>>>>,
+    /// The last recovery points written, and when.
+    last_checkpoint: Mutex<(Instant, Option<OffsetCheckpoint>)>,
+    /// Retention and close may both write the log-start checkpoint; they must not share a tmp file.
+    log_start_lock: Mutex<()>,
+}
+
+impl Shared {
+    fn all(&self) -> Vec<Arc<PartitionLog>> {
+        read(&self.partitions).values().flatten().cloned().collect()
+    }
+
+    fn checkpoint(&self, offset: impl Fn(&PartitionLog) -> i64) -> OffsetCheckpoint {
+        let mut c = OffsetCheckpoint::default();
+        for p in self.all() {
+            c.set(&p.topic, p.topic_id, p.partition, offset(&p));
+        }
+        c
+    }
+
+    fn write_recovery_checkpoint(&self) -> io::Result<()> {
+        let c = self.checkpoint(PartitionLog::durable_offset);
+        let mut last = lock(&self.last_checkpoint);
+        if last.1.as_ref() != Some(&c) {
+            c.write(&self.dir.join(RECOVERY_POINT_FILE))?;
+        }
+        *last = (Instant::now(), Some(c));
+        Ok(())
+    }
+
+    fn write_log_start_checkpoint(&self) -> io::Result<()> {
+        let _serial = lock(&self.log_start_lock);
+        self.checkpoint(PartitionLog::log_start_offset).write(&self.dir.join(LOG_START_FILE))
+    }
+
+    /// The flusher's periodic round: sync whatever is dirty, then maybe checkpoint.
+    fn tick(&self) {
+        for p in self.all() {
+            // A failure is reported to waiters and logged by the partition itself.
+            let _ = p.flush();
+        }
+        let due = lock(&self.last_checkpoint).0.elapsed() >= CHECKPOINT_INTERVAL;
+        if due {
+            if let Err(e) = self.write_recovery_checkpoint() {
+                tracing::error!(error = %e, "cannot write the recovery-point checkpoint");
+            }
+        }
+    }
+}
+
+pub struct LogManager {
+    pub(super) config: LogConfig,
+    pub(super) shared: Arc<Shared>,
+    pub(super) meta: RwLock<Metadata>,
+    /// Serializes topic creation and deletion (and their metadata writes).
+    pub(super) admin: Mutex<()>,
+    pub(super) queue: Arc<FlushQueue>,
+    flusher: Mutex<Option<Flusher>>,
+    pub(super) data_arrived: Arc<Notify>,
+    pub(super) closed: AtomicBool,
+    clean_start: bool,
+}
+
+impl LogManager {
+    pub fn open(config: LogConfig) -> crate::Result<Arc<Self>> {
+        let dir = config.dir.clone();
+        fs::create_dir_all(&dir).map_err(storage_error(&dir))?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean_start = marker.exists();
+        if clean_start {
+            // Removed (durably) before anything is written, so a crash from here on is seen as one.
+            fs::remove_file(&marker).map_err(storage_error(&marker))?;
+            sync_dir(&dir).map_err(storage_error(&dir))?;
+        }
+        let (meta, fresh) = Metadata::load_or_init(&dir).map_err(storage_error(&dir))?;
+        if fresh {
+            meta.save(&dir).map_err(storage_error(&dir))?;
+        }
+        remove_deleted_dirs(&dir).map_err(storage_error(&dir))?;
+        let recovery_points = OffsetCheckpoint::read(&dir.join(RECOVERY_POINT_FILE)).map_err(storage_error(&dir))?;
+        let log_starts = OffsetCheckpoint::read(&dir.join(LOG_START_FILE)).map_err(storage_error(&dir))?;
+
+        let queue = FlushQueue::new();
+        let data_arrived = Arc::new(Notify::new());
+        let mut partitions = BTreeMap::new();
+        let now_ms = wall_clock_ms();
+        for t in meta.topics.values() {
+            let topic_config = TopicConfig::resolve(&config, &t.configs).map_err(|e| {
+                Error::Config(format!("topic '{}' in {}: {e}", t.name, dir.join(super::topic::META_FILE).display()))
+            })?;
+            let mut logs = Vec::with_capacity(t.partitions as usize);
+            for p in 0..t.partitions {
+                let params = OpenParams {
+                    dir: partition_dir(&dir, &t.name, p),
+                    topic: t.name.clone(),
+                    topic_id: t.id,
+                    partition: p,
+                    config: topic_config.clone(),
+                    clean: clean_start,
+                    recovery_point: recovery_points.get(&t.name, t.id, p),
+                    log_start_offset: log_starts.get(&t.name, t.id, p),
+                    now_ms,
+                };
+                let path = params.dir.clone();
+                logs.push(
+                    PartitionLog::open(params, queue.clone(), data_arrived.clone()).map_err(storage_error(&path))?,
+                );
+            }
+            partitions.insert(t.name.clone(), logs);
+        }
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            partitions: RwLock::new(partitions),
+            last_checkpoint: Mutex::new((Instant::now(), None)),
+            log_start_lock: Mutex::new(()),
+        });
+        // Everything was made durable during open: record it, so a crash soon after rescans little.
+        shared.write_recovery_checkpoint().map_err(storage_error(&dir))?;
+        shared.write_log_start_checkpoint().map_err(storage_error(&dir))?;
+        let tick_shared = shared.clone();
+        let flusher =
+            Flusher::spawn(queue.clone(), Duration::from_millis(config.flush_interval_ms), move || tick_shared.tick())
+                .map_err(storage_error(&dir))?;
+        tracing::info!(dir = %dir.display(), clean_start, topics = meta.topics.len(), "storage opened");
+        Ok(Arc::new(Self {
+            config,
+            shared,
+            meta: RwLock::new(meta),
+            admin: Mutex::new(()),
+            queue,
+            flusher: Mutex::new(Some(flusher)),
+            data_arrived,
+            closed: AtomicBool::new(false),
+            clean_start,
+        }))
+    }
+
+    /// Whether the previous shutdown was clean (no recovery scan was needed).
+    pub fn clean_start(&self) -> bool {
+        self.clean_start
+    }
+
+    /// Writes the recovery-point checkpoint now, as the flusher does every few seconds.
+    #[cfg(test)]
+    pub(crate) fn checkpoint_now(&self) {
+        self.shared.write_recovery_checkpoint().expect("write recovery checkpoint");
+    }
+
+    pub fn topics(&self) -> Vec<TopicMeta> {
+        read(&self.meta).topics.values().cloned().collect()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        read(&self.meta).topics.get(name).cloned()
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        let index = usize::try_from(partition).ok()?;
+        read(&self.shared.partitions).get(topic)?.get(index).cloned()
+    }
+
+    /// Notified on every high-watermark advance of any partition (Fetch long-polls on it).
+    pub fn data_arrived(&self) -> Arc<Notify> {
+        self.data_arrived.clone()
+    }
+
+    /// Deletes segments past retention in every partition and persists the new log start offsets.
+    pub fn enforce_retention(&self, now_ms: i64) -> std::io::Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        for p in self.shared.all() {
+            deleted += p.enforce_retention(now_ms)?;
+        }
+        if deleted > 0 {
+            self.shared.write_log_start_checkpoint()?;
+        }
+        Ok(deleted)
+    }
+
+    pub fn cluster_id(&self) -> String {
+        read(&self.meta).cluster_id.clone()
+    }
+
+    pub fn default_topic_config(&self) -> BTreeMap<String, String> {
+        default_topic_config(&self.config)
+    }
+
+    /// Syncs everything, writes the checkpoints and then the clean-shutdown marker. Appends afterwards
+    /// fail; `open` on the same directory starts without any recovery scan.
+    pub fn close(&self) -> crate::Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let dir = &self.shared.dir;
+        if let Some(mut f) = lock(&self.flusher).take() {
+            f.stop();
+        }
+        for p in self.shared.all() {
+            p.close().map_err(storage_error(&p.dir))?;
+        }
+        self.shared.write_recovery_checkpoint().map_err(storage_error(dir))?;
+        self.shared.write_log_start_checkpoint().map_err(storage_error(dir))?;
+        write_atomic(&dir.join(CLEAN_SHUTDOWN_FILE), b"").map_err(storage_error(dir))?;
+        tracing::info!(dir = %dir.display(), "storage closed cleanly");
+        Ok(())
+    }
+}
+
+impl Drop for LogManager {
+    /// Without `close()` (a crash, or a test simulating one) no marker is written: the next open
+    /// recovers. Pending waiters are released with an error instead of hanging.
+    fn drop(&mut self) {
+        if let Some(mut f) = lock(&self.flusher).take() {
+            f.stop();
+        }
+        if !self.closed.load(Ordering::Acquire) {
+            for p in self.shared.all() {
+                p.shut_down(Failure::closed("the log manager was dropped without close()"));
+            }
+        }
+    }
+}
+
+pub(crate) fn partition_dir(root: &Path, topic: &str, partition: i32) -> PathBuf {
+    root.join(format!("{topic}-{partition}"))
+}
+
+/// Removes directories a crash left behind in the middle of `delete_topic`.
+fn remove_deleted_dirs(root: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(root).map_err(|e| annotate(e, root))? {
+        let entry = entry?;
+        let is_deleted = entry.file_name().to_str().is_some_and(|n| n.ends_with(DELETE_SUFFIX));
+        if is_deleted && entry.file_type()?.is_dir() {
+            tracing::info!(dir = %entry.path().display(), "finishing an interrupted topic deletion");
+            fs::remove_dir_all(entry.path()).map_err(|e| annotate(e, &entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::TestBatch;
+    use crate::storage::testkit::{config_with, manager, sync_append};
+
+    fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn topics_and_cluster_id_survive_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |_| {}));
+        let cluster_id = mgr.cluster_id();
+        let a = mgr.create_topic("nginx.access", 3, configs(&[("retention.ms", "60000")])).unwrap();
+        let b = mgr.create_topic("errors", 1, BTreeMap::new()).unwrap();
+        sync_append(&mgr.partition("nginx.access", 2).unwrap(), &TestBatch::new(5).build());
+        assert!(mgr.partition("nginx.access", 3).is_none());
+        assert!(mgr.partition("nginx.access", -1).is_none());
+        assert!(mgr.partition("nope", 0).is_none());
+        mgr.close().unwrap();
+        drop(mgr);
+
+        // Crash-restart too (no close this time): metadata does not depend on a clean shutdown.
+        for _ in 0..2 {
+            let mgr = manager(config_with(dir.path(), |_| {}));
+            assert_eq!(mgr.cluster_id(), cluster_id);
+            assert_eq!(mgr.topics(), vec![b.clone(), a.clone()]);
+            assert_eq!(mgr.topic("nginx.access"), Some(a.clone()));
+            assert_eq!(mgr.partition("nginx.access", 2).unwrap().log_end_offset(), 5);
+            assert_eq!(mgr.partition("nginx.access", 0).unwrap().log_end_offset(), 0);
+        }
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_delete_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("t-0.abc-delete")).unwrap();
+        fs::create_dir_all(dir.path().join("groups")).unwrap();
+        let mgr = manager(config_with(dir.path(), |_| {}));
+        assert!(!dir.path().join("t-0.abc-delete").exists());
+        assert!(dir.path().join("groups").exists(), "files of other components are left alone");
+        drop(mgr);
+    }
+
+    #[test]
+    fn default_topic_config_and_close_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |c| c.retention_ms = 1234));
+        let d = mgr.default_topic_config();
+        assert_eq!(d["retention.ms"], "1234");
+        assert_eq!(d["cleanup.policy"], "delete");
+        mgr.close().unwrap();
+        mgr.close().unwrap();
+        assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert!(mgr.create_topic("late", 1, BTreeMap::new()).is_err());
+    }
+}

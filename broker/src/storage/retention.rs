@@ -1,0 +1,127 @@
+//! Time- and size-based retention: deleting whole old segments and moving the log start offset.
+//!
+//! As in Kafka, retention works on whole segments from the oldest end: a segment goes when its newest
+//! record is older than `retention.ms`, or while the partition without it would still be at least
+//! `retention.bytes`. The active segment is never deleted, and neither is one holding records at or
+//! past the high watermark (they may still be lost in a crash and must not be "consumed" by deletion).
+//! The new log start offset is persisted by the caller, because a log start offset need not be a
+//! segment boundary and so cannot be recovered from the files alone.
+//!
+//! References: https://kafka.apache.org/documentation/#topicconfigs_retention.ms
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use super::partition_log::PartitionLog;
+use super::producer_state::PRODUCER_EXPIRATION_MS;
+use super::util::lock;
+
+impl PartitionLog {
+    /// Deletes the segments retention no longer keeps; returns how many.
+    pub(crate) fn enforce_retention(&self, now_ms: i64) -> io::Result<usize> {
+        let c = &self.config;
+        let high_watermark = self.high_watermark();
+        let doomed = {
+            let mut st = lock(&self.state);
+            let expired = st.producers.expire(now_ms);
+            if expired > 0 {
+                tracing::debug!(dir = %self.dir.display(), expired, max_idle_ms = PRODUCER_EXPIRATION_MS, "forgot idle producers");
+            }
+            let mut total: u64 = st.segments.values().map(|s| s.size()).sum();
+            let mut doomed = Vec::new();
+            while st.segments.len() > 1 {
+                let Some(seg) = st.segments.values().next() else { break };
+                if seg.next_offset() > high_watermark {
+                    break;
+                }
+                let too_old = c.retention_ms >= 0 && now_ms - seg.newest_timestamp()? > c.retention_ms;
+                let too_big = c.retention_bytes >= 0 && total - seg.size() >= c.retention_bytes as u64;
+                if !(too_old || too_big) {
+                    break;
+                }
+                total -= seg.size();
+                let Some((_, seg)) = st.segments.pop_first() else { break };
+                doomed.push(seg);
+            }
+            if let Some(first) = st.segments.values().next() {
+                self.log_start_offset.fetch_max(first.base_offset, Ordering::AcqRel);
+            }
+            doomed
+        };
+        // Unlinking happens outside the lock; readers that already hold a segment's file keep reading it.
+        for seg in &doomed {
+            tracing::info!(log = %seg.log_path().display(), "deleting segment past retention");
+            seg.delete()?;
+        }
+        Ok(doomed.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::batch::TestBatch;
+    use crate::storage::testkit::{config_with, manager, partition, sync_append};
+    use crate::storage::ReadError;
+
+    #[test]
+    fn time_retention_deletes_old_segments_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with(dir.path(), |c| c.segment_bytes = 300);
+        let mgr = manager(config.clone());
+        let log = partition(&mgr, "t", &[("retention.ms", "1000")]);
+        for i in 0..20 {
+            // Old records first, then recent ones.
+            let ts = if i < 12 { 1_000 } else { 100_000 };
+            sync_append(&log, &TestBatch::new(1).ts(ts).build());
+        }
+        let segments = log.segment_count();
+        let deleted = mgr.enforce_retention(100_500).unwrap();
+        assert!(deleted > 0);
+        assert_eq!(log.segment_count(), segments - deleted);
+        let start = log.log_start_offset();
+        assert!(start > 0 && start <= 12, "start {start}");
+        assert!(matches!(log.read(start - 1, 100), Err(ReadError::OffsetOutOfRange { .. })));
+        assert!(!log.read(start, 100).unwrap().records.is_empty());
+        assert_eq!(mgr.enforce_retention(100_500).unwrap(), 0, "idempotent");
+        drop((log, mgr));
+
+        let mgr = manager(config);
+        let log = mgr.partition("t", 0).unwrap();
+        assert_eq!(log.log_start_offset(), start);
+        assert_eq!(log.log_end_offset(), 20);
+    }
+
+    #[test]
+    fn size_retention_keeps_at_least_retention_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |c| c.segment_bytes = 300));
+        let log = partition(&mgr, "t", &[("retention.bytes", "500")]);
+        for _ in 0..30 {
+            sync_append(&log, &TestBatch::new(1).build());
+        }
+        let deleted = mgr.enforce_retention(0).unwrap();
+        assert!(deleted > 0);
+        let size = log.size_bytes();
+        assert!((500..800).contains(&size), "size {size}");
+        assert!(log.log_start_offset() > 0);
+    }
+
+    #[test]
+    fn never_deletes_the_active_segment_or_data_past_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |c| {
+            c.segment_bytes = 200;
+            c.flush_interval_ms = 3_600_000;
+        }));
+        let log = partition(&mgr, "t", &[("retention.ms", "0")]);
+        for _ in 0..10 {
+            log.append(&TestBatch::new(1).ts(1).build(), 0).unwrap();
+        }
+        assert_eq!(mgr.enforce_retention(1_000_000).unwrap(), 0, "nothing is durable yet");
+        log.flush().unwrap();
+        let n = log.segment_count();
+        assert_eq!(mgr.enforce_retention(1_000_000).unwrap(), n - 1);
+        assert_eq!(log.segment_count(), 1);
+        assert!(log.read(log.log_start_offset(), 10).is_ok());
+    }
+}

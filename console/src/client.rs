@@ -1,0 +1,154 @@
+//! What every command shares: the `--bootstrap-server` flags, librdkafka client configuration, and
+//! metadata look-ups with errors that name the broker and topic.
+//!
+//! librdkafka's metadata, watermark, group-list and commit calls block the calling thread, so commands run
+//! them inside [`blocking`] rather than on the async runtime's worker threads.
+
+use std::time::Duration;
+
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::metadata::Metadata;
+
+use crate::error::{Error, Result};
+
+/// Where the cluster is and how long to wait for it. Flattened into every command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// Broker to bootstrap from; several may be given, comma-separated.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9092")]
+    pub bootstrap_server: String,
+
+    /// How long to wait for the cluster to answer one request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+}
+
+impl Connection {
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Base librdkafka configuration shared by admin clients, producers and consumers.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_server)
+            .set("client.id", "logpipe-console")
+            // Surface a dead broker within the request timeout instead of librdkafka's 60 s default.
+            .set(
+                "socket.timeout.ms",
+                self.request_timeout_ms.clamp(10, 300_000).to_string(),
+            )
+            // Looking at a topic must never create it. AdminClients are producers inside librdkafka, whose
+            // metadata requests would otherwise ask brokers with auto_create_topics_enable to create it.
+            .set("allow.auto.create.topics", "false");
+        config
+    }
+
+    /// Wraps a failed request in an error that names this broker.
+    pub(crate) fn kafka_error(
+        &self,
+        action: impl Into<String>,
+    ) -> impl FnOnce(KafkaError) -> Error + '_ {
+        let action = action.into();
+        move |source| Error::Kafka {
+            broker: self.bootstrap_server.clone(),
+            action,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn creation_error(&self) -> impl FnOnce(KafkaError) -> Error + '_ {
+        move |source| Error::Client {
+            broker: self.bootstrap_server.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Metadata for one topic; an unknown topic becomes [`Error::UnknownTopic`].
+    pub(crate) fn topic_metadata<C: ClientContext>(
+        &self,
+        client: &Client<C>,
+        topic: &str,
+    ) -> Result<Metadata> {
+        let metadata = client
+            .fetch_metadata(Some(topic), self.timeout())
+            .map_err(self.kafka_error(format!("fetching metadata for topic '{topic}'")))?;
+        let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(self.unknown_topic(topic));
+        };
+        match entry.error().map(RDKafkaErrorCode::from) {
+            None => {}
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+                return Err(self.unknown_topic(topic))
+            }
+            Some(code) => {
+                return Err(Error::Kafka {
+                    broker: self.bootstrap_server.clone(),
+                    action: format!("fetching metadata for topic '{topic}'"),
+                    source: Box::new(KafkaError::MetadataFetch(code)),
+                })
+            }
+        }
+        // A topic being created can briefly show up without partitions; that is "not ready", not "unknown".
+        if entry.partitions().is_empty() {
+            return Err(Error::Kafka {
+                broker: self.bootstrap_server.clone(),
+                action: format!("fetching metadata for topic '{topic}' (it has no partitions yet)"),
+                source: Box::new(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::LeaderNotAvailable,
+                )),
+            });
+        }
+        Ok(metadata)
+    }
+
+    /// The partition ids of a topic, sorted.
+    pub(crate) fn partitions<C: ClientContext>(
+        &self,
+        client: &Client<C>,
+        topic: &str,
+    ) -> Result<Vec<i32>> {
+        let metadata = self.topic_metadata(client, topic)?;
+        let mut ids: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Checks that `partition` exists in a topic with partitions `ids`.
+    pub(crate) fn check_partition(&self, topic: &str, ids: &[i32], partition: i32) -> Result<()> {
+        if ids.contains(&partition) {
+            Ok(())
+        } else {
+            Err(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                count: ids.len(),
+                broker: self.bootstrap_server.clone(),
+            })
+        }
+    }
+
+    pub(crate) fn unknown_topic(&self, topic: &str) -> Error {
+        Error::UnknownTopic {
+            topic: topic.to_owned(),
+            broker: self.bootstrap_server.clone(),
+        }
+    }
+}
+
+/// Runs blocking librdkafka work on tokio's blocking pool so the async runtime keeps running.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await?
+}

@@ -1,0 +1,702 @@
+//! `logpipe groups list|describe|reset-offsets`, like `kafka-consumer-groups.sh`.
+//!
+//! Three Kafka APIs meet here, none of which knows everything:
+//! - ListGroups/DescribeGroups (`fetch_group_list`): state, members, and each member's assignment, encoded
+//!   in the *consumer protocol* (the bytes a group leader hands out in SyncGroup), parsed by
+//!   [`crate::consumer_protocol`];
+//! - OffsetFetch (`committed_offsets` on a consumer configured with the group's `group.id`): committed
+//!   offsets. The consumer never subscribes, so looking does not join or disturb the group;
+//! - ListOffsets (`fetch_watermarks`): log end offsets, for LAG = log end − committed.
+//!
+//! Resetting offsets commits with the same never-subscribed consumer (OffsetCommit with generation -1, which
+//! brokers accept only from outside an active group), and is refused while the group has members, since
+//! they would overwrite the new offsets with their own next commit.
+//!
+//! References: KIP-62/KIP-429 consumer protocol (`ConsumerProtocolAssignment.json` in Apache Kafka),
+//! kafka-consumer-groups.sh (`ConsumerGroupCommand`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDateTime};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::client::{blocking, Connection};
+use crate::consumer_protocol::parse_assignment;
+use crate::error::{Error, Result};
+use crate::table::{or_dash, Table};
+
+/// `logpipe groups ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum GroupsCommand {
+    /// List consumer group names, one per line.
+    List {
+        /// Also print each group's state (Stable, Empty, ...).
+        #[arg(long)]
+        state: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a group's state, and per partition its committed offset, log end offset, lag and consumer.
+    Describe {
+        /// Consumer group id.
+        group: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Move a group's committed offsets (dry run unless --execute). The group must have no active members.
+    ResetOffsets {
+        /// Consumer group id.
+        group: String,
+        /// Topic to reset, optionally limited to partitions: `nginx` or `nginx:0,2`; repeatable.
+        #[arg(long = "topic", value_name = "TOPIC[:P,P...]", required = true, value_parser = parse_topic_spec)]
+        topics: Vec<TopicSpec>,
+        #[command(flatten)]
+        target: ResetTargetArgs,
+        /// Commit the new offsets; without it, only print the plan.
+        #[arg(long)]
+        execute: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// Which offsets `reset-offsets` moves to; exactly one is required.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct ResetTargetArgs {
+    /// The log start offset (oldest retained record).
+    #[arg(long)]
+    to_earliest: bool,
+    /// The log end offset (skip everything not yet consumed).
+    #[arg(long)]
+    to_latest: bool,
+    /// This offset, clamped into [log start, log end].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    to_offset: Option<i64>,
+    /// The first record at or after this time (RFC 3339, e.g. 2026-11-21T08:00:00Z; no zone means UTC).
+    #[arg(long, value_name = "DATETIME", value_parser = parse_datetime)]
+    to_datetime: Option<i64>,
+}
+
+/// Where `reset-offsets` moves a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTarget {
+    Earliest,
+    Latest,
+    Offset(i64),
+    /// Milliseconds since the Unix epoch.
+    Timestamp(i64),
+}
+
+impl ResetTargetArgs {
+    /// The chosen target (clap guarantees exactly one flag).
+    pub fn target(&self) -> ResetTarget {
+        match (
+            self.to_earliest,
+            self.to_latest,
+            self.to_offset,
+            self.to_datetime,
+        ) {
+            (true, ..) => ResetTarget::Earliest,
+            (_, true, ..) => ResetTarget::Latest,
+            (_, _, Some(n), _) => ResetTarget::Offset(n),
+            (_, _, _, Some(ms)) => ResetTarget::Timestamp(ms),
+            _ => ResetTarget::Latest,
+        }
+    }
+}
+
+/// `--topic T` or `--topic T:0,1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub topic: String,
+    /// `None`: every partition.
+    pub partitions: Option<Vec<i32>>,
+}
+
+pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {
+    match cmd {
+        GroupsCommand::List { state, connection } => list(connection, state).await,
+        GroupsCommand::Describe { group, connection } => describe(connection, group).await,
+        GroupsCommand::ResetOffsets {
+            group,
+            topics,
+            target,
+            execute,
+            connection,
+        } => reset_offsets(connection, group, topics, target.target(), execute).await,
+    }
+}
+
+/// Parses `--topic`: a topic name, optionally followed by `:` and comma-separated partitions.
+pub(crate) fn parse_topic_spec(s: &str) -> Result<TopicSpec, String> {
+    let (topic, partitions) = match s.split_once(':') {
+        None => (s, None),
+        Some((topic, list)) => {
+            let partitions = list
+                .split(',')
+                .map(|p| p.trim().parse::<i32>().ok().filter(|p| *p >= 0))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    format!("expected TOPIC or TOPIC:P,P... with partition numbers, got '{s}'")
+                })?;
+            (topic, Some(partitions))
+        }
+    };
+    if topic.is_empty() {
+        return Err(format!("missing topic name in '{s}'"));
+    }
+    Ok(TopicSpec {
+        topic: topic.to_owned(),
+        partitions,
+    })
+}
+
+/// Parses `--to-datetime` into milliseconds since the epoch. Accepts RFC 3339 (`2026-11-21T08:00:00Z`,
+/// `...+01:00`, fractional seconds) and, like kafka-consumer-groups.sh, a zone-less `2026-11-21T08:00:00`
+/// or `2026-11-21T08:00:00.000` — taken as UTC here, so the result does not depend on the machine's zone.
+pub(crate) fn parse_datetime(s: &str) -> Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Ok(t.timestamp_millis());
+    }
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .map(|t| t.and_utc().timestamp_millis())
+        .map_err(|_| format!("expected a date-time like 2026-11-21T08:00:00Z, got '{s}'"))
+}
+
+/// A member as describe prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    id: String,
+    host: String,
+    client_id: String,
+}
+
+/// What ListGroups/DescribeGroups say about one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GroupSummary {
+    state: String,
+    protocol: String,
+    members: Vec<Member>,
+    /// (topic, partition) → index into `members`.
+    assignment: BTreeMap<(String, i32), usize>,
+}
+
+/// A consumer that carries the group's id but never subscribes: it can read and commit the group's offsets
+/// without joining it.
+fn group_consumer(conn: &Connection, group: &str) -> Result<BaseConsumer> {
+    conn.client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(conn.creation_error())
+}
+
+fn summarize_group(
+    consumer: &BaseConsumer,
+    conn: &Connection,
+    group: &str,
+) -> Result<GroupSummary> {
+    let list = consumer
+        .fetch_group_list(Some(group), conn.timeout())
+        .map_err(conn.kafka_error(format!("describing consumer group '{group}'")))?;
+    let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
+        return Ok(GroupSummary {
+            state: "Dead".to_owned(),
+            protocol: String::new(),
+            members: Vec::new(),
+            assignment: BTreeMap::new(),
+        });
+    };
+    let mut summary = GroupSummary {
+        state: info.state().to_owned(),
+        protocol: info.protocol().to_owned(),
+        members: Vec::new(),
+        assignment: BTreeMap::new(),
+    };
+    // Only the "consumer" protocol type has the assignment layout parsed here (Kafka Connect uses its own).
+    let consumer_protocol = matches!(info.protocol_type(), "consumer" | "");
+    for member in info.members() {
+        let index = summary.members.len();
+        summary.members.push(Member {
+            id: member.id().to_owned(),
+            host: member.client_host().to_owned(),
+            client_id: member.client_id().to_owned(),
+        });
+        if !consumer_protocol {
+            continue;
+        }
+        match parse_assignment(member.assignment().unwrap_or_default()) {
+            Ok(partitions) => {
+                for key in partitions {
+                    summary.assignment.insert(key, index);
+                }
+            }
+            Err(e) => tracing::warn!(group, member = member.id(), "unreadable assignment: {e}"),
+        }
+    }
+    Ok(summary)
+}
+
+async fn list(conn: Connection, with_state: bool) -> Result<()> {
+    let groups = blocking(move || {
+        let consumer: BaseConsumer = conn
+            .client_config()
+            .create()
+            .map_err(conn.creation_error())?;
+        let list = consumer
+            .fetch_group_list(None, conn.timeout())
+            .map_err(conn.kafka_error("listing consumer groups"))?;
+        let mut groups: Vec<(String, String)> = list
+            .groups()
+            .iter()
+            .map(|g| (g.name().to_owned(), g.state().to_owned()))
+            .collect();
+        groups.sort();
+        Ok(groups)
+    })
+    .await?;
+    if with_state {
+        let mut table = Table::new(["GROUP", "STATE"]);
+        for (name, state) in groups {
+            table.push([name, state]);
+        }
+        print!("{table}");
+    } else {
+        for (name, _) in groups {
+            println!("{name}");
+        }
+    }
+    Ok(())
+}
+
+/// One line of the describe table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OffsetRow {
+    topic: String,
+    partition: i32,
+    committed: Option<i64>,
+    log_end: Option<i64>,
+    member: Option<Member>,
+}
+
+impl OffsetRow {
+    /// Records the group has yet to consume; unknown without both offsets.
+    fn lag(&self) -> Option<i64> {
+        Some(self.log_end? - self.committed?)
+    }
+}
+
+async fn describe(conn: Connection, group: String) -> Result<()> {
+    let (summary, rows) = blocking(move || {
+        let consumer = group_consumer(&conn, &group)?;
+        let summary = summarize_group(&consumer, &conn, &group)?;
+
+        // OffsetFetch needs partitions to ask about: every partition of every non-internal topic, plus
+        // anything assigned (covers a topic missing from metadata for a moment).
+        let metadata = consumer
+            .fetch_metadata(None, conn.timeout())
+            .map_err(conn.kafka_error("listing topics"))?;
+        let mut tpl = TopicPartitionList::new();
+        for topic in metadata
+            .topics()
+            .iter()
+            .filter(|t| !t.name().starts_with("__"))
+        {
+            for p in topic.partitions() {
+                tpl.add_partition(topic.name(), p.id());
+            }
+        }
+        for (topic, partition) in summary.assignment.keys() {
+            if tpl.find_partition(topic, *partition).is_none() {
+                tpl.add_partition(topic, *partition);
+            }
+        }
+        let committed = if tpl.count() == 0 {
+            TopicPartitionList::new()
+        } else {
+            consumer.committed_offsets(tpl, conn.timeout()).map_err(
+                conn.kafka_error(format!("fetching committed offsets of group '{group}'")),
+            )?
+        };
+
+        let mut keyed: BTreeMap<(String, i32), Option<i64>> = summary
+            .assignment
+            .keys()
+            .map(|k| (k.clone(), None))
+            .collect();
+        for elem in committed.elements() {
+            if let Offset::Offset(n) = elem.offset() {
+                keyed.insert((elem.topic().to_owned(), elem.partition()), Some(n));
+            }
+        }
+        if keyed.is_empty()
+            && summary.members.is_empty()
+            && matches!(summary.state.as_str(), "Dead" | "")
+        {
+            return Err(Error::UnknownGroup {
+                group: group.clone(),
+                broker: conn.bootstrap_server.clone(),
+            });
+        }
+        let rows = keyed
+            .into_iter()
+            .map(|((topic, partition), committed)| {
+                let log_end = consumer
+                    .fetch_watermarks(&topic, partition, conn.timeout())
+                    .inspect_err(|e| tracing::debug!(%topic, partition, "watermarks: {e}"))
+                    .ok()
+                    .map(|(_, high)| high);
+                let member = summary
+                    .assignment
+                    .get(&(topic.clone(), partition))
+                    .map(|&i| summary.members[i].clone());
+                OffsetRow {
+                    topic,
+                    partition,
+                    committed,
+                    log_end,
+                    member,
+                }
+            })
+            .collect::<Vec<_>>();
+        Ok(((summary, group), rows))
+    })
+    .await?;
+    let (summary, group) = summary;
+    print!("{}", format_describe(&group, &summary, &rows));
+    if rows.is_empty() {
+        eprintln!("Consumer group '{group}' has no active members and no committed offsets.");
+    }
+    Ok(())
+}
+
+fn format_describe(group: &str, summary: &GroupSummary, rows: &[OffsetRow]) -> String {
+    let mut state = Table::new(["GROUP", "STATE", "ASSIGNMENT-STRATEGY", "#MEMBERS"]);
+    state.push([
+        group.to_owned(),
+        summary.state.clone(),
+        summary.protocol.clone(),
+        summary.members.len().to_string(),
+    ]);
+
+    let mut offsets = Table::new([
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]);
+    for row in rows {
+        let member = row.member.as_ref();
+        offsets.push([
+            group.to_owned(),
+            row.topic.clone(),
+            row.partition.to_string(),
+            or_dash(row.committed),
+            or_dash(row.log_end),
+            or_dash(row.lag()),
+            member.map(|m| m.id.clone()).unwrap_or_default(),
+            member.map(|m| m.host.clone()).unwrap_or_default(),
+            member.map(|m| m.client_id.clone()).unwrap_or_default(),
+        ]);
+    }
+    format!("{state}\n{offsets}")
+}
+
+async fn reset_offsets(
+    conn: Connection,
+    group: String,
+    topics: Vec<TopicSpec>,
+    target: ResetTarget,
+    execute: bool,
+) -> Result<()> {
+    let plan = blocking(move || {
+        let consumer = group_consumer(&conn, &group)?;
+        let summary = summarize_group(&consumer, &conn, &group)?;
+        if !summary.members.is_empty() {
+            return Err(Error::GroupActive {
+                group,
+                broker: conn.bootstrap_server.clone(),
+                state: summary.state,
+                members: summary.members.len(),
+            });
+        }
+        let plan = plan_reset(&consumer, &conn, &topics, target)?;
+        if execute && !plan.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition, offset) in &plan {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .map_err(conn.kafka_error("building the commit"))?;
+            }
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(conn.kafka_error(format!("committing offsets of group '{group}'")))?;
+        }
+        Ok((group, plan))
+    })
+    .await?;
+    let (group, plan) = plan;
+
+    let mut table = Table::new(["TOPIC", "PARTITION", "NEW-OFFSET"]);
+    for (topic, partition, offset) in &plan {
+        table.push([topic.clone(), partition.to_string(), offset.to_string()]);
+    }
+    print!("{table}");
+    if execute {
+        eprintln!("Committed the new offsets for group '{group}'.");
+    } else {
+        eprintln!("Dry run: nothing was committed. Re-run with --execute to commit these offsets for group '{group}'.");
+    }
+    Ok(())
+}
+
+/// Computes (topic, partition, new offset) for every selected partition.
+fn plan_reset(
+    consumer: &BaseConsumer,
+    conn: &Connection,
+    topics: &[TopicSpec],
+    target: ResetTarget,
+) -> Result<Vec<(String, i32, i64)>> {
+    let mut selected: Vec<(String, i32)> = Vec::new();
+    for spec in topics {
+        let ids = conn.partitions(consumer.client(), &spec.topic)?;
+        match &spec.partitions {
+            Some(wanted) => {
+                for &p in wanted {
+                    conn.check_partition(&spec.topic, &ids, p)?;
+                    selected.push((spec.topic.clone(), p));
+                }
+            }
+            None => selected.extend(ids.into_iter().map(|p| (spec.topic.clone(), p))),
+        }
+    }
+    selected.sort();
+    selected.dedup();
+
+    let mut watermarks: HashMap<(String, i32), (i64, i64)> = HashMap::new();
+    for (topic, partition) in &selected {
+        let w = consumer
+            .fetch_watermarks(topic, *partition, conn.timeout())
+            .map_err(conn.kafka_error(format!(
+                "fetching offsets of topic '{topic}' partition {partition}"
+            )))?;
+        watermarks.insert((topic.clone(), *partition), w);
+    }
+
+    let by_time = match target {
+        ResetTarget::Timestamp(ms) => {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in &selected {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(ms))
+                    .map_err(conn.kafka_error("building the time lookup"))?;
+            }
+            let found = consumer
+                .offsets_for_times(tpl, conn.timeout())
+                .map_err(conn.kafka_error("looking up offsets by time"))?;
+            found
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(n) => Some(((e.topic().to_owned(), e.partition()), n)),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => HashMap::new(),
+    };
+
+    Ok(selected
+        .into_iter()
+        .map(|key| {
+            let (low, high) = watermarks[&key];
+            let offset = new_offset(target, low, high, by_time.get(&key).copied());
+            (key.0, key.1, offset)
+        })
+        .collect())
+}
+
+/// The new offset of one partition whose log spans [low, high).
+///
+/// `found` is the ListOffsets-by-time answer; none means no record is that recent, so (as in Kafka) the
+/// group moves to the log end.
+fn new_offset(target: ResetTarget, low: i64, high: i64, found: Option<i64>) -> i64 {
+    match target {
+        ResetTarget::Earliest => low,
+        ResetTarget::Latest => high,
+        // Outside the log the broker would answer OFFSET_OUT_OF_RANGE on the next fetch; clamp instead.
+        ResetTarget::Offset(n) => n.clamp(low, high.max(low)),
+        ResetTarget::Timestamp(_) => found.unwrap_or(high),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn topic_specs() {
+        assert_eq!(
+            parse_topic_spec("nginx"),
+            Ok(TopicSpec {
+                topic: "nginx".into(),
+                partitions: None
+            })
+        );
+        assert_eq!(
+            parse_topic_spec("nginx:0,2"),
+            Ok(TopicSpec {
+                topic: "nginx".into(),
+                partitions: Some(vec![0, 2])
+            })
+        );
+        assert!(parse_topic_spec("nginx:").is_err());
+        assert!(parse_topic_spec("nginx:a").is_err());
+        assert!(parse_topic_spec("nginx:-1").is_err());
+        assert!(parse_topic_spec(":1").is_err());
+    }
+
+    #[test]
+    fn datetimes() {
+        let expected = 1_795_248_000_000; // 2026-11-21T08:00:00Z
+        assert_eq!(parse_datetime("2026-11-21T08:00:00Z"), Ok(expected));
+        assert_eq!(parse_datetime("2026-11-21T09:00:00+01:00"), Ok(expected));
+        assert_eq!(
+            parse_datetime("2026-11-21T08:00:00.250Z"),
+            Ok(expected + 250)
+        );
+        assert_eq!(parse_datetime("2026-11-21T08:00:00"), Ok(expected));
+        assert_eq!(parse_datetime("2026-11-21T08:00:00.000"), Ok(expected));
+        assert_eq!(parse_datetime("2026-11-21T09:00:00.000+0100"), Ok(expected));
+        assert!(parse_datetime("2026-11-21").is_err());
+        assert!(parse_datetime("yesterday").is_err());
+    }
+
+    #[test]
+    fn new_offsets() {
+        assert_eq!(new_offset(ResetTarget::Earliest, 5, 10, None), 5);
+        assert_eq!(new_offset(ResetTarget::Latest, 5, 10, None), 10);
+        assert_eq!(new_offset(ResetTarget::Offset(7), 5, 10, None), 7);
+        assert_eq!(new_offset(ResetTarget::Offset(2), 5, 10, None), 5);
+        assert_eq!(new_offset(ResetTarget::Offset(99), 5, 10, None), 10);
+        assert_eq!(new_offset(ResetTarget::Timestamp(0), 5, 10, Some(6)), 6);
+        assert_eq!(new_offset(ResetTarget::Timestamp(0), 5, 10, None), 10);
+    }
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    }
+
+    #[test]
+    fn reset_needs_exactly_one_target() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["groups", "reset-offsets", "g", "--topic", "t"]
+                    .iter()
+                    .chain(args),
+            )
+        };
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--to-earliest", "--to-latest"]).is_err());
+        match parse(&["--to-offset", "3", "--execute"]).unwrap().command {
+            GroupsCommand::ResetOffsets {
+                target, execute, ..
+            } => {
+                assert_eq!(target.target(), ResetTarget::Offset(3));
+                assert!(execute);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["--to-datetime", "2026-11-21T08:00:00Z"])
+            .unwrap()
+            .command
+        {
+            GroupsCommand::ResetOffsets {
+                target, execute, ..
+            } => {
+                assert_eq!(target.target(), ResetTarget::Timestamp(1_795_248_000_000));
+                assert!(!execute);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn describe_table() {
+        let member = Member {
+            id: "rdkafka-1".into(),
+            host: "/127.0.0.1".into(),
+            client_id: "rdkafka".into(),
+        };
+        let summary = GroupSummary {
+            state: "Stable".into(),
+            protocol: "range".into(),
+            members: vec![member.clone()],
+            assignment: BTreeMap::new(),
+        };
+        let rows = vec![
+            OffsetRow {
+                topic: "nginx".into(),
+                partition: 0,
+                committed: Some(40),
+                log_end: Some(42),
+                member: Some(member),
+            },
+            OffsetRow {
+                topic: "nginx".into(),
+                partition: 1,
+                committed: None,
+                log_end: Some(7),
+                member: None,
+            },
+        ];
+        let text = format_describe("g", &summary, &rows);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[0],
+            ["GROUP", "STATE", "ASSIGNMENT-STRATEGY", "#MEMBERS"]
+        );
+        assert_eq!(lines[1], ["g", "Stable", "range", "1"]);
+        assert!(lines[2].is_empty());
+        assert_eq!(
+            lines[3][..6],
+            [
+                "GROUP",
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "LOG-END-OFFSET",
+                "LAG"
+            ]
+        );
+        assert_eq!(
+            lines[4],
+            [
+                "g",
+                "nginx",
+                "0",
+                "40",
+                "42",
+                "2",
+                "rdkafka-1",
+                "/127.0.0.1",
+                "rdkafka"
+            ]
+        );
+        assert_eq!(lines[5], ["g", "nginx", "1", "-", "7", "-", "-", "-", "-"]);
+    }
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Broker benchmark: release build of `logpipe broker`, driven by console/examples/broker_load.rs
+# (librdkafka through the rdkafka crate), compared against what the disk itself does with dd.
+#
+#   scripts/bench-broker.sh                     1,000,000 x 200 B records over 3 partitions
+#   scripts/bench-broker.sh --records 200000    a quicker run
+#   scripts/bench-broker.sh --group             also: a 2-member consumer group and 10 rebalances
+#
+# Options: --records N, --record-size BYTES, --partitions N, --group, --rebalances N,
+#          --keep (keep the data dir), --no-build.
+# Environment: BENCH_TMP (default: target/bench-tmp, i.e. the repo's disk), CARGO_TARGET_DIR.
+#
+# Phases: produce with acks=all, consume it back, produce with acks=1 (fresh topic), consume it back,
+# [group]. For each: records/s and MB/s as the client saw them, produce latency p50/p99, broker CPU
+# seconds per million records (utime+stime from /proc/PID/stat) and the broker's peak RSS (VmHWM).
+# Finally dd writes the same number of MB with conv=fdatasync to the same directory.
+#
+# The load generator runs on the same machine and competes with the broker for CPU; on a small
+# machine read the figures as a lower bound.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+RECORDS=1000000
+SIZE=200
+PARTITIONS=3
+GROUP=0
+REBALANCES=10
+KEEP=0
+BUILD=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --records) RECORDS=$2; shift 2 ;;
+        --record-size) SIZE=$2; shift 2 ;;
+        --partitions) PARTITIONS=$2; shift 2 ;;
+        --group) GROUP=1; shift ;;
+        --rebalances) REBALANCES=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "unknown option: $1" >&2; exit 2 ;;
+    esac
+done
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BENCH_TMP="${BENCH_TMP:-$TARGET_DIR/bench-tmp}"
+RUN_DIR="$BENCH_TMP/run-$$"
+BIN="$TARGET_DIR/release/logpipe"
+LOAD="$TARGET_DIR/release/examples/broker_load"
+CLK_TCK=$(getconf CLK_TCK)
+BROKER_PID=""
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -TERM "$BROKER_PID" 2>/dev/null || true
+        for _ in $(seq 1 300); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+    fi
+    if [ "$KEEP" = 1 ]; then
+        echo "kept $RUN_DIR" >&2
+    else
+        rm -rf "$RUN_DIR"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "$BUILD" = 1 ]; then
+    log "cargo build --release (logpipe, broker_load)"
+    cargo build --release -p logpipe --bin logpipe
+    cargo build --release -p logpipe-console --example broker_load
+fi
+[ -x "$BIN" ] || die "$BIN missing (drop --no-build)"
+[ -x "$LOAD" ] || die "$LOAD missing (drop --no-build)"
+
+mkdir -p "$RUN_DIR/data"
+cat >"$RUN_DIR/broker.toml" <<EOF
+[broker]
+listeners = ["127.0.0.1:0"]
+log_dirs = "$RUN_DIR/data"
+num_partitions = $PARTITIONS
+group_initial_rebalance_delay_ms = 0
+EOF
+
+log "starting $BIN broker (data in $RUN_DIR)"
+"$BIN" broker -c "$RUN_DIR/broker.toml" >"$RUN_DIR/broker.stdout" 2>"$RUN_DIR/broker.stderr" &
+BROKER_PID=$!
+BOOTSTRAP=""
+for _ in $(seq 1 300); do
+    if line=$(grep -m1 '^listening on ' "$RUN_DIR/broker.stdout" 2>/dev/null); then
+        BOOTSTRAP=${line#listening on }
+        break
+    fi
+    kill -0 "$BROKER_PID" 2>/dev/null || { tail -20 "$RUN_DIR/broker.stderr" >&2; die "broker exited during startup"; }
+    sleep 0.1
+done
+[ -n "$BOOTSTRAP" ] || { tail -20 "$RUN_DIR/broker.stderr" >&2; die "broker printed no 'listening on' line in 30 s"; }
+log "broker pid $BROKER_PID on $BOOTSTRAP"
+
+# utime + stime of the broker, in clock ticks. The command name is cut off first: it sits in
+# parentheses and could contain spaces.
+cpu_ticks() { sed 's/^.*) //' "/proc/$BROKER_PID/stat" | awk '{print $12 + $13}'; }
+peak_rss_mb() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$BROKER_PID/status"; }
+# kv "RESULT ... key=value ..." key
+kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+declare -a ROWS=()
+LAST_RESULT=""
+
+# run_phase LABEL broker_load-args...: runs the generator, records one table row.
+run_phase() {
+    local label=$1; shift
+    local before after out result cpu_s per_m records p50 p99
+    log "$label"
+    before=$(cpu_ticks)
+    out=$("$LOAD" --bootstrap "$BOOTSTRAP" --record-size "$SIZE" --partitions "$PARTITIONS" "$@") \
+        || { printf '%s\n' "$out" >&2; die "$label failed"; }
+    after=$(cpu_ticks)
+    printf '%s\n' "$out" | sed '/^RESULT/d; s/^/    /' >&2
+    result=$(printf '%s\n' "$out" | sed -n '/^RESULT/{p;q}')
+    LAST_RESULT=$result
+    records=$(kv "$result" records)
+    cpu_s=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+    per_m=$(awk -v c="$cpu_s" -v n="$records" 'BEGIN {printf "%.2f", (n > 0 ? c / (n / 1e6) : 0)}')
+    p50=$(kv "$result" p50_ms)
+    p99=$(kv "$result" p99_ms)
+    ROWS+=("$(printf '%-26s %12s %9s %9s %9s %10s %12s %10s' "$label" "$(kv "$result" rps)" \
+        "$(kv "$result" mbps)" "${p50:--}" "${p99:--}" "$cpu_s" "$per_m" "$(peak_rss_mb)")")
+}
+
+run_phase "produce acks=all" --mode produce --topic bench-acks-all --create-topic --acks all --records "$RECORDS"
+PRODUCE_ALL_MBPS=$(kv "$LAST_RESULT" mbps)
+run_phase "consume (acks=all topic)" --mode consume --topic bench-acks-all
+run_phase "produce acks=1" --mode produce --topic bench-acks-1 --create-topic --acks 1 --records "$RECORDS"
+PRODUCE_ONE_MBPS=$(kv "$LAST_RESULT" mbps)
+run_phase "consume (acks=1 topic)" --mode consume --topic bench-acks-1
+
+REBALANCE=""
+if [ "$GROUP" = 1 ]; then
+    log "group: 2 members, commit every 5000, then $REBALANCES joins of a third member"
+    before=$(cpu_ticks)
+    out=$("$LOAD" --bootstrap "$BOOTSTRAP" --mode group --topic bench-acks-all --group "bench-$$" \
+        --members 2 --commit-every 5000 --rebalances "$REBALANCES" --record-size "$SIZE") \
+        || { printf '%s\n' "$out" >&2; die "group phase failed"; }
+    after=$(cpu_ticks)
+    printf '%s\n' "$out" | sed '/^RESULT/d; s/^/    /' >&2
+    g=$(printf '%s\n' "$out" | sed -n '/^RESULT mode=group/{p;q}')
+    cpu_s=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+    ROWS+=("$(printf '%-26s %12s %9s %9s %9s %10s %12s %10s' "group of 2 (+rebalances)" "$(kv "$g" rps)" \
+        "-" "-" "-" "$cpu_s" "-" "$(peak_rss_mb)")")
+    REBALANCE=$(printf '%s\n' "$out" | sed -n '/^RESULT mode=rebalance/{p;q}')
+fi
+
+MB=$(( (RECORDS * SIZE + 1048575) / 1048576 ))
+log "dd: $MB MiB with conv=fdatasync into $RUN_DIR"
+t0=$(date +%s.%N)
+dd if=/dev/zero of="$RUN_DIR/dd.bin" bs=1M count="$MB" conv=fdatasync status=none
+t1=$(date +%s.%N)
+rm -f "$RUN_DIR/dd.bin"
+DD_MBPS=$(awk -v b=$((MB * 1048576)) -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", b / (t1 - t0) / 1e6}')
+ratio() { awk -v a="$1" -v b="$DD_MBPS" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+
+FS=$(df -PT "$RUN_DIR" | awk 'NR == 2 {print $1 " (" $2 ")"}')
+echo
+echo "logpipe broker benchmark: $RECORDS records x $SIZE B, $PARTITIONS partitions, $(nproc) CPUs, data on $FS"
+echo "(records/s and MB/s as seen by the client; latency = send -> delivery report; MB = 10^6 bytes)"
+echo
+printf '%-26s %12s %9s %9s %9s %10s %12s %10s\n' "phase" "records/s" "MB/s" "p50 ms" "p99 ms" \
+    "CPU s" "CPU s/M rec" "peak RSS MB"
+printf '%s\n' "-------------------------------------------------------------------------------------------------------"
+for row in "${ROWS[@]}"; do printf '%s\n' "$row"; done
+printf '%-26s %12s %9s\n' "dd conv=fdatasync" "-" "$DD_MBPS"
+echo
+echo "broker/dd write throughput: acks=all $(ratio "$PRODUCE_ALL_MBPS"), acks=1 $(ratio "$PRODUCE_ONE_MBPS")"
+if [ -n "$REBALANCE" ]; then
+    echo "rebalance when a 3rd member joins ($(kv "$REBALANCE" count) times): min $(kv "$REBALANCE" join_min_ms) ms," \
+        "median $(kv "$REBALANCE" join_p50_ms) ms, max $(kv "$REBALANCE" join_max_ms) ms;" \
+        "when it leaves: median $(kv "$REBALANCE" leave_p50_ms) ms"
+fi

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The README's test command, and what CI runs (via .ci/run) on a fresh Debian machine.
+#
+#   scripts/test.sh                    everything: cargo build + unit/integration tests + python interop suite
+#   scripts/test.sh -m 'not groups'    extra arguments go to pytest (select, -x, -k kcat, ...)
+#   LOGPIPE_TEST_PYTHON_ONLY=1 scripts/test.sh -k kcat
+#                                      build only the binary and run the python suite
+#   LOGPIPE_TEST_SETUP_ONLY=1 scripts/test.sh
+#                                      only install kcat and .venv/, then stop
+#
+# Installs what is missing, once: Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
+# compatible with) and a virtualenv at .venv/ with the pinned clients from
+# tests/python/requirements.txt. A second run skips both.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+VENV="$ROOT/.venv"
+REQUIREMENTS="$ROOT/tests/python/requirements.txt"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "not root and no sudo: install kcat and python3-venv by hand"
+    SUDO=(sudo)
+fi
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get not found; install these by hand: $*"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        "${SUDO[@]}" apt-get update -qq
+        APT_UPDATED=1
+    fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+ensure_kcat() {
+    if ! command -v kcat >/dev/null; then
+        log "installing kcat (Debian package)"
+        apt_install kcat
+    fi
+    kcat -V 2>&1 | grep -m1 -i 'version' >&2 || true
+}
+
+pick_python() {
+    local p
+    for p in python3.11 python3; do
+        if command -v "$p" >/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    die "python3 not found"
+}
+
+ensure_venv() {
+    local py stamp want
+    py=$(pick_python)
+    # The stamp ties the venv to the requirements file and the interpreter that built it.
+    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1) $("$py" -c 'import sys; print(sys.version.split()[0])')"
+    stamp="$VENV/.logpipe-requirements"
+    if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+        && "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest' 2>/dev/null; then
+        return
+    fi
+    log "creating $VENV with tests/python/requirements.txt"
+    rm -rf "$VENV"
+    if ! "$py" -m venv "$VENV" 2>/dev/null; then
+        # Debian's python3 ships without ensurepip unless python3-venv is installed.
+        rm -rf "$VENV"
+        local ver
+        ver=$("$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+        apt_install "python${ver}-venv" || apt_install python3-venv
+        "$py" -m venv "$VENV"
+    fi
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --prefer-binary -r "$REQUIREMENTS"
+    echo "$want" >"$stamp"
+}
+
+ensure_kcat
+ensure_venv
+"$VENV/bin/python" -c 'import confluent_kafka as c; from importlib.metadata import version as v
+print("confluent-kafka", v("confluent-kafka"), "(librdkafka", c.libversion()[0] + ") | kafka-python", v("kafka-python"), "| pytest", v("pytest"))' >&2
+if [ "${LOGPIPE_TEST_SETUP_ONLY:-0}" = 1 ]; then
+    exit 0
+fi
+
+if [ "${LOGPIPE_TEST_PYTHON_ONLY:-0}" = 1 ]; then
+    log "cargo build --bin logpipe"
+    cargo build --bin logpipe
+else
+    log "cargo build --workspace --all-targets"
+    cargo build --workspace --all-targets
+
+    if cargo nextest --version >/dev/null 2>&1; then
+        log "cargo nextest run --workspace"
+        # --no-tests=warn: a workspace that has no tests yet is not a failure (older nextest lacks it).
+        no_tests=()
+        # (help text captured first: with pipefail, `grep -q` closing the pipe early would read as "no")
+        if [[ "$(cargo nextest run --help 2>/dev/null)" == *--no-tests* ]]; then
+            no_tests=(--no-tests=warn)
+        fi
+        cargo nextest run --workspace "${no_tests[@]}"
+        # nextest does not run doctests.
+        log "cargo test --workspace --doc"
+        cargo test --workspace --doc
+    else
+        log "cargo-nextest not found; cargo test --workspace"
+        cargo test --workspace
+    fi
+fi
+
+log "pytest tests/python"
+export LOGPIPE_BIN="$TARGET_DIR/debug/logpipe"
+[ -x "$LOGPIPE_BIN" ] || die "$LOGPIPE_BIN was not built"
+# No .pyc/__pycache__ litter in the source tree.
+export PYTHONDONTWRITEBYTECODE=1
+"$VENV/bin/pytest" -q tests/python "$@"
+
+log "all tests passed"
