@@ -343,7 +343,10 @@ def topic_partitions(bootstrap: str, topic: str, timeout: float = 10) -> Optiona
 def create_topic(bootstrap: str, name: str, partitions: int, config: Optional[dict] = None,
                  timeout: float = 30) -> None:
     """CreateTopics via librdkafka's admin API, then wait until Metadata shows every partition."""
-    fs = admin(bootstrap).create_topics(
+    # Keep the client referenced until the future resolves: a collected AdminClient is destroyed and
+    # fails its pending futures with _DESTROY.
+    client = admin(bootstrap)
+    fs = client.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
         operation_timeout=timeout, request_timeout=timeout,
     )

@@ -16,7 +16,8 @@ def listed_topics(cli) -> set[str]:
 
 def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
     res = ConfigResource(ResourceType.TOPIC, topic)
-    entries = admin(bootstrap).describe_configs([res])[res].result(timeout=30)
+    client = admin(bootstrap)  # must outlive the future
+    entries = client.describe_configs([res])[res].result(timeout=30)
     return {k: e.value for k, e in entries.items()}
 
 

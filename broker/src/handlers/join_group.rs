@@ -22,18 +22,8 @@ use crate::group::{error_code, JoinRequest, JoinResponse, Protocol};
 
 pub const VERSIONS: (i16, i16) = (0, 9);
 
-/// What DescribeGroups shows as a member's host until the connection passes the peer address in.
-pub const UNKNOWN_CLIENT_HOST: &str = "/127.0.0.1";
-
-pub fn handle(
-    broker: &Arc<Broker>,
-    header: &RequestHeader,
-    request: JoinGroupRequest,
-) -> impl Future<Output = JoinGroupResponse> + Send + 'static {
-    handle_from(broker, header, request, UNKNOWN_CLIENT_HOST.to_owned())
-}
-
-/// [`handle`] with the client's address, shown by DescribeGroups as Kafka does (`"/" + ip`).
+/// Unlike the other handlers, JoinGroup also takes the client's address, which DescribeGroups shows
+/// as the member's host, as Kafka does (`"/" + ip`).
 pub fn handle_from(
     broker: &Arc<Broker>,
     header: &RequestHeader,

@@ -39,6 +39,7 @@ mod offset_fetch;
 mod sync_group;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -88,8 +89,9 @@ macro_rules! route {
     };
 }
 
-/// Runs the synchronous part of a request's handler and returns the rest as a future.
-pub fn dispatch(broker: &Arc<Broker>, request: Request) -> ResponseFuture {
+/// Runs the synchronous part of a request's handler and returns the rest as a future. `peer` is the
+/// client's address, which DescribeGroups reports as each member's host.
+pub fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> ResponseFuture {
     let header = &request.header;
     match request.body {
         RequestKind::Produce(r) => route!(broker, header, r, produce, Produce),
@@ -99,7 +101,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> ResponseFuture {
         RequestKind::OffsetCommit(r) => route!(broker, header, r, offset_commit, OffsetCommit),
         RequestKind::OffsetFetch(r) => route!(broker, header, r, offset_fetch, OffsetFetch),
         RequestKind::FindCoordinator(r) => route!(broker, header, r, find_coordinator, FindCoordinator),
-        RequestKind::JoinGroup(r) => route!(broker, header, r, join_group, JoinGroup),
+        RequestKind::JoinGroup(r) => join_group::handle_from(broker, header, r, format!("/{}", peer.ip()))
+            .map(ResponseKind::JoinGroup)
+            .boxed(),
         RequestKind::Heartbeat(r) => route!(broker, header, r, heartbeat, Heartbeat),
         RequestKind::LeaveGroup(r) => route!(broker, header, r, leave_group, LeaveGroup),
         RequestKind::SyncGroup(r) => route!(broker, header, r, sync_group, SyncGroup),

@@ -17,6 +17,8 @@ use crate::broker::{Broker, NodeInfo};
 use crate::config::BrokerConfig;
 use crate::protocol::{encode_response, Request};
 
+const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0));
+
 fn broker(dir: &tempfile::TempDir) -> Arc<Broker> {
     let config = BrokerConfig {
         log_dirs: dir.path().to_path_buf(),
@@ -37,7 +39,7 @@ fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {
 }
 
 async fn call(broker: &Arc<Broker>, api_key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-    tokio::time::timeout(Duration::from_secs(10), dispatch(broker, request(api_key, version, body)))
+    tokio::time::timeout(Duration::from_secs(10), dispatch(broker, request(api_key, version, body), PEER))
         .await
         .unwrap_or_else(|_| panic!("{api_key:?} v{version} did not answer"))
 }
@@ -186,7 +188,7 @@ async fn fetch_long_poll_wakes_on_new_data_and_reports_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(&dir);
     auto_create(&broker, "logs").await;
-    let waiting = tokio::spawn(dispatch(&broker, request(ApiKey::Fetch, 11, fetch("logs", 0, 30_000))));
+    let waiting = tokio::spawn(dispatch(&broker, request(ApiKey::Fetch, 11, fetch("logs", 0, 30_000)), PEER));
     tokio::task::yield_now().await;
     partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["x"], -1, -1), -1)).await);
     let ResponseKind::Fetch(response) = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap() else {

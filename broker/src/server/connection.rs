@@ -96,7 +96,7 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Option<
     let correlation_id = request.header.correlation_id;
     // Kafka sends no response at all to an acks=0 produce; the append still happens in dispatch.
     let fire_and_forget = matches!(&request.body, RequestKind::Produce(p) if p.acks == 0);
-    let response = handlers::dispatch(broker, request);
+    let response = handlers::dispatch(broker, request, peer);
     if fire_and_forget {
         return None;
     }

@@ -63,7 +63,7 @@ impl Server {
             tasks.spawn(accept_loop(listener, broker.clone(), limit.clone(), shutdown.clone()));
         }
         tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
-        // LEAD-TODO: tasks.spawn(broker.groups.clone().run_timers(shutdown.clone()));
+        tasks.spawn(broker.groups.clone().run_timers(shutdown.clone()));
 
         shutdown.cancelled().await;
         tracing::info!("broker shutting down");
