@@ -264,7 +264,7 @@ def test_absurd_length_prefix_is_rejected_without_allocating(broker, size):
 
 
 def test_frame_over_socket_request_max_bytes_is_rejected(broker_factory):
-    broker = broker_factory(socket_request_max_bytes=65536)
+    broker = broker_factory(socket_request_max_bytes=65536, message_max_bytes=32768)
     with connect(broker) as s:
         s.sendall(struct.pack(">i", 65537) + b"\x00" * 1024)
         assert closed_by_peer(s)

@@ -156,10 +156,11 @@ def test_list_offsets_earliest_latest(broker):
     assert watermarks(broker.bootstrap, topic, 0) == (0, 25)
     assert watermarks(broker.bootstrap, topic, 1) == (0, 0)
 
-    fs = admin(broker.bootstrap).list_offsets({TopicPartition(topic, 0): OffsetSpec.earliest()})
-    assert [r.result().offset for r in fs.values()] == [0]
-    fs = admin(broker.bootstrap).list_offsets({TopicPartition(topic, 0): OffsetSpec.latest()})
-    assert [r.result().offset for r in fs.values()] == [25]
+    client = admin(broker.bootstrap)  # must outlive its futures
+    fs = client.list_offsets({TopicPartition(topic, 0): OffsetSpec.earliest()})
+    assert [r.result(timeout=30).offset for r in fs.values()] == [0]
+    fs = client.list_offsets({TopicPartition(topic, 0): OffsetSpec.latest()})
+    assert [r.result(timeout=30).offset for r in fs.values()] == [25]
 
     kc = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None)
     try:
@@ -190,8 +191,9 @@ def test_list_offsets_by_timestamp(broker):
     finally:
         c.close()
 
-    fs = admin(broker.bootstrap).list_offsets({TopicPartition(topic, 0): OffsetSpec.for_timestamp(t0 + 3500)})
-    assert [r.result().offset for r in fs.values()] == [4]
+    client = admin(broker.bootstrap)  # must outlive its futures
+    fs = client.list_offsets({TopicPartition(topic, 0): OffsetSpec.for_timestamp(t0 + 3500)})
+    assert [r.result(timeout=30).offset for r in fs.values()] == [4]
 
     kc = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None)
     try:

@@ -1,8 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1), or the first offset at or after a timestamp.
 //!
-//! Timestamp lookups are answered at batch granularity: the base offset of the first batch whose newest
-//! record is at or after the timestamp. That may be a few records early, never late, so a consumer that
-//! seeks by time never skips a record it asked for.
+//! A timestamp lookup finds the first batch whose newest record is at or after the timestamp (through
+//! the time index), then decodes that one batch, decompressing it if needed, to answer with the exact
+//! first record at or after the timestamp, as Kafka does.
 //!
 //! References: <https://kafka.apache.org/protocol#The_Messages_ListOffsets>, KIP-79.
 
@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 
 use super::code;
 use crate::broker::Broker;
+use crate::storage::PartitionLog;
 
 /// v7 adds the max-timestamp query (KIP-734), which we do not implement.
 pub const VERSIONS: (i16, i16) = (1, 6);
@@ -44,7 +46,11 @@ pub fn handle(
                         EARLIEST => response.with_offset(log.log_start_offset()).with_timestamp(-1),
                         ts if ts < 0 => response.with_error_code(code(ResponseError::InvalidRequest)),
                         ts => match log.offset_for_timestamp(ts) {
-                            Ok(Some((offset, timestamp))) => response.with_offset(offset).with_timestamp(timestamp),
+                            Ok(Some((batch_offset, batch_timestamp))) => {
+                                let (offset, timestamp) =
+                                    first_record_at_or_after(&log, batch_offset, ts).unwrap_or((batch_offset, batch_timestamp));
+                                response.with_offset(offset).with_timestamp(timestamp)
+                            }
                             // Kafka's answer when no record is that new: offset and timestamp -1.
                             Ok(None) => response.with_offset(-1).with_timestamp(-1),
                             Err(e) => {
@@ -59,4 +65,12 @@ pub fn handle(
         })
         .collect();
     ready(ListOffsetsResponse::default().with_topics(topics))
+}
+
+/// The offset and timestamp of the first record at or after `timestamp` in the batch at `batch_offset`.
+/// `None` (fall back to the batch's own offset, which is never late) if the batch cannot be decoded.
+fn first_record_at_or_after(log: &PartitionLog, batch_offset: i64, timestamp: i64) -> Option<(i64, i64)> {
+    let mut records = log.read(batch_offset, 1).ok()?.records;
+    let batch = RecordBatchDecoder::decode(&mut records).ok()?;
+    batch.records.iter().find(|r| r.offset >= batch_offset && r.timestamp >= timestamp).map(|r| (r.offset, r.timestamp))
 }
