@@ -256,7 +256,9 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         for (partition, offset) in pending {
             flushed.insert(partition, offset + 1);
             if args.group.is_some() {
-                if let Err(e) = consumer.store_offset(&args.topic, partition, offset + 1) {
+                // The legacy `rd_kafka_offset_store` behind `store_offset` takes the offset of the last
+                // processed record and commits offset + 1 itself.
+                if let Err(e) = consumer.store_offset(&args.topic, partition, offset) {
                     // A partition revoked by a rebalance cannot be stored; its new owner re-reads it.
                     tracing::debug!(partition, "offset not stored: {e}");
                 }
