@@ -44,10 +44,11 @@ impl Broker {
     }
 
     /// Flushes and closes storage so the next start needs no recovery scan.
+    /// Both parts are always closed, even if the first fails, so no partition is left unflushed.
     pub fn close(&self) -> Result<()> {
-        self.groups.close()?;
-        self.logs.close()?;
-        Ok(())
+        let groups = self.groups.close();
+        let logs = self.logs.close();
+        groups.and(logs)
     }
 }
 

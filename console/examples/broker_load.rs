@@ -460,6 +460,8 @@ fn watermarks(
 
 fn consume(args: &Args) -> Result<(u64, f64)> {
     let consumer: BaseConsumer = base_config(args)
+        // librdkafka wants a group id even for assign(); it is never joined or committed to.
+        .set("group.id", "bench-assign")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")

@@ -49,6 +49,7 @@ pub struct GroupCoordinator {
     settings: GroupSettings,
     groups: Mutex<HashMap<String, Group>>,
     offsets: Arc<OffsetStore>,
+    offsets_dir: std::path::PathBuf,
     partition_exists: PartitionExists,
     next_expiry_check_ms: AtomicI64,
 }
@@ -155,11 +156,23 @@ impl GroupCoordinator {
             }
             groups.insert(id, group);
         }
-        Self { settings, groups: Mutex::new(groups), offsets, partition_exists, next_expiry_check_ms: AtomicI64::new(0) }
+        Self {
+            settings,
+            groups: Mutex::new(groups),
+            offsets,
+            offsets_dir: config.log_dirs.join(OFFSETS_DIR),
+            partition_exists,
+            next_expiry_check_ms: AtomicI64::new(0),
+        }
     }
 
+    /// Syncs the committed offsets. Best effort and idempotent: it never panics, logs a failure (and
+    /// returns it), and can be called again (a later call syncs whatever was written since).
     pub fn close(&self) -> crate::Result<()> {
-        self.offsets.close().map_err(Error::Io)
+        self.offsets.close().map_err(|source| {
+            tracing::error!(error = %source, "cannot sync committed offsets on close");
+            Error::Storage { path: self.offsets_dir.clone(), source }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -257,6 +270,9 @@ impl GroupCoordinator {
     /// Validates and applies an OffsetCommit; the returned outcome resolves once it is on disk.
     pub fn commit_offsets(&self, req: CommitRequest, now_ms: i64) -> WriteOutcome {
         let mut errors = vec![None; req.partitions.len()];
+        // Checked under the groups lock: a topic deleted before we look is refused here, one deleted after
+        // is cleaned up by `delete_topic_offsets`, which waits for this lock. No stale offset survives.
+        let mut groups = self.lock();
         // Like Kafka's request handler, unknown partitions are refused before the group is consulted.
         let mut valid = Vec::with_capacity(req.partitions.len());
         for (i, p) in req.partitions.iter().enumerate() {
@@ -275,7 +291,6 @@ impl GroupCoordinator {
             }
         };
 
-        let mut groups = self.lock();
         if !groups.contains_key(&req.group_id) {
             if req.generation_id >= 0 {
                 // A generation for a group we do not know: a member of a group that is gone.
@@ -401,6 +416,55 @@ impl GroupCoordinator {
         }
     }
 
+    /// After DeleteTopics: removes every group's committed offsets of `topic`, durably, as Kafka's
+    /// `GroupMetadataManager.cleanupGroupMetadata` does for deleted partitions, so a topic re-created
+    /// under the same name starts without the old positions. Empty groups left without offsets are
+    /// forgotten, as after expiry. Failures are logged (the topic is gone either way).
+    ///
+    /// Blocks for the fsync (after releasing the groups lock), like the topic deletion itself. `_now_ms`
+    /// is accepted for symmetry with the other entry points; nothing here depends on the time yet.
+    pub fn delete_topic_offsets(&self, topic: &str, _now_ms: i64) {
+        let seq = {
+            let mut groups = self.lock();
+            let (touched, deleted, seq) = match self.offsets.delete_topic(topic) {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(topic, error = %e, "cannot delete the committed offsets of a deleted topic");
+                    return;
+                }
+            };
+            if deleted > 0 {
+                let groups = touched.len();
+                tracing::info!(topic, offsets = deleted, groups, "deleted committed offsets of a deleted topic");
+            }
+            self.forget_unused_groups(&mut groups, touched);
+            seq
+        };
+        if let Err(e) = self.offsets.wait_durable_blocking(seq) {
+            tracing::error!(topic, error = %e, "cannot sync the deletion of a deleted topic's committed offsets");
+        }
+    }
+
+    /// Removes those of `ids` that are Empty, have no pending member and no committed offset left.
+    fn forget_unused_groups(&self, groups: &mut HashMap<String, Group>, ids: Vec<String>) {
+        for id in ids {
+            let unused = groups.get(&id).is_some_and(|g| {
+                g.is(GroupStateName::Empty) && g.pending_members.is_empty() && !self.offsets.has_offsets(&id)
+            });
+            if !unused {
+                continue;
+            }
+            if let Some(mut group) = groups.remove(&id) {
+                group.mark_dead();
+            }
+            if self.offsets.meta(&id).is_some() {
+                if let Err(e) = self.offsets.delete_group(&id) {
+                    tracing::warn!(group = %id, error = %e, "cannot write group removal");
+                }
+            }
+        }
+    }
+
     // ---- Admin -----------------------------------------------------------------------------------
 
     /// DescribeGroups / CLI. An unknown group is described as Dead with no members, as Kafka does.
@@ -497,7 +561,7 @@ impl GroupCoordinator {
             None => now_ms.saturating_sub(base_ms) >= retention,
         };
         let mut groups = self.lock();
-        let mut forget = Vec::new();
+        let mut candidates = Vec::new();
         for (id, group) in groups.iter_mut() {
             let result = match (group.protocol_type.as_deref(), group.empty_since()) {
                 (Some(_), Some(since)) => self.offsets.expire(id, |_, c| expired(since, c)),
@@ -517,20 +581,11 @@ impl GroupCoordinator {
                 Ok(n) => tracing::info!(group = %id, expired = n, "expired committed offsets"),
                 Err(e) => tracing::warn!(group = %id, error = %e, "cannot write offset expiry"),
             }
-            if group.is(GroupStateName::Empty) && group.pending_members.is_empty() && !self.offsets.has_offsets(id) {
-                forget.push(id.clone());
+            if group.is(GroupStateName::Empty) && group.pending_members.is_empty() {
+                candidates.push(id.clone());
             }
         }
-        for id in forget {
-            if let Some(mut group) = groups.remove(&id) {
-                group.mark_dead();
-            }
-            if self.offsets.meta(&id).is_some() {
-                if let Err(e) = self.offsets.delete_group(&id) {
-                    tracing::warn!(group = %id, error = %e, "cannot write group removal");
-                }
-            }
-        }
+        self.forget_unused_groups(&mut groups, candidates);
     }
 
     /// Calls [`tick`](Self::tick) every 100 ms and compacts the offsets file when it has grown, until
@@ -672,6 +727,87 @@ mod tests {
         // `kafka-consumer-groups --reset-offsets` on the now empty group.
         simple_commit(&groups, "g", &[("logs", 0, 0)], T0 + 1);
         assert_eq!(offset_of(&groups, "g", "logs", 0), Some(0));
+    }
+
+    #[test]
+    fn commit_without_generation_but_with_a_member_id_to_an_empty_group_is_accepted() {
+        let (_dir, groups) = coordinator_with_delay(0);
+        // An admin/simple commit that carries some member id, to a group Kafka would create for it.
+        let outcome = groups.commit_offsets(commit_request("tool", -1, "some-admin-client", &[("logs", 0, 3)]), T0);
+        assert_eq!(outcome.errors(), &[None]);
+        assert_eq!(offset_of(&groups, "tool", "logs", 0), Some(3));
+        // To an existing Empty group, which once had members.
+        let a = stable_consumer(&groups, T0);
+        groups.leave("g", &[LeaveMember { member_id: a.clone(), group_instance_id: None }], T0).unwrap();
+        let outcome = groups.commit_offsets(commit_request("g", -1, &a, &[("logs", 0, 9)]), T0 + 1);
+        assert_eq!(outcome.errors(), &[None]);
+        assert_eq!(offset_of(&groups, "g", "logs", 0), Some(9));
+        // A group with members still validates the member, as Kafka does.
+        let (b, reply) = new_member(&groups, range(), T0 + 2);
+        let generation = resolved(reply).generation_id;
+        resolved(groups.sync(sync_request(&b, generation, &[(&b, "x")]), T0 + 2));
+        assert_eq!(groups.describe("g").state, GroupStateName::Stable);
+        let outcome = groups.commit_offsets(commit_request("g", -1, "stranger", &[("logs", 0, 1)]), T0 + 2);
+        assert_eq!(outcome.errors(), &[Some(E::UnknownMemberId)]);
+        let outcome = groups.commit_offsets(commit_request("g", -1, &b, &[("logs", 0, 1)]), T0 + 2);
+        assert_eq!(outcome.errors(), &[Some(E::IllegalGeneration)]);
+        assert_eq!(offset_of(&groups, "g", "logs", 0), Some(9));
+    }
+
+    #[test]
+    fn deleting_a_topic_deletes_its_committed_offsets_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs_exists = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let exists: PartitionExists = {
+            let logs_exists = Arc::clone(&logs_exists);
+            Arc::new(move |topic, partition| match topic {
+                "logs" => logs_exists.load(Ordering::SeqCst) && (0..4).contains(&partition),
+                "other" => (0..2).contains(&partition),
+                _ => false,
+            })
+        };
+        let config = BrokerConfig { group_initial_rebalance_delay_ms: 0, ..config(dir.path()) };
+        let groups = GroupCoordinator::open_with(&config, Arc::clone(&exists), T0).unwrap();
+        let a = stable_consumer(&groups, T0);
+        groups.commit_offsets(commit_request("g", 1, &a, &[("logs", 0, 7), ("logs", 3, 8), ("other", 0, 9)]), T0);
+        simple_commit(&groups, "only-logs", &[("logs", 1, 1)], T0);
+        simple_commit(&groups, "only-other", &[("other", 1, 2)], T0);
+
+        logs_exists.store(false, Ordering::SeqCst); // LogManager::delete_topic("logs")
+        groups.delete_topic_offsets("logs", T0 + 1);
+        assert_eq!(offset_of(&groups, "g", "logs", 0), None);
+        assert_eq!(offset_of(&groups, "g", "other", 0), Some(9));
+        let listed: Vec<String> = groups.list_groups().into_iter().map(|g| g.group_id).collect();
+        assert_eq!(listed, vec!["g", "only-other"], "an empty group left without offsets is forgotten");
+        assert_eq!(groups.describe("g").state, GroupStateName::Stable, "members are untouched");
+        // A commit racing in after the deletion finds the topic gone.
+        let late = groups.commit_offsets(commit_request("g", 1, &a, &[("logs", 0, 10)]), T0 + 2);
+        assert_eq!(late.errors(), &[Some(E::UnknownTopicOrPartition)]);
+        drop(groups); // no close(): the deletion was synced before delete_topic_offsets returned
+
+        // The topic is re-created under the same name: nobody resumes at the old positions.
+        logs_exists.store(true, Ordering::SeqCst);
+        let groups = GroupCoordinator::open_with(&config, exists, T0 + 3).unwrap();
+        for (group, partition) in [("g", 0), ("g", 3), ("only-logs", 1)] {
+            assert_eq!(offset_of(&groups, group, "logs", partition), None, "{group} logs-{partition}");
+        }
+        assert_eq!(offset_of(&groups, "g", "other", 0), Some(9));
+        assert_eq!(offset_of(&groups, "only-other", "other", 1), Some(2));
+        let listed: Vec<String> = groups.list_groups().into_iter().map(|g| g.group_id).collect();
+        assert_eq!(listed, vec!["g", "only-other"]);
+        // Deleting a topic nobody committed for is a no-op.
+        groups.delete_topic_offsets("never-committed", T0 + 4);
+        groups.close().unwrap();
+    }
+
+    #[test]
+    fn close_is_idempotent_and_best_effort() {
+        let (_dir, groups) = coordinator();
+        simple_commit(&groups, "tool", &[("logs", 0, 1)], T0);
+        groups.close().unwrap();
+        groups.close().unwrap();
+        simple_commit(&groups, "tool", &[("logs", 0, 2)], T0);
+        groups.close().unwrap();
     }
 
     #[tokio::test]

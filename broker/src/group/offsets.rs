@@ -13,9 +13,18 @@
 //! Durability: [`OffsetStore::commit`] writes the frame (page cache) and returns a sequence number;
 //! [`OffsetStore::wait_durable`] resolves once an fsync covering that number has completed. Concurrent
 //! waiters share one fsync (group commit): whoever holds the sync turn syncs everything written so far.
+//! Every fsync that acknowledges frames runs under one blocking `fsync_lock` (never held across an
+//! `.await`), which is also what run-time compaction holds while it swaps files, so no frame is ever
+//! acknowledged that the file in place after a crash might lack.
 //! A failed write is cut back off the file; a failed fsync poisons the store (after an fsync error the
 //! page cache can no longer be trusted, see "fsyncgate"), and every later commit is refused until a
 //! restart replays what really reached the disk.
+//!
+//! Compaction never holds the state lock (which commits take) across file I/O of the whole state: it
+//! snapshots the state under the lock and starts capturing every frame appended from then on, writes and
+//! fsyncs the snapshot without any lock, appends the captured frames (fsynced while holding the
+//! `fsync_lock`, so everything acknowledged so far is durable in the new file), and only then takes the
+//! state lock to append the few frames that arrived meanwhile and rename the new file into place.
 //!
 //! References:
 //! - Kafka's offsets topic and its record schemas: `GroupMetadataManager` / `OffsetCommitValue`
@@ -79,7 +88,7 @@ pub struct GroupMeta {
     pub empty_since_ms: Option<i64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     offsets: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
     meta: HashMap<String, GroupMeta>,
@@ -101,14 +110,29 @@ struct Inner {
     /// multiple of the live entries.
     entries_in_file: u64,
     state: State,
+    /// While a compaction runs: every frame appended since its snapshot, to be appended to the new file.
+    capture: Option<Capture>,
+}
+
+#[derive(Default)]
+struct Capture {
+    frames: Vec<u8>,
+    entries: u64,
 }
 
 pub struct OffsetStore {
     dir: PathBuf,
     inner: Mutex<Inner>,
     synced_seq: AtomicU64,
-    /// Whoever holds it runs the next fsync; the others find their sequence already synced.
+    /// Queues async waiters so that only one of them at a time occupies a blocking thread for an fsync;
+    /// the others find their sequence already synced.
     sync_turn: tokio::sync::Mutex<()>,
+    /// Held (only on blocking threads or by synchronous callers, never across an `.await`) by whoever
+    /// fsyncs and advances `synced_seq`, and by compaction from the moment it makes the new file hold
+    /// every acknowledged frame until the new file and its name are durable.
+    fsync_lock: Mutex<()>,
+    /// One compaction at a time.
+    compaction: Mutex<()>,
     poisoned: AtomicBool,
     compact_min_bytes: u64,
 }
@@ -157,9 +181,18 @@ impl OffsetStore {
         let (file, len, entries) = write_compacted(dir, &state)?;
         let store = Self {
             dir: dir.to_owned(),
-            inner: Mutex::new(Inner { file: Arc::new(file), len, written_seq: 0, entries_in_file: entries, state }),
+            inner: Mutex::new(Inner {
+                file: Arc::new(file),
+                len,
+                written_seq: 0,
+                entries_in_file: entries,
+                state,
+                capture: None,
+            }),
             synced_seq: AtomicU64::new(0),
             sync_turn: tokio::sync::Mutex::new(()),
+            fsync_lock: Mutex::new(()),
+            compaction: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             compact_min_bytes,
         };
@@ -170,6 +203,10 @@ impl OffsetStore {
         // A panic while holding the lock cannot leave the map half-updated in a way that matters more
         // than losing the coordinator, so keep serving.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fsync_lock(&self) -> MutexGuard<'_, ()> {
+        self.fsync_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Appends one frame holding `entries`, applies them to the map, and returns the sequence number to
@@ -216,6 +253,29 @@ impl OffsetStore {
             inner.state.offsets.remove(group);
         }
         Ok(seq)
+    }
+
+    /// Deletes every group's offsets of `topic` (the topic was deleted), one frame per group; returns the
+    /// groups that had some, the number of offsets deleted and the sequence number to wait for (0: nothing
+    /// was written).
+    pub fn delete_topic(&self, topic: &str) -> io::Result<(Vec<String>, usize, u64)> {
+        let mut inner = self.lock();
+        let doomed: Vec<(String, Vec<TopicPartition>)> = inner
+            .state
+            .offsets
+            .iter()
+            .filter_map(|(group, offsets)| {
+                let tps: Vec<TopicPartition> = offsets.keys().filter(|tp| tp.topic == topic).cloned().collect();
+                (!tps.is_empty()).then(|| (group.clone(), tps))
+            })
+            .collect();
+        let (mut groups, mut deleted, mut seq) = (Vec::with_capacity(doomed.len()), 0, 0);
+        for (group, tps) in doomed {
+            seq = self.delete_locked(&mut inner, &group, &tps)?;
+            deleted += tps.len();
+            groups.push(group);
+        }
+        Ok((groups, deleted, seq))
     }
 
     /// Forgets a group: its offsets and its meta (DeleteGroups, expiry of an empty group).
@@ -305,6 +365,10 @@ impl OffsetStore {
         inner.len += frame.len() as u64;
         inner.entries_in_file += entries;
         inner.written_seq += 1;
+        if let Some(capture) = &mut inner.capture {
+            capture.frames.extend_from_slice(&frame);
+            capture.entries += entries;
+        }
         Ok(inner.written_seq)
     }
 
@@ -319,29 +383,45 @@ impl OffsetStore {
             if store.synced_seq.load(Ordering::Acquire) >= seq {
                 return Ok(());
             }
-            if store.poisoned.load(Ordering::Acquire) {
-                return Err(poisoned_error());
-            }
-            // Everything numbered up to `target` is in this file's page cache, so one fsync covers it.
-            let (target, file) = {
-                let inner = store.lock();
-                (inner.written_seq, Arc::clone(&inner.file))
-            };
-            let result = tokio::task::spawn_blocking(move || file.sync_data())
+            let blocking = Arc::clone(&store);
+            tokio::task::spawn_blocking(move || blocking.wait_durable_blocking(seq))
                 .await
-                .unwrap_or_else(|join| Err(io::Error::other(join)));
-            match result {
-                Ok(()) => {
-                    store.synced_seq.fetch_max(target, Ordering::AcqRel);
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::error!(dir = %store.dir.display(), error = %e, "fsync of committed offsets failed; refusing further commits");
-                    store.poisoned.store(true, Ordering::Release);
-                    Err(e)
-                }
-            }
+                .unwrap_or_else(|join| Err(io::Error::other(join)))
         }
+    }
+
+    /// [`wait_durable`](Self::wait_durable) for synchronous callers: blocks the calling thread for at most
+    /// one fsync in progress plus its own (or a compaction's file swap).
+    pub fn wait_durable_blocking(&self, seq: u64) -> io::Result<()> {
+        if self.synced_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let _fsync = self.fsync_lock();
+        if self.synced_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(poisoned_error());
+        }
+        // Everything numbered up to `target` is in this file's page cache, so one fsync covers it. The file
+        // cannot be swapped under us: compaction swaps only while holding `fsync_lock`.
+        let (target, file) = {
+            let inner = self.lock();
+            (inner.written_seq, Arc::clone(&inner.file))
+        };
+        match file.sync_data() {
+            Ok(()) => {
+                self.synced_seq.fetch_max(target, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => Err(self.poison(e, "fsync of committed offsets failed")),
+        }
+    }
+
+    fn poison(&self, e: io::Error, what: &str) -> io::Error {
+        tracing::error!(dir = %self.dir.display(), error = %e, "{what}; refusing further commits until a restart");
+        self.poisoned.store(true, Ordering::Release);
+        e
     }
 
     /// Whether the file has grown enough past the live state that rewriting it is worth it.
@@ -350,26 +430,87 @@ impl OffsetStore {
         inner.len >= self.compact_min_bytes && inner.entries_in_file > 4 * inner.state.live_entries().max(1)
     }
 
-    /// Rewrites the file with only the live state: tmp file, fsync, rename, fsync the directory. Blocks
-    /// commits meanwhile, so run it off the async workers (`spawn_blocking`).
+    /// Rewrites the file with only the live state: tmp file, fsync, rename, fsync the directory.
+    ///
+    /// Commits go on meanwhile: the state lock is held only to take a snapshot and, at the end, to append
+    /// the frames written since the last catch-up and rename the file into place (page-cache writes and a
+    /// rename, no fsync). Acknowledgements (fsyncs) wait during the final catch-up, swap and syncs. It does
+    /// blocking I/O, so run it off the async workers (`spawn_blocking`).
     pub fn compact(&self) -> io::Result<()> {
-        let mut inner = self.lock();
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(poisoned_error());
+        self.compact_with(|_| {})
+    }
+
+    /// [`compact`](Self::compact) calling `step(1)` once the snapshot is written (no lock held) and
+    /// `step(2)` once the catch-up is synced (`fsync_lock` held), so tests can interleave commits.
+    fn compact_with(&self, step: impl FnMut(u8)) -> io::Result<()> {
+        let _one = self.compaction.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = {
+            let mut inner = self.lock();
+            if self.poisoned.load(Ordering::Acquire) {
+                return Err(poisoned_error());
+            }
+            inner.capture = Some(Capture::default());
+            inner.state.clone()
+        };
+        let result = self.compact_from(snapshot, step);
+        if result.is_err() {
+            self.lock().capture = None;
+            // Only a compaction that failed before its rename leaves the temp file (open() ignores it).
+            let _ = fs::remove_file(self.dir.join(TMP_NAME));
         }
-        let (file, len, entries) = write_compacted(&self.dir, &inner.state)?;
-        inner.file = Arc::new(file);
-        inner.len = len;
-        inner.entries_in_file = entries;
-        // The new file holds every state written so far, already fsynced.
-        self.synced_seq.fetch_max(inner.written_seq, Ordering::AcqRel);
+        result
+    }
+
+    fn compact_from(&self, snapshot: State, mut step: impl FnMut(u8)) -> io::Result<()> {
+        // 1. The snapshot, without any lock.
+        let (file, mut len, mut entries) = write_snapshot(&self.dir, &snapshot)?;
+        drop(snapshot);
+        file.sync_all()?;
+        step(1);
+
+        // 2. No acknowledgement from here on until the swap is durable. Catch up with what was written
+        // since the snapshot: that includes every frame acknowledged so far, so once this fsync is done the
+        // new file durably holds all of them, whichever file a crash leaves in place.
+        let _fsync = self.fsync_lock();
+        let caught_up = self.lock().capture.replace(Capture::default()).unwrap_or_default();
+        (&file).write_all(&caught_up.frames)?;
+        len += caught_up.frames.len() as u64;
+        entries += caught_up.entries;
+        file.sync_all()?;
+        step(2);
+
+        // 3. Under the state lock, briefly: the frames written during that fsync (none acknowledged), then the
+        // rename. From here on appends go to the new file.
+        let file = Arc::new(file);
+        let final_seq = {
+            let mut inner = self.lock();
+            if self.poisoned.load(Ordering::Acquire) {
+                return Err(poisoned_error());
+            }
+            let rest = inner.capture.take().unwrap_or_default();
+            (&*file).write_all(&rest.frames)?;
+            fs::rename(self.dir.join(TMP_NAME), self.dir.join(FILE_NAME))?;
+            inner.file = Arc::clone(&file);
+            inner.len = len + rest.frames.len() as u64;
+            inner.entries_in_file = entries + rest.entries;
+            inner.written_seq
+        };
+
+        // 4. Make the new file's tail and its name durable before anything more is acknowledged. A failure
+        // here leaves it unknown which file a crash would bring back: refuse commits until a restart.
+        file.sync_data().map_err(|e| self.poison(e, "fsync of the compacted committed-offsets file failed"))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.poison(e, "fsync of the committed-offsets directory failed"))?;
+        self.synced_seq.fetch_max(final_seq, Ordering::AcqRel);
         Ok(())
     }
 
-    /// Syncs whatever is written; called on clean shutdown.
+    /// Syncs whatever is written; called on clean shutdown. Idempotent; after a failed fsync it keeps
+    /// failing (what the failed fsync covered may not be on disk).
     pub fn close(&self) -> io::Result<()> {
-        let file = Arc::clone(&self.lock().file);
-        file.sync_data()
+        let written = self.lock().written_seq;
+        self.wait_durable_blocking(written)
     }
 
     #[cfg(test)]
@@ -386,11 +527,17 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// Writes `state` to a fresh file and atomically puts it in place; returns the file opened for append.
-fn write_compacted(dir: &Path, state: &State) -> io::Result<(File, u64, u64)> {
+/// Writes `state` to a fresh temp file in `dir` (not synced); returns it opened for append, its length and
+/// the number of entries written.
+fn write_snapshot(dir: &Path, state: &State) -> io::Result<(File, u64, u64)> {
     let tmp = dir.join(TMP_NAME);
-    let path = dir.join(FILE_NAME);
-    let mut out = BufWriter::new(File::create(&tmp)?);
+    // Left over by a crash or a failed compaction. (Append mode cannot be combined with truncation.)
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let file = OpenOptions::new().append(true).create_new(true).open(&tmp)?;
+    let mut out = BufWriter::new(&file);
     out.write_all(MAGIC)?;
     let mut len = MAGIC.len() as u64;
     let mut entries = 0u64;
@@ -412,13 +559,18 @@ fn write_compacted(dir: &Path, state: &State) -> io::Result<(File, u64, u64)> {
         out.write_all(&frame)?;
         len += frame.len() as u64;
     }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    out.flush()?;
+    drop(out);
+    Ok((file, len, entries))
+}
+
+/// Writes `state` to a fresh file and atomically puts it in place; returns the file opened for append.
+fn write_compacted(dir: &Path, state: &State) -> io::Result<(File, u64, u64)> {
+    let (file, len, entries) = write_snapshot(dir, state)?;
     file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, &path)?;
+    fs::rename(dir.join(TMP_NAME), dir.join(FILE_NAME))?;
     // The rename itself is only durable once the directory is synced.
     File::open(dir)?.sync_all()?;
-    let file = OpenOptions::new().append(true).open(&path)?;
     Ok((file, len, entries))
 }
 
@@ -760,6 +912,136 @@ mod tests {
         let store = OffsetStore::open(dir.path()).unwrap();
         assert_eq!(store.get("g", &tp("a", 0)), None);
         assert!(store.get("g", &tp("b", 0)).is_some());
+    }
+
+    #[test]
+    fn commits_proceed_and_are_kept_while_compaction_rewrites_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open_with(dir.path(), 1024).unwrap();
+        for i in 0..300 {
+            store.commit("g", &[(tp("t", 0), offset(i, i))]).unwrap();
+        }
+        store.commit("gone", &[(tp("t", 0), offset(1, 1))]).unwrap();
+        assert!(store.needs_compaction());
+        let meta = GroupMeta { protocol_type: Some("consumer".into()), empty_since_ms: Some(9) };
+        store
+            .compact_with(|step| match step {
+                1 => {
+                    // The snapshot is being written without the state lock: commits, deletions and their
+                    // acknowledgement (fsync of the old file) all go through.
+                    assert!(store.inner.try_lock().is_ok(), "state lock held during the rewrite");
+                    let seq = store.commit("g", &[(tp("t", 0), offset(1000, 1000))]).unwrap();
+                    store.delete_group("gone").unwrap();
+                    store.wait_durable_blocking(seq).unwrap();
+                    assert!(store.synced_seq.load(Ordering::Acquire) >= seq);
+                }
+                2 => {
+                    // After the catch-up: still accepted, just not acknowledged until the swap is durable.
+                    assert!(store.inner.try_lock().is_ok());
+                    store.commit("g", &[(tp("t", 1), offset(5, 5))]).unwrap();
+                    store.put_meta("g", &meta).unwrap();
+                }
+                _ => unreachable!(),
+            })
+            .unwrap();
+        assert_eq!(store.synced_seq.load(Ordering::Acquire), store.lock().written_seq, "the swap synced everything");
+        assert!(store.lock().capture.is_none());
+        assert!(!store.needs_compaction());
+        let live = store.file_len();
+        assert_eq!(live, fs::metadata(data_file(dir.path())).unwrap().len(), "tracked length matches the file");
+        store.commit("g", &[(tp("t", 2), offset(7, 7))]).unwrap();
+        drop(store);
+
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", &tp("t", 0)), Some(offset(1000, 1000)));
+        assert_eq!(store.get("g", &tp("t", 1)), Some(offset(5, 5)));
+        assert_eq!(store.get("g", &tp("t", 2)), Some(offset(7, 7)));
+        assert!(!store.has_offsets("gone"));
+        assert_eq!(store.meta("g"), Some(meta));
+    }
+
+    #[test]
+    fn concurrent_commits_and_compactions_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open_with(dir.path(), 0).unwrap();
+        std::thread::scope(|s| {
+            for w in 0..2 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..400 {
+                        let seq = store.commit(&format!("g{w}"), &[(tp("t", i % 3), offset(i64::from(i), 1))]).unwrap();
+                        if i % 50 == 0 {
+                            store.wait_durable_blocking(seq).unwrap();
+                        }
+                    }
+                });
+            }
+            s.spawn(|| {
+                for _ in 0..20 {
+                    store.compact().unwrap();
+                }
+            });
+        });
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        for w in 0..2 {
+            for p in 0..3 {
+                let last = (0..400).filter(|i| i % 3 == p).max().unwrap();
+                assert_eq!(store.get(&format!("g{w}"), &tp("t", p)), Some(offset(i64::from(last), 1)));
+            }
+        }
+    }
+
+    #[test]
+    fn failed_compaction_leaves_the_store_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        store.commit("g", &[(tp("t", 0), offset(1, 1))]).unwrap();
+        // Something in the way of the temp file: the rewrite fails before touching the live file.
+        fs::create_dir(dir.path().join(TMP_NAME)).unwrap();
+        fs::write(dir.path().join(TMP_NAME).join("x"), b"x").unwrap();
+        assert!(store.compact().is_err());
+        assert!(store.lock().capture.is_none(), "no frame capture left running");
+        let seq = store.commit("g", &[(tp("t", 0), offset(2, 2))]).unwrap();
+        store.wait_durable_blocking(seq).unwrap();
+        fs::remove_dir_all(dir.path().join(TMP_NAME)).unwrap();
+        store.compact().unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", &tp("t", 0)), Some(offset(2, 2)));
+    }
+
+    #[test]
+    fn delete_topic_removes_every_groups_offsets_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        let three = [(tp("t", 0), offset(1, 1)), (tp("t", 1), offset(1, 1)), (tp("u", 0), offset(1, 1))];
+        store.commit("a", &three).unwrap();
+        store.commit("b", &[(tp("t", 0), offset(2, 2))]).unwrap();
+        store.commit("c", &[(tp("u", 0), offset(3, 3))]).unwrap();
+        let (mut groups, deleted, seq) = store.delete_topic("t").unwrap();
+        groups.sort();
+        assert_eq!((groups, deleted), (vec!["a".to_owned(), "b".to_owned()], 3));
+        store.wait_durable_blocking(seq).unwrap();
+        assert_eq!(store.delete_topic("t").unwrap(), (vec![], 0, 0), "nothing left to delete");
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("a", &tp("t", 0)), None);
+        assert_eq!(store.get("a", &tp("t", 1)), None);
+        assert_eq!(store.get("a", &tp("u", 0)), Some(offset(1, 1)));
+        assert!(!store.has_offsets("b"));
+        assert_eq!(store.get("c", &tp("u", 0)), Some(offset(3, 3)));
+    }
+
+    #[test]
+    fn close_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        store.close().unwrap();
+        store.commit("g", &[(tp("t", 0), offset(1, 1))]).unwrap();
+        store.close().unwrap();
+        store.close().unwrap();
+        assert_eq!(store.synced_seq.load(Ordering::Acquire), 1);
     }
 
     #[test]

@@ -1008,6 +1008,11 @@ impl Group {
         if self.is(GroupStateName::Dead) {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
+        if generation_id < 0 && self.is(GroupStateName::Empty) {
+            // As Kafka checks first: a commit without a generation (admin client, a consumer without group
+            // management) may commit for an empty group, whatever member id it sends.
+            return Ok(());
+        }
         let member = if generation_id >= 0 || !member_id.is_empty() || instance_id.is_some() {
             let idx = self.validate_current_member(member_id, instance_id)?;
             if generation_id != self.generation {

@@ -35,6 +35,7 @@ pub fn handle(
     request: FetchRequest,
 ) -> impl Future<Output = FetchResponse> + Send + 'static {
     let broker = broker.clone();
+    let request = Arc::new(request);
     async move {
         let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
         let deadline = Instant::now() + max_wait;
@@ -47,8 +48,20 @@ pub fn handle(
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let round = read_all(&broker, &request.topics, request.max_bytes);
-            if round.bytes >= min_bytes.max(1) || round.has_error || Instant::now() >= deadline {
+            // Reads may touch the disk when the page cache is cold; keep them off the async workers so
+            // heartbeats and other connections are never held up behind them.
+            let round = {
+                let (broker, request) = (broker.clone(), request.clone());
+                match tokio::task::spawn_blocking(move || read_all(&broker, &request.topics, request.max_bytes)).await {
+                    Ok(round) => round,
+                    Err(e) => {
+                        tracing::error!(error = %e, "fetch read task failed");
+                        return FetchResponse::default().with_error_code(code(ResponseError::UnknownServerError));
+                    }
+                }
+            };
+            // min_bytes = 0 means "answer at once", as in Kafka.
+            if round.bytes >= min_bytes || round.has_error || Instant::now() >= deadline {
                 return FetchResponse::default().with_session_id(0).with_responses(round.topics);
             }
             tokio::select! {
@@ -77,8 +90,8 @@ fn read_all(broker: &Broker, topics: &[FetchTopic], max_bytes: i32) -> Round {
                 partitions.push(failed(response, ResponseError::UnknownTopicOrPartition));
                 continue;
             };
-            // Once something has been returned, the response limit applies strictly; before that the
-            // first batch may exceed it (KIP-74), which `read` guarantees for a non-zero limit.
+            // Until something has been returned, the first batch may exceed the limits (KIP-74) so the
+            // consumer always makes progress; after that they hold strictly (`allow_oversize`).
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
             if limit == 0 && round.bytes > 0 {
                 partitions.push(
@@ -90,7 +103,7 @@ fn read_all(broker: &Broker, topics: &[FetchTopic], max_bytes: i32) -> Round {
                 );
                 continue;
             }
-            match log.read(wanted.fetch_offset, limit.max(1)) {
+            match log.read(wanted.fetch_offset, limit.max(1), round.bytes == 0) {
                 Ok(read) => {
                     round.bytes += read.records.len();
                     remaining = remaining.saturating_sub(read.records.len());

@@ -70,7 +70,7 @@ pub fn handle(
 /// The offset and timestamp of the first record at or after `timestamp` in the batch at `batch_offset`.
 /// `None` (fall back to the batch's own offset, which is never late) if the batch cannot be decoded.
 fn first_record_at_or_after(log: &PartitionLog, batch_offset: i64, timestamp: i64) -> Option<(i64, i64)> {
-    let mut records = log.read(batch_offset, 1).ok()?.records;
+    let mut records = log.read(batch_offset, 1, true).ok()?.records;
     let batch = RecordBatchDecoder::decode(&mut records).ok()?;
     batch.records.iter().find(|r| r.offset >= batch_offset && r.timestamp >= timestamp).map(|r| (r.offset, r.timestamp))
 }

@@ -109,7 +109,9 @@ async fn write_responses(writer: OwnedWriteHalf, mut pending_rx: mpsc::Receiver<
     let mut reader_done = false;
     loop {
         tokio::select! {
-            next = pending_rx.recv(), if !reader_done => match next {
+            // Stop taking requests while MAX_IN_FLIGHT are pending: the channel then fills and the
+            // reader stops reading the socket, so one client cannot park unbounded work.
+            next = pending_rx.recv(), if !reader_done && in_flight.len() < MAX_IN_FLIGHT => match next {
                 Some(p) => in_flight.push_back(p.response.map(move |r| (p.api_key, p.version, p.correlation_id, r))),
                 None => reader_done = true,
             },

@@ -45,8 +45,10 @@ pub enum AppendError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("offset {offset} is out of range [{log_start_offset}, {high_watermark}]")]
-    OffsetOutOfRange { offset: i64, log_start_offset: i64, high_watermark: i64 },
+    /// Below the log start or past the log end. Offsets from the high watermark up to the log end offset
+    /// are in range: reading them returns nothing until they are durable.
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}] (high watermark {high_watermark})")]
+    OffsetOutOfRange { offset: i64, log_start_offset: i64, high_watermark: i64, log_end_offset: i64 },
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
 }

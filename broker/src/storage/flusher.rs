@@ -6,9 +6,10 @@
 //! N concurrent producers cost about two fsyncs, not N. Data nobody waits for (`acks=0|1`) is synced at
 //! least every `flush_interval_ms`, when the thread also writes the recovery-point checkpoint.
 //!
-//! Ordering matters for durability: the files of a rolled segment, then the new active segment, then the
-//! partition directory (which records the new segment file) are synced before the durable offset — and
-//! with it the high watermark that consumers see — moves past any offset of the new segment.
+//! Ordering matters for durability: the files of a rolled segment (and the producer-state snapshot taken
+//! at the roll), then the new active segment, then the partition directory (which records the new segment
+//! and snapshot files) are synced before the durable offset — and with it the high watermark that
+//! consumers see — moves past any offset of the new segment.
 //!
 //! An fsync error is final for that partition (fail-stop): waiters get the error and appends are refused.
 //! Linux may drop the dirty pages after reporting the error once, so a later "successful" fsync would

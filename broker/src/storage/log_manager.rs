@@ -8,12 +8,15 @@
 //! - `recovery-point-offset-checkpoint.json`, `log-start-offset-checkpoint.json` (see `checkpoint.rs`).
 //! - `.clean-shutdown`: written last by `close()`, deleted first by `open()`. Its presence means every
 //!   byte was fsynced and every index is complete, so the next start skips all recovery scans.
+//! - `.lock`: locked exclusively (`flock`) by `open()` for the manager's lifetime, so a second broker
+//!   (or manager) on the same directory fails to start instead of corrupting the logs. The kernel drops
+//!   the lock when the process dies, so a crash never leaves it behind.
 //!
 //! Other components may keep their own files in the same directory; this module only touches the names
 //! above and `*-delete` directories of topics it deleted. Creating and deleting topics is in `topic.rs`.
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +34,7 @@ use super::util::{annotate, lock, read, sync_dir, write_atomic};
 use crate::error::Error;
 
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+pub(crate) const LOCK_FILE: &str = ".lock";
 pub(super) const DELETE_SUFFIX: &str = "-delete";
 /// How often the flusher rewrites the recovery-point checkpoint. Bounds the work of a crash recovery.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
@@ -41,6 +45,27 @@ pub(super) fn wall_clock_ms() -> i64 {
 
 fn storage_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Storage { path: path.to_owned(), source }
+}
+
+/// Takes the directory's exclusive lock; the lock lasts as long as the returned file is open.
+fn lock_dir(dir: &Path) -> crate::Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| annotate(e, &path))
+        .map_err(storage_error(dir))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => {
+            let msg = format!("another broker is using {}", dir.display());
+            Err(storage_error(dir)(io::Error::new(io::ErrorKind::WouldBlock, msg)))
+        }
+        Err(TryLockError::Error(e)) => Err(storage_error(dir)(annotate(e, &path))),
+    }
 }
 
 /// State shared with the flusher thread.
@@ -107,12 +132,16 @@ pub struct LogManager {
     pub(super) data_arrived: Arc<Notify>,
     pub(super) closed: AtomicBool,
     clean_start: bool,
+    /// Holds the exclusive lock on `.lock` until the manager is dropped.
+    _dir_lock: File,
 }
 
 impl LogManager {
     pub fn open(config: LogConfig) -> crate::Result<Arc<Self>> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(storage_error(&dir))?;
+        // Before anything is read or written: another process may be writing here.
+        let dir_lock = lock_dir(&dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean_start = marker.exists();
         if clean_start {
@@ -180,6 +209,7 @@ impl LogManager {
             data_arrived,
             closed: AtomicBool::new(false),
             clean_start,
+            _dir_lock: dir_lock,
         }))
     }
 
@@ -236,7 +266,12 @@ impl LogManager {
     }
 
     /// Syncs everything, writes the checkpoints and then the clean-shutdown marker. Appends afterwards
-    /// fail; `open` on the same directory starts without any recovery scan.
+    /// fail; `open` on the same directory (once this manager is dropped, which releases the directory
+    /// lock) starts without any recovery scan.
+    ///
+    /// Every partition is closed even when one fails; a partition that fails is shut down (its waiters
+    /// get the error), the marker is not written, and the first error is returned (the others are
+    /// logged). The checkpoints are still written: they only record what was fsynced.
     pub fn close(&self) -> crate::Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -245,14 +280,30 @@ impl LogManager {
         if let Some(mut f) = lock(&self.flusher).take() {
             f.stop();
         }
+        let mut errors = Vec::new();
         for p in self.shared.all() {
-            p.close().map_err(storage_error(&p.dir))?;
+            if let Err(e) = p.close() {
+                p.shut_down(Failure::new(&e));
+                errors.push(storage_error(&p.dir)(e));
+            }
         }
-        self.shared.write_recovery_checkpoint().map_err(storage_error(dir))?;
-        self.shared.write_log_start_checkpoint().map_err(storage_error(dir))?;
-        write_atomic(&dir.join(CLEAN_SHUTDOWN_FILE), b"").map_err(storage_error(dir))?;
-        tracing::info!(dir = %dir.display(), "storage closed cleanly");
-        Ok(())
+        if let Err(e) = self.shared.write_recovery_checkpoint() {
+            errors.push(storage_error(dir)(e));
+        }
+        if let Err(e) = self.shared.write_log_start_checkpoint() {
+            errors.push(storage_error(dir)(e));
+        }
+        let mut errors = errors.into_iter();
+        let Some(first) = errors.next() else {
+            write_atomic(&dir.join(CLEAN_SHUTDOWN_FILE), b"").map_err(storage_error(dir))?;
+            tracing::info!(dir = %dir.display(), "storage closed cleanly");
+            return Ok(());
+        };
+        for e in errors {
+            tracing::error!(error = %e, "closing storage");
+        }
+        tracing::error!(dir = %dir.display(), error = %first, "storage not closed cleanly; the next start recovers");
+        Err(first)
     }
 }
 
@@ -332,6 +383,53 @@ mod tests {
         assert!(!dir.path().join("t-0.abc-delete").exists());
         assert!(dir.path().join("groups").exists(), "files of other components are left alone");
         drop(mgr);
+    }
+
+    #[test]
+    fn a_second_manager_on_the_same_dir_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with(dir.path(), |_| {});
+        let mgr = manager(config.clone());
+        let second = LogManager::open(config.clone()).err().expect("the directory is locked");
+        assert!(second.to_string().contains(&format!("another broker is using {}", dir.path().display())), "{second}");
+        mgr.close().unwrap();
+        assert!(LogManager::open(config.clone()).is_err(), "the lock lasts until the manager is dropped");
+        assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists(), "a refused open touches nothing");
+        drop(mgr);
+        let mgr = manager(config.clone());
+        assert!(mgr.clean_start());
+        drop(mgr); // a crash: the lock goes with the manager (with the process, for a real one)
+        drop(manager(config));
+    }
+
+    #[test]
+    fn close_closes_every_partition_even_after_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |_| {}));
+        mgr.create_topic("a", 1, BTreeMap::new()).unwrap();
+        mgr.create_topic("b", 1, BTreeMap::new()).unwrap();
+        let (a, b) = (mgr.partition("a", 0).unwrap(), mgr.partition("b", 0).unwrap());
+        a.append(&TestBatch::new(1).build(), 0).unwrap();
+        let out = b.append(&TestBatch::new(2).build(), 0).unwrap();
+        // No flush request reaches the flusher: only close() can make b durable.
+        b.flush_requested.store(true, Ordering::Release);
+        let waiter = b.wait_durable(out.last_offset);
+        // a's producer snapshot cannot be written: a fails to close, after its flush.
+        fs::create_dir(a.dir().join("producer-state.json.tmp")).unwrap();
+        let err = mgr.close().unwrap_err();
+        assert!(err.to_string().contains(&a.dir().display().to_string()), "{err}");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let released = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), waiter).await });
+        released.expect("b's waiter is released").unwrap();
+        assert_eq!(b.high_watermark(), 2, "b was flushed although a failed first");
+        assert!(a.append(&TestBatch::new(1).build(), 0).is_err());
+        assert!(a.flush().is_err(), "a was shut down");
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists(), "not a clean shutdown");
+        fs::remove_dir(a.dir().join("producer-state.json.tmp")).unwrap();
+        drop((a, b, mgr));
+        let mgr = manager(config_with(dir.path(), |_| {}));
+        assert!(!mgr.clean_start());
+        assert_eq!(mgr.partition("b", 0).unwrap().log_end_offset(), 2);
     }
 
     #[test]

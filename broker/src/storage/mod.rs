@@ -12,7 +12,8 @@
 //! - `segment.rs`, `segment_load.rs`, `index.rs`, `scan.rs`: segment files (and opening or recovering
 //!   them), offset and time indexes, batch walking.
 //! - `batch.rs`: the record batch v2 header and produce validation.
-//! - `producer_state.rs`: idempotent-producer deduplication.
+//! - `producer_state.rs`, `producer_snapshot.rs`: idempotent-producer deduplication, and its snapshots
+//!   at segment rolls for crash recovery.
 //! - `flusher.rs`: group commit and fail-stop on fsync errors.
 //! - `recovery.rs`, `checkpoint.rs`: opening a partition after a clean or unclean shutdown.
 //! - `topic.rs`, `config.rs`: topic metadata and Kafka topic configs.
@@ -27,6 +28,7 @@ mod flusher;
 mod index;
 mod log_manager;
 mod partition_log;
+mod producer_snapshot;
 mod producer_state;
 mod read;
 mod recovery;

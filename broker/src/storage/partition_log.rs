@@ -28,6 +28,7 @@ use super::batch::{set_base_offset, set_log_append_time, validate_produce};
 use super::config::TopicConfig;
 use super::error::AppendError;
 use super::flusher::FlushQueue;
+use super::producer_snapshot::write_roll_snapshot;
 use super::producer_state::{ProducerStateMap, SeqCheck, Staged};
 use super::recovery::{load_partition, RecoveryReport};
 use super::segment::{Placed, Segment};
@@ -232,17 +233,12 @@ impl PartitionLog {
         for p in &placed {
             set_base_offset(&mut bytes[p.pos as usize..], p.base_offset);
         }
+        // A failed roll has already stopped the partition (see `roll`).
         self.maybe_roll(&mut st, bytes.len() as u64, next - 1, now_ms)?;
         let interval = self.config.index_interval_bytes;
         if let Err(e) = st.active().append(&bytes, &placed, interval) {
             // The file may now end in a partial batch; recovery at the next start cuts it off.
-            let failure = Failure::new(&e);
-            tracing::error!(dir = %self.dir.display(), error = %e, "write failed; the partition refuses further appends");
-            st.failed = Some(failure.clone());
-            drop(st);
-            self.durable.send_modify(|d| {
-                d.failure.get_or_insert(failure);
-            });
+            self.stop_after_write_error(&mut st, &e, "write failed");
             return Err(AppendError::Io(e));
         }
         st.producers.commit(staged);
@@ -270,19 +266,43 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the log end offset.
+    /// Seals the active segment and starts a new one at the log end offset, writing a producer-state
+    /// snapshot at that offset (see `producer_snapshot.rs`). Any error stops the partition, as a failed
+    /// write does: the segment files may be half changed.
     pub(super) fn roll(&self, st: &mut LogState, now_ms: i64) -> io::Result<()> {
+        let result = self.try_roll(st, now_ms);
+        if let Err(e) = &result {
+            self.stop_after_write_error(st, e, "segment roll failed");
+        }
+        result
+    }
+
+    fn try_roll(&self, st: &mut LogState, now_ms: i64) -> io::Result<()> {
         let base = self.log_end_offset.load(Ordering::Acquire);
-        // Create first: if that fails, the current segment stays active and intact.
         let fresh = Segment::create(&self.dir, base, now_ms)?;
+        // The committed state covers exactly the offsets below `base`: this request's batches are staged.
+        let snapshot = write_roll_snapshot(&self.dir, base, &st.producers)?;
         let sealed = st.active();
         sealed.seal()?;
         let files = sealed.files();
+        // Synced by the flusher (with the directory) before any offset of the new segment is durable.
         st.unsynced.extend(files);
+        st.unsynced.push(snapshot);
         st.segments.insert(base, fresh);
         st.dir_dirty = true;
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled to a new segment");
         Ok(())
+    }
+
+    /// Fail-stop after a failed write (see [`Failure`]): refuse appends and release every waiter.
+    fn stop_after_write_error(&self, st: &mut LogState, e: &io::Error, what: &str) {
+        tracing::error!(dir = %self.dir.display(), error = %e, "{what}; the partition refuses further appends");
+        let failure = Failure::new(e);
+        st.failed.get_or_insert_with(|| failure.clone());
+        // Lock order state -> durability channel, as in `flush`.
+        self.durable.send_modify(|d| {
+            d.failure.get_or_insert(failure);
+        });
     }
 
     /// Resolves once every record up to and including `offset` is fsynced, waking the flusher at once:
@@ -398,6 +418,31 @@ mod tests {
             Err(AppendError::InvalidProducerEpoch { epoch: 0, current: 1, .. })
         ));
         assert_eq!(log.log_end_offset(), 5);
+    }
+
+    #[test]
+    fn a_failed_roll_stops_the_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every append after the first in a segment rolls.
+        let mgr = manager(config_with(dir.path(), |c| c.segment_bytes = 1));
+        let log = partition(&mgr, "t", &[]);
+        let first = sync_append(&log, &TestBatch::new(1).build());
+        // Keep the flusher out, so the next batch is still pending when the roll fails.
+        let serial = lock(&log.flush_lock);
+        let pending = log.append(&TestBatch::new(1).build(), 0).unwrap();
+        // The next segment's log file cannot be created.
+        let blocker = log.dir().join(super::super::segment::file_name(pending.base_offset + 1, "log"));
+        std::fs::create_dir(&blocker).unwrap();
+        let waiter = log.wait_durable(pending.last_offset);
+        assert!(matches!(log.append(&TestBatch::new(1).build(), 0), Err(AppendError::Io(_))));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let released = rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await });
+        assert!(released.expect("waiters are released").is_err(), "with the error");
+        drop(serial);
+        std::fs::remove_dir(&blocker).unwrap();
+        assert!(log.append(&TestBatch::new(1).build(), 0).is_err(), "fail-stop: no more appends");
+        assert!(log.flush().is_err());
+        assert_eq!(log.high_watermark(), first.last_offset + 1);
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! appending it twice. Kafka keeps the last five batches per producer because a producer has at most five
 //! requests in flight (`max.in.flight.requests.per.connection` ≤ 5 with idempotence).
 //!
-//! The state is rebuilt at start from the batch headers of the active segment, or loaded from the
-//! snapshot written at a clean shutdown. A producer whose batches only live in older segments is
-//! "unknown" after a restart; its next batch is accepted with any sequence and tracking starts again.
+//! The state is loaded at start from the snapshot written at a clean shutdown. After a crash it is the
+//! snapshot written at the last segment roll plus the batch headers after it (`producer_snapshot.rs`),
+//! so retries of batches written just before a roll are still recognised. Without any snapshot only the
+//! active segment is replayed: a producer whose batches only live in older segments is then "unknown";
+//! its next batch is accepted with any sequence and tracking starts again.
 //!
 //! References: KIP-98 (https://cwiki.apache.org/confluence/display/KAFKA/KIP-98+-+Exactly+Once+Delivery+and+Transactional+Messaging)
 
@@ -149,14 +151,23 @@ impl ProducerStateMap {
     /// Writes the snapshot used at the next clean start instead of a scan.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let path = dir.join(SNAPSHOT_FILE);
-        let bytes = serde_json::to_vec(self).map_err(|e| annotate(std::io::Error::other(e), &path))?;
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &self.to_json(&path)?)
     }
 
-    /// Loads the snapshot; None when there is none or it cannot be parsed (the caller then scans).
+    /// The snapshot's bytes; `path` only names the file in an error.
+    pub fn to_json(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| annotate(std::io::Error::other(e), path))
+    }
+
+    /// Loads the clean-shutdown snapshot; None when there is none or it cannot be parsed.
     pub fn load(dir: &Path) -> std::io::Result<Option<Self>> {
-        let path = dir.join(SNAPSHOT_FILE);
-        let Some(bytes) = read_optional(&path)? else { return Ok(None) };
+        Self::load_file(&dir.join(SNAPSHOT_FILE))
+    }
+
+    /// Loads a snapshot file; None when there is none or it cannot be parsed (a torn write cannot parse:
+    /// JSON ends with a closing brace).
+    pub fn load_file(path: &Path) -> std::io::Result<Option<Self>> {
+        let Some(bytes) = read_optional(path)? else { return Ok(None) };
         match serde_json::from_slice(&bytes) {
             Ok(state) => Ok(Some(state)),
             Err(e) => {

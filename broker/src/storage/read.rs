@@ -6,9 +6,14 @@
 //! size seen under the lock are read: those were written completely. Batches are returned whole, exactly
 //! as stored, and never past the high watermark (the durable offset).
 //!
+//! An offset between the high watermark and the log end offset is valid but not yet readable: the read
+//! is empty, as in Kafka (a consumer that saw the offset must not be told it is out of range). Only
+//! offsets below the log start or past the log end are out of range.
+//!
 //! References: https://kafka.apache.org/documentation/#recordbatch,
 //! KIP-74 (https://cwiki.apache.org/confluence/display/KAFKA/KIP-74%3A+Add+Fetch+Response+Size+Limit+in+Bytes):
-//! a fetch returns at least one whole batch even when it exceeds the size limit.
+//! the first partition of a fetch response returns at least one whole batch even when it exceeds the
+//! size limit; the caller says with `allow_oversize` whether this read may do so.
 
 use std::fs::File;
 use std::io;
@@ -25,11 +30,17 @@ use super::scan::{BatchScanner, ScanError};
 use super::util::{annotate, lock};
 
 impl PartitionLog {
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, ReadError> {
+    /// Whole batches from the one holding `offset`, up to `max_bytes`. With `allow_oversize` a first batch
+    /// larger than `max_bytes` is still returned whole (KIP-74); without it the result may be empty.
+    pub fn read(&self, offset: i64, max_bytes: usize, allow_oversize: bool) -> Result<ReadOutcome, ReadError> {
+        // In this order, so that high_watermark <= log_end_offset.
         let high_watermark = self.high_watermark();
+        let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
-        if offset < log_start_offset || offset > high_watermark {
-            return Err(ReadError::OffsetOutOfRange { offset, log_start_offset, high_watermark });
+        let out_of_range =
+            |log_start_offset| ReadError::OffsetOutOfRange { offset, log_start_offset, high_watermark, log_end_offset };
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(out_of_range(log_start_offset));
         }
         let outcome =
             |records: Vec<u8>| ReadOutcome { records: Bytes::from(records), high_watermark, log_start_offset };
@@ -39,12 +50,12 @@ impl PartitionLog {
                 let st = lock(&self.state);
                 // Retention may have moved the start since the check above.
                 let Some((_, seg)) = st.segments.range(..=cursor).next_back() else {
-                    let log_start_offset = self.log_start_offset();
-                    return Err(ReadError::OffsetOutOfRange { offset, log_start_offset, high_watermark });
+                    return Err(out_of_range(self.log_start_offset()));
                 };
                 (seg.log(), seg.log_path().to_owned(), seg.position_for(cursor)?, seg.size(), seg.next_offset())
             };
-            if let Some(records) = read_batches(&file, &path, start, end, cursor, max_bytes, high_watermark)? {
+            let limit = Limit { max_bytes, allow_oversize, high_watermark };
+            if let Some(records) = read_batches(&file, &path, start, end, cursor, limit)? {
                 return Ok(outcome(records));
             }
             // The segment holds nothing at or after `cursor` (a hole left by a corrupt, truncated old
@@ -105,17 +116,27 @@ fn scan_error(e: ScanError, path: &Path) -> io::Error {
     }
 }
 
-/// Reads whole batches from the one holding `offset`, up to `max_bytes` but at least one batch (KIP-74),
-/// and none at or past the high watermark. None when the segment holds no batch at or after `offset`.
+/// How much one read may return.
+#[derive(Clone, Copy)]
+struct Limit {
+    max_bytes: usize,
+    /// Return the first batch even when it alone exceeds `max_bytes` (KIP-74).
+    allow_oversize: bool,
+    high_watermark: i64,
+}
+
+/// Reads whole batches from the one holding `offset`, up to `max_bytes` (but at least one batch if
+/// `allow_oversize`), and none at or past the high watermark. None when the segment holds no batch at or
+/// after `offset`.
 fn read_batches(
     file: &File,
     path: &Path,
     start: u64,
     end: u64,
     offset: i64,
-    max_bytes: usize,
-    high_watermark: i64,
+    limit: Limit,
 ) -> io::Result<Option<Vec<u8>>> {
+    let Limit { max_bytes, allow_oversize, high_watermark } = limit;
     let mut scanner = BatchScanner::new(file, start, end);
     let (first_pos, first) = loop {
         match scanner.next_batch(false).map_err(|e| scan_error(e, path))? {
@@ -124,7 +145,7 @@ fn read_batches(
             Some(b) => break (b.pos, b.header),
         }
     };
-    if first.base_offset >= high_watermark {
+    if first.base_offset >= high_watermark || (first.size() > max_bytes && !allow_oversize) {
         return Ok(Some(Vec::new()));
     }
     let len = (max_bytes.max(first.size()) as u64).min(end - first_pos) as usize;
@@ -187,12 +208,12 @@ mod tests {
                 .sum::<u64>()
         );
         for offset in 0..expected {
-            let out = log.read(offset, 1).unwrap();
+            let out = log.read(offset, 1, true).unwrap();
             let got = batches_in(&out.records);
             assert_eq!(got.len(), 1, "one batch when max_bytes is tiny (KIP-74)");
             assert!(got[0].base_offset <= offset && offset <= got[0].last_offset(), "offset {offset}");
             crate::storage::batch::check_crc(&out.records).unwrap();
-            let many = batches_in(&log.read(offset, 400).unwrap().records);
+            let many = batches_in(&log.read(offset, 400, true).unwrap().records);
             assert!(many.windows(2).all(|w| w[1].base_offset == w[0].last_offset() + 1));
         }
     }
@@ -206,14 +227,57 @@ mod tests {
         sync_append(&log, &TestBatch::new(1).build());
         sync_append(&log, &big);
         sync_append(&log, &TestBatch::new(1).build());
-        assert_eq!(log.read(1, 100).unwrap().records.len(), big.len(), "oversize batch returned whole");
-        assert_eq!(log.read(0, 100).unwrap().records.len(), TestBatch::new(1).build().len());
-        assert!(log.read(3, 100).unwrap().records.is_empty(), "read at HW is empty");
-        assert!(matches!(log.read(4, 100), Err(ReadError::OffsetOutOfRange { offset: 4, high_watermark: 3, .. })));
-        assert!(matches!(log.read(-1, 100), Err(ReadError::OffsetOutOfRange { .. })));
-        let all = log.read(0, 1 << 20).unwrap();
+        assert_eq!(log.read(1, 100, true).unwrap().records.len(), big.len(), "oversize batch returned whole");
+        assert_eq!(log.read(0, 100, true).unwrap().records.len(), TestBatch::new(1).build().len());
+        assert!(log.read(3, 100, true).unwrap().records.is_empty(), "read at HW is empty");
+        assert!(matches!(
+            log.read(4, 100, true),
+            Err(ReadError::OffsetOutOfRange { offset: 4, log_end_offset: 3, .. })
+        ));
+        assert!(matches!(log.read(-1, 100, true), Err(ReadError::OffsetOutOfRange { .. })));
+        let all = log.read(0, 1 << 20, true).unwrap();
         assert_eq!(batches_in(&all.records).len(), 3);
         assert_eq!(all.high_watermark, 3);
+    }
+
+    #[test]
+    fn without_oversize_only_whole_batches_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |_| {}));
+        let log = partition(&mgr, "t", &[]);
+        let small = TestBatch::new(1).build();
+        let big = TestBatch::new(1).payload(10_000).build();
+        sync_append(&log, &small);
+        sync_append(&log, &big);
+        sync_append(&log, &small);
+        assert!(log.read(1, 100, false).unwrap().records.is_empty(), "the oversize batch is not returned");
+        assert_eq!(log.read(1, big.len(), false).unwrap().records.len(), big.len());
+        assert_eq!(log.read(1, big.len() + small.len() - 1, false).unwrap().records.len(), big.len());
+        assert_eq!(log.read(0, small.len() + 100, false).unwrap().records.len(), small.len(), "stops before big");
+        assert!(log.read(0, small.len() - 1, false).unwrap().records.is_empty());
+        assert_eq!(batches_in(&log.read(0, 1 << 20, false).unwrap().records).len(), 3);
+        assert_eq!(log.read(1, 100, true).unwrap().records.len(), big.len(), "KIP-74 when allowed");
+    }
+
+    #[test]
+    fn offsets_between_high_watermark_and_log_end_read_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |_| {}));
+        let log = partition(&mgr, "t", &[]);
+        sync_append(&log, &TestBatch::new(2).build());
+        log.append(&TestBatch::new(3).build(), 0).unwrap();
+        assert_eq!((log.high_watermark(), log.log_end_offset()), (2, 5));
+        for offset in 2..=5 {
+            let out = log.read(offset, 1000, true).unwrap();
+            assert!(out.records.is_empty(), "offset {offset}");
+            assert_eq!(out.high_watermark, 2);
+        }
+        assert!(matches!(
+            log.read(6, 1000, true),
+            Err(ReadError::OffsetOutOfRange { offset: 6, high_watermark: 2, log_end_offset: 5, .. })
+        ));
+        log.flush().unwrap();
+        assert_eq!(batches_in(&log.read(3, 1000, true).unwrap().records)[0].base_offset, 2);
     }
 
     #[test]
@@ -223,11 +287,11 @@ mod tests {
         let log = partition(&mgr, "t", &[]);
         let out = log.append(&TestBatch::new(2).build(), 0).unwrap();
         assert_eq!((log.log_end_offset(), log.high_watermark()), (2, 0));
-        assert!(log.read(0, 1000).unwrap().records.is_empty());
+        assert!(log.read(0, 1000, true).unwrap().records.is_empty());
         assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
         log.flush().unwrap();
         assert_eq!(log.high_watermark(), out.last_offset + 1);
-        assert_eq!(batches_in(&log.read(0, 1000).unwrap().records).len(), 1);
+        assert_eq!(batches_in(&log.read(0, 1000, true).unwrap().records).len(), 1);
     }
 
     #[test]
@@ -257,7 +321,7 @@ mod tests {
         let log = partition(&mgr, "t", &[("message.timestamp.type", "LogAppendTime")]);
         log.append(&TestBatch::new(1).ts(5).build(), 777).unwrap();
         log.flush().unwrap();
-        let records = log.read(0, 1000).unwrap().records;
+        let records = log.read(0, 1000, true).unwrap().records;
         crate::storage::batch::check_crc(&records).unwrap();
         assert_eq!(BatchHeader::parse(&records).unwrap().max_timestamp, 777);
         assert_eq!(log.offset_for_timestamp(700).unwrap(), Some((0, 777)));

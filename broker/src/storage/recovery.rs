@@ -9,8 +9,9 @@
 //!   batch is re-read and checked (length, magic, CRC32C, offset continuity) and the log is cut at the
 //!   first bad byte. If a segment other than the last is cut, the later segments go too: the flusher
 //!   syncs segments in order, so nothing in them was ever acknowledged or visible to consumers. Then the
-//!   recovered files are fsynced so the whole log can be served at once. Producer state is rebuilt from
-//!   the active segment's batch headers.
+//!   recovered files are fsynced so the whole log can be served at once. Producer state is the last
+//!   roll snapshot plus the batch headers after it (see `producer_snapshot.rs`); snapshots past the
+//!   recovered log end are deleted.
 //!
 //! References: https://kafka.apache.org/documentation/#recordbatch
 
@@ -20,8 +21,8 @@ use std::io;
 use std::path::Path;
 
 use super::config::TopicConfig;
+use super::producer_snapshot::{rebuild_producers, remove_snapshots_above};
 use super::producer_state::ProducerStateMap;
-use super::scan::{BatchScanner, ScanError};
 use super::segment::{file_name, remove_files, Segment, SegmentReport, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use super::util::{annotate, sync_dir};
 
@@ -38,8 +39,10 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
     /// Index files rebuilt from the log.
     pub rebuilt_indexes: u32,
-    /// Producer state was rebuilt by scanning the active segment (no snapshot was usable).
+    /// Producer state was rebuilt from batch headers (the clean-shutdown snapshot was not usable).
     pub producer_state_scanned: bool,
+    /// The roll snapshot that rebuild started from; None when only the active segment was scanned.
+    pub producer_snapshot: Option<i64>,
 }
 
 impl RecoveryReport {
@@ -164,37 +167,24 @@ pub(crate) fn load_partition(
         entry.remove().delete()?;
     }
 
+    // Durably gone before anything is appended, so a later roll at the same offset never meets one.
+    if remove_snapshots_above(dir, next_offset)? {
+        sync_dir(dir)?;
+    }
     let snapshot = if clean { ProducerStateMap::load(dir)? } else { None };
     let producers = match snapshot {
         Some(p) => p,
         None => {
             report.producer_state_scanned = true;
-            let active = segments.values().next_back().expect("at least one segment");
-            scan_producers(active, now_ms)?
+            let (producers, from) = rebuild_producers(dir, &segments, next_offset, now_ms)?;
+            report.producer_snapshot = from;
+            producers
         }
     };
     if !clean || report.truncated_bytes > 0 || report.rebuilt_indexes > 0 {
         tracing::info!(dir = %dir.display(), ?report, next_offset, log_start_offset, "partition recovered");
     }
     Ok(LoadedPartition { segments, next_offset, log_start_offset, producers, report })
-}
-
-/// Replays the batch headers of a segment into a fresh producer state.
-fn scan_producers(seg: &Segment, now_ms: i64) -> io::Result<ProducerStateMap> {
-    let mut state = ProducerStateMap::default();
-    let log = seg.log();
-    let mut scanner = BatchScanner::new(&log, 0, seg.size());
-    loop {
-        match scanner.next_batch(false) {
-            Ok(Some(b)) => state.replay(&b.header, now_ms),
-            Ok(None) => return Ok(state),
-            Err(ScanError::Io(e)) => return Err(annotate(e, seg.log_path())),
-            Err(ScanError::Invalid { pos, reason }) => {
-                let msg = format!("corrupt batch at position {pos} after recovery: {reason}");
-                return Err(annotate(io::Error::new(io::ErrorKind::InvalidData, msg), seg.log_path()));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -238,7 +228,7 @@ mod tests {
     /// Every offset below the high watermark reads back as a CRC-valid batch containing it.
     fn assert_readable(log: &PartitionLog) {
         for offset in log.log_start_offset()..log.high_watermark() {
-            let out = log.read(offset, 1).unwrap();
+            let out = log.read(offset, 1, true).unwrap();
             let h = BatchHeader::parse(&out.records).unwrap();
             assert!(h.base_offset <= offset && offset <= h.last_offset(), "offset {offset}");
             check_crc(&out.records).unwrap();

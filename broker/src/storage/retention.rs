@@ -80,8 +80,8 @@ mod tests {
         assert_eq!(log.segment_count(), segments - deleted);
         let start = log.log_start_offset();
         assert!(start > 0 && start <= 12, "start {start}");
-        assert!(matches!(log.read(start - 1, 100), Err(ReadError::OffsetOutOfRange { .. })));
-        assert!(!log.read(start, 100).unwrap().records.is_empty());
+        assert!(matches!(log.read(start - 1, 100, true), Err(ReadError::OffsetOutOfRange { .. })));
+        assert!(!log.read(start, 100, true).unwrap().records.is_empty());
         assert_eq!(mgr.enforce_retention(100_500).unwrap(), 0, "idempotent");
         drop((log, mgr));
 
@@ -122,6 +122,6 @@ mod tests {
         let n = log.segment_count();
         assert_eq!(mgr.enforce_retention(1_000_000).unwrap(), n - 1);
         assert_eq!(log.segment_count(), 1);
-        assert!(log.read(log.log_start_offset(), 10).is_ok());
+        assert!(log.read(log.log_start_offset(), 10, true).is_ok());
     }
 }
