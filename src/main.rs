@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every part a pipeline file holds, in one process (today: the broker).
+    /// Run every part a pipeline file holds, in one process: broker first, then agent.
     Run {
         /// The pipeline file (TOML or YAML).
         pipeline: PathBuf,
@@ -40,6 +40,11 @@ enum Command {
         /// Config file; without one the broker runs on Kafka's defaults.
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+    /// Run the agent alone (tail files into Kafka), from the `[agent]` section of a config file.
+    Agent {
+        #[arg(short, long)]
+        config: PathBuf,
     },
     /// Validate a pipeline file and exit.
     Check {
@@ -60,10 +65,10 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Run { pipeline } => {
-                let pipeline = Pipeline::load(&pipeline)?;
-                let broker = pipeline.broker.context("the pipeline has no [broker] section: nothing to run")?;
-                run_broker(broker).await
+            Command::Run { pipeline } => run_pipeline(Pipeline::load(&pipeline)?).await,
+            Command::Agent { config } => {
+                let agent = Pipeline::load(&config)?.agent.context("the config file has no [agent] section")?;
+                run_pipeline(Pipeline { agent: Some(agent), ..Pipeline::default() }).await
             }
             Command::Broker { config } => {
                 let broker = match config {
@@ -83,16 +88,42 @@ fn main() -> Result<()> {
 }
 
 async fn run_broker(config: BrokerConfig) -> Result<()> {
-    let log_dirs = config.log_dirs.clone();
-    let server = Server::bind(config).await.with_context(|| format!("cannot start the broker on {}", log_dirs.display()))?;
-    // Scripts and tests read the bound address (port 0 picks one) from this first line of stdout.
-    for addr in server.local_addrs() {
-        println!("listening on {addr}");
+    run_pipeline(Pipeline { broker: Some(config), ..Pipeline::default() }).await
+}
+
+/// Starts the parts in dependency order (broker, then agent) and stops them in reverse: the agent
+/// flushes and writes its registry while the broker is still there to acknowledge.
+async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
+    if pipeline.broker.is_none() && pipeline.agent.is_none() {
+        anyhow::bail!("the pipeline has neither a [broker] nor an [agent] section: nothing to run");
     }
-    std::io::stdout().flush()?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    server.run(shutdown).await?;
+    let signal = CancellationToken::new();
+    tokio::spawn(stop_on_signal(signal.clone()));
+    let broker_stop = CancellationToken::new();
+    let broker = match pipeline.broker {
+        Some(config) => {
+            let log_dirs = config.log_dirs.clone();
+            let server = Server::bind(config)
+                .await
+                .with_context(|| format!("cannot start the broker on {}", log_dirs.display()))?;
+            // Scripts and tests read the bound address (port 0 picks one) from this first line of stdout.
+            for addr in server.local_addrs() {
+                println!("listening on {addr}");
+            }
+            std::io::stdout().flush()?;
+            Some(tokio::spawn(server.run(broker_stop.clone())))
+        }
+        None => None,
+    };
+    if let Some(agent) = pipeline.agent {
+        logpipe_agent::run(agent, signal.clone()).await.context("the agent stopped")?;
+    } else {
+        signal.cancelled().await;
+    }
+    broker_stop.cancel();
+    if let Some(broker) = broker {
+        broker.await.context("the broker task failed")??;
+    }
     Ok(())
 }
 

@@ -10,16 +10,18 @@ use figment::providers::{Env, Format, Toml, Yaml};
 use figment::Figment;
 use serde::Deserialize;
 
+use logpipe_agent::AgentConfig;
 use logpipe_broker::BrokerConfig;
 
-/// The sections a pipeline file may hold. More arrive with the agent and the indexer.
+/// The sections a pipeline file may hold. The indexer's arrives with its crate.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
     pub broker: Option<BrokerConfig>,
+    pub agent: Option<AgentConfig>,
 }
 
-const SECTIONS: &[&str] = &["broker"];
+const SECTIONS: &[&str] = &["broker", "agent"];
 
 impl Pipeline {
     pub fn load(path: &Path) -> Result<Self> {
@@ -34,8 +36,12 @@ impl Pipeline {
             .merge(env_overrides())
             .extract()
             .with_context(|| format!("invalid pipeline file {}", path.display()))?;
+        let context = || format!("invalid pipeline file {}", path.display());
         if let Some(broker) = &pipeline.broker {
-            broker.validate().with_context(|| format!("invalid pipeline file {}", path.display()))?;
+            broker.validate().with_context(context)?;
+        }
+        if let Some(agent) = &pipeline.agent {
+            agent.validate().with_context(context)?;
         }
         Ok(pipeline)
     }

@@ -1,0 +1,321 @@
+//! The event envelope of DESIGN.md, the JSON that Filebeat's Kafka output sends plus `event.id`:
+//!
+//! ```json
+//! {"@timestamp":"2026-11-21T08:15:30.123Z","message":"...","tags":["access"],"fields":{},
+//!  "log":{"file":{"path":"/var/log/nginx/access.log"},"offset":123},"host":{"name":"web-01"},
+//!  "input":{"type":"file"},"agent":{"type":"logpipe","version":"0.1.0"},"event":{"id":"<32 hex>"}}
+//! ```
+//!
+//! Encoding goes straight into a reused buffer. Invalid UTF-8 is replaced lossily (U+FFFD) and control
+//! bytes such as NUL are escaped by serde_json (`\u0000`), so every line becomes valid JSON.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What is the same for every event of one input.
+#[derive(Debug, Clone)]
+pub struct InputMeta {
+    pub host: String,
+    pub input_type: &'static str,
+    pub tags: Vec<String>,
+    pub fields: BTreeMap<String, serde_json::Value>,
+    pub fields_under_root: bool,
+}
+
+/// What differs per event.
+#[derive(Debug, Clone, Copy)]
+pub struct EventParts<'a> {
+    /// RFC 3339 UTC with milliseconds, e.g. `2026-11-21T08:15:30.123Z`.
+    pub timestamp: &'a str,
+    pub message: &'a [u8],
+    /// Source file and the offset where the event starts; `None` for exec and stdin.
+    pub file: Option<(&'a str, u64)>,
+    pub id: &'a [u8; 32],
+    /// The line was longer than `max_line_bytes` and was cut.
+    pub truncated: bool,
+}
+
+/// Encodes events, cutting messages so the record fits the output's size limit.
+#[derive(Debug)]
+pub struct Encoder {
+    limit: usize,
+    /// Events whose message was cut to fit `limit`.
+    pub message_truncated: u64,
+}
+
+impl Encoder {
+    /// `limit`: the most bytes an encoded event may take.
+    pub fn new(limit: usize) -> Self {
+        Self { limit, message_truncated: 0 }
+    }
+
+    /// Encodes into `buf` (cleared first). An event over the limit has its message cut at a character
+    /// boundary and gains the tag `message_truncated`; it is never dropped.
+    pub fn encode(&mut self, meta: &InputMeta, parts: &EventParts<'_>, buf: &mut Vec<u8>) {
+        let message = String::from_utf8_lossy(parts.message);
+        write(meta, parts, &message, false, buf);
+        if buf.len() <= self.limit {
+            return;
+        }
+        self.message_truncated += 1;
+        let mut keep = message.len();
+        loop {
+            // Escapes make a byte of message take 1 to 6 bytes of JSON: shrink in proportion, a bit more.
+            let scaled = (keep as u128 * self.limit as u128 / buf.len() as u128) as usize;
+            keep = (scaled - scaled / 16).min(keep.saturating_sub(64));
+            while !message.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            write(meta, parts, &message[..keep], true, buf);
+            if buf.len() <= self.limit || keep == 0 {
+                return;
+            }
+        }
+    }
+}
+
+fn write(meta: &InputMeta, parts: &EventParts<'_>, message: &str, cut: bool, buf: &mut Vec<u8>) {
+    buf.clear();
+    let envelope = Envelope { meta, parts, message, cut };
+    // Serializing plain strings and maps into a Vec cannot fail.
+    serde_json::to_writer(&mut *buf, &envelope).expect("envelope serializes");
+}
+
+struct Envelope<'a> {
+    meta: &'a InputMeta,
+    parts: &'a EventParts<'a>,
+    message: &'a str,
+    cut: bool,
+}
+
+impl Serialize for Envelope<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (meta, parts) = (self.meta, self.parts);
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("@timestamp", parts.timestamp)?;
+        map.serialize_entry("message", self.message)?;
+        map.serialize_entry("tags", &Tags { meta, truncated: parts.truncated, cut: self.cut })?;
+        if meta.fields_under_root {
+            for (k, v) in &meta.fields {
+                map.serialize_entry(k, v)?;
+            }
+        } else if !meta.fields.is_empty() {
+            map.serialize_entry("fields", &meta.fields)?;
+        }
+        if let Some((path, offset)) = parts.file {
+            map.serialize_entry("log", &Log { path, offset })?;
+        }
+        map.serialize_entry("host", &One("name", &meta.host))?;
+        map.serialize_entry("input", &One("type", meta.input_type))?;
+        map.serialize_entry("agent", &Agent)?;
+        // The id is 32 ASCII hex digits by construction.
+        let id = std::str::from_utf8(parts.id).unwrap_or_default();
+        map.serialize_entry("event", &One("id", id))?;
+        map.end()
+    }
+}
+
+struct Tags<'a> {
+    meta: &'a InputMeta,
+    truncated: bool,
+    cut: bool,
+}
+
+impl Serialize for Tags<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for t in &self.meta.tags {
+            seq.serialize_element(t)?;
+        }
+        if self.truncated {
+            seq.serialize_element("truncated")?;
+        }
+        if self.cut {
+            seq.serialize_element("message_truncated")?;
+        }
+        seq.end()
+    }
+}
+
+struct One<'a>(&'static str, &'a str);
+
+impl Serialize for One<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.0, self.1)?;
+        map.end()
+    }
+}
+
+struct Log<'a> {
+    path: &'a str,
+    offset: u64,
+}
+
+impl Serialize for Log<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("file", &One("path", self.path))?;
+        map.serialize_entry("offset", &self.offset)?;
+        map.end()
+    }
+}
+
+struct Agent;
+
+impl Serialize for Agent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("type", "logpipe")?;
+        map.serialize_entry("version", AGENT_VERSION)?;
+        map.end()
+    }
+}
+
+/// The event field used as the Kafka record key with `partitioner = "hash"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyField {
+    HostName,
+    FilePath,
+    InputType,
+    EventId,
+    /// `fields.NAME` (or `NAME` for an input with `fields_under_root`).
+    Field(String),
+}
+
+impl KeyField {
+    pub fn parse(path: &str) -> Option<Self> {
+        Some(match path {
+            "host.name" => KeyField::HostName,
+            "log.file.path" => KeyField::FilePath,
+            "input.type" => KeyField::InputType,
+            "event.id" => KeyField::EventId,
+            other => match other.strip_prefix("fields.") {
+                Some(name) if !name.is_empty() => KeyField::Field(name.to_string()),
+                _ if !other.is_empty() && !other.contains('.') => KeyField::Field(other.to_string()),
+                _ => return None,
+            },
+        })
+    }
+
+    /// The key bytes for an event, or `None` when the event has no such field.
+    pub fn value<'a>(&self, meta: &'a InputMeta, parts: &EventParts<'a>) -> Option<Cow<'a, [u8]>> {
+        match self {
+            KeyField::HostName => Some(Cow::Borrowed(meta.host.as_bytes())),
+            KeyField::FilePath => parts.file.map(|(p, _)| Cow::Borrowed(p.as_bytes())),
+            KeyField::InputType => Some(Cow::Borrowed(meta.input_type.as_bytes())),
+            KeyField::EventId => Some(Cow::Owned(parts.id.to_vec())),
+            KeyField::Field(name) => match meta.fields.get(name)? {
+                serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
+                other => Some(Cow::Owned(other.to_string().into_bytes())),
+            },
+        }
+    }
+}
+
+/// Read time as the envelope wants it.
+pub fn timestamp_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn meta(under_root: bool) -> InputMeta {
+        InputMeta {
+            host: "web-01".into(),
+            input_type: "file",
+            tags: vec!["access".into()],
+            fields: [("service".to_string(), json!("nginx"))].into_iter().collect(),
+            fields_under_root: under_root,
+        }
+    }
+
+    fn parts<'a>(message: &'a [u8], id: &'a [u8; 32]) -> EventParts<'a> {
+        EventParts {
+            timestamp: "2026-11-21T08:15:30.123Z",
+            message,
+            file: Some(("/var/log/nginx/access.log", 123456)),
+            id,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn shape_matches_the_design() {
+        let id = crate::identity::event_id("web-01", 1, 123456);
+        let mut buf = Vec::new();
+        Encoder::new(1 << 20).encode(&meta(false), &parts(b"GET / 200", &id), &mut buf);
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "@timestamp": "2026-11-21T08:15:30.123Z",
+                "message": "GET / 200",
+                "tags": ["access"],
+                "fields": {"service": "nginx"},
+                "log": {"file": {"path": "/var/log/nginx/access.log"}, "offset": 123456},
+                "host": {"name": "web-01"},
+                "input": {"type": "file"},
+                "agent": {"type": "logpipe", "version": AGENT_VERSION},
+                "event": {"id": std::str::from_utf8(&id).unwrap()},
+            })
+        );
+        assert!(buf.starts_with(br#"{"@timestamp":"#));
+    }
+
+    #[test]
+    fn fields_under_root() {
+        let id = [b'0'; 32];
+        let mut buf = Vec::new();
+        Encoder::new(1 << 20).encode(&meta(true), &parts(b"x", &id), &mut buf);
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["service"], "nginx");
+        assert!(v.get("fields").is_none());
+    }
+
+    #[test]
+    fn nul_and_invalid_utf8_become_valid_json() {
+        let id = [b'0'; 32];
+        let mut buf = Vec::new();
+        Encoder::new(1 << 20).encode(&meta(false), &parts(b"a\0b\xffc", &id), &mut buf);
+        assert!(std::str::from_utf8(&buf).unwrap().contains(r"a\u0000b"));
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["message"], "a\u{0}b\u{fffd}c");
+    }
+
+    #[test]
+    fn oversized_event_is_cut_and_tagged() {
+        let id = [b'0'; 32];
+        let big = "é\0".repeat(50_000);
+        let mut enc = Encoder::new(20_000);
+        let mut buf = Vec::new();
+        let mut p = parts(big.as_bytes(), &id);
+        p.truncated = true;
+        enc.encode(&meta(false), &p, &mut buf);
+        assert!(buf.len() <= 20_000, "{}", buf.len());
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["tags"], json!(["access", "truncated", "message_truncated"]));
+        assert!(big.starts_with(v["message"].as_str().unwrap()));
+        assert!(v["message"].as_str().unwrap().len() > 1000);
+        assert_eq!(enc.message_truncated, 1);
+    }
+
+    #[test]
+    fn key_fields() {
+        let id = [b'7'; 32];
+        let m = meta(false);
+        let p = parts(b"x", &id);
+        assert_eq!(KeyField::parse("host.name").unwrap().value(&m, &p).unwrap().as_ref(), b"web-01");
+        assert_eq!(KeyField::parse("fields.service").unwrap().value(&m, &p).unwrap().as_ref(), b"nginx");
+        assert_eq!(KeyField::parse("log.file.path").unwrap().value(&m, &p).unwrap().as_ref(), b"/var/log/nginx/access.log");
+        assert!(KeyField::parse("log.nope.x").is_none());
+    }
+}

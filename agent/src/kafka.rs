@@ -1,0 +1,257 @@
+//! The Kafka output: a librdkafka producer whose delivery reports become [`Ack`]s.
+//!
+//! Durability choices:
+//! - `acks=all` and `enable.idempotence=true` by default, so librdkafka's own retries neither duplicate
+//!   nor reorder records within a partition.
+//! - `message.timeout.ms=0` (no timeout): while the cluster is unreachable records wait in librdkafka's
+//!   queue and are retried with its capped reconnect backoff, forever. Reading pauses once
+//!   `queue_max_bytes` are unacknowledged, so the file stays the buffer.
+//! - A record that still fails (a permanent error such as `MSG_SIZE_TOO_LARGE` or a missing topic) is
+//!   kept and sent again with capped exponential backoff; a too-large one has its message cut first and
+//!   is tagged `message_truncated`. Nothing is dropped.
+//! - The broker's state is logged once per change (unreachable / reachable again), not per attempt.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::config::OutputConfig;
+use crate::error::Result;
+use crate::sink::{Ack, Record, Sink};
+
+/// Longest wait between two resends of a record that failed permanently.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct KafkaSink {
+    producer: ThreadedProducer<AgentContext>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    acks: Mutex<Sender<Ack>>,
+    failed: Mutex<VecDeque<Failed>>,
+    down: AtomicBool,
+    /// Events whose message was cut after the broker refused them as too large.
+    too_large: AtomicU64,
+}
+
+struct Failed {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    ack: Ack,
+    error: RDKafkaErrorCode,
+    attempts: u32,
+    not_before: Instant,
+}
+
+struct AgentContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for AgentContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // Connection failures are reported once per state change by `error`; librdkafka's own messages
+        // repeat on every attempt, so they stay at debug.
+        tracing::debug!(?level, fac, "librdkafka: {log_message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            if !self.shared.down.swap(true, Ordering::Relaxed) {
+                tracing::warn!("all Kafka brokers are unreachable ({reason}); retrying, events wait in the queue");
+            }
+        } else {
+            tracing::debug!(error = %error, "kafka client error: {reason}");
+        }
+    }
+}
+
+impl ProducerContext for AgentContext {
+    type DeliveryOpaque = Box<Ack>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ack: Box<Ack>) {
+        match result {
+            Ok(_) => {
+                if self.shared.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("Kafka brokers reachable again");
+                }
+                let _ = self.shared.acks.lock().unwrap().send(*ack);
+            }
+            Err((error, message)) => {
+                let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                tracing::warn!(topic = message.topic(), error = %error, "delivery failed; will resend");
+                self.shared.failed.lock().unwrap().push_back(Failed {
+                    topic: message.topic().to_string(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    ack: *ack,
+                    error: code,
+                    attempts: 1,
+                    not_before: Instant::now() + Duration::from_millis(100),
+                });
+            }
+        }
+    }
+}
+
+impl KafkaSink {
+    /// A producer for `config`, acknowledging delivered records on `acks`. `queue_max_bytes` sizes
+    /// librdkafka's queue so it never refuses what the tailer's budget allows.
+    pub fn new(config: &OutputConfig, queue_max_bytes: usize, acks: Sender<Ack>) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            acks: Mutex::new(acks),
+            failed: Mutex::new(VecDeque::new()),
+            down: AtomicBool::new(false),
+            too_large: AtomicU64::new(0),
+        });
+        let producer: ThreadedProducer<AgentContext> =
+            client_config(config, queue_max_bytes).create_with_context(AgentContext { shared: shared.clone() })?;
+        Ok(Self { producer, shared })
+    }
+
+    /// Events whose message was cut after the broker refused them as too large.
+    pub fn too_large(&self) -> u64 {
+        self.shared.too_large.load(Ordering::Relaxed)
+    }
+
+    fn send_raw(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], ack: Ack) {
+        let mut record = BaseRecord::<[u8], [u8], Box<Ack>>::with_opaque_to(topic, Box::new(ack)).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // librdkafka's queue is sized above our budget, so this is brief.
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((error, back)) => {
+                    let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                    tracing::warn!(topic, error = %error, "produce refused; will resend");
+                    self.shared.failed.lock().unwrap().push_back(Failed {
+                        topic: topic.to_string(),
+                        key: key.map(<[u8]>::to_vec),
+                        payload: back.payload.map(<[u8]>::to_vec).unwrap_or_default(),
+                        ack: *back.delivery_opaque,
+                        error: code,
+                        attempts: 1,
+                        not_before: Instant::now() + Duration::from_millis(100),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn resend_failed(&self) {
+        let now = Instant::now();
+        let due: Vec<Failed> = {
+            let mut failed = self.shared.failed.lock().unwrap();
+            let (due, wait): (Vec<_>, Vec<_>) = failed.drain(..).partition(|f| f.not_before <= now);
+            failed.extend(wait);
+            due
+        };
+        for mut f in due {
+            if matches!(f.error, RDKafkaErrorCode::MessageSizeTooLarge) {
+                f.payload = shrink(&f.payload);
+                self.shared.too_large.fetch_add(1, Ordering::Relaxed);
+            }
+            let before = self.shared.failed.lock().unwrap().len();
+            self.send_raw(&f.topic, f.key.as_deref(), &f.payload, Ack { bytes: f.ack.bytes, ..f.ack });
+            let mut failed = self.shared.failed.lock().unwrap();
+            if failed.len() > before {
+                // Refused again at once: back off.
+                if let Some(last) = failed.back_mut() {
+                    last.attempts = f.attempts + 1;
+                    let backoff = Duration::from_millis(100u64 << last.attempts.min(9)).min(MAX_RETRY_BACKOFF);
+                    last.not_before = now + backoff;
+                }
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn send(&mut self, record: Record<'_>) {
+        self.send_raw(record.topic, record.key, record.payload, record.ack);
+    }
+
+    fn poll(&mut self) {
+        if !self.shared.failed.lock().unwrap().is_empty() {
+            self.resend_failed();
+        }
+    }
+
+    fn flush(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.poll();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = self.producer.flush(left.min(Duration::from_millis(100)));
+            let done = self.producer.in_flight_count() == 0 && self.shared.failed.lock().unwrap().is_empty();
+            if done || Instant::now() >= deadline {
+                return done;
+            }
+        }
+    }
+}
+
+/// Halves the message of an encoded event refused as too large and tags it `message_truncated`.
+fn shrink(payload: &[u8]) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return payload[..payload.len() / 2].to_vec();
+    };
+    if let Some(msg) = v.get("message").and_then(|m| m.as_str()) {
+        let mut keep = msg.len() / 2;
+        while !msg.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        v["message"] = serde_json::Value::String(msg[..keep].to_string());
+    }
+    if let Some(tags) = v.get_mut("tags").and_then(|t| t.as_array_mut()) {
+        if !tags.iter().any(|t| t == "message_truncated") {
+            tags.push("message_truncated".into());
+        }
+    }
+    serde_json::to_vec(&v).unwrap_or_else(|_| payload[..payload.len() / 2].to_vec())
+}
+
+/// The librdkafka configuration for `[agent.output]`.
+pub fn client_config(config: &OutputConfig, queue_max_bytes: usize) -> ClientConfig {
+    let acks = match config.acks.as_str() {
+        "all" | "-1" => "-1",
+        other => other,
+    };
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", config.brokers.join(","))
+        .set("client.id", &config.client_id)
+        .set("acks", acks)
+        .set("enable.idempotence", if acks == "-1" { "true" } else { "false" })
+        .set("compression.type", config.compression.librdkafka_name())
+        .set("linger.ms", config.linger_ms.to_string())
+        .set("batch.size", config.batch_bytes.min(config.max_message_bytes).to_string())
+        .set("message.max.bytes", config.max_message_bytes.to_string())
+        // 0 = never time out: records wait for the cluster instead of failing.
+        .set("message.timeout.ms", "0")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "10000")
+        .set("queue.buffering.max.kbytes", (queue_max_bytes / 1024 * 2).clamp(16 * 1024, 2_097_151).to_string())
+        .set("queue.buffering.max.messages", (queue_max_bytes / 16).clamp(100_000, 10_000_000).to_string())
+        // Java-compatible hashing for keyed records; keyless records use sticky partitioning.
+        .set("partitioner", "murmur2_random");
+    for (k, v) in &config.librdkafka {
+        c.set(k, v);
+    }
+    c
+}
