@@ -39,6 +39,8 @@ pub struct AgentConfig {
     /// How often a one-line summary is logged. Default `"30s"`.
     #[serde(deserialize_with = "duration")]
     pub summary_interval: Duration,
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics`, e.g. `"127.0.0.1:9601"`. Default none (off).
+    pub metrics_address: Option<String>,
     /// Where events go. See [`OutputConfig`].
     pub output: OutputConfig,
     /// What to read. Default: none (validation then fails: an agent with no input does nothing).
@@ -55,6 +57,7 @@ impl Default for AgentConfig {
             shutdown_timeout: Duration::from_secs(10),
             host_name: None,
             summary_interval: Duration::from_secs(30),
+            metrics_address: None,
             output: OutputConfig::default(),
             inputs: Vec::new(),
         }
@@ -263,7 +266,7 @@ pub enum MultilineMatch {
 
 /// Envelope keys that `fields_under_root` may not overwrite.
 pub(crate) const RESERVED_ROOT_KEYS: &[&str] =
-    &["@timestamp", "message", "tags", "fields", "log", "host", "input", "agent", "event"];
+    &["@timestamp", "message", "tags", "fields", "log", "process", "host", "input", "agent", "event"];
 
 impl AgentConfig {
     /// Checks everything serde cannot: regexes compile, required keys per input type, value ranges.
@@ -281,6 +284,11 @@ impl AgentConfig {
         }
         if self.registry_flush.is_zero() {
             return bad("agent.registry_flush".into(), "must be greater than 0".into());
+        }
+        if let Some(addr) = &self.metrics_address {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return bad("agent.metrics_address".into(), format!("{addr:?} is not an ip:port such as \"127.0.0.1:9601\""));
+            }
         }
         let out = &self.output;
         if out.brokers.is_empty() || out.brokers.iter().any(|b| b.trim().is_empty()) {
@@ -473,6 +481,10 @@ mod tests {
         let cfg = load("[agent.output]\nacks = \"2\"\n[[agent.inputs]]\npaths = [\"/x\"]\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("agent.output.acks"));
         assert!(load("[agent]\nclean_removed = \"5 parsecs\"\n").unwrap_err().to_string().contains("invalid duration"));
+        let cfg = load("[agent]\nmetrics_address = \"localhost\"\n[[agent.inputs]]\ntype = \"stdin\"\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("agent.metrics_address"));
+        let cfg = load("[agent]\nmetrics_address = \"127.0.0.1:9601\"\n[[agent.inputs]]\ntype = \"exec\"\ncommand = \"tail -F /x\"\n").unwrap();
+        cfg.validate().unwrap();
     }
 
     #[test]

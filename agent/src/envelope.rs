@@ -25,6 +25,8 @@ pub struct InputMeta {
     pub tags: Vec<String>,
     pub fields: BTreeMap<String, serde_json::Value>,
     pub fields_under_root: bool,
+    /// exec inputs: `process.command_line` (ECS), the command as configured.
+    pub command_line: Option<String>,
 }
 
 /// What differs per event.
@@ -109,6 +111,9 @@ impl Serialize for Envelope<'_> {
         }
         if let Some((path, offset)) = parts.file {
             map.serialize_entry("log", &Log { path, offset })?;
+        }
+        if let Some(command) = &meta.command_line {
+            map.serialize_entry("process", &One("command_line", command))?;
         }
         map.serialize_entry("host", &One("name", &meta.host))?;
         map.serialize_entry("input", &One("type", meta.input_type))?;
@@ -235,6 +240,7 @@ mod tests {
             tags: vec!["access".into()],
             fields: [("service".to_string(), json!("nginx"))].into_iter().collect(),
             fields_under_root: under_root,
+            command_line: None,
         }
     }
 

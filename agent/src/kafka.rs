@@ -118,11 +118,6 @@ impl KafkaSink {
         Ok(Self { producer, shared })
     }
 
-    /// Events whose message was cut after the broker refused them as too large.
-    pub fn too_large(&self) -> u64 {
-        self.shared.too_large.load(Ordering::Relaxed)
-    }
-
     fn send_raw(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], ack: Ack) {
         let mut record = BaseRecord::<[u8], [u8], Box<Ack>>::with_opaque_to(topic, Box::new(ack)).payload(payload);
         if let Some(k) = key {
@@ -185,6 +180,10 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     fn send(&mut self, record: Record<'_>) {
         self.send_raw(record.topic, record.key, record.payload, record.ack);
+    }
+
+    fn too_large(&self) -> u64 {
+        self.shared.too_large.load(Ordering::Relaxed)
     }
 
     fn poll(&mut self) {

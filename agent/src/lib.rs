@@ -1,5 +1,6 @@
 //! The logpipe agent: Filebeat-grade `tail -F` shipping of log files into Kafka (the embedded broker or
-//! any Kafka cluster), with no loss across rotation, truncation, restarts and broker outages.
+//! any Kafka cluster), with no loss across rotation, truncation, restarts and broker outages. Also reads
+//! a command's stdout (`exec`, like Flume's exec source) and its own stdin.
 //!
 //! - [`config`]: the `[agent]` section ([`AgentConfig`]).
 //! - [`identity`]: file identity (fingerprint of the first KiB, or device+inode while smaller) and `event.id`.
@@ -9,16 +10,21 @@
 //! - [`registry`]: the on-disk registry and contiguous acknowledgement tracking.
 //! - [`sink`]: where events go ([`Sink`]); [`kafka`] is the real one.
 //! - [`tailer`]: the file server that ties it together.
+//! - [`stream`]: `exec` and `stdin` inputs on the tailer side; [`exec`]: running the command.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint.
 
 pub mod config;
 mod error;
 pub mod envelope;
+pub mod exec;
 pub mod identity;
 pub mod kafka;
 pub mod line_reader;
+pub mod metrics;
 pub mod multiline;
 pub mod registry;
 pub mod sink;
+pub mod stream;
 pub mod tailer;
 
 pub use config::AgentConfig;
@@ -26,27 +32,48 @@ pub use error::{Error, Result};
 pub use sink::{Ack, MemorySink, Record, Sink};
 pub use tailer::Tailer;
 
+use config::InputType;
 use tokio_util::sync::CancellationToken;
 
-/// Runs the agent until `shutdown` is cancelled: tails the configured files into the Kafka output, then
-/// flushes (bounded by `shutdown_timeout`) and writes the registry.
+/// Runs the agent until `shutdown` is cancelled: tails the configured inputs into the Kafka output, then
+/// flushes (bounded by `shutdown_timeout`) and writes the registry. With only `stdin` inputs it also
+/// returns, after the same flush, once stdin reached its end.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
     config.validate()?;
-    if let Some((i, _)) = config.inputs.iter().enumerate().find(|(_, i)| i.kind != config::InputType::File) {
-        return Err(Error::Config(format!(
-            "agent.inputs[{i}].type: only \"file\" inputs are implemented in this version"
-        )));
-    }
     let (acks_tx, acks_rx) = std::sync::mpsc::channel();
     let sink = kafka::KafkaSink::new(&config.output, config.queue_max_bytes, acks_tx)?;
-    let tailer = Tailer::new(&config, sink, acks_rx)?;
+    let mut tailer = Tailer::new(&config, sink, acks_rx)?;
+    // Children and servers stop with the agent, including when it stops by itself (stdin at EOF).
+    let stop = shutdown.child_token();
+    for (i, input) in config.inputs.iter().enumerate() {
+        match input.kind {
+            InputType::File => {}
+            InputType::Exec => {
+                let command = input.command.clone().unwrap_or_default();
+                tailer.add_stream(&config, i, exec::spawn(command, stop.clone()))?;
+            }
+            InputType::Stdin => tailer.add_stream(&config, i, stream::read_to_end(std::io::stdin()))?,
+        }
+    }
+    if let Some(address) = &config.metrics_address {
+        let server = metrics::MetricsServer::bind(address)
+            .await
+            .map_err(|e| Error::Config(format!("agent.metrics_address: cannot listen on {address}: {e}")))?;
+        tracing::info!(address = %server.local_addr()?, "metrics at http://{}/metrics", server.local_addr()?);
+        let snapshot = metrics::SharedSnapshot::default();
+        tailer.publish_to(snapshot.clone());
+        tokio::spawn(server.run(snapshot, stop.clone()));
+    }
     tracing::info!(
         brokers = %config.output.brokers.join(","),
         registry = %config.registry.display(),
         inputs = config.inputs.len(),
         "agent started"
     );
-    tokio::task::spawn_blocking(move || tailer.run(&shutdown))
+    let tailer_stop = stop.clone();
+    let result = tokio::task::spawn_blocking(move || tailer.run(&tailer_stop))
         .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(|e| Error::Io(std::io::Error::other(e)));
+    stop.cancel();
+    result?
 }

@@ -36,6 +36,11 @@ pub trait Sink: Send {
 
     /// Waits up to `timeout` for every record sent so far to be acknowledged. Returns whether all were.
     fn flush(&mut self, timeout: Duration) -> bool;
+
+    /// Events the output had to cut after the cluster refused them as too large.
+    fn too_large(&self) -> u64 {
+        0
+    }
 }
 
 /// A record as a [`MemorySink`] received it.

@@ -36,7 +36,9 @@ use crate::identity::{dev_ino, event_id, FileIdentity, Head};
 use crate::line_reader::{LineReader, RawLine};
 use crate::multiline::Multiline;
 use crate::registry::{AckedRanges, Entry, RegistryFile, REGISTRY_VERSION};
+use crate::metrics::{SharedSnapshot, Snapshot};
 use crate::sink::{Ack, Record, Sink};
+use crate::stream::{Out, StreamInput, StreamReceiver, StreamStatus, STREAM_SOURCE};
 
 /// Bytes read per system call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -46,6 +48,8 @@ const READ_PER_TURN: usize = 1 << 20;
 const MAX_IDLE: Duration = Duration::from_millis(50);
 /// Longest time a continuously read file goes without a truncation check.
 const TRUNCATION_CHECK: Duration = Duration::from_millis(100);
+/// How often the metrics snapshot is refreshed.
+const METRICS_PUBLISH: Duration = Duration::from_millis(200);
 
 /// One compiled `file` input.
 struct FileInput {
@@ -87,7 +91,11 @@ pub struct FileStats {
     pub lines_read: u64,
     pub bytes_read: u64,
     pub events_sent: u64,
+    pub events_acked: u64,
+    /// Lines cut at `max_line_bytes`.
     pub events_truncated: u64,
+    /// Events whose message was cut to fit `max_message_bytes`.
+    pub events_too_large: u64,
 }
 
 /// An open file being read.
@@ -141,6 +149,12 @@ pub struct Tailer<S: Sink> {
     last_summary: Instant,
     summary_interval: Duration,
     totals: Totals,
+    /// `exec` and `stdin` inputs.
+    streams: Vec<StreamInput>,
+    host: String,
+    default_topic: String,
+    metrics: Option<SharedSnapshot>,
+    last_publish: Instant,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -188,6 +202,11 @@ impl<S: Sink> Tailer<S> {
             last_summary: now,
             summary_interval: config.summary_interval,
             totals: Totals::default(),
+            streams: Vec::new(),
+            host,
+            default_topic: config.output.topic.clone(),
+            metrics: None,
+            last_publish: now,
         };
         for entry in RegistryFile::load(&config.registry)?.entries {
             let slot = tailer.new_slot();
@@ -214,16 +233,39 @@ impl<S: Sink> Tailer<S> {
         Ok(tailer)
     }
 
+    /// Adds the `exec` or `stdin` input `config.inputs[index]`, fed by `rx` (from [`crate::exec::spawn`]
+    /// or [`crate::stream::read_to_end`]).
+    pub fn add_stream(&mut self, config: &AgentConfig, index: usize, rx: StreamReceiver) -> Result<()> {
+        let input = config
+            .inputs
+            .get(index)
+            .ok_or_else(|| Error::Config(format!("agent.inputs[{index}] does not exist")))?;
+        self.streams.push(StreamInput::new(index, input, &self.host, &self.default_topic, rx)?);
+        Ok(())
+    }
+
+    /// Keeps `shared` up to date (every 200 ms) for the metrics endpoint.
+    pub fn publish_to(&mut self, shared: SharedSnapshot) {
+        *shared.lock().unwrap() = self.snapshot();
+        self.metrics = Some(shared);
+    }
+
+    /// Whether every input has ended: only stream inputs, all closed (stdin at EOF). File inputs and
+    /// exec inputs never end.
+    fn finished(&self) -> bool {
+        self.inputs.is_empty() && !self.streams.is_empty() && self.streams.iter().all(|s| s.closed)
+    }
+
     /// The sink, e.g. to inspect a test sink.
     pub fn sink(&self) -> &S {
         &self.sink
     }
 
-    /// Runs until `shutdown` is cancelled, then waits up to `shutdown_timeout` for acknowledgements and
-    /// writes the registry.
+    /// Runs until `shutdown` is cancelled (or, with only stream inputs, until all of them ended), then
+    /// waits up to `shutdown_timeout` for acknowledgements and writes the registry.
     pub fn run(mut self, shutdown: &CancellationToken) -> Result<()> {
         let mut idle = Duration::from_millis(1);
-        while !shutdown.is_cancelled() {
+        while !shutdown.is_cancelled() && !self.finished() {
             let progressed = self.turn();
             if progressed {
                 idle = Duration::from_millis(1);
@@ -254,7 +296,8 @@ impl<S: Sink> Tailer<S> {
             self.first_scan_done = true;
             self.prune();
         }
-        let progressed = self.read_all();
+        let mut progressed = self.read_all();
+        progressed |= self.pump_streams();
         self.close_idle(Instant::now());
         self.sink.poll();
         if self.dirty && self.last_checkpoint.elapsed() >= self.registry_flush {
@@ -264,10 +307,51 @@ impl<S: Sink> Tailer<S> {
             self.last_summary = Instant::now();
             self.log_summary();
         }
+        if self.metrics.is_some() && self.last_publish.elapsed() >= METRICS_PUBLISH {
+            self.publish();
+        }
         progressed
     }
 
+    /// Reads what the stream inputs produced, within the queue budget; sends stale multiline events.
+    fn pump_streams(&mut self) -> bool {
+        let mut progressed = false;
+        let now = Instant::now();
+        for stream in &mut self.streams {
+            let mut out = Out {
+                sink: &mut self.sink,
+                encoder: &mut self.encoder,
+                buf: &mut self.buf,
+                in_flight: &mut self.in_flight,
+                key: self.key.as_ref(),
+                events: &mut self.totals.events_sent,
+            };
+            progressed |= stream.pump(&mut out, self.queue_max_bytes, READ_PER_TURN);
+            stream.flush_stale(now, &mut out);
+        }
+        progressed
+    }
+
+    fn publish(&mut self) {
+        self.last_publish = Instant::now();
+        if let Some(shared) = &self.metrics {
+            let snapshot = self.snapshot();
+            *shared.lock().unwrap() = snapshot;
+        }
+    }
+
     fn shutdown(mut self) -> Result<()> {
+        for stream in &mut self.streams {
+            let mut out = Out {
+                sink: &mut self.sink,
+                encoder: &mut self.encoder,
+                buf: &mut self.buf,
+                in_flight: &mut self.in_flight,
+                key: self.key.as_ref(),
+                events: &mut self.totals.events_sent,
+            };
+            stream.shutdown(&mut out);
+        }
         let deadline = Instant::now() + self.shutdown_timeout;
         let all = self.sink.flush(self.shutdown_timeout);
         // Acks may still be on their way through the channel after the sink's flush returned.
@@ -288,7 +372,11 @@ impl<S: Sink> Tailer<S> {
                 "shutting down with unacknowledged events; they are sent again on the next start"
             );
         }
-        self.save_registry()
+        let saved = self.save_registry();
+        if self.metrics.is_some() {
+            self.publish();
+        }
+        saved
     }
 
     fn new_slot(&mut self) -> u64 {
@@ -306,8 +394,16 @@ impl<S: Sink> Tailer<S> {
         self.in_flight = self.in_flight.saturating_sub(ack.bytes);
         self.totals.events_acked += 1;
         self.totals.bytes_acked += ack.bytes as u64;
+        if ack.source & STREAM_SOURCE != 0 {
+            let index = (ack.source & !STREAM_SOURCE) as usize;
+            if let Some(stream) = self.streams.iter_mut().find(|s| s.index() == index) {
+                stream.on_ack(&ack);
+            }
+            return;
+        }
         // Acks of a forgotten state (inode reuse, truncation of a small file) only release bytes.
         if let Some(state) = self.files.get_mut(&ack.source) {
+            state.stats.events_acked += 1;
             if state.acked.ack(ack.start, ack.end) {
                 self.dirty = true;
             }
@@ -800,6 +896,23 @@ impl<S: Sink> Tailer<S> {
         out
     }
 
+    /// Status of the `exec` and `stdin` inputs.
+    pub fn stream_status(&self) -> Vec<StreamStatus> {
+        self.streams.iter().map(StreamInput::status).collect()
+    }
+
+    /// Everything the metrics endpoint shows.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            files: self.status(),
+            streams: self.stream_status(),
+            in_flight_bytes: self.in_flight,
+            events_sent: self.totals.events_sent,
+            events_acked: self.totals.events_acked,
+            message_truncated: self.encoder.message_truncated + self.sink.too_large(),
+        }
+    }
+
     /// Encoded bytes handed to the sink and not yet acknowledged.
     pub fn in_flight_bytes(&self) -> usize {
         self.in_flight
@@ -813,6 +926,7 @@ impl<S: Sink> Tailer<S> {
             files_known = self.by_identity.len(),
             events_sent = self.totals.events_sent,
             events_acked = self.totals.events_acked,
+            stream_events_sent = self.streams.iter().map(|s| s.stats.events_sent).sum::<u64>(),
             in_flight_bytes = self.in_flight,
             bytes_behind = behind,
             events_message_truncated = self.encoder.message_truncated,
@@ -859,7 +973,11 @@ impl<S: Sink> EmitCtx<'_, S> {
             id: &id,
             truncated: event.truncated,
         };
+        let cut_before = self.encoder.message_truncated;
         self.encoder.encode(&input.meta, &parts, self.buf);
+        if self.encoder.message_truncated > cut_before {
+            self.stats.events_too_large += 1;
+        }
         let key = self.key.and_then(|k| k.value(&input.meta, &parts));
         let ack = Ack { source: self.slot, start: event.start, end: event.end, bytes: self.buf.len() };
         self.sink.send(Record { topic: &input.topic, key: key.as_deref(), payload: self.buf, ack });
@@ -898,6 +1016,7 @@ fn compile(input: &InputConfig, host: &str, default_topic: &str, now: Instant) -
             tags: input.tags.clone(),
             fields: input.fields.clone(),
             fields_under_root: input.fields_under_root,
+            command_line: None,
         },
         topic: input.topic.clone().unwrap_or_else(|| default_topic.to_string()),
         next_scan: now,
