@@ -1,0 +1,306 @@
+//! Reading open files: the per-file [`Harvester`] (handle, line reader, multiline state), the bounded
+//! read of every open file per loop turn, and turning lines into events through [`EmitCtx`] (line
+//! filters, envelope, key, hand-off to the sink). Also closing files: idle, deleted, or on error.
+//!
+//! `FileState::read_offset` is kept at the start of the first line not yet handed on (a partial line
+//! or a pending multiline event), so a reopen in the same process continues there.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::time::Instant;
+
+use super::{FileInput, FileStats, Tailer, READ_PER_TURN, TRUNCATION_CHECK};
+use crate::envelope::{timestamp_now, Encoder, EventParts, KeyField};
+use crate::identity::{event_id, FileIdentity, Head};
+use crate::line_reader::{LineReader, RawLine};
+use crate::multiline::Multiline;
+use crate::registry::AckedRanges;
+use crate::sink::{Ack, Record, Sink};
+
+/// An open file being read.
+pub(super) struct Harvester {
+    pub(super) file: File,
+    /// `log.file.path` of its events: the path it was opened under (as Filebeat does).
+    pub(super) path: String,
+    pub(super) head: Head,
+    pub(super) reader: LineReader,
+    pub(super) multiline: Option<Multiline>,
+    pub(super) last_data: Instant,
+    pub(super) at_eof: bool,
+    pub(super) deleted: bool,
+    pub(super) last_check: Instant,
+}
+
+impl<S: Sink> Tailer<S> {
+    pub(super) fn open_harvester(&mut self, slot: u64, mut file: File, head: Head, offset: u64) -> io::Result<()> {
+        file.seek(SeekFrom::Start(offset))?;
+        let state = self.files.get_mut(&slot).expect("slot exists");
+        let input = &self.inputs[state.input];
+        let multiline = input
+            .multiline
+            .as_ref()
+            .map(|m| Multiline::new(m, input.max_line_bytes).expect("validated multiline pattern"));
+        self.open.insert((state.dev, state.ino), slot);
+        tracing::debug!(path = %state.path.display(), offset, "opened");
+        state.harvester = Some(Harvester {
+            file,
+            path: state.path.to_string_lossy().into_owned(),
+            head,
+            reader: LineReader::new(input.max_line_bytes, offset),
+            multiline,
+            last_data: Instant::now(),
+            at_eof: false,
+            deleted: false,
+            last_check: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Reads from every open file, a bounded amount each. Returns whether anything was read.
+    pub(super) fn read_all(&mut self) -> bool {
+        let slots: Vec<u64> = self.files.iter().filter(|(_, s)| s.harvester.is_some()).map(|(k, _)| *k).collect();
+        let mut progressed = false;
+        for slot in slots {
+            // A truncated file must be noticed before reading on at the old offset, or the new content's
+            // bytes would be read as the old file's (fragments of lines, wrong ids). Checked whenever the
+            // file was at its end (that is when copytruncate happens under a tailer keeping up), and
+            // at least every TRUNCATION_CHECK while it is read continuously.
+            let due = self.files[&slot]
+                .harvester
+                .as_ref()
+                .is_some_and(|h| h.at_eof || h.last_check.elapsed() >= TRUNCATION_CHECK);
+            if due && self.check_truncated(slot) {
+                progressed = true;
+                continue;
+            }
+            let mut budget = READ_PER_TURN;
+            while budget > 0 && self.in_flight < self.queue_max_bytes {
+                match self.read_chunk(slot) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        progressed = true;
+                        budget = budget.saturating_sub(n);
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %self.files[&slot].path.display(), error = %e, "read failed; closing the file");
+                        self.close_harvester(slot, false);
+                        break;
+                    }
+                }
+            }
+        }
+        progressed
+    }
+
+    fn read_chunk(&mut self, slot: u64) -> io::Result<usize> {
+        let state = self.files.get_mut(&slot).expect("slot exists");
+        let mut h = state.harvester.take().expect("open");
+        let n = loop {
+            match h.file.read(&mut self.read_buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                state.harvester = Some(h);
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            h.at_eof = true;
+            state.harvester = Some(h);
+            return Ok(0);
+        }
+        // Truncated and rewritten between the last check and this read? Then these bytes are the new
+        // content at the old offset: not lines of this file. Checked after the read, so no window remains
+        // (short of a rewrite with identical first bytes).
+        if !h.head.is_empty() && Head::read(&h.file).map_or(true, |now| !now.bytes().starts_with(h.head.bytes())) {
+            state.harvester = Some(h);
+            tracing::info!(path = %state.path.display(), "file truncated and rewritten (copytruncate?); reading it from the start");
+            self.on_truncated(slot);
+            return Ok(0);
+        }
+        let now = Instant::now();
+        h.at_eof = false;
+        h.last_data = now;
+        let data = &self.read_buf[..n];
+        h.head.observe(h.reader.position(), data);
+        state.stats.bytes_read += n as u64;
+        let timestamp = timestamp_now();
+        let Harvester { reader, multiline, path, head, .. } = &mut h;
+        let mut ctx = EmitCtx {
+            slot,
+            input: &self.inputs[state.input],
+            state_acked: &mut state.acked,
+            stats: &mut state.stats,
+            sink: &mut self.sink,
+            encoder: &mut self.encoder,
+            buf: &mut self.buf,
+            in_flight: &mut self.in_flight,
+            key: self.key.as_ref(),
+            timestamp: &timestamp,
+            path,
+            head,
+            events: &mut self.totals.events_sent,
+            dirty: &mut self.dirty,
+        };
+        reader.feed(data, |line| {
+            ctx.stats.lines_read += 1;
+            match multiline {
+                Some(ml) => ml.push(line, now, |event| ctx.emit(event)),
+                None => ctx.emit(line),
+            }
+        });
+        state.read_offset = h.reader.line_start().min(h.multiline.as_ref().and_then(|m| m.pending_start()).unwrap_or(u64::MAX));
+        let upgrade = h.head.is_full() && !matches!(state.identity, FileIdentity::Fingerprint { .. });
+        let fingerprint = FileIdentity::Fingerprint { hash: h.head.hash() };
+        state.harvester = Some(h);
+        if upgrade {
+            // The file just grew past the fingerprint size: from now on it is known by its first bytes.
+            self.rekey(slot, fingerprint);
+        }
+        Ok(n)
+    }
+
+    /// Multiline timeouts; closes files idle for `close_inactive` and deleted files read to their end.
+    pub(super) fn close_idle(&mut self, now: Instant) {
+        let mut to_close = Vec::new();
+        for (&slot, state) in self.files.iter_mut() {
+            let Some(h) = state.harvester.as_mut() else { continue };
+            let input = &self.inputs[state.input];
+            if let Some(ml) = h.multiline.as_mut() {
+                if ml.has_pending() {
+                    let timestamp = timestamp_now();
+                    let mut ctx = EmitCtx {
+                        slot,
+                        input,
+                        state_acked: &mut state.acked,
+                        stats: &mut state.stats,
+                        sink: &mut self.sink,
+                        encoder: &mut self.encoder,
+                        buf: &mut self.buf,
+                        in_flight: &mut self.in_flight,
+                        key: self.key.as_ref(),
+                        timestamp: &timestamp,
+                        path: &h.path,
+                        head: &h.head,
+                        events: &mut self.totals.events_sent,
+                        dirty: &mut self.dirty,
+                    };
+                    ml.flush_if_stale(now, |e| ctx.emit(e));
+                    state.read_offset = h.reader.line_start().min(ml.pending_start().unwrap_or(u64::MAX));
+                }
+            }
+            if h.at_eof && (h.deleted || now.saturating_duration_since(h.last_data) >= input.close_inactive) {
+                to_close.push(slot);
+            }
+        }
+        for slot in to_close {
+            let deleted = self.files[&slot].harvester.as_ref().is_some_and(|h| h.deleted);
+            tracing::debug!(path = %self.files[&slot].path.display(), deleted, "closing");
+            self.close_harvester(slot, true);
+        }
+    }
+
+    /// Closes the file of `slot`. With `finish`, the partial last line and the pending multiline event are
+    /// sent first (the file was rotated away, deleted, idle or truncated).
+    pub(super) fn close_harvester(&mut self, slot: u64, finish: bool) {
+        let state = self.files.get_mut(&slot).expect("slot exists");
+        let Some(mut h) = state.harvester.take() else { return };
+        self.open.remove(&(state.dev, state.ino));
+        if finish {
+            let timestamp = timestamp_now();
+            let Harvester { reader, multiline, path, head, .. } = &mut h;
+            let mut ctx = EmitCtx {
+                slot,
+                input: &self.inputs[state.input],
+                state_acked: &mut state.acked,
+                stats: &mut state.stats,
+                sink: &mut self.sink,
+                encoder: &mut self.encoder,
+                buf: &mut self.buf,
+                in_flight: &mut self.in_flight,
+                key: self.key.as_ref(),
+                timestamp: &timestamp,
+                path,
+                head,
+                events: &mut self.totals.events_sent,
+                dirty: &mut self.dirty,
+            };
+            let now = Instant::now();
+            reader.flush_partial(|line| {
+                ctx.stats.lines_read += 1;
+                match multiline.as_mut() {
+                    Some(ml) => ml.push(line, now, |e| ctx.emit(e)),
+                    None => ctx.emit(line),
+                }
+            });
+            if let Some(ml) = multiline.as_mut() {
+                ml.flush(|e| ctx.emit(e));
+            }
+            state.read_offset = h.reader.position();
+        } else {
+            state.read_offset = h.reader.line_start().min(h.multiline.as_ref().and_then(|m| m.pending_start()).unwrap_or(u64::MAX));
+        }
+        state.head_len = h.head.len();
+        state.head_hash = h.head.hash();
+    }
+
+}
+
+/// What emitting one event needs, borrowed from the tailer and the file's state.
+struct EmitCtx<'a, S: Sink> {
+    slot: u64,
+    input: &'a FileInput,
+    state_acked: &'a mut AckedRanges,
+    stats: &'a mut FileStats,
+    sink: &'a mut S,
+    encoder: &'a mut Encoder,
+    buf: &'a mut Vec<u8>,
+    in_flight: &'a mut usize,
+    key: Option<&'a KeyField>,
+    timestamp: &'a str,
+    path: &'a str,
+    head: &'a Head,
+    events: &'a mut u64,
+    dirty: &'a mut bool,
+}
+
+impl<S: Sink> EmitCtx<'_, S> {
+    fn emit(&mut self, event: RawLine<'_>) {
+        let input = self.input;
+        let keep = (input.include_lines.is_empty() || input.include_lines.iter().any(|re| re.is_match(event.bytes)))
+            && !input.exclude_lines.iter().any(|re| re.is_match(event.bytes));
+        if !keep {
+            // Filtered events count as done, or the registry could never move past them.
+            if self.state_acked.ack(event.start, event.end) {
+                *self.dirty = true;
+            }
+            return;
+        }
+        let id = event_id(&input.meta.host, self.head.id_basis(event.end), event.start);
+        let parts = EventParts {
+            timestamp: self.timestamp,
+            message: event.bytes,
+            file: Some((self.path, event.start)),
+            id: &id,
+            truncated: event.truncated,
+        };
+        let cut_before = self.encoder.message_truncated;
+        self.encoder.encode(&input.meta, &parts, self.buf);
+        if self.encoder.message_truncated > cut_before {
+            self.stats.events_too_large += 1;
+        }
+        let key = self.key.and_then(|k| k.value(&input.meta, &parts));
+        let ack = Ack { source: self.slot, start: event.start, end: event.end, bytes: self.buf.len() };
+        self.sink.send(Record { topic: &input.topic, key: key.as_deref(), payload: self.buf, ack });
+        *self.in_flight += self.buf.len();
+        *self.events += 1;
+        self.stats.events_sent += 1;
+        if event.truncated {
+            self.stats.events_truncated += 1;
+        }
+    }
+}
