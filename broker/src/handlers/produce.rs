@@ -48,7 +48,7 @@ pub fn handle(
         for data in topic.partition_data {
             let outcome = if transactional {
                 Appended::Failed(ResponseError::TransactionalIdAuthorizationFailed, Some("transactions are not supported".into()))
-            } else if !matches!(acks, -1 | 0 | 1) {
+            } else if !(-1..=1).contains(&acks) {
                 Appended::Failed(ResponseError::InvalidRequiredAcks, None)
             } else {
                 append(broker, &topic.name, data.index, data.records.as_deref(), acks, version, now)
