@@ -1,0 +1,171 @@
+//! The Elasticsearch `_bulk` body: for each event an NDJSON action line
+//! `{"create":{"_index":"…","_id":"…"}}` and the document line, appended to one reused buffer. The
+//! `create` action with a stable `_id` is what makes replays harmless: an id already indexed answers 409.
+//!
+//! Each item's byte range is kept, so the items a response says to retry can be copied into the next
+//! request without encoding them again.
+//!
+//! References: Elasticsearch "Bulk API" (NDJSON body, `create` action, `_id`).
+
+use std::fmt;
+use std::ops::Range;
+
+use crate::error::Result;
+use crate::event::Event;
+
+/// The document id of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocId<'a> {
+    /// The agent's stable `event.id`.
+    Event(&'a str),
+    /// `<topic>-<partition>-<offset>`, for events without one (e.g. from Filebeat): stable per record.
+    Record { topic: &'a str, partition: i32, offset: i64 },
+}
+
+impl<'a> DocId<'a> {
+    /// `event.id` if it is a non-empty string, else the record's coordinates.
+    pub fn of(event: &'a Event, topic: &'a str, partition: i32, offset: i64) -> Self {
+        match event.get_path(&["event", "id"]).and_then(|v| v.as_str()) {
+            Some(id) if !id.is_empty() => DocId::Event(id),
+            _ => DocId::Record { topic, partition, offset },
+        }
+    }
+}
+
+impl fmt::Display for DocId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DocId::Event(id) => f.write_str(id),
+            DocId::Record { topic, partition, offset } => write!(f, "{topic}-{partition}-{offset}"),
+        }
+    }
+}
+
+/// A `_bulk` request body under construction. `clear` keeps the allocation for the next batch.
+#[derive(Debug, Default)]
+pub struct BulkRequest {
+    body: Vec<u8>,
+    items: Vec<Range<usize>>,
+    id: String,
+}
+
+impl BulkRequest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self { body: Vec::with_capacity(bytes), ..Self::default() }
+    }
+
+    /// Appends a `create` of `event` into `index` with `id`. On error (not possible for a JSON map, but
+    /// kept honest) the body is left as it was.
+    pub fn push(&mut self, index: &str, id: DocId<'_>, event: &Event) -> Result<()> {
+        let start = self.body.len();
+        let result = self.encode(index, id, event);
+        match result {
+            Ok(()) => self.items.push(start..self.body.len()),
+            Err(_) => self.body.truncate(start),
+        }
+        result
+    }
+
+    fn encode(&mut self, index: &str, id: DocId<'_>, event: &Event) -> Result<()> {
+        use std::fmt::Write;
+        self.id.clear();
+        let _ = write!(self.id, "{id}");
+        self.body.extend_from_slice(br#"{"create":{"_index":"#);
+        serde_json::to_writer(&mut self.body, index)?;
+        self.body.extend_from_slice(br#","_id":"#);
+        serde_json::to_writer(&mut self.body, &self.id)?;
+        self.body.extend_from_slice(b"}}\n");
+        serde_json::to_writer(&mut self.body, event.as_map())?;
+        self.body.push(b'\n');
+        Ok(())
+    }
+
+    /// Appends an item (both lines) taken from another request's [`item`](Self::item).
+    pub fn push_encoded(&mut self, item: &[u8]) {
+        let start = self.body.len();
+        self.body.extend_from_slice(item);
+        self.items.push(start..self.body.len());
+    }
+
+    /// The bytes of item `i` (action and document lines), as numbered in the response's `items`.
+    pub fn item(&self, i: usize) -> Option<&[u8]> {
+        self.items.get(i).map(|r| &self.body[r.clone()])
+    }
+
+    /// The request body (`Content-Type: application/x-ndjson`).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Body size in bytes, for the batch's byte bound.
+    pub fn bytes(&self) -> usize {
+        self.body.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.items.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(v: serde_json::Value) -> Event {
+        Event::from_map(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn exact_ndjson_bytes() {
+        let mut bulk = BulkRequest::new();
+        let a = event(json!({"message": "GET \"/\"\n", "event": {"id": "0123456789abcdef0123456789abcdef"}, "@timestamp": "2026-11-21T08:15:30.000Z"}));
+        let b = event(json!({"message": "plain"}));
+        bulk.push("nginx_access-2026.11.21", DocId::of(&a, "nginx", 2, 41), &a).unwrap();
+        bulk.push("logs-2026.11.21", DocId::of(&b, "nginx", 2, 42), &b).unwrap();
+        let want = concat!(
+            r#"{"create":{"_index":"nginx_access-2026.11.21","_id":"0123456789abcdef0123456789abcdef"}}"#, "\n",
+            r#"{"@timestamp":"2026-11-21T08:15:30.000Z","event":{"id":"0123456789abcdef0123456789abcdef"},"message":"GET \"/\"\n"}"#, "\n",
+            r#"{"create":{"_index":"logs-2026.11.21","_id":"nginx-2-42"}}"#, "\n",
+            r#"{"message":"plain"}"#, "\n",
+        );
+        assert_eq!(std::str::from_utf8(bulk.body()).unwrap(), want);
+        assert_eq!(bulk.len(), 2);
+        assert_eq!(bulk.bytes(), want.len());
+
+        let mut retry = BulkRequest::new();
+        retry.push_encoded(bulk.item(1).unwrap());
+        assert_eq!(retry.body(), &want.as_bytes()[want.find(r#"{"create":{"_index":"logs"#).unwrap()..]);
+        assert!(bulk.item(2).is_none());
+
+        let cap = bulk.body().len();
+        bulk.clear();
+        assert!(bulk.is_empty() && bulk.body().is_empty() && bulk.body.capacity() >= cap);
+    }
+
+    #[test]
+    fn doc_id_falls_back_to_record_coordinates() {
+        let e = event(json!({"event": {"id": ""}}));
+        assert_eq!(DocId::of(&e, "t", 0, 7).to_string(), "t-0-7");
+        let e = event(json!({"event": {"id": 5}}));
+        assert_eq!(DocId::of(&e, "t", 1, 8).to_string(), "t-1-8");
+        let e = event(json!({"event": {"id": "x\"y"}}));
+        let mut bulk = BulkRequest::new();
+        bulk.push("i", DocId::of(&e, "t", 0, 0), &e).unwrap();
+        assert!(bulk.body().starts_with(br#"{"create":{"_index":"i","_id":"x\"y"}}"#));
+    }
+}

@@ -1,0 +1,87 @@
+//! Turning a Kafka record value into an [`Event`], as Logstash's `json` and `plain` codecs do. Decoding
+//! never fails and never drops: a record that is not a JSON object keeps its raw text in `message` and is
+//! tagged `_jsonparsefailure`, so it is indexed and can be found.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::event::{format_timestamp, Event, TIMESTAMP};
+
+/// Tag on events whose record was not a JSON object under the `json` codec.
+pub const JSON_PARSE_FAILURE: &str = "_jsonparsefailure";
+
+/// How record values become events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Codec {
+    /// A JSON object per record: the agent's envelope, Filebeat's, or any other.
+    #[default]
+    Json,
+    /// The record value (UTF-8, invalid bytes replaced) becomes `message`.
+    Plain,
+}
+
+impl Codec {
+    /// Decodes one record value. `now` fills `@timestamp` when the record has none, as Logstash does.
+    pub fn decode(self, value: &[u8], now: DateTime<Utc>) -> Event {
+        let mut event = match self {
+            Codec::Json => match serde_json::from_slice::<Value>(value) {
+                Ok(Value::Object(map)) => Event::from_map(map),
+                _ => {
+                    let mut event = plain(value);
+                    event.add_tag(JSON_PARSE_FAILURE);
+                    event
+                }
+            },
+            Codec::Plain => plain(value),
+        };
+        if !event.as_map().contains_key(TIMESTAMP) {
+            event.as_map_mut().insert(TIMESTAMP.into(), Value::String(format_timestamp(now)));
+        }
+        event
+    }
+}
+
+fn plain(value: &[u8]) -> Event {
+    let mut map = Map::new();
+    map.insert("message".into(), Value::String(String::from_utf8_lossy(value).into_owned()));
+    Event::from_map(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-21T08:15:30.5Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn json_envelope_is_kept_as_is() {
+        let raw = br#"{"@timestamp":"2026-11-21T08:15:30.123Z","message":"GET /","tags":["access"],"event":{"id":"ab"}}"#;
+        let e = Codec::Json.decode(raw, now());
+        assert_eq!(e.as_map()["@timestamp"], json!("2026-11-21T08:15:30.123Z"));
+        assert!(e.has_tag("access"));
+        assert_eq!(e.get_path(&["event", "id"]), Some(&json!("ab")));
+    }
+
+    #[test]
+    fn malformed_json_keeps_raw_text_and_is_tagged() {
+        for raw in [&b"{\"message\": \"cut"[..], b"[1,2]", b"42", b"", b"\xff\xfe{", b"nul\0byte"] {
+            let e = Codec::Json.decode(raw, now());
+            assert!(e.has_tag(JSON_PARSE_FAILURE), "{raw:?}");
+            assert_eq!(e.as_map()["message"], json!(String::from_utf8_lossy(raw)));
+            assert_eq!(e.as_map()["@timestamp"], json!("2026-11-21T08:15:30.500Z"));
+        }
+    }
+
+    #[test]
+    fn plain_takes_the_value_as_message() {
+        let e = Codec::Plain.decode(b"{\"a\":1}", now());
+        assert_eq!(e.as_map()["message"], json!("{\"a\":1}"));
+        assert!(!e.has_tag(JSON_PARSE_FAILURE));
+        assert_eq!(e.as_map().len(), 2);
+    }
+}

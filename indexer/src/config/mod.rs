@@ -1,0 +1,501 @@
+//! The `[indexer]` section of a pipeline file: `[indexer.input]`, `[[indexer.filters]]`,
+//! `[[indexer.routes]]` and `[indexer.output.*]`, shaped as DESIGN.md's example. Names follow Logstash's
+//! kafka input, filters and elasticsearch output where Logstash has one (`group_id`, `auto_offset_reset`,
+//! `codec`, `match`, `pattern_definitions`, `add_field`, `tag_on_failure`, `hosts`, `api_key`,
+//! `manage_template`). Unknown keys are errors; durations are strings with a unit (`"500ms"`, `"1s"`).
+//!
+//! Loading compiles the config into runtime types once ([`Compiled`]: codec, `FilterChain`,
+//! `RouteTable`, in `compile.rs`); every pattern, template, regex and time zone is checked there, and an error names its
+//! key, e.g. `indexer.filters[2].match.message[0]`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::codec::Codec;
+
+mod compile;
+
+pub use compile::Compiled;
+
+/// Everything the indexer needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexerConfig {
+    /// Where events come from. See [`InputConfig`].
+    pub input: InputConfig,
+    /// Filters in order, each with an optional `when`. Default none.
+    pub filters: Vec<FilterConfig>,
+    /// Routes in order; the first whose `when` holds names the index. Default none.
+    pub routes: Vec<RouteConfig>,
+    /// Index for events no route takes (a template). Default `"logpipe-%{+YYYY.MM.dd}"`.
+    pub default_index: String,
+    /// Drop (and count) events no route takes instead of sending them to `default_index`. Default `false`.
+    pub drop_unmatched: bool,
+    /// Where documents go. See [`OutputConfig`].
+    pub output: OutputConfig,
+}
+
+impl Default for IndexerConfig {
+    fn default() -> Self {
+        Self {
+            input: InputConfig::default(),
+            filters: Vec::new(),
+            routes: Vec::new(),
+            default_index: "logpipe-%{+YYYY.MM.dd}".into(),
+            drop_unmatched: false,
+            output: OutputConfig::default(),
+        }
+    }
+}
+
+/// `[indexer.input]`: the Kafka consumer group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Bootstrap brokers, `host:port`. Default `["127.0.0.1:9092"]`.
+    pub brokers: Vec<String>,
+    /// Topics to consume; a name starting with `^` is a regex (librdkafka). Default `["logs"]`.
+    pub topics: Vec<String>,
+    /// Consumer group. Default `"logpipe-indexer"`.
+    pub group_id: String,
+    /// Where a group without a committed offset starts: `earliest`, `latest`, or `none` (stop with an
+    /// error). Default `latest`, as Logstash.
+    pub auto_offset_reset: AutoOffsetReset,
+    /// `json` or `plain`. Default `json`.
+    pub codec: Codec,
+    /// librdkafka `client.id`. Default `"logpipe-indexer"`.
+    pub client_id: String,
+    /// Extra librdkafka properties, e.g. `{ "security.protocol" = "ssl" }`. Default empty.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        Self {
+            brokers: vec!["127.0.0.1:9092".into()],
+            topics: vec!["logs".into()],
+            group_id: "logpipe-indexer".into(),
+            auto_offset_reset: AutoOffsetReset::Latest,
+            codec: Codec::Json,
+            client_id: "logpipe-indexer".into(),
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoOffsetReset {
+    Earliest,
+    Latest,
+    None,
+}
+
+/// A condition as written: exactly one of `tag`, `exists`, `field` with `equals` or `matches`, `and`,
+/// `or`, `not`. E.g. `{ tag = "access" }`, `{ field = "[fields][env]", equals = "prod" }`,
+/// `{ not = { tag = "debug" } }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhenConfig {
+    /// `tags` contains this.
+    pub tag: Option<String>,
+    /// This field exists.
+    pub exists: Option<String>,
+    /// The field that `equals` or `matches` tests.
+    pub field: Option<String>,
+    /// Exact value (`200` and `"200"` differ).
+    pub equals: Option<Value>,
+    /// Regex the field's text must match.
+    pub matches: Option<String>,
+    pub and: Option<Vec<WhenConfig>>,
+    pub or: Option<Vec<WhenConfig>>,
+    pub not: Option<Box<WhenConfig>>,
+}
+
+/// One `[[indexer.filters]]` entry, chosen by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FilterConfig {
+    NginxAccess(NginxAccessConfig),
+    NginxError(NginxErrorConfig),
+    Grok(GrokConfig),
+    Date(DateConfig),
+    Mutate(MutateConfig),
+}
+
+/// `type = "nginx_access"`: nginx `combined`/`main` access lines to ECS fields, `$time_local` to `@timestamp`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NginxAccessConfig {
+    /// Run only on matching events. Default: all.
+    pub when: Option<WhenConfig>,
+    /// Field holding the line. Default `"message"`.
+    pub source: String,
+}
+
+impl Default for NginxAccessConfig {
+    fn default() -> Self {
+        Self { when: None, source: "message".into() }
+    }
+}
+
+/// `type = "nginx_error"`: nginx error lines to `log.level`, `process.pid`, `process.thread.id`, message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NginxErrorConfig {
+    /// Run only on matching events. Default: all.
+    pub when: Option<WhenConfig>,
+    /// Field holding the line. Default `"message"`.
+    pub source: String,
+    /// IANA zone of the log's local times, e.g. `"Europe/Berlin"`. Default `"UTC"`.
+    pub time_zone: String,
+}
+
+impl Default for NginxErrorConfig {
+    fn default() -> Self {
+        Self { when: None, source: "message".into(), time_zone: "UTC".into() }
+    }
+}
+
+/// `type = "grok"`: `match = { message = ["%{IP:[source][ip]} %{GREEDYDATA:rest}"] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrokConfig {
+    /// Run only on matching events. Default: all.
+    pub when: Option<WhenConfig>,
+    /// Field → pattern or list of patterns. Default empty (validation then fails).
+    #[serde(rename = "match")]
+    pub patterns: BTreeMap<String, OneOrMany>,
+    /// Extra named patterns, e.g. `{ METHOD = "GET|POST" }`. Default empty.
+    pub pattern_definitions: BTreeMap<String, String>,
+    /// Stop at the first matching pattern. Default `true`.
+    pub break_on_match: bool,
+    /// Tags added when nothing matches. Default `["_grokparsefailure"]`.
+    pub tag_on_failure: Vec<String>,
+}
+
+impl Default for GrokConfig {
+    fn default() -> Self {
+        Self {
+            when: None,
+            patterns: BTreeMap::new(),
+            pattern_definitions: BTreeMap::new(),
+            break_on_match: true,
+            tag_on_failure: vec![crate::filters::GROK_PARSE_FAILURE.into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `type = "date"`: `match = ["field", "format", ...]` as in Logstash; formats are `ISO8601`, `UNIX`,
+/// `UNIX_MS` or strftime (`%d/%b/%Y:%H:%M:%S %z`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DateConfig {
+    /// Run only on matching events. Default: all.
+    pub when: Option<WhenConfig>,
+    /// The source field, then one or more formats. Default empty (validation then fails).
+    #[serde(rename = "match")]
+    pub matches: Vec<String>,
+    /// Field to set. Default `"@timestamp"` (the old value moves to `event.created`).
+    pub target: String,
+    /// IANA zone for formats without an offset. Default `"UTC"`.
+    pub timezone: String,
+    /// Tags added when no format matches. Default `["_dateparsefailure"]`.
+    pub tag_on_failure: Vec<String>,
+}
+
+impl Default for DateConfig {
+    fn default() -> Self {
+        Self {
+            when: None,
+            matches: Vec::new(),
+            target: "@timestamp".into(),
+            timezone: "UTC".into(),
+            tag_on_failure: vec![crate::filters::DATE_PARSE_FAILURE.into()],
+        }
+    }
+}
+
+/// `type = "mutate"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MutateConfig {
+    /// Run only on matching events. Default: all.
+    pub when: Option<WhenConfig>,
+    /// Old field → new field. Default empty.
+    pub rename: BTreeMap<String, String>,
+    /// Field → template, replacing any value. Default empty.
+    pub replace: BTreeMap<String, String>,
+    /// Field → template; an existing value becomes a list. Default empty.
+    pub add_field: BTreeMap<String, String>,
+    /// Default empty.
+    pub remove_field: Vec<String>,
+    /// Default empty.
+    pub add_tag: Vec<String>,
+    /// Default empty.
+    pub remove_tag: Vec<String>,
+}
+
+/// One `[[indexer.routes]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Default: always (a catch-all route).
+    pub when: Option<WhenConfig>,
+    /// Index template, e.g. `"nginx_access-%{+YYYY.MM.dd}"`. Required.
+    pub index: String,
+    /// IANA zone for the template's date. Default `"UTC"`.
+    pub time_zone: Option<String>,
+}
+
+/// `[indexer.output]`: Elasticsearch, or NDJSON files when no Elasticsearch is configured.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// `[indexer.output.elasticsearch]`. Default none.
+    pub elasticsearch: Option<ElasticsearchConfig>,
+    /// `[indexer.output.file]`. Default none (and used, at `data/indices`, when nothing else is set).
+    pub file: Option<FileOutputConfig>,
+    /// Also print each document to stdout, for debugging. Default `false`.
+    pub stdout: bool,
+}
+
+/// `[indexer.output.elasticsearch]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchConfig {
+    /// Base URLs, used round robin; a failing host is skipped and retried later.
+    /// Default `["http://127.0.0.1:9200"]`.
+    pub hosts: Vec<String>,
+    /// Events per bulk request at most. Default 5000.
+    pub batch_max_events: usize,
+    /// Body bytes per bulk request at most. Default 5242880 (5 MiB).
+    pub batch_max_bytes: usize,
+    /// Send a partial batch after this long. Default `"1s"`.
+    #[serde(deserialize_with = "duration")]
+    pub batch_timeout: Duration,
+    /// Bulk requests in flight. Default 2.
+    pub concurrency: usize,
+    /// Gzip request bodies. Default `false`.
+    pub compression: bool,
+    /// Basic auth user (with `password`). Default none.
+    pub user: Option<String>,
+    /// Basic auth password. Default none.
+    pub password: Option<String>,
+    /// API key (`id:key` base64, as Elasticsearch issues it). Default none.
+    pub api_key: Option<String>,
+    /// PEM CA bundle for https hosts. Default: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Per-request timeout. Default `"60s"`.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// First retry delay; doubles up to `retry_max_backoff`, with jitter. Default `"100ms"`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_initial_backoff: Duration,
+    /// Default `"30s"`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_max_backoff: Duration,
+    /// Install an index template mapping `@timestamp` as a date. Default `true`.
+    pub manage_template: bool,
+    /// Name of that template. Default `"logpipe"`.
+    pub template_name: String,
+    /// Dead-letter topic is `<topic><suffix>`. Default `"-dlq"`.
+    pub dead_letter_topic_suffix: String,
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        Self {
+            hosts: vec!["http://127.0.0.1:9200".into()],
+            batch_max_events: 5000,
+            batch_max_bytes: 5 << 20,
+            batch_timeout: Duration::from_secs(1),
+            concurrency: 2,
+            compression: false,
+            user: None,
+            password: None,
+            api_key: None,
+            ca_file: None,
+            request_timeout: Duration::from_secs(60),
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(30),
+            manage_template: true,
+            template_name: "logpipe".into(),
+            dead_letter_topic_suffix: "-dlq".into(),
+        }
+    }
+}
+
+/// `[indexer.output.file]`: one NDJSON file per index name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileOutputConfig {
+    /// Directory of `<index>.ndjson` files. Default `"data/indices"`.
+    pub path: PathBuf,
+}
+
+impl Default for FileOutputConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("data/indices") }
+    }
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(s) => parse_duration(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {s:?}; use e.g. \"500ms\", \"10s\", \"5m\", \"24h\""))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use chrono_tz::Tz;
+    use crate::route::Routed;
+    use figment::providers::{Format, Toml};
+    use serde_json::json;
+
+    #[allow(clippy::result_large_err)]
+    pub(super) fn load(toml: &str) -> Result<IndexerConfig, figment::Error> {
+        figment::Figment::from(Toml::string(toml)).extract_inner("indexer")
+    }
+
+    const DESIGN: &str = r#"
+        [indexer.input]
+        brokers = ["127.0.0.1:9092"]
+        topics = ["nginx"]
+        group_id = "logpipe-indexer"
+        auto_offset_reset = "latest"             # earliest | latest | none
+        codec = "json"
+        [[indexer.filters]]
+        type = "nginx_access"
+        when = { tag = "access" }
+        [[indexer.filters]]
+        type = "nginx_error"
+        when = { tag = "error" }
+        [[indexer.routes]]
+        when = { tag = "access" }
+        index = "nginx_access-%{+YYYY.MM.dd}"
+        [[indexer.routes]]
+        when = { tag = "error" }
+        index = "nginx_error-%{+YYYY.MM.dd}"
+        [indexer.output.elasticsearch]            # or [indexer.output.file] path = "data/indices"
+        hosts = ["http://127.0.0.1:9200"]
+    "#;
+
+    #[test]
+    fn design_example_loads_compiles_and_runs() {
+        let cfg = load(DESIGN).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.input.auto_offset_reset, AutoOffsetReset::Latest);
+        let es = cfg.output.elasticsearch.as_ref().unwrap();
+        assert_eq!(es.batch_max_bytes, 5 << 20);
+        assert_eq!(es.batch_timeout, Duration::from_secs(1));
+        let compiled = Compiled::try_from(&cfg).unwrap();
+        assert_eq!(compiled.filters.len(), 2);
+        let raw = br#"{"@timestamp":"2026-11-22T00:00:05.000Z","tags":["access"],"message":"1.2.3.4 - - [21/Nov/2026:23:59:59 +0000] \"GET / HTTP/1.1\" 200 3 \"-\" \"curl\""}"#;
+        let mut e: Event = compiled.codec.decode(raw, chrono::Utc::now());
+        compiled.filters.apply(&mut e);
+        let mut index = String::new();
+        assert_eq!(compiled.routes.route(&e, &mut index), Routed::Route(0));
+        assert_eq!(index, "nginx_access-2026.11.21");
+        assert_eq!(e.as_map()["user_agent"]["original"], json!("curl"));
+    }
+
+    #[test]
+    fn every_filter_type_and_condition_compiles() {
+        let cfg = load(
+            r#"
+            [indexer]
+            drop_unmatched = true
+            [[indexer.filters]]
+            type = "grok"
+            match = { message = ["^%{WORD:verb} %{GREEDYDATA:rest}", "%{METHOD:m}"] }
+            pattern_definitions = { METHOD = "GET|POST" }
+            when = { and = [{ tag = "app" }, { not = { field = "[fields][env]", equals = "dev" } }] }
+            [[indexer.filters]]
+            type = "date"
+            match = ["ts", "ISO8601", "%Y/%m/%d %H:%M:%S"]
+            timezone = "Europe/Berlin"
+            [[indexer.filters]]
+            type = "mutate"
+            add_field = { "[fields][seen]" = "%{[host][name]}" }
+            rename = { a = "b" }
+            remove_field = ["x"]
+            add_tag = ["t"]
+            when = { or = [{ exists = "a" }, { field = "message", matches = "^GET" }] }
+            [[indexer.routes]]
+            index = "%{[fields][service]}-%{+YYYY.MM.dd}"
+            time_zone = "Asia/Tokyo"
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let compiled = Compiled::try_from(&cfg).unwrap();
+        assert_eq!(compiled.filters.len(), 3);
+        assert_eq!(compiled.routes.routes()[0].time_zone, Tz::Asia__Tokyo);
+    }
+
+    #[test]
+    fn typos_are_rejected_naming_the_key() {
+        for (toml, key) in [
+            ("[indexer]\ndefault_indx = \"x\"\n", "default_indx"),
+            ("[indexer.input]\ngroupid = \"g\"\n", "groupid"),
+            ("[indexer.input]\nauto_offset_reset = \"smallest\"\n", "smallest"),
+            ("[indexer.input]\ncodec = \"xml\"\n", "xml"),
+            ("[[indexer.filters]]\ntype = \"nginx_acess\"\n", "nginx_acess"),
+            ("[[indexer.filters]]\ntype = \"nginx_error\"\ntimezone = \"UTC\"\n", "timezone"),
+            ("[[indexer.filters]]\ntype = \"grok\"\npatterns = []\n", "patterns"),
+            ("[[indexer.routes]]\nindex = \"x\"\nwhen = { tags = \"a\" }\n", "tags"),
+            ("[indexer.output.elasticsearch]\nhost = [\"http://x\"]\n", "host"),
+            ("[indexer.output.file]\ndir = \"x\"\n", "dir"),
+            ("[indexer.output.elasticsearch]\nbatch_timeout = \"1 fortnight\"\n", "invalid duration"),
+        ] {
+            let err = load(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+    }
+
+}

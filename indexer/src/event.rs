@@ -1,0 +1,282 @@
+//! An event: one JSON object (`serde_json::Map`), addressed by Logstash field references (`[a][b]`) or
+//! dotted paths (`a.b`), with the conventions every filter shares: `tags` is a list of strings, and
+//! `@timestamp` is an RFC 3339 UTC string with milliseconds, as Elasticsearch and Kibana expect.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// `@timestamp`, the event's own time.
+pub const TIMESTAMP: &str = "@timestamp";
+/// Where the previous `@timestamp` (the agent's read time) goes when a filter sets the event's own time.
+pub const CREATED: [&str; 2] = ["event", "created"];
+
+/// A parsed field reference: `[http][response][status_code]`, `http.response.status_code` or `message`.
+/// Parse once at load time; lookups then walk the path without allocating.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct FieldRef {
+    parts: Box<[String]>,
+}
+
+impl FieldRef {
+    /// Parses `[a][b]` (Logstash syntax, each bracketed part taken literally) or `a.b` (dotted path).
+    pub fn parse(reference: &str) -> Result<Self> {
+        let bad = |why| Err(Error::FieldRef { reference: reference.to_string(), why });
+        if reference.is_empty() {
+            return bad("empty");
+        }
+        let parts: Vec<String> = if reference.starts_with('[') {
+            let mut parts = Vec::new();
+            let mut rest = reference;
+            while !rest.is_empty() {
+                let Some(inner) = rest.strip_prefix('[') else { return bad("expected '[' after ']'") };
+                let Some(end) = inner.find(']') else { return bad("missing ']'") };
+                let part = &inner[..end];
+                if part.is_empty() || part.contains('[') {
+                    return bad("empty or nested part");
+                }
+                parts.push(part.to_string());
+                rest = &inner[end + 1..];
+            }
+            parts
+        } else {
+            if reference.contains(['[', ']']) {
+                return bad("mixes [brackets] and a plain name");
+            }
+            let parts: Vec<String> = reference.split('.').map(str::to_string).collect();
+            if parts.iter().any(String::is_empty) {
+                return bad("empty part between dots");
+            }
+            parts
+        };
+        Ok(Self { parts: parts.into_boxed_slice() })
+    }
+
+    /// The path's parts, outermost first.
+    pub fn parts(&self) -> &[String] {
+        &self.parts
+    }
+}
+
+impl fmt::Debug for FieldRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for FieldRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.parts.iter().try_for_each(|p| write!(f, "[{p}]"))
+    }
+}
+
+/// One log event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    fields: Map<String, Value>,
+}
+
+impl Event {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn from_map(fields: Map<String, Value>) -> Self {
+        Self { fields }
+    }
+
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
+    pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.fields
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.fields
+    }
+
+    /// The value at `path` (e.g. `&["http", "response", "status_code"]` or `FieldRef::parts`).
+    pub fn get_path<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        let (last, parents) = path.split_last()?;
+        let mut map = &self.fields;
+        for part in parents {
+            map = map.get(part.as_ref())?.as_object()?;
+        }
+        map.get(last.as_ref())
+    }
+
+    pub fn get(&self, field: &FieldRef) -> Option<&Value> {
+        self.get_path(field.parts())
+    }
+
+    /// The value at `field` if it is a string.
+    pub fn get_str(&self, field: &FieldRef) -> Option<&str> {
+        self.get(field)?.as_str()
+    }
+
+    /// Sets the value at `path`, creating objects on the way. A non-object in the way is replaced by an
+    /// object: a filter writing `[source][ip]` wins over an earlier scalar `source`.
+    pub fn insert_path<S: AsRef<str>>(&mut self, path: &[S], value: Value) {
+        let Some((last, parents)) = path.split_last() else { return };
+        let mut map = &mut self.fields;
+        for part in parents {
+            let slot = map.entry(part.as_ref()).or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            map = slot.as_object_mut().expect("made an object above");
+        }
+        map.insert(last.as_ref().to_string(), value);
+    }
+
+    pub fn insert(&mut self, field: &FieldRef, value: Value) {
+        self.insert_path(field.parts(), value)
+    }
+
+    /// Removes and returns the value at `path`. Emptied parent objects are left in place, as Logstash does.
+    pub fn remove_path<S: AsRef<str>>(&mut self, path: &[S]) -> Option<Value> {
+        let (last, parents) = path.split_last()?;
+        let mut map = &mut self.fields;
+        for part in parents {
+            map = map.get_mut(part.as_ref())?.as_object_mut()?;
+        }
+        map.remove(last.as_ref())
+    }
+
+    pub fn remove(&mut self, field: &FieldRef) -> Option<Value> {
+        self.remove_path(field.parts())
+    }
+
+    /// The event's tags. A single string `tags` (as some shippers send) counts as one tag.
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        let (list, single) = match self.fields.get("tags") {
+            Some(Value::Array(a)) => (a.as_slice(), None),
+            Some(Value::String(s)) => (&[][..], Some(s.as_str())),
+            _ => (&[][..], None),
+        };
+        list.iter().filter_map(Value::as_str).chain(single)
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags().any(|t| t == tag)
+    }
+
+    /// Adds `tag` unless present. A non-list `tags` becomes a list (keeping a string as its first tag).
+    pub fn add_tag(&mut self, tag: &str) {
+        if self.has_tag(tag) {
+            return;
+        }
+        let slot = self.fields.entry("tags").or_insert_with(|| Value::Array(Vec::new()));
+        match slot {
+            Value::Array(a) => a.push(Value::String(tag.to_string())),
+            Value::String(s) => *slot = Value::Array(vec![Value::String(std::mem::take(s)), Value::String(tag.into())]),
+            other => *other = Value::Array(vec![Value::String(tag.to_string())]),
+        }
+    }
+
+    pub fn remove_tag(&mut self, tag: &str) {
+        match self.fields.get_mut("tags") {
+            Some(Value::Array(a)) => a.retain(|t| t.as_str() != Some(tag)),
+            Some(Value::String(s)) if s == tag => {
+                self.fields.remove("tags");
+            }
+            _ => {}
+        }
+    }
+
+    /// `@timestamp` parsed, if present and RFC 3339.
+    pub fn timestamp(&self) -> Option<DateTime<Utc>> {
+        let text = self.fields.get(TIMESTAMP)?.as_str()?;
+        DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+    }
+
+    /// Sets `@timestamp` to the event's own time. The previous value (the agent's read time) moves to
+    /// `event.created` unless that is already set, so a second date filter keeps the original read time.
+    pub fn set_timestamp(&mut self, time: DateTime<Utc>) {
+        let new = Value::String(format_timestamp(time));
+        if let Some(old) = self.fields.insert(TIMESTAMP.to_string(), new) {
+            if self.get_path(&CREATED).is_none() {
+                self.insert_path(&CREATED, old);
+            }
+        }
+    }
+}
+
+/// `2026-11-21T08:15:30.123Z`: UTC with milliseconds, the shape Elasticsearch's default date mapping and
+/// the agent both use.
+pub fn format_timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(v: Value) -> Event {
+        Event::from_map(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn field_refs_parse_both_syntaxes() {
+        assert_eq!(FieldRef::parse("[a][b]").unwrap().parts(), ["a", "b"]);
+        assert_eq!(FieldRef::parse("a.b").unwrap().parts(), ["a", "b"]);
+        assert_eq!(FieldRef::parse("@timestamp").unwrap().parts(), ["@timestamp"]);
+        assert_eq!(FieldRef::parse("[log.level]").unwrap().parts(), ["log.level"]);
+        for bad in ["", "[a", "[a]b", "a..b", "[]", "a[b]", "[a][[b]]", ".a"] {
+            assert!(FieldRef::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(FieldRef::parse("a.b").unwrap().to_string(), "[a][b]");
+    }
+
+    #[test]
+    fn get_insert_remove() {
+        let mut e = event(json!({"source": "x", "http": {"version": "1.1"}}));
+        let f = FieldRef::parse("[http][response][status_code]").unwrap();
+        e.insert(&f, json!(200));
+        assert_eq!(e.get(&f), Some(&json!(200)));
+        assert_eq!(e.get_path(&["http", "version"]), Some(&json!("1.1")));
+        e.insert_path(&["source", "ip"], json!("1.2.3.4"));
+        assert_eq!(e.get_str(&FieldRef::parse("source.ip").unwrap()), Some("1.2.3.4"));
+        assert_eq!(e.remove(&f), Some(json!(200)));
+        assert_eq!(e.get(&f), None);
+        assert_eq!(e.get_path(&["http", "version", "x"]), None);
+        assert_eq!(e.remove_path(&["nope", "x"]), None);
+    }
+
+    #[test]
+    fn tags() {
+        let mut e = Event::new();
+        assert!(!e.has_tag("a"));
+        e.add_tag("a");
+        e.add_tag("a");
+        e.add_tag("b");
+        assert_eq!(e.tags().collect::<Vec<_>>(), ["a", "b"]);
+        e.remove_tag("a");
+        assert_eq!(e.tags().collect::<Vec<_>>(), ["b"]);
+        let mut e = event(json!({"tags": "access"}));
+        assert!(e.has_tag("access"));
+        e.add_tag("x");
+        assert_eq!(e.as_map()["tags"], json!(["access", "x"]));
+        let mut e = event(json!({"tags": 5}));
+        e.add_tag("x");
+        assert_eq!(e.as_map()["tags"], json!(["x"]));
+    }
+
+    #[test]
+    fn set_timestamp_moves_read_time_once() {
+        let mut e = event(json!({"@timestamp": "2026-11-21T08:15:30.123Z"}));
+        let t1 = DateTime::parse_from_rfc3339("2026-11-20T23:59:59Z").unwrap().with_timezone(&Utc);
+        e.set_timestamp(t1);
+        assert_eq!(e.as_map()["@timestamp"], json!("2026-11-20T23:59:59.000Z"));
+        assert_eq!(e.get_path(&CREATED), Some(&json!("2026-11-21T08:15:30.123Z")));
+        e.set_timestamp(t1 + chrono::Duration::seconds(1));
+        assert_eq!(e.get_path(&CREATED), Some(&json!("2026-11-21T08:15:30.123Z")));
+        assert_eq!(e.timestamp(), Some(t1 + chrono::Duration::seconds(1)));
+    }
+}

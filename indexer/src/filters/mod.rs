@@ -1,0 +1,82 @@
+//! Filters: what Logstash's `filter {}` block does. Each filter changes an event in place and never fails
+//! it: a line that does not parse is tagged (`_grokparsefailure`, `_dateparsefailure`) and still indexed.
+//! A [`FilterChain`] runs the configured filters in order, each behind its optional `when`.
+
+pub mod date;
+pub mod grok;
+pub mod mutate;
+pub mod nginx;
+
+use std::fmt::Debug;
+
+use crate::condition::Condition;
+use crate::event::Event;
+
+pub use date::DateFilter;
+pub use grok::Grok;
+pub use mutate::Mutate;
+pub use nginx::{NginxAccess, NginxError};
+
+/// Tag on events a parser (nginx or grok) could not match.
+pub const GROK_PARSE_FAILURE: &str = "_grokparsefailure";
+/// Tag on events whose time could not be parsed.
+pub const DATE_PARSE_FAILURE: &str = "_dateparsefailure";
+
+/// One filter. Implementations are compiled at load time and shared across threads.
+pub trait Filter: Debug + Send + Sync {
+    fn apply(&self, event: &mut Event);
+}
+
+/// The filters of a pipeline, in config order.
+#[derive(Debug, Default)]
+pub struct FilterChain {
+    steps: Vec<(Option<Condition>, Box<dyn Filter>)>,
+}
+
+impl FilterChain {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `filter`, run only on events matching `when` (all events if `None`).
+    pub fn push(&mut self, when: Option<Condition>, filter: Box<dyn Filter>) {
+        self.steps.push((when, filter));
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn apply(&self, event: &mut Event) {
+        for (when, filter) in &self.steps {
+            if when.as_ref().is_none_or(|c| c.matches(event)) {
+                filter.apply(event);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn when_gates_each_filter() {
+        let mut chain = FilterChain::new();
+        let tag = |t: &str| Mutate { add_tag: vec![t.into()], ..Mutate::default() };
+        chain.push(Some(Condition::Tag("access".into())), Box::new(tag("a")));
+        chain.push(None, Box::new(tag("all")));
+        let mut e = Event::from_map(json!({"tags": ["error"]}).as_object().unwrap().clone());
+        chain.apply(&mut e);
+        assert_eq!(e.tags().collect::<Vec<_>>(), ["error", "all"]);
+        let mut e = Event::from_map(json!({"tags": ["access"]}).as_object().unwrap().clone());
+        chain.apply(&mut e);
+        assert_eq!(e.tags().collect::<Vec<_>>(), ["access", "a", "all"]);
+        assert_eq!(chain.len(), 2);
+    }
+}

@@ -1,0 +1,112 @@
+//! Routing: an ordered [`RouteTable`] of (condition, index template, time zone). The first route whose
+//! condition holds names the index; an event no route takes goes to the default index, or is dropped
+//! (and counted by the caller) if the config says so.
+//!
+//! Unlike Logstash's independent `if` blocks, one event goes to one index: the first match wins.
+
+use chrono_tz::Tz;
+
+use crate::condition::Condition;
+use crate::event::Event;
+use crate::template::Template;
+
+/// One `[[indexer.routes]]` entry, compiled.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// None means "always".
+    pub when: Option<Condition>,
+    pub index: Template,
+    pub time_zone: Tz,
+}
+
+/// What happens to events no route takes.
+#[derive(Debug, Clone)]
+pub enum Unmatched {
+    Index { index: Template, time_zone: Tz },
+    Drop,
+}
+
+/// Where [`RouteTable::route`] sent an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Taken by the route at this position; the index name was written.
+    Route(usize),
+    /// Taken by the default index; the index name was written.
+    Default,
+    /// No route matched and unmatched events are dropped; nothing was written.
+    Dropped,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+    unmatched: Unmatched,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>, unmatched: Unmatched) -> Self {
+        Self { routes, unmatched }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Picks the index for `event`, clearing `index` and writing the name into it (the buffer is reused
+    /// across events, so routing allocates only when a name outgrows it).
+    pub fn route(&self, event: &Event, index: &mut String) -> Routed {
+        index.clear();
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.when.as_ref().is_none_or(|c| c.matches(event)) {
+                route.index.render(event, route.time_zone, index);
+                return Routed::Route(i);
+            }
+        }
+        match &self.unmatched {
+            Unmatched::Index { index: template, time_zone } => {
+                template.render(event, *time_zone, index);
+                Routed::Default
+            }
+            Unmatched::Drop => Routed::Dropped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn route(tag: &str, index: &str, time_zone: Tz) -> Route {
+        Route { when: Some(Condition::Tag(tag.into())), index: Template::parse(index).unwrap(), time_zone }
+    }
+
+    fn event(v: serde_json::Value) -> Event {
+        Event::from_map(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn first_match_wins_then_default_or_drop() {
+        let routes = vec![
+            route("access", "nginx_access-%{+YYYY.MM.dd}", Tz::UTC),
+            route("error", "nginx_error-%{+YYYY.MM.dd}", Tz::Asia__Tokyo),
+            route("access", "never", Tz::UTC),
+        ];
+        let default = Unmatched::Index { index: Template::parse("logs-%{+YYYY.MM.dd}").unwrap(), time_zone: Tz::UTC };
+        let table = RouteTable::new(routes.clone(), default);
+        let mut index = String::from("stale");
+        let access = event(json!({"tags": ["access"], "@timestamp": "2026-11-21T23:59:59.999Z"}));
+        assert_eq!(table.route(&access, &mut index), Routed::Route(0));
+        assert_eq!(index, "nginx_access-2026.11.21");
+        let error = event(json!({"tags": ["error"], "@timestamp": "2026-11-21T23:59:59.999Z"}));
+        assert_eq!(table.route(&error, &mut index), Routed::Route(1));
+        assert_eq!(index, "nginx_error-2026.11.22");
+        let other = event(json!({"@timestamp": "2026-11-20T00:00:00Z"}));
+        assert_eq!(table.route(&other, &mut index), Routed::Default);
+        assert_eq!(index, "logs-2026.11.20");
+
+        let dropping = RouteTable::new(routes, Unmatched::Drop);
+        assert_eq!(dropping.route(&other, &mut index), Routed::Dropped);
+        assert_eq!(index, "");
+    }
+}

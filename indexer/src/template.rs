@@ -1,0 +1,299 @@
+//! Logstash sprintf templates, used for index names and `mutate` values: `%{[field][sub]}` (or
+//! `%{field.sub}`) takes a field's value, and `%{+YYYY.MM.dd}` formats `@timestamp` with Joda-style tokens
+//! in a time zone (UTC unless the route sets one). A template is parsed once, at load; rendering writes
+//! into a caller's reused `String`.
+//!
+//! As in Logstash, a reference that cannot be resolved (missing field, no `@timestamp`) is left in the
+//! output as written, so the event is still indexed somewhere visible rather than lost.
+//!
+//! References: Logstash "Accessing event data and fields" (sprintf format); Joda-Time `DateTimeFormat`.
+
+use std::fmt::Write;
+
+use chrono::{Datelike, Timelike};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::event::{Event, FieldRef};
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Literal(String),
+    /// The reference and its raw text (`%{...}`), written back when unresolved.
+    Field(FieldRef, String),
+    Date(Vec<DateToken>, String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum DateToken {
+    /// `yyyy`/`YYYY` (zero-padded to the count); `yy`/`YY` is the two-digit year.
+    Year(usize),
+    YearTwoDigit,
+    /// `xxxx`: ISO week-based year; `ww`: ISO week.
+    WeekYear(usize),
+    Week(usize),
+    Month(usize),
+    MonthShortName,
+    MonthName,
+    Day(usize),
+    Hour(usize),
+    Minute(usize),
+    Second(usize),
+    /// `S`..: fraction of a second, that many digits.
+    Fraction(usize),
+    Literal(String),
+}
+
+const MONTHS: [&str; 12] =
+    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+
+impl Template {
+    /// Parses `source`. Errors name the template and say what is wrong.
+    pub fn parse(source: &str) -> Result<Self> {
+        let bad = |why: String| Error::Template { template: source.to_string(), why };
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("%{") {
+            literal.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or_else(|| bad(format!("'%{{' at byte {} is not closed by '}}'", source.len() - rest.len() + start)))?;
+            let inner = &after[..end];
+            let raw = format!("%{{{inner}}}");
+            if !literal.is_empty() {
+                parts.push(Part::Literal(std::mem::take(&mut literal)));
+            }
+            if let Some(pattern) = inner.strip_prefix('+') {
+                parts.push(Part::Date(parse_joda(pattern).map_err(bad)?, raw));
+            } else {
+                let field = FieldRef::parse(inner).map_err(|e| bad(e.to_string()))?;
+                parts.push(Part::Field(field, raw));
+            }
+            rest = &after[end + 1..];
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        Ok(Self { source: source.to_string(), parts })
+    }
+
+    /// The template as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Appends the rendering for `event` to `out`; dates are taken from `@timestamp` in `time_zone`.
+    pub fn render(&self, event: &Event, time_zone: Tz, out: &mut String) {
+        // Parsed at most once per render, only if a date part needs it.
+        let mut time = None;
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Field(field, raw) => match event.get(field) {
+                    None | Some(Value::Null) => out.push_str(raw),
+                    Some(value) => write_value(value, out),
+                },
+                Part::Date(tokens, raw) => {
+                    let t = *time.get_or_insert_with(|| event.timestamp().map(|t| t.with_timezone(&time_zone)));
+                    match t {
+                        Some(t) => tokens.iter().for_each(|token| write_date(token, &t, out)),
+                        None => out.push_str(raw),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convenience for tests and one-off use: the rendering as a new `String`.
+    pub fn render_to_string(&self, event: &Event, time_zone: Tz) -> String {
+        let mut out = String::new();
+        self.render(event, time_zone, &mut out);
+        out
+    }
+}
+
+fn write_value(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(item, out);
+            }
+        }
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+fn write_date<T: Datelike + Timelike>(token: &DateToken, t: &T, out: &mut String) {
+    let _ = match *token {
+        DateToken::Year(w) => write!(out, "{:0w$}", t.year()),
+        DateToken::YearTwoDigit => write!(out, "{:02}", t.year().rem_euclid(100)),
+        DateToken::WeekYear(w) => write!(out, "{:0w$}", t.iso_week().year()),
+        DateToken::Week(w) => write!(out, "{:0w$}", t.iso_week().week()),
+        DateToken::Month(w) => write!(out, "{:0w$}", t.month()),
+        DateToken::MonthShortName => write!(out, "{}", &MONTHS[t.month0() as usize][..3]),
+        DateToken::MonthName => write!(out, "{}", MONTHS[t.month0() as usize]),
+        DateToken::Day(w) => write!(out, "{:0w$}", t.day()),
+        DateToken::Hour(w) => write!(out, "{:0w$}", t.hour()),
+        DateToken::Minute(w) => write!(out, "{:0w$}", t.minute()),
+        DateToken::Second(w) => write!(out, "{:0w$}", t.second()),
+        DateToken::Fraction(n) => {
+            let nanos = format!("{:09}", t.nanosecond() % 1_000_000_000);
+            write!(out, "{}", &nanos[..n.min(9)])
+        }
+        DateToken::Literal(ref s) => write!(out, "{s}"),
+    };
+}
+
+/// Parses a Joda pattern: runs of one letter are fields, `'text'` is literal (`''` is a quote), and
+/// anything else is literal.
+fn parse_joda(pattern: &str) -> Result<Vec<DateToken>, String> {
+    if pattern.is_empty() {
+        return Err("empty date pattern after '+'".into());
+    }
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::new();
+    let mut literal = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            let mut j = i + 1;
+            if chars.get(j) == Some(&'\'') {
+                literal.push('\'');
+                i = j + 1;
+                continue;
+            }
+            loop {
+                match chars.get(j) {
+                    None => return Err(format!("unclosed quote in date pattern {pattern:?}")),
+                    Some('\'') if chars.get(j + 1) == Some(&'\'') => {
+                        literal.push('\'');
+                        j += 2;
+                    }
+                    Some('\'') => break,
+                    Some(&ch) => {
+                        literal.push(ch);
+                        j += 1;
+                    }
+                }
+            }
+            i = j + 1;
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            literal.push(c);
+            i += 1;
+            continue;
+        }
+        let mut n = 1;
+        while chars.get(i + n) == Some(&c) {
+            n += 1;
+        }
+        let token = match (c, n) {
+            ('y' | 'Y', 2) => DateToken::YearTwoDigit,
+            ('y' | 'Y', _) => DateToken::Year(n),
+            ('x', _) => DateToken::WeekYear(n),
+            ('w', _) => DateToken::Week(n),
+            ('M', 1 | 2) => DateToken::Month(n),
+            ('M', 3) => DateToken::MonthShortName,
+            ('M', _) => DateToken::MonthName,
+            ('d', _) => DateToken::Day(n),
+            ('H', _) => DateToken::Hour(n),
+            ('m', _) => DateToken::Minute(n),
+            ('s', _) => DateToken::Second(n),
+            ('S', _) => DateToken::Fraction(n),
+            _ => {
+                return Err(format!(
+                    "unsupported date token {:?}; use yyyy/YYYY, yy, xxxx, ww, MM, MMM, dd, HH, mm, ss, SSS or 'quoted text'",
+                    c.to_string().repeat(n)
+                ))
+            }
+        };
+        if !literal.is_empty() {
+            tokens.push(DateToken::Literal(std::mem::take(&mut literal)));
+        }
+        tokens.push(token);
+        i += n;
+    }
+    if !literal.is_empty() {
+        tokens.push(DateToken::Literal(literal));
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(v: serde_json::Value) -> Event {
+        Event::from_map(v.as_object().unwrap().clone())
+    }
+
+    fn render(template: &str, e: &Event, tz: Tz) -> String {
+        Template::parse(template).unwrap().render_to_string(e, tz)
+    }
+
+    #[test]
+    fn daily_index_in_utc_and_other_zones() {
+        let e = event(json!({"@timestamp": "2026-11-21T23:30:00.000Z"}));
+        assert_eq!(render("nginx_access-%{+YYYY.MM.dd}", &e, Tz::UTC), "nginx_access-2026.11.21");
+        assert_eq!(render("nginx_access-%{+yyyy.MM.dd}", &e, Tz::Europe__Berlin), "nginx_access-2026.11.22");
+        assert_eq!(render("x-%{+YYYY.MM.dd}", &e, Tz::America__New_York), "x-2026.11.21");
+        let e = event(json!({"@timestamp": "2026-11-21T02:30:00.000Z"}));
+        assert_eq!(render("x-%{+YYYY.MM.dd}", &e, Tz::America__New_York), "x-2026.11.20");
+        assert_eq!(render("x-%{+YYYY.MM.dd.HH}", &e, Tz::Asia__Kolkata), "x-2026.11.21.08");
+        assert_eq!(render("%{+HH:mm:ss.SSS}", &e, Tz::UTC), "02:30:00.000");
+        assert_eq!(render("%{+yy-M-d MMM MMMM}", &e, Tz::UTC), "26-11-21 Nov November");
+        assert_eq!(render("w-%{+xxxx.ww}", &e, Tz::UTC), "w-2026.47");
+        assert_eq!(render("%{+'week'ww''}", &e, Tz::UTC), "week47'");
+    }
+
+    #[test]
+    fn fields_and_literals() {
+        let e = event(json!({"@timestamp": "2026-11-21T08:00:00Z", "fields": {"service": "shop", "n": 3, "l": ["a", "b"]}}));
+        assert_eq!(render("%{[fields][service]}-%{+YYYY.MM}", &e, Tz::UTC), "shop-2026.11");
+        assert_eq!(render("%{fields.n}/%{[fields][l]}", &e, Tz::UTC), "3/a,b");
+        assert_eq!(render("static", &e, Tz::UTC), "static");
+        assert_eq!(render("a%b{c}", &e, Tz::UTC), "a%b{c}");
+        assert_eq!(render("logs-%{[fields][missing]}", &e, Tz::UTC), "logs-%{[fields][missing]}");
+        let no_time = event(json!({"message": "x"}));
+        assert_eq!(render("logs-%{+YYYY}", &no_time, Tz::UTC), "logs-%{+YYYY}");
+    }
+
+    #[test]
+    fn bad_templates_are_rejected_at_load() {
+        for bad in ["x-%{+YYYY.qq}", "x-%{[a]", "x-%{+}", "x-%{}", "x-%{+'open}", "%{[a][}"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+        let err = Template::parse("nginx-%{+YYYY.MM.DD}").unwrap_err().to_string();
+        assert!(err.contains("\"DD\"") && err.contains("nginx-%{+YYYY.MM.DD}"), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parser_and_renderer_never_panic(s in "\\PC{0,40}", t in "(%\\{[+\\[\\]a-zA-Z.'%{}]{0,12}\\}?|[a-z.\\-]{0,5}){0,6}") {
+            let e = event(json!({"@timestamp": "2026-11-21T08:00:00Z", "a": {"b": 1}}));
+            for input in [s.as_str(), t.as_str()] {
+                if let Ok(tpl) = Template::parse(input) {
+                    let _ = tpl.render_to_string(&e, Tz::UTC);
+                }
+            }
+        }
+    }
+}
