@@ -131,8 +131,6 @@ def test_rename_rotation_every_100ms(broker, agent_factory, writers, collectors,
 
 @pytest.mark.agent
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(reason="known agent bug: on truncation the buffered half line is sent as a whole "
-                          "line, so one line arrives split in two events", strict=False)
 def test_copytruncate_every_100ms(broker, agent_factory, writers, collectors, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -38,6 +38,14 @@ impl<S: Sink> Tailer<S> {
         }
     }
 
+    /// Writes the registry if something changed and `registry_flush` has passed since the last write.
+    /// Called between read chunks as well as once per turn, so long catch-up turns keep the schedule.
+    pub(super) fn maybe_checkpoint(&mut self) {
+        if self.dirty && self.last_checkpoint.elapsed() >= self.registry_flush {
+            self.checkpoint();
+        }
+    }
+
     pub(super) fn checkpoint(&mut self) {
         match self.save_registry() {
             Ok(()) => {}

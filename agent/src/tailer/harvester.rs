@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::Instant;
 
-use super::{FileInput, FileStats, Tailer, READ_PER_TURN, TRUNCATION_CHECK};
+use super::{FileInput, FileStats, Tailer, PASS_BYTES, PASS_TIME, READ_PER_TURN, TRUNCATION_CHECK};
 use crate::envelope::{timestamp_now, Encoder, EventParts, KeyField};
 use crate::identity::{event_id, FileIdentity, Head};
 use crate::line_reader::{LineReader, RawLine};
@@ -56,11 +56,31 @@ impl<S: Sink> Tailer<S> {
         Ok(())
     }
 
-    /// Reads from every open file, a bounded amount each. Returns whether anything was read.
+    /// Reads from the open files, a bounded amount each, round-robin from where the previous pass
+    /// stopped. Returns whether anything was read.
+    ///
+    /// A pass is bounded too (`PASS_BYTES`, `PASS_TIME`): with many files behind, a pass over all of
+    /// them at `READ_PER_TURN` each takes seconds, and everything done only between passes — scans,
+    /// checkpoints — would lag by as much. Between chunks, acknowledgements are drained (a non-blocking
+    /// channel read) and the registry is checkpointed when due, so after a crash the next run resends
+    /// at most about `registry_flush` worth of acknowledged events. Draining also frees queue budget.
     pub(super) fn read_all(&mut self) -> bool {
-        let slots: Vec<u64> = self.files.iter().filter(|(_, s)| s.harvester.is_some()).map(|(k, _)| *k).collect();
+        let mut slots: Vec<u64> = self.files.iter().filter(|(_, s)| s.harvester.is_some()).map(|(k, _)| *k).collect();
+        slots.sort_unstable();
+        // Start after the last file a pass finished, so a pass cut short does not starve later files.
+        let first = slots.partition_point(|&s| s <= self.read_cursor);
+        slots.rotate_left(first);
+        let started = Instant::now();
+        let mut pass_bytes = 0;
         let mut progressed = false;
         for slot in slots {
+            if pass_bytes >= PASS_BYTES || started.elapsed() >= PASS_TIME {
+                break;
+            }
+            // An earlier file's truncation may have forgotten or closed this one meanwhile.
+            if self.files.get(&slot).is_none_or(|s| s.harvester.is_none()) {
+                continue;
+            }
             // A truncated file must be noticed before reading on at the old offset, or the new content's
             // bytes would be read as the old file's (fragments of lines, wrong ids). Checked whenever the
             // file was at its end (that is when copytruncate happens under a tailer keeping up), and
@@ -71,15 +91,25 @@ impl<S: Sink> Tailer<S> {
                 .is_some_and(|h| h.at_eof || h.last_check.elapsed() >= TRUNCATION_CHECK);
             if due && self.check_truncated(slot) {
                 progressed = true;
+                self.read_cursor = slot;
                 continue;
             }
             let mut budget = READ_PER_TURN;
+            let mut finished = true;
             while budget > 0 && self.in_flight < self.queue_max_bytes {
+                if pass_bytes >= PASS_BYTES || started.elapsed() >= PASS_TIME {
+                    // Cut short: the next pass starts with this file again.
+                    finished = false;
+                    break;
+                }
                 match self.read_chunk(slot) {
                     Ok(0) => break,
                     Ok(n) => {
                         progressed = true;
                         budget = budget.saturating_sub(n);
+                        pass_bytes += n;
+                        self.drain_acks();
+                        self.maybe_checkpoint();
                     }
                     Err(e) => {
                         tracing::warn!(path = %self.files[&slot].path.display(), error = %e, "read failed; closing the file");
@@ -87,6 +117,9 @@ impl<S: Sink> Tailer<S> {
                         break;
                     }
                 }
+            }
+            if finished {
+                self.read_cursor = slot;
             }
         }
         progressed
@@ -205,7 +238,10 @@ impl<S: Sink> Tailer<S> {
     }
 
     /// Closes the file of `slot`. With `finish`, the partial last line and the pending multiline event are
-    /// sent first (the file was rotated away, deleted, idle or truncated).
+    /// sent first: only when the file is done (idle for `close_inactive`, or deleted and read to its
+    /// end), so that last line really is whole. Otherwise (truncation, read error) they are dropped and
+    /// `read_offset` stays at their start, as does the acked prefix, so whatever resumes this identity
+    /// (a reopen, the copy of a copytruncate, the next run) reads them whole.
     pub(super) fn close_harvester(&mut self, slot: u64, finish: bool) {
         let state = self.files.get_mut(&slot).expect("slot exists");
         let Some(mut h) = state.harvester.take() else { return };

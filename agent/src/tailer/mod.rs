@@ -2,7 +2,8 @@
 //! copytruncate and deletes, reads lines, and turns acknowledgements into registry offsets.
 //!
 //! One thread runs the loop (vector `file_server.rs`): acknowledgements → scan (every `scan_frequency`)
-//! → read a bounded amount from every open file → time-based closing → checkpoint. File I/O is plain
+//! → read a bounded amount from the open files (acknowledgements and checkpoints also between chunks)
+//! → time-based closing → checkpoint. File I/O is plain
 //! blocking I/O on that thread. It is generic over the [`Sink`] so tests drive it without Kafka.
 //!
 //! Rules that keep lines from being lost:
@@ -56,6 +57,11 @@ use input::{compile, FileInput};
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes read from one file per loop turn, so one busy file cannot starve the others.
 const READ_PER_TURN: usize = 1 << 20;
+/// Bytes read from all files in one loop turn. With many files behind, a turn over all of them at
+/// `READ_PER_TURN` each would keep scans, multiline timeouts and the summary waiting for seconds.
+const PASS_BYTES: usize = 4 << 20;
+/// Longest a turn keeps reading files (checked between chunks), for the same reason.
+const PASS_TIME: Duration = Duration::from_millis(200);
 /// Longest sleep when nothing is happening; bounds the latency of picking up appended lines.
 const MAX_IDLE: Duration = Duration::from_millis(50);
 /// Longest time a continuously read file goes without a truncation check.
@@ -108,6 +114,8 @@ pub struct Tailer<S: Sink> {
     /// (dev, ino) of open harvesters → slot; an open handle keeps its inode from being reused.
     open: HashMap<(u64, u64), u64>,
     next_slot: u64,
+    /// The last slot a read pass finished with; the next pass starts after it (round-robin).
+    read_cursor: u64,
     in_flight: usize,
     dirty: bool,
     first_scan_done: bool,
@@ -161,6 +169,7 @@ impl<S: Sink> Tailer<S> {
             by_identity: HashMap::new(),
             open: HashMap::new(),
             next_slot: 0,
+            read_cursor: 0,
             in_flight: 0,
             dirty: false,
             first_scan_done: false,
@@ -270,9 +279,8 @@ impl<S: Sink> Tailer<S> {
         progressed |= self.pump_streams();
         self.close_idle(Instant::now());
         self.sink.poll();
-        if self.dirty && self.last_checkpoint.elapsed() >= self.registry_flush {
-            self.checkpoint();
-        }
+        self.drain_acks();
+        self.maybe_checkpoint();
         if self.last_summary.elapsed() >= self.summary_interval {
             self.last_summary = Instant::now();
             self.log_summary();

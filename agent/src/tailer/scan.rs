@@ -175,9 +175,14 @@ impl<S: Sink> Tailer<S> {
         shrunk || rewritten
     }
 
-    /// The open file `slot` was truncated: finish the old content, start a new state at offset 0.
+    /// The open file `slot` was truncated: close the old content, start a new state at offset 0.
+    ///
+    /// The buffered partial line (and pending multiline event) is *not* sent: its rest was not read,
+    /// so sending it would split one line into two broken events. The state's resume offset and acked
+    /// prefix stay at the start of that line, so the copy (copytruncate's `.1`, matched by fingerprint)
+    /// is resumed there and the whole line is read from it.
     pub(super) fn on_truncated(&mut self, slot: u64) {
-        self.close_harvester(slot, true);
+        self.close_harvester(slot, false);
         let state = self.files.get_mut(&slot).expect("slot exists");
         let path = state.path.clone();
         let input = state.input;
