@@ -17,6 +17,30 @@ use crate::multiline::Multiline;
 use crate::registry::AckedRanges;
 use crate::sink::{Ack, Record, Sink};
 
+/// Builds an [`EmitCtx`] from disjoint borrows of the tailer and one file's state. A macro rather than a
+/// method because the borrow checker must see each field borrowed separately while `state` is itself
+/// borrowed from `self.files`.
+macro_rules! emit_ctx {
+    ($tailer:ident, $slot:expr, $state:ident, $input:expr, $path:expr, $head:expr, $timestamp:expr) => {
+        EmitCtx {
+            slot: $slot,
+            input: $input,
+            state_acked: &mut $state.acked,
+            stats: &mut $state.stats,
+            sink: &mut $tailer.sink,
+            encoder: &mut $tailer.encoder,
+            buf: &mut $tailer.buf,
+            in_flight: &mut $tailer.in_flight,
+            key: $tailer.key.as_ref(),
+            timestamp: $timestamp,
+            path: $path,
+            head: $head,
+            events: &mut $tailer.totals.events_sent,
+            dirty: &mut $tailer.dirty,
+        }
+    };
+}
+
 /// An open file being read.
 pub(super) struct Harvester {
     pub(super) file: File,
@@ -163,29 +187,8 @@ impl<S: Sink> Tailer<S> {
         state.stats.bytes_read += n as u64;
         let timestamp = timestamp_now();
         let Harvester { reader, multiline, path, head, .. } = &mut h;
-        let mut ctx = EmitCtx {
-            slot,
-            input: &self.inputs[state.input],
-            state_acked: &mut state.acked,
-            stats: &mut state.stats,
-            sink: &mut self.sink,
-            encoder: &mut self.encoder,
-            buf: &mut self.buf,
-            in_flight: &mut self.in_flight,
-            key: self.key.as_ref(),
-            timestamp: &timestamp,
-            path,
-            head,
-            events: &mut self.totals.events_sent,
-            dirty: &mut self.dirty,
-        };
-        reader.feed(data, |line| {
-            ctx.stats.lines_read += 1;
-            match multiline {
-                Some(ml) => ml.push(line, now, |event| ctx.emit(event)),
-                None => ctx.emit(line),
-            }
-        });
+        let mut ctx = emit_ctx!(self, slot, state, &self.inputs[state.input], path, head, &timestamp);
+        reader.feed(data, |line| ctx.line(line, multiline.as_mut(), now));
         state.read_offset = h.reader.line_start().min(h.multiline.as_ref().and_then(|m| m.pending_start()).unwrap_or(u64::MAX));
         let upgrade = h.head.is_full() && !matches!(state.identity, FileIdentity::Fingerprint { .. });
         let fingerprint = FileIdentity::Fingerprint { hash: h.head.hash() };
@@ -206,22 +209,7 @@ impl<S: Sink> Tailer<S> {
             if let Some(ml) = h.multiline.as_mut() {
                 if ml.has_pending() {
                     let timestamp = timestamp_now();
-                    let mut ctx = EmitCtx {
-                        slot,
-                        input,
-                        state_acked: &mut state.acked,
-                        stats: &mut state.stats,
-                        sink: &mut self.sink,
-                        encoder: &mut self.encoder,
-                        buf: &mut self.buf,
-                        in_flight: &mut self.in_flight,
-                        key: self.key.as_ref(),
-                        timestamp: &timestamp,
-                        path: &h.path,
-                        head: &h.head,
-                        events: &mut self.totals.events_sent,
-                        dirty: &mut self.dirty,
-                    };
+                    let mut ctx = emit_ctx!(self, slot, state, input, &h.path, &h.head, &timestamp);
                     ml.flush_if_stale(now, |e| ctx.emit(e));
                     state.read_offset = h.reader.line_start().min(ml.pending_start().unwrap_or(u64::MAX));
                 }
@@ -249,30 +237,9 @@ impl<S: Sink> Tailer<S> {
         if finish {
             let timestamp = timestamp_now();
             let Harvester { reader, multiline, path, head, .. } = &mut h;
-            let mut ctx = EmitCtx {
-                slot,
-                input: &self.inputs[state.input],
-                state_acked: &mut state.acked,
-                stats: &mut state.stats,
-                sink: &mut self.sink,
-                encoder: &mut self.encoder,
-                buf: &mut self.buf,
-                in_flight: &mut self.in_flight,
-                key: self.key.as_ref(),
-                timestamp: &timestamp,
-                path,
-                head,
-                events: &mut self.totals.events_sent,
-                dirty: &mut self.dirty,
-            };
+            let mut ctx = emit_ctx!(self, slot, state, &self.inputs[state.input], path, head, &timestamp);
             let now = Instant::now();
-            reader.flush_partial(|line| {
-                ctx.stats.lines_read += 1;
-                match multiline.as_mut() {
-                    Some(ml) => ml.push(line, now, |e| ctx.emit(e)),
-                    None => ctx.emit(line),
-                }
-            });
+            reader.flush_partial(|line| ctx.line(line, multiline.as_mut(), now));
             if let Some(ml) = multiline.as_mut() {
                 ml.flush(|e| ctx.emit(e));
             }
@@ -285,6 +252,7 @@ impl<S: Sink> Tailer<S> {
     }
 
 }
+
 
 /// What emitting one event needs, borrowed from the tailer and the file's state.
 struct EmitCtx<'a, S: Sink> {
@@ -305,6 +273,15 @@ struct EmitCtx<'a, S: Sink> {
 }
 
 impl<S: Sink> EmitCtx<'_, S> {
+    /// One line read from the file: counted, then joined by multiline or emitted as it is.
+    fn line(&mut self, line: RawLine<'_>, multiline: Option<&mut Multiline>, now: Instant) {
+        self.stats.lines_read += 1;
+        match multiline {
+            Some(ml) => ml.push(line, now, |event| self.emit(event)),
+            None => self.emit(line),
+        }
+    }
+
     fn emit(&mut self, event: RawLine<'_>) {
         let input = self.input;
         let keep = (input.include_lines.is_empty() || input.include_lines.iter().any(|re| re.is_match(event.bytes)))
