@@ -26,9 +26,9 @@ fn copytruncate_does_not_split_the_buffered_partial_line() {
     let (half, rest) = ("split line 000001 first half|", "|second half");
     fs::OpenOptions::new().append(true).open(&a).unwrap().write_all(half.as_bytes()).unwrap();
     h.start();
+    // The half line was on disk before the tailer started, so the single read that delivered `before`
+    // (the file is far below one 64 KiB chunk) also put the half line in the tailer's buffer.
     h.wait_for_lines(&before);
-    // Let the tailer read the half line into its buffer.
-    std::thread::sleep(Duration::from_millis(200));
 
     // The writer finishes the line, logrotate copies, then truncates (done here without a window in
     // which the tailer could read the rest from the live file).
@@ -134,7 +134,9 @@ fn acks_and_checkpoints_keep_up_during_a_long_catch_up() {
         assert!(Instant::now() < deadline, "not caught up: {:?}", tailer.status());
         tailer.turn();
     }
-    std::thread::sleep(Duration::from_millis(2));
-    tailer.turn();
-    assert_eq!(registry_sum(&config.registry), size * files as u64);
+    // The registry is written every `registry_flush` (1 ms): turn until the next write has happened.
+    while registry_sum(&config.registry) != size * files as u64 {
+        assert!(Instant::now() < deadline, "registry never reached the acknowledged offsets");
+        tailer.turn();
+    }
 }

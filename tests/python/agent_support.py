@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from support import ManagedProcess
+
 HERE = Path(__file__).resolve().parent
 LINE_RE = re.compile(r"^(\d{9}) ")
 SEQ_DIGITS = 9
@@ -74,9 +76,10 @@ def file_input(paths: list[str], **extra) -> dict:
     return inp
 
 
-class AgentProcess:
+class AgentProcess(ManagedProcess):
     """One `logpipe agent -c FILE` process. Stderr (its log) is appended to `stderr_path`."""
 
+    NAME = "agent"
     START_TIMEOUT = 30.0
 
     def __init__(self, binary: Path, workdir: Path, config_text: str, child_cmd: Callable):
@@ -90,14 +93,6 @@ class AgentProcess:
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
         self._expect_exit = False
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> "AgentProcess":
         assert not self.alive(), "agent already running"
@@ -148,21 +143,6 @@ class AgentProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
-
-    def died_unexpectedly(self) -> Optional[int]:
-        if self.proc is None or self._expect_exit:
-            return None
-        return self.proc.poll()
-
-    def stderr_text(self) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def stderr_tail(self, lines: int = 60) -> str:
-        tail = self.stderr_text().splitlines()[-lines:]
-        return f"--- agent stderr (last {len(tail)} lines of {self.stderr_path}) ---\n" + "\n".join(tail)
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()

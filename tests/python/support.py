@@ -94,13 +94,48 @@ class BrokerStartError(RuntimeError):
     pass
 
 
-class Broker:
+class ManagedProcess:
+    """What every test-managed `logpipe` process shares: its pid, liveness, and the diagnostics a
+    failing test prints. Subclasses set `proc`, `stderr_path`, `_expect_exit` and `NAME`."""
+
+    NAME = "process"
+    proc: Optional[subprocess.Popen]
+    stderr_path: Path
+    _expect_exit: bool
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def died_unexpectedly(self) -> Optional[int]:
+        """The exit code if the process exited without a test asking it to."""
+        if self.proc is None or self._expect_exit:
+            return None
+        return self.proc.poll()
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stderr_tail(self, lines: int = 60) -> str:
+        tail = self.stderr_text().splitlines()[-lines:]
+        return f"--- {self.NAME} stderr (last {len(tail)} lines of {self.stderr_path}) ---\n" + "\n".join(tail)
+
+
+class Broker(ManagedProcess):
     """One `logpipe broker -c FILE` process with its own temp log dir.
 
     `kill9()` / `stop()` end it; `restart()` starts it again on the same log dir (and the same
     port when that is still free). Stderr (the broker's logs) goes to `stderr_path`.
     """
 
+    NAME = "broker"
     STARTUP_TIMEOUT = 30.0
     STOP_TIMEOUT = 30.0
 
@@ -127,14 +162,6 @@ class Broker:
     def bootstrap(self) -> str:
         assert self.port, "broker not started"
         return f"{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def write_config(self, port: int) -> None:
         lines = ["[broker]", f"listeners = {toml_value([f'{HOST}:{port}'])}"]
@@ -269,22 +296,6 @@ class Broker:
                 pass
 
     # -- diagnostics --------------------------------------------------------------------------
-
-    def died_unexpectedly(self) -> Optional[int]:
-        """The exit code if the broker exited without a test asking it to."""
-        if self.proc is None or self._expect_exit:
-            return None
-        return self.proc.poll()
-
-    def stderr_text(self) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def stderr_tail(self, lines: int = 60) -> str:
-        tail = self.stderr_text().splitlines()[-lines:]
-        return f"--- broker stderr (last {len(tail)} lines of {self.stderr_path}) ---\n" + "\n".join(tail)
 
     def proc_status(self, key: str) -> int:
         """A kB value from /proc/PID/status, e.g. VmRSS."""
