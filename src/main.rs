@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every part a pipeline file holds, in one process: broker first, then agent.
+    /// Run every part a pipeline file holds, in one process: broker first, then indexer, then agent.
     Run {
         /// The pipeline file (TOML or YAML).
         pipeline: PathBuf,
@@ -43,6 +43,11 @@ enum Command {
     },
     /// Run the agent alone (tail files into Kafka), from the `[agent]` section of a config file.
     Agent {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run the indexer alone (Kafka to Elasticsearch), from the `[indexer]` section of a config file.
+    Indexer {
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -70,6 +75,10 @@ fn main() -> Result<()> {
                 let agent = Pipeline::load(&config)?.agent.context("the config file has no [agent] section")?;
                 run_pipeline(Pipeline { agent: Some(agent), ..Pipeline::default() }).await
             }
+            Command::Indexer { config } => {
+                let indexer = Pipeline::load(&config)?.indexer.context("the config file has no [indexer] section")?;
+                run_pipeline(Pipeline { indexer: Some(indexer), ..Pipeline::default() }).await
+            }
             Command::Broker { config } => {
                 let broker = match config {
                     Some(path) => Pipeline::load(&path)?.broker.unwrap_or_default(),
@@ -91,14 +100,16 @@ async fn run_broker(config: BrokerConfig) -> Result<()> {
     run_pipeline(Pipeline { broker: Some(config), ..Pipeline::default() }).await
 }
 
-/// Starts the parts in dependency order (broker, then agent) and stops them in reverse: the agent
-/// flushes and writes its registry while the broker is still there to acknowledge.
+/// Starts the parts in dependency order (broker, indexer, agent) and stops them in reverse: the agent
+/// flushes and writes its registry while the broker is still there to acknowledge, and the indexer
+/// finishes its bulk requests and commits before the broker goes. A part that stops by itself (the
+/// agent at the end of stdin, the indexer on an error) stops the others the same way.
 async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
-    if pipeline.broker.is_none() && pipeline.agent.is_none() {
-        anyhow::bail!("the pipeline has neither a [broker] nor an [agent] section: nothing to run");
+    if pipeline.broker.is_none() && pipeline.agent.is_none() && pipeline.indexer.is_none() {
+        anyhow::bail!("the pipeline has no [broker], [agent] or [indexer] section: nothing to run");
     }
-    let signal = CancellationToken::new();
-    tokio::spawn(stop_on_signal(signal.clone()));
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
     let broker_stop = CancellationToken::new();
     let broker = match pipeline.broker {
         Some(config) => {
@@ -115,16 +126,50 @@ async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
         }
         None => None,
     };
-    if let Some(agent) = pipeline.agent {
-        logpipe_agent::run(agent, signal.clone()).await.context("the agent stopped")?;
-    } else {
-        signal.cancelled().await;
+    let indexer_stop = CancellationToken::new();
+    let mut indexer = match pipeline.indexer {
+        Some(config) => {
+            let indexer = logpipe_indexer::Indexer::new(config)?;
+            let (stop, done) = (stop.clone(), indexer_stop.clone());
+            Some(tokio::spawn(async move {
+                let result = indexer.run(done).await;
+                stop.cancel();
+                result
+            }))
+        }
+        None => None,
+    };
+    let agent_stop = CancellationToken::new();
+    let mut agent = pipeline.agent.map(|config| {
+        let (stop, done) = (stop.clone(), agent_stop.clone());
+        tokio::spawn(async move {
+            let result = logpipe_agent::run(config, done).await;
+            stop.cancel();
+            result
+        })
+    });
+    stop.cancelled().await;
+
+    let mut first_error: Option<anyhow::Error> = None;
+    agent_stop.cancel();
+    if let Some(agent) = agent.take() {
+        if let Err(e) = agent.await.context("the agent task failed").and_then(|r| r.context("the agent stopped")) {
+            first_error.get_or_insert(e);
+        }
+    }
+    indexer_stop.cancel();
+    if let Some(indexer) = indexer.take() {
+        if let Err(e) = indexer.await.context("the indexer task failed").and_then(|r| r.context("the indexer stopped")) {
+            first_error.get_or_insert(e);
+        }
     }
     broker_stop.cancel();
     if let Some(broker) = broker {
-        broker.await.context("the broker task failed")??;
+        if let Err(e) = broker.await.context("the broker task failed").and_then(|r| r.context("the broker stopped")) {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The first SIGINT/SIGTERM starts a clean shutdown; a second one exits at once, which is safe because

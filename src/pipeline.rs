@@ -12,16 +12,18 @@ use serde::Deserialize;
 
 use logpipe_agent::AgentConfig;
 use logpipe_broker::BrokerConfig;
+use logpipe_indexer::IndexerConfig;
 
-/// The sections a pipeline file may hold. The indexer's arrives with its crate.
+/// The sections a pipeline file may hold.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
     pub broker: Option<BrokerConfig>,
     pub agent: Option<AgentConfig>,
+    pub indexer: Option<IndexerConfig>,
 }
 
-const SECTIONS: &[&str] = &["broker", "agent"];
+const SECTIONS: &[&str] = &["broker", "agent", "indexer"];
 
 impl Pipeline {
     pub fn load(path: &Path) -> Result<Self> {
@@ -42,6 +44,9 @@ impl Pipeline {
         }
         if let Some(agent) = &pipeline.agent {
             agent.validate().with_context(context)?;
+        }
+        if let Some(indexer) = &pipeline.indexer {
+            indexer.validate().with_context(context)?;
         }
         Ok(pipeline)
     }
@@ -83,6 +88,14 @@ mod tests {
         let err = format!("{:#}", load("[broker]\nlod_dirs = \"x\"\n").unwrap_err());
         assert!(err.contains("lod_dirs"), "{err}");
         assert!(err.contains(".toml"), "{err}");
+    }
+
+    #[test]
+    fn indexer_typo_is_an_error_naming_the_key_and_file() {
+        let err = format!("{:#}", load("[indexer.input]\ngroup_idd = \"x\"\n").unwrap_err());
+        assert!(err.contains("group_idd") && err.contains(".toml"), "{err}");
+        let err = format!("{:#}", load("[[indexer.routes]]\nindex = \"a-%{+YYYY.qq}\"\n").unwrap_err());
+        assert!(err.contains("indexer.routes[0].index"), "{err}");
     }
 
     #[test]

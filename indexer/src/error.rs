@@ -1,4 +1,5 @@
-//! The indexer crate's error type: failures of the indexer itself (config, patterns, templates).
+//! The indexer crate's error type: failures of the indexer itself (config, patterns, templates, the
+//! consumer, an output that cannot be used).
 //! Per-event problems (malformed JSON, lines that do not parse) are never errors: the event is tagged
 //! (`_jsonparsefailure`, `_grokparsefailure`, `_dateparsefailure`) and indexed anyway.
 
@@ -20,4 +21,27 @@ pub enum Error {
     Grok { pattern: String, why: String },
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The Kafka consumer or dead-letter producer failed in a way retrying cannot fix.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// `auto_offset_reset = "none"` and a partition has no usable committed offset.
+    #[error(
+        "group {group:?} has no committed offset for a partition of {topics} (or it is out of range) and \
+         auto_offset_reset = \"none\": set auto_offset_reset to \"earliest\" or \"latest\", or set the \
+         group's offsets with `logpipe groups reset-offsets`"
+    )]
+    NoCommittedOffset { group: String, topics: String },
+    /// The file output could not write or sync.
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    /// Elasticsearch refused something that retrying cannot fix (e.g. the index template).
+    #[error("elasticsearch: {0}")]
+    Elasticsearch(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
 }

@@ -1,8 +1,10 @@
-//! The logpipe indexer's pure core: what Logstash does between its kafka input and its elasticsearch
-//! output, without any I/O. A record value is decoded into an [`Event`], run through [`filters`], given an
-//! index by the [`RouteTable`], and encoded into a [`BulkRequest`]; the bulk response is turned into a
-//! [`retry::BulkOutcome`] that says what to retry, what to dead-letter and what is done.
+//! The logpipe indexer: what Logstash does with a kafka input, filters and an elasticsearch output, but
+//! committing offsets only once documents are safe. A record value is decoded into an [`Event`], run
+//! through [`filters`], given an index by the [`RouteTable`], and encoded into a [`BulkRequest`]; the
+//! bulk response is turned into a [`retry::BulkOutcome`] that says what to retry, what to dead-letter
+//! and what is done. [`Indexer::run`] wires that core to Kafka and the outputs.
 //!
+//! The pure core (no I/O):
 //! - [`event`]: the event and field references (`[a][b]`, `a.b`), tags, `@timestamp`.
 //! - [`codec`]: `json` and `plain` record decoding (never drops; `_jsonparsefailure`).
 //! - [`condition`]: `when` conditions (tag, equals, matches, and/or/not).
@@ -12,17 +14,34 @@
 //! - [`bulk`]: the NDJSON `_bulk` body ([`BulkRequest`]) and document ids.
 //! - [`retry`]: the pure retry decision on a `_bulk` response.
 //! - [`config`]: the `[indexer]` section ([`IndexerConfig`]) and its compilation into the types above.
+//! - [`batch`]: records into batches of bulk items ([`batch::Processor`]).
+//! - [`tracker`]: which offsets are safe to commit when batches settle out of order.
+//!
+//! The runtime:
+//! - [`consumer`]: the librdkafka group member, rebalance handling and the poll loop.
+//! - [`flow`]: batches in flight and commits.
+//! - [`output`]: Elasticsearch (`reqwest`), NDJSON files, stdout.
+//! - [`dead_letter`]: the `<topic>-dlq` producer.
+//! - [`stats`]: counters for `/status` and `/metrics`.
 
+mod backoff;
+pub mod batch;
 pub mod bulk;
 pub mod codec;
 pub mod condition;
 pub mod config;
+pub mod consumer;
+pub mod dead_letter;
 mod error;
 pub mod event;
 pub mod filters;
+pub mod flow;
+pub mod output;
 pub mod retry;
 pub mod route;
+pub mod stats;
 pub mod template;
+pub mod tracker;
 
 pub use bulk::{BulkRequest, DocId};
 pub use codec::Codec;
@@ -34,3 +53,57 @@ pub use filters::{Filter, FilterChain};
 pub use retry::BulkOutcome;
 pub use route::{RouteTable, Routed};
 pub use template::Template;
+pub use stats::{Stats, StatsSnapshot};
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use batch::Processor;
+use dead_letter::DeadLetterTopic;
+use flow::{Flow, Limits};
+use output::Outputs;
+
+/// A configured indexer. [`stats`](Self::stats) can be read while it runs.
+pub struct Indexer {
+    config: IndexerConfig,
+    stats: Arc<Stats>,
+}
+
+impl Indexer {
+    /// Validates `config`; errors name the key.
+    pub fn new(config: IndexerConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config, stats: Arc::new(Stats::default()) })
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Consumes until `shutdown` is cancelled, then finishes in-flight bulk requests (bounded by
+    /// `shutdown_timeout`), commits and leaves the group. Returns early with an error if the consumer
+    /// cannot go on (e.g. `auto_offset_reset = "none"` and no committed offset).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let Self { config, stats } = self;
+        let compiled = Compiled::try_from(&config)?;
+        let outputs = Arc::new(Outputs::new(&config.output, stats.clone())?);
+        let default_index = (!config.drop_unmatched).then_some(config.default_index.as_str());
+        if !outputs.prepare(&compiled.routes, default_index, &shutdown).await? {
+            return Ok(());
+        }
+        let (limits, dead_letters) = match &config.output.elasticsearch {
+            Some(es) => (
+                Limits { max_events: es.batch_max_events, max_bytes: es.batch_max_bytes, timeout: es.batch_timeout, concurrency: es.concurrency },
+                Some(Arc::new(DeadLetterTopic::new(&config.input, &es.dead_letter_topic_suffix)?)),
+            ),
+            // Files and stdout: one writer; the batch bounds only set how often it syncs.
+            None => (Limits { max_events: 5000, max_bytes: 5 << 20, timeout: std::time::Duration::from_millis(50), concurrency: 1 }, None),
+        };
+        let flow = Flow::new(Processor::new(compiled), limits, tokio::runtime::Handle::current(), outputs, dead_letters, stats);
+        let (input, timeout) = (config.input.clone(), config.shutdown_timeout);
+        tokio::task::spawn_blocking(move || consumer::consume(&input, flow, shutdown, timeout))
+            .await
+            .map_err(|e| Error::Config(format!("the consumer thread failed: {e}")))?
+    }
+}

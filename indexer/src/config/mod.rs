@@ -37,6 +37,10 @@ pub struct IndexerConfig {
     pub drop_unmatched: bool,
     /// Where documents go. See [`OutputConfig`].
     pub output: OutputConfig,
+    /// On SIGTERM, how long in-flight bulk requests may take before they are abandoned (their records
+    /// are consumed again after a restart). Default `"5s"`.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for IndexerConfig {
@@ -48,6 +52,7 @@ impl Default for IndexerConfig {
             default_index: "logpipe-%{+YYYY.MM.dd}".into(),
             drop_unmatched: false,
             output: OutputConfig::default(),
+            shutdown_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -62,6 +67,9 @@ pub struct InputConfig {
     pub topics: Vec<String>,
     /// Consumer group. Default `"logpipe-indexer"`.
     pub group_id: String,
+    /// Static membership (KIP-345): a restarted indexer with the same id takes its partitions back at
+    /// once, without waiting for its old session to time out. Unique per indexer process. Default none.
+    pub group_instance_id: Option<String>,
     /// Where a group without a committed offset starts: `earliest`, `latest`, or `none` (stop with an
     /// error). Default `latest`, as Logstash.
     pub auto_offset_reset: AutoOffsetReset,
@@ -79,6 +87,7 @@ impl Default for InputConfig {
             brokers: vec!["127.0.0.1:9092".into()],
             topics: vec!["logs".into()],
             group_id: "logpipe-indexer".into(),
+            group_instance_id: None,
             auto_offset_reset: AutoOffsetReset::Latest,
             codec: Codec::Json,
             client_id: "logpipe-indexer".into(),
@@ -291,7 +300,7 @@ pub struct ElasticsearchConfig {
     pub batch_max_events: usize,
     /// Body bytes per bulk request at most. Default 5242880 (5 MiB).
     pub batch_max_bytes: usize,
-    /// Send a partial batch after this long. Default `"1s"`.
+    /// Send a partial batch after this long (Logstash's `pipeline.batch.delay`). Default `"50ms"`.
     #[serde(deserialize_with = "duration")]
     pub batch_timeout: Duration,
     /// Bulk requests in flight. Default 2.
@@ -329,7 +338,7 @@ impl Default for ElasticsearchConfig {
             hosts: vec!["http://127.0.0.1:9200".into()],
             batch_max_events: 5000,
             batch_max_bytes: 5 << 20,
-            batch_timeout: Duration::from_secs(1),
+            batch_timeout: Duration::from_millis(50),
             concurrency: 2,
             compression: false,
             user: None,
@@ -432,7 +441,7 @@ mod tests {
         assert_eq!(cfg.input.auto_offset_reset, AutoOffsetReset::Latest);
         let es = cfg.output.elasticsearch.as_ref().unwrap();
         assert_eq!(es.batch_max_bytes, 5 << 20);
-        assert_eq!(es.batch_timeout, Duration::from_secs(1));
+        assert_eq!(es.batch_timeout, Duration::from_millis(50));
         let compiled = Compiled::try_from(&cfg).unwrap();
         assert_eq!(compiled.filters.len(), 2);
         let raw = br#"{"@timestamp":"2026-11-22T00:00:05.000Z","tags":["access"],"message":"1.2.3.4 - - [21/Nov/2026:23:59:59 +0000] \"GET / HTTP/1.1\" 200 3 \"-\" \"curl\""}"#;

@@ -1,0 +1,172 @@
+//! The Kafka input: a librdkafka consumer-group member with manual commits, and the loop that feeds
+//! its records into the [`Flow`]. It runs on its own thread, because librdkafka calls the rebalance
+//! callback from inside `poll`, and that callback must be able to wait.
+//!
+//! - `enable.auto.commit = false`: offsets are committed by the flow, only once safe.
+//! - Before partitions are revoked (a rebalance, or leaving the group) the open batch is sent, the
+//!   batches holding their records are awaited (up to `revoke_timeout`), and what is safe is committed
+//!   synchronously, so the next owner starts right after the last indexed event.
+//! - While `concurrency` batches are in flight the assignment is paused and polling continues, so the
+//!   member keeps its place in the group (`max.poll.interval.ms`) while Elasticsearch is down.
+//! - `auto_offset_reset = none` maps to librdkafka's `error` policy: the first partition without a
+//!   committed offset stops the indexer with [`Error::NoCommittedOffset`].
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::TopicPartitionList;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AutoOffsetReset, InputConfig};
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+use crate::tracker::TopicPartition;
+
+/// How long a revocation waits for in-flight batches of the revoked partitions.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct IndexerContext {
+    flow: Arc<Mutex<Flow>>,
+    /// Set once the indexer has settled and committed for good; later revocations have nothing to do.
+    closing: std::sync::atomic::AtomicBool,
+}
+
+fn lock(flow: &Mutex<Flow>) -> MutexGuard<'_, Flow> {
+    flow.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn partitions(list: &TopicPartitionList) -> BTreeSet<TopicPartition> {
+    list.elements().iter().map(|e| TopicPartition { topic: e.topic().to_string(), partition: e.partition() }).collect()
+}
+
+impl ClientContext for IndexerContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(?level, fac, "librdkafka: {log_message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(error = %error, "kafka client error: {reason}");
+    }
+}
+
+impl ConsumerContext for IndexerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) if !self.closing.load(std::sync::atomic::Ordering::Relaxed) => {
+                let revoked = partitions(list);
+                let mut flow = lock(&self.flow);
+                flow.settle(Some(&revoked), Instant::now() + REVOKE_TIMEOUT);
+                flow.commit(consumer, CommitMode::Sync);
+                flow.forget(&revoked);
+                tracing::info!(partitions = ?revoked, "partitions revoked after flushing and committing");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Assign(list) => tracing::info!(partitions = ?partitions(list), "partitions assigned"),
+            Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
+        }
+    }
+}
+
+/// The librdkafka settings for the input.
+pub fn client_config(input: &InputConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", input.brokers.join(","))
+        .set("group.id", &input.group_id)
+        .set("client.id", &input.client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match input.auto_offset_reset {
+                AutoOffsetReset::Earliest => "earliest",
+                AutoOffsetReset::Latest => "latest",
+                AutoOffsetReset::None => "error",
+            },
+        );
+    if let Some(instance) = &input.group_instance_id {
+        config.set("group.instance.id", instance);
+    }
+    for (key, value) in &input.librdkafka {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Subscribes and consumes until `shutdown`, then settles in-flight batches (up to `shutdown_timeout`),
+/// commits, and leaves the group.
+pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shutdown_timeout: Duration) -> Result<()> {
+    let flow = Arc::new(Mutex::new(flow));
+    let context = IndexerContext { flow: flow.clone(), closing: false.into() };
+    let consumer: BaseConsumer<IndexerContext> = client_config(input).create_with_context(context)?;
+    let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(group = %input.group_id, topics = ?topics, "consuming");
+
+    let mut paused = false;
+    let mut last_error: Option<String> = None;
+    let result = loop {
+        if shutdown.is_cancelled() {
+            break Ok(());
+        }
+        let (full, timeout) = {
+            let mut f = lock(&flow);
+            f.drain();
+            if f.due() && f.has_capacity() {
+                f.dispatch();
+            }
+            f.commit(&consumer, CommitMode::Async);
+            if !f.has_capacity() {
+                // Back-pressure: wait for a batch to settle instead of reading more.
+                f.wait_one(Duration::from_millis(50));
+            }
+            (!f.has_capacity(), f.poll_timeout())
+        };
+        if full != paused {
+            set_paused(&consumer, full);
+            paused = full;
+        }
+        match consumer.poll(if full { Duration::ZERO } else { timeout }) {
+            None => {}
+            Some(Ok(message)) => {
+                if last_error.take().is_some() {
+                    tracing::info!("consuming again");
+                }
+                lock(&flow).add(&message);
+            }
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                break Err(Error::NoCommittedOffset { group: input.group_id.clone(), topics: input.topics.join(", ") });
+            }
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!("consumer: {text}; retrying");
+                    last_error = Some(text);
+                }
+            }
+        }
+    };
+
+    let mut f = lock(&flow);
+    f.settle(None, Instant::now() + shutdown_timeout);
+    f.commit(&consumer, CommitMode::Sync);
+    f.abandon();
+    drop(f);
+    consumer.context().closing.store(true, std::sync::atomic::Ordering::Relaxed);
+    consumer.unsubscribe();
+    drop(consumer);
+    result
+}
+
+fn set_paused(consumer: &BaseConsumer<IndexerContext>, pause: bool) {
+    let Ok(assignment) = consumer.assignment() else { return };
+    let result = if pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+    if let Err(e) = result {
+        tracing::debug!("cannot {} the assignment: {e}", if pause { "pause" } else { "resume" });
+    }
+}

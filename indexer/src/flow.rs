@@ -1,0 +1,224 @@
+//! The flow of records from the consumer to the outputs and back to committed offsets: the batch being
+//! filled, the batches in flight (at most `concurrency`), and the [`OffsetTracker`] that turns settled
+//! batches into commits. It lives on the consumer's thread; batches are delivered on the async runtime
+//! and report back through a channel.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{Batch, Processed, Processor};
+use crate::dead_letter::DeadLetterTopic;
+use crate::output::Outputs;
+use crate::stats::Stats;
+use crate::tracker::{BatchId, OffsetTracker, TopicPartition};
+
+/// When a batch is sent and how many may be in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+enum Completion {
+    /// Every item is indexed, already there, or dead-lettered: the batch's offsets may be committed.
+    Settled(BatchId),
+    /// Given up at shutdown: nothing of it may be committed.
+    Abandoned,
+}
+
+/// Where batches go once full.
+struct Dispatcher {
+    runtime: Handle,
+    outputs: Arc<Outputs>,
+    dead_letters: Option<Arc<DeadLetterTopic>>,
+    done: Sender<Completion>,
+    /// Cancelled when the indexer stops waiting for in-flight batches.
+    abandon: CancellationToken,
+}
+
+pub struct Flow {
+    processor: Processor,
+    batch: Batch,
+    next_id: BatchId,
+    limits: Limits,
+    tracker: OffsetTracker,
+    in_flight: usize,
+    dispatcher: Dispatcher,
+    done: Receiver<Completion>,
+    topics: HashMap<String, Arc<str>>,
+    stats: Arc<Stats>,
+}
+
+impl Flow {
+    pub fn new(
+        processor: Processor,
+        limits: Limits,
+        runtime: Handle,
+        outputs: Arc<Outputs>,
+        dead_letters: Option<Arc<DeadLetterTopic>>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dispatcher = Dispatcher { runtime, outputs, dead_letters, done: tx, abandon: CancellationToken::new() };
+        Self {
+            processor,
+            batch: Batch::new(0),
+            next_id: 1,
+            limits,
+            tracker: OffsetTracker::new(),
+            in_flight: 0,
+            dispatcher,
+            done: rx,
+            topics: HashMap::new(),
+            stats,
+        }
+    }
+
+    /// Adds a consumed record to the open batch.
+    pub fn add(&mut self, message: &BorrowedMessage<'_>) {
+        let topic = match self.topics.get(message.topic()) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = message.topic().into();
+                self.topics.insert(message.topic().to_string(), t.clone());
+                t
+            }
+        };
+        let processed = self.processor.process(message.payload(), &topic, message.partition(), message.offset(), &mut self.batch);
+        self.stats.consumed(1, u64::from(processed == Processed::Dropped));
+    }
+
+    /// Whether another batch may be sent now.
+    pub fn has_capacity(&self) -> bool {
+        self.in_flight < self.limits.concurrency
+    }
+
+    /// Whether the open batch should be sent: full, or open longer than the batch timeout.
+    pub fn due(&self) -> bool {
+        !self.batch.is_empty()
+            && (self.batch.items.len() >= self.limits.max_events
+                || self.batch.bulk.bytes() >= self.limits.max_bytes
+                || self.batch.opened.is_some_and(|t| t.elapsed() >= self.limits.timeout))
+    }
+
+    /// How long the consumer may wait for the next record before the open batch is due.
+    pub fn poll_timeout(&self) -> Duration {
+        let idle = Duration::from_millis(100);
+        match self.batch.opened {
+            Some(t) => self.limits.timeout.saturating_sub(t.elapsed()).clamp(Duration::from_millis(1), idle),
+            None => idle,
+        }
+    }
+
+    /// Sends the open batch, if it holds any record.
+    pub fn dispatch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Batch::new(self.next_id));
+        self.next_id += 1;
+        for (partition, last) in &batch.covers {
+            self.tracker.register(batch.id, partition.clone(), *last);
+        }
+        self.in_flight += 1;
+        let d = &self.dispatcher;
+        let (outputs, dead_letters, done, abandon) = (d.outputs.clone(), d.dead_letters.clone(), d.done.clone(), d.abandon.clone());
+        d.runtime.spawn(async move {
+            let batch = Arc::new(batch);
+            let id = batch.id;
+            let settled = match outputs.deliver(batch.clone(), &abandon).await {
+                Some(dead) if dead.is_empty() => true,
+                Some(dead) => match &dead_letters {
+                    Some(topic) => topic.send(&batch, &dead, &abandon).await,
+                    None => true,
+                },
+                None => false,
+            };
+            let _ = done.send(if settled { Completion::Settled(id) } else { Completion::Abandoned });
+        });
+    }
+
+    /// Applies completions that have arrived, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(c) = self.done.try_recv() {
+            self.complete(c);
+        }
+    }
+
+    /// Waits up to `timeout` for one completion. False on timeout.
+    pub fn wait_one(&mut self, timeout: Duration) -> bool {
+        match self.done.recv_timeout(timeout) {
+            Ok(c) => {
+                self.complete(c);
+                true
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    fn complete(&mut self, completion: Completion) {
+        self.in_flight -= 1;
+        if let Completion::Settled(id) = completion {
+            self.tracker.complete(id);
+        }
+    }
+
+    /// Sends the open batch and waits, until `deadline`, for every in-flight batch holding records of
+    /// `partitions` (all partitions if `None`) to settle.
+    pub fn settle(&mut self, partitions: Option<&BTreeSet<TopicPartition>>, deadline: Instant) {
+        self.dispatch();
+        while self.in_flight > 0 && self.tracker.has_pending_in(partitions) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(in_flight = self.in_flight, "gave up waiting for in-flight bulk requests; their records will be consumed again");
+                return;
+            }
+            self.wait_one(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Commits the offsets that became safe. Synchronously when the group is about to change hands.
+    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, mode: CommitMode) {
+        let offsets: BTreeMap<TopicPartition, i64> = self.tracker.take_committable();
+        if offsets.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in &offsets {
+            if let Err(e) = list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset)) {
+                tracing::warn!("cannot commit {}/{}: {e}", tp.topic, tp.partition);
+            }
+        }
+        match consumer.commit(&list, mode) {
+            Ok(()) => {
+                for (tp, offset) in &offsets {
+                    self.stats.committed(tp, *offset);
+                }
+            }
+            // Not fatal: the next commit covers these offsets too, and a replay is harmless.
+            Err(e) => tracing::warn!("offset commit failed: {e}"),
+        }
+    }
+
+    /// Forgets revoked partitions: their late completions commit nothing.
+    pub fn forget(&mut self, partitions: &BTreeSet<TopicPartition>) {
+        for p in partitions {
+            self.tracker.forget(p);
+        }
+    }
+
+    /// Stops every in-flight delivery; nothing of those batches is committed.
+    pub fn abandon(&mut self) {
+        self.dispatcher.abandon.cancel();
+    }
+}

@@ -1,0 +1,303 @@
+//! The Elasticsearch output: `_bulk` requests over `reqwest`, round robin over `hosts` with failover, and
+//! the retry rules of [`crate::retry`] applied until every item of a batch is settled (indexed, already
+//! there, or handed back for the dead-letter topic).
+//!
+//! - A host that fails to connect or times out is skipped for [`DEAD_HOST_RETRY`]; when another host is
+//!   alive the request moves there at once.
+//! - Whole-request failures (transport errors, 429, 5xx, unreadable answers) are retried forever with
+//!   capped exponential backoff and jitter; meanwhile no new batches start, so consumption pauses and the
+//!   backlog waits in the broker. State changes are logged once, not per attempt.
+//! - Items answered 429/5xx are sent again alone, with the same backoff.
+//!
+//! References: Elasticsearch "Bulk API" and "Index templates" (`PUT _index_template/<name>`).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use tokio_util::sync::CancellationToken;
+
+use super::{count_by_index, DeadLetters};
+use crate::backoff::Backoff;
+use crate::batch::Batch;
+use crate::bulk::BulkRequest;
+use crate::config::ElasticsearchConfig;
+use crate::error::{Error, Result};
+use crate::retry::{decide, BulkOutcome};
+use crate::stats::{IndexCounts, Stats};
+
+/// How long a host that could not be reached is skipped while others are alive.
+pub const DEAD_HOST_RETRY: Duration = Duration::from_secs(5);
+
+struct Host {
+    url: String,
+    dead_until: Mutex<Option<Instant>>,
+}
+
+impl Host {
+    fn alive(&self, now: Instant) -> bool {
+        self.dead_until.lock().unwrap_or_else(|e| e.into_inner()).is_none_or(|t| t <= now)
+    }
+
+    fn mark_dead(&self, dead: bool) {
+        *self.dead_until.lock().unwrap_or_else(|e| e.into_inner()) = dead.then(|| Instant::now() + DEAD_HOST_RETRY);
+    }
+}
+
+pub struct Elasticsearch {
+    client: reqwest::Client,
+    hosts: Vec<Host>,
+    next: AtomicUsize,
+    basic_auth: Option<(String, Option<String>)>,
+    compression: bool,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    template_name: Option<String>,
+    /// Whether the last request failed, so failures and recovery are logged once each.
+    failing: AtomicBool,
+    stats: Arc<Stats>,
+}
+
+/// Why a request settled nothing.
+enum Failure {
+    /// The host could not be reached; another may be.
+    Transport(String),
+    /// The host answered, but the whole request must be sent again.
+    Retry(String),
+}
+
+impl Elasticsearch {
+    pub fn new(config: &ElasticsearchConfig, stats: Arc<Stats>) -> Result<Self> {
+        let bad = |key: &str, why: String| Error::Config(format!("indexer.output.elasticsearch.{key}: {why}"));
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            let value = HeaderValue::from_str(&format!("ApiKey {key}")).map_err(|e| bad("api_key", e.to_string()))?;
+            headers.insert(AUTHORIZATION, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad("ca_file", e.to_string()))? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| bad("hosts", e.to_string()))?;
+        let hosts: Vec<Host> = config
+            .hosts
+            .iter()
+            .map(|h| Host { url: h.trim_end_matches('/').to_string(), dead_until: Mutex::new(None) })
+            .collect();
+        for host in &hosts {
+            stats.host(&host.url, None);
+        }
+        Ok(Self {
+            client,
+            hosts,
+            next: AtomicUsize::new(0),
+            basic_auth: config.user.as_ref().map(|u| (u.clone(), config.password.clone())),
+            compression: config.compression,
+            initial_backoff: config.retry_initial_backoff,
+            max_backoff: config.retry_max_backoff,
+            template_name: config.manage_template.then(|| config.template_name.clone()),
+            failing: AtomicBool::new(false),
+            stats,
+        })
+    }
+
+    /// Installs the index template (if `manage_template`) so `@timestamp` maps as a date in every index
+    /// the routes can name (`nginx_access-%{+YYYY.MM.dd}` → `nginx_access-*`). Retries while the cluster
+    /// is unreachable; a refusal (4xx) is an error. Returns `Ok(false)` if `stop` fired first.
+    pub async fn install_template(&self, index_patterns: &[String], stop: &CancellationToken) -> Result<bool> {
+        let Some(name) = &self.template_name else { return Ok(true) };
+        if index_patterns.is_empty() {
+            return Ok(true);
+        }
+        let body = serde_json::json!({
+            "index_patterns": index_patterns,
+            "priority": 200,
+            "template": { "mappings": { "properties": { "@timestamp": { "type": "date" } } } },
+            "_meta": { "managed_by": "logpipe" },
+        });
+        let body = serde_json::to_vec(&body)?;
+        let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+        loop {
+            let host = self.pick_host();
+            let request = self.authorize(self.client.put(format!("{}/_index_template/{name}", host.url)))
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    self.recovered(host);
+                    tracing::info!(template = %name, patterns = ?index_patterns, "index template installed");
+                    return Ok(true);
+                }
+                Ok(response) if response.status().is_client_error() && response.status().as_u16() != 429 => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    return Err(Error::Elasticsearch(format!(
+                        "{} refused index template {name:?} ({status}): {text}; fix it or set manage_template = false",
+                        host.url
+                    )));
+                }
+                Ok(response) => self.failed(host, Failure::Retry(format!("index template: HTTP {}", response.status()))),
+                Err(e) => self.failed(host, Failure::Transport(transport_reason(&e))),
+            }
+            if !self.another_host_alive(host) && !sleep_or_stop(backoff.next_delay(), stop).await {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Sends `batch` until every item is settled. Returns the items for the dead-letter topic with their
+    /// reasons, or `None` if `stop` fired first (nothing of the batch may then be committed).
+    pub async fn deliver(&self, batch: &Batch, stop: &CancellationToken) -> Option<DeadLetters> {
+        let mut dead = DeadLetters::new();
+        // Batch positions of the items still to send; the first request is the batch's own body.
+        let mut pending: Vec<usize> = (0..batch.items.len()).collect();
+        let mut retry_body = BulkRequest::new();
+        let mut retried = Vec::new();
+        let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+        while !pending.is_empty() {
+            let host = self.pick_host();
+            let body = if pending.len() == batch.items.len() {
+                batch.bulk.body()
+            } else {
+                retry_body.clear();
+                for &i in &pending {
+                    retry_body.push_encoded(batch.bulk.item(i).expect("pending items exist"));
+                }
+                retry_body.body()
+            };
+            match self.send(host, body, pending.len()).await {
+                Ok(BulkOutcome::Done) => {
+                    pending.clear();
+                }
+                Ok(BulkOutcome::Partial { retry, dead_letter, ok: _ }) => {
+                    dead.extend(dead_letter.into_iter().map(|(i, reason)| (pending[i], reason)));
+                    pending = retry.into_iter().map(|i| pending[i]).collect();
+                    retried.extend_from_slice(&pending);
+                    if !pending.is_empty() && !sleep_or_stop(backoff.next_delay(), stop).await {
+                        return None;
+                    }
+                }
+                Ok(BulkOutcome::Retry { reason }) => {
+                    self.failed(host, Failure::Retry(reason));
+                    if !sleep_or_stop(backoff.next_delay(), stop).await {
+                        return None;
+                    }
+                }
+                Err(reason) => {
+                    self.failed(host, Failure::Transport(reason));
+                    if !self.another_host_alive(host) && !sleep_or_stop(backoff.next_delay(), stop).await {
+                        return None;
+                    }
+                }
+            }
+            if stop.is_cancelled() && !pending.is_empty() {
+                return None;
+            }
+        }
+        self.count(batch, &dead, &retried);
+        Some(dead)
+    }
+
+    /// One `_bulk` request. `Err` is a transport failure; an answer of any status is decided on.
+    async fn send(&self, host: &Host, body: &[u8], items: usize) -> std::result::Result<BulkOutcome, String> {
+        let mut request = self.authorize(self.client.post(format!("{}/_bulk", host.url))).header(CONTENT_TYPE, "application/x-ndjson");
+        request = if self.compression {
+            let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            gz.write_all(body).and_then(|_| gz.finish()).map(|b| request.header(CONTENT_ENCODING, "gzip").body(b)).map_err(|e| e.to_string())?
+        } else {
+            request.body(body.to_vec())
+        };
+        let response = request.send().await.map_err(|e| transport_reason(&e))?;
+        let status = response.status().as_u16();
+        let answer = response.bytes().await.map_err(|e| transport_reason(&e))?;
+        let outcome = decide(status, &answer, items);
+        self.stats.bulk_request(matches!(outcome, BulkOutcome::Retry { .. }));
+        if !matches!(outcome, BulkOutcome::Retry { .. }) {
+            self.recovered(host);
+        }
+        Ok(outcome)
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.basic_auth {
+            Some((user, password)) => request.basic_auth(user, password.as_ref()),
+            None => request,
+        }
+    }
+
+    /// The next host in round robin that is alive, or the next one at all if none is.
+    fn pick_host(&self) -> &Host {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let n = self.hosts.len();
+        (0..n).map(|k| &self.hosts[(start + k) % n]).find(|h| h.alive(now)).unwrap_or(&self.hosts[start % n])
+    }
+
+    fn another_host_alive(&self, host: &Host) -> bool {
+        let now = Instant::now();
+        self.hosts.iter().any(|h| !std::ptr::eq(h, host) && h.alive(now))
+    }
+
+    fn failed(&self, host: &Host, failure: Failure) {
+        let reason = match failure {
+            Failure::Transport(reason) => {
+                host.mark_dead(true);
+                reason
+            }
+            Failure::Retry(reason) => reason,
+        };
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(host = %host.url, %reason, "elasticsearch is not accepting bulk requests; retrying with backoff, consumption pauses");
+        }
+        self.stats.host(&host.url, Some(reason));
+    }
+
+    fn recovered(&self, host: &Host) {
+        host.mark_dead(false);
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(host = %host.url, "elasticsearch accepts bulk requests again");
+        }
+        self.stats.host(&host.url, None);
+    }
+
+    fn count(&self, batch: &Batch, dead: &DeadLetters, retried: &[usize]) {
+        let mut counts = count_by_index(batch, |c| c.indexed += 1);
+        for (i, _) in dead {
+            let c = counts.entry(batch.items[*i].index.as_str()).or_insert_with(IndexCounts::default);
+            c.indexed -= 1;
+            c.dead_lettered += 1;
+        }
+        for &i in retried {
+            counts.entry(batch.items[i].index.as_str()).or_default().retried += 1;
+        }
+        self.stats.add(counts);
+    }
+}
+
+fn transport_reason(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut reason = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        reason = format!("{reason}: {s}");
+        source = s.source();
+    }
+    reason
+}
+
+/// Waits `delay`; false if `stop` fired first.
+pub(crate) async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = stop.cancelled() => false,
+    }
+}

@@ -1,0 +1,228 @@
+//! The file output: one NDJSON file per resolved index name (`data/indices/nginx_access-2026.11.21.ndjson`),
+//! each line a document with its `_id` first. It is the embedded default when no Elasticsearch is
+//! configured, and it keeps Elasticsearch's `create` rule: an `_id` already in the file is not written
+//! again, across restarts too. So a replay after a crash adds nothing.
+//!
+//! - Each batch is appended and `fdatasync`ed before it counts as written, so a committed offset never
+//!   passes a document that is not on disk.
+//! - On opening a file, a torn last line (a write cut by a crash, never synced, so never committed) is cut
+//!   off, and the ids of the remaining lines are loaded (as 128-bit hashes) to reject replays.
+//! - Index names become file names with anything but `[A-Za-z0-9._+-]` replaced by `_`, so a field
+//!   value in a template cannot point outside the directory.
+//! - Write errors (a full disk) are retried with backoff and logged once per state change, like an
+//!   unreachable Elasticsearch.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::backoff::Backoff;
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+
+pub struct FileOutput {
+    dir: PathBuf,
+    files: Mutex<HashMap<String, IndexFile>>,
+}
+
+struct IndexFile {
+    file: File,
+    ids: HashSet<u128>,
+    pending: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(rename = "_id")]
+    id: String,
+}
+
+impl FileOutput {
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("cannot create the file output directory {}", dir.display())))?;
+        Ok(Self { dir: dir.to_path_buf(), files: Mutex::new(HashMap::new()) })
+    }
+
+    /// The file an index is written to.
+    pub fn path_of(&self, index: &str) -> PathBuf {
+        let name: String = index.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect();
+        let name = if name.trim_matches('.').is_empty() { format!("_{name}") } else { name };
+        self.dir.join(format!("{name}.ndjson"))
+    }
+
+    /// Appends the batch's documents whose `_id` is new to their files and syncs them. Returns how many
+    /// were new. On error nothing is counted as written (the batch is retried whole; ids already
+    /// appended are then skipped).
+    pub fn write(&self, batch: &Batch) -> Result<usize> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut touched: Vec<String> = Vec::new();
+        let mut written = 0;
+        for (i, item) in batch.items.iter().enumerate() {
+            if !files.contains_key(&item.index) {
+                let file = IndexFile::open(&self.path_of(&item.index))?;
+                files.insert(item.index.clone(), file);
+            }
+            let file = files.get_mut(&item.index).expect("opened above");
+            let hash = xxh3_128(item.id.as_bytes());
+            if !file.ids.insert(hash) {
+                continue;
+            }
+            file.pending.extend_from_slice(br#"{"_id":"#);
+            serde_json::to_writer(&mut file.pending, &item.id)?;
+            let doc = batch.document(i);
+            match doc.strip_prefix(b"{") {
+                Some(rest) if rest != b"}" => {
+                    file.pending.push(b',');
+                    file.pending.extend_from_slice(rest);
+                }
+                _ => file.pending.push(b'}'),
+            }
+            file.pending.push(b'\n');
+            written += 1;
+            if !touched.contains(&item.index) {
+                touched.push(item.index.clone());
+            }
+        }
+        let mut result = Ok(written);
+        for index in &touched {
+            let file = files.get_mut(index).expect("touched files are open");
+            let path = self.path_of(index);
+            let flushed = file.file.write_all(&file.pending).and_then(|_| file.file.sync_data());
+            file.pending.clear();
+            if let Err(e) = flushed {
+                result = Err(Error::Io { context: format!("cannot write {}", path.display()), source: e });
+            }
+        }
+        if result.is_err() {
+            // Forget the whole batch: reopening re-reads what really reached the file.
+            for index in touched {
+                files.remove(&index);
+            }
+        }
+        result
+    }
+}
+
+impl IndexFile {
+    fn open(path: &Path) -> Result<Self> {
+        let context = || format!("cannot open {}", path.display());
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(Error::io(context()))?;
+        let mut ids = HashSet::new();
+        let mut good_len = 0u64;
+        let mut reader = BufReader::new(&mut file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(Error::io(context()))?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                break;
+            }
+            good_len += n as u64;
+            match serde_json::from_slice::<IdOnly>(&line) {
+                Ok(doc) => {
+                    ids.insert(xxh3_128(doc.id.as_bytes()));
+                }
+                Err(e) => tracing::warn!(file = %path.display(), "a line without a readable _id ({e}); it cannot prevent a duplicate"),
+            }
+        }
+        drop(reader);
+        let len = file.metadata().map_err(Error::io(context()))?.len();
+        if len > good_len {
+            tracing::warn!(file = %path.display(), bytes = len - good_len, "cutting a torn last line left by a crash; its document is written again");
+            file.set_len(good_len).map_err(Error::io(context()))?;
+            file.sync_data().map_err(Error::io(context()))?;
+        }
+        file.seek(std::io::SeekFrom::End(0)).map_err(Error::io(context()))?;
+        Ok(Self { file, ids, pending: Vec::new() })
+    }
+}
+
+/// Writes `batch` on a blocking thread, retrying failures with backoff until it is on disk. False if
+/// `stop` fired first.
+pub(super) async fn deliver(output: Arc<FileOutput>, batch: Arc<Batch>, stop: &CancellationToken) -> bool {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    let mut failing = false;
+    loop {
+        let (output, job) = (output.clone(), batch.clone());
+        let result = tokio::task::spawn_blocking(move || output.write(&job)).await;
+        match result {
+            Ok(Ok(_)) => {
+                if failing {
+                    tracing::info!("the file output writes again");
+                }
+                return true;
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::error!("{e}; retrying with backoff, consumption pauses");
+                    failing = true;
+                }
+            }
+            Err(e) => {
+                tracing::error!("the file output's writer failed: {e}; retrying");
+                failing = true;
+            }
+        }
+        if !super::elasticsearch::sleep_or_stop(backoff.next_delay(), stop).await {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Processor;
+    use crate::config::{Compiled, IndexerConfig};
+
+    fn batch(ids: &[&str]) -> Batch {
+        let config = IndexerConfig { default_index: "logs-%{+YYYY.MM.dd}".into(), ..IndexerConfig::default() };
+        let mut p = Processor::new(Compiled::try_from(&config).unwrap());
+        let mut b = Batch::new(1);
+        let topic: Arc<str> = "t".into();
+        for (i, id) in ids.iter().enumerate() {
+            let value = format!(r#"{{"@timestamp":"2026-11-21T01:00:00.000Z","message":"m{i}","event":{{"id":"{id}"}}}}"#);
+            p.process(Some(value.as_bytes()), &topic, 0, i as i64, &mut b);
+        }
+        b
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn ids_are_written_once_across_reopen_and_torn_tails_are_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = FileOutput::open(dir.path()).unwrap();
+        assert_eq!(out.write(&batch(&["a", "b"])).unwrap(), 2);
+        assert_eq!(out.write(&batch(&["b", "c"])).unwrap(), 1);
+        let path = out.path_of("logs-2026.11.21");
+        drop(out);
+        // A crash cut the next write short.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(br#"{"_id":"d","mess"#).unwrap();
+        let out = FileOutput::open(dir.path()).unwrap();
+        assert_eq!(out.write(&batch(&["a", "c", "d"])).unwrap(), 1);
+        let docs = lines(&path);
+        let ids: Vec<&str> = docs.iter().map(|d| d["_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(docs[0]["message"], "m0");
+        assert_eq!(docs[0]["event"]["id"], "a");
+    }
+
+    #[test]
+    fn index_names_cannot_escape_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = FileOutput::open(dir.path()).unwrap();
+        assert_eq!(out.path_of("../../etc/passwd"), dir.path().join(".._.._etc_passwd.ndjson"));
+        assert_eq!(out.path_of(".."), dir.path().join("_...ndjson"));
+        assert_eq!(out.path_of("nginx_access-2026.11.21"), dir.path().join("nginx_access-2026.11.21.ndjson"));
+    }
+}
