@@ -99,6 +99,18 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_pipeline_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            Pipeline::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            checked += 1;
+        }
+        assert!(checked >= 4, "only {checked} pipelines in {}", dir.display());
+    }
+
+    #[test]
     fn unknown_section_is_an_error() {
         let err = format!("{:#}", load("[brokr]\n").unwrap_err());
         assert!(err.contains("brokr"), "{err}");
