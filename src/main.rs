@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use logpipe_agent::metrics::SharedSnapshot;
 use logpipe_broker::{BrokerConfig, Server};
+use logpipe_status::{AdminConfig, AdminServer, Sources};
 use pipeline::Pipeline;
 
 /// jemalloc, for throughput and for safety against hostile frames: the `kafka-protocol` decoder
@@ -51,6 +53,18 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Generate test logs: nginx access and error logs at a steady rate, with rotation.
+    #[command(subcommand)]
+    Gen(logpipe_gen::GenCommand),
+    /// Show a running appliance's files, topics, groups and indices (from its admin endpoint).
+    Status {
+        /// The admin endpoint, `host:port`.
+        #[arg(long, default_value = "127.0.0.1:9600")]
+        address: String,
+        /// Print one snapshot and exit instead of refreshing every second.
+        #[arg(long)]
+        once: bool,
+    },
     /// Validate a pipeline file and exit.
     Check {
         pipeline: PathBuf,
@@ -86,6 +100,11 @@ fn main() -> Result<()> {
                 };
                 run_broker(broker).await
             }
+            Command::Gen(command) => {
+                logpipe_gen::run(command).await?;
+                Ok(())
+            }
+            Command::Status { address, once } => logpipe_status::view::watch(&address, once).await,
             Command::Check { pipeline } => {
                 Pipeline::load(&pipeline)?;
                 println!("{}: ok", pipeline.display());
@@ -122,14 +141,21 @@ async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
                 println!("listening on {addr}");
             }
             std::io::stdout().flush()?;
-            Some(tokio::spawn(server.run(broker_stop.clone())))
+            let broker = server.broker().clone();
+            Some((tokio::spawn(server.run(broker_stop.clone())), broker))
         }
         None => None,
     };
+    let mut sources = Sources { broker: broker.as_ref().map(|(_, b)| b.clone()), ..Sources::default() };
+    let indexer = pipeline.indexer.map(logpipe_indexer::Indexer::new).transpose()?;
+    sources.indexer = indexer.as_ref().map(|i| i.stats());
+    sources.agent = pipeline.agent.as_ref().map(|_| SharedSnapshot::default());
+    let admin_stop = CancellationToken::new();
+    serve_admin(pipeline.admin.unwrap_or_default(), sources.clone(), admin_stop.clone()).await?;
+
     let indexer_stop = CancellationToken::new();
-    let mut indexer = match pipeline.indexer {
-        Some(config) => {
-            let indexer = logpipe_indexer::Indexer::new(config)?;
+    let mut indexer = match indexer {
+        Some(indexer) => {
             let (stop, done) = (stop.clone(), indexer_stop.clone());
             Some(tokio::spawn(async move {
                 let result = indexer.run(done).await;
@@ -141,9 +167,9 @@ async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
     };
     let agent_stop = CancellationToken::new();
     let mut agent = pipeline.agent.map(|config| {
-        let (stop, done) = (stop.clone(), agent_stop.clone());
+        let (stop, done, status) = (stop.clone(), agent_stop.clone(), sources.agent.clone());
         tokio::spawn(async move {
-            let result = logpipe_agent::run(config, done).await;
+            let result = logpipe_agent::run_reporting(config, done, status).await;
             stop.cancel();
             result
         })
@@ -164,12 +190,35 @@ async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
         }
     }
     broker_stop.cancel();
-    if let Some(broker) = broker {
+    if let Some((broker, _)) = broker {
         if let Err(e) = broker.await.context("the broker task failed").and_then(|r| r.context("the broker stopped")) {
             first_error.get_or_insert(e);
         }
     }
+    admin_stop.cancel();
     first_error.map_or(Ok(()), Err)
+}
+
+/// Starts the admin endpoint. Its address is printed on stdout (`admin on http://ADDR`) after the
+/// broker's. An explicitly configured address that cannot be bound is an error; the default one (taken,
+/// say, by a second appliance on the host) only logs a warning.
+async fn serve_admin(config: AdminConfig, sources: Sources, stop: CancellationToken) -> Result<()> {
+    if !config.enabled {
+        return Ok(());
+    }
+    match AdminServer::bind(&config.address).await {
+        Ok(server) => {
+            println!("admin on http://{}", server.local_addr()?);
+            std::io::stdout().flush()?;
+            tokio::spawn(server.run(sources, stop));
+            Ok(())
+        }
+        Err(e) if config.address == AdminConfig::default().address => {
+            tracing::warn!("admin endpoint off: cannot listen on {}: {e}", config.address);
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("admin.address: cannot listen on {}", config.address)),
+    }
 }
 
 /// The first SIGINT/SIGTERM starts a clean shutdown; a second one exits at once, which is safe because

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use logpipe_agent::AgentConfig;
 use logpipe_broker::BrokerConfig;
 use logpipe_indexer::IndexerConfig;
+use logpipe_status::AdminConfig;
 
 /// The sections a pipeline file may hold.
 #[derive(Debug, Default, Deserialize)]
@@ -21,9 +22,11 @@ pub struct Pipeline {
     pub broker: Option<BrokerConfig>,
     pub agent: Option<AgentConfig>,
     pub indexer: Option<IndexerConfig>,
+    /// The admin endpoint (`/status`, `/metrics`); on at 127.0.0.1:9600 when absent.
+    pub admin: Option<AdminConfig>,
 }
 
-const SECTIONS: &[&str] = &["broker", "agent", "indexer"];
+const SECTIONS: &[&str] = &["broker", "agent", "indexer", "admin"];
 
 impl Pipeline {
     pub fn load(path: &Path) -> Result<Self> {

@@ -39,6 +39,12 @@ use tokio_util::sync::CancellationToken;
 /// flushes (bounded by `shutdown_timeout`) and writes the registry. With only `stdin` inputs it also
 /// returns, after the same flush, once stdin reached its end.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    run_reporting(config, shutdown, None).await
+}
+
+/// [`run`], also publishing the agent's status into `status` (refreshed every 200 ms), which the
+/// appliance's admin endpoint reads.
+pub async fn run_reporting(config: AgentConfig, shutdown: CancellationToken, status: Option<metrics::SharedSnapshot>) -> Result<()> {
     config.validate()?;
     let (acks_tx, acks_rx) = std::sync::mpsc::channel();
     let sink = kafka::KafkaSink::new(&config.output, config.queue_max_bytes, acks_tx)?;
@@ -55,14 +61,16 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             InputType::Stdin => tailer.add_stream(&config, i, stream::read_to_end(std::io::stdin()))?,
         }
     }
-    if let Some(address) = &config.metrics_address {
+    let status = status.or_else(|| config.metrics_address.as_ref().map(|_| metrics::SharedSnapshot::default()));
+    if let Some(status) = &status {
+        tailer.publish_to(status.clone());
+    }
+    if let (Some(address), Some(status)) = (&config.metrics_address, status) {
         let server = metrics::MetricsServer::bind(address)
             .await
             .map_err(|e| Error::Config(format!("agent.metrics_address: cannot listen on {address}: {e}")))?;
         tracing::info!(address = %server.local_addr()?, "metrics at http://{}/metrics", server.local_addr()?);
-        let snapshot = metrics::SharedSnapshot::default();
-        tailer.publish_to(snapshot.clone());
-        tokio::spawn(server.run(snapshot, stop.clone()));
+        tokio::spawn(server.run(status, stop.clone()));
     }
     tracing::info!(
         brokers = %config.output.brokers.join(","),

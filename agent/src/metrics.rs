@@ -54,8 +54,18 @@ impl MetricsServer {
         self.listener.local_addr()
     }
 
-    /// Serves `snapshot` until `shutdown` is cancelled.
+    /// Serves `snapshot` at `/metrics` until `shutdown` is cancelled.
     pub async fn run(self, snapshot: SharedSnapshot, shutdown: CancellationToken) {
+        let handler: Handler = Arc::new(move |path: &str| match path {
+            "/metrics" => Some(Page::metrics(render(&snapshot.lock().unwrap_or_else(|e| e.into_inner())))),
+            _ => None,
+        });
+        self.serve(handler, shutdown).await
+    }
+
+    /// Serves GET requests with `handler` (path → page; `None` answers 404) until `shutdown` is
+    /// cancelled. The appliance's admin endpoint uses this with its own pages.
+    pub async fn serve(self, handler: Handler, shutdown: CancellationToken) {
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -63,7 +73,7 @@ impl MetricsServer {
             };
             match accepted {
                 Ok((socket, _)) => {
-                    tokio::spawn(serve(socket, snapshot.clone()));
+                    tokio::spawn(serve(socket, handler.clone()));
                 }
                 Err(e) => {
                     // EMFILE and the like: back off instead of spinning.
@@ -75,7 +85,27 @@ impl MetricsServer {
     }
 }
 
-async fn serve(mut socket: TcpStream, snapshot: SharedSnapshot) {
+/// A page served by [`MetricsServer::serve`].
+pub struct Page {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Page {
+    /// Prometheus text exposition format 0.0.4.
+    pub fn metrics(body: String) -> Self {
+        Self { content_type: "text/plain; version=0.0.4; charset=utf-8", body }
+    }
+
+    pub fn json(body: String) -> Self {
+        Self { content_type: "application/json", body }
+    }
+}
+
+/// Maps a request path (without query) to a page.
+pub type Handler = Arc<dyn Fn(&str) -> Option<Page> + Send + Sync>;
+
+async fn serve(mut socket: TcpStream, handler: Handler) {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let complete = tokio::time::timeout(READ_TIMEOUT, async {
@@ -105,12 +135,9 @@ async fn serve(mut socket: TcpStream, snapshot: SharedSnapshot) {
         let mut parts = line.split_whitespace();
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let path = target.split('?').next().unwrap_or("");
-        match (method, path) {
-            ("GET", "/metrics") => {
-                let body = render(&snapshot.lock().unwrap());
-                respond("200 OK", "text/plain; version=0.0.4; charset=utf-8", &body)
-            }
-            ("GET", _) => respond("404 Not Found", "text/plain", "try /metrics\n"),
+        match (method, handler(path)) {
+            ("GET", Some(page)) => respond("200 OK", page.content_type, &page.body),
+            ("GET", None) => respond("404 Not Found", "text/plain", "not found\n"),
             _ => respond("405 Method Not Allowed", "text/plain", "only GET\n"),
         }
     };

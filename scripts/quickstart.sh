@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The quickstart: builds logpipe, starts the nginx log generator (writing data/logs/) and the appliance
+# on pipelines/quickstart.toml (embedded broker, agent, indexer writing data/indices/). Daily index
+# files appear in data/indices/ within seconds. Ctrl-C stops both.
+#
+# LOGPIPE_BIN=path skips the build and uses that binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${LOGPIPE_BIN:-}" ]]; then
+    cargo build --release --bin logpipe
+    LOGPIPE_BIN=target/release/logpipe
+fi
+
+mkdir -p data/logs
+"$LOGPIPE_BIN" gen nginx --dir data/logs --rate 200 --rotate-every 300 >/dev/null &
+gen=$!
+"$LOGPIPE_BIN" run pipelines/quickstart.toml &
+run=$!
+stop() {
+    kill -TERM "$run" "$gen" 2>/dev/null || true
+}
+trap stop INT TERM
+echo "quickstart: generating nginx logs into data/logs/, indexing into data/indices/ (Ctrl-C stops)" >&2
+status=0
+wait "$run" || status=$?
+# A signal interrupts the first wait; wait again for the appliance's clean shutdown.
+if kill -0 "$run" 2>/dev/null; then wait "$run" || status=$?; fi
+kill -TERM "$gen" 2>/dev/null || true
+wait "$gen" 2>/dev/null || true
+exit "$status"

@@ -1,0 +1,37 @@
+//! What a running appliance reports about itself, in one place: the files the agent tails (with bytes
+//! behind), the broker's topics (partitions, sizes) and consumer groups (lag), the documents the indexer
+//! indexed, retried and dead-lettered per index, and the health of each Elasticsearch host.
+//!
+//! - [`report`]: the [`StatusReport`] and how it is collected from the parts running in this process.
+//! - [`server`]: the admin HTTP endpoint: `/status` (JSON) and `/metrics` (Prometheus text).
+//! - [`metrics`]: rendering a report as Prometheus metrics.
+//! - [`view`]: rendering a report for the terminal (`logpipe status`).
+//! - [`client`]: fetching `/status` from a running appliance.
+
+pub mod client;
+pub mod metrics;
+pub mod report;
+pub mod server;
+pub mod view;
+
+pub use report::{Sources, StatusReport};
+pub use server::AdminServer;
+
+use serde::Deserialize;
+
+/// The `[admin]` section of a pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where `/status` and `/metrics` are served, as Logstash's monitoring API on port 9600. Loopback by
+    /// default: the endpoint has no authentication. Default `"127.0.0.1:9600"`.
+    pub address: String,
+    /// Serve the endpoint at all. Default `true`.
+    pub enabled: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { address: "127.0.0.1:9600".into(), enabled: true }
+    }
+}

@@ -1,0 +1,186 @@
+//! The [`StatusReport`]: a serializable snapshot of every part running in this process. Each part is
+//! optional; a central host running broker and indexer reports no files, an agent host no topics.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use logpipe_agent::metrics::SharedSnapshot;
+use logpipe_broker::Broker;
+use logpipe_indexer::Stats;
+
+/// The parts a report is collected from.
+#[derive(Clone, Default)]
+pub struct Sources {
+    pub broker: Option<Arc<Broker>>,
+    pub agent: Option<SharedSnapshot>,
+    pub indexer: Option<Arc<Stats>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Milliseconds since the Unix epoch when collected.
+    pub time_ms: i64,
+    pub files: Vec<FileReport>,
+    pub topics: Vec<TopicReport>,
+    pub groups: Vec<GroupReport>,
+    pub indexer: Option<IndexerReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileReport {
+    pub path: String,
+    pub open: bool,
+    pub size: u64,
+    pub acked_offset: u64,
+    /// File size minus acknowledged offset.
+    pub bytes_behind: u64,
+    pub lines_read: u64,
+    pub events_acked: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicReport {
+    pub name: String,
+    pub partitions: Vec<PartitionReport>,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionReport {
+    pub partition: i32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub group_id: String,
+    pub state: String,
+    pub members: usize,
+    /// Sum over partitions of log end offset minus committed offset.
+    pub lag: i64,
+    pub partitions: Vec<GroupPartitionReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupPartitionReport {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    pub log_end_offset: i64,
+    pub lag: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexerReport {
+    pub records_consumed: u64,
+    pub records_dropped: u64,
+    pub bulk_requests: u64,
+    pub bulk_failures: u64,
+    pub indices: Vec<IndexReport>,
+    pub hosts: Vec<HostReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexReport {
+    pub index: String,
+    pub indexed: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    pub url: String,
+    pub healthy: bool,
+    pub last_error: Option<String>,
+}
+
+impl Sources {
+    pub fn collect(&self) -> StatusReport {
+        let mut report = StatusReport { time_ms: logpipe_broker::broker::now_ms(), ..StatusReport::default() };
+        if let Some(snapshot) = &self.agent {
+            let snapshot = snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            report.files = snapshot
+                .files
+                .iter()
+                .map(|f| FileReport {
+                    path: f.path.display().to_string(),
+                    open: f.open,
+                    size: f.size,
+                    acked_offset: f.acked_offset,
+                    bytes_behind: f.size.saturating_sub(f.acked_offset),
+                    lines_read: f.stats.lines_read,
+                    events_acked: f.stats.events_acked,
+                })
+                .collect();
+        }
+        if let Some(broker) = &self.broker {
+            collect_broker(broker, &mut report);
+        }
+        if let Some(stats) = &self.indexer {
+            let s = stats.snapshot();
+            report.indexer = Some(IndexerReport {
+                records_consumed: s.records_consumed,
+                records_dropped: s.records_dropped,
+                bulk_requests: s.bulk_requests,
+                bulk_failures: s.bulk_failures,
+                indices: s
+                    .indices
+                    .into_iter()
+                    .map(|(index, c)| IndexReport { index, indexed: c.indexed, retried: c.retried, dead_lettered: c.dead_lettered })
+                    .collect(),
+                hosts: s.hosts.into_iter().map(|h| HostReport { url: h.url, healthy: h.healthy, last_error: h.last_error }).collect(),
+            });
+        }
+        report
+    }
+}
+
+fn collect_broker(broker: &Broker, report: &mut StatusReport) {
+    let mut topics = broker.logs.topics();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    for topic in topics {
+        let partitions: Vec<PartitionReport> = (0..topic.partitions)
+            .filter_map(|p| broker.logs.partition(&topic.name, p))
+            .map(|log| PartitionReport {
+                partition: log.partition(),
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: log.high_watermark(),
+                size_bytes: log.size_bytes(),
+            })
+            .collect();
+        let size_bytes = partitions.iter().map(|p| p.size_bytes).sum();
+        report.topics.push(TopicReport { name: topic.name, partitions, size_bytes });
+    }
+    let mut groups = broker.groups.list_groups();
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    for listing in groups {
+        let description = broker.groups.describe(&listing.group_id);
+        let mut partitions: Vec<GroupPartitionReport> = broker
+            .groups
+            .committed_offsets(&listing.group_id)
+            .into_iter()
+            .map(|(tp, committed)| {
+                let end = broker.logs.partition(&tp.topic, tp.partition).map_or(committed.offset, |l| l.high_watermark());
+                GroupPartitionReport {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    committed: committed.offset,
+                    log_end_offset: end,
+                    lag: (end - committed.offset).max(0),
+                }
+            })
+            .collect();
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        report.groups.push(GroupReport {
+            group_id: listing.group_id,
+            state: description.state.as_str().to_string(),
+            members: description.members.len(),
+            lag: partitions.iter().map(|p| p.lag).sum(),
+            partitions,
+        });
+    }
+}
