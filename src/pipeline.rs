@@ -37,10 +37,12 @@ impl Pipeline {
             Some("yaml" | "yml") => Figment::from(Yaml::file(path)),
             _ => Figment::from(Toml::file(path)),
         };
-        let pipeline: Pipeline = file
-            .merge(env_overrides())
-            .extract()
-            .with_context(|| format!("invalid pipeline file {}", path.display()))?;
+        let pipeline: Pipeline = file.merge(env_overrides()).extract().map_err(|e| {
+            // One line per error, each naming its key as written in the file (figment prefixes the
+            // profile, `default.`).
+            let errors: Vec<String> = e.into_iter().map(|e| e.to_string().replace("key \"default.", "key \"")).collect();
+            anyhow::anyhow!("invalid pipeline file {}: {}", path.display(), errors.join("; "))
+        })?;
         let context = || format!("invalid pipeline file {}", path.display());
         if let Some(broker) = &pipeline.broker {
             broker.validate().with_context(context)?;
