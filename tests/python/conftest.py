@@ -1,5 +1,6 @@
-"""Fixtures: the logpipe binary, brokers on 127.0.0.1:0 with temp log dirs, the console CLI, and
-consumer-group member subprocesses. Every process a test starts is killed at teardown."""
+"""Fixtures: the logpipe binary, brokers on 127.0.0.1:0 with temp log dirs, the console CLI,
+consumer-group member subprocesses, indexer processes and the Elasticsearch stand-in. Every process
+a test starts is killed at teardown."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO, Broker, Cli
+from es_standin import EsStandin
+from indexer_support import IndexerProcess
+from support import REPO, Broker, Cli, child_cmd
 from members import MemberPool
 
 
@@ -75,3 +78,95 @@ def members(tmp_path, request):
     yield pool
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     pool.close(print_logs=failed)
+
+
+@pytest.fixture
+def es_standin(request):
+    """An Elasticsearch stand-in (es_standin.py) on 127.0.0.1:0; its counters print if the test fails."""
+    es = EsStandin()
+    yield es
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed:
+        print(f"--- es stand-in {es.url}: {es.stats()}")
+        for r in es.request_log()[-15:]:
+            print(f"    {r}")
+    es.close()
+
+
+@pytest.fixture
+def indexer_factory(logpipe_bin, tmp_path, request):
+    """`indexer_factory(config_text, start=True, mode="indexer")` writes the pipeline file and starts
+    `logpipe indexer -c FILE` (or `logpipe run FILE`). At teardown every indexer is killed; one that
+    exited by itself or panicked fails the test."""
+    made: list[IndexerProcess] = []
+
+    def make(config_text: str, start: bool = True, mode: str = "indexer") -> IndexerProcess:
+        p = IndexerProcess(logpipe_bin, tmp_path / f"indexer{len(made)}", config_text, child_cmd, mode=mode)
+        made.append(p)
+        return p.start() if start else p
+
+    yield make
+
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    problems = []
+    for p in made:
+        rc = p.died_unexpectedly()
+        p.close()
+        if rc is not None:
+            problems.append(f"indexer {p.workdir.name} exited by itself rc={rc}\n{p.stderr_tail()}")
+        elif "panicked at" in p.stderr_text():
+            problems.append(f"indexer {p.workdir.name} panicked\n{p.stderr_tail()}")
+        elif failed:
+            print(p.stderr_tail(100))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def appliance_factory(logpipe_bin, tmp_path, request):
+    """`appliance_factory(pipeline_text, name="appliance")` writes the pipeline file into its own
+    directory and returns an ApplianceProcess (`logpipe run FILE`), not started. At teardown every
+    appliance is killed; one that exited by itself or panicked fails the test, and the stderr tail of
+    each prints if the test failed."""
+    from appliance_support import ApplianceProcess
+
+    made: list[ApplianceProcess] = []
+
+    def make(pipeline_text: str, name: str = "appliance") -> ApplianceProcess:
+        a = ApplianceProcess(logpipe_bin, tmp_path / name, pipeline_text, child_cmd)
+        made.append(a)
+        return a
+
+    yield make
+
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    problems = []
+    for a in made:
+        rc = a.died_unexpectedly()
+        a.close()
+        if rc is not None:
+            problems.append(f"appliance {a.workdir.name} exited by itself rc={rc}\n{a.stderr_tail()}")
+        elif "panicked at" in a.stderr_text():
+            problems.append(f"appliance {a.workdir.name} panicked\n{a.stderr_tail()}")
+        elif failed:
+            print(a.stderr_tail(100))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def nginx_gen(logpipe_bin):
+    """`nginx_gen(log_dir, summary_path, *gen_args)` starts `logpipe gen nginx` in the background (see
+    appliance_support.Generator); every generator still running is killed at teardown."""
+    from appliance_support import Generator
+
+    made: list[Generator] = []
+
+    def make(log_dir, summary, *args: str) -> Generator:
+        g = Generator(logpipe_bin, child_cmd, log_dir, summary, *args)
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        g.close()
