@@ -1,11 +1,13 @@
-//! A batch: the `_bulk` body for a run of consumed records, plus what the rest of the pipeline needs to
-//! know about each item (index, `_id`, where its record came from) and, per partition, the last offset the
-//! batch covers. Records that produce no document (dropped as unmatched, empty values) still belong to
-//! the batch, so their offsets are committed with it.
+//! Batches. The consumer thread gathers records into a [`RecordBatch`] (their bytes, and per partition
+//! the last offset covered), which is cheap; a worker then turns it into a [`Batch`]: the `_bulk` body
+//! plus what the rest of the pipeline needs to know about each item (index, `_id`, where its record
+//! came from). Records that produce no document (dropped as unmatched) still belong to their batch, so
+//! their offsets are committed with it.
 //!
-//! [`Processor`] turns one record into one item: decode, filters, route, encode.
+//! Splitting the two lets several batches be decoded, filtered and encoded in parallel while offsets are
+//! still registered in consumption order. [`Processor`] does the per-record work: decode, filters,
+//! route, encode.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +17,56 @@ use crate::bulk::{BulkRequest, DocId};
 use crate::config::Compiled;
 use crate::route::Routed;
 use crate::tracker::{BatchId, TopicPartition};
+
+/// A consumed record, copied off the consumer.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Records gathered on the consumer thread, not yet processed.
+#[derive(Debug, Default)]
+pub struct RecordBatch {
+    pub records: Vec<Record>,
+    /// Last offset per partition (few partitions per batch: a list beats a map).
+    covers: Vec<(Arc<str>, i32, i64)>,
+    /// Value bytes plus a per-record allowance for the action line, for the byte bound.
+    pub bytes: usize,
+    /// When the first record arrived, for the batch timeout.
+    pub opened: Option<Instant>,
+}
+
+/// Per-record allowance for the bulk action line and `_id`.
+const ACTION_BYTES: usize = 96;
+
+impl RecordBatch {
+    pub fn push(&mut self, record: Record) {
+        self.opened.get_or_insert_with(Instant::now);
+        self.bytes += record.value.as_ref().map_or(0, Vec::len) + ACTION_BYTES;
+        // Records of a partition arrive in order, so the last one seen is the highest.
+        match self.covers.iter_mut().find(|(t, p, _)| *p == record.partition && Arc::ptr_eq(t, &record.topic)) {
+            Some(cover) => cover.2 = record.offset,
+            None => self.covers.push((record.topic.clone(), record.partition, record.offset)),
+        }
+        self.records.push(record);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The last offset covered per partition.
+    pub fn covers(&self) -> impl Iterator<Item = (TopicPartition, i64)> + '_ {
+        self.covers.iter().map(|(t, p, o)| (TopicPartition { topic: t.to_string(), partition: *p }, *o))
+    }
+}
 
 /// One document of a batch, in bulk order.
 #[derive(Debug, Clone)]
@@ -26,26 +78,21 @@ pub struct Item {
     pub offset: i64,
 }
 
+/// A processed batch: the bulk body and its items.
 #[derive(Debug)]
 pub struct Batch {
     pub id: BatchId,
     pub bulk: BulkRequest,
     pub items: Vec<Item>,
-    /// Last offset covered per partition, documents or not.
-    pub covers: BTreeMap<TopicPartition, i64>,
     /// Records consumed into this batch (documents plus dropped records).
     pub records: usize,
-    /// When the first record arrived, for the batch timeout.
-    pub opened: Option<Instant>,
+    /// Records dropped as unmatched.
+    pub dropped: usize,
 }
 
 impl Batch {
     pub fn new(id: BatchId) -> Self {
-        Self { id, bulk: BulkRequest::new(), items: Vec::new(), covers: BTreeMap::new(), records: 0, opened: None }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records == 0
+        Self { id, bulk: BulkRequest::new(), items: Vec::new(), records: 0, dropped: 0 }
     }
 
     /// The document (second NDJSON line) of item `i`.
@@ -55,14 +102,6 @@ impl Batch {
         let start = item.iter().position(|b| *b == b'\n').map_or(0, |n| n + 1);
         let doc = &item[start..];
         doc.strip_suffix(b"\n").unwrap_or(doc)
-    }
-
-    fn cover(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
-        self.records += 1;
-        self.opened.get_or_insert_with(Instant::now);
-        // Records of a partition arrive in order, so the last one seen is the highest.
-        let key = TopicPartition { topic: topic.to_string(), partition };
-        self.covers.insert(key, offset);
     }
 }
 
@@ -75,33 +114,45 @@ pub enum Processed {
     Dropped,
 }
 
-/// Decodes, filters, routes and encodes records into batches.
+/// Decodes, filters, routes and encodes records into batches. Shared by the workers.
 pub struct Processor {
     compiled: Compiled,
-    index: String,
 }
 
 impl Processor {
     pub fn new(compiled: Compiled) -> Self {
-        Self { compiled, index: String::new() }
+        Self { compiled }
     }
 
-    /// Adds the record at `topic`/`partition`/`offset` to `batch`. A record without a value (a
-    /// tombstone) is decoded as an empty message, like any other bad input: it is indexed, not lost.
-    pub fn process(&mut self, value: Option<&[u8]>, topic: &Arc<str>, partition: i32, offset: i64, batch: &mut Batch) -> Processed {
-        batch.cover(topic, partition, offset);
-        let mut event = self.compiled.codec.decode(value.unwrap_or_default(), Utc::now());
+    /// Processes every record of `records` into batch `id`.
+    pub fn build(&self, id: BatchId, records: RecordBatch) -> Batch {
+        let mut batch = Batch::new(id);
+        batch.bulk = BulkRequest::with_capacity(records.bytes * 2);
+        batch.items.reserve(records.len());
+        let now = Utc::now();
+        let mut index = String::new();
+        for record in &records.records {
+            if self.process(record, now, &mut index, &mut batch) == Processed::Dropped {
+                batch.dropped += 1;
+            }
+        }
+        batch
+    }
+
+    /// Adds `record` to `batch`. A record without a value (a tombstone) is decoded as an empty message,
+    /// like any other bad input: it is indexed, not lost. `now` fills a missing `@timestamp`; `index` is
+    /// a reused buffer.
+    pub fn process(&self, record: &Record, now: chrono::DateTime<Utc>, index: &mut String, batch: &mut Batch) -> Processed {
+        batch.records += 1;
+        let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
         self.compiled.filters.apply(&mut event);
-        if self.compiled.routes.route(&event, &mut self.index) == Routed::Dropped {
+        if self.compiled.routes.route(&event, index) == Routed::Dropped {
             return Processed::Dropped;
         }
-        let id = DocId::of(&event, topic, partition, offset);
+        let id = DocId::of(&event, &record.topic, record.partition, record.offset);
         let id_text = id.to_string();
-        batch
-            .bulk
-            .push(&self.index, id, &event)
-            .expect("a JSON map always serializes");
-        batch.items.push(Item { index: self.index.clone(), id: id_text, topic: topic.clone(), partition, offset });
+        batch.bulk.push(index, id, &event).expect("a JSON map always serializes");
+        batch.items.push(Item { index: index.clone(), id: id_text, topic: record.topic.clone(), partition: record.partition, offset: record.offset });
         Processed::Document
     }
 }
@@ -111,15 +162,23 @@ mod tests {
     use super::*;
     use crate::config::IndexerConfig;
 
-    fn processor(toml: &str) -> Processor {
+    pub(crate) fn processor(toml: &str) -> Processor {
         use figment::providers::{Format, Toml};
         let config: IndexerConfig = figment::Figment::from(Toml::string(toml)).extract().unwrap();
         Processor::new(Compiled::try_from(&config).unwrap())
     }
 
+    pub(crate) fn records(topic: &Arc<str>, values: &[(i32, i64, Option<&[u8]>)]) -> RecordBatch {
+        let mut batch = RecordBatch::default();
+        for (partition, offset, value) in values {
+            batch.push(Record { topic: topic.clone(), partition: *partition, offset: *offset, value: value.map(<[u8]>::to_vec) });
+        }
+        batch
+    }
+
     #[test]
     fn records_become_items_and_covers() {
-        let mut p = processor(
+        let p = processor(
             r#"
             drop_unmatched = true
             [[routes]]
@@ -128,23 +187,19 @@ mod tests {
             "#,
         );
         let topic: Arc<str> = "nginx".into();
-        let mut batch = Batch::new(7);
-        let access = br#"{"@timestamp":"2026-11-20T23:59:59.000Z","tags":["access"],"message":"m","event":{"id":"e1"}}"#;
-        assert_eq!(p.process(Some(access), &topic, 1, 40, &mut batch), Processed::Document);
-        assert_eq!(p.process(Some(br#"{"tags":["other"]}"#), &topic, 1, 41, &mut batch), Processed::Dropped);
-        assert_eq!(p.process(Some(br#"{"tags":["access"]}"#), &topic, 0, 3, &mut batch), Processed::Document);
-        assert_eq!(batch.records, 3);
+        let access: &[u8] = br#"{"@timestamp":"2026-11-20T23:59:59.000Z","tags":["access"],"message":"m","event":{"id":"e1"}}"#;
+        let raw = records(&topic, &[(1, 40, Some(access)), (1, 41, Some(br#"{"tags":["other"]}"#)), (0, 3, Some(br#"{"tags":["access"]}"#))]);
+        let covers: Vec<(TopicPartition, i64)> = raw.covers().collect();
+        assert_eq!(
+            covers,
+            [(TopicPartition { topic: "nginx".into(), partition: 1 }, 41), (TopicPartition { topic: "nginx".into(), partition: 0 }, 3)]
+        );
+        let batch = p.build(7, raw);
+        assert_eq!((batch.id, batch.records, batch.dropped), (7, 3, 1));
         assert_eq!(batch.items.len(), 2);
         assert_eq!(batch.items[0].index, "a-2026.11.20");
         assert_eq!(batch.items[0].id, "e1");
         assert_eq!(batch.items[1].id, "nginx-0-3");
-        assert_eq!(
-            batch.covers,
-            BTreeMap::from([
-                (TopicPartition { topic: "nginx".into(), partition: 0 }, 3),
-                (TopicPartition { topic: "nginx".into(), partition: 1 }, 41)
-            ])
-        );
         assert_eq!(
             batch.document(0),
             br#"{"@timestamp":"2026-11-20T23:59:59.000Z","event":{"id":"e1"},"message":"m","tags":["access"]}"#
@@ -153,11 +208,9 @@ mod tests {
 
     #[test]
     fn bad_input_is_indexed_not_lost() {
-        let mut p = processor("");
+        let p = processor("");
         let topic: Arc<str> = "t".into();
-        let mut batch = Batch::new(1);
-        p.process(None, &topic, 0, 0, &mut batch);
-        p.process(Some(b"not json {"), &topic, 0, 1, &mut batch);
+        let batch = p.build(1, records(&topic, &[(0, 0, None), (0, 1, Some(b"not json {"))]));
         assert_eq!(batch.items.len(), 2);
         let doc: serde_json::Value = serde_json::from_slice(batch.document(1)).unwrap();
         assert_eq!(doc["message"], "not json {");

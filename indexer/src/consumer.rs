@@ -6,8 +6,9 @@
 //! - Before partitions are revoked (a rebalance, or leaving the group) the open batch is sent, the
 //!   batches holding their records are awaited (up to `revoke_timeout`), and what is safe is committed
 //!   synchronously, so the next owner starts right after the last indexed event.
-//! - While `concurrency` batches are in flight the assignment is paused and polling continues, so the
-//!   member keeps its place in the group (`max.poll.interval.ms`) while Elasticsearch is down.
+//! - While `concurrency` batches are in flight no more records are read. If that lasts (Elasticsearch
+//!   slow or down), the assignment is paused and polling continues, so the member keeps its place in the
+//!   group (`max.poll.interval.ms`).
 //! - `auto_offset_reset = none` maps to librdkafka's `error` policy: the first partition without a
 //!   committed offset stops the indexer with [`Error::NoCommittedOffset`].
 
@@ -29,6 +30,8 @@ use crate::tracker::TopicPartition;
 
 /// How long a revocation waits for in-flight batches of the revoked partitions.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the outputs may be saturated before the assignment is paused.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 pub struct IndexerContext {
     flow: Arc<Mutex<Flow>>,
@@ -109,6 +112,7 @@ pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shu
     tracing::info!(group = %input.group_id, topics = ?topics, "consuming");
 
     let mut paused = false;
+    let mut full_since: Option<Instant> = None;
     let mut last_error: Option<String> = None;
     let result = loop {
         if shutdown.is_cancelled() {
@@ -127,9 +131,17 @@ pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shu
             }
             (!f.has_capacity(), f.poll_timeout())
         };
-        if full != paused {
-            set_paused(&consumer, full);
-            paused = full;
+        // Pausing drops librdkafka's prefetched records, so a short wait only stops polling; once the
+        // outputs have been busy for PAUSE_AFTER (Elasticsearch slow or down), the assignment is paused
+        // and polling resumes, to keep the member in the group past `max.poll.interval.ms`.
+        full_since = if full { full_since.or_else(|| Some(Instant::now())) } else { None };
+        let pause = full_since.is_some_and(|t| t.elapsed() >= PAUSE_AFTER);
+        if pause != paused {
+            set_paused(&consumer, pause);
+            paused = pause;
+        }
+        if full && !paused {
+            continue;
         }
         match consumer.poll(if full { Duration::ZERO } else { timeout }) {
             None => {}

@@ -1,7 +1,9 @@
 //! The flow of records from the consumer to the outputs and back to committed offsets: the batch being
 //! filled, the batches in flight (at most `concurrency`), and the [`OffsetTracker`] that turns settled
-//! batches into commits. It lives on the consumer's thread; batches are delivered on the async runtime
-//! and report back through a channel.
+//! batches into commits. It lives on the consumer's thread, which only copies records and registers
+//! each batch's offsets in consumption order; decoding, filtering and encoding run on the runtime's
+//! blocking pool (so `concurrency` batches are processed in parallel), delivery on its async workers,
+//! and settled batches report back through a channel.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -14,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, Processed, Processor};
+use crate::batch::{Processor, Record, RecordBatch};
 use crate::dead_letter::DeadLetterTopic;
 use crate::output::Outputs;
 use crate::stats::Stats;
@@ -47,8 +49,8 @@ struct Dispatcher {
 }
 
 pub struct Flow {
-    processor: Processor,
-    batch: Batch,
+    processor: Arc<Processor>,
+    batch: RecordBatch,
     next_id: BatchId,
     limits: Limits,
     tracker: OffsetTracker,
@@ -71,8 +73,8 @@ impl Flow {
         let (tx, rx) = std::sync::mpsc::channel();
         let dispatcher = Dispatcher { runtime, outputs, dead_letters, done: tx, abandon: CancellationToken::new() };
         Self {
-            processor,
-            batch: Batch::new(0),
+            processor: Arc::new(processor),
+            batch: RecordBatch::default(),
             next_id: 1,
             limits,
             tracker: OffsetTracker::new(),
@@ -94,8 +96,7 @@ impl Flow {
                 t
             }
         };
-        let processed = self.processor.process(message.payload(), &topic, message.partition(), message.offset(), &mut self.batch);
-        self.stats.consumed(1, u64::from(processed == Processed::Dropped));
+        self.batch.push(Record { topic, partition: message.partition(), offset: message.offset(), value: message.payload().map(<[u8]>::to_vec) });
     }
 
     /// Whether another batch may be sent now.
@@ -106,8 +107,8 @@ impl Flow {
     /// Whether the open batch should be sent: full, or open longer than the batch timeout.
     pub fn due(&self) -> bool {
         !self.batch.is_empty()
-            && (self.batch.items.len() >= self.limits.max_events
-                || self.batch.bulk.bytes() >= self.limits.max_bytes
+            && (self.batch.len() >= self.limits.max_events
+                || self.batch.bytes >= self.limits.max_bytes
                 || self.batch.opened.is_some_and(|t| t.elapsed() >= self.limits.timeout))
     }
 
@@ -125,17 +126,23 @@ impl Flow {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Batch::new(self.next_id));
+        let records = std::mem::take(&mut self.batch);
+        let id = self.next_id;
         self.next_id += 1;
-        for (partition, last) in &batch.covers {
-            self.tracker.register(batch.id, partition.clone(), *last);
+        for (partition, last) in records.covers() {
+            self.tracker.register(id, partition, last);
         }
         self.in_flight += 1;
         let d = &self.dispatcher;
         let (outputs, dead_letters, done, abandon) = (d.outputs.clone(), d.dead_letters.clone(), d.done.clone(), d.abandon.clone());
+        let (processor, stats) = (self.processor.clone(), self.stats.clone());
         d.runtime.spawn(async move {
+            let Ok(batch) = tokio::task::spawn_blocking(move || processor.build(id, records)).await else {
+                let _ = done.send(Completion::Abandoned);
+                return;
+            };
+            stats.consumed(batch.records as u64, batch.dropped as u64);
             let batch = Arc::new(batch);
-            let id = batch.id;
             let settled = match outputs.deliver(batch.clone(), &abandon).await {
                 Some(dead) if dead.is_empty() => true,
                 Some(dead) => match &dead_letters {

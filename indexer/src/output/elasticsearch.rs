@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 
@@ -156,8 +157,10 @@ impl Elasticsearch {
 
     /// Sends `batch` until every item is settled. Returns the items for the dead-letter topic with their
     /// reasons, or `None` if `stop` fired first (nothing of the batch may then be committed).
-    pub async fn deliver(&self, batch: &Batch, stop: &CancellationToken) -> Option<DeadLetters> {
+    pub async fn deliver(&self, batch: &Arc<Batch>, stop: &CancellationToken) -> Option<DeadLetters> {
         let mut dead = DeadLetters::new();
+        // The first request sends the batch's body itself, shared rather than copied.
+        let whole = Bytes::from_owner(BulkBody(batch.clone()));
         // Batch positions of the items still to send; the first request is the batch's own body.
         let mut pending: Vec<usize> = (0..batch.items.len()).collect();
         let mut retry_body = BulkRequest::new();
@@ -166,13 +169,13 @@ impl Elasticsearch {
         while !pending.is_empty() {
             let host = self.pick_host();
             let body = if pending.len() == batch.items.len() {
-                batch.bulk.body()
+                whole.clone()
             } else {
                 retry_body.clear();
                 for &i in &pending {
                     retry_body.push_encoded(batch.bulk.item(i).expect("pending items exist"));
                 }
-                retry_body.body()
+                Bytes::copy_from_slice(retry_body.body())
             };
             match self.send(host, body, pending.len()).await {
                 Ok(BulkOutcome::Done) => {
@@ -208,13 +211,13 @@ impl Elasticsearch {
     }
 
     /// One `_bulk` request. `Err` is a transport failure; an answer of any status is decided on.
-    async fn send(&self, host: &Host, body: &[u8], items: usize) -> std::result::Result<BulkOutcome, String> {
+    async fn send(&self, host: &Host, body: Bytes, items: usize) -> std::result::Result<BulkOutcome, String> {
         let mut request = self.authorize(self.client.post(format!("{}/_bulk", host.url))).header(CONTENT_TYPE, "application/x-ndjson");
         request = if self.compression {
             let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
-            gz.write_all(body).and_then(|_| gz.finish()).map(|b| request.header(CONTENT_ENCODING, "gzip").body(b)).map_err(|e| e.to_string())?
+            gz.write_all(&body).and_then(|_| gz.finish()).map(|b| request.header(CONTENT_ENCODING, "gzip").body(b)).map_err(|e| e.to_string())?
         } else {
-            request.body(body.to_vec())
+            request.body(body)
         };
         let response = request.send().await.map_err(|e| transport_reason(&e))?;
         let status = response.status().as_u16();
@@ -280,6 +283,15 @@ impl Elasticsearch {
             counts.entry(batch.items[i].index.as_str()).or_default().retried += 1;
         }
         self.stats.add(counts);
+    }
+}
+
+/// A batch's bulk body as [`Bytes`] without a copy.
+struct BulkBody(Arc<Batch>);
+
+impl AsRef<[u8]> for BulkBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.bulk.body()
     }
 }
 

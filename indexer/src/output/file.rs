@@ -179,19 +179,19 @@ pub(super) async fn deliver(output: Arc<FileOutput>, batch: Arc<Batch>, stop: &C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Processor;
+    use crate::batch::{Processor, Record, RecordBatch};
     use crate::config::{Compiled, IndexerConfig};
 
     fn batch(ids: &[&str]) -> Batch {
         let config = IndexerConfig { default_index: "logs-%{+YYYY.MM.dd}".into(), ..IndexerConfig::default() };
-        let mut p = Processor::new(Compiled::try_from(&config).unwrap());
-        let mut b = Batch::new(1);
+        let p = Processor::new(Compiled::try_from(&config).unwrap());
         let topic: Arc<str> = "t".into();
+        let mut records = RecordBatch::default();
         for (i, id) in ids.iter().enumerate() {
             let value = format!(r#"{{"@timestamp":"2026-11-21T01:00:00.000Z","message":"m{i}","event":{{"id":"{id}"}}}}"#);
-            p.process(Some(value.as_bytes()), &topic, 0, i as i64, &mut b);
+            records.push(Record { topic: topic.clone(), partition: 0, offset: i as i64, value: Some(value.into_bytes()) });
         }
-        b
+        p.build(1, records)
     }
 
     fn lines(path: &Path) -> Vec<serde_json::Value> {
