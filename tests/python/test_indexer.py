@@ -613,3 +613,86 @@ def test_file_output_each_id_once_across_kill9(broker, indexer_factory, tmp_path
     wrong_ids = [d for d in all_docs if d.get("_id") != d["event"]["id"]]
     assert not wrong_ids, f"{len(wrong_ids)} lines whose _id is not their event.id, e.g. {wrong_ids[:2]}"
     fig("file output", events=n, kills_at_bytes=kills_at, bytes=ndjson_dir_size(out))
+
+
+# --------------------------------------------------------------------------------------------
+# 8. A rebalance: the leaving owner flushes and commits, so the new owner re-sends nothing
+
+
+@pytest.mark.timeout(300)
+def test_rebalance_flushes_and_commits_before_revoking(broker, indexer_factory, es_standin):
+    es = es_standin
+    parts = 6
+    n = scaled(60_000)
+    topic = new_topic(broker, "rebalance", parts)
+    group = unique("rebalance")
+    run = new_run()
+    produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(n)), parts)
+    # Small batches and a slow stand-in keep the first indexer mid-stream when the second joins.
+    es.latency = 0.05
+    config = indexer_toml([broker.bootstrap], [topic], group, routes=[{"index": "rebalance-%{+YYYY.MM.dd}"}],
+                          elasticsearch=es_output(es.url, batch_max_events=500))
+    first = indexer_factory(config)
+    wait_running([first], lambda: es.count() >= n // 10, 120, lambda: f"{n // 10} documents (have {es.count()})")
+    second = indexer_factory(config)
+    wait_running([first, second], lambda: "partitions revoked" in first.run_stderr(), 60, "the first indexer's revocation")
+    es.latency = 0.0
+    wait_running([first, second], lambda: es.count() >= n, 180, lambda: f"{n} documents (have {es.count()})")
+    wait_committed_to_end([first, second], broker.bootstrap, group, topic, range(parts), timeout=60)
+    assert first.stop() == 0 and second.stop() == 0
+
+    assert es.count() == n
+    assert set(es.all_ids()) == {event_id(run, i) for i in range(n)}
+    # Nothing the first owner indexed was sent again by the second: no create answered 409.
+    assert es.conflicts_total == 0, f"{es.conflicts_total} documents were re-sent after the rebalance"
+    assert "partitions assigned" in second.run_stderr()
+    fig("rebalance", events=n, conflicts=es.conflicts_total)
+
+
+# --------------------------------------------------------------------------------------------
+# 9. Hosts: a dead host is skipped; gzip bodies
+
+
+@pytest.mark.timeout(180)
+def test_dead_host_is_skipped_and_bodies_are_gzipped(broker, indexer_factory, es_standin):
+    import socket
+    es = es_standin
+    n = scaled(10_000)
+    topic = new_topic(broker, "failover", 2)
+    group = unique("failover")
+    run = new_run()
+    produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(n)), 2)
+    with socket.socket() as s:  # a port nothing listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, routes=[{"index": "failover-%{+YYYY.MM.dd}"}],
+                                           elasticsearch=es_output(es.url, hosts=[dead, es.url], compression=True,
+                                                                   batch_max_events=500)))
+    wait_running([indexer], lambda: es.count() >= n, 120, lambda: f"{n} documents (have {es.count()})")
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(2), timeout=60)
+    assert indexer.stop() == 0
+    assert set(es.all_ids()) == {event_id(run, i) for i in range(n)}
+    bulk = es.request_log("_bulk")
+    assert bulk and all(r.gzip for r in bulk), "every bulk body is gzipped"
+    # The refused connection was noticed (and logged once, naming the host), then skipped.
+    assert dead in indexer.stderr_text(), indexer.stderr_tail()
+
+
+# --------------------------------------------------------------------------------------------
+# 10. stdout: the debugging output alone
+
+
+@pytest.mark.timeout(120)
+def test_stdout_output_prints_every_document(broker, indexer_factory):
+    n = 500
+    topic = new_topic(broker, "stdout", 1)
+    group = unique("stdout")
+    run = new_run()
+    produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(n)), 1)
+    indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, stdout=True))
+    wait_running([indexer], lambda: indexer.stdout_text().count("\n") >= n, 60, "the documents on stdout")
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(1), timeout=60)
+    assert indexer.stop() == 0
+    docs = [json.loads(line) for line in indexer.stdout_text().splitlines() if line.startswith("{")]
+    assert sorted(d["event"]["id"] for d in docs) == sorted(event_id(run, i) for i in range(n))
+    assert not (indexer.workdir / "data").exists(), "stdout alone writes no files"
