@@ -15,17 +15,25 @@ fi
 mkdir -p data/logs
 "$LOGPIPE_BIN" gen nginx --dir data/logs --rate 200 --rotate-every 300 >/dev/null &
 gen=$!
-"$LOGPIPE_BIN" run pipelines/quickstart.toml &
+# Its own session, so a Ctrl-C reaches it once (from the trap below), not also from the terminal; a
+# second signal would mean "exit at once".
+setsid "$LOGPIPE_BIN" run pipelines/quickstart.toml &
 run=$!
+stopping=0
 stop() {
+    stopping=1
     kill -TERM "$run" "$gen" 2>/dev/null || true
 }
 trap stop INT TERM
 echo "quickstart: generating nginx logs into data/logs/, indexing into data/indices/ (Ctrl-C stops)" >&2
 status=0
 wait "$run" || status=$?
-# A signal interrupts the first wait; wait again for the appliance's clean shutdown.
-if kill -0 "$run" 2>/dev/null; then wait "$run" || status=$?; fi
+# A signal interrupts the first wait (status 128+n); wait again for the appliance's clean shutdown,
+# whose exit status is the one that counts.
+if [[ $stopping == 1 ]]; then
+    status=0
+    wait "$run" || status=$?
+fi
 kill -TERM "$gen" 2>/dev/null || true
 wait "$gen" 2>/dev/null || true
 exit "$status"

@@ -229,7 +229,8 @@ async fn serve_admin(config: AdminConfig, sources: Sources, stop: CancellationTo
 }
 
 /// The first SIGINT/SIGTERM starts a clean shutdown; a second one exits at once, which is safe because
-/// recovery handles an unclean stop.
+/// recovery handles an unclean stop. A signal within a second of the first counts as the same request
+/// (a terminal's Ctrl-C reaches both a wrapper script and its child, and the script forwards it).
 async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -237,8 +238,13 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         return;
     };
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    let first = std::time::Instant::now();
     tracing::info!("stopping; send the signal again to exit at once");
     shutdown.cancel();
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    std::process::exit(130);
+    loop {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        if first.elapsed() >= std::time::Duration::from_secs(1) {
+            std::process::exit(130);
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub struct DeadLetterTopic {
 }
 
 impl DeadLetterTopic {
-    /// A producer to the same cluster the input reads, with the input's extra librdkafka properties.
+    /// A producer to the same cluster the input reads, with the input's extra connection properties.
     pub fn new(input: &InputConfig, suffix: &str) -> Result<Self> {
         let mut config = ClientConfig::new();
         config
@@ -39,7 +39,10 @@ impl DeadLetterTopic {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "0")
             .set("compression.type", "lz4");
-        for (key, value) in &input.librdkafka {
+        // Connection settings (TLS, SASL, sockets) apply to the producer too; consumer settings
+        // (session.timeout.ms, fetch.*) would only draw librdkafka warnings.
+        const SHARED: [&str; 7] = ["security.", "sasl.", "ssl.", "socket.", "broker.", "metadata.", "client."];
+        for (key, value) in input.librdkafka.iter().filter(|(k, _)| SHARED.iter().any(|p| k.starts_with(p))) {
             config.set(key, value);
         }
         Ok(Self { producer: config.create()?, suffix: suffix.to_string() })

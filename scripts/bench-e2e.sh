@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of the appliance: the release `logpipe run` on the nginx pipeline (embedded
+# broker, agent tailing access.log and error.log, indexer with the nginx filters and daily routes) into
+# an Elasticsearch stand-in that accepts everything at once.
+#
+#   scripts/bench-e2e.sh                     2,000,000 lines, then 20 s at 10,000 lines/s
+#   scripts/bench-e2e.sh --lines 500000      a quicker run
+#
+# Options: --lines N, --latency-seconds N (default 20), --latency-rate N (default 10000),
+#          --no-build, --keep (keep the run directory).
+# Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR.
+#
+# Throughput: `logpipe gen nginx --rate 0` writes N lines (5 % of them to error.log) before the
+# appliance starts; the time is from the appliance's start until the stand-in
+# (indexer/examples/bench_sink.rs) has accepted N documents, so it includes startup, the topic's
+# creation and the group's first join. Also printed: the rate from the first `_bulk` request, CPU
+# seconds per million lines (utime+stime from /proc/PID/stat) and peak RSS (VmHWM), read before SIGTERM.
+# Baseline in the same run: `cat` of the same files to /dev/null, and the ratio appliance/cat.
+# Latency: a fresh appliance; one warm-up line goes all the way through first (topic created, group
+# joined); then a writer appends nginx access lines at --latency-rate in 10 ms ticks, each carrying its
+# write time (`&t=<unix ns>` in the URL), and a Python stand-in records, per document, the time its
+# `_bulk` request had arrived whole minus the write time. The first 2 s are warm-up and not counted.
+#
+# Everything runs on this machine: the generators and stand-ins compete with the appliance for CPU.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+LINES=2000000
+LAT_SECONDS=20
+LAT_RATE=10000
+KEEP=0
+BUILD=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --lines) LINES=$2; shift 2 ;;
+        --latency-seconds) LAT_SECONDS=$2; shift 2 ;;
+        --latency-rate) LAT_RATE=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        *) echo "unknown option: $1" >&2; exit 2 ;;
+    esac
+done
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BENCH_TMP="${BENCH_TMP:-$TARGET_DIR/bench-tmp}"
+RUN_DIR="$BENCH_TMP/e2e-run-$$"
+BIN="$TARGET_DIR/release/logpipe"
+SINK_BIN="$TARGET_DIR/release/examples/bench_sink"
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || PY=$(command -v python3)
+CLK_TCK=$(getconf CLK_TCK)
+PIDS=()
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ "$KEEP" = 0 ]; then rm -rf "$RUN_DIR"; else log "kept $RUN_DIR"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "$BUILD" = 1 ]; then
+    log "cargo build --release (logpipe; bench_sink)"
+    cargo build --release -p logpipe --bin logpipe
+    cargo build --release -p logpipe-indexer --example bench_sink
+fi
+for exe in "$BIN" "$SINK_BIN"; do
+    [ -x "$exe" ] || die "$exe missing (drop --no-build)"
+done
+
+mkdir -p "$RUN_DIR"
+HELPER="$RUN_DIR/helper.py"
+cat >"$HELPER" <<'PYEOF'
+import asyncio, json, os, re, socket, sys, time
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+def line(rid, now_ns):
+    """An nginx combined line stamped now, whose URL carries its sequence number and write time."""
+    tm = time.gmtime(now_ns // 1_000_000_000)
+    ts = f"{tm.tm_mday:02d}/{MONTHS[tm.tm_mon - 1]}/{tm.tm_year}:{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} +0000"
+    return (f'203.0.113.{rid % 250 + 1} - - [{ts}] "GET /api/v1/products/{rid % 9973}?rid={rid}&t={now_ns} HTTP/1.1" '
+            f'200 {rid % 60000} "https://www.example.com/" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 '
+            f'(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"\n')
+
+def warmup(path):
+    with open(path, "a") as f:
+        f.write(line(0, time.time_ns()))
+
+def latwrite(path, rate, seconds):
+    """Append exactly rate × seconds lines at `rate` lines/s, in 10 ms ticks."""
+    rate = int(rate); total = int(float(seconds) * rate)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    t0 = time.monotonic()
+    written = 0
+    while written < total:
+        due = min(total, int(rate * (time.monotonic() - t0))) - written
+        if due > 0:
+            now = time.time_ns()
+            os.write(fd, "".join(line(written + 1 + i, now) for i in range(due)).encode())
+            written += due
+        time.sleep(0.01)  # pacing: the next tick
+    os.close(fd)
+    print(written)
+
+SEQ_T = re.compile(rb"[?&]rid=(\d+)&t=(\d+)")
+
+def latsink(expect, warmup_s, rate):
+    """An Elasticsearch stand-in that accepts every `_bulk` request and records, per document with a
+    `rid=N&t=NS` URL, arrival time minus NS. Prints `listening on ADDR`, `first` when the warm-up
+    document (rid 0) arrived, and `reached {json}` when `expect` timed documents have."""
+    expect = int(expect); skip = int(float(warmup_s) * float(rate))
+    lat_ms = []
+    seen = set()
+    state = {"first": False, "reached": False, "dups": 0}
+
+    def say(s):
+        sys.stdout.write(s + "\n"); sys.stdout.flush()
+
+    def report():
+        lat = sorted(lat_ms)
+        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
+        return json.dumps({"docs": len(seen), "samples": len(lat), "duplicates": state["dups"],
+                           "p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "max": lat[-1] if lat else None})
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                first, *headers = head.decode("latin-1").split("\r\n")
+                method, path = first.split(" ")[:2]
+                length = 0
+                for h in headers:
+                    k, _, v = h.partition(":")
+                    if k.strip().lower() == "content-length":
+                        length = int(v)
+                body = await reader.readexactly(length) if length else b""
+                arrived = time.time_ns()
+                if path.split("?")[0].endswith("/_bulk"):
+                    lines = body.split(b"\n")
+                    for src in lines[1::2]:
+                        m = SEQ_T.search(src)
+                        if not m:
+                            continue
+                        rid, t = int(m.group(1)), int(m.group(2))
+                        if rid == 0:
+                            if not state["first"]:
+                                state["first"] = True
+                                say("first")
+                            continue
+                        if rid in seen:
+                            state["dups"] += 1
+                            continue
+                        seen.add(rid)
+                        if rid > skip:
+                            lat_ms.append((arrived - t) / 1e6)
+                    out = b'{"took":1,"errors":false,"items":[]}'
+                    if len(seen) >= expect and not state["reached"]:
+                        state["reached"] = True
+                        say("reached " + report())
+                elif path.startswith("/_index_template/"):
+                    out = b'{"acknowledged":true}'
+                else:
+                    out = b"{}"
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                             + str(len(out)).encode() + b"\r\n\r\n" + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        say(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*sys.argv[2:])
+PYEOF
+
+now() { date +%s.%N; }
+# kv "LINE ... key=value ..." key
+kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+field() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# wait_line FILE REGEX PID WHAT [SECONDS]: the first line of FILE matching REGEX, waiting while PID lives.
+wait_line() {
+    local line deadline=$(( $(date +%s) + ${5:-30} ))
+    while :; do
+        if line=$(grep -m1 "$2" "$1" 2>/dev/null); then
+            printf '%s\n' "$line"
+            return 0
+        fi
+        kill -0 "$3" 2>/dev/null || die "$4 exited: $(tail -5 "${1%.*}.err" 2>/dev/null)"
+        [ "$(date +%s)" -lt "$deadline" ] || die "$4 printed no '$2' line in ${5:-30} s"
+        sleep 0.05
+    done
+}
+cpu_s() { sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$CLK_TCK" '{printf "%.2f", ($12 + $13) / hz}'; }
+hwm_mib() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+# write_pipeline NAME ES_ADDR: the nginx pipeline (pipelines/nginx.toml) on a free port, data under
+# RUN_DIR/NAME, logs from RUN_DIR/NAME/logs, Elasticsearch at ES_ADDR.
+write_pipeline() {
+    local dir="$RUN_DIR/$1" port
+    port=$("$PY" "$HELPER" free_port)
+    mkdir -p "$dir/logs"
+    cat >"$dir/pipeline.toml" <<EOF
+[broker]
+listeners = ["127.0.0.1:$port"]
+log_dirs = "$dir/broker"
+num_partitions = 3
+group_initial_rebalance_delay_ms = 0
+
+[admin]
+enabled = false
+
+[agent]
+registry = "$dir/registry.json"
+
+[agent.output]
+brokers = ["127.0.0.1:$port"]
+topic = "nginx"
+acks = "all"
+
+[[agent.inputs]]
+type = "file"
+paths = ["$dir/logs/access.log*"]
+tags = ["access"]
+
+[[agent.inputs]]
+type = "file"
+paths = ["$dir/logs/error.log*"]
+tags = ["error"]
+multiline = { pattern = '^\d{4}/\d{2}/\d{2} ', negate = true, match = "after" }
+
+[indexer.input]
+brokers = ["127.0.0.1:$port"]
+topics = ["nginx"]
+group_id = "logpipe-indexer"
+auto_offset_reset = "earliest"
+codec = "json"
+
+[[indexer.filters]]
+type = "nginx_access"
+when = { tag = "access" }
+
+[[indexer.filters]]
+type = "nginx_error"
+when = { tag = "error" }
+
+[[indexer.routes]]
+when = { tag = "access" }
+index = "nginx_access-%{+YYYY.MM.dd}"
+
+[[indexer.routes]]
+when = { tag = "error" }
+index = "nginx_error-%{+YYYY.MM.dd}"
+
+[indexer.output.elasticsearch]
+hosts = ["http://$2"]
+EOF
+    "$BIN" check "$dir/pipeline.toml" >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Throughput
+
+TP="$RUN_DIR/throughput"
+"$SINK_BIN" --expect "$LINES" >"$RUN_DIR/sink.out" 2>"$RUN_DIR/sink.err" &
+SINK_PID=$!
+PIDS+=($SINK_PID)
+SINK=$(wait_line "$RUN_DIR/sink.out" '^listening on ' "$SINK_PID" "the stand-in")
+SINK=${SINK#listening on }
+log "stand-in (bench_sink) on $SINK"
+write_pipeline throughput "$SINK"
+
+log "generating $LINES nginx lines (logpipe gen nginx --rate 0)"
+GEN=$("$BIN" gen nginx --dir "$TP/logs" --rate 0 --lines "$LINES" --seed 1)
+BYTES=$(cat "$TP"/logs/access.log "$TP"/logs/error.log | wc -c)
+MIB=$(awk -v b="$BYTES" 'BEGIN { printf "%.1f", b / 1048576 }')
+log "$GEN; $MIB MiB"
+
+# cat baseline (the files are in the page cache after generation, as they are for the agent)
+T0=$(now)
+cat "$TP"/logs/access.log "$TP"/logs/error.log >/dev/null
+CAT_S=$(awk -v a="$T0" -v b="$(now)" 'BEGIN { print b - a }')
+
+log "appliance: shipping and indexing $LINES lines"
+T0=$(now)
+"$BIN" run "$TP/pipeline.toml" >"$TP/run.out" 2>"$TP/run.err" &
+RUN_PID=$!
+PIDS+=($RUN_PID)
+REACHED=""
+DEADLINE=$(( $(date +%s) + 1200 ))
+while :; do
+    if REACHED=$(grep -m1 '^reached ' "$RUN_DIR/sink.out" 2>/dev/null); then break; fi
+    kill -0 "$RUN_PID" 2>/dev/null || die "the appliance exited: $(tail -5 "$TP/run.err")"
+    [ "$(date +%s)" -lt "$DEADLINE" ] \
+        || die "the stand-in saw fewer than $LINES documents in 1200 s: $(grep '^progress' "$RUN_DIR/sink.out" | tail -1)"
+    sleep 0.05
+done
+CPU_S=$(cpu_s "$RUN_PID")
+HWM=$(hwm_mib "$RUN_PID")
+kill -TERM "$RUN_PID" 2>/dev/null || true
+wait "$RUN_PID" 2>/dev/null || true
+kill -TERM "$SINK_PID" 2>/dev/null || true
+DOCS=$(kv "$REACHED" docs)
+[ "$DOCS" -eq "$LINES" ] || log "warning: the stand-in counted $DOCS documents for $LINES lines"
+RUN_S=$(awk -v a="$T0" -v b="$(kv "$REACHED" reached_unix)" 'BEGIN { print b - a }')
+STEADY_S=$(awk -v a="$(kv "$REACHED" first_request_unix)" -v b="$(kv "$REACHED" reached_unix)" 'BEGIN { print b - a }')
+
+# ---------------------------------------------------------------------------------------------
+# Latency at a steady rate
+
+LAT="$RUN_DIR/latency"
+LAT_EXPECT=$(awk -v r="$LAT_RATE" -v s="$LAT_SECONDS" 'BEGIN { printf "%d", r * s }')
+"$PY" "$HELPER" latsink "$LAT_EXPECT" 2 "$LAT_RATE" >"$RUN_DIR/latsink.out" 2>"$RUN_DIR/latsink.err" &
+LATSINK_PID=$!
+PIDS+=($LATSINK_PID)
+LATSINK=$(wait_line "$RUN_DIR/latsink.out" '^listening on ' "$LATSINK_PID" "the latency stand-in")
+LATSINK=${LATSINK#listening on }
+write_pipeline latency "$LATSINK"
+: >"$LAT/logs/access.log"
+: >"$LAT/logs/error.log"
+"$BIN" run "$LAT/pipeline.toml" >"$LAT/run.out" 2>"$LAT/run.err" &
+LAT_PID=$!
+PIDS+=($LAT_PID)
+wait_line "$LAT/run.err" 'harvesting new file.*access.log' "$LAT_PID" "the latency appliance" >/dev/null
+"$PY" "$HELPER" warmup "$LAT/logs/access.log"
+wait_line "$RUN_DIR/latsink.out" '^first' "$LAT_PID" "the latency appliance" 60 >/dev/null
+log "latency: $LAT_RATE lines/s for $LAT_SECONDS s (the warm-up line is through)"
+LAT_WRITTEN=$("$PY" "$HELPER" latwrite "$LAT/logs/access.log" "$LAT_RATE" "$LAT_SECONDS")
+LAT_LINE=$(wait_line "$RUN_DIR/latsink.out" '^reached ' "$LAT_PID" "the latency appliance" 120)
+LAT_JSON=${LAT_LINE#reached }
+LAT_HWM=$(hwm_mib "$LAT_PID")
+kill -TERM "$LAT_PID" 2>/dev/null || true
+wait "$LAT_PID" 2>/dev/null || true
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
+mibs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
+goal() { awk -v v="$1" -v g="$2" -v dir="$3" 'BEGIN { ok = (dir == "min") ? v >= g : v < g; print ok ? "met" : "NOT met" }'; }
+RUN_RPS=$(rate "$LINES" "$RUN_S")
+P99=$(field "$LAT_JSON" p99)
+echo
+echo "end-to-end benchmark: logpipe run on the nginx pipeline (broker, agent acks=all lz4, indexer nginx filters" \
+    "and daily routes), Elasticsearch stand-in accepting everything; release build ($(nproc) CPUs)"
+printf '  throughput, file -> indexed document: %s lines/s, %s MiB/s (%s lines, %s MiB, %.1f s from start; goal >= 100,000 lines/s: %s)\n' \
+    "$RUN_RPS" "$(mibs "$BYTES" "$RUN_S")" "$LINES" "$MIB" "$RUN_S" "$(goal "$RUN_RPS" 100000 min)"
+printf '    from the first _bulk request: %s lines/s; CPU %.1f s per million lines (%.2f cores busy on average); peak RSS %s MiB\n' \
+    "$(rate "$LINES" "$STEADY_S")" "$(awk -v c="$CPU_S" -v n="$LINES" 'BEGIN { print c / (n / 1e6) }')" \
+    "$(awk -v c="$CPU_S" -v s="$RUN_S" 'BEGIN { print c / s }')" "$HWM"
+printf '  cat of the same files > /dev/null:   %s lines/s, %s MiB/s (%.2f s); appliance/cat = %.4f\n' \
+    "$(rate "$LINES" "$CAT_S")" "$(mibs "$BYTES" "$CAT_S")" "$CAT_S" \
+    "$(awk -v a="$RUN_S" -v c="$CAT_S" 'BEGIN { print c / a }')"
+printf '  latency at %s lines/s (%s lines; append -> _bulk request arrived, first 2 s excluded): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (goal p99 < 250 ms: %s); peak RSS %s MiB\n' \
+    "$LAT_RATE" "$LAT_WRITTEN" "$(field "$LAT_JSON" p50)" "$(field "$LAT_JSON" p90)" "$P99" "$(field "$LAT_JSON" max)" \
+    "$(goal "$P99" 250 max)" "$LAT_HWM"
+DUPS=$(field "$LAT_JSON" duplicates)
+[ "$DUPS" = 0 ] || echo "  warning: the latency stand-in saw $DUPS documents twice"
