@@ -23,9 +23,8 @@
 #
 # Everything runs on this machine, so the generators compete with the agent and the broker for CPU.
 set -euo pipefail
-
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
+# shellcheck source=bench-lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/bench-lib.sh"
 
 SIZE=1G
 LAT_SECONDS=20
@@ -57,31 +56,8 @@ to_bytes() {
 }
 SIZE_BYTES=$(to_bytes "$SIZE")
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH_TMP="${BENCH_TMP:-$TARGET_DIR/bench-tmp}"
-RUN_DIR="$BENCH_TMP/agent-run-$$"
-BIN="$TARGET_DIR/release/logpipe"
+bench_init agent-run
 PY="$ROOT/.venv/bin/python"
-CLK_TCK=$(getconf CLK_TCK)
-PIDS=()
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ "$KEEP" = 0 ]; then rm -rf "$RUN_DIR"; else log "kept $RUN_DIR"; fi
-}
-trap cleanup EXIT
 
 [ -x "$PY" ] && "$PY" -c 'import confluent_kafka' 2>/dev/null \
     || die "$PY with confluent-kafka not found; run LOGPIPE_TEST_SETUP_ONLY=1 scripts/test.sh first"
@@ -91,12 +67,12 @@ if [ "$BUILD" = 1 ]; then
     log "cargo build --release -p logpipe"
     cargo build --release -p logpipe
 fi
-[ -x "$BIN" ] || die "$BIN not built"
+require_executables "$BIN"
 
 mkdir -p "$RUN_DIR"
 HELPER="$RUN_DIR/helper.py"
-cat >"$HELPER" <<'PYEOF'
-import json, os, random, sys, time
+write_py_helper "$HELPER" <<'PYEOF'
+import random
 
 def gen(path, size):
     """A realistic nginx combined log: a few thousand distinct lines, repeated up to `size` bytes."""
@@ -249,12 +225,7 @@ def latconsume(bootstrap, topic, expect, warmup_s, timeout):
     if not lats:
         print(json.dumps({"error": f"no samples ({n} of {expect} lines consumed)"}))
         return
-    q = lambda p: lats[min(len(lats) - 1, int(p * len(lats)))]
-    print(json.dumps({"consumed": n, "samples": len(lats), "p50": q(0.50), "p90": q(0.90), "p99": q(0.99),
-                      "max": lats[-1]}))
-
-if __name__ == "__main__":
-    globals()[sys.argv[1]](*sys.argv[2:])
+    print(json.dumps({"consumed": n, "samples": len(lats), **percentiles(lats)}))
 PYEOF
 
 # ---------------------------------------------------------------------------------------------
@@ -265,42 +236,20 @@ mkdir -p "$LOG_DIR"
 FILE="$LOG_DIR/access.log"
 log "generating $SIZE_BYTES bytes of nginx combined log in $FILE"
 read -r LINES BYTES < <("$PY" "$HELPER" gen "$FILE" "$SIZE_BYTES")
-MIB=$(awk -v b="$BYTES" 'BEGIN { printf "%.1f", b / 1048576 }')
+MIB=$(mibs "$BYTES" 1)
 log "$LINES lines, $MIB MiB"
-
-now() { date +%s.%N; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
-mibs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
-field() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # ---------------------------------------------------------------------------------------------
 # Broker
 
-BROKER_DIR="$RUN_DIR/broker"
-mkdir -p "$BROKER_DIR"
-cat >"$RUN_DIR/broker.toml" <<EOF
-[broker]
-listeners = ["127.0.0.1:0"]
-log_dirs = "$BROKER_DIR"
-num_partitions = 1
-group_initial_rebalance_delay_ms = 0
-EOF
-"$BIN" broker -c "$RUN_DIR/broker.toml" >"$RUN_DIR/broker.out" 2>"$RUN_DIR/broker.err" &
-PIDS+=($!)
-for _ in $(seq 1 300); do
-    grep -q '^listening on ' "$RUN_DIR/broker.out" 2>/dev/null && break
-    sleep 0.1
-done
-BOOT=$(sed -n 's/^listening on //p' "$RUN_DIR/broker.out" | head -1)
-[ -n "$BOOT" ] || die "broker did not start: $(tail -5 "$RUN_DIR/broker.err")"
-log "broker on $BOOT"
+start_broker "$RUN_DIR/broker" 1
 
 # ---------------------------------------------------------------------------------------------
 # cat baseline (the file is in the page cache after generation, as it is for the agent)
 
 T0=$(now)
 cat "$FILE" >/dev/null
-CAT_S=$(awk -v a="$T0" -v b="$(now)" 'BEGIN { print b - a }')
+CAT_S=$(seconds_between "$T0" "$(now)")
 
 # ---------------------------------------------------------------------------------------------
 # The agent
@@ -312,7 +261,7 @@ registry = "$4"
 summary_interval = "10s"
 
 [agent.output]
-brokers = ["$BOOT"]
+brokers = ["$BOOTSTRAP"]
 topic = "$2"
 acks = "all"
 compression = "lz4"
@@ -328,12 +277,10 @@ EOF
 write_agent_config agent bench-agent "$FILE" "$RUN_DIR/agent/registry.json"
 log "agent: shipping $FILE"
 T0=$(now)
-"$BIN" agent -c "$RUN_DIR/agent.toml" >"$RUN_DIR/agent.out" 2>"$RUN_DIR/agent.err" &
-AGENT_PID=$!
-PIDS+=($AGENT_PID)
-AGENT_JSON=$("$PY" "$HELPER" wait_hw "$BOOT" bench-agent "$LINES" "$AGENT_PID" "$T0" 3600)
-kill -TERM "$AGENT_PID" 2>/dev/null || true
-wait "$AGENT_PID" 2>/dev/null || true
+start_process "$RUN_DIR/agent" "$BIN" agent -c "$RUN_DIR/agent.toml"
+AGENT_PID=$STARTED_PID
+AGENT_JSON=$("$PY" "$HELPER" wait_hw "$BOOTSTRAP" bench-agent "$LINES" "$AGENT_PID" "$T0" 3600)
+stop_process "$AGENT_PID"
 case "$AGENT_JSON" in *error*) die "agent: $AGENT_JSON; $(tail -5 "$RUN_DIR/agent.err")" ;; esac
 AGENT_S=$(field "$AGENT_JSON" seconds)
 AGENT_CPU=$(field "$AGENT_JSON" cpu)
@@ -344,9 +291,9 @@ AGENT_HWM=$(field "$AGENT_JSON" hwm_kb)
 
 log "kcat -P -l"
 T0=$(now)
-kcat -P -l -b "$BOOT" -t bench-kcat -X acks=all -X compression.codec=lz4 -X linger.ms=5 "$FILE"
-KCAT_S=$(awk -v a="$T0" -v b="$(now)" 'BEGIN { print b - a }')
-KCAT_JSON=$("$PY" "$HELPER" wait_hw "$BOOT" bench-kcat "$LINES" 0 "$T0" 600)
+kcat -P -l -b "$BOOTSTRAP" -t bench-kcat -X acks=all -X compression.codec=lz4 -X linger.ms=5 "$FILE"
+KCAT_S=$(seconds_between "$T0" "$(now)")
+KCAT_JSON=$("$PY" "$HELPER" wait_hw "$BOOTSTRAP" bench-kcat "$LINES" 0 "$T0" 600)
 case "$KCAT_JSON" in *error*) die "kcat: $KCAT_JSON" ;; esac
 KCAT_S=$(field "$KCAT_JSON" seconds)   # until acknowledged, like the agent
 
@@ -374,7 +321,7 @@ module(load="imfile")
 module(load="omkafka")
 template(name="msgonly" type="string" string="%msg%")
 ruleset(name="tokafka") {
-    action(type="omkafka" broker=["$BOOT"] topic="bench-rsyslog" template="msgonly"
+    action(type="omkafka" broker=["$BOOTSTRAP"] topic="bench-rsyslog" template="msgonly"
            confParam=["compression.codec=lz4", "request.required.acks=-1", "linger.ms=5"]
            queue.type="LinkedList" queue.size="2000000" queue.dequeueBatchSize="10000")
 }
@@ -384,10 +331,9 @@ EOF
         T0=$(now)
         "$RSYSLOGD" -n -f "$RUN_DIR/rsyslog.conf" -i "$RUN_DIR/rsyslog.pid" >"$RUN_DIR/rsyslog.out" 2>&1 &
         RSYS_PID=$!
-        PIDS+=($RSYS_PID)
-        RSYS_JSON=$("$PY" "$HELPER" wait_hw "$BOOT" bench-rsyslog "$LINES" "$RSYS_PID" "$T0" 3600)
-        kill -TERM "$RSYS_PID" 2>/dev/null || true
-        wait "$RSYS_PID" 2>/dev/null || true
+        PIDS+=("$RSYS_PID")
+        RSYS_JSON=$("$PY" "$HELPER" wait_hw "$BOOTSTRAP" bench-rsyslog "$LINES" "$RSYS_PID" "$T0" 3600)
+        stop_process "$RSYS_PID"
         case "$RSYS_JSON" in
             *error*) RSYS_LINE="rsyslog imfile -> omkafka: failed ($RSYS_JSON; $(tail -3 "$RUN_DIR/rsyslog.out" | tr '\n' ' '))" ;;
             *)
@@ -410,18 +356,16 @@ LAT_FILE="$LOG_DIR/latency.log"
 write_agent_config latency bench-latency "$LAT_FILE" "$RUN_DIR/latency/registry.json"
 sed -i 's/^scan_frequency = .*/scan_frequency = "1s"/' "$RUN_DIR/latency.toml"
 log "latency: $LAT_RATE lines/s for $LAT_SECONDS s"
-"$BIN" agent -c "$RUN_DIR/latency.toml" >"$RUN_DIR/latency.out" 2>"$RUN_DIR/latency.err" &
-LAT_AGENT=$!
-PIDS+=($LAT_AGENT)
+start_process "$RUN_DIR/latency" "$BIN" agent -c "$RUN_DIR/latency.toml"
+LAT_AGENT=$STARTED_PID
 for _ in $(seq 1 100); do grep -q 'harvesting new file' "$RUN_DIR/latency.err" && break; sleep 0.1; done
 LAT_EXPECT=$(awk -v r="$LAT_RATE" -v s="$LAT_SECONDS" 'BEGIN { printf "%d", r * s - r / 100 }')
-"$PY" "$HELPER" latconsume "$BOOT" bench-latency "$LAT_EXPECT" 2 $((LAT_SECONDS + 60)) >"$RUN_DIR/latency.json" &
+"$PY" "$HELPER" latconsume "$BOOTSTRAP" bench-latency "$LAT_EXPECT" 2 $((LAT_SECONDS + 60)) >"$RUN_DIR/latency.json" &
 LAT_CONSUMER=$!
-PIDS+=($LAT_CONSUMER)
+PIDS+=("$LAT_CONSUMER")
 LAT_WRITTEN=$("$PY" "$HELPER" latwrite "$LAT_FILE" "$LAT_RATE" "$LAT_SECONDS")
 wait "$LAT_CONSUMER" || true
-kill -TERM "$LAT_AGENT" 2>/dev/null || true
-wait "$LAT_AGENT" 2>/dev/null || true
+stop_process "$LAT_AGENT"
 LAT_JSON=$(cat "$RUN_DIR/latency.json")
 
 # ---------------------------------------------------------------------------------------------

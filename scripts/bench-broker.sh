@@ -18,9 +18,8 @@
 # The load generator runs on the same machine and competes with the broker for CPU; on a small
 # machine read the figures as a lower bound.
 set -euo pipefail
-
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
+# shellcheck source=bench-lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/bench-lib.sh"
 
 RECORDS=1000000
 SIZE=200
@@ -43,70 +42,20 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH_TMP="${BENCH_TMP:-$TARGET_DIR/bench-tmp}"
-RUN_DIR="$BENCH_TMP/run-$$"
-BIN="$TARGET_DIR/release/logpipe"
+bench_init run
+STOP_SECONDS=30 # how long the broker gets to stop after TERM (the library's default is 10 s)
 LOAD="$TARGET_DIR/release/examples/broker_load"
-CLK_TCK=$(getconf CLK_TCK)
-BROKER_PID=""
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 1 300); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
-    fi
-    if [ "$KEEP" = 1 ]; then
-        echo "kept $RUN_DIR" >&2
-    else
-        rm -rf "$RUN_DIR"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 if [ "$BUILD" = 1 ]; then
     log "cargo build --release (logpipe, broker_load)"
     cargo build --release -p logpipe --bin logpipe
     cargo build --release -p logpipe-console --example broker_load
 fi
-[ -x "$BIN" ] || die "$BIN missing (drop --no-build)"
-[ -x "$LOAD" ] || die "$LOAD missing (drop --no-build)"
-
-mkdir -p "$RUN_DIR/data"
-cat >"$RUN_DIR/broker.toml" <<EOF
-[broker]
-listeners = ["127.0.0.1:0"]
-log_dirs = "$RUN_DIR/data"
-num_partitions = $PARTITIONS
-group_initial_rebalance_delay_ms = 0
-EOF
+require_executables "$BIN" "$LOAD"
 
 log "starting $BIN broker (data in $RUN_DIR)"
-"$BIN" broker -c "$RUN_DIR/broker.toml" >"$RUN_DIR/broker.stdout" 2>"$RUN_DIR/broker.stderr" &
-BROKER_PID=$!
-BOOTSTRAP=""
-for _ in $(seq 1 300); do
-    if line=$(grep -m1 '^listening on ' "$RUN_DIR/broker.stdout" 2>/dev/null); then
-        BOOTSTRAP=${line#listening on }
-        break
-    fi
-    kill -0 "$BROKER_PID" 2>/dev/null || { tail -20 "$RUN_DIR/broker.stderr" >&2; die "broker exited during startup"; }
-    sleep 0.1
-done
-[ -n "$BOOTSTRAP" ] || { tail -20 "$RUN_DIR/broker.stderr" >&2; die "broker printed no 'listening on' line in 30 s"; }
-log "broker pid $BROKER_PID on $BOOTSTRAP"
-
-# utime + stime of the broker, in clock ticks. The command name is cut off first: it sits in
-# parentheses and could contain spaces.
-cpu_ticks() { sed 's/^.*) //' "/proc/$BROKER_PID/stat" | awk '{print $12 + $13}'; }
-peak_rss_mb() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$BROKER_PID/status"; }
-# kv "RESULT ... key=value ..." key
-kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+start_broker "$RUN_DIR/data" "$PARTITIONS"
+BROKER_STAT="/proc/$BROKER_PID/stat"
 
 declare -a ROWS=()
 LAST_RESULT=""
@@ -114,22 +63,19 @@ LAST_RESULT=""
 # run_phase LABEL broker_load-args...: runs the generator, records one table row.
 run_phase() {
     local label=$1; shift
-    local before after out result cpu_s per_m records p50 p99
+    local before after result cpu_s per_m records p50 p99
     log "$label"
-    before=$(cpu_ticks)
-    out=$("$LOAD" --bootstrap "$BOOTSTRAP" --record-size "$SIZE" --partitions "$PARTITIONS" "$@") \
-        || { printf '%s\n' "$out" >&2; die "$label failed"; }
-    after=$(cpu_ticks)
-    printf '%s\n' "$out" | sed '/^RESULT/d; s/^/    /' >&2
-    result=$(printf '%s\n' "$out" | sed -n '/^RESULT/{p;q}')
+    before=$(cpu_ticks "$BROKER_STAT")
+    result=$(run_result "$label" "$LOAD" --bootstrap "$BOOTSTRAP" --record-size "$SIZE" --partitions "$PARTITIONS" "$@")
+    after=$(cpu_ticks "$BROKER_STAT")
     LAST_RESULT=$result
     records=$(kv "$result" records)
-    cpu_s=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+    cpu_s=$(ticks_to_seconds $((after - before)))
     per_m=$(awk -v c="$cpu_s" -v n="$records" 'BEGIN {printf "%.2f", (n > 0 ? c / (n / 1e6) : 0)}')
     p50=$(kv "$result" p50_ms)
     p99=$(kv "$result" p99_ms)
     ROWS+=("$(printf '%-26s %12s %9s %9s %9s %10s %12s %10s' "$label" "$(kv "$result" rps)" \
-        "$(kv "$result" mbps)" "${p50:--}" "${p99:--}" "$cpu_s" "$per_m" "$(peak_rss_mb)")")
+        "$(kv "$result" mbps)" "${p50:--}" "${p99:--}" "$cpu_s" "$per_m" "$(peak_rss_mib "$BROKER_PID")")")
 }
 
 run_phase "produce acks=all" --mode produce --topic bench-acks-all --create-topic --acks all --records "$RECORDS"
@@ -142,17 +88,15 @@ run_phase "consume (acks=1 topic)" --mode consume --topic bench-acks-1
 REBALANCE=""
 if [ "$GROUP" = 1 ]; then
     log "group: 2 members, commit every 5000, then $REBALANCES joins of a third member"
-    before=$(cpu_ticks)
-    out=$("$LOAD" --bootstrap "$BOOTSTRAP" --mode group --topic bench-acks-all --group "bench-$$" \
-        --members 2 --commit-every 5000 --rebalances "$REBALANCES" --record-size "$SIZE") \
-        || { printf '%s\n' "$out" >&2; die "group phase failed"; }
-    after=$(cpu_ticks)
-    printf '%s\n' "$out" | sed '/^RESULT/d; s/^/    /' >&2
-    g=$(printf '%s\n' "$out" | sed -n '/^RESULT mode=group/{p;q}')
-    cpu_s=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+    before=$(cpu_ticks "$BROKER_STAT")
+    results=$(run_result "group phase" "$LOAD" --bootstrap "$BOOTSTRAP" --mode group --topic bench-acks-all \
+        --group "bench-$$" --members 2 --commit-every 5000 --rebalances "$REBALANCES" --record-size "$SIZE")
+    after=$(cpu_ticks "$BROKER_STAT")
+    g=$(sed -n '/^RESULT mode=group/{p;q}' <<<"$results")
+    cpu_s=$(ticks_to_seconds $((after - before)))
     ROWS+=("$(printf '%-26s %12s %9s %9s %9s %10s %12s %10s' "group of 2 (+rebalances)" "$(kv "$g" rps)" \
-        "-" "-" "-" "$cpu_s" "-" "$(peak_rss_mb)")")
-    REBALANCE=$(printf '%s\n' "$out" | sed -n '/^RESULT mode=rebalance/{p;q}')
+        "-" "-" "-" "$cpu_s" "-" "$(peak_rss_mib "$BROKER_PID")")")
+    REBALANCE=$(sed -n '/^RESULT mode=rebalance/{p;q}' <<<"$results")
 fi
 
 MB=$(( (RECORDS * SIZE + 1048575) / 1048576 ))

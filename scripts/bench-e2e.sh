@@ -23,9 +23,8 @@
 #
 # Everything runs on this machine: the generators and stand-ins compete with the appliance for CPU.
 set -euo pipefail
-
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
+# shellcheck source=bench-lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/bench-lib.sh"
 
 LINES=2000000
 LAT_SECONDS=20
@@ -44,48 +43,22 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH_TMP="${BENCH_TMP:-$TARGET_DIR/bench-tmp}"
-RUN_DIR="$BENCH_TMP/e2e-run-$$"
-BIN="$TARGET_DIR/release/logpipe"
+bench_init e2e-run
 SINK_BIN="$TARGET_DIR/release/examples/bench_sink"
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || PY=$(command -v python3)
-CLK_TCK=$(getconf CLK_TCK)
-PIDS=()
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ "$KEEP" = 0 ]; then rm -rf "$RUN_DIR"; else log "kept $RUN_DIR"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 if [ "$BUILD" = 1 ]; then
     log "cargo build --release (logpipe; bench_sink)"
     cargo build --release -p logpipe --bin logpipe
     cargo build --release -p logpipe-indexer --example bench_sink
 fi
-for exe in "$BIN" "$SINK_BIN"; do
-    [ -x "$exe" ] || die "$exe missing (drop --no-build)"
-done
+require_executables "$BIN" "$SINK_BIN"
 
 mkdir -p "$RUN_DIR"
 HELPER="$RUN_DIR/helper.py"
-cat >"$HELPER" <<'PYEOF'
-import asyncio, json, os, re, socket, sys, time
+write_py_helper "$HELPER" <<'PYEOF'
+import asyncio, re, socket
 
 def free_port():
     with socket.socket() as s:
@@ -138,9 +111,7 @@ def latsink(expect, warmup_s, rate):
 
     def report():
         lat = sorted(lat_ms)
-        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
-        return json.dumps({"docs": len(seen), "samples": len(lat), "duplicates": state["dups"],
-                           "p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "max": lat[-1] if lat else None})
+        return json.dumps({"docs": len(seen), "samples": len(lat), "duplicates": state["dups"], **percentiles(lat)})
 
     async def handle(reader, writer):
         try:
@@ -196,30 +167,7 @@ def latsink(expect, warmup_s, rate):
             await server.serve_forever()
 
     asyncio.run(main())
-
-if __name__ == "__main__":
-    globals()[sys.argv[1]](*sys.argv[2:])
 PYEOF
-
-now() { date +%s.%N; }
-# kv "LINE ... key=value ..." key
-kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
-field() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-# wait_line FILE REGEX PID WHAT [SECONDS]: the first line of FILE matching REGEX, waiting while PID lives.
-wait_line() {
-    local line deadline=$(( $(date +%s) + ${5:-30} ))
-    while :; do
-        if line=$(grep -m1 "$2" "$1" 2>/dev/null); then
-            printf '%s\n' "$line"
-            return 0
-        fi
-        kill -0 "$3" 2>/dev/null || die "$4 exited: $(tail -5 "${1%.*}.err" 2>/dev/null)"
-        [ "$(date +%s)" -lt "$deadline" ] || die "$4 printed no '$2' line in ${5:-30} s"
-        sleep 0.05
-    done
-}
-cpu_s() { sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$CLK_TCK" '{printf "%.2f", ($12 + $13) / hz}'; }
-hwm_mib() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 # write_pipeline NAME ES_ADDR: the nginx pipeline (pipelines/nginx.toml) on a free port, data under
 # RUN_DIR/NAME, logs from RUN_DIR/NAME/logs, Elasticsearch at ES_ADDR.
@@ -289,65 +237,48 @@ EOF
 # Throughput
 
 TP="$RUN_DIR/throughput"
-"$SINK_BIN" --expect "$LINES" >"$RUN_DIR/sink.out" 2>"$RUN_DIR/sink.err" &
-SINK_PID=$!
-PIDS+=($SINK_PID)
-SINK=$(wait_line "$RUN_DIR/sink.out" '^listening on ' "$SINK_PID" "the stand-in")
-SINK=${SINK#listening on }
+start_server "$RUN_DIR/sink" "the stand-in" "$SINK_BIN" --expect "$LINES"
+SINK_PID=$STARTED_PID
+SINK=$LISTEN_ADDR
 log "stand-in (bench_sink) on $SINK"
 write_pipeline throughput "$SINK"
 
 log "generating $LINES nginx lines (logpipe gen nginx --rate 0)"
 GEN=$("$BIN" gen nginx --dir "$TP/logs" --rate 0 --lines "$LINES" --seed 1)
 BYTES=$(cat "$TP"/logs/access.log "$TP"/logs/error.log | wc -c)
-MIB=$(awk -v b="$BYTES" 'BEGIN { printf "%.1f", b / 1048576 }')
+MIB=$(mibs "$BYTES" 1)
 log "$GEN; $MIB MiB"
 
 # cat baseline (the files are in the page cache after generation, as they are for the agent)
 T0=$(now)
 cat "$TP"/logs/access.log "$TP"/logs/error.log >/dev/null
-CAT_S=$(awk -v a="$T0" -v b="$(now)" 'BEGIN { print b - a }')
+CAT_S=$(seconds_between "$T0" "$(now)")
 
 log "appliance: shipping and indexing $LINES lines"
 T0=$(now)
-"$BIN" run "$TP/pipeline.toml" >"$TP/run.out" 2>"$TP/run.err" &
-RUN_PID=$!
-PIDS+=($RUN_PID)
-REACHED=""
-DEADLINE=$(( $(date +%s) + 1200 ))
-while :; do
-    if REACHED=$(grep -m1 '^reached ' "$RUN_DIR/sink.out" 2>/dev/null); then break; fi
-    kill -0 "$RUN_PID" 2>/dev/null || die "the appliance exited: $(tail -5 "$TP/run.err")"
-    [ "$(date +%s)" -lt "$DEADLINE" ] \
-        || die "the stand-in saw fewer than $LINES documents in 1200 s: $(grep '^progress' "$RUN_DIR/sink.out" | tail -1)"
-    sleep 0.05
-done
-CPU_S=$(cpu_s "$RUN_PID")
-HWM=$(hwm_mib "$RUN_PID")
-kill -TERM "$RUN_PID" 2>/dev/null || true
-wait "$RUN_PID" 2>/dev/null || true
+start_process "$TP/run" "$BIN" run "$TP/pipeline.toml"
+RUN_PID=$STARTED_PID
+REACHED=$(wait_reached "$RUN_DIR/sink.out" "$LINES" "$RUN_PID" "the appliance" "$TP/run.err" 1200)
+CPU_S=$(cpu_seconds "$RUN_PID")
+HWM=$(peak_rss_mib "$RUN_PID")
+stop_process "$RUN_PID"
 kill -TERM "$SINK_PID" 2>/dev/null || true
 DOCS=$(kv "$REACHED" docs)
 [ "$DOCS" -eq "$LINES" ] || log "warning: the stand-in counted $DOCS documents for $LINES lines"
-RUN_S=$(awk -v a="$T0" -v b="$(kv "$REACHED" reached_unix)" 'BEGIN { print b - a }')
-STEADY_S=$(awk -v a="$(kv "$REACHED" first_request_unix)" -v b="$(kv "$REACHED" reached_unix)" 'BEGIN { print b - a }')
+RUN_S=$(seconds_between "$T0" "$(kv "$REACHED" reached_unix)")
+STEADY_S=$(seconds_between "$(kv "$REACHED" first_request_unix)" "$(kv "$REACHED" reached_unix)")
 
 # ---------------------------------------------------------------------------------------------
 # Latency at a steady rate
 
 LAT="$RUN_DIR/latency"
 LAT_EXPECT=$(awk -v r="$LAT_RATE" -v s="$LAT_SECONDS" 'BEGIN { printf "%d", r * s }')
-"$PY" "$HELPER" latsink "$LAT_EXPECT" 2 "$LAT_RATE" >"$RUN_DIR/latsink.out" 2>"$RUN_DIR/latsink.err" &
-LATSINK_PID=$!
-PIDS+=($LATSINK_PID)
-LATSINK=$(wait_line "$RUN_DIR/latsink.out" '^listening on ' "$LATSINK_PID" "the latency stand-in")
-LATSINK=${LATSINK#listening on }
-write_pipeline latency "$LATSINK"
+start_server "$RUN_DIR/latsink" "the latency stand-in" "$PY" "$HELPER" latsink "$LAT_EXPECT" 2 "$LAT_RATE"
+write_pipeline latency "$LISTEN_ADDR"
 : >"$LAT/logs/access.log"
 : >"$LAT/logs/error.log"
-"$BIN" run "$LAT/pipeline.toml" >"$LAT/run.out" 2>"$LAT/run.err" &
-LAT_PID=$!
-PIDS+=($LAT_PID)
+start_process "$LAT/run" "$BIN" run "$LAT/pipeline.toml"
+LAT_PID=$STARTED_PID
 wait_line "$LAT/run.err" 'harvesting new file.*access.log' "$LAT_PID" "the latency appliance" >/dev/null
 "$PY" "$HELPER" warmup "$LAT/logs/access.log"
 wait_line "$RUN_DIR/latsink.out" '^first' "$LAT_PID" "the latency appliance" 60 >/dev/null
@@ -355,15 +286,12 @@ log "latency: $LAT_RATE lines/s for $LAT_SECONDS s (the warm-up line is through)
 LAT_WRITTEN=$("$PY" "$HELPER" latwrite "$LAT/logs/access.log" "$LAT_RATE" "$LAT_SECONDS")
 LAT_LINE=$(wait_line "$RUN_DIR/latsink.out" '^reached ' "$LAT_PID" "the latency appliance" 120)
 LAT_JSON=${LAT_LINE#reached }
-LAT_HWM=$(hwm_mib "$LAT_PID")
-kill -TERM "$LAT_PID" 2>/dev/null || true
-wait "$LAT_PID" 2>/dev/null || true
+LAT_HWM=$(peak_rss_mib "$LAT_PID")
+stop_process "$LAT_PID"
 
 # ---------------------------------------------------------------------------------------------
 # Report
 
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
-mibs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
 goal() { awk -v v="$1" -v g="$2" -v dir="$3" 'BEGIN { ok = (dir == "min") ? v >= g : v < g; print ok ? "met" : "NOT met" }'; }
 RUN_RPS=$(rate "$LINES" "$RUN_S")
 P99=$(field "$LAT_JSON" p99)

@@ -298,7 +298,8 @@ pub struct ElasticsearchConfig {
     pub hosts: Vec<String>,
     /// Events per bulk request at most. Default 5000.
     pub batch_max_events: usize,
-    /// Body bytes per bulk request at most. Default 5242880 (5 MiB).
+    /// Bytes per bulk request: record values plus ~96 B per item for its action line. The encoded body
+    /// is larger by what the filters add. Default 5242880 (5 MiB).
     pub batch_max_bytes: usize,
     /// Send a partial batch after this long (Logstash's `pipeline.batch.delay`). Default `"50ms"`.
     #[serde(deserialize_with = "duration")]
