@@ -47,6 +47,11 @@ fn partitions(list: &TopicPartitionList) -> BTreeSet<TopicPartition> {
     list.elements().iter().map(|e| TopicPartition { topic: e.topic().to_string(), partition: e.partition() }).collect()
 }
 
+/// `nginx/0 nginx/1`, for the log.
+fn names(partitions: &BTreeSet<TopicPartition>) -> String {
+    partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+}
+
 impl ClientContext for IndexerContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         tracing::debug!(?level, fac, "librdkafka: {log_message}");
@@ -66,10 +71,10 @@ impl ConsumerContext for IndexerContext {
                 flow.settle(Some(&revoked), Instant::now() + REVOKE_TIMEOUT);
                 flow.commit(consumer, CommitMode::Sync);
                 flow.forget(&revoked);
-                tracing::info!(partitions = ?revoked, "partitions revoked after flushing and committing");
+                tracing::info!(partitions = %names(&revoked), "partitions revoked after flushing and committing");
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Assign(list) => tracing::info!(partitions = ?partitions(list), "partitions assigned"),
+            Rebalance::Assign(list) => tracing::info!(partitions = %names(&partitions(list)), "partitions assigned"),
             Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
         }
     }

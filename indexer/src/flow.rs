@@ -203,7 +203,7 @@ impl Flow {
         let mut list = TopicPartitionList::new();
         for (tp, offset) in &offsets {
             if let Err(e) = list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset)) {
-                tracing::warn!("cannot commit {}/{}: {e}", tp.topic, tp.partition);
+                tracing::warn!("cannot commit {tp}: {e}");
             }
         }
         match consumer.commit(&list, mode) {

@@ -15,6 +15,12 @@ pub struct TopicPartition {
     pub partition: i32,
 }
 
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
 /// Identifies a dispatched batch.
 pub type BatchId = u64;
 
