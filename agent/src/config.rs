@@ -41,6 +41,10 @@ pub struct AgentConfig {
     pub summary_interval: Duration,
     /// Serve Prometheus metrics at `http://ADDRESS/metrics`, e.g. `"127.0.0.1:9601"`. Default none (off).
     pub metrics_address: Option<String>,
+    /// Use file-system events (inotify) to read appended lines and find new files sooner. Polling
+    /// (`scan_frequency`, and reads at most 50 ms apart) runs either way; events only cut latency.
+    /// Default true.
+    pub fs_events: bool,
     /// Where events go. See [`OutputConfig`].
     pub output: OutputConfig,
     /// What to read. Default: none (validation then fails: an agent with no input does nothing).
@@ -58,6 +62,7 @@ impl Default for AgentConfig {
             host_name: None,
             summary_interval: Duration::from_secs(30),
             metrics_address: None,
+            fs_events: true,
             output: OutputConfig::default(),
             inputs: Vec::new(),
         }
@@ -457,6 +462,7 @@ mod tests {
         assert_eq!(ml.timeout, Duration::from_secs(5));
         assert_eq!(cfg.clean_removed, Duration::from_secs(86400));
         assert_eq!(cfg.output.compression, Compression::Lz4);
+        assert!(cfg.fs_events);
     }
 
     #[test]

@@ -104,6 +104,22 @@ impl Head {
         len <= self.bytes.len() && self.hash_prefix(len) == hash
     }
 
+    /// Whether a file whose first bytes are `self` may be an unfinished copy of a file whose first bytes
+    /// are `known` (`cp`, or logrotate's copytruncate, still writing it): `self` is shorter than
+    /// [`FINGERPRINT_BYTES`], so the fingerprint cannot tell yet, and the bytes the two have in common
+    /// agree. An empty `self` agrees with everything; an empty `known` tells nothing and never agrees.
+    pub fn may_be_copy_of(&self, known: &Head) -> bool {
+        let common = self.len().min(known.len());
+        !self.is_full() && !known.is_empty() && self.bytes[..common] == known.bytes[..common]
+    }
+
+    /// [`Head::may_be_copy_of`] for a file known only by the length and hash of its first bytes (a
+    /// registry entry not opened since the start). Only a head at least that long can be checked; a
+    /// shorter one counts as not a copy.
+    pub fn may_be_copy_of_recorded(&self, len: usize, hash: u64) -> bool {
+        !self.is_full() && len > 0 && self.extends(len, hash)
+    }
+
     /// Records bytes read at `offset`; only the part that extends the head contiguously is kept.
     pub fn observe(&mut self, offset: u64, data: &[u8]) {
         let have = self.bytes.len() as u64;
@@ -211,6 +227,25 @@ mod tests {
         assert!(a.iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         // Pinned: the id must not change between releases, or re-sent events stop deduplicating.
         assert_eq!(std::str::from_utf8(&event_id("web-01", 0x0123_4567_89ab_cdef, 123456)).unwrap(), PINNED_ID);
+    }
+
+    #[test]
+    fn an_unfinished_copy_agrees_with_the_first_bytes_of_its_source() {
+        let source: Vec<u8> = (0..2000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let known = Head::from_bytes(&source);
+        assert!(Head::default().may_be_copy_of(&known), "an empty file may be a copy that has not started");
+        assert!(Head::from_bytes(&source[..500]).may_be_copy_of(&known));
+        assert!(!Head::from_bytes(b"something else").may_be_copy_of(&known));
+        // A full head is decided by its fingerprint, not by this.
+        assert!(!Head::from_bytes(&source[..FINGERPRINT_BYTES]).may_be_copy_of(&known));
+        // Nothing agrees with an empty file.
+        assert!(!Head::from_bytes(b"x").may_be_copy_of(&Head::default()));
+        // A small source (known by device+inode) may have grown since it was read: a longer copy agrees.
+        let small = Head::from_bytes(&source[..100]);
+        assert!(Head::from_bytes(&source[..300]).may_be_copy_of(&small));
+        assert!(Head::from_bytes(&source[..300]).may_be_copy_of_recorded(100, small.hash()));
+        assert!(!Head::from_bytes(&source[..50]).may_be_copy_of_recorded(100, small.hash()));
+        assert!(!Head::from_bytes(b"other bytes").may_be_copy_of_recorded(5, small.hash_prefix(5)));
     }
 
     #[test]

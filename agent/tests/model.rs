@@ -32,14 +32,15 @@ fn shift(h: &Harness) {
     }
 }
 
-fn run_model(seed: u64) {
+fn run_model(seed: u64, fs_events: bool) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut h = Harness::new("app.log*", |_| {});
+    h.config.fs_events = fs_events;
     let log = h.path("app.log");
     let mut written: Vec<String> = Vec::new();
     let mut running = false;
     let mut dups_allowed = false;
-    let mut trace = Vec::new();
+    let mut trace = vec![format!("fs_events={fs_events}")];
     for step in 0..30 {
         let op = rng.gen_range(0..100);
         match op {
@@ -142,15 +143,25 @@ fn run_model(seed: u64) {
     assert!(extra.is_empty(), "seed {seed}: messages that were never written arrived: {extra:?}; ops {trace:?}");
 }
 
-#[test]
-fn random_rotation_truncation_delete_restart_sequences() {
+fn run_models(fs_events: bool) {
     // MODEL_SEED=n replays one sequence; MODEL_SEEDS=n runs seeds 0..n.
     if let Some(seed) = std::env::var("MODEL_SEED").ok().and_then(|s| s.parse().ok()) {
         let _ = tracing_subscriber::fmt().with_env_filter("logpipe_agent=debug").with_test_writer().try_init();
-        return run_model(seed);
+        return run_model(seed, fs_events);
     }
     let seeds: u64 = std::env::var("MODEL_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     for seed in 0..seeds {
-        run_model(seed);
+        run_model(seed, fs_events);
     }
+}
+
+#[test]
+fn random_rotation_truncation_delete_restart_sequences() {
+    run_models(true);
+}
+
+/// The same with file-system events off: polling alone must be correct.
+#[test]
+fn random_rotation_truncation_delete_restart_sequences_polling_only() {
+    run_models(false);
 }

@@ -76,6 +76,12 @@ def file_input(paths: list[str], **extra) -> dict:
     return inp
 
 
+def exec_input(command: str, **extra) -> dict:
+    inp = {"type": "exec", "command": command, "tags": ["exec"]}
+    inp.update(extra)
+    return inp
+
+
 class AgentProcess(ManagedProcess):
     """One `logpipe agent -c FILE` process. Stderr (its log) is appended to `stderr_path`."""
 
@@ -358,13 +364,15 @@ class DiskTruth:
 
 @dataclass
 class Event:
-    pos: int              # offset in the topic (partition 0)
-    seq: Optional[int]    # None for a fragment (a message that is not a whole written line)
+    pos: int               # offset in the topic (partition 0)
+    seq: Optional[int]     # None for a fragment (a message that is not a whole written line)
     message: str
-    path: str
-    offset: int
+    path: Optional[str]    # log.file.path; None for exec and stdin events
+    offset: Optional[int]  # log.offset; None for exec and stdin events
     id: str
     tags: list
+    input_type: str = "file"
+    command_line: Optional[str] = None  # process.command_line of exec events
 
 
 class StalledError(AssertionError):
@@ -412,8 +420,10 @@ class TopicCollector:
             msg = doc["message"]
             mm = LINE_RE.match(msg)
             seq = int(mm.group(1)) if mm else None
-            self.events.append(Event(m.offset(), seq, msg, doc["log"]["file"]["path"],
-                                     doc["log"]["offset"], doc["event"]["id"], doc.get("tags", [])))
+            log = doc.get("log") or {}
+            self.events.append(Event(m.offset(), seq, msg, (log.get("file") or {}).get("path"),
+                                     log.get("offset"), doc["event"]["id"], doc.get("tags", []),
+                                     doc["input"]["type"], (doc.get("process") or {}).get("command_line")))
             if seq is not None and msg == make_line(seq, self.line_bytes)[:-1].decode():
                 self.seen.add(seq)  # whole lines only: a fragment does not deliver its line
             self.next_pos = m.offset() + 1

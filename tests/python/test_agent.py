@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent_support import (AgentProcess, DiskTruth, TopicCollector, Writer, agent_toml,
-                           append_lines, check_delivery, file_input, load_registry, make_line)
+                           append_lines, check_delivery, exec_input, file_input, load_registry, make_line)
 from support import child_cmd, create_topic, unique, wait_until
 
 SCALE = float(os.environ.get("LOGPIPE_AGENT_SCALE", "1.0"))
@@ -356,6 +357,79 @@ def test_changes_while_agent_down(how, broker, agent_factory, collectors, tmp_pa
     # Lines before the stop that are now on no file (trunc.log's first content) came once, earlier.
     assert set(range(1005, 1205)) <= col.seen
     fig(f"while-down-{how}", files=sorted(truth.sizes), result=str(report))
+
+
+# --------------------------------------------------------------------------------------------
+# 6. the exec input: `tail -F` on a file through a rename rotation, and a command that exits
+
+
+@pytest.mark.agent
+@pytest.mark.timeout(180)
+def test_exec_tail_F_follows_the_file_through_rename_rotation(broker, agent_factory, collectors, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "app.log"
+    topic = new_topic(broker, "exec-tail")
+    # Fewer lines than tail's default of 10, so plain `tail -F` prints them all: their arrival shows
+    # that the command runs and has the file open before anything else is appended.
+    append_lines(live, range(0, 5))
+    command = f"tail -F {shlex.quote(str(live))}"
+    agent = agent_factory(broker.bootstrap, topic, [exec_input(command)])
+    col = collectors(broker.bootstrap, topic)
+    assert col.wait_for_seqs(set(range(5)), timeout=60)
+
+    for first in range(5, 1005, 100):
+        append_lines(live, range(first, first + 100))
+    assert col.wait_for_seqs(set(range(1005)), timeout=60)
+    # Rename rotation, as nginx + logrotate do it. Everything in the old file was shipped (tail -F
+    # closes the old file once it sees the rename, without reading on; the next line is what the
+    # agent then cannot guarantee). tail -F follows the name and reads the new file from its start.
+    live.rename(logs / "app.log.1")
+    append_lines(live, range(1005, 1505))
+    assert col.wait_for_seqs(set(range(1505)), timeout=60)
+    for first in range(1505, 2005, 100):
+        append_lines(live, range(first, first + 100))
+    assert col.wait_for_seqs(set(range(2005)), timeout=60)
+    assert agent.stop() == 0
+    col.drain()
+
+    seqs = [e.seq for e in col.events]
+    assert seqs == list(range(2005)), f"not every line exactly once and in order: {seqs[:20]}..."
+    for e in col.events:
+        assert e.message == make_line(e.seq, 100)[:-1].decode()
+        assert (e.input_type, e.command_line, e.tags, e.path) == ("exec", command, ["exec"], None)
+    fig("exec-tail-F", lines=len(seqs), rotations=1)
+
+
+@pytest.mark.agent
+@pytest.mark.timeout(120)
+def test_exec_command_that_exits_is_restarted_with_backoff(broker, agent_factory, collectors, tmp_path):
+    topic = new_topic(broker, "exec-restart")
+    counter = shlex.quote(str(tmp_path / "runs"))
+    # Each run prints two lines, the first with its run number and start time, then exits.
+    command = (f"n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 )); echo $n > {counter}; "
+               f'echo "run $n started $(date +%s%N)"; echo "run $n done"')
+    agent = agent_factory(broker.bootstrap, topic, [exec_input(command)])
+    col = collectors(broker.bootstrap, topic)
+    col.collect_until(lambda c: any(e.message == "run 3 done" for e in c.events), timeout=60,
+                      what="three runs of the command")
+    assert agent.stop() == 0
+    col.drain()
+
+    messages = [e.message for e in col.events]
+    starts = []
+    for run in range(1, len(messages) // 2 + 1):
+        first, done = messages[2 * run - 2], messages[2 * run - 1]
+        assert first.startswith(f"run {run} started ") and done == f"run {run} done", messages
+        starts.append(int(first.rsplit(" ", 1)[1]) / 1e9)
+    assert len(starts) >= 3 and len(messages) == 2 * len(starts), messages
+    assert all(e.input_type == "exec" and e.command_line == command for e in col.events)
+    # Backoff after runs that end at once: 1 s, then 2 s (exec::MIN_BACKOFF, doubled). Lower bounds
+    # only: a slow machine makes the gaps longer, never shorter.
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.8, gaps
+    assert len({e.id for e in col.events}) == len(col.events), "each run has its own event ids"
+    fig("exec-restart", runs=len(starts), gaps_s=[round(g, 2) for g in gaps])
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,14 @@
 //! read of every open file per loop turn, and turning lines into events through [`EmitCtx`] (line
 //! filters, envelope, key, hand-off to the sink). Also closing files: idle, deleted, or on error.
 //!
+//! An *unsettled* harvester (a new file that may be an unfinished copy of a known one, see `scan`) is
+//! not read. Each turn, while its size changes, [`Tailer::settle`] looks again: it becomes readable
+//! once its bytes no longer agree with any known file's first bytes, or once it has not changed for
+//! `scan_frequency` (a finished copy of a small file, or a new file that merely starts like another:
+//! read, as losing it would be worse than a duplicate). If it reaches the fingerprint size with a known
+//! fingerprint, it is a copy: it is forgotten and handed to [`Tailer::consider`], which resumes the
+//! known file's offset on it or leaves it alone while the original is still being read.
+//!
 //! `FileState::read_offset` is kept at the start of the first line not yet handed on (a partial line
 //! or a pending multiline event), so a reopen in the same process continues there.
 
@@ -9,7 +17,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::Instant;
 
-use super::{FileInput, FileStats, Tailer, PASS_BYTES, PASS_TIME, READ_PER_TURN, TRUNCATION_CHECK};
+use super::{unix_ms, FileInput, FileStats, Tailer, PASS_BYTES, PASS_TIME, READ_PER_TURN, TRUNCATION_CHECK};
 use crate::envelope::{timestamp_now, Encoder, EventParts, KeyField};
 use crate::identity::{event_id, FileIdentity, Head};
 use crate::line_reader::{LineReader, RawLine};
@@ -53,11 +61,31 @@ pub(super) struct Harvester {
     pub(super) at_eof: bool,
     pub(super) deleted: bool,
     pub(super) last_check: Instant,
+    /// Set while the file may be an unfinished copy of a known file: it is not read.
+    pub(super) unsettled: Option<Unsettled>,
+}
+
+/// The size of an unsettled file when last looked at, and since when it has had that size.
+pub(super) struct Unsettled {
+    size: u64,
+    since: Instant,
 }
 
 impl<S: Sink> Tailer<S> {
-    pub(super) fn open_harvester(&mut self, slot: u64, mut file: File, head: Head, offset: u64) -> io::Result<()> {
+    /// Opens `file` for `slot` at `offset`. `unsettled`: it may be an unfinished copy; see the module doc.
+    pub(super) fn open_harvester(
+        &mut self,
+        slot: u64,
+        mut file: File,
+        head: Head,
+        offset: u64,
+        unsettled: bool,
+    ) -> io::Result<()> {
         file.seek(SeekFrom::Start(offset))?;
+        let now = Instant::now();
+        // The size the decision was made on is the head's (all of the file, as it is short): bytes
+        // written since are looked at by the first `settle`.
+        let unsettled = unsettled.then(|| Unsettled { size: head.len() as u64, since: now });
         let state = self.files.get_mut(&slot).expect("slot exists");
         let input = &self.inputs[state.input];
         let multiline = input
@@ -72,12 +100,58 @@ impl<S: Sink> Tailer<S> {
             head,
             reader: LineReader::new(input.max_line_bytes, offset),
             multiline,
-            last_data: Instant::now(),
+            last_data: now,
             at_eof: false,
             deleted: false,
-            last_check: Instant::now(),
+            last_check: now,
+            unsettled,
         });
         Ok(())
+    }
+
+    /// Whether the unsettled file of `slot` may be read now; see the module doc. Looks again only when
+    /// its size changed, or when it has kept its size for `scan_frequency`.
+    fn settle(&mut self, slot: u64) -> bool {
+        let now = Instant::now();
+        let state = self.files.get_mut(&slot).expect("slot exists");
+        let quiet_after = self.inputs[state.input].scan_frequency;
+        let h = state.harvester.as_mut().expect("open");
+        let Some(u) = h.unsettled.as_mut() else { return true };
+        let Ok(meta) = h.file.metadata() else { return false };
+        let size = meta.len();
+        let changed = size != u.size;
+        if changed {
+            (u.size, u.since) = (size, now);
+            (h.last_data, h.at_eof) = (now, false);
+        } else {
+            // Idle as far as `close_inactive` is concerned.
+            h.at_eof = true;
+        }
+        let quiet = now.saturating_duration_since(u.since) >= quiet_after;
+        // An empty file tells nothing yet (and holds nothing to read).
+        if size == 0 || !(changed || quiet) {
+            return false;
+        }
+        let Ok(head) = Head::read(&h.file) else { return false };
+        if head.is_full() {
+            if self.by_identity.contains_key(&FileIdentity::Fingerprint { hash: head.hash() }) {
+                // A copy of a known file after all: let the identity rules decide what to read of it.
+                let (path, input) = (state.path.clone(), state.input);
+                tracing::debug!(path = %path.display(), "new file is a copy of a known file");
+                self.forget(slot);
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    let _ = self.consider(input, &path, &meta, unix_ms(), false);
+                }
+                return false;
+            }
+        } else if !quiet && self.may_be_unfinished_copy(&head, Some(slot)) {
+            return false;
+        }
+        let state = self.files.get_mut(&slot).expect("slot exists");
+        tracing::debug!(path = %state.path.display(), size, quiet, "new file is not a copy; reading it");
+        let h = state.harvester.as_mut().expect("open");
+        (h.unsettled, h.at_eof) = (None, false);
+        true
     }
 
     /// Reads from the open files, a bounded amount each, round-robin from where the previous pass
@@ -115,6 +189,11 @@ impl<S: Sink> Tailer<S> {
                 .is_some_and(|h| h.at_eof || h.last_check.elapsed() >= TRUNCATION_CHECK);
             if due && self.check_truncated(slot) {
                 progressed = true;
+                self.read_cursor = slot;
+                continue;
+            }
+            let unsettled = self.files[&slot].harvester.as_ref().is_some_and(|h| h.unsettled.is_some());
+            if unsettled && !self.settle(slot) {
                 self.read_cursor = slot;
                 continue;
             }
@@ -193,8 +272,11 @@ impl<S: Sink> Tailer<S> {
         let upgrade = h.head.is_full() && !matches!(state.identity, FileIdentity::Fingerprint { .. });
         let fingerprint = FileIdentity::Fingerprint { hash: h.head.hash() };
         state.harvester = Some(h);
-        if upgrade {
-            // The file just grew past the fingerprint size: from now on it is known by its first bytes.
+        // The file just grew past the fingerprint size: from now on it is known by its first bytes. Unless
+        // another file already is (this one turned out to be a copy of it after it was taken for new):
+        // taking that identity over would drop the other file's state, and with it what it still has to
+        // read. This one stays known by device+inode.
+        if upgrade && self.by_identity.get(&fingerprint).is_none_or(|&other| other == slot) {
             self.rekey(slot, fingerprint);
         }
         Ok(n)
@@ -249,6 +331,7 @@ impl<S: Sink> Tailer<S> {
         }
         state.head_len = h.head.len();
         state.head_hash = h.head.hash();
+        state.head = Some(h.head);
     }
 
 }

@@ -25,6 +25,7 @@ pub(super) struct FileInput {
     pub(super) meta: InputMeta,
     pub(super) topic: String,
     pub(super) next_scan: Instant,
+    pub(super) last_scan: Instant,
 }
 
 pub(super) fn compile(input: &InputConfig, host: &str, default_topic: &str, now: Instant) -> Result<FileInput> {
@@ -57,5 +58,6 @@ pub(super) fn compile(input: &InputConfig, host: &str, default_topic: &str, now:
         },
         topic: input.topic.clone().unwrap_or_else(|| default_topic.to_string()),
         next_scan: now,
+        last_scan: now,
     })
 }

@@ -5,6 +5,8 @@
 //! → read a bounded amount from the open files (acknowledgements and checkpoints also between chunks)
 //! → time-based closing → checkpoint. File I/O is plain
 //! blocking I/O on that thread. It is generic over the [`Sink`] so tests drive it without Kafka.
+//! When idle it sleeps at most [`MAX_IDLE`]; file-system events (`watch`) end the sleep early and bring
+//! scans forward. Polling alone is always correct; events only cut latency.
 //!
 //! Rules that keep lines from being lost:
 //! - A file's offset in the registry only moves past a contiguous prefix of acknowledged events
@@ -15,6 +17,11 @@
 //!   from 0 as a new identity. The old identity stays known, so a copy made by copytruncate that a glob
 //!   matches is resumed where reading stopped instead of being read twice or skipped.
 //! - A deleted file stays open until read to its end.
+//! - A new file shorter than the fingerprint whose bytes agree with the first bytes of a known file may
+//!   be a copy still being written (copytruncate's `cp`). It is opened but not read until that is
+//!   settled: its fingerprint then matches the known file (it is handed over as a copy), its bytes
+//!   differ, or it stopped changing for `scan_frequency`. Reading it as new at once would send the
+//!   copied lines a second time.
 //! - On shutdown, partial lines and pending multiline events are *not* sent; the registry stays before
 //!   them so the next run reads them whole.
 //!
@@ -22,7 +29,8 @@
 //! - this file: the state types, construction, the run loop and shutdown;
 //! - `input`: a `file` input compiled from its config (globs, regexes, multiline);
 //! - `scan`: glob discovery, identity matching, rotation, truncation and forgetting files;
-//! - `harvester`: reading open files into lines and events, and closing them;
+//! - `harvester`: reading open files into lines and events, settling unfinished copies, and closing;
+//! - `watch`: file-system events that wake the loop early;
 //! - `acks`: acknowledgements into [`AckedRanges`], and writing the registry;
 //! - `status`: per-file status, the metrics snapshot and the periodic summary log.
 
@@ -31,6 +39,7 @@ mod harvester;
 mod input;
 mod scan;
 mod status;
+mod watch;
 
 pub use status::FileStatus;
 
@@ -44,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentConfig, InputType};
 use crate::envelope::{Encoder, KeyField};
 use crate::error::{Error, Result};
-use crate::identity::FileIdentity;
+use crate::identity::{FileIdentity, Head};
 use crate::metrics::SharedSnapshot;
 use crate::registry::{AckedRanges, RegistryFile};
 use crate::sink::{Ack, Sink};
@@ -68,6 +77,9 @@ const MAX_IDLE: Duration = Duration::from_millis(50);
 const TRUNCATION_CHECK: Duration = Duration::from_millis(100);
 /// How often the metrics snapshot is refreshed.
 const METRICS_PUBLISH: Duration = Duration::from_millis(200);
+/// Least time between two scans of one input that file-system events asked for: a burst of events
+/// (a copy being written, many files created) costs one scan per gap, not one per event.
+const EVENT_SCAN_GAP: Duration = Duration::from_millis(10);
 
 /// Everything known about one file identity.
 struct FileState {
@@ -77,6 +89,9 @@ struct FileState {
     ino: u64,
     head_len: usize,
     head_hash: u64,
+    /// The file's first bytes as last read (while open, the harvester's are current). `None` for a
+    /// registry entry until its file is seen. Tells an unfinished copy of this file apart.
+    head: Option<Head>,
     acked: AckedRanges,
     /// Everything before this was handed on (sent or filtered); where an in-process reopen continues.
     read_offset: u64,
@@ -133,6 +148,9 @@ pub struct Tailer<S: Sink> {
     default_topic: String,
     metrics: Option<SharedSnapshot>,
     last_publish: Instant,
+    /// `fs_events` from the config; the watcher itself starts with [`Tailer::run`].
+    fs_events: bool,
+    events: Option<watch::FsEvents>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -186,6 +204,8 @@ impl<S: Sink> Tailer<S> {
             default_topic: config.output.topic.clone(),
             metrics: None,
             last_publish: now,
+            fs_events: config.fs_events,
+            events: None,
         };
         for entry in RegistryFile::load(&config.registry)?.entries {
             let slot = tailer.new_slot();
@@ -199,6 +219,7 @@ impl<S: Sink> Tailer<S> {
                     ino: entry.ino,
                     head_len: entry.head_len,
                     head_hash: entry.head_hash,
+                    head: None,
                     acked: AckedRanges::new(entry.offset),
                     read_offset: entry.offset,
                     last_seen_ms: entry.last_seen_ms,
@@ -243,32 +264,89 @@ impl<S: Sink> Tailer<S> {
     /// Runs until `shutdown` is cancelled (or, with only stream inputs, until all of them ended), then
     /// waits up to `shutdown_timeout` for acknowledgements and writes the registry.
     pub fn run(mut self, shutdown: &CancellationToken) -> Result<()> {
+        if self.fs_events && !self.inputs.is_empty() {
+            self.events = watch::FsEvents::new(&self.inputs);
+        }
         let mut idle = Duration::from_millis(1);
         while !shutdown.is_cancelled() && !self.finished() {
             let progressed = self.turn();
             if progressed {
                 idle = Duration::from_millis(1);
             } else {
-                match self.acks.recv_timeout(idle) {
-                    Ok(ack) => self.on_ack(ack),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    // Every sender is gone: the sink died; nothing more will be acknowledged.
-                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(idle),
-                }
+                self.wait(idle);
                 idle = (idle * 2).min(MAX_IDLE);
             }
         }
         self.shutdown()
     }
 
+    /// Sleeps up to `idle` (less if a scan is due sooner). A file-system event ends the sleep; so does an
+    /// acknowledgement while the queue is full, since reading waits for those then. Otherwise
+    /// acknowledgements wait in their channel for the next turn.
+    fn wait(&mut self, idle: Duration) {
+        let now = Instant::now();
+        let until_scan = self.inputs.iter().map(|i| i.next_scan.saturating_duration_since(now)).min();
+        let timeout = until_scan.map_or(idle, |d| d.min(idle));
+        match &self.events {
+            Some(events) if self.in_flight < self.queue_max_bytes => {
+                events.wait(timeout);
+            }
+            _ => match self.acks.recv_timeout(timeout) {
+                Ok(ack) => self.on_ack(ack),
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: the sink died; nothing more will be acknowledged.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
+            },
+        }
+    }
+
+    /// Brings scans forward for what file-system events reported since the last turn.
+    fn take_events(&mut self, now: Instant) {
+        let Some(events) = self.events.as_mut() else { return };
+        let woken = events.take();
+        let mut scan = woken.scan;
+        // A change to a file that is not open (closed as idle, or never opened) needs a scan to be read.
+        // Event paths are absolute; so are state paths unless the glob was relative.
+        for (i, path) in woken.modified {
+            let open = self.files.values().any(|s| {
+                s.harvester.is_some()
+                    && (s.path == path || s.path.is_relative() && std::path::absolute(&s.path).is_ok_and(|a| a == path))
+            });
+            if !open {
+                scan.insert(i);
+            }
+        }
+        for i in scan {
+            self.scan_soon(i, now);
+        }
+    }
+
+    /// Brings the next scan of input `i` forward to now, or to [`EVENT_SCAN_GAP`] after its last scan.
+    fn scan_soon(&mut self, i: usize, now: Instant) {
+        if let Some(input) = self.inputs.get_mut(i) {
+            input.next_scan = input.next_scan.min((input.last_scan + EVENT_SCAN_GAP).max(now));
+        }
+    }
+
     /// One turn of the loop. Returns whether any bytes were read.
     pub fn turn(&mut self) -> bool {
         self.drain_acks();
         let now = Instant::now();
+        self.take_events(now);
+        let mut scanned = false;
         for i in 0..self.inputs.len() {
             if now >= self.inputs[i].next_scan {
-                self.scan(i);
+                // Set before the scan, which may ask for another one soon (after a truncation).
+                self.inputs[i].last_scan = now;
                 self.inputs[i].next_scan = now + self.inputs[i].scan_frequency;
+                self.scan(i);
+                scanned = true;
+            }
+        }
+        if scanned {
+            // Directories that did not exist (or whose watch ended) are watched once they do.
+            if let Some(events) = self.events.as_mut().filter(|e| !e.all_watched()) {
+                events.watch_missing();
             }
         }
         if !self.first_scan_done {

@@ -4,6 +4,10 @@
 //!
 //! Truncation is also checked through the open handle (`check_truncated`), which the harvester calls
 //! before reading on at an old offset.
+//!
+//! A new file too short to fingerprint whose bytes agree with the first bytes of a known file may be a
+//! copy of it that is still being written (copytruncate's `cp` creates the file empty, then fills it).
+//! It is opened *unsettled* (see `harvester::settle`): not read until it is known not to be a copy.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -43,7 +47,7 @@ impl<S: Sink> Tailer<S> {
                 if !seen.insert(dev_ino(&meta)) {
                     continue;
                 }
-                if let Err(e) = self.consider(i, &path, &meta, now_ms) {
+                if let Err(e) = self.consider(i, &path, &meta, now_ms, false) {
                     tracing::debug!(path = %path.display(), error = %e, "cannot open file");
                 }
             }
@@ -54,7 +58,17 @@ impl<S: Sink> Tailer<S> {
         }
     }
 
-    fn consider(&mut self, i: usize, path: &Path, meta: &std::fs::Metadata, now_ms: i64) -> io::Result<()> {
+    /// Looks at one file of input `i`: resumes it, opens it as new, or leaves it (open already, or a copy
+    /// of a file being read). `same_file`: this is the file that was read under `path` until it was
+    /// truncated just now, so it is no copy of anything.
+    pub(super) fn consider(
+        &mut self,
+        i: usize,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        now_ms: i64,
+        same_file: bool,
+    ) -> io::Result<()> {
         let (dev, ino) = dev_ino(meta);
         if let Some(&slot) = self.open.get(&(dev, ino)) {
             let state = self.files.get_mut(&slot).expect("open slot exists");
@@ -74,6 +88,7 @@ impl<S: Sink> Tailer<S> {
 
         let matches = |s: &FileState| head.extends(s.head_len, s.head_hash);
         let mut found = self.by_identity.get(&candidate).copied().filter(|slot| matches(&self.files[slot]));
+        let mut same_file = same_file;
         if found.is_none() && head.is_full() {
             // Known while small (by device+inode), grown past the fingerprint size since.
             let small = FileIdentity::DevInode { dev, ino };
@@ -91,6 +106,7 @@ impl<S: Sink> Tailer<S> {
             }
             if state.read_offset > size {
                 tracing::info!(path = %path.display(), offset = state.read_offset, size, "file is shorter than the recorded offset (truncated); reading it from the start");
+                same_file |= (state.dev, state.ino) == (dev, ino);
                 self.forget(slot);
             } else {
                 if state.path != path || state.dev != dev || state.ino != ino {
@@ -105,7 +121,9 @@ impl<S: Sink> Tailer<S> {
                 state.input = i;
                 if size > state.read_offset {
                     let offset = state.read_offset;
-                    self.open_harvester(slot, file, head, offset)?;
+                    self.open_harvester(slot, file, head, offset, false)?;
+                } else {
+                    state.head = Some(head);
                 }
                 return Ok(());
             }
@@ -116,6 +134,7 @@ impl<S: Sink> Tailer<S> {
             tracing::info!(path = %path.display(), identity = %candidate, "identity reused by a different file (inode reuse or rewritten file); reading it from the start");
             self.forget(old);
         }
+        let unsettled = !same_file && self.may_be_unfinished_copy(&head, None);
         let offset = match (self.first_scan_done, self.inputs[i].start_position) {
             (false, StartPosition::End) => size,
             _ => 0,
@@ -131,6 +150,7 @@ impl<S: Sink> Tailer<S> {
                 ino,
                 head_len: head.len(),
                 head_hash: head.hash(),
+                head: None,
                 acked: AckedRanges::new(offset),
                 read_offset: offset,
                 last_seen_ms: now_ms,
@@ -141,8 +161,22 @@ impl<S: Sink> Tailer<S> {
             },
         );
         self.dirty = true;
-        tracing::info!(path = %path.display(), identity = %candidate, offset, "harvesting new file");
-        self.open_harvester(slot, file, head, offset)
+        tracing::info!(path = %path.display(), identity = %candidate, offset, unsettled, "harvesting new file");
+        self.open_harvester(slot, file, head, offset, unsettled)
+    }
+
+    /// Whether a file whose first bytes are `head` may be an unfinished copy of a known file (other than
+    /// `except`): see [`Head::may_be_copy_of`]. Known first bytes are the harvester's while a file is
+    /// open, else those recorded when it closed or was last seen, else (a registry entry not seen since
+    /// the start) only their length and hash.
+    pub(super) fn may_be_unfinished_copy(&self, head: &Head, except: Option<u64>) -> bool {
+        !head.is_full()
+            && self.files.iter().filter(|(slot, _)| Some(**slot) != except).any(|(_, s)| {
+                match s.harvester.as_ref().map(|h| &h.head).or(s.head.as_ref()) {
+                    Some(known) => head.may_be_copy_of(known),
+                    None => head.may_be_copy_of_recorded(s.head_len, s.head_hash),
+                }
+            })
     }
 
     /// Truncation and deletion checks for the open files of input `i`, through their handles.
@@ -191,13 +225,15 @@ impl<S: Sink> Tailer<S> {
         if !matches!(state.identity, FileIdentity::Fingerprint { .. }) {
             self.forget(slot);
         }
+        // The copy (if this was copytruncate) holds the rest of the old content; a scan resumes it.
+        self.scan_soon(input, Instant::now());
         if let Ok(meta) = std::fs::metadata(&path) {
-            let _ = self.consider(input, &path, &meta, unix_ms());
+            let _ = self.consider(input, &path, &meta, unix_ms(), true);
         }
     }
 
     /// Drops a state and its identity; later acks for it only release queue bytes.
-    fn forget(&mut self, slot: u64) {
+    pub(super) fn forget(&mut self, slot: u64) {
         if let Some(state) = self.files.remove(&slot) {
             if self.by_identity.get(&state.identity) == Some(&slot) {
                 self.by_identity.remove(&state.identity);

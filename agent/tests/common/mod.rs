@@ -10,6 +10,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use logpipe_agent::config::{AgentConfig, InputConfig};
+use logpipe_agent::metrics::SharedSnapshot;
+use logpipe_agent::tailer::FileStatus;
 use logpipe_agent::{MemorySink, Tailer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +22,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: AgentConfig,
     pub sink: MemorySink,
+    /// The running tailer's status, refreshed every 200 ms.
+    pub snapshot: SharedSnapshot,
     running: Option<(CancellationToken, JoinHandle<logpipe_agent::Result<()>>)>,
 }
 
@@ -45,7 +49,7 @@ impl Harness {
         };
         config.validate().unwrap();
         let (tx, _rx) = mpsc::channel();
-        Self { dir, config, sink: MemorySink::new(tx), running: None }
+        Self { dir, config, sink: MemorySink::new(tx), snapshot: SharedSnapshot::default(), running: None }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -55,7 +59,8 @@ impl Harness {
     pub fn start(&mut self) {
         assert!(self.running.is_none());
         let (tx, rx) = mpsc::channel();
-        let tailer = Tailer::new(&self.config, self.sink.with_acks(tx), rx).unwrap();
+        let mut tailer = Tailer::new(&self.config, self.sink.with_acks(tx), rx).unwrap();
+        tailer.publish_to(self.snapshot.clone());
         let token = CancellationToken::new();
         let t = token.clone();
         self.running = Some((token, std::thread::spawn(move || tailer.run(&t))));
@@ -99,6 +104,11 @@ impl Harness {
             let got: std::collections::HashSet<String> = h.messages().into_iter().collect();
             lines.iter().all(|l| got.contains(l))
         });
+    }
+
+    /// The files of the last status snapshot.
+    pub fn files(&self) -> Vec<FileStatus> {
+        self.snapshot.lock().unwrap().files.clone()
     }
 
     pub fn registry_exists(&self) -> bool {
