@@ -89,6 +89,10 @@ pub fn client_config(input: &InputConfig) -> ClientConfig {
         .set("client.id", &input.client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
+        // librdkafka stops fetching a partition whose local queue is full and looks again only after
+        // this long (1 s by default); the indexer drains a full queue faster than that, and every
+        // refill cost a half-second stall.
+        .set("fetch.queue.backoff.ms", "20")
         .set(
             "auto.offset.reset",
             match input.auto_offset_reset {

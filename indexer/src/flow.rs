@@ -136,14 +136,17 @@ impl Flow {
         let d = &self.dispatcher;
         let (outputs, dead_letters, done, abandon) = (d.outputs.clone(), d.dead_letters.clone(), d.done.clone(), d.abandon.clone());
         let (processor, stats) = (self.processor.clone(), self.stats.clone());
+        let gathered = records.opened.map_or(Duration::ZERO, |t| t.elapsed());
         d.runtime.spawn(async move {
+            let started = Instant::now();
             let Ok(batch) = tokio::task::spawn_blocking(move || processor.build(id, records)).await else {
                 let _ = done.send(Completion::Abandoned);
                 return;
             };
+            let built = started.elapsed();
             stats.consumed(batch.records as u64, batch.dropped as u64);
             let batch = Arc::new(batch);
-            let settled = match outputs.deliver(batch.clone(), &abandon).await {
+            let delivered = match outputs.deliver(batch.clone(), &abandon).await {
                 Some(dead) if dead.is_empty() => true,
                 Some(dead) => match &dead_letters {
                     Some(topic) => topic.send(&batch, &dead, &abandon).await,
@@ -151,7 +154,8 @@ impl Flow {
                 },
                 None => false,
             };
-            let _ = done.send(if settled { Completion::Settled(id) } else { Completion::Abandoned });
+            tracing::debug!(batch = id, records = batch.records, ?gathered, ?built, total = ?started.elapsed(), settled = delivered, "batch done");
+            let _ = done.send(if delivered { Completion::Settled(id) } else { Completion::Abandoned });
         });
     }
 
