@@ -1,17 +1,15 @@
 //! The `logpipe` binary: parses the command line, loads config, and calls into the crates.
 
+mod appliance;
 mod pipeline;
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-use logpipe_agent::metrics::SharedSnapshot;
-use logpipe_broker::{BrokerConfig, Server};
-use logpipe_status::{AdminConfig, AdminServer, Sources};
+use appliance::run_pipeline;
+use logpipe_broker::BrokerConfig;
 use pipeline::Pipeline;
 
 /// jemalloc, for throughput and for safety against hostile frames: the `kafka-protocol` decoder
@@ -105,7 +103,7 @@ fn run(cli: Cli) -> Result<()> {
                     Some(path) => Pipeline::load(&path)?.broker.unwrap_or_default(),
                     None => BrokerConfig::default(),
                 };
-                run_broker(broker).await
+                run_pipeline(Pipeline { broker: Some(broker), ..Pipeline::default() }).await
             }
             Command::Gen(command) => {
                 logpipe_gen::run(command).await?;
@@ -120,131 +118,4 @@ fn run(cli: Cli) -> Result<()> {
             Command::Console(command) => Ok(logpipe_console::run(command).await?),
         }
     })
-}
-
-async fn run_broker(config: BrokerConfig) -> Result<()> {
-    run_pipeline(Pipeline { broker: Some(config), ..Pipeline::default() }).await
-}
-
-/// Starts the parts in dependency order (broker, indexer, agent) and stops them in reverse: the agent
-/// flushes and writes its registry while the broker is still there to acknowledge, and the indexer
-/// finishes its bulk requests and commits before the broker goes. A part that stops by itself (the
-/// agent at the end of stdin, the indexer on an error) stops the others the same way.
-async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
-    if pipeline.broker.is_none() && pipeline.agent.is_none() && pipeline.indexer.is_none() {
-        anyhow::bail!("the pipeline has no [broker], [agent] or [indexer] section: nothing to run");
-    }
-    let stop = CancellationToken::new();
-    tokio::spawn(stop_on_signal(stop.clone()));
-    let broker_stop = CancellationToken::new();
-    let broker = match pipeline.broker {
-        Some(config) => {
-            let log_dirs = config.log_dirs.clone();
-            let server = Server::bind(config)
-                .await
-                .with_context(|| format!("cannot start the broker on {}", log_dirs.display()))?;
-            // Scripts and tests read the bound address (port 0 picks one) from this first line of stdout.
-            for addr in server.local_addrs() {
-                println!("listening on {addr}");
-            }
-            std::io::stdout().flush()?;
-            let broker = server.broker().clone();
-            Some((tokio::spawn(server.run(broker_stop.clone())), broker))
-        }
-        None => None,
-    };
-    let mut sources = Sources { broker: broker.as_ref().map(|(_, b)| b.clone()), ..Sources::default() };
-    let indexer = pipeline.indexer.map(logpipe_indexer::Indexer::new).transpose()?;
-    sources.indexer = indexer.as_ref().map(|i| i.stats());
-    sources.agent = pipeline.agent.as_ref().map(|_| SharedSnapshot::default());
-    let admin_stop = CancellationToken::new();
-    serve_admin(pipeline.admin.unwrap_or_default(), sources.clone(), admin_stop.clone()).await?;
-
-    let indexer_stop = CancellationToken::new();
-    let mut indexer = match indexer {
-        Some(indexer) => {
-            let (stop, done) = (stop.clone(), indexer_stop.clone());
-            Some(tokio::spawn(async move {
-                let result = indexer.run(done).await;
-                stop.cancel();
-                result
-            }))
-        }
-        None => None,
-    };
-    let agent_stop = CancellationToken::new();
-    let mut agent = pipeline.agent.map(|config| {
-        let (stop, done, status) = (stop.clone(), agent_stop.clone(), sources.agent.clone());
-        tokio::spawn(async move {
-            let result = logpipe_agent::run_reporting(config, done, status).await;
-            stop.cancel();
-            result
-        })
-    });
-    stop.cancelled().await;
-
-    let mut first_error: Option<anyhow::Error> = None;
-    agent_stop.cancel();
-    if let Some(agent) = agent.take() {
-        if let Err(e) = agent.await.context("the agent task failed").and_then(|r| r.context("the agent stopped")) {
-            first_error.get_or_insert(e);
-        }
-    }
-    indexer_stop.cancel();
-    if let Some(indexer) = indexer.take() {
-        if let Err(e) = indexer.await.context("the indexer task failed").and_then(|r| r.context("the indexer stopped")) {
-            first_error.get_or_insert(e);
-        }
-    }
-    broker_stop.cancel();
-    if let Some((broker, _)) = broker {
-        if let Err(e) = broker.await.context("the broker task failed").and_then(|r| r.context("the broker stopped")) {
-            first_error.get_or_insert(e);
-        }
-    }
-    admin_stop.cancel();
-    first_error.map_or(Ok(()), Err)
-}
-
-/// Starts the admin endpoint. Its address is printed on stdout (`admin on http://ADDR`) after the
-/// broker's. An explicitly configured address that cannot be bound is an error; the default one (taken,
-/// say, by a second appliance on the host) only logs a warning.
-async fn serve_admin(config: AdminConfig, sources: Sources, stop: CancellationToken) -> Result<()> {
-    if !config.enabled {
-        return Ok(());
-    }
-    match AdminServer::bind(&config.address).await {
-        Ok(server) => {
-            println!("admin on http://{}", server.local_addr()?);
-            std::io::stdout().flush()?;
-            tokio::spawn(server.run(sources, stop));
-            Ok(())
-        }
-        Err(e) if config.address == AdminConfig::default().address => {
-            tracing::warn!("admin endpoint off: cannot listen on {}: {e}", config.address);
-            Ok(())
-        }
-        Err(e) => Err(e).with_context(|| format!("admin.address: cannot listen on {}", config.address)),
-    }
-}
-
-/// The first SIGINT/SIGTERM starts a clean shutdown; a second one exits at once, which is safe because
-/// recovery handles an unclean stop. A signal within a second of the first counts as the same request
-/// (a terminal's Ctrl-C reaches both a wrapper script and its child, and the script forwards it).
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    let first = std::time::Instant::now();
-    tracing::info!("stopping; send the signal again to exit at once");
-    shutdown.cancel();
-    loop {
-        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        if first.elapsed() >= std::time::Duration::from_secs(1) {
-            std::process::exit(130);
-        }
-    }
 }
