@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -124,31 +123,6 @@ class AgentProcess(ManagedProcess):
                                      f"\n{self.stderr_tail()}")
             time.sleep(0.05)
         return self
-
-    def kill9(self) -> None:
-        if self.proc is None:
-            return
-        self._expect_exit = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM (flush, wait for acks up to shutdown_timeout, write the registry) and wait."""
-        assert self.proc is not None
-        self._expect_exit = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(f"agent ignored SIGTERM for {timeout}s\n{self.stderr_tail()}")
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -225,44 +224,6 @@ class ApplianceProcess(ManagedProcess):
                 lines.append(raw.decode(errors="replace").rstrip("\r\n"))
         except (OSError, ValueError):
             pass
-
-    def check_running(self) -> None:
-        """Fail now, with the log, if the appliance exited without being asked to."""
-        rc = self.died_unexpectedly()
-        if rc is not None:
-            self._expect_exit = True  # reported here; teardown need not report it again
-            raise AssertionError(f"appliance exited by itself rc={rc}\n{self.stderr_tail()}")
-
-    def kill9(self) -> None:
-        """SIGKILL and reap: the crash case."""
-        if self.proc is None:
-            return
-        self._expect_exit = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def terminate(self) -> None:
-        """SIGTERM without waiting (the caller bounds the wait)."""
-        assert self.proc is not None
-        self._expect_exit = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout: float) -> int:
-        """SIGTERM and wait up to `timeout` s; return the exit code. Past the bound: kill -9 and fail."""
-        self.terminate()
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(f"appliance still running {timeout}s after SIGTERM\n{self.stderr_tail()}")
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
 
     # -- the admin endpoint -------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -131,7 +130,6 @@ class IndexerProcess(ManagedProcess):
     `kill9()` / `stop()` to restart it on the same config."""
 
     NAME = "indexer"
-    STOP_TIMEOUT = 60.0
 
     def __init__(self, binary: Path, workdir: Path, config_text: str, child_cmd: Callable,
                  mode: str = "indexer"):
@@ -192,51 +190,6 @@ class IndexerProcess(ManagedProcess):
             return self.stdout_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-    def check_running(self) -> None:
-        """Fail now, with the log, if the indexer exited without being asked to."""
-        rc = self.died_unexpectedly()
-        if rc is not None:
-            self._expect_exit = True  # reported here; teardown need not report it again
-            raise AssertionError(f"indexer exited by itself rc={rc}\n{self.stderr_tail()}")
-
-    def kill9(self) -> None:
-        """SIGKILL and reap: the crash case."""
-        if self.proc is None:
-            return
-        self._expect_exit = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self, timeout: Optional[float] = None) -> int:
-        """SIGTERM (flush in-flight bulk requests, commit) and wait. Returns the exit code."""
-        assert self.proc is not None
-        timeout = timeout or self.STOP_TIMEOUT
-        self._expect_exit = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(f"indexer ignored SIGTERM for {timeout}s\n{self.stderr_tail()}")
-
-    def wait_exit(self, timeout: float) -> int:
-        """Wait for an exit the test expects (e.g. a config the indexer must refuse)."""
-        assert self.proc is not None
-        self._expect_exit = True
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(f"indexer still running after {timeout}s\n{self.stderr_tail()}")
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
 
 class WaitTimeout(AssertionError):
     """`wait_running` ran out of time (as opposed to a process dying, which fails at once)."""

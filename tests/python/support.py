@@ -127,6 +127,68 @@ class ManagedProcess:
         tail = self.stderr_text().splitlines()[-lines:]
         return f"--- {self.NAME} stderr (last {len(tail)} lines of {self.stderr_path}) ---\n" + "\n".join(tail)
 
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    STOP_TIMEOUT = 60.0
+
+    def check_running(self) -> None:
+        """Fail now, with the log, if the process exited without being asked to."""
+        rc = self.died_unexpectedly()
+        if rc is not None:
+            self._expect_exit = True  # reported here; teardown need not report it again
+            raise AssertionError(f"{self.NAME} exited by itself rc={rc}\n{self.stderr_tail()}")
+
+    def kill9(self) -> None:
+        """SIGKILL and reap: the crash case. Nothing acknowledged may be lost."""
+        if self.proc is None:
+            return
+        self._expect_exit = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=self.STOP_TIMEOUT)
+        self._exited()
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting (the caller bounds the wait)."""
+        assert self.proc is not None
+        self._expect_exit = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: Optional[float] = None) -> int:
+        """SIGTERM (the clean shutdown) and wait up to `timeout` s (STOP_TIMEOUT by default); return the
+        exit code. Past the bound: kill -9 and fail."""
+        self.terminate()
+        assert self.proc is not None
+        timeout = timeout or self.STOP_TIMEOUT
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise AssertionError(f"{self.NAME} still running {timeout}s after SIGTERM\n{self.stderr_tail()}")
+        self._exited()
+        return rc
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for an exit the test expects (e.g. a config the process must refuse)."""
+        assert self.proc is not None
+        self._expect_exit = True
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise AssertionError(f"{self.NAME} still running after {timeout}s\n{self.stderr_tail()}")
+
+    def close(self) -> None:
+        """Teardown: always leave no process behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=self.STOP_TIMEOUT)
+        self._exited()
+
+    def _exited(self) -> None:
+        """Hook after the process is reaped (e.g. closing pipes)."""
+
 
 class Broker(ManagedProcess):
     """One `logpipe broker -c FILE` process with its own temp log dir.
@@ -243,30 +305,6 @@ class Broker(ManagedProcess):
         except (OSError, ValueError):
             pass
 
-    def kill9(self) -> None:
-        """SIGKILL and reap: the crash case. Nothing acknowledged may be lost."""
-        if self.proc is None:
-            return
-        self._expect_exit = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=self.STOP_TIMEOUT)
-        self._close_pipes()
-
-    def stop(self) -> int:
-        """SIGTERM and wait: the clean shutdown. Returns the exit code."""
-        assert self.proc is not None
-        self._expect_exit = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=self.STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(f"broker ignored SIGTERM for {self.STOP_TIMEOUT}s\n{self.stderr_tail()}")
-        self._close_pipes()
-        return rc
-
     def restart(self) -> "Broker":
         """Start again on the same log dir; same port if it can still be bound, else a new one."""
         if self.alive():
@@ -281,11 +319,7 @@ class Broker(ManagedProcess):
             # since tests recreate their clients after a restart.
             return self.start(port=0)
 
-    def close(self) -> None:
-        """Teardown: always leave no process behind."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=self.STOP_TIMEOUT)
+    def _exited(self) -> None:
         self._close_pipes()
 
     def _close_pipes(self) -> None:
