@@ -11,7 +11,7 @@ import pytest
 
 from es_standin import EsStandin
 from indexer_support import IndexerProcess
-from support import REPO, Broker, Cli, child_cmd
+from support import REPO, Broker, Cli, child_cmd, close_and_report
 from members import MemberPool
 
 
@@ -46,19 +46,7 @@ def broker_factory(logpipe_bin, tmp_path, request):
 
     yield make
 
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    problems = []
-    for b in brokers:
-        rc = b.died_unexpectedly()
-        b.close()
-        if rc is not None:
-            problems.append(f"broker {b.workdir.name} exited by itself with rc={rc}\n{b.stderr_tail()}")
-        elif "panicked at" in b.stderr_text():
-            problems.append(f"broker {b.workdir.name} panicked\n{b.stderr_tail()}")
-        elif failed:
-            print(b.stderr_tail())
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    close_and_report(brokers, request, "broker", tail=60)
 
 
 @pytest.fixture
@@ -107,19 +95,7 @@ def indexer_factory(logpipe_bin, tmp_path, request):
 
     yield make
 
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    problems = []
-    for p in made:
-        rc = p.died_unexpectedly()
-        p.close()
-        if rc is not None:
-            problems.append(f"indexer {p.workdir.name} exited by itself rc={rc}\n{p.stderr_tail()}")
-        elif "panicked at" in p.stderr_text():
-            problems.append(f"indexer {p.workdir.name} panicked\n{p.stderr_tail()}")
-        elif failed:
-            print(p.stderr_tail(100))
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    close_and_report(made, request, "indexer")
 
 
 @pytest.fixture
@@ -139,19 +115,7 @@ def appliance_factory(logpipe_bin, tmp_path, request):
 
     yield make
 
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    problems = []
-    for a in made:
-        rc = a.died_unexpectedly()
-        a.close()
-        if rc is not None:
-            problems.append(f"appliance {a.workdir.name} exited by itself rc={rc}\n{a.stderr_tail()}")
-        elif "panicked at" in a.stderr_text():
-            problems.append(f"appliance {a.workdir.name} panicked\n{a.stderr_tail()}")
-        elif failed:
-            print(a.stderr_tail(100))
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    close_and_report(made, request, "appliance")
 
 
 @pytest.fixture

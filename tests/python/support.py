@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, TypeVar
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -88,6 +89,24 @@ def toml_value(v) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def close_and_report(processes, request, label: str, tail: int = 100) -> None:
+    """Teardown for test-managed processes: kill every one; fail the test if one exited by itself or
+    panicked; print each one's stderr tail if the test failed."""
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    problems = []
+    for p in processes:
+        rc = p.died_unexpectedly()
+        p.close()
+        if rc is not None:
+            problems.append(f"{label} {p.workdir.name} exited by itself rc={rc}\n{p.stderr_tail()}")
+        elif "panicked at" in p.stderr_text():
+            problems.append(f"{label} {p.workdir.name} panicked\n{p.stderr_tail()}")
+        elif failed:
+            print(p.stderr_tail(tail))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 class BrokerStartError(RuntimeError):

@@ -20,7 +20,7 @@ import pytest
 
 from agent_support import (AgentProcess, DiskTruth, TopicCollector, Writer, agent_toml,
                            append_lines, check_delivery, exec_input, file_input, load_registry, make_line)
-from support import child_cmd, create_topic, unique, wait_until
+from support import child_cmd, close_and_report, create_topic, unique, wait_until
 
 SCALE = float(os.environ.get("LOGPIPE_AGENT_SCALE", "1.0"))
 
@@ -43,19 +43,7 @@ def agent_factory(logpipe_bin, tmp_path, request):
 
     yield make
 
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    problems = []
-    for a in agents:
-        rc = a.died_unexpectedly()
-        a.close()
-        if rc is not None:
-            problems.append(f"agent {a.workdir.name} exited by itself rc={rc}\n{a.stderr_tail()}")
-        elif "panicked at" in a.stderr_text():
-            problems.append(f"agent {a.workdir.name} panicked\n{a.stderr_tail()}")
-        elif failed:
-            print(a.stderr_tail(100))
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    close_and_report(agents, request, "agent")
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from indexer_support import (DAY, NGINX_FILTERS, NGINX_ROUTES, commit_offsets, c
                              fast_producer_conf, get, id_counts, indexer_toml, ndjson_dir_size,
                              new_run, produce_values, read_ndjson_dir, wait_committed_to_end,
                              wait_running, WaitTimeout)
-from support import Cli, child_cmd, create_topic, read_topic, topic_partitions, unique
+from support import Cli, child_cmd, close_and_report, create_topic, read_topic, topic_partitions, unique
 
 pytestmark = pytest.mark.indexer
 
@@ -73,19 +73,7 @@ def agents(logpipe_bin, tmp_path, request):
         return a.start()
 
     yield make
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    problems = []
-    for a in made:
-        rc = a.died_unexpectedly()
-        a.close()
-        if rc is not None:
-            problems.append(f"agent {a.workdir.name} exited by itself rc={rc}\n{a.stderr_tail()}")
-        elif "panicked at" in a.stderr_text():
-            problems.append(f"agent {a.workdir.name} panicked\n{a.stderr_tail()}")
-        elif failed:
-            print(a.stderr_tail(60))
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    close_and_report(made, request, "agent", tail=60)
 
 
 def new_topic(broker, prefix: str, partitions: int) -> str:
