@@ -12,6 +12,9 @@ use rdkafka::message::Message;
 use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 
+mod common;
+use common::{holds, poll_until};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_arrive_in_kafka_with_the_envelope() {
     let dir = tempfile::tempdir().unwrap();
@@ -80,22 +83,22 @@ async fn lines_arrive_in_kafka_with_the_envelope() {
 
     // The registry reaches the end of both files once acknowledged.
     let registry = config.registry.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done = std::fs::read(&registry).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).is_some_and(|r| {
-            let entries = r["entries"].as_array().cloned().unwrap_or_default();
-            entries.len() == 2
-                && entries.iter().all(|e| {
-                    let size = std::fs::metadata(e["path"].as_str().unwrap()).unwrap().len();
-                    e["offset"].as_u64() == Some(size)
-                })
-        });
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "registry never reached the end of the files");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::task::spawn_blocking(move || {
+        poll_until("the registry to reach the end of both files", Duration::from_secs(30), || {
+            let registry = std::fs::read(&registry).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            let at_end = registry.as_ref().is_some_and(|r| {
+                let entries = r["entries"].as_array().cloned().unwrap_or_default();
+                entries.len() == 2
+                    && entries.iter().all(|e| {
+                        let size = std::fs::metadata(e["path"].as_str().unwrap()).unwrap().len();
+                        e["offset"].as_u64() == Some(size)
+                    })
+            });
+            holds(at_end, || format!("registry {registry:?}"))
+        })
+    })
+    .await
+    .unwrap();
 
     agent_token.cancel();
     agent.await.unwrap().unwrap();
@@ -114,16 +117,13 @@ fn consume(addr: &str, topic: &str, want: usize) -> Vec<serde_json::Value> {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     // Wait for the topic (auto-created by the agent's first produce) before assigning.
-    let partitions = loop {
-        if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
-            let n = md.topics().first().map_or(0, |t| t.partitions().len());
-            if n > 0 && md.topics()[0].error().is_none() {
-                break n;
-            }
+    let partitions = poll_until(&format!("topic {topic}"), Duration::from_secs(60), || {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        match md.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
+            t => Err(format!("metadata {:?}", t.map(|t| t.error()))),
         }
-        assert!(Instant::now() < deadline, "topic {topic} never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();

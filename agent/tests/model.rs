@@ -109,21 +109,13 @@ fn run_model(seed: u64, fs_events: bool) {
     if !running {
         h.start();
     }
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
+    poll_until("every written line", DEADLINE, || {
         let got: std::collections::HashSet<String> = h.messages().into_iter().collect();
         let missing: Vec<&String> = written.iter().filter(|l| !got.contains(*l)).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "seed {seed}: {} lines never arrived, e.g. {:?}; ops {trace:?}",
-            missing.len(),
-            &missing[..missing.len().min(3)]
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        holds(missing.is_empty(), || {
+            format!("seed {seed}: {} lines never arrived, e.g. {:?}; ops {trace:?}", missing.len(), &missing[..missing.len().min(3)])
+        })
+    });
     h.stop();
 
     let mut ids: HashMap<String, String> = HashMap::new();

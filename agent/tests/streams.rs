@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use logpipe_agent::config::{AgentConfig, InputConfig, InputType, MultilineConfig};
 use logpipe_agent::metrics::{MetricsServer, SharedSnapshot};
@@ -12,7 +12,8 @@ use logpipe_agent::{MemorySink, Tailer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod common;
+use common::{holds, poll_until, DEADLINE};
 
 fn config(dir: &Path, input: InputConfig) -> AgentConfig {
     let config = AgentConfig {
@@ -36,11 +37,7 @@ fn messages(sink: &MemorySink) -> Vec<String> {
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    poll_until(what, DEADLINE, || holds(cond(), String::new));
 }
 
 fn start(tailer: Tailer<MemorySink>) -> (CancellationToken, JoinHandle<logpipe_agent::Result<()>>) {
@@ -228,15 +225,14 @@ async fn metrics_endpoint_reports_per_file_and_stream_figures() {
         "logpipe_agent_events_acked_total 102".to_string(),
     ];
     let text = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
+        poll_until(&format!("metrics showing {want:?}"), DEADLINE, || {
             let last = http_get(addr, "/metrics");
             if want.iter().all(|w| last.contains(w.as_str())) {
-                return last;
+                Ok(last)
+            } else {
+                Err(format!("last:\n{last}"))
             }
-            assert!(Instant::now() < deadline, "metrics never showed {want:?}; last:\n{last}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     })
     .await
     .unwrap();

@@ -208,17 +208,18 @@ fn inode_reuse_reads_the_new_file_from_zero() {
     assert_exactly_once(&h, &[old, new].concat());
 }
 
-#[test]
-fn truncation_while_down_reads_from_zero() {
+/// Ships `before` lines, truncates the file while the agent is down, writes `after` lines named
+/// `prefix`, and checks every line arrived exactly once.
+fn truncation_while_down(before: usize, prefix: &str, after: usize) {
     let mut h = Harness::new("*.log", |_| {});
     let a = h.path("a.log");
-    let old = lines("old", 0..100);
+    let old = lines("old", 0..before);
     append(&a, &old);
     h.start();
     h.wait_for_lines(&old);
     h.stop();
     fs::OpenOptions::new().write(true).open(&a).unwrap().set_len(0).unwrap();
-    let new = lines("new", 0..10);
+    let new = lines(prefix, 0..after);
     append(&a, &new);
     h.start();
     h.wait_for_lines(&new);
@@ -227,21 +228,13 @@ fn truncation_while_down_reads_from_zero() {
 }
 
 #[test]
+fn truncation_while_down_reads_from_zero() {
+    truncation_while_down(100, "new", 10);
+}
+
+#[test]
 fn truncation_while_down_to_a_larger_file_is_noticed_by_its_first_bytes() {
-    let mut h = Harness::new("*.log", |_| {});
-    let a = h.path("a.log");
-    let old = lines("old", 0..50);
-    append(&a, &old);
-    h.start();
-    h.wait_for_lines(&old);
-    h.stop();
-    fs::OpenOptions::new().write(true).open(&a).unwrap().set_len(0).unwrap();
-    let new = lines("replacement", 0..200);
-    append(&a, &new);
-    h.start();
-    h.wait_for_lines(&new);
-    h.stop();
-    assert_exactly_once(&h, &[old, new].concat());
+    truncation_while_down(50, "replacement", 200);
 }
 
 #[test]

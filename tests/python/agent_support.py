@@ -20,12 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from support import ManagedProcess
+from support import ManagedProcess, wait_until
 
 HERE = Path(__file__).resolve().parent
 LINE_RE = re.compile(r"^(\d{9}) ")
@@ -113,15 +113,8 @@ class AgentProcess(ManagedProcess):
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env, cwd=self.workdir)
         self.starts += 1
         self._expect_exit = False
-        deadline = time.monotonic() + self.START_TIMEOUT
-        while "agent started" not in self.stderr_text()[before:]:
-            if self.proc.poll() is not None:
-                self._expect_exit = True
-                raise AssertionError(f"agent exited rc={self.proc.returncode} at start\n{self.stderr_tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"agent did not log 'agent started' within {self.START_TIMEOUT}s"
-                                     f"\n{self.stderr_tail()}")
-            time.sleep(0.05)
+        wait_until(lambda: "agent started" in self.stderr_text()[before:], self.START_TIMEOUT,
+                   "the agent to log 'agent started'", procs=[self])
         return self
 
     def cpu_seconds(self) -> float:
@@ -188,7 +181,6 @@ def writer_main(args: dict) -> dict:
         return d / (f"{Path(name).stem}-{gen:03d}.log" if mode == "files" else name)
 
     fd = open_live(live_path())
-    lock = threading.Lock()
     stop = threading.Event()
 
     def copytruncate_loop():

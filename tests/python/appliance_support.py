@@ -21,7 +21,6 @@ import re
 import socket
 import subprocess
 import threading
-import time
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from support import HOST, ManagedProcess
+from support import HOST, ManagedProcess, wait_until
 
 ADMIN_RE = re.compile(r"^admin on http://(?P<addr>[^\s/]+)\s*$")
 LISTENING_RE = re.compile(r"^listening on (?P<addr>\S+)\s*$")
@@ -153,10 +152,6 @@ index = "nginx_error-%{{+YYYY.MM.dd}}"
 # The appliance process
 
 
-class StartError(AssertionError):
-    pass
-
-
 class ApplianceProcess(ManagedProcess):
     """One `logpipe run PIPELINE` process. `start()` may be called again after `kill9()` / `stop()`
     (same pipeline file, same data, same broker port). Stderr of every run is appended to
@@ -197,19 +192,9 @@ class ApplianceProcess(ManagedProcess):
         lines: list[str] = []
         self._stdout = lines
         threading.Thread(target=self._drain, args=(self.proc, lines), daemon=True).start()
-        deadline = time.monotonic() + self.START_TIMEOUT
-        while True:
-            admin = next((m for m in map(ADMIN_RE.match, list(lines)) if m), None)
-            if admin:
-                break
-            if self.proc.poll() is not None:
-                self._expect_exit = True
-                raise StartError(f"appliance exited rc={self.proc.returncode} at start; stdout {lines}\n"
-                                 f"{self.stderr_tail()}")
-            if time.monotonic() > deadline:
-                raise StartError(f"appliance printed no 'admin on' line within {self.START_TIMEOUT}s; "
-                                 f"stdout {lines}\n{self.stderr_tail()}")
-            time.sleep(0.02)
+        admin = wait_until(lambda: next((m for m in map(ADMIN_RE.match, list(lines)) if m), None),
+                           self.START_TIMEOUT, lambda: f"an 'admin on' line on stdout (have {lines})",
+                           interval=0.02, procs=[self])
         listening = next((m for m in map(LISTENING_RE.match, lines) if m), None)
         assert listening, f"no 'listening on' line before the admin line: {lines}"
         assert lines.index(listening.string) < lines.index(admin.string), f"stdout order: {lines}"
@@ -247,30 +232,6 @@ def drained(status: dict, group_id: str) -> bool:
     groups = [g for g in status.get("groups") or [] if g.get("group_id") == group_id]
     return (bool(files) and all(f["bytes_behind"] == 0 for f in files)
             and bool(groups) and groups[0]["lag"] == 0 and bool(groups[0]["partitions"]))
-
-
-def wait_for(appliances: Sequence[ApplianceProcess], cond: Callable, timeout: float, what,
-             interval: float = 0.1):
-    """Poll `cond` until it returns something truthy and return that (like support.wait_until), but
-    fail at once, with the log, if an appliance exits by itself. `what` may be a callable, evaluated
-    only for the failure message."""
-    deadline = time.monotonic() + timeout
-    last_exc: Optional[BaseException] = None
-    while True:
-        for a in appliances:
-            a.check_running()
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # keep polling; report the last failure on timeout
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            detail = what() if callable(what) else what
-            err = f" (last error: {last_exc!r})" if last_exc else ""
-            tails = "\n".join(a.stderr_tail(40) for a in appliances)
-            raise AssertionError(f"timed out after {timeout}s waiting for {detail}{err}\n{tails}")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,6 +337,6 @@ def counter_diff(got: dict, want: dict) -> dict:
 
 
 __all__ = [
-    "ApplianceProcess", "Generator", "Stored", "StartError", "counter_diff", "day_of", "drained",
-    "expected_indices", "free_port", "nginx_pipeline", "port_taken", "summarize", "wait_for",
+    "ApplianceProcess", "Generator", "Stored", "counter_diff", "day_of", "drained",
+    "expected_indices", "free_port", "nginx_pipeline", "port_taken", "summarize",
 ]

@@ -34,7 +34,7 @@ thousands of documents stay cheap). `count()`, `indices()`, `all_ids()`, `source
 (`created_total`, `conflicts_total`, `rejected_total`, `requests_total`, `bulk_requests_total`,
 `bulk_items_total`, `failed_requests_total`, `dropped_total`) read a consistent snapshot.
 
-Run alone for manual poking: `python es_standin.py` (prints its URL, then its stats every 5 s).
+Run alone for manual poking: `python es_standin.py` (prints its URL; Ctrl-C prints its stats and stops).
 """
 
 from __future__ import annotations
@@ -912,9 +912,8 @@ if __name__ == "__main__":
     es = EsStandin()
     print(f"es stand-in on {es.url}", flush=True)
     try:
-        while True:
-            time.sleep(5)
-            print(json.dumps(es.stats()), flush=True)
+        threading.Event().wait()
     except KeyboardInterrupt:
+        print(json.dumps(es.stats()), flush=True)
         es.close()
         sys.exit(0)

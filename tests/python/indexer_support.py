@@ -168,12 +168,7 @@ class IndexerProcess(ManagedProcess):
         self.starts += 1
         self._expect_exit = False
         if wait_for is not None:
-            deadline = time.monotonic() + timeout
-            while wait_for not in self.run_stderr():
-                self.check_running()
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"indexer did not log {wait_for!r} within {timeout}s\n{self.stderr_tail()}")
-                time.sleep(0.05)
+            wait_until(lambda: wait_for in self.run_stderr(), timeout, f"the indexer to log {wait_for!r}", procs=[self])
         return self
 
     def run_stderr(self) -> str:
@@ -190,37 +185,6 @@ class IndexerProcess(ManagedProcess):
             return self.stdout_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-class WaitTimeout(AssertionError):
-    """`wait_running` ran out of time (as opposed to a process dying, which fails at once)."""
-
-
-def wait_running(procs: Sequence[ManagedProcess], cond: Callable, timeout: float, what,
-                 interval: float = 0.1):
-    """Poll `cond` until it returns something truthy and return that, like `wait_until`, but fail at
-    once (with the log) if one of `procs` exits by itself. `what` may be a callable, evaluated only
-    for the failure message."""
-    deadline = time.monotonic() + timeout
-    last_exc: Optional[BaseException] = None
-    while True:
-        for p in procs:
-            if isinstance(p, IndexerProcess):
-                p.check_running()
-            else:
-                rc = p.died_unexpectedly()
-                assert rc is None, f"{p.NAME} exited by itself rc={rc}\n{p.stderr_tail()}"
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # keep polling; report the last failure on timeout
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            detail = what() if callable(what) else what
-            err = f" (last error: {last_exc!r})" if last_exc else ""
-            tails = "\n".join(p.stderr_tail(30) for p in procs)
-            raise WaitTimeout(f"timed out after {timeout}s waiting for {detail}{err}\n{tails}")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,9 +316,9 @@ def wait_committed_to_end(procs: Sequence[ManagedProcess], bootstrap: str, group
         last["c"] = committed_offsets(bootstrap, group, topic, partitions)
         return last["c"] == end
 
-    wait_running(procs, done, timeout,
-                 lambda: f"group {group} to commit {end} on {topic} (last seen {last.get('c')})",
-                 interval=0.25)
+    wait_until(done, timeout,
+               lambda: f"group {group} to commit {end} on {topic} (last seen {last.get('c')})",
+               interval=0.25, procs=procs)
     return end
 
 

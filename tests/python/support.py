@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, TypeVar
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -40,11 +40,17 @@ T = TypeVar("T")
 # Polling
 
 
-def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Call `cond` until it returns something truthy; return that. Raise after `timeout` s."""
+def wait_until(cond: Callable[[], T], timeout: float, what, interval: float = 0.05,
+               procs: Sequence["ManagedProcess"] = ()) -> T:
+    """Call `cond` until it returns something truthy; return that. Raise TimeoutError after `timeout`
+    s. Every turn, each of `procs` is checked first: one that exited by itself fails at once, with its
+    log (and the tails of all their logs go with a timeout). `what` may be a callable, evaluated only
+    for the failure message. The one place tests wait for a condition."""
     deadline = time.monotonic() + timeout
     last_exc: Optional[BaseException] = None
     while True:
+        for p in procs:
+            p.check_running()
         try:
             value = cond()
             if value:
@@ -52,8 +58,10 @@ def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float
         except Exception as exc:  # keep polling; report the last failure on timeout
             last_exc = exc
         if time.monotonic() >= deadline:
-            detail = f" (last error: {last_exc!r})" if last_exc else ""
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}")
+            detail = what() if callable(what) else what
+            err = f" (last error: {last_exc!r})" if last_exc else ""
+            tails = "".join("\n" + p.stderr_tail(40) for p in procs)
+            raise TimeoutError(f"timed out after {timeout}s waiting for {detail}{err}{tails}")
         time.sleep(interval)
 
 

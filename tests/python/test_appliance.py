@@ -39,9 +39,8 @@ from appliance_support import (
     nginx_pipeline,
     port_taken,
     summarize,
-    wait_for,
 )
-from support import HOST, REPO
+from support import HOST, REPO, wait_until
 
 pytestmark = pytest.mark.appliance
 
@@ -141,14 +140,13 @@ def test_quickstart_from_a_fresh_clone(logpipe_bin, tmp_path, stop_with):
                                 start_new_session=True)
     children: set[int] = set()
     try:
-        deadline = started + QUICKSTART_DEADLINE
-        indexed = 0
-        while indexed == 0:
+        def indexed_lines() -> int:
             assert proc.poll() is None, f"{command} exited rc={proc.returncode} before indexing\n{tail()}"
-            assert time.monotonic() < deadline, \
-                f"no line in {indices}/nginx_access-*.ndjson {QUICKSTART_DEADLINE:.0f} s after {command}\n{tail()}"
-            indexed = ndjson_lines(indices.glob("nginx_access-*.ndjson"))
-            time.sleep(0.1)
+            return ndjson_lines(indices.glob("nginx_access-*.ndjson"))
+
+        indexed = wait_until(indexed_lines, started + QUICKSTART_DEADLINE - time.monotonic(),
+                             lambda: f"a line in {indices}/nginx_access-*.ndjson after {command}\n{tail()}",
+                             interval=0.1)
         print(f"quickstart: {indexed} access documents after {time.monotonic() - started:.1f} s")
         children = descendants(proc.pid)
         assert children, "the quickstart script has no child processes"
@@ -205,12 +203,14 @@ def test_kill9_five_times_under_load(appliance_factory, es_standin, nginx_gen, t
                     "--rotate-every", "5", "--keep", "20", "--start", rfc3339(START), "--step-ms", str(STEP_MS),
                     "--seed", str(seed))
     t0 = time.monotonic()
-    planned = sorted(rnd.uniform(1.0, LINES / RATE - 2.0) for _ in range(KILLS))
+    # Random moments, chosen as random amounts of progress: each kill comes once the stand-in holds a
+    # planned number of documents, and at least 2 % more than at the kill before.
+    planned = sorted(rnd.randrange(LINES // 50, LINES * 85 // 100) for _ in range(KILLS))
     kills = []
-    for at in planned:
-        # Pacing to a planned moment, not waiting for a condition.
-        time.sleep(max(0.0, t0 + at - time.monotonic()))
-        app.check_running()
+    for documents in planned:
+        target = max(documents, es_standin.count() + LINES // 50)
+        wait_until(lambda: es_standin.count() >= target, 300,
+                   lambda: f"{target} documents before the next kill, have {es_standin.count()}", procs=[app])
         app.kill9()
         kills.append(round(time.monotonic() - t0, 1))
         app.start()
@@ -220,13 +220,13 @@ def test_kill9_five_times_under_load(appliance_factory, es_standin, nginx_gen, t
     print(f"kills at {kills} s; generator done after {written_at:.1f} s: {summary}")
 
     want = expected_indices(summary)
-    wait_for([app], lambda: es_standin.count() >= LINES, 600,
-             lambda: f"{LINES} documents in the stand-in, have {es_standin.count()}: {es_standin.stats()}",
-             interval=0.5)
+    wait_until(lambda: es_standin.count() >= LINES, 600,
+               lambda: f"{LINES} documents in the stand-in, have {es_standin.count()}: {es_standin.stats()}",
+               interval=0.5, procs=[app])
     indexed_at = time.monotonic() - t0
     # Nothing left in flight that could still add a document.
-    wait_for([app], lambda: drained(app.status(), GROUP), 120,
-             lambda: f"the appliance to drain: {app.status()}", interval=0.5)
+    wait_until(lambda: drained(app.status(), GROUP), 120,
+               lambda: f"the appliance to drain: {app.status()}", interval=0.5, procs=[app])
     stats = es_standin.stats()
     print(f"all {LINES} indexed after {indexed_at:.1f} s; stand-in: {stats}")
 
@@ -257,9 +257,9 @@ def start_with_lines(appliance_factory, es, nginx_gen, tmp_path, lines: int, sta
     app.start()
     summary = nginx_gen(logs, tmp_path / "summary1.json", "--rate", "0", "--lines", str(lines),
                         "--start", rfc3339(start), "--step-ms", "10", "--seed", "1").wait(timeout=60)
-    wait_for([app], lambda: es.count() >= lines and drained(app.status(), GROUP), 120,
-             lambda: f"{lines} documents indexed and nothing in flight: stand-in {es.stats()}, "
-                     f"status {app.status()}")
+    wait_until(lambda: es.count() >= lines and drained(app.status(), GROUP), 120,
+               lambda: f"{lines} documents indexed and nothing in flight: stand-in {es.stats()}, "
+                       f"status {app.status()}", procs=[app])
     return app, logs, summary
 
 
@@ -277,8 +277,8 @@ def test_graceful_stop_resends_nothing(appliance_factory, es_standin, nginx_gen,
     if load == "writing":
         more = nginx_gen(logs, tmp_path / "summary2.json", "--rate", "2000", "--lines", "20000",
                          "--start", rfc3339(day2), "--step-ms", "10", "--seed", "2")
-        wait_for([app], lambda: es_standin.count("nginx_access-2026.11.22") > 0, 60,
-                 "the second generator's lines to reach the stand-in")
+        wait_until(lambda: es_standin.count("nginx_access-2026.11.22") > 0, 60,
+                   "the second generator's lines to reach the stand-in", procs=[app])
     sent_before_stop = es_standin.stats()["bulk_items"]
     stopping = time.monotonic()
     rc = app.stop(timeout=STOP_BOUND)
@@ -296,9 +296,9 @@ def test_graceful_stop_resends_nothing(appliance_factory, es_standin, nginx_gen,
     total = first["total"] + second["total"]
     want = {**expected_indices(first), **expected_indices(second)}
     assert len(want) == len(expected_indices(first)) + len(expected_indices(second)), "the days must differ"
-    wait_for([app], lambda: es_standin.count() >= total and drained(app.status(), GROUP), 120,
-             lambda: f"{total} documents and nothing in flight: stand-in {es_standin.stats()}, "
-                     f"status {app.status()}")
+    wait_until(lambda: es_standin.count() >= total and drained(app.status(), GROUP), 120,
+               lambda: f"{total} documents and nothing in flight: stand-in {es_standin.stats()}, "
+                       f"status {app.status()}", procs=[app])
     stats = es_standin.stats()
     print(f"{load}: {sent_before_stop} items sent before SIGTERM, {after_stop['bulk_items']} by exit; "
           f"after the restart: {stats}")
@@ -325,8 +325,9 @@ def test_status_shows_files_topic_group_and_indices(appliance_factory, es_standi
     def indexer_counts():
         ix = app.status()["indexer"]
         return {i["index"]: i["indexed"] for i in ix["indices"]}
-    wait_for([app], lambda: indexer_counts() == stand_in_counts(es_standin) == want, 30,
-             lambda: f"/status counts {indexer_counts()} == stand-in {stand_in_counts(es_standin)} == {want}")
+    wait_until(lambda: indexer_counts() == stand_in_counts(es_standin) == want, 30,
+               lambda: f"/status counts {indexer_counts()} == stand-in {stand_in_counts(es_standin)} == {want}",
+               procs=[app])
     status = app.status()
     assert sorted(Path(f["path"]).name for f in status["files"]) == ["access.log", "error.log"], status["files"]
     assert all(Path(f["path"]).parent == logs for f in status["files"]), status["files"]

@@ -35,9 +35,9 @@ from agent_support import AgentProcess, agent_toml, file_input
 from indexer_support import (DAY, NGINX_FILTERS, NGINX_ROUTES, commit_offsets, committed_offsets,
                              committed_total, envelope, es_output, event_id,
                              fast_producer_conf, get, id_counts, indexer_toml, ndjson_dir_size,
-                             new_run, produce_values, read_ndjson_dir, wait_committed_to_end,
-                             wait_running, WaitTimeout)
-from support import Cli, child_cmd, close_and_report, create_topic, read_topic, topic_partitions, unique
+                             new_run, produce_values, read_ndjson_dir, wait_committed_to_end)
+from support import (Cli, child_cmd, close_and_report, create_topic, read_topic, topic_partitions, unique,
+                     wait_until)
 
 pytestmark = pytest.mark.indexer
 
@@ -152,9 +152,9 @@ def test_nginx_pipeline_agent_to_daily_indices(broker, agents, indexer_factory, 
                                              file_input([str(error)], tags=["error"])])
     indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, filters=NGINX_FILTERS,
                                            routes=NGINX_ROUTES, elasticsearch=es_output(es.url)))
-    wait_running([indexer, agent],
-                 lambda: es.count("nginx_access-*") >= len(ACCESS) and es.count("nginx_error-*") >= len(ERRORS),
-                 90, lambda: f"{len(ACCESS)} access and {len(ERRORS)} error documents; have {es.stats()['indices']}")
+    wait_until(lambda: es.count("nginx_access-*") >= len(ACCESS) and es.count("nginx_error-*") >= len(ERRORS),
+               90, lambda: f"{len(ACCESS)} access and {len(ERRORS)} error documents; have {es.stats()['indices']}",
+               procs=[indexer, agent])
     wait_committed_to_end([indexer, agent], broker.bootstrap, group, topic, [0], timeout=60)
     assert indexer.stop() == 0, indexer.stderr_tail()
     assert agent.stop() == 0
@@ -232,13 +232,13 @@ def test_exactly_once_across_kill9_and_replay(broker, indexer_factory, es_standi
     t1 = time.monotonic()
     for th in thresholds:
         target = max(th, es.count(index) + min_step)
-        wait_running([indexer], lambda: es.count(index) >= target, 180,
-                     lambda: f"{target} documents before the next kill (have {es.count(index)})")
+        wait_until(lambda: es.count(index) >= target, 180,
+                   lambda: f"{target} documents before the next kill (have {es.count(index)})", procs=[indexer])
         indexer.kill9()
         kill_counts.append(es.count(index))
         indexer.start()
-    wait_running([indexer], lambda: es.count(index) >= n, 300,
-                 lambda: f"{n} documents (have {es.count(index)})", interval=0.25)
+    wait_until(lambda: es.count(index) >= n, 300,
+               lambda: f"{n} documents (have {es.count(index)})", interval=0.25, procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=120)
     index_s = time.monotonic() - t1
 
@@ -257,9 +257,9 @@ def test_exactly_once_across_kill9_and_replay(broker, indexer_factory, es_standi
     assert committed_offsets(broker.bootstrap, group, topic, range(parts)) == {p: 0 for p in range(parts)}
     created_before, conflicts_before = es.created_total, es.conflicts_total
     indexer.start()
-    wait_running([indexer], lambda: es.conflicts_total - conflicts_before >= n, 300,
-                 lambda: f"{n} conflicts from the replay (have {es.conflicts_total - conflicts_before})",
-                 interval=0.25)
+    wait_until(lambda: es.conflicts_total - conflicts_before >= n, 300,
+               lambda: f"{n} conflicts from the replay (have {es.conflicts_total - conflicts_before})",
+               interval=0.25, procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=120)
     assert indexer.stop() == 0, indexer.stderr_tail()
     assert es.created_total == created_before, "a replay created documents"
@@ -289,7 +289,7 @@ def test_es_outage_pauses_commits_and_resumes(broker, indexer_factory, es_standi
 
     indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, default_index="outage-%{+YYYY.MM.dd}",
                                            elasticsearch=es_output(es.url)))
-    wait_running([indexer], lambda: es.count(index) >= 1, 60, "the first documents")
+    wait_until(lambda: es.count(index) >= 1, 60, "the first documents", procs=[indexer])
 
     start = time.monotonic()
     end = start + OUTAGE_S
@@ -345,8 +345,8 @@ def test_es_outage_pauses_commits_and_resumes(broker, indexer_factory, es_standi
     dropped = 3
     es.drop_connections(dropped, apply=True)
     n = produced["n"]
-    wait_running([indexer], lambda: es.count(index) >= n, 180, lambda: f"{n} documents (have {es.count(index)})",
-                 interval=0.25)
+    wait_until(lambda: es.count(index) >= n, 180, lambda: f"{n} documents (have {es.count(index)})",
+               interval=0.25, procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=120)
     assert es.dropped_total == dropped
     assert set(es.all_ids()) == {event_id(run, i) for i in range(n)} and es.count() == n
@@ -392,9 +392,9 @@ def test_mapping_errors_go_to_dead_letter_topic(broker, indexer_factory, es_stan
             return []
         return [r for recs in read_topic(broker.bootstrap, dlq, timeout=30).values() for r in recs]
 
-    wait_running([indexer], lambda: es.count() >= good, 120, lambda: f"{good} documents (have {es.count()})")
-    wait_running([indexer], lambda: len(dlq_records()) >= len(bad), 60,
-                 lambda: f"{len(bad)} dead letters in {dlq}", interval=0.5)
+    wait_until(lambda: es.count() >= good, 120, lambda: f"{good} documents (have {es.count()})", procs=[indexer])
+    wait_until(lambda: len(dlq_records()) >= len(bad), 60,
+               lambda: f"{len(bad)} dead letters in {dlq}", interval=0.5, procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=60)
     assert indexer.stop() == 0, indexer.stderr_tail()
 
@@ -431,7 +431,7 @@ def test_auto_offset_reset_earliest(broker, indexer_factory, es_standin):
     produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(300)), parts)
     indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, auto_offset_reset="earliest",
                                            elasticsearch=es_output(es.url)))
-    wait_running([indexer], lambda: es.count() >= 300, 60, lambda: f"300 documents (have {es.count()})")
+    wait_until(lambda: es.count() >= 300, 60, lambda: f"300 documents (have {es.count()})", procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=60)
     assert set(es.all_ids()) == {event_id(run, i) for i in range(300)}
 
@@ -464,16 +464,16 @@ def test_auto_offset_reset_latest(broker, indexer_factory, es_standin):
             markers[s] = p
         produce_values(broker.bootstrap, topic, (envelope(run, s, tag="marker") for s in batch), parts)
         try:
-            wait_running([indexer], markers_seen, 1.0, "a marker from every partition")
+            wait_until(markers_seen, 1.0, "a marker from every partition", procs=[indexer])
             break
-        except WaitTimeout:
+        except TimeoutError:
             if time.monotonic() > deadline:
                 raise
 
     after = range(300, 600)
     produce_values(broker.bootstrap, topic, (envelope(run, i) for i in after), parts)
     want = {event_id(run, i) for i in after}
-    wait_running([indexer], lambda: want <= set(es.all_ids()), 60, "every record produced after the join")
+    wait_until(lambda: want <= set(es.all_ids()), 60, "every record produced after the join", procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=60)
     stored = set(es.all_ids())
     early = sorted(i for i in before if event_id(run, i) in stored)
@@ -502,7 +502,8 @@ def test_auto_offset_reset_none(broker, indexer_factory, es_standin):
     assert committed_offsets(broker.bootstrap, group, topic, range(parts)) == {p: 20 for p in range(parts)}
     want = {event_id(run, i) for i, (p, o) in enumerate(positions) if o >= 20}
     indexer.start()
-    wait_running([indexer], lambda: es.count() >= len(want), 60, lambda: f"{len(want)} documents (have {es.count()})")
+    wait_until(lambda: es.count() >= len(want), 60, lambda: f"{len(want)} documents (have {es.count()})",
+               procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=60)
     assert set(es.all_ids()) == want
     assert indexer.stop() == 0
@@ -536,8 +537,8 @@ def test_malformed_json_and_a_10mib_document(broker_factory, indexer_factory, es
         [broker.bootstrap], [topic], group, routes=[{"when": {"tag": "ok"}, "index": "ok-%{+YYYY.MM.dd}"}],
         default_index="unparsed-%{+YYYY.MM.dd}", elasticsearch=es_output(es.url)))
     total = len(values)
-    wait_running([indexer], lambda: es.count() >= total, 120, lambda: f"{total} documents (have {es.stats()['indices']})",
-                 interval=0.25)
+    wait_until(lambda: es.count() >= total, 120, lambda: f"{total} documents (have {es.stats()['indices']})",
+               interval=0.25, procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, [0], timeout=60)
     assert indexer.stop() == 0, indexer.stderr_tail()
     assert es.count() == total
@@ -580,8 +581,9 @@ def test_file_output_each_id_once_across_kill9(broker, indexer_factory, tmp_path
     kills_at = []
     for th in thresholds:
         target = max(th, ndjson_dir_size(out) + approx_total // 50) if out.exists() else th
-        wait_running([indexer], lambda: out.exists() and ndjson_dir_size(out) >= target, 180,
-                     lambda: f"{target} bytes of output before the next kill (have {ndjson_dir_size(out) if out.exists() else 0})")
+        wait_until(lambda: out.exists() and ndjson_dir_size(out) >= target, 180,
+                   lambda: f"{target} bytes of output before the next kill (have {ndjson_dir_size(out) if out.exists() else 0})",
+                   procs=[indexer])
         indexer.kill9()
         kills_at.append(ndjson_dir_size(out))
         indexer.start()
@@ -621,11 +623,12 @@ def test_rebalance_flushes_and_commits_before_revoking(broker, indexer_factory, 
     config = indexer_toml([broker.bootstrap], [topic], group, routes=[{"index": "rebalance-%{+YYYY.MM.dd}"}],
                           elasticsearch=es_output(es.url, batch_max_events=500))
     first = indexer_factory(config)
-    wait_running([first], lambda: es.count() >= n // 10, 120, lambda: f"{n // 10} documents (have {es.count()})")
+    wait_until(lambda: es.count() >= n // 10, 120, lambda: f"{n // 10} documents (have {es.count()})", procs=[first])
     second = indexer_factory(config)
-    wait_running([first, second], lambda: "partitions revoked" in first.run_stderr(), 60, "the first indexer's revocation")
+    wait_until(lambda: "partitions revoked" in first.run_stderr(), 60, "the first indexer's revocation",
+               procs=[first, second])
     es.latency = 0.0
-    wait_running([first, second], lambda: es.count() >= n, 180, lambda: f"{n} documents (have {es.count()})")
+    wait_until(lambda: es.count() >= n, 180, lambda: f"{n} documents (have {es.count()})", procs=[first, second])
     wait_committed_to_end([first, second], broker.bootstrap, group, topic, range(parts), timeout=60)
     assert first.stop() == 0 and second.stop() == 0
 
@@ -656,7 +659,7 @@ def test_dead_host_is_skipped_and_bodies_are_gzipped(broker, indexer_factory, es
     indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, routes=[{"index": "failover-%{+YYYY.MM.dd}"}],
                                            elasticsearch=es_output(es.url, hosts=[dead, es.url], compression=True,
                                                                    batch_max_events=500)))
-    wait_running([indexer], lambda: es.count() >= n, 120, lambda: f"{n} documents (have {es.count()})")
+    wait_until(lambda: es.count() >= n, 120, lambda: f"{n} documents (have {es.count()})", procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(2), timeout=60)
     assert indexer.stop() == 0
     assert set(es.all_ids()) == {event_id(run, i) for i in range(n)}
@@ -678,7 +681,7 @@ def test_stdout_output_prints_every_document(broker, indexer_factory):
     run = new_run()
     produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(n)), 1)
     indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, stdout=True))
-    wait_running([indexer], lambda: indexer.stdout_text().count("\n") >= n, 60, "the documents on stdout")
+    wait_until(lambda: indexer.stdout_text().count("\n") >= n, 60, "the documents on stdout", procs=[indexer])
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(1), timeout=60)
     assert indexer.stop() == 0
     docs = [json.loads(line) for line in indexer.stdout_text().splitlines() if line.startswith("{")]

@@ -18,6 +18,29 @@ use tokio_util::sync::CancellationToken;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Polls `probe` every few milliseconds until it returns `Ok`, and returns that value; panics after
+/// `timeout` naming `what` and the last `Err` (what was seen instead). The one place tests wait for a
+/// condition.
+pub fn poll_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(seen) => assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; {seen}"),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `Ok(())` if `cond`, else `Err(seen())`: adapts a plain condition for [`poll_until`].
+pub fn holds(cond: bool, seen: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(seen())
+    }
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: AgentConfig,
@@ -89,13 +112,9 @@ impl Harness {
         self.events().iter().map(|e| e["message"].as_str().unwrap().to_string()).collect()
     }
 
-    /// Polls until `cond` holds, or panics after [`DEADLINE`] with `what`.
+    /// Polls until `cond` holds, or panics after [`DEADLINE`] with `what` and the messages received.
     pub fn wait_for(&self, what: &str, mut cond: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + DEADLINE;
-        while !cond(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; got {:?}", self.messages());
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        poll_until(what, DEADLINE, || holds(cond(self), || format!("got {:?}", self.messages())));
     }
 
     /// Waits until every line in `lines` has been received at least once.
