@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use regex::Regex;
-use serde::{Deserialize, Deserializer};
+use logpipe_config::duration;
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
@@ -385,38 +386,6 @@ impl AgentConfig {
     }
 }
 
-/// Parses `"500ms"`, `"10s"`, `"5m"`, `"24h"`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Secs(n) => Ok(Duration::from_secs(n)),
-        Raw::Text(s) => parse_duration(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("invalid duration {s:?}; use e.g. \"500ms\", \"10s\", \"5m\", \"24h\""))
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,16 +460,5 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("agent.metrics_address"));
         let cfg = load("[agent]\nmetrics_address = \"127.0.0.1:9601\"\n[[agent.inputs]]\ntype = \"exec\"\ncommand = \"tail -F /x\"\n").unwrap();
         cfg.validate().unwrap();
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_duration("7x"), None);
-        assert_eq!(parse_duration(""), None);
     }
 }
