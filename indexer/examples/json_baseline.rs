@@ -271,10 +271,9 @@ fn pass(
             && compiled.routes.route(&event, &mut index) != Routed::Dropped
             && depth >= Depth::Encode
         {
-            let id = DocId::of(&event, "nginx", 0, i as i64);
-            let id_text = id.to_string();
-            bulk.push(&index, id, &event).map_err(|e| e.to_string())?;
-            items.push((index.clone(), id_text));
+            let id = DocId::of(&event, "nginx", 0, i as i64).to_string();
+            bulk.push(&index, &id, &event).map_err(|e| e.to_string())?;
+            items.push((index.clone(), id));
             if items.len() >= max {
                 // A fresh body per batch, as the flow makes one.
                 (bulk, items) = (logpipe_indexer::BulkRequest::new(), Vec::new());

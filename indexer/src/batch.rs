@@ -149,10 +149,9 @@ impl Processor {
         if self.compiled.routes.route(&event, index) == Routed::Dropped {
             return Processed::Dropped;
         }
-        let id = DocId::of(&event, &record.topic, record.partition, record.offset);
-        let id_text = id.to_string();
-        batch.bulk.push(index, id, &event).expect("a JSON map always serializes");
-        batch.items.push(Item { index: index.clone(), id: id_text, topic: record.topic.clone(), partition: record.partition, offset: record.offset });
+        let id = DocId::of(&event, &record.topic, record.partition, record.offset).to_string();
+        batch.bulk.push(index, &id, &event).expect("a JSON map always serializes");
+        batch.items.push(Item { index: index.clone(), id, topic: record.topic.clone(), partition: record.partition, offset: record.offset });
         Processed::Document
     }
 }

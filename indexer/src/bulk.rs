@@ -46,7 +46,6 @@ impl fmt::Display for DocId<'_> {
 pub struct BulkRequest {
     body: Vec<u8>,
     items: Vec<Range<usize>>,
-    id: String,
 }
 
 impl BulkRequest {
@@ -58,9 +57,9 @@ impl BulkRequest {
         Self { body: Vec::with_capacity(bytes), ..Self::default() }
     }
 
-    /// Appends a `create` of `event` into `index` with `id`. On error (not possible for a JSON map, but
-    /// kept honest) the body is left as it was.
-    pub fn push(&mut self, index: &str, id: DocId<'_>, event: &Event) -> Result<()> {
+    /// Appends a `create` of `event` into `index` with `id` (a [`DocId`], formatted once by the caller,
+    /// who keeps it). On error (not possible for a JSON map, but kept honest) the body is left as it was.
+    pub fn push(&mut self, index: &str, id: &str, event: &Event) -> Result<()> {
         let start = self.body.len();
         let result = self.encode(index, id, event);
         match result {
@@ -70,14 +69,11 @@ impl BulkRequest {
         result
     }
 
-    fn encode(&mut self, index: &str, id: DocId<'_>, event: &Event) -> Result<()> {
-        use std::fmt::Write;
-        self.id.clear();
-        let _ = write!(self.id, "{id}");
+    fn encode(&mut self, index: &str, id: &str, event: &Event) -> Result<()> {
         self.body.extend_from_slice(br#"{"create":{"_index":"#);
         serde_json::to_writer(&mut self.body, index)?;
         self.body.extend_from_slice(br#","_id":"#);
-        serde_json::to_writer(&mut self.body, &self.id)?;
+        serde_json::to_writer(&mut self.body, id)?;
         self.body.extend_from_slice(b"}}\n");
         serde_json::to_writer(&mut self.body, event.as_map())?;
         self.body.push(b'\n');
@@ -135,8 +131,8 @@ mod tests {
         let mut bulk = BulkRequest::new();
         let a = event(json!({"message": "GET \"/\"\n", "event": {"id": "0123456789abcdef0123456789abcdef"}, "@timestamp": "2026-11-21T08:15:30.000Z"}));
         let b = event(json!({"message": "plain"}));
-        bulk.push("nginx_access-2026.11.21", DocId::of(&a, "nginx", 2, 41), &a).unwrap();
-        bulk.push("logs-2026.11.21", DocId::of(&b, "nginx", 2, 42), &b).unwrap();
+        bulk.push("nginx_access-2026.11.21", &DocId::of(&a, "nginx", 2, 41).to_string(), &a).unwrap();
+        bulk.push("logs-2026.11.21", &DocId::of(&b, "nginx", 2, 42).to_string(), &b).unwrap();
         let want = concat!(
             r#"{"create":{"_index":"nginx_access-2026.11.21","_id":"0123456789abcdef0123456789abcdef"}}"#, "\n",
             r#"{"@timestamp":"2026-11-21T08:15:30.000Z","event":{"id":"0123456789abcdef0123456789abcdef"},"message":"GET \"/\"\n"}"#, "\n",
@@ -165,7 +161,7 @@ mod tests {
         assert_eq!(DocId::of(&e, "t", 1, 8).to_string(), "t-1-8");
         let e = event(json!({"event": {"id": "x\"y"}}));
         let mut bulk = BulkRequest::new();
-        bulk.push("i", DocId::of(&e, "t", 0, 0), &e).unwrap();
+        bulk.push("i", &DocId::of(&e, "t", 0, 0).to_string(), &e).unwrap();
         assert!(bulk.body().starts_with(br#"{"create":{"_index":"i","_id":"x\"y"}}"#));
     }
 }
