@@ -6,9 +6,10 @@
 #   LOGPIPE_TEST_PYTHON_ONLY=1 scripts/test.sh -k kcat
 #                                      build only the binary and run the python suite
 #   LOGPIPE_TEST_SETUP_ONLY=1 scripts/test.sh
-#                                      only install kcat and .venv/, then stop
+#                                      only install kcat, .venv/ and the peers in .peers/, then stop
 #
-# Installs what is missing, once: Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
+# Installs what is missing, once: the third-party peers (scripts/peers.sh: Apache Kafka and its tools,
+# the Java clients), Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
 # compatible with) and a virtualenv at .venv/ with the pinned clients from
 # tests/python/requirements.txt. A second run skips both.
 set -euo pipefail
@@ -83,6 +84,8 @@ ensure_venv() {
 
 ensure_kcat
 ensure_venv
+log "peers (scripts/peers.sh)"
+scripts/peers.sh
 "$VENV/bin/python" -c 'import confluent_kafka as c; from importlib.metadata import version as v
 print("confluent-kafka", v("confluent-kafka"), "(librdkafka", c.libversion()[0] + ") | kafka-python", v("kafka-python"), "| pytest", v("pytest"))' >&2
 if [ "${LOGPIPE_TEST_SETUP_ONLY:-0}" = 1 ]; then
