@@ -1,4 +1,4 @@
-"""Consumer groups (issue 3): the group coordinator seen through librdkafka, kafka-python and the
+"""Consumer groups: the group coordinator seen through librdkafka, kafka-python and the
 `logpipe groups` tool. Select with `-m groups`, skip with `-m "not groups"`.
 
 Multi-member tests run each member as a subprocess (group_member.py) so a member can be killed
