@@ -28,7 +28,8 @@ pub use client::Connection;
 pub use consume::{ConsumeArgs, StartOffset};
 pub use error::{Error, Result};
 pub use groups::{GroupsCommand, ResetTarget, ResetTargetArgs, TopicSpec};
-pub use produce::{Acks, Compression, ProduceArgs};
+pub use logpipe_config::{Acks, Compression};
+pub use produce::ProduceArgs;
 pub use topics::TopicsCommand;
 
 /// The console subcommands. The binary flattens this enum into its own `Command` enum.
