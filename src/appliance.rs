@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use logpipe_agent::metrics::SharedSnapshot;
+use logpipe_agent::snapshot::SharedSnapshot;
 use logpipe_broker::Server;
 use logpipe_status::{AdminConfig, AdminServer, Sources};
 
@@ -107,7 +107,7 @@ async fn serve_admin(config: AdminConfig, sources: Sources, stop: CancellationTo
         Ok(server) => {
             println!("admin on http://{}", server.local_addr()?);
             std::io::stdout().flush()?;
-            tokio::spawn(server.run(sources, stop));
+            tokio::spawn(server.serve(logpipe_status::router(sources), stop));
             Ok(())
         }
         Err(e) if config.address == AdminConfig::default().address => {

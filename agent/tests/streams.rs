@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use logpipe_agent::config::{AgentConfig, InputConfig, InputType, MultilineConfig};
-use logpipe_agent::metrics::{MetricsServer, SharedSnapshot};
+use logpipe_admin::AdminServer;
+use logpipe_agent::snapshot::{self, SharedSnapshot};
 use logpipe_agent::{MemorySink, Tailer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -182,7 +183,7 @@ async fn exec_restarts_a_command_that_exits() {
 
 fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -207,10 +208,10 @@ async fn metrics_endpoint_reports_per_file_and_stream_figures() {
     tailer.add_stream(&config, 1, logpipe_agent::stream::read_to_end(std::io::Cursor::new(b"a\nb\n".to_vec()))).unwrap();
     let snapshot = SharedSnapshot::default();
     tailer.publish_to(snapshot.clone());
-    let server = MetricsServer::bind("127.0.0.1:0").await.unwrap();
+    let server = AdminServer::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(server.run(snapshot, stop.clone()));
+    tokio::spawn(server.serve(snapshot::router(snapshot), stop.clone()));
     let (token, handle) = start(tailer);
 
     let path = log.to_string_lossy().into_owned();
@@ -237,7 +238,7 @@ async fn metrics_endpoint_reports_per_file_and_stream_figures() {
     .await
     .unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(text.contains("Content-Type: text/plain; version=0.0.4"));
+    assert!(text.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{text}");
     assert!(text.contains("# TYPE logpipe_agent_file_lines_read_total counter"));
     let other = tokio::task::spawn_blocking(move || http_get(addr, "/nope")).await.unwrap();
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");

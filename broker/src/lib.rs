@@ -10,6 +10,7 @@
 //! - [`protocol`]: framing and request decoding (pure; no I/O besides the frame reader).
 //! - [`handlers`]: one module per Kafka API, registered in one table.
 //! - [`server`]: accept loop, connections, shutdown.
+//! - `report`: what the broker reports to the admin endpoint ([`Broker::report`]).
 
 pub mod broker;
 pub mod config;
@@ -17,11 +18,13 @@ mod error;
 pub mod group;
 pub mod handlers;
 pub mod protocol;
+mod report;
 pub mod server;
 pub mod storage;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;
+pub use report::{BrokerReport, CommittedState, GroupState, PartitionState, TopicState};
 pub use error::{Error, Result};
 pub use server::Server;
 

@@ -54,7 +54,7 @@ use crate::config::{AgentConfig, InputType};
 use crate::envelope::{Encoder, KeyField};
 use crate::error::{Error, Result};
 use crate::identity::{FileIdentity, Head};
-use crate::metrics::SharedSnapshot;
+use crate::snapshot::SharedSnapshot;
 use crate::registry::{AckedRanges, RegistryFile};
 use crate::sink::{Ack, Sink};
 use crate::stream::{Out, StreamInput, StreamReceiver};

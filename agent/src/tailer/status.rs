@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{FileStats, Tailer};
 use crate::identity::FileIdentity;
-use crate::metrics::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::sink::Sink;
 use crate::stream::{StreamInput, StreamStatus};
 
