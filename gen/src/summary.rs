@@ -8,8 +8,6 @@
 //! `per_day` is keyed like the daily indices (`logstash-%{+YYYY.MM.dd}`), by each line's UTC date.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -69,21 +67,14 @@ impl Summary {
         serde_json::to_string(self).expect("a summary is plain counts and strings")
     }
 
-    /// Writes the JSON (and a newline) to `path` atomically: a temporary file next to it, fsynced,
-    /// then renamed over it, so a reader sees the old summary or the whole new one.
+    /// Writes the JSON (and a newline) to `path` atomically (`logpipe_durable::write_atomic`), so a
+    /// reader sees the old summary or the whole new one.
     pub fn write_to(&self, path: &Path) -> Result<()> {
         let err = |source| Error::Summary {
             path: path.to_path_buf(),
             source,
         };
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(".tmp");
-        let tmp = Path::new(&tmp_name);
-        let mut file = File::create(tmp).map_err(err)?;
-        file.write_all(format!("{}\n", self.to_json()).as_bytes())
-            .map_err(err)?;
-        file.sync_all().map_err(err)?;
-        fs::rename(tmp, path).map_err(err)
+        logpipe_durable::write_atomic(path, format!("{}\n", self.to_json()).as_bytes()).map_err(err)
     }
 }
 
@@ -98,6 +89,8 @@ fn day_key<'a>(cache: &'a mut Option<(NaiveDate, String)>, time: &DateTime<Utc>)
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn line(kind: Kind, seq: u64, time: &str) -> Line {
