@@ -17,7 +17,7 @@ use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::storage::{TopicError, TopicMeta};
 
-pub const VERSIONS: (i16, i16) = (2, 7);
+pub const VERSIONS: (i16, i16) = (0, 7);
 
 /// Kafka's ConfigSource values for DescribeConfigs and CreateTopics responses.
 pub(crate) const SOURCE_TOPIC_OVERRIDE: i8 = 1;

@@ -13,7 +13,7 @@ use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::storage::TopicError;
 
-pub const VERSIONS: (i16, i16) = (1, 6);
+pub const VERSIONS: (i16, i16) = (0, 6);
 
 pub fn handle(
     broker: &Arc<Broker>,

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub const VERSIONS: (i16, i16) = (1, 4);
+pub const VERSIONS: (i16, i16) = (0, 4);
 
 pub fn handle(
     broker: &Arc<Broker>,

@@ -19,7 +19,7 @@ use crate::broker::Broker;
 use crate::storage::PartitionLog;
 
 /// v7 adds the max-timestamp query (KIP-734), which we do not implement.
-pub const VERSIONS: (i16, i16) = (1, 6);
+pub const VERSIONS: (i16, i16) = (0, 6);
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

@@ -22,7 +22,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::{CommittedOffset, FetchedOffsets, GroupCoordinator};
 
-pub const VERSIONS: (i16, i16) = (1, 8);
+pub const VERSIONS: (i16, i16) = (0, 8);
 
 pub fn handle(
     broker: &Arc<Broker>,

@@ -19,9 +19,10 @@ use kafka_protocol::ResponseError;
 
 use super::{code, str_bytes};
 use crate::broker::{now_ms, Broker};
+use crate::protocol::message_set;
 use crate::storage::AppendError;
 
-pub const VERSIONS: (i16, i16) = (3, 9);
+pub const VERSIONS: (i16, i16) = (0, 9);
 
 /// Result of the synchronous append of one partition's records.
 enum Appended {
@@ -101,6 +102,18 @@ fn append(
     };
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Appended::Failed(ResponseError::CorruptMessage, Some("produce request without records".into()));
+    };
+    // Message format v0/v1 (Produce v0–v2 from pre-0.11 clients) is stored as a record batch.
+    let converted;
+    let records = match message_set::magic(records) {
+        Some(0 | 1) => match message_set::up_convert(records) {
+            Ok(batch) => {
+                converted = batch;
+                &converted[..]
+            }
+            Err(e) => return Appended::Failed(ResponseError::CorruptMessage, Some(e.to_string())),
+        },
+        _ => records,
     };
     match log.append(records, now) {
         Ok(outcome) => Appended::Ok {
