@@ -69,6 +69,10 @@ fn default_body(api_key: ApiKey) -> RequestKind {
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }

@@ -17,6 +17,8 @@ pub enum TopicError {
     InvalidName { name: String, reason: String },
     #[error("invalid partition count {0}: must be between 1 and 10000")]
     InvalidPartitions(i32),
+    #[error("topic '{topic}' has {current} partitions; the count can only grow, not become {requested}")]
+    CannotShrink { topic: String, current: i32, requested: i32 },
     #[error("invalid topic config {key}: {reason}")]
     InvalidConfig { key: String, reason: String },
     #[error("storage error: {0}")]

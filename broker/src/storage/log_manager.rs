@@ -101,7 +101,7 @@ impl Shared {
         Ok(())
     }
 
-    fn write_log_start_checkpoint(&self) -> io::Result<()> {
+    pub(super) fn write_log_start_checkpoint(&self) -> io::Result<()> {
         let _serial = lock(&self.log_start_lock);
         self.checkpoint(PartitionLog::log_start_offset).write(&self.dir.join(LOG_START_FILE))
     }

@@ -39,6 +39,7 @@ mod segment_load;
 #[cfg(test)]
 mod testkit;
 mod topic;
+mod topic_changes;
 mod util;
 
 pub use config::{LogConfig, TopicConfig, TOPIC_CONFIG_KEYS};
@@ -47,3 +48,4 @@ pub use log_manager::LogManager;
 pub use partition_log::{AppendOutcome, PartitionLog, ReadOutcome};
 pub use recovery::RecoveryReport;
 pub use topic::TopicMeta;
+pub use topic_changes::DeleteRecordsError;

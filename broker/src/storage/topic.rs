@@ -155,7 +155,7 @@ impl LogManager {
             return Err(TopicError::InvalidName { name: name.to_owned(), reason });
         }
         let meta = TopicMeta { name: name.to_owned(), id: uuid::Uuid::new_v4(), partitions, configs };
-        let logs = match self.create_partitions(&meta, &topic_config) {
+        let logs = match self.open_partitions(&meta, &topic_config) {
             Ok(logs) => logs,
             Err(e) => {
                 self.remove_partition_dirs(name, partitions);
@@ -173,7 +173,7 @@ impl LogManager {
         Ok(meta)
     }
 
-    fn create_partitions(&self, meta: &TopicMeta, config: &TopicConfig) -> io::Result<Vec<Arc<PartitionLog>>> {
+    fn open_partitions(&self, meta: &TopicMeta, config: &TopicConfig) -> io::Result<Vec<Arc<PartitionLog>>> {
         let now_ms = wall_clock_ms();
         (0..meta.partitions)
             .map(|p| {
