@@ -7,7 +7,10 @@
 # dependencies land in .peers/<name>/libs, and a stamp (the pom's hash) makes a second run skip it.
 # Run a peer with `java -cp '.peers/<name>/libs/*' <main class>`; tests/python/peers.py does that.
 #
-# Needs Java 17+ and Maven; on a Debian machine without them, installs them.
+# Go programs under tests/go/<name>/ (clients others wrote, such as Filebeat's sarama, pinned by their
+# go.mod and go.sum) are built into .peers/bin/<name> the same way, stamped by a hash of their sources.
+#
+# Needs Java 17+, Maven and Go; on a Debian machine without them, installs them.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -55,12 +58,41 @@ fetch_maven_peer() {
     die "could not fetch peer $name; see the Maven output above"
 }
 
+ensure_go() {
+    command -v go >/dev/null && return
+    command -v apt-get >/dev/null || die "go is needed to build tests/go/*; install Go 1.22+"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    log "installing Go (Debian package)"
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go
+}
+
+# build_go_peer NAME: tests/go/NAME -> .peers/bin/NAME
+build_go_peer() {
+    local name=$1 src="$ROOT/tests/go/$1" bin="$PEERS/bin/$1" want
+    want=$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -d' ' -f1)
+    if [ -x "$bin" ] && [ -f "$bin.stamp" ] && [ "$(cat "$bin.stamp")" = "$want" ]; then
+        return
+    fi
+    log "building $name (tests/go/$name) with modules from the Go module proxy"
+    mkdir -p "$PEERS/bin"
+    (cd "$src" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -o "$bin" .) || die "could not build tests/go/$name"
+    echo "$want" >"$bin.stamp"
+}
+
 ensure_java_and_maven
 mkdir -p "$PEERS"
 for pom in "$ROOT"/tests/peers/*/pom.xml; do
     fetch_maven_peer "$(basename "$(dirname "$pom")")"
 done
+ensure_go
+for mod in "$ROOT"/tests/go/*/go.mod; do
+    build_go_peer "$(basename "$(dirname "$mod")")"
+done
 java -version 2>&1 | head -1 >&2
+go version >&2
 for dir in "$PEERS"/*/; do
+    [ "$(basename "$dir")" = bin ] && continue
     printf '  %s: %s jars\n' "$(basename "$dir")" "$(find "$dir/libs" -name '*.jar' 2>/dev/null | wc -l)" >&2
 done
