@@ -49,7 +49,8 @@ pub fn handle(
                             Ok(Some((batch_offset, batch_timestamp))) => {
                                 let (offset, timestamp) =
                                     first_record_at_or_after(&log, batch_offset, ts).unwrap_or((batch_offset, batch_timestamp));
-                                response.with_offset(offset).with_timestamp(timestamp)
+                                // After DeleteRecords the log may start inside the batch found.
+                                response.with_offset(offset.max(log.log_start_offset())).with_timestamp(timestamp)
                             }
                             // Kafka's answer when no record is that new: offset and timestamp -1.
                             Ok(None) => response.with_offset(-1).with_timestamp(-1),
