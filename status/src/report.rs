@@ -100,7 +100,7 @@ pub struct HostReport {
 
 impl Sources {
     pub fn collect(&self) -> StatusReport {
-        let mut report = StatusReport { time_ms: logpipe_broker::broker::now_ms(), ..StatusReport::default() };
+        let mut report = StatusReport { time_ms: logpipe_broker::now_ms(), ..StatusReport::default() };
         if let Some(snapshot) = &self.agent {
             let snapshot = snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
             report.files = snapshot

@@ -21,14 +21,14 @@ pub mod offsets;
 pub mod state;
 pub mod subscription;
 
-pub use coordinator::{
-    CommitPartition, CommitRequest, FetchedOffsets, GroupCoordinator, GroupListing, PartitionExists, WriteOutcome,
-    OFFSETS_DIR, OFFSET_METADATA_MAX_BYTES,
-};
+pub use coordinator::{CommitPartition, CommitRequest, FetchedOffsets, GroupCoordinator, GroupListing};
+#[cfg(test)]
+pub(crate) use coordinator::PartitionExists;
+#[cfg(test)]
+pub(crate) use state::{JoinedMember, MemberDescription, Reply};
 pub use offsets::{CommittedOffset, TopicPartition};
 pub use state::{
-    GroupDescription, GroupStateName, JoinRequest, JoinResponse, JoinedMember, LeaveMember, MemberDescription,
-    Protocol, Reply, SyncRequest, SyncResponse,
+    GroupDescription, GroupStateName, JoinRequest, JoinResponse, LeaveMember, Protocol, SyncRequest, SyncResponse,
 };
 
 /// A Kafka error code as response data: 0 for no error.

@@ -50,7 +50,7 @@ mod tests;
 
 pub(crate) use member::Member;
 pub use messages::{
-    Abandoned, GroupDescription, JoinRequest, JoinResponse, JoinedMember, LeaveMember, MemberDescription, Protocol,
+    GroupDescription, JoinRequest, JoinResponse, JoinedMember, LeaveMember, MemberDescription, Protocol,
     Reply, SyncRequest, SyncResponse,
 };
 
