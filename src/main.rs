@@ -64,9 +64,7 @@ enum Command {
         once: bool,
     },
     /// Validate a pipeline file and exit.
-    Check {
-        pipeline: PathBuf,
-    },
+    Check { pipeline: PathBuf },
     #[command(flatten)]
     Console(logpipe_console::ConsoleCommand),
 }
@@ -82,9 +80,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOGPIPE_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOGPIPE_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -40,7 +40,8 @@ impl Pipeline {
         let pipeline: Pipeline = file.merge(env_overrides()).extract().map_err(|e| {
             // One line per error, each naming its key as written in the file (figment prefixes the
             // profile, `default.`).
-            let errors: Vec<String> = e.into_iter().map(|e| e.to_string().replace("key \"default.", "key \"")).collect();
+            let errors: Vec<String> =
+                e.into_iter().map(|e| e.to_string().replace("key \"default.", "key \"")).collect();
             anyhow::anyhow!("invalid pipeline file {}: {}", path.display(), errors.join("; "))
         })?;
         let context = || format!("invalid pipeline file {}", path.display());

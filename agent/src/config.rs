@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regex::Regex;
 use logpipe_config::duration;
 pub use logpipe_config::{Acks, Compression};
+use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -272,7 +272,10 @@ impl AgentConfig {
         }
         if let Some(addr) = &self.metrics_address {
             if addr.parse::<std::net::SocketAddr>().is_err() {
-                return bad("agent.metrics_address".into(), format!("{addr:?} is not an ip:port such as \"127.0.0.1:9601\""));
+                return bad(
+                    "agent.metrics_address".into(),
+                    format!("{addr:?} is not an ip:port such as \"127.0.0.1:9601\""),
+                );
             }
         }
         let out = &self.output;
@@ -285,7 +288,10 @@ impl AgentConfig {
         if out.partitioner == Partitioner::Hash && crate::envelope::KeyField::parse(&out.key).is_none() {
             return bad(
                 "agent.output.key".into(),
-                format!("{:?} is not an event field (host.name, log.file.path, input.type, event.id, fields.NAME)", out.key),
+                format!(
+                    "{:?} is not an event field (host.name, log.file.path, input.type, event.id, fields.NAME)",
+                    out.key
+                ),
             );
         }
         if out.max_message_bytes < 4096 {
@@ -354,7 +360,10 @@ impl AgentConfig {
             }
             if input.fields_under_root {
                 if let Some(k) = input.fields.keys().find(|k| RESERVED_ROOT_KEYS.contains(&k.as_str())) {
-                    return bad(key(&format!("fields.{k}")), "clashes with an envelope field under fields_under_root".into());
+                    return bad(
+                        key(&format!("fields.{k}")),
+                        "clashes with an envelope field under fields_under_root".into(),
+                    );
                 }
             }
         }
@@ -427,7 +436,8 @@ mod tests {
         assert!(err.contains("agent.inputs[0].exclude_files[0]"), "{err}");
         let cfg = load("[[agent.inputs]]\ntype = \"exec\"\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("agent.inputs[0].command"));
-        let cfg = load("[[agent.inputs]]\npaths = [\"/x\"]\nfields_under_root = true\nfields = { message = 1 }\n").unwrap();
+        let cfg =
+            load("[[agent.inputs]]\npaths = [\"/x\"]\nfields_under_root = true\nfields = { message = 1 }\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("fields.message"));
         let err = load("[agent.output]\nacks = \"2\"\n[[agent.inputs]]\npaths = [\"/x\"]\n").unwrap_err();
         assert!(err.to_string().contains("not one of all, -1, 1, 0"), "{err}");

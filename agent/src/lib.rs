@@ -14,16 +14,16 @@
 //! - [`snapshot`]: what the agent publishes about itself, and its Prometheus families.
 
 pub mod config;
-mod error;
 pub mod envelope;
+mod error;
 pub mod exec;
 pub mod identity;
 pub mod kafka;
 pub mod line_reader;
-pub mod snapshot;
 pub mod multiline;
 pub mod registry;
 pub mod sink;
+pub mod snapshot;
 pub mod stream;
 pub mod tailer;
 
@@ -44,7 +44,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
 
 /// [`run`], also publishing the agent's status into `status` (refreshed every 200 ms), which the
 /// appliance's admin endpoint reads.
-pub async fn run_reporting(config: AgentConfig, shutdown: CancellationToken, status: Option<snapshot::SharedSnapshot>) -> Result<()> {
+pub async fn run_reporting(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    status: Option<snapshot::SharedSnapshot>,
+) -> Result<()> {
     config.validate()?;
     let (acks_tx, acks_rx) = std::sync::mpsc::channel();
     let sink = kafka::KafkaSink::new(&config.output, config.queue_max_bytes, acks_tx)?;

@@ -52,7 +52,9 @@ pub fn render(s: &Snapshot) -> Exposition {
         ("file_acknowledged_offset_bytes", Kind::Gauge, "Bytes of the file acknowledged (the registry offset).", |f| {
             f.acked_offset
         }),
-        ("file_bytes_behind", Kind::Gauge, "File size minus the acknowledged offset.", |f| f.size.saturating_sub(f.acked_offset)),
+        ("file_bytes_behind", Kind::Gauge, "File size minus the acknowledged offset.", |f| {
+            f.size.saturating_sub(f.acked_offset)
+        }),
         ("file_events_truncated_total", Kind::Counter, "Lines cut at max_line_bytes.", |f| f.stats.events_truncated),
         ("file_events_too_large_total", Kind::Counter, "Events whose message was cut to fit max_message_bytes.", |f| {
             f.stats.events_too_large
@@ -70,20 +72,34 @@ pub fn render(s: &Snapshot) -> Exposition {
         ("input_lines_read_total", Kind::Counter, "Lines read from an exec or stdin input.", |st| st.stats.lines_read),
         ("input_bytes_read_total", Kind::Counter, "Bytes read from an exec or stdin input.", |st| st.stats.bytes_read),
         ("input_events_sent_total", Kind::Counter, "Events handed to the output.", |st| st.stats.events_sent),
-        ("input_bytes_acked_total", Kind::Counter, "Bytes of lines whose events were acknowledged.", |st| st.stats.bytes_acked),
+        ("input_bytes_acked_total", Kind::Counter, "Bytes of lines whose events were acknowledged.", |st| {
+            st.stats.bytes_acked
+        }),
         ("input_events_in_flight", Kind::Gauge, "Events sent and not yet acknowledged.", |st| {
             st.stats.events_sent.saturating_sub(st.stats.events_acked)
         }),
         ("input_events_truncated_total", Kind::Counter, "Lines cut at max_line_bytes.", |st| st.stats.events_truncated),
-        ("input_events_too_large_total", Kind::Counter, "Events cut to fit max_message_bytes.", |st| st.stats.events_too_large),
+        ("input_events_too_large_total", Kind::Counter, "Events cut to fit max_message_bytes.", |st| {
+            st.stats.events_too_large
+        }),
         ("input_closed", Kind::Gauge, "1 once the input ended (stdin at EOF).", |st| st.closed as u64),
     ];
     for (name, kind, help, value) in per_stream {
         page.family(&format!("logpipe_agent_{name}"), kind, help, s.streams.iter().map(|st| (stream(st), value(st))));
     }
-    page.single("logpipe_agent_events_sent_total", Kind::Counter, "Events handed to the output, all inputs.", s.events_sent);
+    page.single(
+        "logpipe_agent_events_sent_total",
+        Kind::Counter,
+        "Events handed to the output, all inputs.",
+        s.events_sent,
+    );
     page.single("logpipe_agent_events_acked_total", Kind::Counter, "Events acknowledged, all inputs.", s.events_acked);
-    page.single("logpipe_agent_in_flight_bytes", Kind::Gauge, "Encoded bytes sent and not yet acknowledged.", s.in_flight_bytes);
+    page.single(
+        "logpipe_agent_in_flight_bytes",
+        Kind::Gauge,
+        "Encoded bytes sent and not yet acknowledged.",
+        s.in_flight_bytes,
+    );
     page.single(
         "logpipe_agent_events_message_truncated_total",
         Kind::Counter,

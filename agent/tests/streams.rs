@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use logpipe_agent::config::{AgentConfig, InputConfig, InputType, MultilineConfig};
 use logpipe_admin::AdminServer;
+use logpipe_agent::config::{AgentConfig, InputConfig, InputType, MultilineConfig};
 use logpipe_agent::snapshot::{self, SharedSnapshot};
 use logpipe_agent::{MemorySink, Tailer};
 use serde_json::Value;
@@ -113,7 +113,12 @@ fn stdin_multiline_pending_event_is_sent_at_eof() {
 }
 
 fn exec_tailer(dir: &Path, command: String) -> (MemorySink, CancellationToken, JoinHandle<logpipe_agent::Result<()>>) {
-    let input = InputConfig { kind: InputType::Exec, command: Some(command.clone()), tags: vec!["x".into()], ..Default::default() };
+    let input = InputConfig {
+        kind: InputType::Exec,
+        command: Some(command.clone()),
+        tags: vec!["x".into()],
+        ..Default::default()
+    };
     let config = config(dir, input);
     let (tx, rx) = mpsc::channel();
     let sink = MemorySink::new(tx);
@@ -205,7 +210,9 @@ async fn metrics_endpoint_reports_per_file_and_stream_figures() {
     let (tx, rx) = mpsc::channel();
     let sink = MemorySink::new(tx);
     let mut tailer = Tailer::new(&config, sink.clone(), rx).unwrap();
-    tailer.add_stream(&config, 1, logpipe_agent::stream::read_to_end(std::io::Cursor::new(b"a\nb\n".to_vec()))).unwrap();
+    tailer
+        .add_stream(&config, 1, logpipe_agent::stream::read_to_end(std::io::Cursor::new(b"a\nb\n".to_vec())))
+        .unwrap();
     let snapshot = SharedSnapshot::default();
     tailer.publish_to(snapshot.clone());
     let server = AdminServer::bind("127.0.0.1:0").await.unwrap();

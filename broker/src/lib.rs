@@ -24,8 +24,8 @@ mod storage;
 
 pub use broker::{now_ms, Broker, NodeInfo};
 pub use config::BrokerConfig;
-pub use report::{BrokerReport, CommittedState, GroupState, PartitionState, TopicState};
 pub use error::{Error, Result};
+pub use report::{BrokerReport, CommittedState, GroupState, PartitionState, TopicState};
 pub use server::Server;
 
 /// The request decoder and the version table, for the cargo-fuzz target in `fuzz/` (not an API).

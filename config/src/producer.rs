@@ -121,7 +121,14 @@ mod tests {
 
     #[test]
     fn acks_takes_kafka_spellings_as_strings_and_integers() {
-        for (raw, want) in [(r#""all""#, Acks::All), (r#""-1""#, Acks::All), ("-1", Acks::All), (r#""1""#, Acks::Leader), ("1", Acks::Leader), ("0", Acks::None)] {
+        for (raw, want) in [
+            (r#""all""#, Acks::All),
+            (r#""-1""#, Acks::All),
+            ("-1", Acks::All),
+            (r#""1""#, Acks::Leader),
+            ("1", Acks::Leader),
+            ("0", Acks::None),
+        ] {
             let out = parse(&format!(r#"{{"acks":{raw},"compression":"lz4"}}"#)).unwrap();
             assert_eq!(out.acks, want, "{raw}");
         }

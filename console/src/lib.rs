@@ -90,31 +90,17 @@ mod tests {
     fn every_command_defaults_to_local_broker() {
         let cli = Cli::try_parse_from(["logpipe", "topics", "list"]).unwrap();
         match cli.command {
-            Command::Console(ConsoleCommand::Topics {
-                command: TopicsCommand::List { connection },
-            }) => {
+            Command::Console(ConsoleCommand::Topics { command: TopicsCommand::List { connection } }) => {
                 assert_eq!(connection.bootstrap_server, "127.0.0.1:9092")
             }
             other => panic!("unexpected {other:?}"),
         }
+        assert!(matches!(Cli::try_parse_from(["logpipe", "status"]).unwrap().command, Command::Status));
         assert!(matches!(
-            Cli::try_parse_from(["logpipe", "status"]).unwrap().command,
-            Command::Status
-        ));
-        assert!(matches!(
-            Cli::try_parse_from([
-                "logpipe",
-                "groups",
-                "describe",
-                "g",
-                "--bootstrap-server",
-                "k:9093"
-            ])
-            .unwrap()
-            .command,
-            Command::Console(ConsoleCommand::Groups {
-                command: GroupsCommand::Describe { .. }
-            })
+            Cli::try_parse_from(["logpipe", "groups", "describe", "g", "--bootstrap-server", "k:9093"])
+                .unwrap()
+                .command,
+            Command::Console(ConsoleCommand::Groups { command: GroupsCommand::Describe { .. } })
         ));
     }
 }

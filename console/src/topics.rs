@@ -58,13 +58,9 @@ pub enum TopicsCommand {
 
 pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
     match cmd {
-        TopicsCommand::Create {
-            name,
-            partitions,
-            replication_factor,
-            configs,
-            connection,
-        } => create(&connection, &name, partitions, replication_factor, &configs).await,
+        TopicsCommand::Create { name, partitions, replication_factor, configs, connection } => {
+            create(&connection, &name, partitions, replication_factor, &configs).await
+        }
         TopicsCommand::List { connection } => list(connection).await,
         TopicsCommand::Describe { name, connection } => describe(connection, name).await,
         TopicsCommand::Delete { name, connection } => delete(&connection, &name).await,
@@ -74,26 +70,17 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
 /// Parses `KEY=VALUE` (the value may itself contain `=`).
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_owned(), value.to_owned()))
-        }
-        _ => Err(format!(
-            "expected KEY=VALUE (e.g. retention.ms=86400000), got '{s}'"
-        )),
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE (e.g. retention.ms=86400000), got '{s}'")),
     }
 }
 
 fn admin_client(connection: &Connection) -> Result<AdminClient<DefaultClientContext>> {
-    connection
-        .client_config()
-        .create()
-        .map_err(connection.creation_error())
+    connection.client_config().create().map_err(connection.creation_error())
 }
 
 fn admin_options(connection: &Connection) -> AdminOptions {
-    AdminOptions::new()
-        .request_timeout(Some(connection.timeout()))
-        .operation_timeout(Some(connection.timeout()))
+    AdminOptions::new().request_timeout(Some(connection.timeout())).operation_timeout(Some(connection.timeout()))
 }
 
 async fn create(
@@ -105,11 +92,7 @@ async fn create(
 ) -> Result<()> {
     let admin = admin_client(connection)?;
     // -1 asks the broker for its default partition count (CreateTopics v4+, KIP-464), as kafka-topics.sh does.
-    let mut topic = NewTopic::new(
-        name,
-        partitions.unwrap_or(-1),
-        TopicReplication::Fixed(replication_factor),
-    );
+    let mut topic = NewTopic::new(name, partitions.unwrap_or(-1), TopicReplication::Fixed(replication_factor));
     for (key, value) in configs {
         topic = topic.set(key, value);
     }
@@ -140,12 +123,7 @@ fn check_results(
 ) -> Result<()> {
     for result in results {
         if let Err((topic, code)) = result {
-            return Err(Error::TopicOperation {
-                operation,
-                topic,
-                broker: connection.bootstrap_server.clone(),
-                code,
-            });
+            return Err(Error::TopicOperation { operation, topic, broker: connection.bootstrap_server.clone(), code });
         }
     }
     Ok(())
@@ -158,11 +136,7 @@ async fn list(connection: Connection) -> Result<()> {
             .inner()
             .fetch_metadata(None, connection.timeout())
             .map_err(connection.kafka_error("listing topics"))?;
-        let mut names: Vec<String> = metadata
-            .topics()
-            .iter()
-            .map(|t| t.name().to_owned())
-            .collect();
+        let mut names: Vec<String> = metadata.topics().iter().map(|t| t.name().to_owned()).collect();
         names.sort();
         Ok(names)
     })
@@ -218,9 +192,7 @@ async fn describe(connection: Connection, name: Option<String>) -> Result<()> {
     let sizes = replica_sizes(&connection, &brokers, &topics).await;
     for topic in &mut topics {
         for partition in &mut topic.partitions {
-            partition.size_on_disk = sizes
-                .get(&(partition.leader, topic.name.clone(), partition.id))
-                .copied();
+            partition.size_on_disk = sizes.get(&(partition.leader, topic.name.clone(), partition.id)).copied();
         }
     }
     print!("{}", format_describe(&topics));
@@ -245,10 +217,7 @@ fn topic_infos(metadata: &Metadata) -> Vec<TopicInfo> {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.id);
-            TopicInfo {
-                name: t.name().to_owned(),
-                partitions,
-            }
+            TopicInfo { name: t.name().to_owned(), partitions }
         })
         .collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -264,10 +233,8 @@ async fn replica_sizes(
     brokers: &[(i32, String)],
     topics: &[TopicInfo],
 ) -> HashMap<(i32, String, i32), i64> {
-    let wanted: Vec<(String, Vec<i32>)> = topics
-        .iter()
-        .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.id).collect()))
-        .collect();
+    let wanted: Vec<(String, Vec<i32>)> =
+        topics.iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.id).collect())).collect();
     let mut sizes = HashMap::new();
     if wanted.is_empty() {
         return sizes;
@@ -282,9 +249,7 @@ async fn replica_sizes(
             Ok(replicas) => {
                 for replica in replicas {
                     // A replica split over several log dirs (JBOD) is summed.
-                    *sizes
-                        .entry((*broker_id, replica.topic, replica.partition))
-                        .or_insert(0) += replica.bytes;
+                    *sizes.entry((*broker_id, replica.topic, replica.partition)).or_insert(0) += replica.bytes;
                 }
             }
             Err(e) => tracing::debug!(broker = %address, "size on disk unavailable: {e}"),
@@ -319,11 +284,7 @@ fn format_describe(topics: &[TopicInfo]) -> String {
             replication
         );
         for p in &topic.partitions {
-            let leader = if p.leader < 0 {
-                "none".to_owned()
-            } else {
-                p.leader.to_string()
-            };
+            let leader = if p.leader < 0 { "none".to_owned() } else { p.leader.to_string() };
             out += &format!(
                 "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tLogStartOffset: {}\tHighWatermark: {}\tSizeOnDisk: {}\n",
                 topic.name,
@@ -346,15 +307,9 @@ mod tests {
 
     #[test]
     fn key_value_parsing() {
-        assert_eq!(
-            parse_key_value("retention.ms=1000"),
-            Ok(("retention.ms".into(), "1000".into()))
-        );
+        assert_eq!(parse_key_value("retention.ms=1000"), Ok(("retention.ms".into(), "1000".into())));
         assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
-        assert_eq!(
-            parse_key_value("cleanup.policy="),
-            Ok(("cleanup.policy".into(), String::new()))
-        );
+        assert_eq!(parse_key_value("cleanup.policy="), Ok(("cleanup.policy".into(), String::new())));
         assert!(parse_key_value("retention.ms").is_err());
         assert!(parse_key_value("=5").is_err());
     }

@@ -70,10 +70,7 @@ impl Summary {
     /// Writes the JSON (and a newline) to `path` atomically (`logpipe_durable::write_atomic`), so a
     /// reader sees the old summary or the whole new one.
     pub fn write_to(&self, path: &Path) -> Result<()> {
-        let err = |source| Error::Summary {
-            path: path.to_path_buf(),
-            source,
-        };
+        let err = |source| Error::Summary { path: path.to_path_buf(), source };
         logpipe_durable::write_atomic(path, format!("{}\n", self.to_json()).as_bytes()).map_err(err)
     }
 }
@@ -94,12 +91,7 @@ mod tests {
     use super::*;
 
     fn line(kind: Kind, seq: u64, time: &str) -> Line {
-        Line {
-            kind,
-            seq,
-            time: time.parse().unwrap(),
-            text: String::new(),
-        }
+        Line { kind, seq, time: time.parse().unwrap(), text: String::new() }
     }
 
     fn sample() -> Summary {
@@ -128,14 +120,7 @@ mod tests {
         let path = dir.path().join("summary.json");
         fs::write(&path, "old").unwrap();
         sample().write_to(&path).unwrap();
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            format!("{}\n", sample().to_json())
-        );
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file is left"
-        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n", sample().to_json()));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
     }
 }

@@ -15,8 +15,8 @@ pub mod report;
 pub mod server;
 pub mod view;
 
-pub use report::{Sources, StatusReport};
 pub use logpipe_admin::AdminServer;
+pub use report::{Sources, StatusReport};
 pub use server::router;
 
 use serde::Deserialize;

@@ -23,7 +23,10 @@ pub fn render(sources: &Sources) -> String {
         "logpipe_broker_partition_log_end_offset",
         Kind::Gauge,
         "Offset after the last durable record per partition.",
-        report.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (partition(&t.name, p.partition), p.log_end_offset))),
+        report
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (partition(&t.name, p.partition), p.log_end_offset))),
     );
     page.family(
         "logpipe_broker_group_lag",
@@ -31,7 +34,10 @@ pub fn render(sources: &Sources) -> String {
         "Records between a group's committed offset and the log end, per partition.",
         report.groups.iter().flat_map(|g| {
             g.partitions.iter().map(|p| {
-                ([("group", g.group_id.clone()), ("topic", p.topic.clone()), ("partition", p.partition.to_string())], p.lag)
+                (
+                    [("group", g.group_id.clone()), ("topic", p.topic.clone()), ("partition", p.partition.to_string())],
+                    p.lag,
+                )
             })
         }),
     );
@@ -39,9 +45,13 @@ pub fn render(sources: &Sources) -> String {
         let index = |i: &IndexReport| [("index", i.index.clone())];
         type Counter = (&'static str, &'static str, fn(&IndexReport) -> u64);
         let counters: [Counter; 3] = [
-            ("logpipe_indexer_documents_indexed_total", "Documents accepted (created, or already present).", |i| i.indexed),
+            ("logpipe_indexer_documents_indexed_total", "Documents accepted (created, or already present).", |i| {
+                i.indexed
+            }),
             ("logpipe_indexer_documents_retried_total", "Item retries after 429/5xx item answers.", |i| i.retried),
-            ("logpipe_indexer_documents_dead_lettered_total", "Documents written to the dead-letter topic.", |i| i.dead_lettered),
+            ("logpipe_indexer_documents_dead_lettered_total", "Documents written to the dead-letter topic.", |i| {
+                i.dead_lettered
+            }),
         ];
         for (name, help, value) in counters {
             page.family(name, Kind::Counter, help, ix.indices.iter().map(|i| (index(i), value(i))));

@@ -130,9 +130,18 @@ impl Sources {
                 indices: s
                     .indices
                     .into_iter()
-                    .map(|(index, c)| IndexReport { index, indexed: c.indexed, retried: c.retried, dead_lettered: c.dead_lettered })
+                    .map(|(index, c)| IndexReport {
+                        index,
+                        indexed: c.indexed,
+                        retried: c.retried,
+                        dead_lettered: c.dead_lettered,
+                    })
                     .collect(),
-                hosts: s.hosts.into_iter().map(|h| HostReport { url: h.url, healthy: h.healthy, last_error: h.last_error }).collect(),
+                hosts: s
+                    .hosts
+                    .into_iter()
+                    .map(|h| HostReport { url: h.url, healthy: h.healthy, last_error: h.last_error })
+                    .collect(),
             });
         }
         report

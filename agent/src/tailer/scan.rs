@@ -274,5 +274,4 @@ impl<S: Sink> Tailer<S> {
             self.forget(slot);
         }
     }
-
 }

@@ -21,15 +21,15 @@ pub mod offsets;
 pub mod state;
 pub mod subscription;
 
-pub use coordinator::{CommitPartition, CommitRequest, FetchedOffsets, GroupCoordinator, GroupListing};
 #[cfg(test)]
 pub(crate) use coordinator::PartitionExists;
-#[cfg(test)]
-pub(crate) use state::{JoinedMember, MemberDescription, Reply};
+pub use coordinator::{CommitPartition, CommitRequest, FetchedOffsets, GroupCoordinator, GroupListing};
 pub use offsets::{CommittedOffset, TopicPartition};
 pub use state::{
     GroupDescription, GroupStateName, JoinRequest, JoinResponse, LeaveMember, Protocol, SyncRequest, SyncResponse,
 };
+#[cfg(test)]
+pub(crate) use state::{JoinedMember, MemberDescription, Reply};
 
 /// A Kafka error code as response data: 0 for no error.
 pub fn error_code(error: Option<kafka_protocol::ResponseError>) -> i16 {

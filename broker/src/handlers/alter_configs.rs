@@ -37,7 +37,8 @@ pub fn handle(
                 .iter()
                 .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                 .collect();
-            let outcome = apply(broker, resource.resource_type, &resource.resource_name, |_| Ok(configs), request.validate_only);
+            let outcome =
+                apply(broker, resource.resource_type, &resource.resource_name, |_| Ok(configs), request.validate_only);
             respond(resource.resource_type, &resource.resource_name, outcome)
         })
         .collect();
@@ -57,7 +58,8 @@ pub(crate) fn apply(
     if RESOURCE_BROKERS.contains(&resource_type) {
         return Err((
             ResponseError::InvalidRequest,
-            "broker configs are read from the [broker] section of the pipeline file; change them there and restart".into(),
+            "broker configs are read from the [broker] section of the pipeline file; change them there and restart"
+                .into(),
         ));
     }
     if resource_type != RESOURCE_TOPIC {
@@ -67,11 +69,16 @@ pub(crate) fn apply(
         return Err((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")));
     };
     let next = change(&meta.configs)?;
-    broker.logs.alter_topic_configs(name, next, validate_only).map(drop).map_err(|e| (topic_error_code(&e), e.to_string()))
+    broker
+        .logs
+        .alter_topic_configs(name, next, validate_only)
+        .map(drop)
+        .map_err(|e| (topic_error_code(&e), e.to_string()))
 }
 
 pub(crate) fn respond(resource_type: i8, name: &str, outcome: Outcome) -> AlterConfigsResourceResponse {
-    let response = AlterConfigsResourceResponse::default().with_resource_type(resource_type).with_resource_name(str_bytes(name));
+    let response =
+        AlterConfigsResourceResponse::default().with_resource_type(resource_type).with_resource_name(str_bytes(name));
     match outcome {
         Ok(()) => response,
         Err((error, message)) => {

@@ -26,11 +26,18 @@ pub fn handle(
         .into_iter()
         .map(|topic| {
             let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-            let foreign = topic.assignments.iter().flatten().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node]);
+            let foreign = topic
+                .assignments
+                .iter()
+                .flatten()
+                .find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node]);
             let outcome = match foreign {
                 Some(a) => Err((
                     ResponseError::InvalidReplicaAssignment,
-                    format!("new partitions assigned to brokers {:?}; this cluster has one broker, node {node}", a.broker_ids),
+                    format!(
+                        "new partitions assigned to brokers {:?}; this cluster has one broker, node {node}",
+                        a.broker_ids
+                    ),
                 )),
                 None => broker
                     .logs

@@ -73,17 +73,28 @@ fn create(broker: &Broker, topic: CreatableTopic, validate_only: bool) -> Result
         let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
         indexes.sort_unstable();
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
-            return Err((ResponseError::InvalidRequest, "give either a replica assignment or partitions and replication factor".into()));
+            return Err((
+                ResponseError::InvalidRequest,
+                "give either a replica assignment or partitions and replication factor".into(),
+            ));
         }
-        if let Some(a) = topic.assignments.iter().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node]) {
+        if let Some(a) =
+            topic.assignments.iter().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node])
+        {
             let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
             return Err((
                 ResponseError::InvalidReplicaAssignment,
-                format!("partition {} is assigned to brokers {ids:?}; this cluster has one broker, node {node}", a.partition_index),
+                format!(
+                    "partition {} is assigned to brokers {ids:?}; this cluster has one broker, node {node}",
+                    a.partition_index
+                ),
             ));
         }
         if indexes.iter().enumerate().any(|(i, &p)| p != i as i32) {
-            return Err((ResponseError::InvalidReplicaAssignment, format!("partitions {indexes:?} are not 0..{}", indexes.len())));
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!("partitions {indexes:?} are not 0..{}", indexes.len()),
+            ));
         }
         Some(indexes.len() as i32)
     };

@@ -33,7 +33,11 @@ pub fn handle(
                 .into_iter()
                 .filter_map(|index| {
                     let log = broker.logs.partition(&name, index)?;
-                    Some(DescribeLogDirsPartition::default().with_partition_index(index).with_partition_size(log.size_bytes() as i64))
+                    Some(
+                        DescribeLogDirsPartition::default()
+                            .with_partition_index(index)
+                            .with_partition_size(log.size_bytes() as i64),
+                    )
                 })
                 .collect();
             Some(DescribeLogDirsTopic::default().with_name(TopicName(str_bytes(name))).with_partitions(partitions))

@@ -54,7 +54,11 @@ pub fn handle(
             // heartbeats and other connections are never held up behind them.
             let round = {
                 let (broker, request) = (broker.clone(), request.clone());
-                match tokio::task::spawn_blocking(move || read_all(&broker, &request.topics, request.max_bytes, message_format)).await {
+                match tokio::task::spawn_blocking(move || {
+                    read_all(&broker, &request.topics, request.max_bytes, message_format)
+                })
+                .await
+                {
                     Ok(round) => round,
                     Err(e) => {
                         tracing::error!(error = %e, "fetch read task failed");
@@ -146,7 +150,9 @@ fn read_all(broker: &Broker, topics: &[FetchTopic], max_bytes: i32, message_form
                 }
             }
         }
-        round.topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
+        round
+            .topics
+            .push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
     }
     round
 }

@@ -34,7 +34,13 @@ pub fn handle(
         .resources
         .into_iter()
         .map(|resource| {
-            let outcome = apply(broker, resource.resource_type, &resource.resource_name, |current| change(current, &resource.configs), request.validate_only);
+            let outcome = apply(
+                broker,
+                resource.resource_type,
+                &resource.resource_name,
+                |current| change(current, &resource.configs),
+                request.validate_only,
+            );
             let r = respond(resource.resource_type, &resource.resource_name, outcome);
             AlterConfigsResourceResponse::default()
                 .with_error_code(r.error_code)
@@ -46,19 +52,27 @@ pub fn handle(
     ready(IncrementalAlterConfigsResponse::default().with_responses(responses))
 }
 
-fn change(current: &BTreeMap<String, String>, ops: &[AlterableConfig]) -> Result<BTreeMap<String, String>, (ResponseError, String)> {
+fn change(
+    current: &BTreeMap<String, String>,
+    ops: &[AlterableConfig],
+) -> Result<BTreeMap<String, String>, (ResponseError, String)> {
     let mut next = current.clone();
     for op in ops {
         let key = op.name.to_string();
         let value = op.value.as_ref().map(|v| v.to_string());
         let list = |m: &BTreeMap<String, String>| -> Vec<String> {
-            m.get(&key).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+            m.get(&key)
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default()
         };
         let needs_list = || {
             if LIST_CONFIGS.contains(&key.as_str()) {
                 Ok(())
             } else {
-                Err((ResponseError::InvalidConfig, format!("{key} is not a list config; APPEND and SUBTRACT apply to {}", LIST_CONFIGS.join(", "))))
+                Err((
+                    ResponseError::InvalidConfig,
+                    format!("{key} is not a list config; APPEND and SUBTRACT apply to {}", LIST_CONFIGS.join(", ")),
+                ))
             }
         };
         match (op.config_operation, value) {
@@ -72,7 +86,12 @@ fn change(current: &BTreeMap<String, String>, ops: &[AlterableConfig]) -> Result
             (APPEND, Some(v)) => {
                 needs_list()?;
                 let mut items = list(&next);
-                items.extend(v.split(',').map(|s| s.trim().to_string()).filter(|s| !items.contains(s) && !s.is_empty()).collect::<Vec<_>>());
+                items.extend(
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !items.contains(s) && !s.is_empty())
+                        .collect::<Vec<_>>(),
+                );
                 next.insert(key, items.join(","));
             }
             (SUBTRACT, Some(v)) => {
@@ -93,13 +112,17 @@ mod tests {
     use crate::handlers::str_bytes;
 
     fn op(name: &str, operation: i8, value: Option<&str>) -> AlterableConfig {
-        AlterableConfig::default().with_name(str_bytes(name)).with_config_operation(operation).with_value(value.map(str_bytes))
+        AlterableConfig::default()
+            .with_name(str_bytes(name))
+            .with_config_operation(operation)
+            .with_value(value.map(str_bytes))
     }
 
     #[test]
     fn set_delete_append_subtract() {
         let current = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
-        let next = change(&current, &[op("retention.ms", DELETE, None), op("segment.bytes", SET, Some("4096"))]).unwrap();
+        let next =
+            change(&current, &[op("retention.ms", DELETE, None), op("segment.bytes", SET, Some("4096"))]).unwrap();
         assert_eq!(next, BTreeMap::from([("segment.bytes".to_string(), "4096".to_string())]));
         let next = change(&next, &[op("cleanup.policy", APPEND, Some("delete"))]).unwrap();
         assert_eq!(next["cleanup.policy"], "delete");

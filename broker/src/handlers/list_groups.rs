@@ -34,7 +34,8 @@ pub fn handle(
     } else {
         Vec::new()
     };
-    let listing = if types.is_empty() || types.iter().any(|t| t == CLASSIC) { broker.groups.list_groups() } else { Vec::new() };
+    let listing =
+        if types.is_empty() || types.iter().any(|t| t == CLASSIC) { broker.groups.list_groups() } else { Vec::new() };
     ready(respond(listing, &filter))
 }
 

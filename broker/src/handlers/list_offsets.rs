@@ -47,8 +47,8 @@ pub fn handle(
                         ts if ts < 0 => response.with_error_code(code(ResponseError::InvalidRequest)),
                         ts => match log.offset_for_timestamp(ts) {
                             Ok(Some((batch_offset, batch_timestamp))) => {
-                                let (offset, timestamp) =
-                                    first_record_at_or_after(&log, batch_offset, ts).unwrap_or((batch_offset, batch_timestamp));
+                                let (offset, timestamp) = first_record_at_or_after(&log, batch_offset, ts)
+                                    .unwrap_or((batch_offset, batch_timestamp));
                                 // After DeleteRecords the log may start inside the batch found.
                                 response.with_offset(offset.max(log.log_start_offset())).with_timestamp(timestamp)
                             }

@@ -109,9 +109,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Res
         RequestKind::OffsetCommit(r) => route!(broker, header, r, offset_commit, OffsetCommit),
         RequestKind::OffsetFetch(r) => route!(broker, header, r, offset_fetch, OffsetFetch),
         RequestKind::FindCoordinator(r) => route!(broker, header, r, find_coordinator, FindCoordinator),
-        RequestKind::JoinGroup(r) => join_group::handle_from(broker, header, r, format!("/{}", peer.ip()))
-            .map(ResponseKind::JoinGroup)
-            .boxed(),
+        RequestKind::JoinGroup(r) => {
+            join_group::handle_from(broker, header, r, format!("/{}", peer.ip())).map(ResponseKind::JoinGroup).boxed()
+        }
         RequestKind::Heartbeat(r) => route!(broker, header, r, heartbeat, Heartbeat),
         RequestKind::LeaveGroup(r) => route!(broker, header, r, leave_group, LeaveGroup),
         RequestKind::SyncGroup(r) => route!(broker, header, r, sync_group, SyncGroup),
@@ -127,7 +127,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Res
         RequestKind::OffsetDelete(r) => route!(broker, header, r, offset_delete, OffsetDelete),
         RequestKind::CreatePartitions(r) => route!(broker, header, r, create_partitions, CreatePartitions),
         RequestKind::AlterConfigs(r) => route!(broker, header, r, alter_configs, AlterConfigs),
-        RequestKind::IncrementalAlterConfigs(r) => route!(broker, header, r, incremental_alter_configs, IncrementalAlterConfigs),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            route!(broker, header, r, incremental_alter_configs, IncrementalAlterConfigs)
+        }
         RequestKind::DeleteRecords(r) => route!(broker, header, r, delete_records, DeleteRecords),
         // The decoder only lets through keys listed in SUPPORTED, all of which are matched above.
         other => unreachable!("request {other:?} passed decoding without a handler"),

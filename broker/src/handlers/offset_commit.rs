@@ -59,7 +59,10 @@ fn to_commit_request(version: i16, request: &OffsetCommitRequest) -> CommitReque
 }
 
 /// Answers in the request's shape; `errors` is in the order partitions appear in the request.
-fn to_response(request: &OffsetCommitRequest, errors: Vec<Option<kafka_protocol::ResponseError>>) -> OffsetCommitResponse {
+fn to_response(
+    request: &OffsetCommitRequest,
+    errors: Vec<Option<kafka_protocol::ResponseError>>,
+) -> OffsetCommitResponse {
     let mut errors = errors.into_iter();
     let mut response = OffsetCommitResponse::default();
     response.topics = request
@@ -131,7 +134,8 @@ mod tests {
         assert_eq!(response.topics[1].partitions[1].error_code, 0);
         let response = kafka_protocol::messages::ResponseKind::OffsetCommit(response);
         for version in VERSIONS.0..=VERSIONS.1 {
-            crate::protocol::encode_response(ApiKey::OffsetCommit, version, 1, &response).unwrap_or_else(|e| panic!("v{version}: {e}"));
+            crate::protocol::encode_response(ApiKey::OffsetCommit, version, 1, &response)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
         }
     }
 }

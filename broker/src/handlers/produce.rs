@@ -28,7 +28,11 @@ pub const VERSIONS: (i16, i16) = (0, 9);
 enum Appended {
     Failed(ResponseError, Option<String>),
     /// Appended (or recognised as an idempotent retry); acknowledged once `durable` resolves.
-    Ok { base_offset: i64, log_start_offset: i64, durable: Option<DurableWait> },
+    Ok {
+        base_offset: i64,
+        log_start_offset: i64,
+        durable: Option<DurableWait>,
+    },
 }
 
 type DurableWait = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
@@ -48,7 +52,10 @@ pub fn handle(
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let outcome = if transactional {
-                Appended::Failed(ResponseError::TransactionalIdAuthorizationFailed, Some("transactions are not supported".into()))
+                Appended::Failed(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    Some("transactions are not supported".into()),
+                )
             } else if !(-1..=1).contains(&acks) {
                 Appended::Failed(ResponseError::InvalidRequiredAcks, None)
             } else {
@@ -82,7 +89,8 @@ pub fn handle(
                 }
             }))
             .await;
-            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
+            responses
+                .push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
         }
         ProduceResponse::default().with_responses(responses)
     }

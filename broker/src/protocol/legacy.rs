@@ -29,7 +29,11 @@ pub fn crate_min_version(api_key: ApiKey) -> Option<i16> {
     Some(match api_key {
         ApiKey::Produce => 3,
         ApiKey::Fetch => 4,
-        ApiKey::ListOffsets | ApiKey::OffsetFetch | ApiKey::DescribeConfigs | ApiKey::DeleteTopics | ApiKey::DescribeLogDirs => 1,
+        ApiKey::ListOffsets
+        | ApiKey::OffsetFetch
+        | ApiKey::DescribeConfigs
+        | ApiKey::DeleteTopics
+        | ApiKey::DescribeLogDirs => 1,
         ApiKey::OffsetCommit | ApiKey::CreateTopics => 2,
         _ => return None,
     })
@@ -258,7 +262,10 @@ fn encode_create_topics(version: i16, r: &CreateTopicsResponse, buf: &mut BytesM
 }
 
 /// Encodes with `encode` (a version that starts with throttle_time_ms) and drops those four bytes.
-fn encode_without_throttle(encode: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>, buf: &mut BytesMut) -> anyhow::Result<()> {
+fn encode_without_throttle(
+    encode: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+    buf: &mut BytesMut,
+) -> anyhow::Result<()> {
     let mut tmp = BytesMut::new();
     encode(&mut tmp)?;
     anyhow::ensure!(tmp.len() >= 4, "response shorter than its throttle time");
@@ -390,7 +397,10 @@ mod tests {
         for version in 0..=2 {
             let request = decode_request(frame(ApiKey::Produce, version, &b), supported_versions).unwrap();
             let RequestKind::Produce(p) = request.body else { panic!("not a produce") };
-            assert_eq!((request.header.request_api_version, p.acks, p.timeout_ms, p.transactional_id), (version, -1, 1500, None));
+            assert_eq!(
+                (request.header.request_api_version, p.acks, p.timeout_ms, p.transactional_id),
+                (version, -1, 1500, None)
+            );
             assert_eq!(p.topic_data[0].partition_data[0].records.as_deref(), Some(&b"message set"[..]));
         }
     }
@@ -414,7 +424,9 @@ mod tests {
                     });
                 });
             });
-            let RequestKind::Fetch(f) = decode_request(frame(ApiKey::Fetch, version, &b), supported_versions).unwrap().body else {
+            let RequestKind::Fetch(f) =
+                decode_request(frame(ApiKey::Fetch, version, &b), supported_versions).unwrap().body
+            else {
                 panic!("not a fetch")
             };
             assert_eq!((f.max_wait_ms, f.min_bytes), (500, 1));
@@ -445,7 +457,8 @@ mod tests {
                     });
                 });
             });
-            let RequestKind::OffsetCommit(c) = decode_request(frame(ApiKey::OffsetCommit, version, &b), supported_versions).unwrap().body
+            let RequestKind::OffsetCommit(c) =
+                decode_request(frame(ApiKey::OffsetCommit, version, &b), supported_versions).unwrap().body
             else {
                 panic!("not a commit")
             };
@@ -465,7 +478,9 @@ mod tests {
                 });
             });
         });
-        let RequestKind::ListOffsets(l) = decode_request(frame(ApiKey::ListOffsets, 0, &b), supported_versions).unwrap().body else {
+        let RequestKind::ListOffsets(l) =
+            decode_request(frame(ApiKey::ListOffsets, 0, &b), supported_versions).unwrap().body
+        else {
             panic!("not list offsets")
         };
         assert_eq!(l.topics[0].partitions[0].timestamp, -2);
@@ -473,21 +488,27 @@ mod tests {
 
     #[test]
     fn truncated_legacy_requests_are_malformed_not_panics() {
-        for (api_key, version) in [(ApiKey::Fetch, 0), (ApiKey::OffsetCommit, 1), (ApiKey::ListOffsets, 0), (ApiKey::Produce, 0)] {
+        for (api_key, version) in
+            [(ApiKey::Fetch, 0), (ApiKey::OffsetCommit, 1), (ApiKey::ListOffsets, 0), (ApiKey::Produce, 0)]
+        {
             for len in 0..12 {
                 let b = vec![0x7f; len];
-                assert!(decode_request(frame(api_key, version, &b), supported_versions).is_err(), "{api_key:?} v{version} len {len}");
+                assert!(
+                    decode_request(frame(api_key, version, &b), supported_versions).is_err(),
+                    "{api_key:?} v{version} len {len}"
+                );
             }
         }
     }
 
     #[test]
     fn responses_encode_in_the_old_layouts() {
-        let produce = ResponseKind::Produce(ProduceResponse::default().with_throttle_time_ms(9).with_responses(vec![
-            TopicProduceResponse::default().with_name(TopicName(StrBytes::from_static_str("t"))).with_partition_responses(vec![
-                PartitionProduceResponse::default().with_index(0).with_base_offset(5),
-            ]),
-        ]));
+        let partition = PartitionProduceResponse::default().with_index(0).with_base_offset(5);
+        let topic = TopicProduceResponse::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_responses(vec![partition]);
+        let produce =
+            ResponseKind::Produce(ProduceResponse::default().with_throttle_time_ms(9).with_responses(vec![topic]));
         // size, correlation id, then [1 topic "t" [1 partition: 0, error 0, offset 5]] (+ throttle in v1).
         let v0 = encode_response(ApiKey::Produce, 0, 3, &produce).unwrap();
         assert_eq!(v0.len(), 4 + 4 + 4 + 2 + 1 + 4 + 4 + 2 + 8);
@@ -495,17 +516,22 @@ mod tests {
         let v1 = encode_response(ApiKey::Produce, 1, 3, &produce).unwrap();
         assert_eq!(&v1[v1.len() - 4..], &9i32.to_be_bytes());
 
-        let fetch = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
-            .with_topic(TopicName(StrBytes::from_static_str("t")))
-            .with_partitions(vec![PartitionData::default().with_high_watermark(3).with_records(Some(Bytes::from_static(b"xyz")))])]));
+        let fetch =
+            ResponseKind::Fetch(FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![PartitionData::default()
+                        .with_high_watermark(3)
+                        .with_records(Some(Bytes::from_static(b"xyz")))])]));
         let v0 = encode_response(ApiKey::Fetch, 0, 3, &fetch).unwrap();
         assert_eq!(&v0[v0.len() - 3..], b"xyz");
         let v3 = encode_response(ApiKey::Fetch, 3, 3, &fetch).unwrap();
         assert_eq!(v3.len(), v0.len() + 4);
 
-        let offsets = ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
+        let offsets = ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(
+            vec![ListOffsetsTopicResponse::default()
             .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_partitions(vec![ListOffsetsPartitionResponse::default().with_offset(11)])]));
+            .with_partitions(vec![ListOffsetsPartitionResponse::default().with_offset(11)])],
+        ));
         let v0 = encode_response(ApiKey::ListOffsets, 0, 3, &offsets).unwrap();
         assert_eq!(&v0[v0.len() - 12..], &[&1i32.to_be_bytes()[..], &11i64.to_be_bytes()[..]].concat()[..]);
 

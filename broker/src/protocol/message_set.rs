@@ -20,8 +20,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
-    NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
 };
 
 /// Where the magic byte sits in both a message and a record batch.
@@ -114,9 +114,18 @@ pub fn down_convert(batches: &[u8], magic: i8, fetch_offset: i64, max_bytes: usi
             if !out.is_empty() && out.len() + size > max_bytes {
                 return Ok(out.freeze());
             }
-            let attributes = if magic == 1 && record.timestamp_type == TimestampType::LogAppend { LOG_APPEND_TIME_FLAG } else { 0 };
+            let attributes =
+                if magic == 1 && record.timestamp_type == TimestampType::LogAppend { LOG_APPEND_TIME_FLAG } else { 0 };
             let timestamp = (magic == 1).then_some(record.timestamp);
-            put_message(&mut out, record.offset, magic, attributes, timestamp, record.key.as_deref(), record.value.as_deref());
+            put_message(
+                &mut out,
+                record.offset,
+                magic,
+                attributes,
+                timestamp,
+                record.key.as_deref(),
+                record.value.as_deref(),
+            );
         }
     }
     Ok(out.freeze())
@@ -195,7 +204,9 @@ fn for_each_message(
         }
         let size = i32::from_be_bytes(set[pos + 8..pos + 12].try_into().expect("4 bytes"));
         let start = pos + 12;
-        let Some(end) = usize::try_from(size).ok().and_then(|s| start.checked_add(s)).filter(|&e| e <= set.len() && size >= 14) else {
+        let Some(end) =
+            usize::try_from(size).ok().and_then(|s| start.checked_add(s)).filter(|&e| e <= set.len() && size >= 14)
+        else {
             return Err(MessageSetError::Truncated(at));
         };
         let mut body = &set[start..end];
@@ -273,7 +284,10 @@ mod tests {
 
     use super::*;
 
-    fn set(magic: i8, messages: &[(Option<&[u8]>, Option<&[u8]>, i64)]) -> BytesMut {
+    /// (key, value, timestamp) of a test message.
+    type TestMessage<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
+
+    fn set(magic: i8, messages: &[TestMessage]) -> BytesMut {
         let mut out = BytesMut::new();
         for (i, (key, value, ts)) in messages.iter().enumerate() {
             put_message(&mut out, i as i64, magic, 0, (magic == 1).then_some(*ts), *key, *value);
@@ -308,7 +322,11 @@ mod tests {
 
     #[test]
     fn v1_up_converts_with_keys_values_and_timestamps() {
-        let batch = up_convert(&set(1, &[(Some(b"k"), Some(b"one"), 100), (None, Some(b"two"), 200), (Some(b"k3"), None, 300)])).unwrap();
+        let batch = up_convert(&set(
+            1,
+            &[(Some(b"k"), Some(b"one"), 100), (None, Some(b"two"), 200), (Some(b"k3"), None, 300)],
+        ))
+        .unwrap();
         assert_eq!(magic(&batch), Some(2));
         let records = decoded(&batch);
         assert_eq!(records.len(), 3);
@@ -333,7 +351,10 @@ mod tests {
             let batch = up_convert(&wrap(magic, 1, &inner)).unwrap();
             let set = RecordBatchDecoder::decode(&mut batch.clone()).unwrap();
             assert_eq!(set.compression, Compression::Gzip, "magic {magic}");
-            assert_eq!(set.records.iter().map(|r| r.value.clone().unwrap()).collect::<Vec<_>>(), [&b"x"[..], &b"y"[..]]);
+            assert_eq!(
+                set.records.iter().map(|r| r.value.clone().unwrap()).collect::<Vec<_>>(),
+                [&b"x"[..], &b"y"[..]]
+            );
         }
     }
 
@@ -350,13 +371,20 @@ mod tests {
 
     #[test]
     fn down_convert_round_trips_and_respects_the_offset_and_the_bound() {
-        let batch = up_convert(&set(1, &[(Some(b"k"), Some(b"one"), 100), (None, Some(b"two"), 200), (None, Some(b"three"), 300)])).unwrap();
+        let batch = up_convert(&set(
+            1,
+            &[(Some(b"k"), Some(b"one"), 100), (None, Some(b"two"), 200), (None, Some(b"three"), 300)],
+        ))
+        .unwrap();
         for magic in [0, 1] {
             let all = down_convert(&batch, magic, 0, usize::MAX).unwrap();
             assert_eq!(magic_of_set(&all), magic);
             let (messages, codec) = decode_set(&all).unwrap();
             assert_eq!(codec, Compression::None);
-            assert_eq!(messages.iter().map(|m| m.value.clone().unwrap()).collect::<Vec<_>>(), [&b"one"[..], &b"two"[..], &b"three"[..]]);
+            assert_eq!(
+                messages.iter().map(|m| m.value.clone().unwrap()).collect::<Vec<_>>(),
+                [&b"one"[..], &b"two"[..], &b"three"[..]]
+            );
             let want_ts = if magic == 1 { vec![100, 200, 300] } else { vec![NO_TIMESTAMP; 3] };
             assert_eq!(messages.iter().map(|m| m.timestamp).collect::<Vec<_>>(), want_ts);
             // From offset 1, and a bound that holds only one message: still one message.

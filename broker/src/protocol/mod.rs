@@ -90,8 +90,8 @@ pub fn encode_response(
     let fail = |e: anyhow::Error| EncodeError { api_key, version, reason: e.to_string() };
     let mut buf = BytesMut::with_capacity(64);
     buf.put_i32(0); // size, patched below
-    // ApiVersions responses always use header v0 (no tagged fields) so that any client can parse the
-    // reply before it knows which versions the broker speaks.
+                    // ApiVersions responses always use header v0 (no tagged fields) so that any client can parse the
+                    // reply before it knows which versions the broker speaks.
     let header_version = api_key.response_header_version(version);
     ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut buf, header_version).map_err(fail)?;
     if legacy::is_legacy(api_key, version) {

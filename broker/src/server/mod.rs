@@ -71,7 +71,9 @@ impl Server {
             tracing::warn!("connections still busy after {SHUTDOWN_GRACE:?}; closing them");
             tasks.shutdown().await;
         }
-        tokio::task::spawn_blocking(move || broker.close()).await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        tokio::task::spawn_blocking(move || broker.close())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         tracing::info!("broker stopped cleanly");
         Ok(())
     }

@@ -49,7 +49,9 @@ pub enum AppendError {
 pub enum ReadError {
     /// Below the log start or past the log end. Offsets from the high watermark up to the log end offset
     /// are in range: reading them returns nothing until they are durable.
-    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}] (high watermark {high_watermark})")]
+    #[error(
+        "offset {offset} is out of range [{log_start_offset}, {log_end_offset}] (high watermark {high_watermark})"
+    )]
     OffsetOutOfRange { offset: i64, log_start_offset: i64, high_watermark: i64, log_end_offset: i64 },
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),

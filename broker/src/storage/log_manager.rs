@@ -172,7 +172,7 @@ impl LogManager {
                     topic: t.name.clone(),
                     topic_id: t.id,
                     partition: p,
-                    config: topic_config.clone(),
+                    config: topic_config,
                     clean: clean_start,
                     recovery_point: recovery_points.get(&t.name, t.id, p),
                     log_start_offset: log_starts.get(&t.name, t.id, p),

@@ -187,7 +187,7 @@ impl LogManager {
                     topic: meta.name.clone(),
                     topic_id: meta.id,
                     partition: p,
-                    config: config.clone(),
+                    config: *config,
                     clean: true,
                     recovery_point: None,
                     log_start_offset: None,

@@ -33,7 +33,11 @@ impl LogManager {
             return Err(TopicError::UnknownTopic(name.to_owned()));
         };
         if partitions <= meta.partitions {
-            return Err(TopicError::CannotShrink { topic: name.to_owned(), current: meta.partitions, requested: partitions });
+            return Err(TopicError::CannotShrink {
+                topic: name.to_owned(),
+                current: meta.partitions,
+                requested: partitions,
+            });
         }
         if partitions > super::error::MAX_PARTITIONS {
             return Err(TopicError::InvalidPartitions(partitions));

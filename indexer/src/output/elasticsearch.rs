@@ -83,7 +83,8 @@ impl Elasticsearch {
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60));
         if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
+            let pem =
+                std::fs::read(path).map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad("ca_file", e.to_string()))? {
                 builder = builder.add_root_certificate(cert);
             }
@@ -129,7 +130,8 @@ impl Elasticsearch {
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         loop {
             let host = self.pick_host();
-            let request = self.authorize(self.client.put(format!("{}/_index_template/{name}", host.url)))
+            let request = self
+                .authorize(self.client.put(format!("{}/_index_template/{name}", host.url)))
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
             match request.send().await {
@@ -146,7 +148,9 @@ impl Elasticsearch {
                         host.url
                     )));
                 }
-                Ok(response) => self.failed(host, Failure::Retry(format!("index template: HTTP {}", response.status()))),
+                Ok(response) => {
+                    self.failed(host, Failure::Retry(format!("index template: HTTP {}", response.status())))
+                }
                 Err(e) => self.failed(host, Failure::Transport(transport_reason(&e))),
             }
             if !self.another_host_alive(host) && !sleep_or_stop(backoff.next_delay(), stop).await {
@@ -212,10 +216,15 @@ impl Elasticsearch {
 
     /// One `_bulk` request. `Err` is a transport failure; an answer of any status is decided on.
     async fn send(&self, host: &Host, body: Bytes, items: usize) -> std::result::Result<BulkOutcome, String> {
-        let mut request = self.authorize(self.client.post(format!("{}/_bulk", host.url))).header(CONTENT_TYPE, "application/x-ndjson");
+        let mut request = self
+            .authorize(self.client.post(format!("{}/_bulk", host.url)))
+            .header(CONTENT_TYPE, "application/x-ndjson");
         request = if self.compression {
             let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
-            gz.write_all(&body).and_then(|_| gz.finish()).map(|b| request.header(CONTENT_ENCODING, "gzip").body(b)).map_err(|e| e.to_string())?
+            gz.write_all(&body)
+                .and_then(|_| gz.finish())
+                .map(|b| request.header(CONTENT_ENCODING, "gzip").body(b))
+                .map_err(|e| e.to_string())?
         } else {
             request.body(body)
         };
