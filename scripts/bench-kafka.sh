@@ -57,7 +57,7 @@ side_phases() {
 # start_kafka DIR: a single-node KRaft Apache Kafka with its defaults on free ports; sets KAFKA_PID and
 # KAFKA_BOOTSTRAP.
 start_kafka() {
-    local dir=$1 port cport deadline
+    local dir=$1 port cport
     mkdir -p "$dir/data"
     read -r port cport < <(python3 -c 'import socket
 s = [socket.socket() for _ in range(2)]
@@ -85,12 +85,8 @@ print(*[x.getsockname()[1] for x in s])')
         -Dlog4j2.configurationFile="$ROOT/tests/peers/log4j2.properties" -cp "$KAFKA_CP" kafka.Kafka "$dir/server.properties"
     KAFKA_PID=$STARTED_PID
     KAFKA_BOOTSTRAP="127.0.0.1:$port"
-    deadline=$(( $(date +%s) + 120 ))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        kill -0 "$KAFKA_PID" 2>/dev/null || die "kafka exited: $(tail -5 "$dir/kafka.err")"
-        [ "$(date +%s)" -lt "$deadline" ] || die "kafka did not listen on $port within 120 s"
-        sleep 0.2
-    done
+    # Its INFO log (tests/peers/log4j2.properties) says when the broker is serving.
+    wait_line "$dir/kafka.err" 'Kafka Server started' "$KAFKA_PID" kafka 120 >/dev/null
     log "kafka pid $KAFKA_PID on $KAFKA_BOOTSTRAP"
 }
 

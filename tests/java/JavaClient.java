@@ -108,8 +108,11 @@ public class JavaClient {
                 }
 
                 public void onPartitionsAssigned(Collection<TopicPartition> parts) {
+                    // ASSIGNED is printed once the positions are resolved (auto.offset.reset "latest" is a
+                    // ListOffsets): a test that produces after seeing it knows those records are not skipped.
                     StringBuilder b = new StringBuilder("ASSIGNED");
                     for (TopicPartition tp : parts) {
+                        consumer.position(tp);
                         b.append(' ').append(tp.partition());
                     }
                     System.out.println(b);

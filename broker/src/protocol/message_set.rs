@@ -102,9 +102,9 @@ pub fn up_convert(records: &[u8]) -> Result<Bytes, MessageSetError> {
 /// Converts stored record batches to a message set of `magic` (0 or 1) for an old fetcher: messages
 /// from `fetch_offset` on, uncompressed, until `max_bytes` is reached (always at least one message).
 /// Control records and headers are dropped, as Kafka does.
-pub fn down_convert(batches: &[u8], magic: i8, fetch_offset: i64, max_bytes: usize) -> Result<Bytes, MessageSetError> {
+pub fn down_convert(batches: &Bytes, magic: i8, fetch_offset: i64, max_bytes: usize) -> Result<Bytes, MessageSetError> {
     let mut out = BytesMut::new();
-    let mut buf = Bytes::copy_from_slice(batches);
+    let mut buf = batches.clone();
     while buf.remaining() > MAGIC_OFFSET {
         let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| MessageSetError::Batch(e.to_string()))?;
         for record in set.records.iter().filter(|r| !r.control && r.offset >= fetch_offset) {

@@ -7,12 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::config::TopicConfig;
 use super::error::TopicError;
-use super::log_manager::{partition_dir, wall_clock_ms, LogManager};
-use super::partition_log::{Failure, OpenParams, PartitionLog};
+use super::log_manager::LogManager;
+use super::partition_log::{Failure, PartitionLog};
 use super::topic::TopicMeta;
 use super::util::{lock, read, write};
 
@@ -47,45 +46,23 @@ impl LogManager {
             return Ok(grown);
         }
         let config = TopicConfig::resolve(&self.config, &meta.configs)?;
-        let now_ms = wall_clock_ms();
-        let mut opened: Vec<Arc<PartitionLog>> = Vec::new();
-        for p in meta.partitions..partitions {
-            let dir = partition_dir(&self.shared.dir, name, p);
-            let params = OpenParams {
-                dir,
-                topic: name.to_owned(),
-                topic_id: meta.id,
-                partition: p,
-                config,
-                clean: true,
-                recovery_point: None,
-                log_start_offset: None,
-                now_ms,
-            };
-            match PartitionLog::open(params, self.queue.clone(), self.data_arrived.clone()) {
-                Ok(log) => opened.push(log),
-                Err(e) => {
-                    self.remove_new_partitions(&opened);
-                    return Err(e.into());
-                }
+        let added = meta.partitions..partitions;
+        let opened = match self.open_partitions(&grown, &config, added.clone()) {
+            Ok(logs) => logs,
+            Err(e) => {
+                self.remove_partition_dirs(name, added);
+                return Err(e.into());
             }
-        }
+        };
         next.topics.insert(name.to_owned(), grown.clone());
         if let Err(e) = next.save(&self.shared.dir) {
-            self.remove_new_partitions(&opened);
+            self.remove_partition_dirs(name, added);
             return Err(e.into());
         }
         *write(&self.meta) = next;
         write(&self.shared.partitions).entry(name.to_owned()).or_default().extend(opened);
         tracing::info!(topic = name, from = meta.partitions, to = partitions, "added partitions");
         Ok(grown)
-    }
-
-    fn remove_new_partitions(&self, opened: &[Arc<PartitionLog>]) {
-        for log in opened {
-            log.shut_down(Failure::closed("partition creation was rolled back"));
-            let _ = std::fs::remove_dir_all(log.dir());
-        }
     }
 
     /// Replaces the topic's configs with `configs` (validated as at creation) and applies them to every
@@ -137,5 +114,51 @@ impl LogManager {
             return Err(TopicError::Io(Failure::closed("the log manager is closed").to_io()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::storage::batch::TestBatch;
+    use crate::storage::testkit::{config_with, manager, partition, sync_append};
+
+    #[test]
+    fn grown_altered_and_trimmed_topics_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with(dir.path(), |_| {});
+        {
+            let mgr = manager(config.clone());
+            let log = partition(&mgr, "t", &[]);
+            for _ in 0..5 {
+                sync_append(&log, &TestBatch::new(1).build());
+            }
+            assert!(matches!(mgr.create_partitions("t", 1, false), Err(TopicError::CannotShrink { current: 1, .. })));
+            assert_eq!(mgr.create_partitions("t", 3, true).unwrap().partitions, 3);
+            assert!(mgr.partition("t", 1).is_none(), "validate_only changes nothing");
+            assert_eq!(mgr.create_partitions("t", 3, false).unwrap().partitions, 3);
+            assert_eq!(mgr.partition("t", 2).unwrap().high_watermark(), 0);
+
+            let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+            mgr.alter_topic_configs("t", configs, false).unwrap();
+            assert_eq!(mgr.partition("t", 2).unwrap().config().retention_ms, 1000, "applied to every partition");
+            let bad = BTreeMap::from([("retention.mss".to_string(), "1".to_string())]);
+            assert!(matches!(mgr.alter_topic_configs("t", bad, false), Err(TopicError::InvalidConfig { .. })));
+
+            assert_eq!(mgr.delete_records(&log, 3), Ok(3));
+            assert_eq!(mgr.delete_records(&log, 1), Ok(3), "the log start never moves back");
+            assert_eq!(
+                mgr.delete_records(&log, 9),
+                Err(DeleteRecordsError::OffsetOutOfRange { offset: 9, high_watermark: 5 })
+            );
+            mgr.close().unwrap();
+        }
+        let mgr = manager(config);
+        assert_eq!(mgr.topic("t").unwrap().partitions, 3);
+        assert_eq!(mgr.topic("t").unwrap().configs["retention.ms"], "1000");
+        assert_eq!(mgr.partition("t", 0).unwrap().log_start_offset(), 3);
+        assert_eq!(mgr.partition("t", 0).unwrap().config().retention_ms, 1000);
     }
 }
