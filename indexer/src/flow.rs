@@ -237,6 +237,12 @@ impl Flow {
         }
     }
 
+    /// Forgets every partition: the consumer that read them is gone, and its successor starts again
+    /// from the committed offsets.
+    pub fn forget_all(&mut self) {
+        self.tracker.forget_all();
+    }
+
     /// Stops every in-flight delivery; nothing of those batches is committed.
     pub fn abandon(&mut self) {
         self.dispatcher.abandon.cancel();
