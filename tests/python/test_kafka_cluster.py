@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from confluent_kafka import Consumer
 from confluent_kafka.admin import NewTopic
 
 from agent_support import AgentProcess, agent_toml
 from appliance_support import Stored, expected_indices, summarize
-from indexer_support import NGINX_FILTERS, NGINX_ROUTES, es_output, indexer_toml
+from indexer_support import (NGINX_FILTERS, NGINX_ROUTES, envelope, es_output, event_id, indexer_toml, new_run,
+                             produce_values, wait_committed_to_end)
 from kafka_cluster import KafkaCluster
-from support import child_cmd, close_and_report, wait_until
+from support import child_cmd, close_and_report, unique, wait_until
 
 LINES = 40_000
 RATE = 2_000
@@ -101,3 +103,50 @@ def test_agent_and_two_indexers_survive_a_leader_kill_and_an_indexer_stop(
               f"restarted, one indexer stopped; stand-in {es_standin.stats()}")
     finally:
         close_and_report([agent], request, "agent")
+
+
+def with_instance(text: str, instance: str) -> str:
+    """An indexer_toml() pipeline with `group_instance_id = instance` in [indexer.input]."""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("group_id = "))
+    lines.insert(at + 1, f'group_instance_id = "{instance}"')
+    return "\n".join(lines) + "\n"
+
+
+def test_indexer_replaces_a_fenced_consumer(cluster, indexer_factory, es_standin):
+    """A static member the coordinator fences (FENCED_INSTANCE_ID: another consumer joined with its
+    group.instance.id, as when a coordinator failover loses a member's join; seen in the scale-out test)
+    is a fatal error in librdkafka: that consumer never reads again. The indexer replaces it with a new
+    one, which joins again and goes on indexing; nothing is lost or indexed twice."""
+    topic, group, run, partitions = unique("static"), unique("logpipe-indexer"), new_run(), 3
+    admin = cluster.admin()  # kept alive until the topic exists: a dropped client cancels its futures
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)])[topic].result(60)
+    es = es_standin
+    first, second = 1000, 1000
+    produce_values(cluster.bootstrap, topic, (envelope(run, i) for i in range(first)))
+    ix = indexer_factory(with_instance(indexer_toml(cluster.bootstrap.split(","), [topic], group,
+                                                    default_index="static-docs", elasticsearch=es_output(es.url)),
+                                       "indexer-a"))
+    wait_until(lambda: es.count() == first, 120, lambda: f"{first} documents, have {es.count()}", procs=[ix])
+
+    # Another consumer joins with the same group.instance.id: the coordinator fences the indexer's.
+    impostor = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group, "group.instance.id": "indexer-a",
+                         "session.timeout.ms": 6000, "enable.auto.commit": False, "log_level": 0})
+    try:
+        impostor.subscribe([topic])
+
+        def fenced() -> bool:
+            impostor.poll(0.1)  # joins the group, and takes the indexer's place
+            return "fenced" in ix.run_stderr().lower()
+
+        wait_until(fenced, 120, "the indexer to log that its consumer was fenced", procs=[ix])
+    finally:
+        impostor.close()  # a static member sends no LeaveGroup: the indexer's new consumer replaces it
+
+    produce_values(cluster.bootstrap, topic, (envelope(run, i) for i in range(first, first + second)))
+    wait_until(lambda: es.count() == first + second, 120,
+               lambda: f"{first + second} documents, have {es.count()}", procs=[ix])
+    wait_committed_to_end([ix], cluster.bootstrap, group, topic, list(range(partitions)))
+    assert set(es.all_ids()) == {event_id(run, i) for i in range(first + second)}
+    stats = es.stats()
+    assert stats["created"] == first + second and stats["rejected"] == 0, stats
