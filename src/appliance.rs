@@ -47,6 +47,12 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
     let admin_stop = CancellationToken::new();
     serve_admin(pipeline.admin.unwrap_or_default(), sources.clone(), admin_stop.clone()).await?;
 
+    if let (Some(indexer), Some(_)) = (&indexer, &pipeline.agent) {
+        // "latest" means from this pipeline's first start, not from when the group forms.
+        for (topic, partition, offset) in indexer.pin_latest_start().await? {
+            tracing::info!(topic, partition, offset, "new group starts at the end as the pipeline starts");
+        }
+    }
     let indexer_stop = CancellationToken::new();
     let indexer = match indexer {
         Some(indexer) => {

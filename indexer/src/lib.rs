@@ -39,6 +39,7 @@ pub mod flow;
 pub mod output;
 pub mod retry;
 pub mod route;
+pub mod start_position;
 pub mod stats;
 pub mod template;
 pub mod tracker;
@@ -79,6 +80,12 @@ impl Indexer {
 
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// Pins a new group's start to the topics' current end when `auto_offset_reset = "latest"`; for an
+    /// indexer started beside the agent that feeds it ([`start_position`]).
+    pub async fn pin_latest_start(&self) -> Result<start_position::Pinned> {
+        start_position::pin_latest_start(&self.config.input).await
     }
 
     /// Consumes until `shutdown` is cancelled, then finishes in-flight bulk requests (bounded by
