@@ -1,0 +1,82 @@
+"""Rough edges a new user hits in the first week (issue #11): environment overrides, log output,
+the admin endpoint of single-part commands, messages that name the key to change, stalls that say
+so, version/completions/man page, and the systemd units' install steps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support import HOST, LISTENING_RE, child_cmd, toml_value, wait_until
+
+
+def run(logpipe_bin, *args, env=None, cwd=None, timeout=60, input=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOGPIPE_")}
+    full_env.update(env or {})
+    return subprocess.run(child_cmd([str(logpipe_bin), *map(str, args)]), capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout, input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Environment overrides
+
+
+PIPELINE = """\
+[broker]
+log_dirs = "data/broker"
+[agent.output]
+topic = "t"
+[[agent.inputs]]
+type = "stdin"
+[indexer.input]
+topics = ["t"]
+[admin]
+address = "127.0.0.1:9600"
+"""
+
+# One override per section whose value the file's loader refuses, so the error proves it was read.
+BAD_OVERRIDES = [
+    ("BROKER__MESSAGE_MAX_BYTES", "big", "broker.message_max_bytes"),
+    ("AGENT__QUEUE_MAX_BYTES", "lots", "agent.queue_max_bytes"),
+    ("INDEXER__INPUT__AUTO_OFFSET_RESET", "sometimes", "indexer.input.auto_offset_reset"),
+    ("ADMIN__ENABLED", "perhaps", "admin.enabled"),
+]
+
+
+@pytest.mark.parametrize("case", ["upper", "lower"])
+@pytest.mark.parametrize("key,value,path", BAD_OVERRIDES, ids=[k for k, _, _ in BAD_OVERRIDES])
+def test_env_override_is_read_for_every_section(logpipe_bin, tmp_path, key, value, path, case):
+    pipeline = write(tmp_path / "p.toml", PIPELINE)
+    assert run(logpipe_bin, "check", pipeline).returncode == 0
+    name = "LOGPIPE_" + (key if case == "upper" else key.lower())
+    r = run(logpipe_bin, "check", pipeline, env={name: value})
+    assert r.returncode != 0, f"{name}={value} was ignored: {r.stdout}{r.stderr}"
+    # The error names the variable to fix, as documented (upper case), whichever case was set.
+    assert f'"LOGPIPE_{key}"' in r.stderr and "environment" in r.stderr, r.stderr
+
+
+def test_documented_log_dirs_override_moves_the_broker(logpipe_bin, tmp_path):
+    """The README's own example: LOGPIPE_BROKER__LOG_DIRS=/var/lib/logpipe."""
+    config = write(tmp_path / "broker.toml", f'[broker]\nlisteners = ["{HOST}:0"]\nlog_dirs = "default-dir"\n'
+                   '[admin]\nenabled = false\n')
+    wanted = tmp_path / "from-env"
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOGPIPE_")}
+    env["LOGPIPE_BROKER__LOG_DIRS"] = str(wanted)
+    proc = subprocess.Popen(child_cmd([str(logpipe_bin), "broker", "-c", str(config)]), cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert LISTENING_RE.match(proc.stdout.readline().decode()), "no 'listening on' line"
+        wait_until(wanted.is_dir, 30, f"{wanted} created by the broker")
+        assert not (tmp_path / "default-dir").exists()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
