@@ -3,10 +3,11 @@
 mod appliance;
 mod pipeline;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use appliance::run_pipeline;
 use logpipe_broker::BrokerConfig;
@@ -24,8 +25,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Parser)]
 #[command(name = "logpipe", version, about = "Tail logs, queue them in a Kafka-protocol broker, index them")]
 struct Cli {
+    /// How log lines on stderr look: `text` (coloured only when stderr is a terminal) or `json`, one
+    /// object per line, for journald, Docker or a log shipper.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOGPIPE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -64,28 +75,37 @@ enum Command {
         once: bool,
     },
     /// Validate a pipeline file and exit.
-    Check {
-        pipeline: PathBuf,
-    },
+    Check { pipeline: PathBuf },
     #[command(flatten)]
     Console(logpipe_console::ConsoleCommand),
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    let format = cli.log_format;
+    init_logging(format);
+    if let Err(e) = run(cli) {
         // The whole chain on one line, without a backtrace: errors here are for operators.
-        eprintln!("error: {e:#}");
+        match format {
+            LogFormat::Text => eprintln!("error: {e:#}"),
+            LogFormat::Json => tracing::error!("{e:#}"),
+        }
         std::process::exit(1);
     }
 }
 
+/// Logs go to stderr, filtered by `LOGPIPE_LOG` (default `info`). Colour codes only when stderr is a
+/// terminal: under systemd, Docker or a redirect they would land in the journal as `\x1b[32m`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGPIPE_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOGPIPE_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {

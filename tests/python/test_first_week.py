@@ -80,3 +80,50 @@ def test_documented_log_dirs_override_moves_the_broker(logpipe_bin, tmp_path):
     finally:
         proc.kill()
         proc.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Log output: no colour codes off a terminal, JSON on request
+
+
+def run_broker_briefly(logpipe_bin, tmp_path: Path, *flags: str) -> str:
+    """Start a broker with stderr to a file (as under systemd), stop it cleanly, return its stderr."""
+    config = write(tmp_path / "broker.toml", f'[broker]\nlisteners = ["{HOST}:0"]\nlog_dirs = "data"\n'
+                   '[admin]\nenabled = false\n')
+    stderr_path = tmp_path / "stderr.log"
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOGPIPE_")}
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(child_cmd([str(logpipe_bin), *flags, "broker", "-c", str(config)]), cwd=tmp_path,
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert LISTENING_RE.match(proc.stdout.readline().decode()), "no 'listening on' line"
+        wait_until(lambda: "broker listening" in stderr_path.read_text(), 30, "the broker's first log lines")
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    return stderr_path.read_text()
+
+
+def test_logs_to_a_file_carry_no_colour_codes(logpipe_bin, tmp_path):
+    text = run_broker_briefly(logpipe_bin, tmp_path)
+    assert "broker stopped cleanly" in text
+    assert "\x1b[" not in text, text
+
+
+def test_log_format_json_prints_one_object_per_line(logpipe_bin, tmp_path):
+    import json
+
+    text = run_broker_briefly(logpipe_bin, tmp_path, "--log-format", "json")
+    records = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+    assert any(r["fields"]["message"] == "broker stopped cleanly" for r in records), text
+    assert all(r["level"] in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR") for r in records)
+
+    # A command's final error is a JSON line too, after the subcommand as well as before it.
+    r = run(logpipe_bin, "check", tmp_path / "missing.toml", "--log-format", "json")
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines and all(json.loads(line) for line in lines), r.stderr
+    assert "missing.toml" in json.loads(lines[-1])["fields"]["message"]
