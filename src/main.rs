@@ -110,20 +110,26 @@ fn run(cli: Cli) -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Run { pipeline } => run_pipeline(Pipeline::load(&pipeline)?).await,
+            // A single part keeps the file's [admin] section: its endpoint is where the file says.
             Command::Agent { config } => {
-                let agent = Pipeline::load(&config)?.agent.context("the config file has no [agent] section")?;
-                run_pipeline(Pipeline { agent: Some(agent), ..Pipeline::default() }).await
+                let file = Pipeline::load(&config)?;
+                let agent = file.agent.context("the config file has no [agent] section")?;
+                run_pipeline(Pipeline { agent: Some(agent), admin: file.admin, ..Pipeline::default() }).await
             }
             Command::Indexer { config } => {
-                let indexer = Pipeline::load(&config)?.indexer.context("the config file has no [indexer] section")?;
-                run_pipeline(Pipeline { indexer: Some(indexer), ..Pipeline::default() }).await
+                let file = Pipeline::load(&config)?;
+                let indexer = file.indexer.context("the config file has no [indexer] section")?;
+                run_pipeline(Pipeline { indexer: Some(indexer), admin: file.admin, ..Pipeline::default() }).await
             }
             Command::Broker { config } => {
-                let broker = match config {
-                    Some(path) => Pipeline::load(&path)?.broker.unwrap_or_default(),
-                    None => BrokerConfig::default(),
+                let (broker, admin) = match config {
+                    Some(path) => {
+                        let file = Pipeline::load(&path)?;
+                        (file.broker.unwrap_or_default(), file.admin)
+                    }
+                    None => (BrokerConfig::default(), None),
                 };
-                run_pipeline(Pipeline { broker: Some(broker), ..Pipeline::default() }).await
+                run_pipeline(Pipeline { broker: Some(broker), admin, ..Pipeline::default() }).await
             }
             Command::Gen(command) => {
                 logpipe_gen::run(command).await?;

@@ -127,3 +127,69 @@ def test_log_format_json_prints_one_object_per_line(logpipe_bin, tmp_path):
     lines = r.stderr.splitlines()
     assert lines and all(json.loads(line) for line in lines), r.stderr
     assert "missing.toml" in json.loads(lines[-1])["fields"]["message"]
+
+
+# --------------------------------------------------------------------------------------------
+# 3. The admin endpoint of `logpipe agent|indexer|broker -c FILE`
+
+
+def part_config(part: str, admin: str) -> str:
+    """A config file for one part, pointed at a broker port nobody listens on (enough to start)."""
+    sections = {
+        "broker": f'[broker]\nlisteners = ["{HOST}:0"]\nlog_dirs = "data"\n',
+        "agent": f'[agent]\nregistry = "registry.json"\n[agent.output]\nbrokers = ["{HOST}:1"]\ntopic = "t"\n'
+                 '[[agent.inputs]]\ntype = "stdin"\n',
+        "indexer": f'[indexer.input]\nbrokers = ["{HOST}:1"]\ntopics = ["t"]\n'
+                   '[indexer.output.file]\npath = "indices"\n',
+    }
+    return sections[part] + f"[admin]\naddress = {toml_value(admin)}\n"
+
+
+def start_part(logpipe_bin, tmp_path: Path, part: str, admin: str) -> subprocess.Popen:
+    config = write(tmp_path / f"{part}.toml", part_config(part, admin))
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOGPIPE_")}
+    return subprocess.Popen(child_cmd([str(logpipe_bin), part, "-c", str(config)]), cwd=tmp_path, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("part", ["broker", "agent", "indexer"])
+def test_single_part_serves_admin_where_the_file_says(logpipe_bin, tmp_path, part):
+    import json
+    import urllib.request
+
+    proc = start_part(logpipe_bin, tmp_path, part, f"{HOST}:0")
+    try:
+        def admin_line():
+            line = proc.stdout.readline()
+            assert line, f"{part} exited: {proc.stderr.read()}"
+            return line.startswith("admin on http://") and line.split("http://", 1)[1].strip()
+
+        address = wait_until(admin_line, 30, "the 'admin on' line")
+        assert not address.endswith(":9600"), "the file's [admin] address was ignored"
+        with urllib.request.urlopen(f"http://{address}/status", timeout=10) as resp:
+            assert resp.status == 200 and isinstance(json.loads(resp.read()), dict)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("part", ["broker", "agent", "indexer"])
+def test_configured_admin_port_taken_fails_with_one_line(logpipe_bin, tmp_path, part):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        address = f"{HOST}:{taken.getsockname()[1]}"
+        proc = start_part(logpipe_bin, tmp_path, part, address)
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    assert proc.returncode == 1
+    assert "admin on" not in out and "listening on" not in out, "started anyway"
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "admin.address" in lines[0] and address in lines[0], err
