@@ -193,3 +193,60 @@ def test_configured_admin_port_taken_fails_with_one_line(logpipe_bin, tmp_path, 
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert "admin.address" in lines[0] and address in lines[0], err
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Messages that say what to change
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_elasticsearch_refusing_credentials_names_user_and_password(logpipe_bin, tmp_path, broker, es_standin,
+                                                                     status):
+    from indexer_support import es_output, indexer_toml
+
+    es_standin.fail_requests(status)
+    config = indexer_toml([broker.bootstrap], ["t"], "g", elasticsearch=es_output(es_standin.url, user="elastic",
+                                                                                   password="wrong"))
+    write(tmp_path / "indexer.toml", config + "[admin]\nenabled = false\n")
+    r = run(logpipe_bin, "indexer", "-c", tmp_path / "indexer.toml", cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert str(status) in last, last
+    assert "indexer.output.elasticsearch.user" in last and ".password" in last, last
+    if status == 401:
+        assert "manage_template" not in last, last
+
+
+def test_unreachable_broker_says_check_the_address_not_the_timeout(logpipe_bin):
+    r = run(logpipe_bin, "topics", "list", "--bootstrap-server", f"{HOST}:1", "--request-timeout-ms", "2000")
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "request-timeout-ms" not in lines[0], lines[0]
+    assert f"--bootstrap-server {HOST}:1" in lines[0] and "running" in lines[0], lines[0]
+    # The librdkafka reason appears once, not once per link of the error chain.
+    assert lines[0].count("BrokerTransportFailure") <= 2 and lines[0].count("Meta data fetch error") <= 1, lines[0]
+
+
+def test_listener_port_taken_is_said_once_and_names_listeners(logpipe_bin, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        address = f"{HOST}:{taken.getsockname()[1]}"
+        write(tmp_path / "broker.toml", f'[broker]\nlisteners = ["{address}"]\nlog_dirs = "data"\n'
+              '[admin]\nenabled = false\n')
+        r = run(logpipe_bin, "broker", "-c", tmp_path / "broker.toml", cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].count("Address already in use") == 1, lines[0]
+    assert "listeners" in lines[0] and address in lines[0], lines[0]
+
+
+def test_topics_create_with_a_misspelt_config_names_the_key(broker, cli):
+    r = cli.run("topics", "create", "typo", "--config", "retention.mss=5", check=False)
+    assert r.returncode == 1
+    assert "'retention.mss'" in r.stderr and "did you mean 'retention.ms'" in r.stderr, r.stderr
+    assert "retention.bytes" in r.stderr, "the valid keys are not listed"
