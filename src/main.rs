@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use appliance::run_pipeline;
 use logpipe_broker::BrokerConfig;
@@ -23,7 +23,7 @@ use pipeline::Pipeline;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
-#[command(name = "logpipe", version, about = "Tail logs, queue them in a Kafka-protocol broker, index them")]
+#[command(name = "logpipe", version = env!("LOGPIPE_VERSION"), about = "Tail logs, queue them in a Kafka-protocol broker, index them")]
 struct Cli {
     /// How log lines on stderr look: `text` (coloured only when stderr is a terminal) or `json`, one
     /// object per line, for journald, Docker or a log shipper.
@@ -78,6 +78,13 @@ enum Command {
     Check { pipeline: PathBuf },
     #[command(flatten)]
     Console(logpipe_console::ConsoleCommand),
+    /// Print a shell completion script: `logpipe completions bash > /etc/bash_completion.d/logpipe`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `logpipe man > /usr/local/share/man/man1/logpipe.1`.
+    Man,
 }
 
 fn main() {
@@ -105,7 +112,29 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Writes generated text to stdout; a closed pipe (`| head`) is not an error.
+fn print_generated(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "logpipe", &mut script);
+            return print_generated(&script);
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).context("cannot render the man page")?;
+            return print_generated(&page);
+        }
+        _ => {}
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
@@ -142,6 +171,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             Command::Console(command) => Ok(logpipe_console::run(command).await?),
+            Command::Completions { .. } | Command::Man => unreachable!("handled before the runtime starts"),
         }
     })
 }

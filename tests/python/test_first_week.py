@@ -250,3 +250,59 @@ def test_topics_create_with_a_misspelt_config_names_the_key(broker, cli):
     assert r.returncode == 1
     assert "'retention.mss'" in r.stderr and "did you mean 'retention.ms'" in r.stderr, r.stderr
     assert "retention.bytes" in r.stderr, "the valid keys are not listed"
+
+
+# --------------------------------------------------------------------------------------------
+# 6. --version with the git commit, shell completions, man page
+
+
+def test_version_names_the_git_commit(logpipe_bin):
+    import re
+    import shutil
+
+    r = run(logpipe_bin, "--version")
+    assert r.returncode == 0
+    m = re.fullmatch(r"logpipe (\d+\.\d+\.\d+)(?: \(git ([0-9a-f]{7,40})\))?\s*", r.stdout)
+    assert m, r.stdout
+    from support import REPO
+    in_git = shutil.which("git") and subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                                                   capture_output=True).returncode == 0
+    if in_git:
+        assert m.group(2), f"built in a git checkout but no commit in {r.stdout!r}"
+        # The commit the binary was built from exists in this repository.
+        assert subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", m.group(2) + "^{commit}"]).returncode == 0
+
+
+@pytest.mark.parametrize("shell,marker", [("bash", "complete -F _logpipe"), ("zsh", "#compdef logpipe"),
+                                          ("fish", "complete -c logpipe")])
+def test_completions_cover_the_subcommands(logpipe_bin, shell, marker):
+    import shutil
+
+    r = run(logpipe_bin, "completions", shell)
+    assert r.returncode == 0, r.stderr
+    assert marker in r.stdout
+    for sub in ("run", "agent", "indexer", "broker", "topics", "groups", "status", "completions", "man"):
+        assert sub in r.stdout, f"{sub} missing from the {shell} completions"
+    assert "log-format" in r.stdout
+    if shell == "bash":
+        assert subprocess.run(["bash", "-n"], input=r.stdout, text=True).returncode == 0
+    elif shutil.which(shell):
+        assert subprocess.run([shell, "-n"], input=r.stdout, text=True).returncode == 0
+
+
+def test_man_page_is_generated_from_the_cli(logpipe_bin, tmp_path):
+    import shutil
+
+    r = run(logpipe_bin, "man")
+    assert r.returncode == 0, r.stderr
+    page = r.stdout
+    assert page.splitlines()[2].startswith(".TH logpipe 1"), page[:300]
+    version = run(logpipe_bin, "--version").stdout.strip()
+    assert version in page, "the man page carries the same version as --version"
+    for section in (".SH NAME", ".SH SYNOPSIS", ".SH SUBCOMMANDS"):
+        assert section in page
+    for sub in ("run", "agent", "indexer", "broker", "completions"):
+        assert f"logpipe\\-{sub}" in page or f"logpipe-{sub}" in page, sub
+    if shutil.which("groff"):
+        rendered = subprocess.run(["groff", "-man", "-Tutf8"], input=page, capture_output=True, text=True)
+        assert rendered.returncode == 0 and "logpipe" in rendered.stdout
