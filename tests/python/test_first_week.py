@@ -306,3 +306,76 @@ def test_man_page_is_generated_from_the_cli(logpipe_bin, tmp_path):
     if shutil.which("groff"):
         rendered = subprocess.run(["groff", "-man", "-Tutf8"], input=page, capture_output=True, text=True)
         assert rendered.returncode == 0 and "logpipe" in rendered.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# 7. The systemd units' install steps install every file the units reference
+
+
+def documented_install_steps() -> list[str]:
+    """The indented block after 'Install' in examples/README.md."""
+    from support import REPO
+
+    lines = (REPO / "examples" / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Install"))
+    block, seen = [], False
+    for line in lines[start + 1:]:
+        if line.startswith("    "):
+            block.append(line.strip())
+            seen = True
+        elif seen and line.strip():
+            break
+    assert block, "no install block in examples/README.md"
+    return block
+
+
+def unit_references(unit_text: str) -> list[str]:
+    """Absolute paths a unit needs to exist: the executable and the files in ExecStart, the docs."""
+    import shlex
+
+    paths = []
+    for line in unit_text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "ExecStart":
+            paths += [w for w in shlex.split(value) if w.startswith("/")]
+        elif key == "Documentation":
+            for ref in value.split():
+                if ref.startswith("file://"):
+                    paths.append(ref[len("file://"):])
+                elif ref.startswith("man:"):
+                    name, section = ref[len("man:"):].rstrip(")").split("(")
+                    paths.append(f"/usr/local/share/man/man{section}/{name}.{section}")
+    return paths
+
+
+def test_systemd_install_steps_install_everything_the_units_reference(logpipe_bin, tmp_path):
+    import re
+
+    from support import REPO
+
+    root = tmp_path / "root"
+    for d in ("etc/systemd/system", "usr/local/bin", "usr/share"):  # there on any systemd host
+        (root / d).mkdir(parents=True)
+    release = REPO / "target" / "release" / "logpipe"
+    for step in documented_install_steps():
+        if re.match(r"(sudo )?(useradd|systemctl|journalctl)\b", step):
+            continue  # system state, not files
+        step = step.replace("sudo ", "").replace("target/release/logpipe",
+                                                 str(release if release.exists() else logpipe_bin))
+        step = re.sub(r"(?<![\w./-])/(etc|usr|var)/", lambda m: f"{root}/{m.group(1)}/", step)
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0, f"install step failed: {step}\n{r.stderr}"
+
+    units = sorted((root / "etc" / "systemd" / "system").glob("*.service"))
+    assert {u.name for u in units} >= {"logpipe.service", "logpipe-agent.service"}, units
+    missing = []
+    for unit in units:
+        refs = unit_references(unit.read_text())
+        assert any(ref.endswith("/logpipe") for ref in refs), f"{unit.name}: no ExecStart binary"
+        missing += [f"{unit.name}: {ref}" for ref in refs if not (root / ref.lstrip("/")).exists()]
+    assert not missing, "referenced but not installed by examples/README.md: " + ", ".join(missing)
+
+    # The installed pipeline files are valid for the units' commands.
+    for config in sorted((root / "etc" / "logpipe").glob("*.toml")):
+        r = run(logpipe_bin, "check", config)
+        assert r.returncode == 0, r.stderr
