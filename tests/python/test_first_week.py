@@ -379,3 +379,81 @@ def test_systemd_install_steps_install_everything_the_units_reference(logpipe_bi
     for config in sorted((root / "etc" / "logpipe").glob("*.toml")):
         r = run(logpipe_bin, "check", config)
         assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Stalls say so, once; shutdown summarises what was not delivered
+
+
+# librdkafka waits topic.metadata.propagation.max.ms (30 s) before it calls a topic missing.
+FAST_UNKNOWN_TOPIC = '[agent.output]\nlibrdkafka = { "topic.metadata.propagation.max.ms" = "100" }\n'
+
+
+def test_missing_file_and_missing_topic_are_logged_once_and_when_they_clear(logpipe_bin, tmp_path, broker_factory):
+    from agent_support import AgentProcess, agent_toml, append_lines, file_input
+    from support import create_topic
+
+    broker = broker_factory(auto_create_topics_enable=False)
+    topic = "not-there-yet"
+    logs = tmp_path / "logs"
+    pattern = str(logs / "app*.log")
+    config = agent_toml(tmp_path / "registry.json", [broker.bootstrap], topic, [file_input([pattern])],
+                        shutdown_timeout="1s").replace("[agent.output]\n", FAST_UNKNOWN_TOPIC)
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", config + "[admin]\nenabled = false\n", child_cmd)
+    try:
+        agent.start()
+        wait_until(lambda: "no file matches this path" in agent.stderr_text(), 30, "the no-file warning",
+                   procs=[agent])
+        logs.mkdir()
+        append_lines(logs / "app1.log", range(1, 201))
+        wait_until(lambda: "files match this path now" in agent.stderr_text(), 30, "the glob clearing",
+                   procs=[agent])
+        wait_until(lambda: f"topic {topic} does not exist" in agent.stderr_text(), 60, "the missing-topic warning",
+                   procs=[agent])
+        assert f"logpipe topics create {topic}" in agent.stderr_text()
+        create_topic(broker.bootstrap, topic, 1)
+        wait_until(lambda: f"topic {topic} accepts events again" in agent.stderr_text(), 60,
+                   "the topic clearing", procs=[agent])
+        assert agent.stop() == 0
+        text = agent.stderr_text()
+    finally:
+        agent.close()
+    assert text.count("no file matches this path") == 1, text
+    assert text.count(f"topic {topic} does not exist") == 1, text
+    assert "delivery failed" not in text, text
+    assert pattern in text
+
+
+def test_shutdown_summarises_undelivered_events_in_one_line(logpipe_bin, tmp_path, broker_factory):
+    import re
+
+    from agent_support import AgentProcess, agent_toml, append_lines, file_input
+    from support import create_topic, read_topic
+
+    broker = broker_factory(auto_create_topics_enable=False)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    append_lines(logs / "app.log", range(1, 3001))
+    config = agent_toml(tmp_path / "registry.json", [broker.bootstrap], "nowhere", [file_input([str(logs / "*.log")])],
+                        shutdown_timeout="1s").replace("[agent.output]\n", FAST_UNKNOWN_TOPIC)
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", config + "[admin]\nenabled = false\n", child_cmd)
+    try:
+        agent.start()
+        wait_until(lambda: "topic nowhere does not exist" in agent.stderr_text(), 60, "the missing-topic warning",
+                   procs=[agent])
+        assert agent.stop() == 0
+        text = agent.stderr_text()
+        assert "PurgeQueue" not in text and "delivery failed" not in text, text[-3000:]
+        summary = [line for line in text.splitlines() if "not acknowledged by Kafka" in line]
+        assert len(summary) == 1, text[-3000:]
+        m = re.search(r"stopped with (\d+) event\(s\)", summary[0])
+        assert m and 0 < int(m.group(1)) <= 3000, summary[0]
+        assert len(text.splitlines()) < 40, f"{len(text.splitlines())} lines of log"
+
+        # As the line says: the file's events are read again at the next start.
+        create_topic(broker.bootstrap, "nowhere", 1)
+        agent.start()
+        wait_until(lambda: len(read_topic(broker.bootstrap, "nowhere")[0]) >= 3000, 60, "all 3000 lines delivered",
+                   procs=[agent])
+    finally:
+        agent.close()
