@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use logpipe_agent::metrics::SharedSnapshot;
+use logpipe_agent::snapshot::SharedSnapshot;
 use logpipe_broker::Server;
 use logpipe_status::{AdminConfig, AdminServer, Sources};
 
@@ -50,7 +50,7 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
     if let Some(server) = admin {
         println!("admin on http://{}", server.local_addr()?);
         std::io::stdout().flush()?;
-        tokio::spawn(server.run(sources.clone(), admin_stop.clone()));
+        tokio::spawn(server.serve(logpipe_status::router(sources.clone()), admin_stop.clone()));
     }
 
     let indexer_stop = CancellationToken::new();

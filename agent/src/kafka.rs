@@ -313,16 +313,12 @@ fn shrink(payload: &[u8]) -> Vec<u8> {
 
 /// The librdkafka configuration for `[agent.output]`.
 pub fn client_config(config: &OutputConfig, queue_max_bytes: usize) -> ClientConfig {
-    let acks = match config.acks.as_str() {
-        "all" | "-1" => "-1",
-        other => other,
-    };
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", config.brokers.join(","))
         .set("client.id", &config.client_id)
-        .set("acks", acks)
-        .set("enable.idempotence", if acks == "-1" { "true" } else { "false" })
-        .set("compression.type", config.compression.librdkafka_name())
+        .set("acks", config.acks.as_config())
+        .set("enable.idempotence", config.acks.allows_idempotence().to_string())
+        .set("compression.type", config.compression.as_config())
         .set("linger.ms", config.linger_ms.to_string())
         .set("batch.size", config.batch_bytes.min(config.max_message_bytes).to_string())
         .set("message.max.bytes", config.max_message_bytes.to_string())

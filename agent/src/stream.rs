@@ -145,14 +145,22 @@ pub(crate) struct Out<'a, S: Sink> {
 }
 
 impl StreamInput {
-    pub(crate) fn new(index: usize, input: &InputConfig, host: &str, default_topic: &str, rx: StreamReceiver) -> Result<Self> {
+    pub(crate) fn new(
+        index: usize,
+        input: &InputConfig,
+        host: &str,
+        default_topic: &str,
+        rx: StreamReceiver,
+    ) -> Result<Self> {
         let bre = |list: &[String]| -> Result<Vec<BytesRegex>> {
             list.iter().map(|r| BytesRegex::new(r).map_err(|e| Error::Config(format!("{r:?}: {e}")))).collect()
         };
         let (input_type, command) = match input.kind {
             InputType::Exec => ("exec", input.command.clone().unwrap_or_default()),
             InputType::Stdin => ("stdin", String::new()),
-            InputType::File => return Err(Error::Config(format!("agent.inputs[{index}] is a file input, not a stream"))),
+            InputType::File => {
+                return Err(Error::Config(format!("agent.inputs[{index}] is a file input, not a stream")))
+            }
         };
         let multiline = input
             .multiline
@@ -226,7 +234,8 @@ impl StreamInput {
                     self.basis = xxh3_64(&basis);
                     self.seq = 0;
                     self.reader = LineReader::new(self.max_line_bytes, 0);
-                    self.multiline = self.multiline_config.as_ref().and_then(|m| Multiline::new(m, self.max_line_bytes).ok());
+                    self.multiline =
+                        self.multiline_config.as_ref().and_then(|m| Multiline::new(m, self.max_line_bytes).ok());
                 }
                 StreamMsg::Data(data) => {
                     budget = budget.saturating_sub(data.len());
@@ -316,7 +325,8 @@ impl StreamInput {
             self.stats.events_too_large += 1;
         }
         let key = out.key.and_then(|k| k.value(&self.meta, &parts));
-        let ack = Ack { source: STREAM_SOURCE | self.index as u64, start: event.start, end: event.end, bytes: out.buf.len() };
+        let ack =
+            Ack { source: STREAM_SOURCE | self.index as u64, start: event.start, end: event.end, bytes: out.buf.len() };
         out.sink.send(Record { topic: &self.topic, key: key.as_deref(), payload: out.buf, ack });
         *out.in_flight += out.buf.len();
         *out.events += 1;

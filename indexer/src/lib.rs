@@ -52,8 +52,8 @@ pub use event::{Event, FieldRef};
 pub use filters::{Filter, FilterChain};
 pub use retry::BulkOutcome;
 pub use route::{RouteTable, Routed};
-pub use template::Template;
 pub use stats::{Stats, StatsSnapshot};
+pub use template::Template;
 
 use std::sync::Arc;
 
@@ -94,13 +94,33 @@ impl Indexer {
         }
         let (limits, dead_letters) = match &config.output.elasticsearch {
             Some(es) => (
-                Limits { max_events: es.batch_max_events, max_bytes: es.batch_max_bytes, timeout: es.batch_timeout, concurrency: es.concurrency },
+                Limits {
+                    max_events: es.batch_max_events,
+                    max_bytes: es.batch_max_bytes,
+                    timeout: es.batch_timeout,
+                    concurrency: es.concurrency,
+                },
                 Some(Arc::new(DeadLetterTopic::new(&config.input, &es.dead_letter_topic_suffix)?)),
             ),
             // Files and stdout: one writer; the batch bounds only set how often it syncs.
-            None => (Limits { max_events: 5000, max_bytes: 5 << 20, timeout: std::time::Duration::from_millis(50), concurrency: 1 }, None),
+            None => (
+                Limits {
+                    max_events: 5000,
+                    max_bytes: 5 << 20,
+                    timeout: std::time::Duration::from_millis(50),
+                    concurrency: 1,
+                },
+                None,
+            ),
         };
-        let flow = Flow::new(Processor::new(compiled), limits, tokio::runtime::Handle::current(), outputs, dead_letters, stats);
+        let flow = Flow::new(
+            Processor::new(compiled),
+            limits,
+            tokio::runtime::Handle::current(),
+            outputs,
+            dead_letters,
+            stats,
+        );
         let (input, timeout) = (config.input.clone(), config.shutdown_timeout);
         tokio::task::spawn_blocking(move || consumer::consume(&input, flow, shutdown, timeout))
             .await

@@ -3,7 +3,8 @@
 //! indexed, retried and dead-lettered per index, and the health of each Elasticsearch host.
 //!
 //! - [`report`]: the [`StatusReport`] and how it is collected from the parts running in this process.
-//! - [`server`]: the admin HTTP endpoint: `/status` (JSON) and `/metrics` (Prometheus text).
+//! - [`server`]: the admin endpoint's routes: `/status` (JSON) and `/metrics` (Prometheus text), served
+//!   by [`logpipe_admin::AdminServer`].
 //! - [`metrics`]: rendering a report as Prometheus metrics.
 //! - [`view`]: rendering a report for the terminal (`logpipe status`).
 //! - [`client`]: fetching `/status` from a running appliance.
@@ -14,8 +15,9 @@ pub mod report;
 pub mod server;
 pub mod view;
 
+pub use logpipe_admin::AdminServer;
 pub use report::{Sources, StatusReport};
-pub use server::AdminServer;
+pub use server::router;
 
 use serde::Deserialize;
 

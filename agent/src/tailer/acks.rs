@@ -81,5 +81,4 @@ impl<S: Sink> Tailer<S> {
         self.dirty = false;
         Ok(())
     }
-
 }

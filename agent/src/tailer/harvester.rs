@@ -268,7 +268,8 @@ impl<S: Sink> Tailer<S> {
         let Harvester { reader, multiline, path, head, .. } = &mut h;
         let mut ctx = emit_ctx!(self, slot, state, &self.inputs[state.input], path, head, &timestamp);
         reader.feed(data, |line| ctx.line(line, multiline.as_mut(), now));
-        state.read_offset = h.reader.line_start().min(h.multiline.as_ref().and_then(|m| m.pending_start()).unwrap_or(u64::MAX));
+        state.read_offset =
+            h.reader.line_start().min(h.multiline.as_ref().and_then(|m| m.pending_start()).unwrap_or(u64::MAX));
         let upgrade = h.head.is_full() && !matches!(state.identity, FileIdentity::Fingerprint { .. });
         let fingerprint = FileIdentity::Fingerprint { hash: h.head.hash() };
         state.harvester = Some(h);
@@ -327,15 +328,14 @@ impl<S: Sink> Tailer<S> {
             }
             state.read_offset = h.reader.position();
         } else {
-            state.read_offset = h.reader.line_start().min(h.multiline.as_ref().and_then(|m| m.pending_start()).unwrap_or(u64::MAX));
+            state.read_offset =
+                h.reader.line_start().min(h.multiline.as_ref().and_then(|m| m.pending_start()).unwrap_or(u64::MAX));
         }
         state.head_len = h.head.len();
         state.head_hash = h.head.hash();
         state.head = Some(h.head);
     }
-
 }
-
 
 /// What emitting one event needs, borrowed from the tailer and the file's state.
 struct EmitCtx<'a, S: Sink> {

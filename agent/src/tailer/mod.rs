@@ -54,9 +54,9 @@ use crate::config::{AgentConfig, InputType};
 use crate::envelope::{Encoder, KeyField};
 use crate::error::{Error, Result};
 use crate::identity::{FileIdentity, Head};
-use crate::metrics::SharedSnapshot;
 use crate::registry::{AckedRanges, RegistryFile};
 use crate::sink::{Ack, Sink};
+use crate::snapshot::SharedSnapshot;
 use crate::stream::{Out, StreamInput, StreamReceiver};
 
 use harvester::Harvester;
@@ -236,10 +236,8 @@ impl<S: Sink> Tailer<S> {
     /// Adds the `exec` or `stdin` input `config.inputs[index]`, fed by `rx` (from [`crate::exec::spawn`]
     /// or [`crate::stream::read_to_end`]).
     pub fn add_stream(&mut self, config: &AgentConfig, index: usize, rx: StreamReceiver) -> Result<()> {
-        let input = config
-            .inputs
-            .get(index)
-            .ok_or_else(|| Error::Config(format!("agent.inputs[{index}] does not exist")))?;
+        let input =
+            config.inputs.get(index).ok_or_else(|| Error::Config(format!("agent.inputs[{index}] does not exist")))?;
         self.streams.push(StreamInput::new(index, input, &self.host, &self.default_topic, rx)?);
         Ok(())
     }
@@ -431,7 +429,6 @@ impl<S: Sink> Tailer<S> {
         self.next_slot += 1;
         self.next_slot
     }
-
 }
 
 /// The encoded event limit for a cluster `message.max.bytes`: headroom for the record and batch headers

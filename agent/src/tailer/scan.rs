@@ -277,5 +277,4 @@ impl<S: Sink> Tailer<S> {
             self.forget(slot);
         }
     }
-
 }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use super::{FileStats, Tailer};
 use crate::identity::FileIdentity;
-use crate::metrics::Snapshot;
 use crate::sink::Sink;
+use crate::snapshot::Snapshot;
 use crate::stream::{StreamInput, StreamStatus};
 
 /// A point-in-time view of one file, for metrics and tests.

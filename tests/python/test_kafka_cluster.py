@@ -1,0 +1,103 @@
+"""The README's "Running at scale" layout on a real Apache Kafka 4.4 cluster: three KRaft nodes on
+127.0.0.1 (replication factor 3, min.insync.replicas=2), `logpipe agent` (acks=all) shipping nginx logs,
+two `logpipe indexer` processes in one group writing to the Elasticsearch stand-in. While it runs, the
+leader of a partition is killed -9 and restarted, and one indexer is stopped so the other takes over its
+partitions. Afterwards every generated line is in exactly one document."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from confluent_kafka.admin import NewTopic
+
+from agent_support import AgentProcess, agent_toml
+from appliance_support import Stored, expected_indices, summarize
+from indexer_support import NGINX_FILTERS, NGINX_ROUTES, es_output, indexer_toml
+from kafka_cluster import KafkaCluster
+from support import child_cmd, close_and_report, wait_until
+
+LINES = 40_000
+RATE = 2_000
+START = datetime(2026, 11, 20, 23, 55, tzinfo=timezone.utc)
+STEP_MS = 20
+GROUP = "logpipe-indexer"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, request):
+    c = KafkaCluster(tmp_path_factory.mktemp("kafka"), nodes=3)
+    try:
+        c.start()
+        yield c
+    finally:
+        failed = request.session.testsfailed > 0
+        if failed:
+            print(c.tails())
+        c.close()
+
+
+def rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_agent_and_two_indexers_survive_a_leader_kill_and_an_indexer_stop(
+        cluster, logpipe_bin, indexer_factory, es_standin, nginx_gen, tmp_path, request):
+    admin = cluster.admin()
+    futures = admin.create_topics([NewTopic("nginx", num_partitions=3, replication_factor=3,
+                                            config={"min.insync.replicas": "2"})])
+    futures["nginx"].result(timeout=60)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    brokers = cluster.bootstrap.split(",")
+
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", agent_toml(
+        tmp_path / "agent" / "registry.json", brokers, "nginx",
+        [{"type": "file", "paths": [str(logs / "access.log*")], "tags": ["access"], "scan_frequency": "500ms"},
+         {"type": "file", "paths": [str(logs / "error.log*")], "tags": ["error"], "scan_frequency": "500ms",
+          "multiline": {"pattern": r"^\d{4}/\d{2}/\d{2} ", "negate": True, "match": "after"}}],
+        host_name="scale-test"), child_cmd)
+    indexers = []
+    try:
+        agent.start()
+        config = indexer_toml(brokers, ["nginx"], GROUP, filters=NGINX_FILTERS, routes=NGINX_ROUTES,
+                              elasticsearch=es_output(es_standin.url))
+        indexers = [indexer_factory(config), indexer_factory(config)]
+        gen = nginx_gen(logs, tmp_path / "summary.json", "--rate", str(RATE), "--lines", str(LINES),
+                        "--rotate-every", "5", "--keep", "20", "--start", rfc3339(START),
+                        "--step-ms", str(STEP_MS), "--seed", "7")
+        procs = [agent, *indexers]
+
+        # A quarter in: kill -9 the leader of partition 0, and bring it back a little later.
+        wait_until(lambda: es_standin.count() >= LINES // 4, 300,
+                   lambda: f"{LINES // 4} documents, have {es_standin.count()}", procs=procs)
+        victim = cluster.leader("nginx", 0)
+        victim.kill9()
+        wait_until(lambda: cluster.leader("nginx", 0).node_id != victim.node_id, 60, "a new leader for nginx-0")
+        wait_until(lambda: es_standin.count() >= LINES // 2, 300,
+                   lambda: f"{LINES // 2} documents with node {victim.node_id} down, have {es_standin.count()}",
+                   procs=procs)
+        victim.start()
+        cluster.wait_brokers(3)
+
+        # Half-way on: one indexer leaves; the other takes over its partitions.
+        wait_until(lambda: es_standin.count() >= LINES * 3 // 4, 300,
+                   lambda: f"{LINES * 3 // 4} documents, have {es_standin.count()}", procs=procs)
+        assert indexers[0].stop() == 0
+        procs = [agent, indexers[1]]
+
+        summary = gen.wait(timeout=300)
+        assert summary["total"] == LINES, summary
+        wait_until(lambda: es_standin.count() >= LINES, 300,
+                   lambda: f"{LINES} documents, have {es_standin.count()}: {es_standin.stats()}",
+                   interval=0.5, procs=procs)
+
+        stored = Stored.read(es_standin)
+        assert not stored.unnumbered, summarize(stored.unnumbered, 3)
+        assert not stored.duplicates(), f"lines stored more than once {summarize(stored.duplicates().items())}"
+        assert not (missing := stored.missing(1, LINES)), f"lines never indexed {summarize(missing)}"
+        assert stored.per_index == expected_indices(summary)
+        print(f"scale-out: {LINES} lines through a 3-node Kafka cluster; node {victim.node_id} killed and "
+              f"restarted, one indexer stopped; stand-in {es_standin.stats()}")
+    finally:
+        close_and_report([agent], request, "agent")
