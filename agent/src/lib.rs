@@ -24,6 +24,7 @@ pub mod multiline;
 pub mod registry;
 pub mod sink;
 pub mod snapshot;
+pub mod stalls;
 pub mod stream;
 pub mod tailer;
 

@@ -47,11 +47,11 @@ impl Connection {
     /// Wraps a failed request in an error that names this broker.
     pub(crate) fn kafka_error(&self, action: impl Into<String>) -> impl FnOnce(KafkaError) -> Error + '_ {
         let action = action.into();
-        move |source| Error::Kafka { broker: self.bootstrap_server.clone(), action, source: Box::new(source) }
+        move |source| Error::Kafka { broker: self.bootstrap_server.clone(), action, error: Box::new(source) }
     }
 
     pub(crate) fn creation_error(&self) -> impl FnOnce(KafkaError) -> Error + '_ {
-        move |source| Error::Client { broker: self.bootstrap_server.clone(), source: Box::new(source) }
+        move |source| Error::Client { broker: self.bootstrap_server.clone(), error: Box::new(source) }
     }
 
     /// Metadata for one topic; an unknown topic becomes [`Error::UnknownTopic`].
@@ -71,7 +71,7 @@ impl Connection {
                 return Err(Error::Kafka {
                     broker: self.bootstrap_server.clone(),
                     action: format!("fetching metadata for topic '{topic}'"),
-                    source: Box::new(KafkaError::MetadataFetch(code)),
+                    error: Box::new(KafkaError::MetadataFetch(code)),
                 })
             }
         }
@@ -80,7 +80,7 @@ impl Connection {
             return Err(Error::Kafka {
                 broker: self.bootstrap_server.clone(),
                 action: format!("fetching metadata for topic '{topic}' (it has no partitions yet)"),
-                source: Box::new(KafkaError::MetadataFetch(RDKafkaErrorCode::LeaderNotAvailable)),
+                error: Box::new(KafkaError::MetadataFetch(RDKafkaErrorCode::LeaderNotAvailable)),
             });
         }
         Ok(metadata)

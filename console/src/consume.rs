@@ -203,7 +203,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
                     return Err(Error::Kafka {
                         broker: conn.bootstrap_server.clone(),
                         action: format!("consuming topic '{}'", args.topic),
-                        source: Box::new(KafkaError::MessageConsumptionFatal(code)),
+                        error: Box::new(KafkaError::MessageConsumptionFatal(code)),
                     })
                 }
                 Err(e) => {
@@ -228,7 +228,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             Ok(()) => {}
             // The reader went away (`| head`): that is the end of the command, not a failure.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break 'poll,
-            Err(source) => return Err(Error::Io { what: "writing to stdout", source }),
+            Err(error) => return Err(Error::Io { what: "writing to stdout", error }),
         }
         for (partition, offset) in pending {
             flushed.insert(partition, offset + 1);

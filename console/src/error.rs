@@ -11,27 +11,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a console command failed.
 ///
 /// librdkafka errors are boxed: `KafkaError` is large, and every `Result` in the crate would pay for it.
+/// A cause that a message already prints is a plain field (`error`), not a `#[source]`, so an error chain
+/// printed with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// librdkafka refused the client configuration (a bad flag value that slipped past parsing).
-    #[error("cannot create a Kafka client for broker {broker}: {source}; check the command's flags")]
-    Client {
-        broker: String,
-        #[source]
-        source: Box<KafkaError>,
-    },
+    #[error("cannot create a Kafka client for broker {broker}: {error}; check the command's flags")]
+    Client { broker: String, error: Box<KafkaError> },
 
     /// A request to the cluster failed or timed out.
     #[error(
-        "{action} on broker {broker} failed: {source}; check that the broker is running and \
-         reachable at {broker} (--bootstrap-server), or raise --request-timeout-ms"
+        "{action} on broker {broker} failed: {error}; check the address (--bootstrap-server {broker}) \
+         and that a broker is running there"
     )]
-    Kafka {
-        broker: String,
-        action: String,
-        #[source]
-        source: Box<KafkaError>,
-    },
+    Kafka { broker: String, action: String, error: Box<KafkaError> },
 
     /// The topic is not in the cluster metadata.
     #[error(
@@ -74,12 +67,8 @@ pub enum Error {
     Protocol { api: &'static str, broker: String, message: String },
 
     /// Reading stdin or writing stdout failed (other than a closed pipe, which ends a command cleanly).
-    #[error("{what}: {source}")]
-    Io {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: &'static str, error: std::io::Error },
 
     /// A flag combination or value that cannot work.
     #[error("{0}")]

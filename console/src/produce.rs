@@ -5,7 +5,7 @@
 //! only if every record was acknowledged, and always reports how many were. With `--acks all` the producer is
 //! idempotent, so librdkafka's internal retries can neither duplicate nor reorder records.
 
-use logpipe_config::{Acks, Compression};
+use std::fmt;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
@@ -38,6 +38,52 @@ pub struct ProduceArgs {
     pub delivery_timeout_ms: u64,
     #[command(flatten)]
     pub connection: Connection,
+}
+
+/// The producer's `acks` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Acks {
+    /// Wait for all in-sync replicas (and, on logpipe's broker, the fsync).
+    #[value(name = "all", alias = "-1")]
+    All,
+    /// Wait for the leader only.
+    #[value(name = "1")]
+    Leader,
+    /// Do not wait.
+    #[value(name = "0")]
+    None,
+}
+
+impl Acks {
+    fn as_config(self) -> &'static str {
+        match self {
+            Acks::All => "all",
+            Acks::Leader => "1",
+            Acks::None => "0",
+        }
+    }
+}
+
+/// Record batch compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        })
+    }
 }
 
 /// Delivery tally.
@@ -75,12 +121,12 @@ fn outcome(
 
 pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     let connection = &args.connection;
-    let idempotent = args.acks.allows_idempotence();
+    let idempotent = args.acks == Acks::All;
     let producer: FutureProducer = connection
         .client_config()
         .set("acks", args.acks.as_config())
         .set("enable.idempotence", idempotent.to_string())
-        .set("compression.codec", args.compression.as_config())
+        .set("compression.codec", args.compression.to_string())
         .set("message.timeout.ms", args.delivery_timeout_ms.to_string())
         // Piped input arrives far faster than the broker round trip; a short linger lets librdkafka fill
         // large batches, while a line typed by hand still goes out without a noticeable delay.
@@ -121,8 +167,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n =
-            stdin.read_until(b'\n', &mut line).await.map_err(|source| Error::Io { what: "reading stdin", source })?;
+        let n = stdin.read_until(b'\n', &mut line).await.map_err(|error| Error::Io { what: "reading stdin", error })?;
         if n == 0 {
             break;
         }

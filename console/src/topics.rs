@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 
 use crate::client::{blocking, Connection};
@@ -100,9 +101,107 @@ async fn create(
         .create_topics([&topic], &admin_options(connection))
         .await
         .map_err(connection.kafka_error(format!("creating topic '{name}'")))?;
-    check_results("creating", connection, results)?;
+    match check_results("creating", connection, results) {
+        Err(Error::TopicOperation { code: RDKafkaErrorCode::InvalidConfig, topic, broker, .. }) => {
+            return Err(Error::InvalidArgument(format!(
+                "creating topic '{topic}' on broker {broker} failed: the broker refused the --config \
+                 {}",
+                explain_invalid_config(configs)
+            )));
+        }
+        other => other?,
+    }
     println!("Created topic {name}.");
     Ok(())
+}
+
+/// Topic configs logpipe's own broker accepts (README, "The broker").
+const LOGPIPE_TOPIC_CONFIGS: &[&str] =
+    &["retention.ms", "retention.bytes", "segment.bytes", "segment.ms", "max.message.bytes", "cleanup.policy"];
+
+/// Apache Kafka's topic-level configs (`TopicConfig`, Kafka 3.9/4.x), to tell a typo from a key a
+/// particular broker does not support.
+const KAFKA_TOPIC_CONFIGS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "follower.replication.throttled.replicas",
+    "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "remote.storage.enable",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+/// The rest of an InvalidConfig message: which `--config` key is wrong and what the valid ones are.
+fn explain_invalid_config(configs: &[(String, String)]) -> String {
+    let supported = format!(
+        "logpipe's broker accepts {} (cleanup.policy=delete only; see \"The broker\" in the README); a Kafka \
+         cluster accepts Kafka's topic configs (`kafka-configs.sh --describe --all --topic T` lists them)",
+        LOGPIPE_TOPIC_CONFIGS.join(", ")
+    );
+    let unknown: Vec<String> = configs
+        .iter()
+        .filter(|(key, _)| !KAFKA_TOPIC_CONFIGS.contains(&key.as_str()))
+        .map(|(key, _)| match closest(key, KAFKA_TOPIC_CONFIGS) {
+            Some(near) => format!("'{key}' (not a topic config; did you mean '{near}'?)"),
+            None => format!("'{key}' (not a topic config)"),
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return format!("key {}; {supported}", unknown.join(", "));
+    }
+    let sent: Vec<String> = configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if sent.is_empty() {
+        return format!("defaults; {supported}");
+    }
+    format!("{} (a key this broker does not support, or a value out of range); {supported}", sent.join(" "))
+}
+
+/// The candidate within edit distance 2 of `word`, if any (for "did you mean").
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for j in 0..b.len() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != b[j])).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    candidates.iter().map(|c| (distance(word, c), *c)).filter(|(d, _)| *d <= 2).min().map(|(_, c)| c)
 }
 
 async fn delete(connection: &Connection, name: &str) -> Result<()> {

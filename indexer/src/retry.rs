@@ -39,6 +39,14 @@ struct Response {
 /// Decides on the response to a request of `sent` items.
 pub fn decide(status: u16, body: &[u8], sent: usize) -> BulkOutcome {
     let retry = |reason: String| BulkOutcome::Retry { reason };
+    if status == 401 || status == 403 {
+        // Retried (credentials may be fixed on the cluster side), but the reason says what is wrong.
+        return retry(format!(
+            "HTTP {status}: {}; Elasticsearch refused the indexer's credentials: check \
+             indexer.output.elasticsearch.user and .password (or .api_key)",
+            top_level_reason(body)
+        ));
+    }
     if !(200..300).contains(&status) {
         return retry(format!("HTTP {status}: {}", top_level_reason(body)));
     }

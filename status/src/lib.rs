@@ -26,14 +26,26 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Where `/status` and `/metrics` are served, as Logstash's monitoring API on port 9600. Loopback by
-    /// default: the endpoint has no authentication. Default `"127.0.0.1:9600"`.
-    pub address: String,
+    /// default: the endpoint has no authentication. Default `"127.0.0.1:9600"` ([`DEFAULT_ADMIN_ADDRESS`]).
+    /// `None` when not configured: a default port that is taken only turns the endpoint off with a
+    /// warning, while a configured one that is taken is an error.
+    pub address: Option<String>,
     /// Serve the endpoint at all. Default `true`.
     pub enabled: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { address: "127.0.0.1:9600".into(), enabled: true }
+        Self { address: None, enabled: true }
+    }
+}
+
+/// The admin endpoint's address when `[admin] address` is not set.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9600";
+
+impl AdminConfig {
+    /// The configured address, or [`DEFAULT_ADMIN_ADDRESS`].
+    pub fn address(&self) -> &str {
+        self.address.as_deref().unwrap_or(DEFAULT_ADMIN_ADDRESS)
     }
 }

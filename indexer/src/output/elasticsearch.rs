@@ -143,10 +143,7 @@ impl Elasticsearch {
                 Ok(response) if response.status().is_client_error() && response.status().as_u16() != 429 => {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
-                    return Err(Error::Elasticsearch(format!(
-                        "{} refused index template {name:?} ({status}): {text}; fix it or set manage_template = false",
-                        host.url
-                    )));
+                    return Err(Error::Elasticsearch(template_refused(&host.url, name, status.as_u16(), &text)));
                 }
                 Ok(response) => {
                     self.failed(host, Failure::Retry(format!("index template: HTTP {}", response.status())))
@@ -320,5 +317,25 @@ pub(crate) async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> 
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
         _ = stop.cancelled() => false,
+    }
+}
+/// Why Elasticsearch refused the index template, and what to change: 401/403 are about who the indexer
+/// is (the output's `user`/`password` or `api_key`), not about templates, so turning `manage_template`
+/// off would only move the same refusal to the first `_bulk` request.
+fn template_refused(host: &str, name: &str, status: u16, text: &str) -> String {
+    const KEYS: &str = "indexer.output.elasticsearch.user and .password (or .api_key)";
+    match status {
+        401 => format!(
+            "{host} rejected the indexer's credentials (401 Unauthorized) when installing index template \
+             {name:?}: {text}; check {KEYS}"
+        ),
+        403 => format!(
+            "{host} refused the indexer's user (403 Forbidden) when installing index template {name:?}: {text}; \
+             check {KEYS}: the user needs the manage_index_templates cluster privilege and the create_doc \
+             privilege on the indices (or install the template yourself and set manage_template = false)"
+        ),
+        _ => {
+            format!("{host} refused index template {name:?} ({status}): {text}; fix it or set manage_template = false")
+        }
     }
 }
