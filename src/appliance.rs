@@ -43,7 +43,7 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
         None => None,
     };
     let mut sources = Sources { broker: broker.as_ref().map(|(_, b)| b.clone()), ..Sources::default() };
-    let indexer = pipeline.indexer.map(logpipe_indexer::Indexer::new).transpose()?;
+    let indexer = pipeline.indexer;
     sources.indexer = indexer.as_ref().map(|i| i.stats());
     sources.agent = pipeline.agent.as_ref().map(|_| SharedSnapshot::default());
     let admin_stop = CancellationToken::new();

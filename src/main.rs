@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use appliance::run_pipeline;
 use logpipe_broker::BrokerConfig;
+use logpipe_config::Valid;
 use pipeline::Pipeline;
 
 /// jemalloc, for throughput and for safety against hostile frames: the `kafka-protocol` decoder
@@ -154,9 +155,13 @@ fn run(cli: Cli) -> Result<()> {
                 let (broker, admin) = match config {
                     Some(path) => {
                         let file = Pipeline::load(&path)?;
-                        (file.broker.unwrap_or_default(), file.admin)
+                        (file.broker, file.admin)
                     }
-                    None => (BrokerConfig::default(), None),
+                    None => (None, None),
+                };
+                let broker = match broker {
+                    Some(broker) => broker,
+                    None => Valid::new(BrokerConfig::default())?,
                 };
                 run_pipeline(Pipeline { broker: Some(broker), admin, ..Pipeline::default() }).await
             }

@@ -13,16 +13,27 @@ use serde::Deserialize;
 
 use logpipe_agent::AgentConfig;
 use logpipe_broker::BrokerConfig;
-use logpipe_indexer::IndexerConfig;
+use logpipe_config::Valid;
+use logpipe_indexer::{Indexer, IndexerConfig};
 use logpipe_status::AdminConfig;
 
-/// The sections a pipeline file may hold.
+/// The sections a pipeline file may hold, as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PipelineFile {
+    broker: Option<BrokerConfig>,
+    agent: Option<AgentConfig>,
+    indexer: Option<IndexerConfig>,
+    admin: Option<AdminConfig>,
+}
+
+/// A loaded pipeline: every section checked once and the indexer's filters and routes compiled once,
+/// ready for the parts' constructors.
+#[derive(Debug, Default)]
 pub struct Pipeline {
-    pub broker: Option<BrokerConfig>,
-    pub agent: Option<AgentConfig>,
-    pub indexer: Option<IndexerConfig>,
+    pub broker: Option<Valid<BrokerConfig>>,
+    pub agent: Option<Valid<AgentConfig>>,
+    pub indexer: Option<Indexer>,
     /// The admin endpoint (`/status`, `/metrics`); on at 127.0.0.1:9600 when absent.
     pub admin: Option<AdminConfig>,
 }
@@ -38,7 +49,7 @@ impl Pipeline {
             Some("yaml" | "yml") => Figment::from(Yaml::file(path)),
             _ => Figment::from(Toml::file(path)),
         };
-        let pipeline: Pipeline = file.merge(env_overrides()).extract().map_err(|e| {
+        let file: PipelineFile = file.merge(env_overrides()).extract().map_err(|e| {
             // One line per error, each naming its key as written in the file (figment prefixes the
             // profile, `default.`).
             let errors: Vec<String> =
@@ -46,16 +57,16 @@ impl Pipeline {
             anyhow::anyhow!("invalid pipeline file {}: {}", path.display(), errors.join("; "))
         })?;
         let context = || format!("invalid pipeline file {}", path.display());
-        if let Some(broker) = &pipeline.broker {
-            broker.validate().with_context(context)?;
-        }
-        if let Some(agent) = &pipeline.agent {
-            agent.validate().with_context(context)?;
-        }
-        if let Some(indexer) = &pipeline.indexer {
-            indexer.validate().with_context(context)?;
-        }
-        Ok(pipeline)
+        Ok(Pipeline {
+            broker: file.broker.map(Valid::new).transpose().with_context(context)?,
+            agent: file.agent.map(Valid::new).transpose().with_context(context)?,
+            indexer: file
+                .indexer
+                .map(|config| Valid::new(config).and_then(Indexer::new))
+                .transpose()
+                .with_context(context)?,
+            admin: file.admin,
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use logpipe_config::duration;
+use logpipe_config::{duration, Validate};
 pub use logpipe_config::{Acks, Compression};
 use regex::Regex;
 use serde::Deserialize;
@@ -253,10 +253,13 @@ pub enum MultilineMatch {
 pub(crate) const RESERVED_ROOT_KEYS: &[&str] =
     &["@timestamp", "message", "tags", "fields", "log", "process", "host", "input", "agent", "event"];
 
-impl AgentConfig {
-    /// Checks everything serde cannot: regexes compile, required keys per input type, value ranges.
-    /// Errors name the key, e.g. `agent.inputs[1].exclude_files[0]`.
-    pub fn validate(&self) -> Result<()> {
+impl Validate for AgentConfig {
+    type Error = Error;
+
+    /// Checks everything serde cannot, once, when [`Valid::new`](logpipe_config::Valid::new) makes the
+    /// config that [`run`](crate::run) takes: regexes compile, required keys per input type, value
+    /// ranges. Errors name the key, e.g. `agent.inputs[1].exclude_files[0]`.
+    fn validate(&self) -> Result<()> {
         let bad = |key: String, why: String| Err(Error::Config(format!("{key}: {why}")));
         if self.inputs.is_empty() {
             return bad("agent.inputs".into(), "no inputs configured; add an [[agent.inputs]] section".into());

@@ -34,23 +34,23 @@ pub use sink::{Ack, MemorySink, Record, Sink};
 pub use tailer::Tailer;
 
 use config::InputType;
+use logpipe_config::Valid;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the agent until `shutdown` is cancelled: tails the configured inputs into the Kafka output, then
 /// flushes (bounded by `shutdown_timeout`) and writes the registry. With only `stdin` inputs it also
 /// returns, after the same flush, once stdin reached its end.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(config: Valid<AgentConfig>, shutdown: CancellationToken) -> Result<()> {
     run_reporting(config, shutdown, None).await
 }
 
 /// [`run`], also publishing the agent's status into `status` (refreshed every 200 ms), which the
 /// appliance's admin endpoint reads.
 pub async fn run_reporting(
-    config: AgentConfig,
+    config: Valid<AgentConfig>,
     shutdown: CancellationToken,
     status: Option<snapshot::SharedSnapshot>,
 ) -> Result<()> {
-    config.validate()?;
     let (acks_tx, acks_rx) = std::sync::mpsc::channel();
     let sink = kafka::KafkaSink::new(&config.output, config.queue_max_bytes, acks_tx)?;
     let mut tailer = Tailer::new(&config, sink, acks_rx)?;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use logpipe_agent::config::{AgentConfig, InputConfig, OutputConfig};
 use logpipe_broker::{BrokerConfig, Server};
+use logpipe_config::Valid;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -19,13 +20,12 @@ use common::{holds, poll_until};
 async fn lines_arrive_in_kafka_with_the_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let broker_token = CancellationToken::new();
-    let server = Server::bind(BrokerConfig {
+    let config = BrokerConfig {
         listeners: vec!["127.0.0.1:0".into()],
         log_dirs: dir.path().join("broker"),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    let server = Server::bind(Valid::new(config).unwrap()).await.unwrap();
     let addr = server.local_addrs()[0].to_string();
     let broker = tokio::spawn(server.run(broker_token.clone()));
 
@@ -59,7 +59,7 @@ async fn lines_arrive_in_kafka_with_the_envelope() {
         ..Default::default()
     };
     let agent_token = CancellationToken::new();
-    let agent = tokio::spawn(logpipe_agent::run(config.clone(), agent_token.clone()));
+    let agent = tokio::spawn(logpipe_agent::run(Valid::new(config.clone()).unwrap(), agent_token.clone()));
 
     let consumed = tokio::task::spawn_blocking(move || consume(&addr, "agent-itest", expected.len())).await.unwrap();
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use logpipe_agent::config::{AgentConfig, InputConfig};
 use logpipe_agent::{Ack, MemorySink, Record, Sink, Tailer};
+use logpipe_config::Validate;
 use serde_json::Value;
 
 /// copytruncate while the tailer holds half a line: the half must not be sent as a line of its own.

@@ -10,6 +10,7 @@ use logpipe_admin::AdminServer;
 use logpipe_agent::config::{AgentConfig, InputConfig, InputType, MultilineConfig};
 use logpipe_agent::snapshot::{self, SharedSnapshot};
 use logpipe_agent::{MemorySink, Tailer};
+use logpipe_config::Validate;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

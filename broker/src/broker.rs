@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use logpipe_config::Valid;
+
 use crate::config::BrokerConfig;
 use crate::error::Result;
 use crate::group::GroupCoordinator;
@@ -28,8 +30,8 @@ pub struct Broker {
 
 impl Broker {
     /// Opens (and if needed recovers) the storage under `config.log_dirs`.
-    pub fn open(config: BrokerConfig, node: NodeInfo) -> Result<Arc<Self>> {
-        config.validate()?;
+    pub(crate) fn open(config: Valid<BrokerConfig>, node: NodeInfo) -> Result<Arc<Self>> {
+        let config = config.into_inner();
         let logs = LogManager::open(LogConfig::from_broker(&config))?;
         let groups = GroupCoordinator::open(&config, logs.clone())?;
         // Producer ids must never repeat across restarts, or a restarted broker could accept a new

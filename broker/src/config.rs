@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use logpipe_config::Validate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -88,9 +89,12 @@ impl Default for BrokerConfig {
     }
 }
 
-impl BrokerConfig {
-    /// Checks values serde cannot: called once at load time so a bad value never reaches a running broker.
-    pub fn validate(&self) -> Result<()> {
+impl Validate for BrokerConfig {
+    type Error = Error;
+
+    /// Checks values serde cannot, once, when [`Valid::new`](logpipe_config::Valid::new) makes the
+    /// config that [`Server::bind`](crate::Server::bind) takes: a bad value never reaches a running broker.
+    fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: &str| Err(Error::Config(format!("broker.{key}: {reason}")));
         if self.listeners.is_empty() {
             return bad("listeners", "at least one listener is required");
@@ -120,7 +124,9 @@ impl BrokerConfig {
         }
         Ok(())
     }
+}
 
+impl BrokerConfig {
     pub fn log_retention_ms(&self) -> i64 {
         if self.log_retention_hours < 0 {
             -1

@@ -30,7 +30,7 @@ async fn start() -> Running {
         message_max_bytes: 1 << 19,
         ..BrokerConfig::default()
     };
-    let server = Server::bind(config).await.unwrap();
+    let server = Server::bind(logpipe_config::Valid::new(config).unwrap()).await.unwrap();
     let addr = server.local_addrs()[0];
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(server.run(shutdown.clone()));

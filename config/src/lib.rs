@@ -9,6 +9,8 @@
 
 mod duration;
 mod producer;
+mod valid;
 
 pub use duration::{duration, parse_duration};
 pub use producer::{Acks, Compression};
+pub use valid::{Valid, Validate};

@@ -176,7 +176,7 @@ fn serialize(records: &Records) -> Rate {
 fn load_config(path: &str) -> Result<IndexerConfig, String> {
     let config: IndexerConfig =
         figment::Figment::from(Toml::file(path)).extract_inner("indexer").map_err(|e| format!("{path}: {e}"))?;
-    config.validate().map_err(|e| format!("{path}: {e}"))?;
+    logpipe_config::Validate::validate(&config).map_err(|e| format!("{path}: {e}"))?;
     Ok(config)
 }
 

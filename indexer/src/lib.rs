@@ -58,6 +58,7 @@ pub use template::Template;
 
 use std::sync::Arc;
 
+use logpipe_config::Valid;
 use tokio_util::sync::CancellationToken;
 
 use batch::Processor;
@@ -68,14 +69,23 @@ use output::Outputs;
 /// A configured indexer. [`stats`](Self::stats) can be read while it runs.
 pub struct Indexer {
     config: IndexerConfig,
+    compiled: Compiled,
     stats: Arc<Stats>,
 }
 
+impl std::fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
 impl Indexer {
-    /// Validates `config`; errors name the key.
-    pub fn new(config: IndexerConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Self { config, stats: Arc::new(Stats::default()) })
+    /// Compiles the filters and routes of a checked `config`, once; errors name the key
+    /// (`indexer.routes[1].time_zone`).
+    pub fn new(config: Valid<IndexerConfig>) -> Result<Self> {
+        let config = config.into_inner();
+        let compiled = Compiled::try_from(&config)?;
+        Ok(Self { config, compiled, stats: Arc::new(Stats::default()) })
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -92,8 +102,7 @@ impl Indexer {
     /// `shutdown_timeout`), commits and leaves the group. Returns early with an error if the consumer
     /// cannot go on (e.g. `auto_offset_reset = "none"` and no committed offset).
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let Self { config, stats } = self;
-        let compiled = Compiled::try_from(&config)?;
+        let Self { config, compiled, stats } = self;
         let outputs = Arc::new(Outputs::new(&config.output, stats.clone())?);
         let default_index = (!config.drop_unmatched).then_some(config.default_index.as_str());
         if !outputs.prepare(&compiled.routes, default_index, &shutdown).await? {

@@ -13,6 +13,7 @@ use logpipe_agent::config::{AgentConfig, InputConfig};
 use logpipe_agent::snapshot::SharedSnapshot;
 use logpipe_agent::tailer::FileStatus;
 use logpipe_agent::{MemorySink, Tailer};
+use logpipe_config::Validate;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

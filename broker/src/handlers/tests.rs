@@ -29,7 +29,11 @@ fn broker(dir: &tempfile::TempDir) -> Arc<Broker> {
         group_initial_rebalance_delay_ms: 0,
         ..BrokerConfig::default()
     };
-    Broker::open(config, NodeInfo { node_id: 0, host: "127.0.0.1".into(), port: 9092 }).unwrap()
+    Broker::open(
+        logpipe_config::Valid::new(config).unwrap(),
+        NodeInfo { node_id: 0, host: "127.0.0.1".into(), port: 9092 },
+    )
+    .unwrap()
 }
 
 fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use logpipe_config::Valid;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -30,8 +31,7 @@ pub struct Server {
 
 impl Server {
     /// Binds every listener, then opens (and if needed recovers) storage.
-    pub async fn bind(config: BrokerConfig) -> Result<Self> {
-        config.validate()?;
+    pub async fn bind(config: Valid<BrokerConfig>) -> Result<Self> {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for addr in &config.listeners {
             let listener =

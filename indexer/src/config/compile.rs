@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
+use logpipe_config::Validate;
 use regex::Regex;
 
 use super::{FilterConfig, IndexerConfig, WhenConfig};
@@ -224,10 +225,12 @@ impl TryFrom<&IndexerConfig> for Compiled {
     }
 }
 
-impl IndexerConfig {
-    /// Checks everything serde cannot and compiles once to prove the filters and routes load. Errors name
-    /// the key, e.g. `indexer.routes[1].time_zone`.
-    pub fn validate(&self) -> Result<()> {
+impl Validate for IndexerConfig {
+    type Error = Error;
+
+    /// Checks what serde cannot, before the filters and routes are compiled (once, by
+    /// [`Indexer::new`](crate::Indexer::new)). Errors name the key, e.g. `indexer.input.group_id`.
+    fn validate(&self) -> Result<()> {
         let input = &self.input;
         if input.brokers.is_empty() || input.brokers.iter().any(|b| b.trim().is_empty()) {
             return Err(bad("indexer.input.brokers", "needs at least one host:port"));
@@ -270,16 +273,18 @@ impl IndexerConfig {
                 return Err(bad(key("retry_max_backoff"), "needs 0 < retry_initial_backoff <= retry_max_backoff"));
             }
         }
-        Compiled::try_from(self).map(drop)
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use logpipe_config::Valid;
+
     use super::super::tests::load;
 
     #[test]
-    fn validate_names_the_bad_key() {
+    fn a_bad_key_is_named_by_the_checks_or_the_compile() {
         for (toml, key) in [
             ("[[indexer.routes]]\nindex = \"x-%{+YYYY.MM.DD}\"\n", "indexer.routes[0].index"),
             ("[[indexer.routes]]\nindex = \"\"\n", "indexer.routes[0].index"),
@@ -299,7 +304,7 @@ mod tests {
             ("[indexer.output.elasticsearch]\nuser = \"u\"\n", "indexer.output.elasticsearch.password"),
         ] {
             let cfg = load(toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
-            let err = cfg.validate().unwrap_err().to_string();
+            let err = Valid::new(cfg).and_then(crate::Indexer::new).expect_err(toml).to_string();
             assert!(err.contains(key), "{toml}: {err}");
         }
     }

@@ -378,6 +378,7 @@ mod tests {
     use crate::route::Routed;
     use chrono_tz::Tz;
     use figment::providers::{Format, Toml};
+    use logpipe_config::Validate;
     use serde_json::json;
 
     #[allow(clippy::result_large_err)]
