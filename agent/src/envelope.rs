@@ -328,7 +328,10 @@ mod tests {
         let p = parts(b"x", &id);
         assert_eq!(KeyField::parse("host.name").unwrap().value(&m, &p).unwrap().as_ref(), b"web-01");
         assert_eq!(KeyField::parse("fields.service").unwrap().value(&m, &p).unwrap().as_ref(), b"nginx");
-        assert_eq!(KeyField::parse("log.file.path").unwrap().value(&m, &p).unwrap().as_ref(), b"/var/log/nginx/access.log");
+        assert_eq!(
+            KeyField::parse("log.file.path").unwrap().value(&m, &p).unwrap().as_ref(),
+            b"/var/log/nginx/access.log"
+        );
         assert!(KeyField::parse("log.nope.x").is_none());
     }
 }

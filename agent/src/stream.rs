@@ -136,14 +136,22 @@ pub(crate) struct StreamInput {
 }
 
 impl StreamInput {
-    pub(crate) fn new(index: usize, input: &InputConfig, host: &str, default_topic: &str, rx: StreamReceiver) -> Result<Self> {
+    pub(crate) fn new(
+        index: usize,
+        input: &InputConfig,
+        host: &str,
+        default_topic: &str,
+        rx: StreamReceiver,
+    ) -> Result<Self> {
         let bre = |list: &[String]| -> Result<Vec<BytesRegex>> {
             list.iter().map(|r| BytesRegex::new(r).map_err(|e| Error::Config(format!("{r:?}: {e}")))).collect()
         };
         let (input_type, command) = match input.kind {
             InputType::Exec => ("exec", input.command.clone().unwrap_or_default()),
             InputType::Stdin => ("stdin", String::new()),
-            InputType::File => return Err(Error::Config(format!("agent.inputs[{index}] is a file input, not a stream"))),
+            InputType::File => {
+                return Err(Error::Config(format!("agent.inputs[{index}] is a file input, not a stream")))
+            }
         };
         let multiline = input
             .multiline
@@ -217,7 +225,8 @@ impl StreamInput {
                     self.basis = xxh3_64(&basis);
                     self.seq = 0;
                     self.reader = LineReader::new(self.max_line_bytes, 0);
-                    self.multiline = self.multiline_config.as_ref().and_then(|m| Multiline::new(m, self.max_line_bytes).ok());
+                    self.multiline =
+                        self.multiline_config.as_ref().and_then(|m| Multiline::new(m, self.max_line_bytes).ok());
                 }
                 StreamMsg::Data(data) => {
                     budget = budget.saturating_sub(data.len());

@@ -333,10 +333,7 @@ fn multiline_and_filters() {
         h.registry_exists() && h.registry()["entries"][0]["offset"] == fs::metadata(&a).unwrap().len()
     });
     h.stop();
-    assert_eq!(
-        h.messages(),
-        ["2026/11/21 08:15:30 [error] 1#0: boom\n  at detail", "2026/11/21 08:15:32 [warn] last"]
-    );
+    assert_eq!(h.messages(), ["2026/11/21 08:15:30 [error] 1#0: boom\n  at detail", "2026/11/21 08:15:32 [warn] last"]);
 }
 
 #[test]

@@ -67,8 +67,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentConfig, InputType};
 use crate::envelope::{Encoder, KeyField};
 use crate::error::{Error, Result};
-use crate::stream::{StreamInput, StreamReceiver};
 use crate::sink::{Ack, Sink};
+use crate::stream::{StreamInput, StreamReceiver};
 
 use checkpointer::Checkpointer;
 use emitter::Emitter;
@@ -156,10 +156,8 @@ impl<S: Sink> Tailer<S> {
     /// Adds the `exec` or `stdin` input `config.inputs[index]`, fed by `rx` (from [`crate::exec::spawn`]
     /// or [`crate::stream::read_to_end`]).
     pub fn add_stream(&mut self, config: &AgentConfig, index: usize, rx: StreamReceiver) -> Result<()> {
-        let input = config
-            .inputs
-            .get(index)
-            .ok_or_else(|| Error::Config(format!("agent.inputs[{index}] does not exist")))?;
+        let input =
+            config.inputs.get(index).ok_or_else(|| Error::Config(format!("agent.inputs[{index}] does not exist")))?;
         let Settings { host, default_topic, .. } = &self.settings;
         self.streams.push(StreamInput::new(index, input, host, default_topic, rx)?);
         Ok(())

@@ -59,7 +59,13 @@ impl<S: Sink> Tailer<S> {
     /// Looks at one file of input `i`: resumes it, opens it as new, or leaves it (open already, or a copy
     /// of a file being read). `same_file`: this is the file that was read under `path` until it was
     /// truncated just now, so it is no copy of anything.
-    pub(super) fn consider(&mut self, i: usize, path: &Path, meta: &std::fs::Metadata, same_file: bool) -> io::Result<()> {
+    pub(super) fn consider(
+        &mut self,
+        i: usize,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        same_file: bool,
+    ) -> io::Result<()> {
         let now_ms = self.clock.unix_ms();
         if let Some(slot) = self.files.open_slot(dev_ino(meta)) {
             let state = self.files.state_mut(slot);
