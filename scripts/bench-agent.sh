@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Agent benchmark (issue 4): a generated nginx access log (combined format) shipped from its start by
+# Agent benchmark: a generated nginx access log (combined format) shipped from its start by
 # the release `logpipe agent` into the release `logpipe broker` with acks=all, next to baselines
 # measured in the same run on the same file.
 #

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Broker benchmark: release build of `logpipe broker`, driven by console/examples/broker_load.rs
-# (librdkafka through the rdkafka crate), compared against what the disk itself does with dd.
+# (librdkafka through the rdkafka crate) and by Kafka's own kafka-producer-perf-test and
+# kafka-consumer-perf-test, side by side with a single-node Apache Kafka 4.4 (KRaft, from .peers/kafka)
+# on the same disk under the same load, and against what the disk itself does with dd.
 #
 #   scripts/bench-broker.sh                     1,000,000 x 200 B records over 3 partitions
 #   scripts/bench-broker.sh --records 200000    a quicker run
 #   scripts/bench-broker.sh --group             also: a 2-member consumer group and 10 rebalances
+#   scripts/bench-broker.sh --no-kafka          logpipe only
 #
-# Options: --records N, --record-size BYTES, --partitions N, --group, --rebalances N,
+# Options: --records N, --record-size BYTES, --partitions N, --group, --rebalances N, --no-kafka,
 #          --keep (keep the data dir), --no-build.
 # Environment: BENCH_TMP (default: target/bench-tmp, i.e. the repo's disk), CARGO_TARGET_DIR.
 #
@@ -14,6 +17,12 @@
 # [group]. For each: records/s and MB/s as the client saw them, produce latency p50/p99, broker CPU
 # seconds per million records (utime+stime from /proc/PID/stat) and the broker's peak RSS (VmHWM).
 # Finally dd writes the same number of MB with conv=fdatasync to the same directory.
+#
+# The side-by-side part (scripts/bench-kafka.sh) runs each broker alone (logpipe is stopped before
+# Kafka starts), produces with acks=all and consumes back with both load tools, and prints
+# logpipe/Kafka ratios of records/s, broker CPU seconds per million records and peak RSS. Kafka runs
+# with its defaults (1 GiB heap as kafka-server-start.sh sets it; no fsync: flushing is left to the
+# OS), logpipe with its own (fsync before acknowledging acks=all).
 #
 # The load generator runs on the same machine and competes with the broker for CPU; on a small
 # machine read the figures as a lower bound.
@@ -28,6 +37,7 @@ GROUP=0
 REBALANCES=10
 KEEP=0
 BUILD=1
+KAFKA=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS=$2; shift 2 ;;
@@ -35,9 +45,10 @@ while [ $# -gt 0 ]; do
         --partitions) PARTITIONS=$2; shift 2 ;;
         --group) GROUP=1; shift ;;
         --rebalances) REBALANCES=$2; shift 2 ;;
+        --no-kafka) KAFKA=0; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -99,6 +110,12 @@ if [ "$GROUP" = 1 ]; then
     REBALANCE=$(sed -n '/^RESULT mode=rebalance/{p;q}' <<<"$results")
 fi
 
+if [ "$KAFKA" = 1 ]; then
+    # shellcheck source=bench-kafka.sh source-path=SCRIPTDIR
+    . "$(dirname "$0")/bench-kafka.sh"
+    side_by_side
+fi
+
 MB=$(( (RECORDS * SIZE + 1048575) / 1048576 ))
 log "dd: $MB MiB with conv=fdatasync into $RUN_DIR"
 t0=$(date +%s.%N)
@@ -120,6 +137,7 @@ for row in "${ROWS[@]}"; do printf '%s\n' "$row"; done
 printf '%-26s %12s %9s\n' "dd conv=fdatasync" "-" "$DD_MBPS"
 echo
 echo "broker/dd write throughput: acks=all $(ratio "$PRODUCE_ALL_MBPS"), acks=1 $(ratio "$PRODUCE_ONE_MBPS")"
+[ "$KAFKA" = 1 ] && print_side_by_side
 if [ -n "$REBALANCE" ]; then
     echo "rebalance when a 3rd member joins ($(kv "$REBALANCE" count) times): min $(kv "$REBALANCE" join_min_ms) ms," \
         "median $(kv "$REBALANCE" join_p50_ms) ms, max $(kv "$REBALANCE" join_max_ms) ms;" \

@@ -7,7 +7,12 @@
 # dependencies land in .peers/<name>/libs, and a stamp (the pom's hash) makes a second run skip it.
 # Run a peer with `java -cp '.peers/<name>/libs/*' <main class>`; tests/python/peers.py does that.
 #
-# Needs Java 17+ and Maven; on a Debian machine without them, installs them.
+# Go peers are programs under tests/go/<name>/ (go.mod and go.sum pin their modules); each is built
+# into .peers/bin/<name> when missing or when a file of its directory changed (a stamp holds the hash
+# of its files and of the Go version). Modules come from the Go module proxy into Go's own module
+# cache (GOMODCACHE, outside the repo); the local toolchain is used as is (GOTOOLCHAIN=local).
+#
+# Needs Java 17+ and Maven (on a Debian machine without them, installs them) and Go 1.22+.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -55,12 +60,62 @@ fetch_maven_peer() {
     die "could not fetch peer $name; see the Maven output above"
 }
 
+# build_go_peer NAME: tests/go/NAME/ -> .peers/bin/NAME
+build_go_peer() {
+    local name=$1 src="$ROOT/tests/go/$1" bin="$PEERS/bin/$1" stamp="$PEERS/bin/.$1.stamp" want
+    if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+        export PATH="/usr/local/go/bin:$PATH" # the official tarball's place, when a login shell did not add it
+    fi
+    command -v go >/dev/null || die "go is needed to build the Go peer $name (tests/go/$name); install Go 1.22+"
+    # Go keeps its module and build caches under $HOME; without one, give them a place outside the repo.
+    if [ -z "${HOME:-}" ] && [ -z "${GOPATH:-}" ]; then
+        export GOMODCACHE="${GOMODCACHE:-${TMPDIR:-/tmp}/logpipe-go/mod}" GOCACHE="${GOCACHE:-${TMPDIR:-/tmp}/logpipe-go/build}"
+    fi
+    # The hash covers every file of the program (names and contents) and the compiler that builds it.
+    want=$(cd "$src" && { find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; GOTOOLCHAIN=local go version; } \
+        | sha256sum | cut -d' ' -f1)
+    if [ -x "$bin" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return
+    fi
+    log "building Go peer $name (tests/go/$name) into .peers/bin/$name"
+    mkdir -p "$PEERS/bin"
+    rm -f "$stamp"
+    # -mod=readonly: go.mod and go.sum are the pin; a build that would change them fails instead.
+    # A failed module download is retried once, like the Maven fetch.
+    local attempt
+    for attempt in 1 2; do
+        if (cd "$src" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+            go build -trimpath -o "$bin.tmp" .) >"$PEERS/bin/$name.build.log" 2>&1; then
+            mv "$bin.tmp" "$bin"
+            echo "$want" >"$stamp"
+            return
+        fi
+        [ "$attempt" = 2 ] || log "go build failed for $name; retrying once"
+    done
+    rm -f "$bin.tmp"
+    cat "$PEERS/bin/$name.build.log" >&2
+    die "could not build Go peer $name; see the go output above"
+}
+
 ensure_java_and_maven
 mkdir -p "$PEERS"
 for pom in "$ROOT"/tests/peers/*/pom.xml; do
     fetch_maven_peer "$(basename "$(dirname "$pom")")"
 done
+for mod in "$ROOT"/tests/go/*/go.mod; do
+    [ -f "$mod" ] || continue
+    build_go_peer "$(basename "$(dirname "$mod")")"
+done
 java -version 2>&1 | head -1 >&2
 for dir in "$PEERS"/*/; do
+    [ "$(basename "$dir")" = bin ] && continue
     printf '  %s: %s jars\n' "$(basename "$dir")" "$(find "$dir/libs" -name '*.jar' 2>/dev/null | wc -l)" >&2
 done
+if [ -d "$PEERS/bin" ]; then
+    GOTOOLCHAIN=local go version >&2
+    for bin in "$PEERS"/bin/*; do
+        if [ -f "$bin" ] && [ -x "$bin" ]; then
+            printf '  bin/%s\n' "$(basename "$bin")" >&2
+        fi
+    done
+fi

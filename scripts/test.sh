@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command, and what CI runs (via .ci/run) on a fresh Debian machine.
 #
-#   scripts/test.sh                    everything: cargo build + unit/integration tests + python interop suite
+#   scripts/test.sh                    everything: fmt and clippy checks, cargo build, unit/integration tests,
+#                                      the python interop suite
 #   scripts/test.sh -m 'not groups'    extra arguments go to pytest (select, -x, -k kcat, ...)
 #   LOGPIPE_TEST_PYTHON_ONLY=1 scripts/test.sh -k kcat
 #                                      build only the binary and run the python suite
@@ -96,6 +97,10 @@ if [ "${LOGPIPE_TEST_PYTHON_ONLY:-0}" = 1 ]; then
     log "cargo build --bin logpipe"
     cargo build --bin logpipe
 else
+    log "cargo fmt --check, cargo clippy -D warnings"
+    cargo fmt --all -- --check || die "code is not formatted: run cargo fmt --all"
+    cargo clippy --workspace --all-targets -- -D warnings
+
     log "cargo build --workspace --all-targets"
     cargo build --workspace --all-targets
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use logpipe_agent::metrics::SharedSnapshot;
+use logpipe_agent::snapshot::SharedSnapshot;
 use logpipe_broker::Server;
 use logpipe_status::{AdminConfig, AdminServer, Sources};
 
@@ -21,6 +21,8 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
     if pipeline.broker.is_none() && pipeline.agent.is_none() && pipeline.indexer.is_none() {
         anyhow::bail!("the pipeline has no [broker], [agent] or [indexer] section: nothing to run");
     }
+    // The admin port is bound first, so a configured port that is taken fails before anything starts.
+    let admin = bind_admin(pipeline.admin.unwrap_or_default()).await?;
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     let broker_stop = CancellationToken::new();
@@ -45,8 +47,18 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
     sources.indexer = indexer.as_ref().map(|i| i.stats());
     sources.agent = pipeline.agent.as_ref().map(|_| SharedSnapshot::default());
     let admin_stop = CancellationToken::new();
-    serve_admin(pipeline.admin.unwrap_or_default(), sources.clone(), admin_stop.clone()).await?;
+    if let Some(server) = admin {
+        println!("admin on http://{}", server.local_addr()?);
+        std::io::stdout().flush()?;
+        tokio::spawn(server.serve(logpipe_status::router(sources.clone()), admin_stop.clone()));
+    }
 
+    if let (Some(indexer), Some(_)) = (&indexer, &pipeline.agent) {
+        // "latest" means from this pipeline's first start, not from when the group forms.
+        for (topic, partition, offset) in indexer.pin_latest_start().await? {
+            tracing::info!(topic, partition, offset, "new group starts at the end as the pipeline starts");
+        }
+    }
     let indexer_stop = CancellationToken::new();
     let indexer = match indexer {
         Some(indexer) => {
@@ -96,25 +108,25 @@ where
     }
 }
 
-/// Starts the admin endpoint. Its address is printed on stdout (`admin on http://ADDR`) after the
-/// broker's. An explicitly configured address that cannot be bound is an error; the default one (taken,
-/// say, by a second appliance on the host) only logs a warning.
-async fn serve_admin(config: AdminConfig, sources: Sources, stop: CancellationToken) -> Result<()> {
+/// Binds the admin endpoint; its address is printed on stdout (`admin on http://ADDR`) after the broker's.
+/// A configured address (`[admin] address`, or `LOGPIPE_ADMIN__ADDRESS`) that cannot be bound is an
+/// error naming the key; the default one (taken, say, by a second appliance on the host) only logs a
+/// warning saying how to get an endpoint.
+async fn bind_admin(config: AdminConfig) -> Result<Option<AdminServer>> {
     if !config.enabled {
-        return Ok(());
+        return Ok(None);
     }
-    match AdminServer::bind(&config.address).await {
-        Ok(server) => {
-            println!("admin on http://{}", server.local_addr()?);
-            std::io::stdout().flush()?;
-            tokio::spawn(server.run(sources, stop));
-            Ok(())
+    match AdminServer::bind(config.address()).await {
+        Ok(server) => Ok(Some(server)),
+        Err(e) if config.address.is_none() => {
+            tracing::warn!(
+                "admin endpoint off: cannot listen on the default {} ({e}); `logpipe status` will not reach \
+                 this process: set [admin] address to a free port (or enabled = false to silence this)",
+                config.address()
+            );
+            Ok(None)
         }
-        Err(e) if config.address == AdminConfig::default().address => {
-            tracing::warn!("admin endpoint off: cannot listen on {}: {e}", config.address);
-            Ok(())
-        }
-        Err(e) => Err(e).with_context(|| format!("admin.address: cannot listen on {}", config.address)),
+        Err(e) => Err(anyhow::anyhow!("admin.address: cannot listen on {}: {e}", config.address())),
     }
 }
 

@@ -3,10 +3,11 @@
 mod appliance;
 mod pipeline;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use appliance::run_pipeline;
 use logpipe_broker::BrokerConfig;
@@ -22,10 +23,20 @@ use pipeline::Pipeline;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
-#[command(name = "logpipe", version, about = "Tail logs, queue them in a Kafka-protocol broker, index them")]
+#[command(name = "logpipe", version = env!("LOGPIPE_VERSION"), about = "Tail logs, queue them in a Kafka-protocol broker, index them")]
 struct Cli {
+    /// How log lines on stderr look: `text` (coloured only when stderr is a terminal) or `json`, one
+    /// object per line, for journald, Docker or a log shipper.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOGPIPE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -64,46 +75,90 @@ enum Command {
         once: bool,
     },
     /// Validate a pipeline file and exit.
-    Check {
-        pipeline: PathBuf,
-    },
+    Check { pipeline: PathBuf },
     #[command(flatten)]
     Console(logpipe_console::ConsoleCommand),
+    /// Print a shell completion script: `logpipe completions bash > /etc/bash_completion.d/logpipe`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `logpipe man > /usr/local/share/man/man1/logpipe.1`.
+    Man,
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    let format = cli.log_format;
+    init_logging(format);
+    if let Err(e) = run(cli) {
         // The whole chain on one line, without a backtrace: errors here are for operators.
-        eprintln!("error: {e:#}");
+        match format {
+            LogFormat::Text => eprintln!("error: {e:#}"),
+            LogFormat::Json => tracing::error!("{e:#}"),
+        }
         std::process::exit(1);
     }
 }
 
+/// Logs go to stderr, filtered by `LOGPIPE_LOG` (default `info`). Colour codes only when stderr is a
+/// terminal: under systemd, Docker or a redirect they would land in the journal as `\x1b[32m`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGPIPE_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
+/// Writes generated text to stdout; a closed pipe (`| head`) is not an error.
+fn print_generated(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOGPIPE_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "logpipe", &mut script);
+            return print_generated(&script);
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).context("cannot render the man page")?;
+            return print_generated(&page);
+        }
+        _ => {}
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
             Command::Run { pipeline } => run_pipeline(Pipeline::load(&pipeline)?).await,
+            // A single part keeps the file's [admin] section: its endpoint is where the file says.
             Command::Agent { config } => {
-                let agent = Pipeline::load(&config)?.agent.context("the config file has no [agent] section")?;
-                run_pipeline(Pipeline { agent: Some(agent), ..Pipeline::default() }).await
+                let file = Pipeline::load(&config)?;
+                let agent = file.agent.context("the config file has no [agent] section")?;
+                run_pipeline(Pipeline { agent: Some(agent), admin: file.admin, ..Pipeline::default() }).await
             }
             Command::Indexer { config } => {
-                let indexer = Pipeline::load(&config)?.indexer.context("the config file has no [indexer] section")?;
-                run_pipeline(Pipeline { indexer: Some(indexer), ..Pipeline::default() }).await
+                let file = Pipeline::load(&config)?;
+                let indexer = file.indexer.context("the config file has no [indexer] section")?;
+                run_pipeline(Pipeline { indexer: Some(indexer), admin: file.admin, ..Pipeline::default() }).await
             }
             Command::Broker { config } => {
-                let broker = match config {
-                    Some(path) => Pipeline::load(&path)?.broker.unwrap_or_default(),
-                    None => BrokerConfig::default(),
+                let (broker, admin) = match config {
+                    Some(path) => {
+                        let file = Pipeline::load(&path)?;
+                        (file.broker.unwrap_or_default(), file.admin)
+                    }
+                    None => (BrokerConfig::default(), None),
                 };
-                run_pipeline(Pipeline { broker: Some(broker), ..Pipeline::default() }).await
+                run_pipeline(Pipeline { broker: Some(broker), admin, ..Pipeline::default() }).await
             }
             Command::Gen(command) => {
                 logpipe_gen::run(command).await?;
@@ -116,6 +171,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             Command::Console(command) => Ok(logpipe_console::run(command).await?),
+            Command::Completions { .. } | Command::Man => unreachable!("handled before the runtime starts"),
         }
     })
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use figment::providers::{Env, Format, Toml, Yaml};
-use figment::Figment;
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 
 use logpipe_agent::AgentConfig;
@@ -40,7 +41,8 @@ impl Pipeline {
         let pipeline: Pipeline = file.merge(env_overrides()).extract().map_err(|e| {
             // One line per error, each naming its key as written in the file (figment prefixes the
             // profile, `default.`).
-            let errors: Vec<String> = e.into_iter().map(|e| e.to_string().replace("key \"default.", "key \"")).collect();
+            let errors: Vec<String> =
+                e.into_iter().map(|e| e.to_string().replace("key \"default.", "key \"")).collect();
             anyhow::anyhow!("invalid pipeline file {}: {}", path.display(), errors.join("; "))
         })?;
         let context = || format!("invalid pipeline file {}", path.display());
@@ -57,12 +59,35 @@ impl Pipeline {
     }
 }
 
-/// `LOGPIPE_BROKER__LOG_DIRS=/x` → `broker.log_dirs`. Only variables naming a known section are read,
-/// so unrelated `LOGPIPE_*` variables in the environment are not mistaken for config keys.
-fn env_overrides() -> Env {
-    Env::prefixed("LOGPIPE_")
-        .filter(|key| SECTIONS.iter().any(|section| key.as_str().starts_with(&format!("{section}__"))))
-        .split("__")
+/// `LOGPIPE_BROKER__LOG_DIRS=/x` → `broker.log_dirs`. Keys are matched and emitted in lower case, so
+/// the documented upper-case form and `LOGPIPE_broker__log_dirs` both work. Only variables naming a
+/// known section are read, so unrelated `LOGPIPE_*` variables (`LOGPIPE_LOG`, `LOGPIPE_BIN`) are not
+/// mistaken for config keys.
+fn env_overrides() -> EnvOverrides {
+    EnvOverrides(
+        Env::prefixed("LOGPIPE_")
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                SECTIONS.iter().any(|section| key.starts_with(&format!("{section}__")))
+            })
+            .split("__")
+            .lowercase(true),
+    )
+}
+
+/// The environment provider, with errors naming the variable to fix (`LOGPIPE_AGENT__QUEUE_MAX_BYTES`)
+/// rather than figment's `AGENT.QUEUE_MAX_BYTES`.
+struct EnvOverrides(Env);
+
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("the environment")
+            .interpolater(|_: &Profile, keys: &[&str]| format!("LOGPIPE_{}", keys.join("__").to_ascii_uppercase()))
+    }
+
+    fn data(&self) -> figment::Result<Map<Profile, Dict>> {
+        self.0.data()
+    }
 }
 
 #[cfg(test)]

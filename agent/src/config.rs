@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regex::Regex;
 use logpipe_config::duration;
+pub use logpipe_config::{Acks, Compression};
+use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -85,7 +86,7 @@ pub struct OutputConfig {
     /// `log.file.path`, `fields.service`. Default `host.name`.
     pub key: String,
     /// `all` (= `-1`), `1` or `0`. Default `all`. Idempotence is enabled with `all` (librdkafka requires it).
-    pub acks: String,
+    pub acks: Acks,
     /// `lz4`, `zstd`, `gzip`, `snappy` or `none`. Default `lz4`.
     pub compression: Compression,
     /// librdkafka `linger.ms`: how long to wait to fill a batch. Default 5.
@@ -108,7 +109,7 @@ impl Default for OutputConfig {
             topic: "logs".into(),
             partitioner: Partitioner::RoundRobin,
             key: "host.name".into(),
-            acks: "all".into(),
+            acks: Acks::All,
             compression: Compression::Lz4,
             linger_ms: 5,
             batch_bytes: 1_000_000,
@@ -124,28 +125,6 @@ impl Default for OutputConfig {
 pub enum Partitioner {
     RoundRobin,
     Hash,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Compression {
-    pub fn librdkafka_name(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -293,7 +272,10 @@ impl AgentConfig {
         }
         if let Some(addr) = &self.metrics_address {
             if addr.parse::<std::net::SocketAddr>().is_err() {
-                return bad("agent.metrics_address".into(), format!("{addr:?} is not an ip:port such as \"127.0.0.1:9601\""));
+                return bad(
+                    "agent.metrics_address".into(),
+                    format!("{addr:?} is not an ip:port such as \"127.0.0.1:9601\""),
+                );
             }
         }
         let out = &self.output;
@@ -303,13 +285,13 @@ impl AgentConfig {
         if out.topic.is_empty() {
             return bad("agent.output.topic".into(), "must not be empty".into());
         }
-        if !matches!(out.acks.as_str(), "all" | "-1" | "1" | "0") {
-            return bad("agent.output.acks".into(), format!("{:?} is not one of all, -1, 1, 0", out.acks));
-        }
         if out.partitioner == Partitioner::Hash && crate::envelope::KeyField::parse(&out.key).is_none() {
             return bad(
                 "agent.output.key".into(),
-                format!("{:?} is not an event field (host.name, log.file.path, input.type, event.id, fields.NAME)", out.key),
+                format!(
+                    "{:?} is not an event field (host.name, log.file.path, input.type, event.id, fields.NAME)",
+                    out.key
+                ),
             );
         }
         if out.max_message_bytes < 4096 {
@@ -378,7 +360,10 @@ impl AgentConfig {
             }
             if input.fields_under_root {
                 if let Some(k) = input.fields.keys().find(|k| RESERVED_ROOT_KEYS.contains(&k.as_str())) {
-                    return bad(key(&format!("fields.{k}")), "clashes with an envelope field under fields_under_root".into());
+                    return bad(
+                        key(&format!("fields.{k}")),
+                        "clashes with an envelope field under fields_under_root".into(),
+                    );
                 }
             }
         }
@@ -451,10 +436,12 @@ mod tests {
         assert!(err.contains("agent.inputs[0].exclude_files[0]"), "{err}");
         let cfg = load("[[agent.inputs]]\ntype = \"exec\"\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("agent.inputs[0].command"));
-        let cfg = load("[[agent.inputs]]\npaths = [\"/x\"]\nfields_under_root = true\nfields = { message = 1 }\n").unwrap();
+        let cfg =
+            load("[[agent.inputs]]\npaths = [\"/x\"]\nfields_under_root = true\nfields = { message = 1 }\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("fields.message"));
-        let cfg = load("[agent.output]\nacks = \"2\"\n[[agent.inputs]]\npaths = [\"/x\"]\n").unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("agent.output.acks"));
+        let err = load("[agent.output]\nacks = \"2\"\n[[agent.inputs]]\npaths = [\"/x\"]\n").unwrap_err();
+        assert!(err.to_string().contains("not one of all, -1, 1, 0"), "{err}");
+        assert!(err.path.iter().any(|k| k == "acks"), "{err}");
         assert!(load("[agent]\nclean_removed = \"5 parsecs\"\n").unwrap_err().to_string().contains("invalid duration"));
         let cfg = load("[agent]\nmetrics_address = \"localhost\"\n[[agent.inputs]]\ntype = \"stdin\"\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("agent.metrics_address"));

@@ -12,7 +12,9 @@ pub enum Error {
     Config(String),
     #[error("registry {path}: {source}")]
     Registry { path: PathBuf, source: std::io::Error },
-    #[error("registry {path} is corrupt ({source}); move it away to start over (files are then read per start_position)")]
+    #[error(
+        "registry {path} is corrupt ({source}); move it away to start over (files are then read per start_position)"
+    )]
     RegistryFormat { path: PathBuf, source: serde_json::Error },
     #[error("kafka output: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),

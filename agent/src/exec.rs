@@ -74,7 +74,11 @@ async fn supervise(command: String, tx: mpsc::Sender<StreamMsg>, shutdown: Cance
         backoff = Some(delay);
         if !failing {
             failing = true;
-            tracing::warn!(command, "exec command {why}; restarting it with backoff (up to {}s)", MAX_BACKOFF.as_secs());
+            tracing::warn!(
+                command,
+                "exec command {why}; restarting it with backoff (up to {}s)",
+                MAX_BACKOFF.as_secs()
+            );
         } else {
             tracing::debug!(command, ?delay, "exec command {why} again");
         }

@@ -9,7 +9,9 @@
 //! - A record that still fails (a permanent error such as `MSG_SIZE_TOO_LARGE` or a missing topic) is
 //!   kept and sent again with capped exponential backoff; a too-large one has its message cut first and
 //!   is tagged `message_truncated`. Nothing is dropped.
-//! - The broker's state is logged once per change (unreachable / reachable again), not per attempt.
+//! - The broker's state is logged once per change (unreachable / reachable again), not per attempt; so
+//!   is each topic's (delivery failing, e.g. a topic that does not exist, / delivering again).
+//! - At shutdown, what is left unacknowledged is summarised in one line rather than one line per event.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,11 +23,12 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 
 use crate::config::OutputConfig;
 use crate::error::Result;
 use crate::sink::{Ack, Record, Sink};
+use crate::stalls::Ongoing;
 
 /// Longest wait between two resends of a record that failed permanently.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
@@ -41,6 +44,64 @@ struct Shared {
     down: AtomicBool,
     /// Events whose message was cut after the broker refused them as too large.
     too_large: AtomicU64,
+    /// Topics whose deliveries fail (logged once when it starts and once when it clears).
+    stalled: Mutex<Ongoing>,
+    /// Whether `stalled` may be non-empty: spares the lock on every acknowledgement.
+    any_stalled: AtomicBool,
+    /// Events librdkafka gave back unsent when the producer was purged at shutdown.
+    purged: AtomicU64,
+}
+
+impl Shared {
+    /// A delivery to `topic` failed with `code`: log it if the topic was flowing until now.
+    fn delivery_failed(&self, topic: &str, code: RDKafkaErrorCode, error: &KafkaError) {
+        if matches!(code, RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) {
+            // Shutdown: summarised once by `KafkaSink::drop`.
+            self.purged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !self.stalled.lock().unwrap().start(topic) {
+            tracing::debug!(topic, error = %error, "delivery failed again; will resend");
+            return;
+        }
+        self.any_stalled.store(true, Ordering::Relaxed);
+        match code {
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => tracing::warn!(
+                topic,
+                "topic {topic} does not exist and the cluster does not create topics on first use \
+                 (auto_create_topics_enable = false on logpipe's broker, auto.create.topics.enable on Kafka): its \
+                 events wait and are resent; create it with `logpipe topics create {topic} --partitions N`, or \
+                 enable auto-creation"
+            ),
+            RDKafkaErrorCode::MessageSizeTooLarge => tracing::warn!(
+                topic,
+                "topic {topic} refused an event as too large: such events are cut, tagged message_truncated and \
+                 resent; raise max_message_bytes (and the broker's message_max_bytes) to keep them whole"
+            ),
+            RDKafkaErrorCode::TopicAuthorizationFailed => tracing::warn!(
+                topic,
+                "not authorized to write to topic {topic}: its events wait and are resent; grant the agent's \
+                 principal WRITE on it"
+            ),
+            _ => tracing::warn!(
+                topic,
+                error = %error,
+                "delivery to topic {topic} failing: its events wait and are resent (logged again when it recovers)"
+            ),
+        }
+    }
+
+    /// A delivery to `topic` succeeded: log it if the topic was stalled.
+    fn delivered(&self, topic: &str) {
+        if !self.any_stalled.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut stalled = self.stalled.lock().unwrap();
+        if stalled.clear(topic) {
+            tracing::info!(topic, "topic {topic} accepts events again; delivering");
+        }
+        self.any_stalled.store(!stalled.is_empty(), Ordering::Relaxed);
+    }
 }
 
 struct Failed {
@@ -80,15 +141,16 @@ impl ProducerContext for AgentContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Box<Ack>) {
         match result {
-            Ok(_) => {
+            Ok(message) => {
                 if self.shared.down.swap(false, Ordering::Relaxed) {
                     tracing::info!("Kafka brokers reachable again");
                 }
+                self.shared.delivered(message.topic());
                 let _ = self.shared.acks.lock().unwrap().send(*ack);
             }
             Err((error, message)) => {
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
-                tracing::warn!(topic = message.topic(), error = %error, "delivery failed; will resend");
+                self.shared.delivery_failed(message.topic(), code, error);
                 self.shared.failed.lock().unwrap().push_back(Failed {
                     topic: message.topic().to_string(),
                     key: message.key().map(<[u8]>::to_vec),
@@ -112,6 +174,9 @@ impl KafkaSink {
             failed: Mutex::new(VecDeque::new()),
             down: AtomicBool::new(false),
             too_large: AtomicU64::new(0),
+            stalled: Mutex::new(Ongoing::default()),
+            any_stalled: AtomicBool::new(false),
+            purged: AtomicU64::new(0),
         });
         let producer: ThreadedProducer<AgentContext> =
             client_config(config, queue_max_bytes).create_with_context(AgentContext { shared: shared.clone() })?;
@@ -133,7 +198,7 @@ impl KafkaSink {
                 }
                 Err((error, back)) => {
                     let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
-                    tracing::warn!(topic, error = %error, "produce refused; will resend");
+                    self.shared.delivery_failed(topic, code, &error);
                     self.shared.failed.lock().unwrap().push_back(Failed {
                         topic: topic.to_string(),
                         key: key.map(<[u8]>::to_vec),
@@ -206,6 +271,26 @@ impl Sink for KafkaSink {
     }
 }
 
+impl Drop for KafkaSink {
+    /// Purges what is still queued (as librdkafka's own drop would, but counting instead of logging
+    /// each event) and says in one line how many events were left unacknowledged.
+    fn drop(&mut self) {
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        // The purged events' delivery reports arrive through the polling thread.
+        let _ = self.producer.flush(Duration::from_millis(500));
+        let waiting = self.shared.failed.lock().unwrap().len() as u64;
+        let undelivered = self.shared.purged.load(Ordering::Relaxed) + waiting;
+        if undelivered > 0 {
+            tracing::warn!(
+                undelivered,
+                "stopped with {undelivered} event(s) not acknowledged by Kafka; events of file inputs are read \
+                 again at the next start (the registry moved only over acknowledged lines), those of exec and \
+                 stdin inputs are lost"
+            );
+        }
+    }
+}
+
 /// Halves the message of an encoded event refused as too large and tags it `message_truncated`.
 fn shrink(payload: &[u8]) -> Vec<u8> {
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(payload) else {
@@ -228,16 +313,12 @@ fn shrink(payload: &[u8]) -> Vec<u8> {
 
 /// The librdkafka configuration for `[agent.output]`.
 pub fn client_config(config: &OutputConfig, queue_max_bytes: usize) -> ClientConfig {
-    let acks = match config.acks.as_str() {
-        "all" | "-1" => "-1",
-        other => other,
-    };
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", config.brokers.join(","))
         .set("client.id", &config.client_id)
-        .set("acks", acks)
-        .set("enable.idempotence", if acks == "-1" { "true" } else { "false" })
-        .set("compression.type", config.compression.librdkafka_name())
+        .set("acks", config.acks.as_config())
+        .set("enable.idempotence", config.acks.allows_idempotence().to_string())
+        .set("compression.type", config.compression.as_config())
         .set("linger.ms", config.linger_ms.to_string())
         .set("batch.size", config.batch_bytes.min(config.max_message_bytes).to_string())
         .set("message.max.bytes", config.max_message_bytes.to_string())

@@ -11,19 +11,20 @@
 //! - [`sink`]: where events go ([`Sink`]); [`kafka`] is the real one.
 //! - [`tailer`]: the file server that ties it together.
 //! - [`stream`]: `exec` and `stdin` inputs on the tailer side; [`exec`]: running the command.
-//! - [`metrics`]: the Prometheus `/metrics` endpoint.
+//! - [`snapshot`]: what the agent publishes about itself, and its Prometheus families.
 
 pub mod config;
-mod error;
 pub mod envelope;
+mod error;
 pub mod exec;
 pub mod identity;
 pub mod kafka;
 pub mod line_reader;
-pub mod metrics;
 pub mod multiline;
 pub mod registry;
 pub mod sink;
+pub mod snapshot;
+pub mod stalls;
 pub mod stream;
 pub mod tailer;
 
@@ -44,7 +45,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
 
 /// [`run`], also publishing the agent's status into `status` (refreshed every 200 ms), which the
 /// appliance's admin endpoint reads.
-pub async fn run_reporting(config: AgentConfig, shutdown: CancellationToken, status: Option<metrics::SharedSnapshot>) -> Result<()> {
+pub async fn run_reporting(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    status: Option<snapshot::SharedSnapshot>,
+) -> Result<()> {
     config.validate()?;
     let (acks_tx, acks_rx) = std::sync::mpsc::channel();
     let sink = kafka::KafkaSink::new(&config.output, config.queue_max_bytes, acks_tx)?;
@@ -61,16 +66,16 @@ pub async fn run_reporting(config: AgentConfig, shutdown: CancellationToken, sta
             InputType::Stdin => tailer.add_stream(&config, i, stream::read_to_end(std::io::stdin()))?,
         }
     }
-    let status = status.or_else(|| config.metrics_address.as_ref().map(|_| metrics::SharedSnapshot::default()));
+    let status = status.or_else(|| config.metrics_address.as_ref().map(|_| snapshot::SharedSnapshot::default()));
     if let Some(status) = &status {
         tailer.publish_to(status.clone());
     }
     if let (Some(address), Some(status)) = (&config.metrics_address, status) {
-        let server = metrics::MetricsServer::bind(address)
+        let server = logpipe_admin::AdminServer::bind(address)
             .await
             .map_err(|e| Error::Config(format!("agent.metrics_address: cannot listen on {address}: {e}")))?;
         tracing::info!(address = %server.local_addr()?, "metrics at http://{}/metrics", server.local_addr()?);
-        tokio::spawn(server.run(status, stop.clone()));
+        tokio::spawn(server.serve(snapshot::router(status), stop.clone()));
     }
     tracing::info!(
         brokers = %config.output.brokers.join(","),

@@ -8,9 +8,7 @@
 //! that only ever moves past a contiguous prefix of acknowledged events.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -68,25 +66,12 @@ impl RegistryFile {
         Ok(file)
     }
 
-    /// Writes atomically: tmp file (0600) → fsync → rename over `path` → fsync the directory.
+    /// Writes atomically (mode 0600, `logpipe_durable::write_atomic`), creating the directory if needed.
     pub fn save(&self, path: &Path) -> Result<()> {
         let io = |source| Error::Registry { path: path.into(), source };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&dir).map_err(io)?;
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = dir.join(tmp_name);
         let bytes = serde_json::to_vec(self).map_err(|e| io(std::io::Error::other(e)))?;
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io)?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(())
+        let options = logpipe_durable::WriteOptions { mode: Some(0o600), create_dir: true };
+        logpipe_durable::write_atomic_with(path, &bytes, options).map_err(io)
     }
 }
 

@@ -61,9 +61,7 @@ async fn lines_arrive_in_kafka_with_the_envelope() {
     let agent_token = CancellationToken::new();
     let agent = tokio::spawn(logpipe_agent::run(config.clone(), agent_token.clone()));
 
-    let consumed = tokio::task::spawn_blocking(move || consume(&addr, "agent-itest", expected.len()))
-        .await
-        .unwrap();
+    let consumed = tokio::task::spawn_blocking(move || consume(&addr, "agent-itest", expected.len())).await.unwrap();
 
     let mut seen = HashSet::new();
     for v in &consumed {
@@ -85,7 +83,8 @@ async fn lines_arrive_in_kafka_with_the_envelope() {
     let registry = config.registry.clone();
     tokio::task::spawn_blocking(move || {
         poll_until("the registry to reach the end of both files", Duration::from_secs(30), || {
-            let registry = std::fs::read(&registry).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            let registry =
+                std::fs::read(&registry).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
             let at_end = registry.as_ref().is_some_and(|r| {
                 let entries = r["entries"].as_array().cloned().unwrap_or_default();
                 entries.len() == 2

@@ -46,9 +46,8 @@ fn run_model(seed: u64, fs_events: bool) {
         match op {
             0..=44 => {
                 let n = rng.gen_range(1..40);
-                let new: Vec<String> = (0..n)
-                    .map(|i| format!("s{seed} w{step} l{i} {}", "p".repeat(rng.gen_range(0..60))))
-                    .collect();
+                let new: Vec<String> =
+                    (0..n).map(|i| format!("s{seed} w{step} l{i} {}", "p".repeat(rng.gen_range(0..60)))).collect();
                 append(&log, &new);
                 written.extend(new);
                 trace.push(format!("write {n}"));
@@ -113,7 +112,11 @@ fn run_model(seed: u64, fs_events: bool) {
         let got: std::collections::HashSet<String> = h.messages().into_iter().collect();
         let missing: Vec<&String> = written.iter().filter(|l| !got.contains(*l)).collect();
         holds(missing.is_empty(), || {
-            format!("seed {seed}: {} lines never arrived, e.g. {:?}; ops {trace:?}", missing.len(), &missing[..missing.len().min(3)])
+            format!(
+                "seed {seed}: {} lines never arrived, e.g. {:?}; ops {trace:?}",
+                missing.len(),
+                &missing[..missing.len().min(3)]
+            )
         })
     });
     h.stop();
@@ -126,7 +129,10 @@ fn run_model(seed: u64, fs_events: bool) {
         let here = format!("{} @{} source {}", e["log"]["file"]["path"], e["log"]["offset"], sent.ack.source);
         let first = where_.insert(msg.clone(), here.clone());
         if let Some(prev) = ids.insert(msg.clone(), id.clone()) {
-            assert!(dups_allowed, "seed {seed}: duplicate {msg:?} without a crash ({first:?}, then {here}); ops {trace:?}");
+            assert!(
+                dups_allowed,
+                "seed {seed}: duplicate {msg:?} without a crash ({first:?}, then {here}); ops {trace:?}"
+            );
             assert_eq!(prev, id, "seed {seed}: copies of {msg:?} must share event.id; ops {trace:?}");
         }
     }

@@ -6,8 +6,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use logpipe_admin::AdminServer;
 use logpipe_agent::config::{AgentConfig, InputConfig, InputType, MultilineConfig};
-use logpipe_agent::metrics::{MetricsServer, SharedSnapshot};
+use logpipe_agent::snapshot::{self, SharedSnapshot};
 use logpipe_agent::{MemorySink, Tailer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -112,7 +113,12 @@ fn stdin_multiline_pending_event_is_sent_at_eof() {
 }
 
 fn exec_tailer(dir: &Path, command: String) -> (MemorySink, CancellationToken, JoinHandle<logpipe_agent::Result<()>>) {
-    let input = InputConfig { kind: InputType::Exec, command: Some(command.clone()), tags: vec!["x".into()], ..Default::default() };
+    let input = InputConfig {
+        kind: InputType::Exec,
+        command: Some(command.clone()),
+        tags: vec!["x".into()],
+        ..Default::default()
+    };
     let config = config(dir, input);
     let (tx, rx) = mpsc::channel();
     let sink = MemorySink::new(tx);
@@ -182,7 +188,7 @@ async fn exec_restarts_a_command_that_exits() {
 
 fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -204,13 +210,15 @@ async fn metrics_endpoint_reports_per_file_and_stream_figures() {
     let (tx, rx) = mpsc::channel();
     let sink = MemorySink::new(tx);
     let mut tailer = Tailer::new(&config, sink.clone(), rx).unwrap();
-    tailer.add_stream(&config, 1, logpipe_agent::stream::read_to_end(std::io::Cursor::new(b"a\nb\n".to_vec()))).unwrap();
+    tailer
+        .add_stream(&config, 1, logpipe_agent::stream::read_to_end(std::io::Cursor::new(b"a\nb\n".to_vec())))
+        .unwrap();
     let snapshot = SharedSnapshot::default();
     tailer.publish_to(snapshot.clone());
-    let server = MetricsServer::bind("127.0.0.1:0").await.unwrap();
+    let server = AdminServer::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(server.run(snapshot, stop.clone()));
+    tokio::spawn(server.serve(snapshot::router(snapshot), stop.clone()));
     let (token, handle) = start(tailer);
 
     let path = log.to_string_lossy().into_owned();
@@ -237,7 +245,7 @@ async fn metrics_endpoint_reports_per_file_and_stream_figures() {
     .await
     .unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(text.contains("Content-Type: text/plain; version=0.0.4"));
+    assert!(text.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{text}");
     assert!(text.contains("# TYPE logpipe_agent_file_lines_read_total counter"));
     let other = tokio::task::spawn_blocking(move || http_get(addr, "/nope")).await.unwrap();
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");

@@ -122,6 +122,10 @@ impl BrokerConfig {
     }
 
     pub fn log_retention_ms(&self) -> i64 {
-        if self.log_retention_hours < 0 { -1 } else { self.log_retention_hours * 3_600_000 }
+        if self.log_retention_hours < 0 {
+            -1
+        } else {
+            self.log_retention_hours * 3_600_000
+        }
     }
 }

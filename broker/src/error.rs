@@ -9,8 +9,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("invalid broker config: {0}")]
     Config(String),
-    #[error("cannot listen on {addr}: {source} (is another broker already using this port?)")]
-    Bind { addr: String, source: std::io::Error },
+    /// A listener could not be bound. The I/O error is part of the message and deliberately not the
+    /// `source`, so a chain printed with `{:#}` says it once.
+    #[error(
+        "broker.listeners: cannot listen on {addr}: {reason}; another process (a second broker?) holds the \
+         port: stop it, or set another address in `listeners` under [broker]"
+    )]
+    Bind { addr: String, reason: std::io::Error },
     #[error("storage error in {path}: {source}")]
     Storage { path: PathBuf, source: std::io::Error },
     #[error(transparent)]

@@ -4,26 +4,36 @@
 //! unchanged. Record batches are stored exactly as producers sent them, in segment files per partition,
 //! and an `acks=-1` produce is acknowledged only once its bytes are fsynced.
 //!
-//! - [`config`]: the `[broker]` section, with Kafka's names and defaults.
-//! - [`storage`]: partition logs (segments, indexes, recovery, retention, idempotent producers).
-//! - [`group`]: the group coordinator and durable committed offsets.
-//! - [`protocol`]: framing and request decoding (pure; no I/O besides the frame reader).
-//! - [`handlers`]: one module per Kafka API, registered in one table.
-//! - [`server`]: accept loop, connections, shutdown.
+//! - `config`: the `[broker]` section, with Kafka's names and defaults.
+//! - `storage`: partition logs (segments, indexes, recovery, retention, idempotent producers).
+//! - `group`: the group coordinator and durable committed offsets.
+//! - `protocol`: framing and request decoding (pure; no I/O besides the frame reader).
+//! - `handlers`: one module per Kafka API, registered in one table.
+//! - `server`: accept loop, connections, shutdown.
+//! - `report`: what the broker reports to the admin endpoint ([`Broker::report`]).
 
-pub mod broker;
-pub mod config;
+mod broker;
+mod config;
 mod error;
-pub mod group;
-pub mod handlers;
-pub mod protocol;
-pub mod server;
-pub mod storage;
+mod group;
+mod handlers;
+mod protocol;
+mod report;
+mod server;
+mod storage;
 
-pub use broker::Broker;
+pub use broker::{now_ms, Broker, NodeInfo};
 pub use config::BrokerConfig;
 pub use error::{Error, Result};
+pub use report::{BrokerReport, CommittedState, GroupState, PartitionState, TopicState};
 pub use server::Server;
+
+/// The request decoder and the version table, for the cargo-fuzz target in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::handlers::supported_versions;
+    pub use crate::protocol::decode_request;
+}
 
 /// Unit tests run on the same allocator as the binary; see the note in `src/main.rs` on why the
 /// request decoder relies on it.

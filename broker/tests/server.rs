@@ -54,7 +54,8 @@ fn request_frame(api_key: ApiKey, version: i16, correlation_id: i32, body: &impl
 }
 
 async fn read_response(socket: &mut TcpStream) -> Option<Bytes> {
-    let size = tokio::time::timeout(Duration::from_secs(10), socket.read_i32()).await.expect("response in time").ok()?;
+    let size =
+        tokio::time::timeout(Duration::from_secs(10), socket.read_i32()).await.expect("response in time").ok()?;
     let mut payload = vec![0; size as usize];
     socket.read_exact(&mut payload).await.ok()?;
     Some(payload.into())
@@ -86,9 +87,9 @@ async fn bad_frames_close_only_their_connection() {
     let bystander = TcpStream::connect(broker.addr).await.unwrap();
 
     let garbage: &[&[u8]] = &[
-        &[0x7f, 0xff, 0xff, 0xff],                         // oversized length prefix
-        &[0xff, 0xff, 0xff, 0xf0],                         // negative length
-        &[0, 0, 0, 10, 0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0xff, 0xff], // unknown api key 999
+        &[0x7f, 0xff, 0xff, 0xff],                                      // oversized length prefix
+        &[0xff, 0xff, 0xff, 0xf0],                                      // negative length
+        &[0, 0, 0, 10, 0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0xff, 0xff],       // unknown api key 999
         &[0, 0, 0, 12, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8], // garbage
         &[0, 0, 0, 12, 0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff], // metadata v9 with a bad body
     ];

@@ -113,10 +113,7 @@ impl Args {
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let num = |v: &str| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{flag}: not a number: {v}"))
-            };
+            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: not a number: {v}"));
             match flag.as_str() {
                 "--bootstrap" => a.bootstrap = value,
                 "--topic" => a.topic = value,
@@ -140,10 +137,7 @@ impl Args {
             }
         }
         if !matches!(a.mode.as_str(), "produce" | "consume" | "both" | "group") {
-            return Err(format!(
-                "--mode {}: expected produce, consume, both or group",
-                a.mode
-            ));
+            return Err(format!("--mode {}: expected produce, consume, both or group", a.mode));
         }
         if a.acks == "-1" {
             a.acks = "all".into();
@@ -204,9 +198,8 @@ fn base_config(args: &Args) -> ClientConfig {
 }
 
 fn create_topic(args: &Args) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = base_config(args)
-        .create()
-        .map_err(|e| format!("admin client: {e}"))?;
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(args).create().map_err(|e| format!("admin client: {e}"))?;
     let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = futures::executor::block_on(admin.create_topics([&topic], &opts))
@@ -226,10 +219,7 @@ fn create_topic(args: &Args) -> Result<()> {
             }
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "topic {} not in metadata 30 s after creation",
-                args.topic
-            ));
+            return Err(format!("topic {} not in metadata 30 s after creation", args.topic));
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -361,30 +351,16 @@ fn produce(args: &Args) -> Result<()> {
     let send_done = ctx.start.elapsed();
     producer
         .flush(deadline.saturating_duration_since(Instant::now()))
-        .map_err(|e| {
-            format!(
-                "flush: {e} ({} of {n} acknowledged)",
-                ctx.acked.load(Relaxed)
-            )
-        })?;
+        .map_err(|e| format!("flush: {e} ({} of {n} acknowledged)", ctx.acked.load(Relaxed)))?;
 
     let failed = ctx.failed.load(Relaxed);
     if failed > 0 {
         let first = ctx.first_error.lock().unwrap().clone().unwrap_or_default();
-        return Err(format!(
-            "{failed} of {n} records failed; first error: {first}"
-        ));
+        return Err(format!("{failed} of {n} records failed; first error: {first}"));
     }
     let acked = ctx.acked.load(Relaxed);
-    let secs = Duration::from_nanos(ctx.last_ack_ns.load(Relaxed))
-        .saturating_sub(t0)
-        .as_secs_f64();
-    let mut lat: Vec<u64> = ctx
-        .latency_ns
-        .iter()
-        .map(|l| l.load(Relaxed))
-        .filter(|&l| l > 0)
-        .collect();
+    let secs = Duration::from_nanos(ctx.last_ack_ns.load(Relaxed)).saturating_sub(t0).as_secs_f64();
+    let mut lat: Vec<u64> = ctx.latency_ns.iter().map(|l| l.load(Relaxed)).filter(|&l| l > 0).collect();
     lat.sort_unstable();
     let pct = |q: f64| -> f64 {
         if lat.is_empty() {
@@ -405,11 +381,7 @@ fn produce(args: &Args) -> Result<()> {
         pct(0.99),
         pct(0.999),
         pct(1.0),
-        if args.rate == 0 {
-            "  (unthrottled: includes time queued in the client)"
-        } else {
-            ""
-        }
+        if args.rate == 0 { "  (unthrottled: includes time queued in the client)" } else { "" }
     );
     println!(
         "RESULT mode=produce acks={} records={acked} bytes={} secs={secs:.3} rps={rps:.0} mbps={mbps:.2} \
@@ -431,11 +403,7 @@ fn partitions_of(consumer: &BaseConsumer<impl ConsumerContext>, topic: &str) -> 
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(|e| format!("metadata for {topic}: {e}"))?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| format!("topic {topic} not found"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("topic {topic} not found"))?;
     if let Some(err) = t.error() {
         return Err(format!("topic {topic}: {err:?}"));
     }
@@ -443,10 +411,7 @@ fn partitions_of(consumer: &BaseConsumer<impl ConsumerContext>, topic: &str) -> 
 }
 
 /// (partition, log start, log end) for every partition of the topic.
-fn watermarks(
-    consumer: &BaseConsumer<impl ConsumerContext>,
-    topic: &str,
-) -> Result<Vec<(i32, i64, i64)>> {
+fn watermarks(consumer: &BaseConsumer<impl ConsumerContext>, topic: &str) -> Result<Vec<(i32, i64, i64)>> {
     partitions_of(consumer, topic)?
         .into_iter()
         .map(|p| {
@@ -473,15 +438,10 @@ fn consume(args: &Args) -> Result<(u64, f64)> {
     let expected: u64 = marks.iter().map(|(_, lo, hi)| (hi - lo) as u64).sum();
     let mut tpl = TopicPartitionList::new();
     for (p, lo, _) in &marks {
-        tpl.add_partition_offset(&args.topic, *p, Offset::Offset(*lo))
-            .map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(&args.topic, *p, Offset::Offset(*lo)).map_err(|e| e.to_string())?;
     }
     let end: HashMap<i32, i64> = marks.iter().map(|(p, _, hi)| (*p, *hi)).collect();
-    println!(
-        "consume: {expected} records from {} ({} partitions), assign from log start",
-        args.topic,
-        marks.len()
-    );
+    println!("consume: {expected} records from {} ({} partitions), assign from log start", args.topic, marks.len());
 
     let start = Instant::now();
     consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
@@ -563,10 +523,7 @@ struct Member {
 
 fn start_member(args: &Args, shared: &Arc<Shared>, name: String) -> Result<Member> {
     let state = Arc::new(MemberState::default());
-    let ctx = MemberContext {
-        epoch: shared.epoch,
-        state: state.clone(),
-    };
+    let ctx = MemberContext { epoch: shared.epoch, state: state.clone() };
     let consumer: BaseConsumer<MemberContext> = base_config(args)
         .set("group.id", &args.group)
         .set("client.id", &name)
@@ -574,18 +531,13 @@ fn start_member(args: &Args, shared: &Arc<Shared>, name: String) -> Result<Membe
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", args.session_timeout_ms.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            args.heartbeat_interval_ms.to_string(),
-        )
+        .set("heartbeat.interval.ms", args.heartbeat_interval_ms.to_string())
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .set("fetch.wait.max.ms", "100")
         .create_with_context(ctx)
         .map_err(|e| format!("consumer {name}: {e}"))?;
-    consumer
-        .subscribe(&[&args.topic])
-        .map_err(|e| format!("subscribe: {e}"))?;
+    consumer.subscribe(&[&args.topic]).map_err(|e| format!("subscribe: {e}"))?;
     let stop = Arc::new(AtomicBool::new(false));
     let (stop2, shared, commit_every) = (stop.clone(), shared.clone(), args.commit_every);
     let handle = thread::Builder::new()
@@ -618,11 +570,7 @@ fn start_member(args: &Args, shared: &Arc<Shared>, name: String) -> Result<Membe
             drop(consumer); // close(): LeaveGroup, so the next rebalance starts at once
         })
         .map_err(|e| e.to_string())?;
-    Ok(Member {
-        state,
-        stop,
-        handle,
-    })
+    Ok(Member { state, stop, handle })
 }
 
 impl Member {
@@ -638,11 +586,7 @@ fn stable_since(members: &[&MemberState], since_ns: u64, partitions: usize) -> b
     members.iter().all(|m| {
         let a = m.last_assign_ns.load(Relaxed);
         a > since_ns && a >= m.last_revoke_ns.load(Relaxed)
-    }) && members
-        .iter()
-        .map(|m| m.assigned.load(Relaxed))
-        .sum::<usize>()
-        == partitions
+    }) && members.iter().map(|m| m.assigned.load(Relaxed)).sum::<usize>() == partitions
 }
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<Duration> {
@@ -675,14 +619,9 @@ fn group(args: &Args) -> Result<()> {
         args.members, args.group, args.topic, args.commit_every, args.session_timeout_ms, args.heartbeat_interval_ms
     );
 
-    let members: Vec<Member> = (0..args.members)
-        .map(|i| start_member(args, &shared, format!("bench-member-{i}")))
-        .collect::<Result<_>>()?;
-    let done = || {
-        marks
-            .iter()
-            .all(|(p, _, hi)| shared.next[*p as usize].load(Relaxed) >= *hi)
-    };
+    let members: Vec<Member> =
+        (0..args.members).map(|i| start_member(args, &shared, format!("bench-member-{i}"))).collect::<Result<_>>()?;
+    let done = || marks.iter().all(|(p, _, hi)| shared.next[*p as usize].load(Relaxed) >= *hi);
     let secs = wait_for("the group to read every record", args.timeout, done)?.as_secs_f64();
     let read = shared.records.load(Relaxed);
     let rps = expected as f64 / secs;
@@ -709,20 +648,16 @@ fn group(args: &Args) -> Result<()> {
         {
             let mut all: Vec<&MemberState> = states.iter().map(|s| s.as_ref()).collect();
             all.push(&joiner.state);
-            joins.push(wait_for(
-                "the group to rebalance after a join",
-                args.timeout,
-                || stable_since(&all, t, partitions),
-            )?);
+            joins.push(wait_for("the group to rebalance after a join", args.timeout, || {
+                stable_since(&all, t, partitions)
+            })?);
         }
 
         let t = shared.epoch.elapsed().as_nanos() as u64;
         let left_at = Instant::now();
         joiner.leave();
         let old: Vec<&MemberState> = states.iter().map(|s| s.as_ref()).collect();
-        wait_for("the group to rebalance after a leave", args.timeout, || {
-            stable_since(&old, t, partitions)
-        })?;
+        wait_for("the group to rebalance after a leave", args.timeout, || stable_since(&old, t, partitions))?;
         leaves.push(left_at.elapsed());
     }
     if args.rebalances > 0 {
@@ -733,14 +668,8 @@ fn group(args: &Args) -> Result<()> {
         };
         let (jmin, jmed, jmax) = ms(&mut joins);
         let (lmin, lmed, lmax) = ms(&mut leaves);
-        println!(
-            "  {} joins: rebalance min {jmin:.0} ms, median {jmed:.0} ms, max {jmax:.0} ms",
-            args.rebalances
-        );
-        println!(
-            "  {} leaves: rebalance min {lmin:.0} ms, median {lmed:.0} ms, max {lmax:.0} ms",
-            args.rebalances
-        );
+        println!("  {} joins: rebalance min {jmin:.0} ms, median {jmed:.0} ms, max {jmax:.0} ms", args.rebalances);
+        println!("  {} leaves: rebalance min {lmin:.0} ms, median {lmed:.0} ms, max {lmax:.0} ms", args.rebalances);
         println!(
             "RESULT mode=rebalance count={} join_min_ms={jmin:.1} join_p50_ms={jmed:.1} join_max_ms={jmax:.1} \
              leave_min_ms={lmin:.1} leave_p50_ms={lmed:.1} leave_max_ms={lmax:.1}",

@@ -37,10 +37,7 @@ impl Connection {
             .set("bootstrap.servers", &self.bootstrap_server)
             .set("client.id", "logpipe-console")
             // Surface a dead broker within the request timeout instead of librdkafka's 60 s default.
-            .set(
-                "socket.timeout.ms",
-                self.request_timeout_ms.clamp(10, 300_000).to_string(),
-            )
+            .set("socket.timeout.ms", self.request_timeout_ms.clamp(10, 300_000).to_string())
             // Looking at a topic must never create it. AdminClients are producers inside librdkafka, whose
             // metadata requests would otherwise ask brokers with auto_create_topics_enable to create it.
             .set("allow.auto.create.topics", "false");
@@ -48,31 +45,17 @@ impl Connection {
     }
 
     /// Wraps a failed request in an error that names this broker.
-    pub(crate) fn kafka_error(
-        &self,
-        action: impl Into<String>,
-    ) -> impl FnOnce(KafkaError) -> Error + '_ {
+    pub(crate) fn kafka_error(&self, action: impl Into<String>) -> impl FnOnce(KafkaError) -> Error + '_ {
         let action = action.into();
-        move |source| Error::Kafka {
-            broker: self.bootstrap_server.clone(),
-            action,
-            source: Box::new(source),
-        }
+        move |source| Error::Kafka { broker: self.bootstrap_server.clone(), action, error: Box::new(source) }
     }
 
     pub(crate) fn creation_error(&self) -> impl FnOnce(KafkaError) -> Error + '_ {
-        move |source| Error::Client {
-            broker: self.bootstrap_server.clone(),
-            source: Box::new(source),
-        }
+        move |source| Error::Client { broker: self.bootstrap_server.clone(), error: Box::new(source) }
     }
 
     /// Metadata for one topic; an unknown topic becomes [`Error::UnknownTopic`].
-    pub(crate) fn topic_metadata<C: ClientContext>(
-        &self,
-        client: &Client<C>,
-        topic: &str,
-    ) -> Result<Metadata> {
+    pub(crate) fn topic_metadata<C: ClientContext>(&self, client: &Client<C>, topic: &str) -> Result<Metadata> {
         let metadata = client
             .fetch_metadata(Some(topic), self.timeout())
             .map_err(self.kafka_error(format!("fetching metadata for topic '{topic}'")))?;
@@ -88,7 +71,7 @@ impl Connection {
                 return Err(Error::Kafka {
                     broker: self.bootstrap_server.clone(),
                     action: format!("fetching metadata for topic '{topic}'"),
-                    source: Box::new(KafkaError::MetadataFetch(code)),
+                    error: Box::new(KafkaError::MetadataFetch(code)),
                 })
             }
         }
@@ -97,20 +80,14 @@ impl Connection {
             return Err(Error::Kafka {
                 broker: self.bootstrap_server.clone(),
                 action: format!("fetching metadata for topic '{topic}' (it has no partitions yet)"),
-                source: Box::new(KafkaError::MetadataFetch(
-                    RDKafkaErrorCode::LeaderNotAvailable,
-                )),
+                error: Box::new(KafkaError::MetadataFetch(RDKafkaErrorCode::LeaderNotAvailable)),
             });
         }
         Ok(metadata)
     }
 
     /// The partition ids of a topic, sorted.
-    pub(crate) fn partitions<C: ClientContext>(
-        &self,
-        client: &Client<C>,
-        topic: &str,
-    ) -> Result<Vec<i32>> {
+    pub(crate) fn partitions<C: ClientContext>(&self, client: &Client<C>, topic: &str) -> Result<Vec<i32>> {
         let metadata = self.topic_metadata(client, topic)?;
         let mut ids: Vec<i32> = metadata
             .topics()
@@ -137,10 +114,7 @@ impl Connection {
     }
 
     pub(crate) fn unknown_topic(&self, topic: &str) -> Error {
-        Error::UnknownTopic {
-            topic: topic.to_owned(),
-            broker: self.bootstrap_server.clone(),
-        }
+        Error::UnknownTopic { topic: topic.to_owned(), broker: self.bootstrap_server.clone() }
     }
 }
 

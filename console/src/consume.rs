@@ -78,9 +78,7 @@ impl FromStr for StartOffset {
             "latest" | "end" => Ok(StartOffset::Latest),
             n => match n.parse::<i64>() {
                 Ok(n) if n >= 0 => Ok(StartOffset::At(n)),
-                _ => Err(format!(
-                    "expected a non-negative offset, 'earliest' or 'latest', got '{s}'"
-                )),
+                _ => Err(format!("expected a non-negative offset, 'earliest' or 'latest', got '{s}'")),
             },
         }
     }
@@ -137,26 +135,14 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
     config
         // Offsets are stored by hand after stdout is flushed; auto-commit (group mode) then commits only those.
         .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.offset.reset",
-            if args.from_beginning {
-                "earliest"
-            } else {
-                "latest"
-            },
-        );
+        .set("auto.offset.reset", if args.from_beginning { "earliest" } else { "latest" });
     match &args.group {
-        Some(group) => config
-            .set("group.id", group)
-            .set("enable.auto.commit", "true"),
+        Some(group) => config.set("group.id", group).set("enable.auto.commit", "true"),
         // librdkafka's assign() lives in its group machinery and needs some group.id, so give it a
         // throwaway one (kafka-console-consumer does the same). It is never joined nor committed to: no
         // subscribe, no auto-commit, explicit start offsets, so the broker never sees the group.
         None => config
-            .set(
-                "group.id",
-                format!("logpipe-console-{}-{}", std::process::id(), unique_suffix()),
-            )
+            .set("group.id", format!("logpipe-console-{}-{}", std::process::id(), unique_suffix()))
             .set("enable.auto.commit", "false"),
     };
     let consumer: BaseConsumer = config.create().map_err(conn.creation_error())?;
@@ -165,10 +151,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
     match &args.group {
         Some(group) => consumer
             .subscribe(&[&args.topic])
-            .map_err(conn.kafka_error(format!(
-                "joining group '{group}' for topic '{}'",
-                args.topic
-            )))?,
+            .map_err(conn.kafka_error(format!("joining group '{group}' for topic '{}'", args.topic)))?,
         None => {
             if let Some(p) = args.partition {
                 conn.check_partition(&args.topic, &partitions, p)?;
@@ -181,9 +164,9 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
                         .map_err(conn.kafka_error("setting the start offset"))?;
                 }
             }
-            consumer.assign(&tpl).map_err(
-                conn.kafka_error(format!("assigning partitions of topic '{}'", args.topic)),
-            )?;
+            consumer
+                .assign(&tpl)
+                .map_err(conn.kafka_error(format!("assigning partitions of topic '{}'", args.topic)))?;
         }
     }
 
@@ -220,7 +203,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
                     return Err(Error::Kafka {
                         broker: conn.bootstrap_server.clone(),
                         action: format!("consuming topic '{}'", args.topic),
-                        source: Box::new(KafkaError::MessageConsumptionFatal(code)),
+                        error: Box::new(KafkaError::MessageConsumptionFatal(code)),
                     })
                 }
                 Err(e) => {
@@ -233,8 +216,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
                     }
                 }
             }
-            let full =
-                pending.len() >= MAX_BATCH || args.max_messages.is_some_and(|max| printed >= max);
+            let full = pending.len() >= MAX_BATCH || args.max_messages.is_some_and(|max| printed >= max);
             if !full {
                 next = consumer.poll(Duration::ZERO);
             }
@@ -246,12 +228,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             Ok(()) => {}
             // The reader went away (`| head`): that is the end of the command, not a failure.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break 'poll,
-            Err(source) => {
-                return Err(Error::Io {
-                    what: "writing to stdout",
-                    source,
-                })
-            }
+            Err(error) => return Err(Error::Io { what: "writing to stdout", error }),
         }
         for (partition, offset) in pending {
             flushed.insert(partition, offset + 1);
@@ -275,9 +252,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
 
 /// Distinguishes throwaway group ids of runs that share a pid (containers often start at pid 1).
 fn unique_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
 /// Synchronously commits what was printed, so that `groups describe` right after exit shows it.
@@ -289,9 +264,7 @@ fn commit_flushed(
     topic: &str,
     flushed: &HashMap<i32, i64>,
 ) -> Result<()> {
-    let assignment = consumer
-        .assignment()
-        .map_err(conn.kafka_error("reading the assignment"))?;
+    let assignment = consumer.assignment().map_err(conn.kafka_error("reading the assignment"))?;
     let mut tpl = TopicPartitionList::new();
     for (&partition, &next) in flushed {
         if assignment.find_partition(topic, partition).is_some() {
@@ -317,11 +290,7 @@ struct Output {
 
 impl Output {
     fn new(print_key: bool) -> Self {
-        Self {
-            out: BufWriter::with_capacity(1 << 16, io::stdout()),
-            print_key,
-            error: None,
-        }
+        Self { out: BufWriter::with_capacity(1 << 16, io::stdout()), print_key, error: None }
     }
 
     fn push(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
@@ -341,12 +310,7 @@ impl Output {
     }
 }
 
-fn write_record(
-    out: &mut impl Write,
-    print_key: bool,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-) -> io::Result<()> {
+fn write_record(out: &mut impl Write, print_key: bool, key: Option<&[u8]>, value: Option<&[u8]>) -> io::Result<()> {
     if print_key {
         out.write_all(key.unwrap_or(b"null"))?;
         out.write_all(b"\t")?;
@@ -382,16 +346,8 @@ mod tests {
     #[test]
     fn default_starts_at_the_end() {
         assert_eq!(parse(&["t"]).unwrap().start(), StartOffset::Latest);
-        assert_eq!(
-            parse(&["t", "--from-beginning"]).unwrap().start(),
-            StartOffset::Earliest
-        );
-        assert_eq!(
-            parse(&["t", "--partition", "1", "--offset", "7"])
-                .unwrap()
-                .start(),
-            StartOffset::At(7)
-        );
+        assert_eq!(parse(&["t", "--from-beginning"]).unwrap().start(), StartOffset::Earliest);
+        assert_eq!(parse(&["t", "--partition", "1", "--offset", "7"]).unwrap().start(), StartOffset::At(7));
     }
 
     #[test]
@@ -400,21 +356,9 @@ mod tests {
         assert!(parse(&["t", "--group", "g", "--partition", "0"]).is_err());
         assert!(parse(&["t", "--group", "g", "--offset", "5"]).is_err());
         assert!(parse(&["t", "--offset", "5"]).unwrap().validate().is_err());
-        assert!(parse(&["t", "--offset", "earliest"])
-            .unwrap()
-            .validate()
-            .is_ok());
-        let args = parse(&[
-            "t",
-            "--group",
-            "g",
-            "--from-beginning",
-            "--max-messages",
-            "10",
-            "--timeout-ms",
-            "500",
-        ])
-        .unwrap();
+        assert!(parse(&["t", "--offset", "earliest"]).unwrap().validate().is_ok());
+        let args =
+            parse(&["t", "--group", "g", "--from-beginning", "--max-messages", "10", "--timeout-ms", "500"]).unwrap();
         assert_eq!(args.group.as_deref(), Some("g"));
         assert_eq!(args.max_messages, Some(10));
         assert_eq!(args.timeout_ms, Some(500));

@@ -36,8 +36,7 @@ pub(crate) fn parse_assignment(bytes: &[u8]) -> Result<Vec<(String, i32)>, Strin
     let mut assigned = Vec::new();
     for _ in 0..topics {
         need(buf, 2, "topic name length")?;
-        let len = usize::try_from(buf.get_i16())
-            .map_err(|_| "null topic name in assignment".to_owned())?;
+        let len = usize::try_from(buf.get_i16()).map_err(|_| "null topic name in assignment".to_owned())?;
         need(buf, len, "topic name")?;
         let topic = String::from_utf8_lossy(&buf[..len]).into_owned();
         buf.advance(len);
@@ -92,10 +91,7 @@ mod tests {
     fn empty_assignment_means_none_yet() {
         assert_eq!(parse_assignment(&[]).unwrap(), vec![]);
         // Version 0, zero topics, null user data.
-        assert_eq!(
-            parse_assignment(&[0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).unwrap(),
-            vec![]
-        );
+        assert_eq!(parse_assignment(&[0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).unwrap(), vec![]);
     }
 
     #[test]

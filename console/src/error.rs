@@ -11,29 +11,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a console command failed.
 ///
 /// librdkafka errors are boxed: `KafkaError` is large, and every `Result` in the crate would pay for it.
+/// A cause that a message already prints is a plain field (`error`), not a `#[source]`, so an error chain
+/// printed with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// librdkafka refused the client configuration (a bad flag value that slipped past parsing).
-    #[error(
-        "cannot create a Kafka client for broker {broker}: {source}; check the command's flags"
-    )]
-    Client {
-        broker: String,
-        #[source]
-        source: Box<KafkaError>,
-    },
+    #[error("cannot create a Kafka client for broker {broker}: {error}; check the command's flags")]
+    Client { broker: String, error: Box<KafkaError> },
 
     /// A request to the cluster failed or timed out.
     #[error(
-        "{action} on broker {broker} failed: {source}; check that the broker is running and \
-         reachable at {broker} (--bootstrap-server), or raise --request-timeout-ms"
+        "{action} on broker {broker} failed: {error}; check the address (--bootstrap-server {broker}) \
+         and that a broker is running there"
     )]
-    Kafka {
-        broker: String,
-        action: String,
-        #[source]
-        source: Box<KafkaError>,
-    },
+    Kafka { broker: String, action: String, error: Box<KafkaError> },
 
     /// The topic is not in the cluster metadata.
     #[error(
@@ -47,26 +38,14 @@ pub enum Error {
         "topic '{topic}' on broker {broker} has no partition {partition} (it has {count}); \
          partitions are numbered 0..{count}"
     )]
-    UnknownPartition {
-        topic: String,
-        partition: i32,
-        count: usize,
-        broker: String,
-    },
+    UnknownPartition { topic: String, partition: i32, count: usize, broker: String },
 
     /// The broker answered a topic admin request (create/delete) with an error code.
     #[error("{operation} topic '{topic}' on broker {broker} failed: {code}{}", hint_suffix(*.code))]
-    TopicOperation {
-        operation: &'static str,
-        topic: String,
-        broker: String,
-        code: RDKafkaErrorCode,
-    },
+    TopicOperation { operation: &'static str, topic: String, broker: String, code: RDKafkaErrorCode },
 
     /// The group is unknown to the cluster.
-    #[error(
-        "consumer group '{group}' does not exist on broker {broker}; see `logpipe groups list`"
-    )]
+    #[error("consumer group '{group}' does not exist on broker {broker}; see `logpipe groups list`")]
     UnknownGroup { group: String, broker: String },
 
     /// Offsets of a group with live members cannot be reset: its consumers would overwrite them.
@@ -74,42 +53,22 @@ pub enum Error {
         "cannot reset offsets of consumer group '{group}' on broker {broker}: it is {state} with \
          {members} active member(s); stop its consumers and retry once the group is Empty"
     )]
-    GroupActive {
-        group: String,
-        broker: String,
-        state: String,
-        members: usize,
-    },
+    GroupActive { group: String, broker: String, state: String, members: usize },
 
     /// Some produced records were not acknowledged.
     #[error(
         "{failed} of {total} record(s) to topic '{topic}' on broker {broker} were not acknowledged \
          ({acknowledged} acknowledged); first error: {first_error}; the unacknowledged lines must be resent"
     )]
-    DeliveryFailed {
-        topic: String,
-        broker: String,
-        total: u64,
-        acknowledged: u64,
-        failed: u64,
-        first_error: String,
-    },
+    DeliveryFailed { topic: String, broker: String, total: u64, acknowledged: u64, failed: u64, first_error: String },
 
     /// The raw protocol client got something it could not use.
     #[error("{api} request to broker {broker} failed: {message}")]
-    Protocol {
-        api: &'static str,
-        broker: String,
-        message: String,
-    },
+    Protocol { api: &'static str, broker: String, message: String },
 
     /// Reading stdin or writing stdout failed (other than a closed pipe, which ends a command cleanly).
-    #[error("{what}: {source}")]
-    Io {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: &'static str, error: std::io::Error },
 
     /// A flag combination or value that cannot work.
     #[error("{0}")]
@@ -161,9 +120,7 @@ mod tests {
             code: RDKafkaErrorCode::TopicAlreadyExists,
         };
         let msg = err.to_string();
-        assert!(msg.starts_with(
-            "creating topic 'nginx' on broker 127.0.0.1:9092 failed: TopicAlreadyExists"
-        ));
+        assert!(msg.starts_with("creating topic 'nginx' on broker 127.0.0.1:9092 failed: TopicAlreadyExists"));
         assert!(msg.contains("logpipe topics delete"), "{msg}");
     }
 }

@@ -92,12 +92,7 @@ pub enum ResetTarget {
 impl ResetTargetArgs {
     /// The chosen target (clap guarantees exactly one flag).
     pub fn target(&self) -> ResetTarget {
-        match (
-            self.to_earliest,
-            self.to_latest,
-            self.to_offset,
-            self.to_datetime,
-        ) {
+        match (self.to_earliest, self.to_latest, self.to_offset, self.to_datetime) {
             (true, ..) => ResetTarget::Earliest,
             (_, true, ..) => ResetTarget::Latest,
             (_, _, Some(n), _) => ResetTarget::Offset(n),
@@ -119,13 +114,9 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {
     match cmd {
         GroupsCommand::List { state, connection } => list(connection, state).await,
         GroupsCommand::Describe { group, connection } => describe(connection, group).await,
-        GroupsCommand::ResetOffsets {
-            group,
-            topics,
-            target,
-            execute,
-            connection,
-        } => reset_offsets(connection, group, topics, target.target(), execute).await,
+        GroupsCommand::ResetOffsets { group, topics, target, execute, connection } => {
+            reset_offsets(connection, group, topics, target.target(), execute).await
+        }
     }
 }
 
@@ -138,19 +129,14 @@ pub(crate) fn parse_topic_spec(s: &str) -> Result<TopicSpec, String> {
                 .split(',')
                 .map(|p| p.trim().parse::<i32>().ok().filter(|p| *p >= 0))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    format!("expected TOPIC or TOPIC:P,P... with partition numbers, got '{s}'")
-                })?;
+                .ok_or_else(|| format!("expected TOPIC or TOPIC:P,P... with partition numbers, got '{s}'"))?;
             (topic, Some(partitions))
         }
     };
     if topic.is_empty() {
         return Err(format!("missing topic name in '{s}'"));
     }
-    Ok(TopicSpec {
-        topic: topic.to_owned(),
-        partitions,
-    })
+    Ok(TopicSpec { topic: topic.to_owned(), partitions })
 }
 
 /// Parses `--to-datetime` into milliseconds since the epoch. Accepts RFC 3339 (`2026-11-21T08:00:00Z`,
@@ -196,11 +182,7 @@ fn group_consumer(conn: &Connection, group: &str) -> Result<BaseConsumer> {
         .map_err(conn.creation_error())
 }
 
-fn summarize_group(
-    consumer: &BaseConsumer,
-    conn: &Connection,
-    group: &str,
-) -> Result<GroupSummary> {
+fn summarize_group(consumer: &BaseConsumer, conn: &Connection, group: &str) -> Result<GroupSummary> {
     let list = consumer
         .fetch_group_list(Some(group), conn.timeout())
         .map_err(conn.kafka_error(format!("describing consumer group '{group}'")))?;
@@ -244,18 +226,11 @@ fn summarize_group(
 
 async fn list(conn: Connection, with_state: bool) -> Result<()> {
     let groups = blocking(move || {
-        let consumer: BaseConsumer = conn
-            .client_config()
-            .create()
-            .map_err(conn.creation_error())?;
-        let list = consumer
-            .fetch_group_list(None, conn.timeout())
-            .map_err(conn.kafka_error("listing consumer groups"))?;
-        let mut groups: Vec<(String, String)> = list
-            .groups()
-            .iter()
-            .map(|g| (g.name().to_owned(), g.state().to_owned()))
-            .collect();
+        let consumer: BaseConsumer = conn.client_config().create().map_err(conn.creation_error())?;
+        let list =
+            consumer.fetch_group_list(None, conn.timeout()).map_err(conn.kafka_error("listing consumer groups"))?;
+        let mut groups: Vec<(String, String)> =
+            list.groups().iter().map(|g| (g.name().to_owned(), g.state().to_owned())).collect();
         groups.sort();
         Ok(groups)
     })
@@ -298,15 +273,9 @@ async fn describe(conn: Connection, group: String) -> Result<()> {
 
         // OffsetFetch needs partitions to ask about: every partition of every non-internal topic, plus
         // anything assigned (covers a topic missing from metadata for a moment).
-        let metadata = consumer
-            .fetch_metadata(None, conn.timeout())
-            .map_err(conn.kafka_error("listing topics"))?;
+        let metadata = consumer.fetch_metadata(None, conn.timeout()).map_err(conn.kafka_error("listing topics"))?;
         let mut tpl = TopicPartitionList::new();
-        for topic in metadata
-            .topics()
-            .iter()
-            .filter(|t| !t.name().starts_with("__"))
-        {
+        for topic in metadata.topics().iter().filter(|t| !t.name().starts_with("__")) {
             for p in topic.partitions() {
                 tpl.add_partition(topic.name(), p.id());
             }
@@ -319,29 +288,20 @@ async fn describe(conn: Connection, group: String) -> Result<()> {
         let committed = if tpl.count() == 0 {
             TopicPartitionList::new()
         } else {
-            consumer.committed_offsets(tpl, conn.timeout()).map_err(
-                conn.kafka_error(format!("fetching committed offsets of group '{group}'")),
-            )?
+            consumer
+                .committed_offsets(tpl, conn.timeout())
+                .map_err(conn.kafka_error(format!("fetching committed offsets of group '{group}'")))?
         };
 
-        let mut keyed: BTreeMap<(String, i32), Option<i64>> = summary
-            .assignment
-            .keys()
-            .map(|k| (k.clone(), None))
-            .collect();
+        let mut keyed: BTreeMap<(String, i32), Option<i64>> =
+            summary.assignment.keys().map(|k| (k.clone(), None)).collect();
         for elem in committed.elements() {
             if let Offset::Offset(n) = elem.offset() {
                 keyed.insert((elem.topic().to_owned(), elem.partition()), Some(n));
             }
         }
-        if keyed.is_empty()
-            && summary.members.is_empty()
-            && matches!(summary.state.as_str(), "Dead" | "")
-        {
-            return Err(Error::UnknownGroup {
-                group: group.clone(),
-                broker: conn.bootstrap_server.clone(),
-            });
+        if keyed.is_empty() && summary.members.is_empty() && matches!(summary.state.as_str(), "Dead" | "") {
+            return Err(Error::UnknownGroup { group: group.clone(), broker: conn.bootstrap_server.clone() });
         }
         let rows = keyed
             .into_iter()
@@ -351,17 +311,8 @@ async fn describe(conn: Connection, group: String) -> Result<()> {
                     .inspect_err(|e| tracing::debug!(%topic, partition, "watermarks: {e}"))
                     .ok()
                     .map(|(_, high)| high);
-                let member = summary
-                    .assignment
-                    .get(&(topic.clone(), partition))
-                    .map(|&i| summary.members[i].clone());
-                OffsetRow {
-                    topic,
-                    partition,
-                    committed,
-                    log_end,
-                    member,
-                }
+                let member = summary.assignment.get(&(topic.clone(), partition)).map(|&i| summary.members[i].clone());
+                OffsetRow { topic, partition, committed, log_end, member }
             })
             .collect::<Vec<_>>();
         Ok(((summary, group), rows))
@@ -377,12 +328,7 @@ async fn describe(conn: Connection, group: String) -> Result<()> {
 
 fn format_describe(group: &str, summary: &GroupSummary, rows: &[OffsetRow]) -> String {
     let mut state = Table::new(["GROUP", "STATE", "ASSIGNMENT-STRATEGY", "#MEMBERS"]);
-    state.push([
-        group.to_owned(),
-        summary.state.clone(),
-        summary.protocol.clone(),
-        summary.members.len().to_string(),
-    ]);
+    state.push([group.to_owned(), summary.state.clone(), summary.protocol.clone(), summary.members.len().to_string()]);
 
     let mut offsets = Table::new([
         "GROUP",
@@ -486,9 +432,7 @@ fn plan_reset(
     for (topic, partition) in &selected {
         let w = consumer
             .fetch_watermarks(topic, *partition, conn.timeout())
-            .map_err(conn.kafka_error(format!(
-                "fetching offsets of topic '{topic}' partition {partition}"
-            )))?;
+            .map_err(conn.kafka_error(format!("fetching offsets of topic '{topic}' partition {partition}")))?;
         watermarks.insert((topic.clone(), *partition), w);
     }
 
@@ -545,19 +489,10 @@ mod tests {
 
     #[test]
     fn topic_specs() {
-        assert_eq!(
-            parse_topic_spec("nginx"),
-            Ok(TopicSpec {
-                topic: "nginx".into(),
-                partitions: None
-            })
-        );
+        assert_eq!(parse_topic_spec("nginx"), Ok(TopicSpec { topic: "nginx".into(), partitions: None }));
         assert_eq!(
             parse_topic_spec("nginx:0,2"),
-            Ok(TopicSpec {
-                topic: "nginx".into(),
-                partitions: Some(vec![0, 2])
-            })
+            Ok(TopicSpec { topic: "nginx".into(), partitions: Some(vec![0, 2]) })
         );
         assert!(parse_topic_spec("nginx:").is_err());
         assert!(parse_topic_spec("nginx:a").is_err());
@@ -570,10 +505,7 @@ mod tests {
         let expected = 1_795_248_000_000; // 2026-11-21T08:00:00Z
         assert_eq!(parse_datetime("2026-11-21T08:00:00Z"), Ok(expected));
         assert_eq!(parse_datetime("2026-11-21T09:00:00+01:00"), Ok(expected));
-        assert_eq!(
-            parse_datetime("2026-11-21T08:00:00.250Z"),
-            Ok(expected + 250)
-        );
+        assert_eq!(parse_datetime("2026-11-21T08:00:00.250Z"), Ok(expected + 250));
         assert_eq!(parse_datetime("2026-11-21T08:00:00"), Ok(expected));
         assert_eq!(parse_datetime("2026-11-21T08:00:00.000"), Ok(expected));
         assert_eq!(parse_datetime("2026-11-21T09:00:00.000+0100"), Ok(expected));
@@ -600,31 +532,19 @@ mod tests {
 
     #[test]
     fn reset_needs_exactly_one_target() {
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(
-                ["groups", "reset-offsets", "g", "--topic", "t"]
-                    .iter()
-                    .chain(args),
-            )
-        };
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["groups", "reset-offsets", "g", "--topic", "t"].iter().chain(args));
         assert!(parse(&[]).is_err());
         assert!(parse(&["--to-earliest", "--to-latest"]).is_err());
         match parse(&["--to-offset", "3", "--execute"]).unwrap().command {
-            GroupsCommand::ResetOffsets {
-                target, execute, ..
-            } => {
+            GroupsCommand::ResetOffsets { target, execute, .. } => {
                 assert_eq!(target.target(), ResetTarget::Offset(3));
                 assert!(execute);
             }
             other => panic!("{other:?}"),
         }
-        match parse(&["--to-datetime", "2026-11-21T08:00:00Z"])
-            .unwrap()
-            .command
-        {
-            GroupsCommand::ResetOffsets {
-                target, execute, ..
-            } => {
+        match parse(&["--to-datetime", "2026-11-21T08:00:00Z"]).unwrap().command {
+            GroupsCommand::ResetOffsets { target, execute, .. } => {
                 assert_eq!(target.target(), ResetTarget::Timestamp(1_795_248_000_000));
                 assert!(!execute);
             }
@@ -634,11 +554,7 @@ mod tests {
 
     #[test]
     fn describe_table() {
-        let member = Member {
-            id: "rdkafka-1".into(),
-            host: "/127.0.0.1".into(),
-            client_id: "rdkafka".into(),
-        };
+        let member = Member { id: "rdkafka-1".into(), host: "/127.0.0.1".into(), client_id: "rdkafka".into() };
         let summary = GroupSummary {
             state: "Stable".into(),
             protocol: "range".into(),
@@ -653,50 +569,15 @@ mod tests {
                 log_end: Some(42),
                 member: Some(member),
             },
-            OffsetRow {
-                topic: "nginx".into(),
-                partition: 1,
-                committed: None,
-                log_end: Some(7),
-                member: None,
-            },
+            OffsetRow { topic: "nginx".into(), partition: 1, committed: None, log_end: Some(7), member: None },
         ];
         let text = format_describe("g", &summary, &rows);
-        let lines: Vec<Vec<&str>> = text
-            .lines()
-            .map(|l| l.split_whitespace().collect())
-            .collect();
-        assert_eq!(
-            lines[0],
-            ["GROUP", "STATE", "ASSIGNMENT-STRATEGY", "#MEMBERS"]
-        );
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(lines[0], ["GROUP", "STATE", "ASSIGNMENT-STRATEGY", "#MEMBERS"]);
         assert_eq!(lines[1], ["g", "Stable", "range", "1"]);
         assert!(lines[2].is_empty());
-        assert_eq!(
-            lines[3][..6],
-            [
-                "GROUP",
-                "TOPIC",
-                "PARTITION",
-                "CURRENT-OFFSET",
-                "LOG-END-OFFSET",
-                "LAG"
-            ]
-        );
-        assert_eq!(
-            lines[4],
-            [
-                "g",
-                "nginx",
-                "0",
-                "40",
-                "42",
-                "2",
-                "rdkafka-1",
-                "/127.0.0.1",
-                "rdkafka"
-            ]
-        );
+        assert_eq!(lines[3][..6], ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"]);
+        assert_eq!(lines[4], ["g", "nginx", "0", "40", "42", "2", "rdkafka-1", "/127.0.0.1", "rdkafka"]);
         assert_eq!(lines[5], ["g", "nginx", "1", "-", "7", "-", "-", "-", "-"]);
     }
 }

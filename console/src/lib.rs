@@ -28,7 +28,8 @@ pub use client::Connection;
 pub use consume::{ConsumeArgs, StartOffset};
 pub use error::{Error, Result};
 pub use groups::{GroupsCommand, ResetTarget, ResetTargetArgs, TopicSpec};
-pub use produce::{Acks, Compression, ProduceArgs};
+pub use logpipe_config::{Acks, Compression};
+pub use produce::ProduceArgs;
 pub use topics::TopicsCommand;
 
 /// The console subcommands. The binary flattens this enum into its own `Command` enum.
@@ -89,31 +90,17 @@ mod tests {
     fn every_command_defaults_to_local_broker() {
         let cli = Cli::try_parse_from(["logpipe", "topics", "list"]).unwrap();
         match cli.command {
-            Command::Console(ConsoleCommand::Topics {
-                command: TopicsCommand::List { connection },
-            }) => {
+            Command::Console(ConsoleCommand::Topics { command: TopicsCommand::List { connection } }) => {
                 assert_eq!(connection.bootstrap_server, "127.0.0.1:9092")
             }
             other => panic!("unexpected {other:?}"),
         }
+        assert!(matches!(Cli::try_parse_from(["logpipe", "status"]).unwrap().command, Command::Status));
         assert!(matches!(
-            Cli::try_parse_from(["logpipe", "status"]).unwrap().command,
-            Command::Status
-        ));
-        assert!(matches!(
-            Cli::try_parse_from([
-                "logpipe",
-                "groups",
-                "describe",
-                "g",
-                "--bootstrap-server",
-                "k:9093"
-            ])
-            .unwrap()
-            .command,
-            Command::Console(ConsoleCommand::Groups {
-                command: GroupsCommand::Describe { .. }
-            })
+            Cli::try_parse_from(["logpipe", "groups", "describe", "g", "--bootstrap-server", "k:9093"])
+                .unwrap()
+                .command,
+            Command::Console(ConsoleCommand::Groups { command: GroupsCommand::Describe { .. } })
         ));
     }
 }

@@ -110,10 +110,7 @@ impl Tally {
 }
 
 fn outcome(
-    result: Result<
-        rdkafka::producer::future_producer::OwnedDeliveryResult,
-        futures::channel::oneshot::Canceled,
-    >,
+    result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
 ) -> Result<(), String> {
     match result {
         Ok(Ok(_)) => Ok(()),
@@ -170,13 +167,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = stdin
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|source| Error::Io {
-                what: "reading stdin",
-                source,
-            })?;
+        let n = stdin.read_until(b'\n', &mut line).await.map_err(|error| Error::Io { what: "reading stdin", error })?;
         if n == 0 {
             break;
         }
@@ -267,28 +258,17 @@ mod tests {
 
     #[test]
     fn acks_accepts_kafka_spellings() {
-        for (flag, acks) in [
-            ("all", Acks::All),
-            ("-1", Acks::All),
-            ("1", Acks::Leader),
-            ("0", Acks::None),
-        ] {
+        for (flag, acks) in [("all", Acks::All), ("-1", Acks::All), ("1", Acks::Leader), ("0", Acks::None)] {
             let cli = Cli::try_parse_from(["produce", "t", "--acks", flag]).unwrap();
             assert_eq!(cli.args.acks, acks, "{flag}");
         }
-        assert_eq!(
-            Cli::try_parse_from(["produce", "t"]).unwrap().args.acks,
-            Acks::All
-        );
+        assert_eq!(Cli::try_parse_from(["produce", "t"]).unwrap().args.acks, Acks::All);
         assert!(Cli::try_parse_from(["produce", "t", "--acks", "2"]).is_err());
     }
 
     #[test]
     fn tally_counts_failures() {
-        let mut tally = Tally {
-            sent: 3,
-            ..Tally::default()
-        };
+        let mut tally = Tally { sent: 3, ..Tally::default() };
         tally.record(Ok(()));
         tally.record(Err("first".into()));
         tally.record(Err("second".into()));

@@ -18,8 +18,8 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse, RequestHeader, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,15 +59,8 @@ impl RawClient {
             .await
             .map_err(|_| protocol_error("connect", broker, "connection timed out"))?
             .map_err(|e| protocol_error("connect", broker, e))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| protocol_error("connect", broker, e))?;
-        Ok(Self {
-            stream,
-            broker: broker.to_owned(),
-            timeout,
-            next_correlation_id: 1,
-        })
+        stream.set_nodelay(true).map_err(|e| protocol_error("connect", broker, e))?;
+        Ok(Self { stream, broker: broker.to_owned(), timeout, next_correlation_id: 1 })
     }
 
     /// Sizes of the given topics' partitions in this broker's log dirs (`None`: every topic).
@@ -78,9 +71,7 @@ impl RawClient {
         &mut self,
         topics: Option<&[(String, Vec<i32>)]>,
     ) -> Result<Vec<ReplicaSize>> {
-        let version = self
-            .negotiate(ApiKey::DescribeLogDirs, DESCRIBE_LOG_DIRS_VERSIONS)
-            .await?;
+        let version = self.negotiate(ApiKey::DescribeLogDirs, DESCRIBE_LOG_DIRS_VERSIONS).await?;
         let request = DescribeLogDirsRequest::default().with_topics(topics.map(|topics| {
             topics
                 .iter()
@@ -92,8 +83,7 @@ impl RawClient {
                 .collect()
         }));
         let response: DescribeLogDirsResponse = self.call(&request, version).await?;
-        replica_sizes(&response)
-            .map_err(|message| protocol_error("DescribeLogDirs", &self.broker, message))
+        replica_sizes(&response).map_err(|message| protocol_error("DescribeLogDirs", &self.broker, message))
     }
 
     /// Picks the highest version of `api` in `ours` that the broker also supports.
@@ -101,33 +91,21 @@ impl RawClient {
         let response = self.call(&ApiVersionsRequest::default(), 0).await?;
         // UNSUPPORTED_VERSION (35) still carries the broker's list; any other error does not.
         if response.error_code != 0 && response.error_code != 35 {
-            return Err(protocol_error(
-                "ApiVersions",
-                &self.broker,
-                format!("error code {}", response.error_code),
-            ));
+            return Err(protocol_error("ApiVersions", &self.broker, format!("error code {}", response.error_code)));
         }
-        let theirs = response
-            .api_keys
-            .iter()
-            .find(|v| v.api_key == api as i16)
-            .map(|v| (v.min_version, v.max_version));
+        let theirs = response.api_keys.iter().find(|v| v.api_key == api as i16).map(|v| (v.min_version, v.max_version));
         pick_version(ours, theirs).ok_or_else(|| {
             protocol_error(
                 api_name(api),
                 &self.broker,
-                format!(
-                    "broker supports versions {theirs:?}, this client {}..={}",
-                    ours.0, ours.1
-                ),
+                format!("broker supports versions {theirs:?}, this client {}..={}", ours.0, ours.1),
             )
         })
     }
 
     /// Sends one request and waits for its response, within the timeout.
     async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
-        let api = ApiKey::try_from(R::KEY)
-            .map_err(|()| protocol_error("request", &self.broker, "unknown API key"))?;
+        let api = ApiKey::try_from(R::KEY).map_err(|()| protocol_error("request", &self.broker, "unknown API key"))?;
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let frame = encode_request(request, version, correlation_id)
@@ -145,13 +123,7 @@ impl RawClient {
         };
         let body = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| {
-                protocol_error(
-                    api_name(api),
-                    &self.broker,
-                    "no response within the request timeout",
-                )
-            })?
+            .map_err(|_| protocol_error(api_name(api), &self.broker, "no response within the request timeout"))?
             .map_err(|e| protocol_error(api_name(api), &self.broker, e))?;
         decode_response::<R>(body, version, correlation_id)
             .map_err(|message| protocol_error(api_name(api), &self.broker, message))
@@ -159,11 +131,7 @@ impl RawClient {
 }
 
 /// Encodes a complete request frame: length, header, body.
-fn encode_request<R: Request>(
-    request: &R,
-    version: i16,
-    correlation_id: i32,
-) -> Result<BytesMut, String> {
+fn encode_request<R: Request>(request: &R, version: i16, correlation_id: i32) -> Result<BytesMut, String> {
     let api = ApiKey::try_from(R::KEY).map_err(|()| format!("unknown API key {}", R::KEY))?;
     let header = RequestHeader::default()
         .with_request_api_key(R::KEY)
@@ -172,23 +140,15 @@ fn encode_request<R: Request>(
         .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
     let mut frame = BytesMut::with_capacity(64);
     frame.extend_from_slice(&[0; 4]);
-    header
-        .encode(&mut frame, api.request_header_version(version))
-        .map_err(|e| format!("encoding header: {e:#}"))?;
-    request
-        .encode(&mut frame, version)
-        .map_err(|e| format!("encoding v{version} request: {e:#}"))?;
+    header.encode(&mut frame, api.request_header_version(version)).map_err(|e| format!("encoding header: {e:#}"))?;
+    request.encode(&mut frame, version).map_err(|e| format!("encoding v{version} request: {e:#}"))?;
     let len = i32::try_from(frame.len() - 4).map_err(|_| "request too large".to_owned())?;
     frame[..4].copy_from_slice(&len.to_be_bytes());
     Ok(frame)
 }
 
 /// Decodes a response frame (without its length prefix) and checks it answers `correlation_id`.
-fn decode_response<R: Request>(
-    mut body: Bytes,
-    version: i16,
-    correlation_id: i32,
-) -> Result<R::Response, String> {
+fn decode_response<R: Request>(mut body: Bytes, version: i16, correlation_id: i32) -> Result<R::Response, String> {
     let api = ApiKey::try_from(R::KEY).map_err(|()| format!("unknown API key {}", R::KEY))?;
     let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
         .map_err(|e| format!("decoding response header: {e:#}"))?;
@@ -198,8 +158,8 @@ fn decode_response<R: Request>(
             header.correlation_id
         ));
     }
-    let response = R::Response::decode(&mut body, version)
-        .map_err(|e| format!("decoding v{version} response: {e:#}"))?;
+    let response =
+        R::Response::decode(&mut body, version).map_err(|e| format!("decoding v{version} response: {e:#}"))?;
     if body.has_remaining() {
         tracing::debug!(api = ?api, trailing = body.remaining(), "response has trailing bytes");
     }
@@ -247,11 +207,7 @@ fn api_name(api: ApiKey) -> &'static str {
 }
 
 fn protocol_error(api: &'static str, broker: &str, message: impl ToString) -> Error {
-    Error::Protocol {
-        api,
-        broker: broker.to_owned(),
-        message: message.to_string(),
-    }
+    Error::Protocol { api, broker: broker.to_owned(), message: message.to_string() }
 }
 
 #[cfg(test)]
@@ -265,11 +221,9 @@ mod tests {
     #[test]
     fn request_frame_decodes_like_a_broker_would() {
         for version in 1..=4 {
-            let request = DescribeLogDirsRequest::default().with_topics(Some(vec![
-                DescribableLogDirTopic::default()
-                    .with_topic(TopicName(StrBytes::from_static_str("nginx")))
-                    .with_partitions(vec![0, 2]),
-            ]));
+            let request = DescribeLogDirsRequest::default().with_topics(Some(vec![DescribableLogDirTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("nginx")))
+                .with_partitions(vec![0, 2])]));
             let frame = encode_request(&request, version, 7).unwrap();
             let mut bytes = frame.freeze();
             let len = bytes.get_i32();
@@ -293,14 +247,11 @@ mod tests {
                 .with_is_future_key(future)
         };
         DescribeLogDirsResponse::default().with_results(vec![
-            DescribeLogDirsResult::default()
-                .with_log_dir(StrBytes::from_static_str("/data/a"))
-                .with_topics(vec![DescribeLogDirsTopic::default()
+            DescribeLogDirsResult::default().with_log_dir(StrBytes::from_static_str("/data/a")).with_topics(vec![
+                DescribeLogDirsTopic::default()
                     .with_name(TopicName(StrBytes::from_static_str("nginx")))
-                    .with_partitions(vec![
-                        partition(0, 1000, false),
-                        partition(1, 5, true),
-                    ])]),
+                    .with_partitions(vec![partition(0, 1000, false), partition(1, 5, true)]),
+            ]),
             DescribeLogDirsResult::default()
                 .with_error_code(56)
                 .with_log_dir(StrBytes::from_static_str("/data/broken")),
@@ -313,25 +264,15 @@ mod tests {
             let response = canned_response();
             let mut body = BytesMut::new();
             let header_version = ApiKey::DescribeLogDirs.response_header_version(version);
-            ResponseHeader::default()
-                .with_correlation_id(9)
-                .encode(&mut body, header_version)
-                .unwrap();
+            ResponseHeader::default().with_correlation_id(9).encode(&mut body, header_version).unwrap();
             response.encode(&mut body, version).unwrap();
 
-            let decoded =
-                decode_response::<DescribeLogDirsRequest>(body.clone().freeze(), version, 9)
-                    .unwrap();
+            let decoded = decode_response::<DescribeLogDirsRequest>(body.clone().freeze(), version, 9).unwrap();
             assert_eq!(
                 replica_sizes(&decoded).unwrap(),
-                vec![ReplicaSize {
-                    topic: "nginx".into(),
-                    partition: 0,
-                    bytes: 1000
-                }]
+                vec![ReplicaSize { topic: "nginx".into(), partition: 0, bytes: 1000 }]
             );
-            let mismatch =
-                decode_response::<DescribeLogDirsRequest>(body.freeze(), version, 10).unwrap_err();
+            let mismatch = decode_response::<DescribeLogDirsRequest>(body.freeze(), version, 10).unwrap_err();
             assert!(mismatch.contains("correlation id"), "{mismatch}");
         }
     }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 
 use crate::client::{blocking, Connection};
@@ -58,13 +59,9 @@ pub enum TopicsCommand {
 
 pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
     match cmd {
-        TopicsCommand::Create {
-            name,
-            partitions,
-            replication_factor,
-            configs,
-            connection,
-        } => create(&connection, &name, partitions, replication_factor, &configs).await,
+        TopicsCommand::Create { name, partitions, replication_factor, configs, connection } => {
+            create(&connection, &name, partitions, replication_factor, &configs).await
+        }
         TopicsCommand::List { connection } => list(connection).await,
         TopicsCommand::Describe { name, connection } => describe(connection, name).await,
         TopicsCommand::Delete { name, connection } => delete(&connection, &name).await,
@@ -74,26 +71,17 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
 /// Parses `KEY=VALUE` (the value may itself contain `=`).
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_owned(), value.to_owned()))
-        }
-        _ => Err(format!(
-            "expected KEY=VALUE (e.g. retention.ms=86400000), got '{s}'"
-        )),
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE (e.g. retention.ms=86400000), got '{s}'")),
     }
 }
 
 fn admin_client(connection: &Connection) -> Result<AdminClient<DefaultClientContext>> {
-    connection
-        .client_config()
-        .create()
-        .map_err(connection.creation_error())
+    connection.client_config().create().map_err(connection.creation_error())
 }
 
 fn admin_options(connection: &Connection) -> AdminOptions {
-    AdminOptions::new()
-        .request_timeout(Some(connection.timeout()))
-        .operation_timeout(Some(connection.timeout()))
+    AdminOptions::new().request_timeout(Some(connection.timeout())).operation_timeout(Some(connection.timeout()))
 }
 
 async fn create(
@@ -105,11 +93,7 @@ async fn create(
 ) -> Result<()> {
     let admin = admin_client(connection)?;
     // -1 asks the broker for its default partition count (CreateTopics v4+, KIP-464), as kafka-topics.sh does.
-    let mut topic = NewTopic::new(
-        name,
-        partitions.unwrap_or(-1),
-        TopicReplication::Fixed(replication_factor),
-    );
+    let mut topic = NewTopic::new(name, partitions.unwrap_or(-1), TopicReplication::Fixed(replication_factor));
     for (key, value) in configs {
         topic = topic.set(key, value);
     }
@@ -117,9 +101,107 @@ async fn create(
         .create_topics([&topic], &admin_options(connection))
         .await
         .map_err(connection.kafka_error(format!("creating topic '{name}'")))?;
-    check_results("creating", connection, results)?;
+    match check_results("creating", connection, results) {
+        Err(Error::TopicOperation { code: RDKafkaErrorCode::InvalidConfig, topic, broker, .. }) => {
+            return Err(Error::InvalidArgument(format!(
+                "creating topic '{topic}' on broker {broker} failed: the broker refused the --config \
+                 {}",
+                explain_invalid_config(configs)
+            )));
+        }
+        other => other?,
+    }
     println!("Created topic {name}.");
     Ok(())
+}
+
+/// Topic configs logpipe's own broker accepts (README, "The broker").
+const LOGPIPE_TOPIC_CONFIGS: &[&str] =
+    &["retention.ms", "retention.bytes", "segment.bytes", "segment.ms", "max.message.bytes", "cleanup.policy"];
+
+/// Apache Kafka's topic-level configs (`TopicConfig`, Kafka 3.9/4.x), to tell a typo from a key a
+/// particular broker does not support.
+const KAFKA_TOPIC_CONFIGS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "follower.replication.throttled.replicas",
+    "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "remote.storage.enable",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+/// The rest of an InvalidConfig message: which `--config` key is wrong and what the valid ones are.
+fn explain_invalid_config(configs: &[(String, String)]) -> String {
+    let supported = format!(
+        "logpipe's broker accepts {} (cleanup.policy=delete only; see \"The broker\" in the README); a Kafka \
+         cluster accepts Kafka's topic configs (`kafka-configs.sh --describe --all --topic T` lists them)",
+        LOGPIPE_TOPIC_CONFIGS.join(", ")
+    );
+    let unknown: Vec<String> = configs
+        .iter()
+        .filter(|(key, _)| !KAFKA_TOPIC_CONFIGS.contains(&key.as_str()))
+        .map(|(key, _)| match closest(key, KAFKA_TOPIC_CONFIGS) {
+            Some(near) => format!("'{key}' (not a topic config; did you mean '{near}'?)"),
+            None => format!("'{key}' (not a topic config)"),
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return format!("key {}; {supported}", unknown.join(", "));
+    }
+    let sent: Vec<String> = configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if sent.is_empty() {
+        return format!("defaults; {supported}");
+    }
+    format!("{} (a key this broker does not support, or a value out of range); {supported}", sent.join(" "))
+}
+
+/// The candidate within edit distance 2 of `word`, if any (for "did you mean").
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for j in 0..b.len() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != b[j])).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    candidates.iter().map(|c| (distance(word, c), *c)).filter(|(d, _)| *d <= 2).min().map(|(_, c)| c)
 }
 
 async fn delete(connection: &Connection, name: &str) -> Result<()> {
@@ -140,12 +222,7 @@ fn check_results(
 ) -> Result<()> {
     for result in results {
         if let Err((topic, code)) = result {
-            return Err(Error::TopicOperation {
-                operation,
-                topic,
-                broker: connection.bootstrap_server.clone(),
-                code,
-            });
+            return Err(Error::TopicOperation { operation, topic, broker: connection.bootstrap_server.clone(), code });
         }
     }
     Ok(())
@@ -158,11 +235,7 @@ async fn list(connection: Connection) -> Result<()> {
             .inner()
             .fetch_metadata(None, connection.timeout())
             .map_err(connection.kafka_error("listing topics"))?;
-        let mut names: Vec<String> = metadata
-            .topics()
-            .iter()
-            .map(|t| t.name().to_owned())
-            .collect();
+        let mut names: Vec<String> = metadata.topics().iter().map(|t| t.name().to_owned()).collect();
         names.sort();
         Ok(names)
     })
@@ -218,9 +291,7 @@ async fn describe(connection: Connection, name: Option<String>) -> Result<()> {
     let sizes = replica_sizes(&connection, &brokers, &topics).await;
     for topic in &mut topics {
         for partition in &mut topic.partitions {
-            partition.size_on_disk = sizes
-                .get(&(partition.leader, topic.name.clone(), partition.id))
-                .copied();
+            partition.size_on_disk = sizes.get(&(partition.leader, topic.name.clone(), partition.id)).copied();
         }
     }
     print!("{}", format_describe(&topics));
@@ -245,10 +316,7 @@ fn topic_infos(metadata: &Metadata) -> Vec<TopicInfo> {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.id);
-            TopicInfo {
-                name: t.name().to_owned(),
-                partitions,
-            }
+            TopicInfo { name: t.name().to_owned(), partitions }
         })
         .collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -264,10 +332,8 @@ async fn replica_sizes(
     brokers: &[(i32, String)],
     topics: &[TopicInfo],
 ) -> HashMap<(i32, String, i32), i64> {
-    let wanted: Vec<(String, Vec<i32>)> = topics
-        .iter()
-        .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.id).collect()))
-        .collect();
+    let wanted: Vec<(String, Vec<i32>)> =
+        topics.iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.id).collect())).collect();
     let mut sizes = HashMap::new();
     if wanted.is_empty() {
         return sizes;
@@ -282,9 +348,7 @@ async fn replica_sizes(
             Ok(replicas) => {
                 for replica in replicas {
                     // A replica split over several log dirs (JBOD) is summed.
-                    *sizes
-                        .entry((*broker_id, replica.topic, replica.partition))
-                        .or_insert(0) += replica.bytes;
+                    *sizes.entry((*broker_id, replica.topic, replica.partition)).or_insert(0) += replica.bytes;
                 }
             }
             Err(e) => tracing::debug!(broker = %address, "size on disk unavailable: {e}"),
@@ -319,11 +383,7 @@ fn format_describe(topics: &[TopicInfo]) -> String {
             replication
         );
         for p in &topic.partitions {
-            let leader = if p.leader < 0 {
-                "none".to_owned()
-            } else {
-                p.leader.to_string()
-            };
+            let leader = if p.leader < 0 { "none".to_owned() } else { p.leader.to_string() };
             out += &format!(
                 "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tLogStartOffset: {}\tHighWatermark: {}\tSizeOnDisk: {}\n",
                 topic.name,
@@ -346,15 +406,9 @@ mod tests {
 
     #[test]
     fn key_value_parsing() {
-        assert_eq!(
-            parse_key_value("retention.ms=1000"),
-            Ok(("retention.ms".into(), "1000".into()))
-        );
+        assert_eq!(parse_key_value("retention.ms=1000"), Ok(("retention.ms".into(), "1000".into())));
         assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
-        assert_eq!(
-            parse_key_value("cleanup.policy="),
-            Ok(("cleanup.policy".into(), String::new()))
-        );
+        assert_eq!(parse_key_value("cleanup.policy="), Ok(("cleanup.policy".into(), String::new())));
         assert!(parse_key_value("retention.ms").is_err());
         assert!(parse_key_value("=5").is_err());
     }

@@ -3,8 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logpipe_broker::handlers::supported_versions;
-use logpipe_broker::protocol::decode_request;
+use logpipe_broker::fuzzing::{decode_request, supported_versions};
 
 // Same allocator as the binary (see src/main.rs).
 #[global_allocator]

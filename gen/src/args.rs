@@ -92,8 +92,8 @@ impl GenArgs {
             None => Clock::Wall,
             Some(start) => {
                 let step_ms = self.step_ms.unwrap_or(DEFAULT_STEP_MS);
-                let step = TimeDelta::try_milliseconds(i64::try_from(step_ms).unwrap_or(i64::MAX))
-                    .unwrap_or(TimeDelta::MAX);
+                let step =
+                    TimeDelta::try_milliseconds(i64::try_from(step_ms).unwrap_or(i64::MAX)).unwrap_or(TimeDelta::MAX);
                 Clock::Fixed { start, step }
             }
         }
@@ -102,19 +102,14 @@ impl GenArgs {
 
 /// Seconds as a decimal number, e.g. `2.5`.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("'{text}' is not a number of seconds ≥ 0"))
+    let seconds: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is not a number of seconds ≥ 0"))
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
-        _ => Err(format!(
-            "'{text}' is not a ratio between 0 and 1 (e.g. 0.05)"
-        )),
+        _ => Err(format!("'{text}' is not a ratio between 0 and 1 (e.g. 0.05)")),
     }
 }
 

@@ -19,9 +19,7 @@ use rand::Rng;
 use crate::generator::Client;
 use crate::vocabulary::{self, one_of, pick, Visitor, CATEGORIES, EXTERNAL_REFERRERS, WORDS};
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Writes one access-log line (without newline) into `out`.
 pub(crate) fn write_line(
@@ -38,11 +36,7 @@ pub(crate) fn write_line(
     let path = resource.path(rng, method);
     let status = resource.status(rng, method);
     let bytes = body_bytes(rng, resource, method, status);
-    let user = if resource == Resource::Admin && status == 200 {
-        "admin"
-    } else {
-        "-"
-    };
+    let user = if resource == Resource::Admin && status == 200 { "admin" } else { "-" };
     let protocol = match visitor {
         Visitor::Browser => pick(rng, &[("HTTP/2.0", 65), ("HTTP/1.1", 35)]),
         Visitor::SearchCrawler => pick(rng, &[("HTTP/1.1", 80), ("HTTP/2.0", 20)]),
@@ -52,10 +46,7 @@ pub(crate) fn write_line(
     let separator = if path.contains('?') { '&' } else { '?' };
     let _ = write!(out, "{} - {user} [", client.addr);
     write_time_local(out, time);
-    let _ = write!(
-        out,
-        "] \"{method} {path}{separator}rid={seq} {protocol}\" {status} {bytes} \""
-    );
+    let _ = write!(out, "] \"{method} {path}{separator}rid={seq} {protocol}\" {status} {bytes} \"");
     write_referrer(out, rng, visitor, resource, host);
     let _ = write!(out, "\" \"{}\"", client.agent.ua);
 }
@@ -125,15 +116,9 @@ fn resources_for(visitor: Visitor) -> &'static [(Resource, u32)] {
             (Script, 4),
             (Style, 4),
         ],
-        Visitor::Crawler => &[
-            (Home, 5),
-            (Page, 30),
-            (Product, 30),
-            (Category, 15),
-            (Robots, 10),
-            (Sitemap, 5),
-            (Probe, 5),
-        ],
+        Visitor::Crawler => {
+            &[(Home, 5), (Page, 30), (Product, 30), (Category, 15), (Robots, 10), (Sitemap, 5), (Probe, 5)]
+        }
         Visitor::Scanner => &[(Probe, 80), (Home, 8), (Robots, 4), (Admin, 4), (Login, 4)],
         Visitor::Tool => &[(Health, 55), (ApiRead, 30), (ApiWrite, 10), (Home, 5)],
     }
@@ -161,21 +146,9 @@ impl Resource {
         match self {
             Home => pick(rng, &[("/", 9), ("/index.html", 1)]).to_string(),
             Page => match rng.gen_range(0..4) {
-                0 => format!(
-                    "/blog/2026/{:02}/{}",
-                    rng.gen_range(1..12),
-                    vocabulary::slug(rng)
-                ),
-                1 => format!(
-                    "/docs/{}/{}",
-                    one_of(rng, CATEGORIES),
-                    vocabulary::slug(rng)
-                ),
-                _ => one_of(
-                    rng,
-                    &["/about", "/contact", "/pricing", "/careers", "/shipping"],
-                )
-                .to_string(),
+                0 => format!("/blog/2026/{:02}/{}", rng.gen_range(1..12), vocabulary::slug(rng)),
+                1 => format!("/docs/{}/{}", one_of(rng, CATEGORIES), vocabulary::slug(rng)),
+                _ => one_of(rng, &["/about", "/contact", "/pricing", "/careers", "/shipping"]).to_string(),
             },
             Product if rng.gen_ratio(2, 5) => format!(
                 "/products/{}?color={}&size={}",
@@ -191,12 +164,7 @@ impl Resource {
                 one_of(rng, &["newest", "price_asc", "price_desc", "popular"])
             ),
             Search => {
-                format!(
-                    "/search?q={}+{}&page={}",
-                    one_of(rng, WORDS),
-                    one_of(rng, WORDS),
-                    rng.gen_range(1..5)
-                )
+                format!("/search?q={}+{}&page={}", one_of(rng, WORDS), one_of(rng, WORDS), rng.gen_range(1..5))
             }
             Script => format!(
                 "/static/js/{}.{}.js",
@@ -204,11 +172,7 @@ impl Resource {
                 one_of(rng, STATIC_HASHES)
             ),
             Style if rng.gen_ratio(1, 5) => "/static/fonts/inter-var.woff2".to_string(),
-            Style => format!(
-                "/static/css/{}.{}.css",
-                one_of(rng, &["main", "checkout"]),
-                one_of(rng, STATIC_HASHES)
-            ),
+            Style => format!("/static/css/{}.{}.css", one_of(rng, &["main", "checkout"]), one_of(rng, STATIC_HASHES)),
             Image => match rng.gen_range(0..6) {
                 0 => "/images/logo.svg".to_string(),
                 1 => format!("/images/banners/{}.webp", one_of(rng, WORDS)),
@@ -231,39 +195,25 @@ impl Resource {
                 _ => format!("/api/v2/recommendations?product={id}"),
             },
             ApiWrite => match method {
-                "POST" => one_of(
-                    rng,
-                    &[
-                        "/api/v1/events",
-                        "/api/v1/cart/items",
-                        "/api/v1/orders",
-                        "/api/v1/auth/token",
-                    ],
-                )
-                .to_string(),
+                "POST" => {
+                    one_of(rng, &["/api/v1/events", "/api/v1/cart/items", "/api/v1/orders", "/api/v1/auth/token"])
+                        .to_string()
+                }
                 "PUT" if rng.gen() => format!("/api/v1/cart/items/{id}"),
                 "PUT" => format!("/api/v1/users/{id}/address"),
                 _ if rng.gen() => format!("/api/v1/cart/items/{id}"),
                 _ => format!("/api/v1/sessions/{:016x}", rng.gen::<u64>()),
             },
-            Login if method == "GET" && rng.gen() => {
-                "/account/login?next=%2Faccount%2Forders".to_string()
-            }
+            Login if method == "GET" && rng.gen() => "/account/login?next=%2Faccount%2Forders".to_string(),
             Login => "/account/login".to_string(),
-            Health => {
-                one_of(rng, &["/healthz", "/status", "/nginx_status", "/metrics"]).to_string()
-            }
+            Health => one_of(rng, &["/healthz", "/status", "/nginx_status", "/metrics"]).to_string(),
             Robots => "/robots.txt".to_string(),
             Sitemap => one_of(rng, &["/sitemap.xml", "/sitemap-products.xml"]).to_string(),
             Favicon => one_of(rng, &["/favicon.ico", "/apple-touch-icon.png"]).to_string(),
             Probe => one_of(rng, vocabulary::PROBES).to_string(),
             Admin => one_of(
                 rng,
-                &[
-                    "/admin/",
-                    "/admin/orders?status=pending",
-                    "/admin/reports?from=2026-11-01&to=2026-11-20",
-                ],
+                &["/admin/", "/admin/orders?status=pending", "/admin/reports?from=2026-11-01&to=2026-11-20"],
             )
             .to_string(),
         }
@@ -272,37 +222,13 @@ impl Resource {
     fn status(self, rng: &mut StdRng, method: &str) -> u16 {
         use Resource::*;
         let table: &[(u16, u32)] = match (self, method) {
-            (Home | Page | Product | Category | Search, _) => &[
-                (200, 170),
-                (304, 12),
-                (301, 4),
-                (302, 2),
-                (404, 6),
-                (499, 2),
-                (500, 2),
-                (502, 1),
-                (503, 1),
-            ],
+            (Home | Page | Product | Category | Search, _) => {
+                &[(200, 170), (304, 12), (301, 4), (302, 2), (404, 6), (499, 2), (500, 2), (502, 1), (503, 1)]
+            }
             (Script | Style, _) => &[(200, 72), (304, 26), (404, 2)],
             (Image, _) => &[(200, 70), (304, 24), (206, 2), (404, 4)],
-            (ApiRead, _) => &[
-                (200, 88),
-                (401, 3),
-                (404, 3),
-                (429, 2),
-                (500, 2),
-                (502, 1),
-                (504, 1),
-            ],
-            (ApiWrite, "POST") => &[
-                (201, 60),
-                (200, 20),
-                (400, 8),
-                (401, 3),
-                (422, 5),
-                (500, 3),
-                (502, 1),
-            ],
+            (ApiRead, _) => &[(200, 88), (401, 3), (404, 3), (429, 2), (500, 2), (502, 1), (504, 1)],
+            (ApiWrite, "POST") => &[(201, 60), (200, 20), (400, 8), (401, 3), (422, 5), (500, 3), (502, 1)],
             (ApiWrite, "PUT") => &[(200, 85), (400, 5), (404, 5), (409, 3), (500, 2)],
             (ApiWrite, _) => &[(204, 80), (404, 15), (500, 5)],
             (Login, "POST") => &[(302, 70), (200, 20), (429, 10)],
@@ -368,13 +294,7 @@ fn body_bytes(rng: &mut StdRng, resource: Resource, method: &str, status: u16) -
 /// `$http_referer`: pages are reached from search engines, links or by typing the address; their
 /// assets and API calls are referred by the page that loads them. Crawlers, scanners and tools send
 /// none.
-fn write_referrer(
-    out: &mut String,
-    rng: &mut StdRng,
-    visitor: Visitor,
-    resource: Resource,
-    host: &str,
-) {
+fn write_referrer(out: &mut String, rng: &mut StdRng, visitor: Visitor, resource: Resource, host: &str) {
     use Resource::*;
     if visitor != Visitor::Browser {
         out.push('-');
@@ -420,29 +340,15 @@ mod tests {
         let combined = Regex::new(COMBINED).unwrap();
         let rid = Regex::new(r"[?&]rid=(\d+)$").unwrap();
         let start = "2026-11-20T23:59:59Z".parse().unwrap();
-        let clock = Clock::Fixed {
-            start,
-            step: TimeDelta::milliseconds(500),
-        };
-        let (mut methods, mut statuses, mut agents) =
-            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let clock = Clock::Fixed { start, step: TimeDelta::milliseconds(500) };
+        let (mut methods, mut statuses, mut agents) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         let (mut ipv6, mut with_referrer, mut with_query) = (0, 0, 0);
         for line in Generator::new(5, clock, 0.0).take(20_000) {
             assert_eq!(line.kind, Kind::Access);
-            let fields = combined
-                .captures(&line.text)
-                .unwrap_or_else(|| panic!("not combined: {}", line.text));
+            let fields = combined.captures(&line.text).unwrap_or_else(|| panic!("not combined: {}", line.text));
             let path = &fields["path"];
-            assert_eq!(
-                rid.captures(path).unwrap()[1].parse::<u64>().unwrap(),
-                line.seq,
-                "{}",
-                line.text
-            );
-            assert_eq!(
-                &fields["time"],
-                line.time.format("%d/%b/%Y:%H:%M:%S +0000").to_string()
-            );
+            assert_eq!(rid.captures(path).unwrap()[1].parse::<u64>().unwrap(), line.seq, "{}", line.text);
+            assert_eq!(&fields["time"], line.time.format("%d/%b/%Y:%H:%M:%S +0000").to_string());
             assert!(!fields["agent"].is_empty());
             methods.insert(fields["method"].to_string());
             statuses.insert(fields["status"].parse::<u16>().unwrap());
@@ -451,33 +357,16 @@ mod tests {
             with_referrer += usize::from(&fields["referrer"] != "-");
             with_query += usize::from(path.contains('&'));
         }
-        assert_eq!(
-            methods,
-            ["DELETE", "GET", "HEAD", "POST", "PUT"]
-                .map(String::from)
-                .into()
-        );
+        assert_eq!(methods, ["DELETE", "GET", "HEAD", "POST", "PUT"].map(String::from).into());
         for status in [200, 201, 204, 301, 302, 304, 403, 404, 500, 502, 503] {
-            assert!(
-                statuses.contains(&status),
-                "no status {status} in {statuses:?}"
-            );
+            assert!(statuses.contains(&status), "no status {status} in {statuses:?}");
         }
         assert!(agents.iter().any(|agent| agent.contains("Googlebot")));
         assert!(agents.iter().any(|agent| agent.contains("Firefox")));
         assert!(agents.len() >= 15, "{} user agents", agents.len());
-        assert!(
-            (1000..5000).contains(&ipv6),
-            "{ipv6} IPv6 clients in 20000 lines"
-        );
-        assert!(
-            with_referrer > 5000 && with_referrer < 15_000,
-            "{with_referrer} referrers"
-        );
-        assert!(
-            with_query > 1000,
-            "{with_query} paths with their own query string"
-        );
+        assert!((1000..5000).contains(&ipv6), "{ipv6} IPv6 clients in 20000 lines");
+        assert!(with_referrer > 5000 && with_referrer < 15_000, "{with_referrer} referrers");
+        assert!(with_query > 1000, "{with_query} paths with their own query string");
     }
 
     #[test]

@@ -29,14 +29,10 @@ pub async fn generate(args: &GenArgs, shutdown: CancellationToken) -> Result<Sum
     let mut logs = NginxLogs::open(args)?;
     let start = Instant::now();
     let limit = args.lines.unwrap_or(u64::MAX);
-    let mut rotation = args.rotation_interval().map(|every| Rotation {
-        every,
-        next: start + every,
-    });
+    let mut rotation = args.rotation_interval().map(|every| Rotation { every, next: start + every });
     if args.rate == 0 {
         loop {
-            let done =
-                logs.summary.total >= limit || args.duration.is_some_and(|d| start.elapsed() >= d);
+            let done = logs.summary.total >= limit || args.duration.is_some_and(|d| start.elapsed() >= d);
             if done || shutdown.is_cancelled() {
                 break;
             }
@@ -92,17 +88,10 @@ struct NginxLogs {
 
 impl NginxLogs {
     fn open(args: &GenArgs) -> Result<Self> {
-        std::fs::create_dir_all(&args.dir).map_err(|source| Error::CreateDir {
-            path: args.dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&args.dir).map_err(|source| Error::CreateDir { path: args.dir.clone(), source })?;
         let dir: &Path = &args.dir;
         Ok(NginxLogs {
-            generator: Generator::new(
-                args.seed.unwrap_or_else(rand::random),
-                args.clock(),
-                args.error_ratio,
-            ),
+            generator: Generator::new(args.seed.unwrap_or_else(rand::random), args.clock(), args.error_ratio),
             access: LogFile::open(dir.join("access.log"))?,
             error: LogFile::open(dir.join("error.log"))?,
             keep: args.keep,
@@ -168,9 +157,7 @@ mod tests {
         let access = Regex::new(r#" \[(\d{2})/(\w{3})/(\d{4}):.*[?&]rid=(\d+) HTTP"#).unwrap();
         let error = Regex::new(r"^(\d{4})/(\d{2})/(\d{2}) .*?: \*(\d+) ").unwrap();
         let month = |name: &str| {
-            let months = [
-                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-            ];
+            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
             months.iter().position(|m| *m == name).unwrap() + 1
         };
         let mut lines = Vec::new();
@@ -179,20 +166,12 @@ mod tests {
             let name = path.file_name().unwrap().to_str().unwrap().to_string();
             for text in fs::read_to_string(&path).unwrap().lines() {
                 if name.starts_with("access.log") {
-                    let c = access
-                        .captures(text)
-                        .unwrap_or_else(|| panic!("{name}: {text}"));
+                    let c = access.captures(text).unwrap_or_else(|| panic!("{name}: {text}"));
                     let day = format!("{}.{:02}.{}", &c[3], month(&c[2]), &c[1]);
                     lines.push((c[4].parse().unwrap(), Kind::Access, day));
                 } else if name.starts_with("error.log") {
-                    let c = error
-                        .captures(text)
-                        .unwrap_or_else(|| panic!("{name}: {text}"));
-                    lines.push((
-                        c[4].parse().unwrap(),
-                        Kind::Error,
-                        format!("{}.{}.{}", &c[1], &c[2], &c[3]),
-                    ));
+                    let c = error.captures(text).unwrap_or_else(|| panic!("{name}: {text}"));
+                    lines.push((c[4].parse().unwrap(), Kind::Error, format!("{}.{}.{}", &c[1], &c[2], &c[3])));
                 } else {
                     panic!("unexpected file {name}");
                 }
@@ -206,32 +185,20 @@ mod tests {
     fn assert_files_match(dir: &Path, summary: &Summary) {
         let lines = read_back(dir);
         let seqs: Vec<u64> = lines.iter().map(|(seq, ..)| *seq).collect();
-        assert_eq!(
-            seqs,
-            (1..=summary.total).collect::<Vec<_>>(),
-            "every seq exactly once"
-        );
+        assert_eq!(seqs, (1..=summary.total).collect::<Vec<_>>(), "every seq exactly once");
         assert_eq!(summary.last_seq, summary.total);
         let mut per_day = [BTreeMap::<String, u64>::new(), BTreeMap::new()];
         for (_, kind, day) in lines {
-            *per_day[usize::from(kind == Kind::Error)]
-                .entry(day)
-                .or_default() += 1;
+            *per_day[usize::from(kind == Kind::Error)].entry(day).or_default() += 1;
         }
         let [access, error] = per_day;
         assert_eq!(summary.access, access.values().sum::<u64>());
         assert_eq!(summary.error, error.values().sum::<u64>());
-        assert_eq!(
-            (&summary.per_day.access, &summary.per_day.error),
-            (&access, &error)
-        );
+        assert_eq!((&summary.per_day.access, &summary.per_day.error), (&access, &error));
     }
 
     fn args(dir: &Path) -> GenArgs {
-        GenArgs {
-            seed: Some(1),
-            ..GenArgs::new(dir)
-        }
+        GenArgs { seed: Some(1), ..GenArgs::new(dir) }
     }
 
     #[tokio::test]
@@ -239,12 +206,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for lines in [0, 1, 4096, 12_345] {
             let out = dir.path().join(lines.to_string());
-            let args = GenArgs {
-                rate: 0,
-                lines: Some(lines),
-                error_ratio: 0.1,
-                ..args(&out)
-            };
+            let args = GenArgs { rate: 0, lines: Some(lines), error_ratio: 0.1, ..args(&out) };
             let summary = generate(&args, CancellationToken::new()).await.unwrap();
             assert_eq!(summary.total, lines);
             assert!(lines < 1000 || summary.error > 0);
@@ -263,10 +225,8 @@ mod tests {
             ..args(dir.path())
         };
         let summary = generate(&args, CancellationToken::new()).await.unwrap();
-        let day = |day: &str| {
-            summary.per_day.access.get(day).unwrap_or(&0)
-                + summary.per_day.error.get(day).unwrap_or(&0)
-        };
+        let day =
+            |day: &str| summary.per_day.access.get(day).unwrap_or(&0) + summary.per_day.error.get(day).unwrap_or(&0);
         // One minute at 10 ms per line before midnight, the rest after.
         assert_eq!((day("2026.11.20"), day("2026.11.21")), (6000, 4000));
         assert_eq!(summary.per_day.access.len(), 2);
@@ -285,10 +245,8 @@ mod tests {
         };
         let summary = generate(&args, CancellationToken::new()).await.unwrap();
         assert_eq!(summary.total, 3500);
-        let mut names: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let mut names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
         assert_eq!(
             names,
@@ -313,10 +271,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rate_is_paced_in_small_bursts_until_shutdown() {
         let dir = tempfile::tempdir().unwrap();
-        let args = GenArgs {
-            rate: 1000,
-            ..args(dir.path())
-        };
+        let args = GenArgs { rate: 1000, ..args(dir.path()) };
         let shutdown = CancellationToken::new();
         let run = tokio::spawn({
             let (args, shutdown) = (args.clone(), shutdown.clone());
@@ -336,11 +291,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn duration_gives_rate_times_seconds() {
         let dir = tempfile::tempdir().unwrap();
-        let args = GenArgs {
-            rate: 333,
-            duration: Some(Duration::from_secs(3)),
-            ..args(dir.path())
-        };
+        let args = GenArgs { rate: 333, duration: Some(Duration::from_secs(3)), ..args(dir.path()) };
         let summary = generate(&args, CancellationToken::new()).await.unwrap();
         assert_eq!(summary.total, 999);
         assert_files_match(dir.path(), &summary);
@@ -349,10 +300,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_stops_a_flat_out_run_with_everything_flushed() {
         let dir = tempfile::tempdir().unwrap();
-        let args = GenArgs {
-            rate: 0,
-            ..args(dir.path())
-        };
+        let args = GenArgs { rate: 0, ..args(dir.path()) };
         let shutdown = CancellationToken::new();
         let run = tokio::spawn({
             let (args, shutdown) = (args.clone(), shutdown.clone());
@@ -373,19 +321,10 @@ mod tests {
     async fn wall_clock_lines_are_dated_today() {
         let dir = tempfile::tempdir().unwrap();
         let before = chrono::Utc::now().format("%Y.%m.%d").to_string();
-        let args = GenArgs {
-            rate: 0,
-            lines: Some(100),
-            error_ratio: 0.0,
-            ..args(dir.path())
-        };
+        let args = GenArgs { rate: 0, lines: Some(100), error_ratio: 0.0, ..args(dir.path()) };
         let summary = generate(&args, CancellationToken::new()).await.unwrap();
         let after = chrono::Utc::now().format("%Y.%m.%d").to_string();
-        assert!(summary
-            .per_day
-            .access
-            .keys()
-            .all(|day| *day == before || *day == after));
+        assert!(summary.per_day.access.keys().all(|day| *day == before || *day == after));
         assert_files_match(dir.path(), &summary);
     }
 }

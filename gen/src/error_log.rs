@@ -94,36 +94,13 @@ pub(crate) fn write_line(
     let (method, path, upstream) = match entry {
         Entry::FileNotFound => {
             let path = match rng.gen_range(0..4) {
-                0 => format!(
-                    "/images/products/{}-{}.jpg",
-                    vocabulary::slug(rng),
-                    rng.gen_range(1..8)
-                ),
-                1 => one_of(
-                    rng,
-                    &[
-                        "/favicon.ico",
-                        "/apple-touch-icon.png",
-                        "/apple-touch-icon-precomposed.png",
-                    ],
-                )
-                .to_string(),
-                _ => one_of(
-                    rng,
-                    &[
-                        "/.env",
-                        "/.git/config",
-                        "/admin/.env",
-                        "/server-status",
-                        "/robots.txt.bak",
-                    ],
-                )
-                .to_string(),
+                0 => format!("/images/products/{}-{}.jpg", vocabulary::slug(rng), rng.gen_range(1..8)),
+                1 => one_of(rng, &["/favicon.ico", "/apple-touch-icon.png", "/apple-touch-icon-precomposed.png"])
+                    .to_string(),
+                _ => one_of(rng, &["/.env", "/.git/config", "/admin/.env", "/server-status", "/robots.txt.bak"])
+                    .to_string(),
             };
-            let _ = write!(
-                out,
-                "open() \"{DOCUMENT_ROOT}{path}\" failed (2: No such file or directory)"
-            );
+            let _ = write!(out, "open() \"{DOCUMENT_ROOT}{path}\" failed (2: No such file or directory)");
             ("GET", path, None)
         }
         Entry::UpstreamTimedOut => {
@@ -145,27 +122,16 @@ pub(crate) fn write_line(
                 rng.gen_range(5..40),
                 rng.gen_range(0..1000)
             );
-            (
-                "GET",
-                format!("/search?q={}", one_of(rng, vocabulary::WORDS)),
-                None,
-            )
+            ("GET", format!("/search?q={}", one_of(rng, vocabulary::WORDS)), None)
         }
         Entry::DirectoryIndex => {
             let dir = one_of(rng, &["/static/", "/images/", "/uploads/"]);
-            let _ = write!(
-                out,
-                "directory index of \"{DOCUMENT_ROOT}{dir}\" is forbidden"
-            );
+            let _ = write!(out, "directory index of \"{DOCUMENT_ROOT}{dir}\" is forbidden");
             ("GET", dir.to_string(), None)
         }
         Entry::Forbidden => {
             out.push_str("access forbidden by rule");
-            (
-                "GET",
-                one_of(rng, &["/admin/", "/nginx_status", "/.git/HEAD"]).to_string(),
-                None,
-            )
+            ("GET", one_of(rng, &["/admin/", "/nginx_status", "/.git/HEAD"]).to_string(), None)
         }
         Entry::ResponseBuffered => {
             let file = rng.gen_range(1..100_000_000u64);
@@ -177,10 +143,7 @@ pub(crate) fn write_line(
             );
             (
                 "GET",
-                format!(
-                    "/api/v1/products?limit=500&offset={}",
-                    500 * rng.gen_range(0..20)
-                ),
+                format!("/api/v1/products?limit=500&offset={}", 500 * rng.gen_range(0..20)),
                 Some(format!("http://{upstream}")),
             )
         }
@@ -190,20 +153,10 @@ pub(crate) fn write_line(
                 "a client request body is buffered to a temporary file /var/cache/nginx/client_temp/{:010}",
                 rng.gen_range(1..100_000_000u64)
             );
-            (
-                "POST",
-                one_of(
-                    rng,
-                    &["/api/v1/orders", "/api/v1/uploads", "/api/v1/events"],
-                )
-                .to_string(),
-                None,
-            )
+            ("POST", one_of(rng, &["/api/v1/orders", "/api/v1/uploads", "/api/v1/events"]).to_string(), None)
         }
         Entry::UpstreamDisabled => {
-            out.push_str(
-                "upstream server temporarily disabled while reading response header from upstream",
-            );
+            out.push_str("upstream server temporarily disabled while reading response header from upstream");
             ("GET", api_path, Some(format!("http://{upstream}")))
         }
         Entry::SslHandshake => {
@@ -225,24 +178,12 @@ pub(crate) fn write_line(
         }
         Entry::FpmSocket => {
             out.push_str("connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or directory) while connecting to upstream");
-            (
-                "GET",
-                "/index.php".to_string(),
-                Some("fastcgi://unix:/run/php/php8.2-fpm.sock:".to_string()),
-            )
+            ("GET", "/index.php".to_string(), Some("fastcgi://unix:/run/php/php8.2-fpm.sock:".to_string()))
         }
     };
-    let _ = write!(
-        out,
-        ", client: {}, server: example.com, request: \"{method} {path} HTTP/1.1\"",
-        client.addr
-    );
+    let _ = write!(out, ", client: {}, server: example.com, request: \"{method} {path} HTTP/1.1\"", client.addr);
     if let Some(upstream) = upstream {
-        let upstream_path = if upstream.starts_with("fastcgi") {
-            ""
-        } else {
-            &path
-        };
+        let upstream_path = if upstream.starts_with("fastcgi") { "" } else { &path };
         let _ = write!(out, ", upstream: \"{upstream}{upstream_path}\"");
     }
     let _ = write!(out, ", host: \"{host}\"");
@@ -267,41 +208,23 @@ mod tests {
     fn lines_parse_as_nginx_errors_and_carry_their_seq() {
         let error_log = Regex::new(ERROR_LOG).unwrap();
         let start = "2026-11-20T23:59:59Z".parse().unwrap();
-        let clock = Clock::Fixed {
-            start,
-            step: TimeDelta::milliseconds(500),
-        };
-        let (mut levels, mut pids, mut messages) =
-            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let clock = Clock::Fixed { start, step: TimeDelta::milliseconds(500) };
+        let (mut levels, mut pids, mut messages) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         let mut with_upstream = 0;
         for line in Generator::new(7, clock, 1.0).take(5000) {
             assert_eq!(line.kind, Kind::Error);
-            let fields = error_log
-                .captures(&line.text)
-                .unwrap_or_else(|| panic!("not an nginx error: {}", line.text));
+            let fields = error_log.captures(&line.text).unwrap_or_else(|| panic!("not an nginx error: {}", line.text));
             assert_eq!(fields["conn"].parse::<u64>().unwrap(), line.seq);
-            assert_eq!(
-                &fields["time"],
-                line.time.format("%Y/%m/%d %H:%M:%S").to_string()
-            );
+            assert_eq!(&fields["time"], line.time.format("%Y/%m/%d %H:%M:%S").to_string());
             assert!(fields.name("client").is_some(), "{}", line.text);
             levels.insert(fields["level"].to_string());
             pids.insert(fields["pid"].to_string());
-            messages.insert(
-                fields["message"]
-                    .split(['(', '"'])
-                    .next()
-                    .unwrap()
-                    .to_string(),
-            );
+            messages.insert(fields["message"].split(['(', '"']).next().unwrap().to_string());
             with_upstream += usize::from(fields.name("upstream").is_some());
         }
         assert_eq!(levels, ["crit", "error", "warn"].map(String::from).into());
         assert_eq!(pids.len(), 4, "one pid per worker: {pids:?}");
         assert!(messages.len() >= 10, "{messages:?}");
-        assert!(
-            with_upstream > 1000,
-            "{with_upstream} lines with an upstream"
-        );
+        assert!(with_upstream > 1000, "{with_upstream} lines with an upstream");
     }
 }

@@ -16,10 +16,7 @@ pub enum Clock {
     /// The current time, UTC.
     Wall,
     /// The first line at `start`, each next one `step` later.
-    Fixed {
-        start: DateTime<Utc>,
-        step: TimeDelta,
-    },
+    Fixed { start: DateTime<Utc>, step: TimeDelta },
 }
 
 /// Which log a line belongs to.
@@ -73,10 +70,7 @@ impl Generator {
         let clients = (0..CLIENTS)
             .map(|_| {
                 let agent = vocabulary::pick_ref(&mut rng, AGENTS);
-                Client {
-                    addr: vocabulary::address(&mut rng, agent),
-                    agent,
-                }
+                Client { addr: vocabulary::address(&mut rng, agent), agent }
             })
             .collect();
         let master = rng.gen_range(900..30_000);
@@ -85,20 +79,8 @@ impl Generator {
             Clock::Wall => None,
             Clock::Fixed { start, .. } => Some(start),
         };
-        let error_ratio = if error_ratio.is_nan() {
-            0.0
-        } else {
-            error_ratio.clamp(0.0, 1.0)
-        };
-        Generator {
-            rng,
-            clock,
-            next_time,
-            error_ratio,
-            next_seq: 1,
-            clients,
-            workers,
-        }
+        let error_ratio = if error_ratio.is_nan() { 0.0 } else { error_ratio.clamp(0.0, 1.0) };
+        Generator { rng, clock, next_time, error_ratio, next_seq: 1, clients, workers }
     }
 
     /// The sequence number the next line will carry.
@@ -119,30 +101,19 @@ impl Generator {
             (Clock::Fixed { .. }, None) => DateTime::<Utc>::MAX_UTC,
             (Clock::Wall, _) => Utc::now(),
         };
-        let kind = if self.rng.gen_bool(self.error_ratio) {
-            Kind::Error
-        } else {
-            Kind::Access
-        };
+        let kind = if self.rng.gen_bool(self.error_ratio) { Kind::Error } else { Kind::Access };
         let index = self.client_index();
         let client = &self.clients[index];
         let host = vocabulary::pick(&mut self.rng, vocabulary::HOSTS);
         let mut text = String::with_capacity(256);
         match kind {
-            Kind::Access => {
-                combined::write_line(&mut text, &mut self.rng, client, host, seq, &time)
-            }
+            Kind::Access => combined::write_line(&mut text, &mut self.rng, client, host, seq, &time),
             Kind::Error => {
                 let pid = self.workers[self.rng.gen_range(0..WORKERS)];
                 error_log::write_line(&mut text, &mut self.rng, client, host, pid, seq, &time)
             }
         }
-        Line {
-            kind,
-            seq,
-            time,
-            text,
-        }
+        Line { kind, seq, time, text }
     }
 
     /// A client, skewed so that the first few of the pool send a large share of the requests, as on a
@@ -166,13 +137,8 @@ mod tests {
     use super::*;
 
     fn fixed(start: &str, step_ms: i64) -> Clock {
-        let start = DateTime::parse_from_rfc3339(start)
-            .unwrap()
-            .with_timezone(&Utc);
-        Clock::Fixed {
-            start,
-            step: TimeDelta::milliseconds(step_ms),
-        }
+        let start = DateTime::parse_from_rfc3339(start).unwrap().with_timezone(&Utc);
+        Clock::Fixed { start, step: TimeDelta::milliseconds(step_ms) }
     }
 
     #[test]
@@ -186,10 +152,8 @@ mod tests {
 
     #[test]
     fn every_line_is_unique() {
-        let mut texts: Vec<String> = Generator::new(2, fixed("2026-11-20T00:00:00Z", 0), 0.05)
-            .take(50_000)
-            .map(|line| line.text)
-            .collect();
+        let mut texts: Vec<String> =
+            Generator::new(2, fixed("2026-11-20T00:00:00Z", 0), 0.05).take(50_000).map(|line| line.text).collect();
         texts.sort_unstable();
         texts.dedup();
         assert_eq!(texts.len(), 50_000);
@@ -198,18 +162,9 @@ mod tests {
     #[test]
     fn same_seed_same_lines() {
         let clock = fixed("2026-11-20T23:59:00Z", 10);
-        let a: Vec<String> = Generator::new(42, clock, 0.05)
-            .take(500)
-            .map(|l| l.text)
-            .collect();
-        let b: Vec<String> = Generator::new(42, clock, 0.05)
-            .take(500)
-            .map(|l| l.text)
-            .collect();
-        let c: Vec<String> = Generator::new(43, clock, 0.05)
-            .take(500)
-            .map(|l| l.text)
-            .collect();
+        let a: Vec<String> = Generator::new(42, clock, 0.05).take(500).map(|l| l.text).collect();
+        let b: Vec<String> = Generator::new(42, clock, 0.05).take(500).map(|l| l.text).collect();
+        let c: Vec<String> = Generator::new(43, clock, 0.05).take(500).map(|l| l.text).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -217,9 +172,7 @@ mod tests {
     #[test]
     fn fixed_clock_stamps_line_i_at_start_plus_i_steps() {
         let clock = fixed("2026-11-20T23:59:00Z", 10);
-        let Clock::Fixed { start, .. } = clock else {
-            unreachable!()
-        };
+        let Clock::Fixed { start, .. } = clock else { unreachable!() };
         for (i, line) in Generator::new(3, clock, 0.05).take(10_000).enumerate() {
             assert_eq!(line.time, start + TimeDelta::milliseconds(10 * i as i64));
         }
@@ -227,12 +180,8 @@ mod tests {
 
     #[test]
     fn error_ratio_is_respected() {
-        let count = |ratio: f64| {
-            Generator::new(4, Clock::Wall, ratio)
-                .take(20_000)
-                .filter(|l| l.kind == Kind::Error)
-                .count()
-        };
+        let count =
+            |ratio: f64| Generator::new(4, Clock::Wall, ratio).take(20_000).filter(|l| l.kind == Kind::Error).count();
         assert_eq!(count(0.0), 0);
         assert_eq!(count(1.0), 20_000);
         let share = count(0.05) as f64 / 20_000.0;

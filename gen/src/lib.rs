@@ -109,15 +109,9 @@ mod tests {
         assert_eq!(args.rate, 1000);
         assert_eq!(args.error_ratio, 0.05);
         assert_eq!(args.keep, 5);
-        assert_eq!(
-            (args.lines, args.duration, args.rotate_every),
-            (None, None, None)
-        );
+        assert_eq!((args.lines, args.duration, args.rotate_every), (None, None, None));
         assert!(matches!(args.clock(), Clock::Wall));
-        assert!(matches!(
-            Cli::try_parse_from(["logpipe", "status"]).unwrap().command,
-            Command::Status
-        ));
+        assert!(matches!(Cli::try_parse_from(["logpipe", "status"]).unwrap().command, Command::Status));
     }
 
     #[test]
@@ -148,31 +142,18 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.rate, 0);
-        assert_eq!(
-            args.rotate_every,
-            Some(std::time::Duration::from_millis(1500))
-        );
+        assert_eq!(args.rotate_every, Some(std::time::Duration::from_millis(1500)));
         assert_eq!(args.lines, Some(10));
         assert_eq!(args.duration, Some(std::time::Duration::from_secs(2)));
         assert_eq!(args.error_ratio, 0.25);
         assert_eq!(args.seed, Some(7));
         assert_eq!(args.keep, 3);
-        assert_eq!(
-            args.summary.as_deref(),
-            Some(std::path::Path::new("s.json"))
-        );
-        let Clock::Fixed { start, step } = args.clock() else {
-            panic!("expected a fixed clock")
-        };
+        assert_eq!(args.summary.as_deref(), Some(std::path::Path::new("s.json")));
+        let Clock::Fixed { start, step } = args.clock() else { panic!("expected a fixed clock") };
         assert_eq!(start.to_rfc3339(), "2026-11-20T23:59:00+00:00");
         assert_eq!(step, chrono::TimeDelta::milliseconds(10));
         // --rotate-every 0 means never.
-        assert_eq!(
-            parse(&["--dir", "d", "--rotate-every", "0"])
-                .unwrap()
-                .rotation_interval(),
-            None
-        );
+        assert_eq!(parse(&["--dir", "d", "--rotate-every", "0"]).unwrap().rotation_interval(), None);
     }
 
     #[test]

@@ -27,11 +27,7 @@ impl LogFile {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
         let file = open_append(&path)?;
-        Ok(LogFile {
-            path,
-            file,
-            pending: Vec::with_capacity(FLUSH_BYTES),
-        })
+        Ok(LogFile { path, file, pending: Vec::with_capacity(FLUSH_BYTES) })
     }
 
     /// The live file's path.
@@ -52,12 +48,7 @@ impl LogFile {
     /// Writes the buffered lines.
     pub fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
-            self.file
-                .write_all(&self.pending)
-                .map_err(|source| Error::Write {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            self.file.write_all(&self.pending).map_err(|source| Error::Write { path: self.path.clone(), source })?;
             self.pending.clear();
         }
         Ok(())
@@ -81,8 +72,7 @@ impl LogFile {
             remove_if_present(&oldest).map_err(rotate_err(&oldest))?;
             for i in (1..rotated).rev() {
                 let from = numbered(&self.path, i);
-                rename_if_present(&from, &numbered(&self.path, i + 1))
-                    .map_err(rotate_err(&from))?;
+                rename_if_present(&from, &numbered(&self.path, i + 1)).map_err(rotate_err(&from))?;
             }
             fs::rename(&self.path, numbered(&self.path, 1)).map_err(rotate_err(&self.path))?;
         }
@@ -103,10 +93,7 @@ fn open_append(path: &Path) -> Result<File> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| Error::Open {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|source| Error::Open { path: path.to_path_buf(), source })
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
@@ -145,11 +132,7 @@ mod tests {
         fs::write(&path, "from before\n").unwrap();
         let mut log = LogFile::open(&path).unwrap();
         write_lines(&mut log, 1, 3);
-        assert_eq!(
-            read(&path),
-            "from before\n",
-            "nothing is written before the flush"
-        );
+        assert_eq!(read(&path), "from before\n", "nothing is written before the flush");
         log.flush().unwrap();
         assert_eq!(read(&path), "from before\nline 1\nline 2\nline 3\n");
     }

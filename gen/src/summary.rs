@@ -8,8 +8,6 @@
 //! `per_day` is keyed like the daily indices (`logstash-%{+YYYY.MM.dd}`), by each line's UTC date.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -69,21 +67,11 @@ impl Summary {
         serde_json::to_string(self).expect("a summary is plain counts and strings")
     }
 
-    /// Writes the JSON (and a newline) to `path` atomically: a temporary file next to it, fsynced,
-    /// then renamed over it, so a reader sees the old summary or the whole new one.
+    /// Writes the JSON (and a newline) to `path` atomically (`logpipe_durable::write_atomic`), so a
+    /// reader sees the old summary or the whole new one.
     pub fn write_to(&self, path: &Path) -> Result<()> {
-        let err = |source| Error::Summary {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(".tmp");
-        let tmp = Path::new(&tmp_name);
-        let mut file = File::create(tmp).map_err(err)?;
-        file.write_all(format!("{}\n", self.to_json()).as_bytes())
-            .map_err(err)?;
-        file.sync_all().map_err(err)?;
-        fs::rename(tmp, path).map_err(err)
+        let err = |source| Error::Summary { path: path.to_path_buf(), source };
+        logpipe_durable::write_atomic(path, format!("{}\n", self.to_json()).as_bytes()).map_err(err)
     }
 }
 
@@ -98,15 +86,12 @@ fn day_key<'a>(cache: &'a mut Option<(NaiveDate, String)>, time: &DateTime<Utc>)
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn line(kind: Kind, seq: u64, time: &str) -> Line {
-        Line {
-            kind,
-            seq,
-            time: time.parse().unwrap(),
-            text: String::new(),
-        }
+        Line { kind, seq, time: time.parse().unwrap(), text: String::new() }
     }
 
     fn sample() -> Summary {
@@ -135,14 +120,7 @@ mod tests {
         let path = dir.path().join("summary.json");
         fs::write(&path, "old").unwrap();
         sample().write_to(&path).unwrap();
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            format!("{}\n", sample().to_json())
-        );
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file is left"
-        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n", sample().to_json()));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
     }
 }

@@ -60,11 +60,7 @@ pub(crate) enum Range {
 }
 
 const fn agent(ua: &'static str, visitor: Visitor) -> Agent {
-    Agent {
-        ua,
-        visitor,
-        range: None,
-    }
+    Agent { ua, visitor, range: None }
 }
 
 /// Real user-agent strings, with a weight for how often a client in the pool uses each.
@@ -97,8 +93,8 @@ pub(crate) const AGENTS: &[(Agent, u32)] = &[
 
 /// First octets of IPv4 blocks allocated to residential and hosting providers.
 const IPV4_FIRST_OCTETS: &[u8] = &[
-    5, 23, 31, 37, 45, 46, 51, 62, 66, 73, 77, 78, 81, 82, 85, 89, 91, 93, 95, 98, 104, 109, 151,
-    172, 176, 178, 185, 188, 193, 194, 203, 212, 213, 217,
+    5, 23, 31, 37, 45, 46, 51, 62, 66, 73, 77, 78, 81, 82, 85, 89, 91, 93, 95, 98, 104, 109, 151, 172, 176, 178, 185,
+    188, 193, 194, 203, 212, 213, 217,
 ];
 
 /// IPv6 prefixes (the first two groups) of large access networks (DTAG, Free, Comcast, AT&T, BT).
@@ -111,11 +107,7 @@ const IPV6_PERCENT: u32 = 15;
 pub(crate) fn address(rng: &mut StdRng, agent: &Agent) -> String {
     match agent.range {
         Some(Range::Googlebot) if rng.gen_ratio(1, 4) => {
-            format!(
-                "2001:4860:4801:{:x}::{:x}",
-                rng.gen_range(0x10..0x90),
-                rng.gen_range(1..0x40)
-            )
+            format!("2001:4860:4801:{:x}::{:x}", rng.gen_range(0x10..0x90), rng.gen_range(1..0x40))
         }
         Some(Range::Googlebot) => {
             format!("66.249.{}.{}", rng.gen_range(64..80), rng.gen_range(1..255))
@@ -146,12 +138,8 @@ pub(crate) fn address(rng: &mut StdRng, agent: &Agent) -> String {
 }
 
 /// Virtual hosts of the server, with weights.
-pub(crate) const HOSTS: &[(&str, u32)] = &[
-    ("example.com", 50),
-    ("www.example.com", 30),
-    ("shop.example.com", 15),
-    ("api.example.com", 5),
-];
+pub(crate) const HOSTS: &[(&str, u32)] =
+    &[("example.com", 50), ("www.example.com", 30), ("shop.example.com", 15), ("api.example.com", 5)];
 
 /// Where visitors arriving from elsewhere come from.
 pub(crate) const EXTERNAL_REFERRERS: &[&str] = &[
@@ -166,13 +154,11 @@ pub(crate) const EXTERNAL_REFERRERS: &[&str] = &[
 ];
 
 pub(crate) const WORDS: &[&str] = &[
-    "coffee", "grinder", "espresso", "kettle", "mug", "filter", "beans", "roast", "travel",
-    "ceramic", "glass", "steel", "gift", "set", "black", "white", "large", "mini", "pro",
-    "classic",
+    "coffee", "grinder", "espresso", "kettle", "mug", "filter", "beans", "roast", "travel", "ceramic", "glass",
+    "steel", "gift", "set", "black", "white", "large", "mini", "pro", "classic",
 ];
 
-pub(crate) const CATEGORIES: &[&str] =
-    &["coffee", "tea", "equipment", "accessories", "gifts", "sale"];
+pub(crate) const CATEGORIES: &[&str] = &["coffee", "tea", "equipment", "accessories", "gifts", "sale"];
 
 /// A `word-word` slug for products and articles.
 pub(crate) fn slug(rng: &mut StdRng) -> String {
@@ -197,9 +183,5 @@ pub(crate) const PROBES: &[&str] = &[
 
 /// Internal upstreams nginx proxies to.
 pub(crate) fn upstream(rng: &mut StdRng) -> String {
-    format!(
-        "10.0.{}.{}:8080",
-        rng.gen_range(1..4),
-        rng.gen_range(10..40)
-    )
+    format!("10.0.{}.{}:8080", rng.gen_range(1..4), rng.gen_range(10..40))
 }

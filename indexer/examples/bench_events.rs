@@ -67,9 +67,7 @@ fn parse_args() -> Result<Args, String> {
         if flag == "-h" || flag == "--help" {
             return Err(USAGE.into());
         }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
             "--bootstrap" => a.bootstrap = Some(value),
@@ -86,9 +84,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 const PATHS: &[&str] = &[
     "/",
@@ -123,12 +119,8 @@ const AGENTS: &[&str] = &[
     "python-requests/2.31.0",
 ];
 
-const REFERRERS: &[&str] = &[
-    "-",
-    "https://www.example.com/",
-    "https://www.google.com/search?q=trail+shoes",
-    "https://shop.example.com/cart",
-];
+const REFERRERS: &[&str] =
+    &["-", "https://www.example.com/", "https://www.google.com/search?q=trail+shoes", "https://shop.example.com/cart"];
 
 const HOSTS: &[&str] = &["web-01", "web-02", "web-03"];
 
@@ -155,16 +147,8 @@ impl Generator {
                 )
             })
             .collect();
-        let log_time = DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
-            .expect("static")
-            .with_timezone(&Utc);
-        Self {
-            rng,
-            ips,
-            log_time,
-            offsets: [0; 3],
-            line: String::with_capacity(512),
-        }
+        let log_time = DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z").expect("static").with_timezone(&Utc);
+        Self { rng, ips, log_time, offsets: [0; 3], line: String::with_capacity(512) }
     }
 
     /// Writes the `seq`th envelope into `out` (cleared first).
@@ -173,11 +157,7 @@ impl Generator {
         let rng = &mut self.rng;
         let t = self.log_time;
         self.log_time += TimeDelta::milliseconds(150);
-        let method = if rng.gen_ratio(9, 10) {
-            "GET"
-        } else {
-            ["POST", "PUT", "DELETE", "HEAD"][rng.gen_range(0..4)]
-        };
+        let method = if rng.gen_ratio(9, 10) { "GET" } else { ["POST", "PUT", "DELETE", "HEAD"][rng.gen_range(0..4)] };
         let status = match rng.gen_range(0..100) {
             0..=84 => 200,
             85..=88 => 304,
@@ -187,11 +167,7 @@ impl Generator {
             98 => 500,
             _ => 502,
         };
-        let bytes = if status == 304 {
-            0
-        } else {
-            rng.gen_range(0..80_000)
-        };
+        let bytes = if status == 304 { 0 } else { rng.gen_range(0..80_000) };
         self.line.clear();
         let _ = write!(
             self.line,
@@ -214,11 +190,7 @@ impl Generator {
         let read = t + TimeDelta::milliseconds(rng.gen_range(50..900));
 
         out.clear();
-        let _ = write!(
-            Bytes(out),
-            "{{\"@timestamp\":\"{}\",\"message\":",
-            read.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        );
+        let _ = write!(Bytes(out), "{{\"@timestamp\":\"{}\",\"message\":", read.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
         serde_json::to_writer(&mut *out, &self.line).expect("a string serializes");
         let _ = write!(
             Bytes(out),
@@ -303,10 +275,7 @@ fn run(args: &Args) -> Result<(), String> {
         None => None,
     };
     let mut file = match &args.out {
-        Some(path) => Some(BufWriter::with_capacity(
-            1 << 20,
-            File::create(path).map_err(|e| format!("{path}: {e}"))?,
-        )),
+        Some(path) => Some(BufWriter::with_capacity(1 << 20, File::create(path).map_err(|e| format!("{path}: {e}"))?)),
         None => None,
     };
 
@@ -318,9 +287,7 @@ fn run(args: &Args) -> Result<(), String> {
         generator.envelope(seq, &mut value);
         bytes += value.len() as u64;
         if let Some(f) = &mut file {
-            f.write_all(&value)
-                .and_then(|_| f.write_all(b"\n"))
-                .map_err(|e| format!("writing values: {e}"))?;
+            f.write_all(&value).and_then(|_| f.write_all(b"\n")).map_err(|e| format!("writing values: {e}"))?;
         }
         if let Some(p) = &producer {
             let mut record = BaseRecord::<(), [u8]>::to(&args.topic).payload(&value[..]);
@@ -340,19 +307,12 @@ fn run(args: &Args) -> Result<(), String> {
         f.flush().map_err(|e| format!("writing values: {e}"))?;
     }
     if let Some(p) = &producer {
-        p.flush(Duration::from_secs(120))
-            .map_err(|e| format!("flush: {e}"))?;
+        p.flush(Duration::from_secs(120)).map_err(|e| format!("flush: {e}"))?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let (delivered, failed) = (
-        reports.delivered.load(Relaxed),
-        reports.failed.load(Relaxed),
-    );
+    let (delivered, failed) = (reports.delivered.load(Relaxed), reports.failed.load(Relaxed));
     if producer.is_some() && (failed > 0 || delivered != args.records) {
-        return Err(format!(
-            "{delivered} of {} records delivered, {failed} failed",
-            args.records
-        ));
+        return Err(format!("{delivered} of {} records delivered, {failed} failed", args.records));
     }
     println!(
         "{} events, {:.1} MiB of record values ({} B average){} in {seconds:.2} s",
@@ -360,18 +320,12 @@ fn run(args: &Args) -> Result<(), String> {
         bytes as f64 / 1048576.0,
         bytes / args.records.max(1),
         if producer.is_some() {
-            format!(
-                ", produced to {} (acks=all, {})",
-                args.topic, args.compression
-            )
+            format!(", produced to {} (acks=all, {})", args.topic, args.compression)
         } else {
             String::new()
         },
     );
-    println!(
-        "RESULT records={} bytes={bytes} seconds={seconds:.3}",
-        args.records
-    );
+    println!("RESULT records={} bytes={bytes} seconds={seconds:.3}", args.records);
     Ok(())
 }
 

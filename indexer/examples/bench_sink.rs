@@ -45,10 +45,7 @@ struct Counters {
 }
 
 fn unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 fn secs(ns: u64) -> String {
@@ -101,26 +98,16 @@ fn parse_head(head: &[u8]) -> Result<Head, String> {
     let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8".to_string())?;
     let mut lines = text.split("\r\n");
     let mut request = lines.next().unwrap_or_default().split(' ');
-    let (method, path) = (
-        request.next().unwrap_or_default().to_string(),
-        request.next().unwrap_or_default().to_string(),
-    );
-    let mut h = Head {
-        method,
-        path,
-        content_length: 0,
-        chunked: false,
-        close: false,
-    };
+    let (method, path) =
+        (request.next().unwrap_or_default().to_string(), request.next().unwrap_or_default().to_string());
+    let mut h = Head { method, path, content_length: 0, chunked: false, close: false };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         let (name, value) = (name.trim(), value.trim());
         if name.eq_ignore_ascii_case("content-length") {
-            h.content_length = value
-                .parse()
-                .map_err(|_| format!("bad content-length {value:?}"))?;
+            h.content_length = value.parse().map_err(|_| format!("bad content-length {value:?}"))?;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             h.chunked = value.eq_ignore_ascii_case("chunked");
         } else if name.eq_ignore_ascii_case("connection") {
@@ -135,10 +122,8 @@ fn newlines(bytes: &[u8]) -> u64 {
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let response =
+        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
     stream.write_all(response.as_bytes()).await
 }
 
@@ -160,10 +145,7 @@ async fn serve(mut stream: TcpStream, counters: Arc<Counters>, expect: u64) -> R
                 buf.copy_within(start..end, 0);
                 (start, end) = (0, end - start);
             }
-            let n = stream
-                .read(&mut buf[end..])
-                .await
-                .map_err(|e| e.to_string())?;
+            let n = stream.read(&mut buf[end..]).await.map_err(|e| e.to_string())?;
             if n == 0 {
                 return Ok(());
             }
@@ -172,12 +154,8 @@ async fn serve(mut stream: TcpStream, counters: Arc<Counters>, expect: u64) -> R
         let head = parse_head(&buf[start..head_end])?;
         start = head_end;
         if head.chunked {
-            let _ = respond(
-                &mut stream,
-                "501 Not Implemented",
-                r#"{"error":"chunked bodies are not supported"}"#,
-            )
-            .await;
+            let _ =
+                respond(&mut stream, "501 Not Implemented", r#"{"error":"chunked bodies are not supported"}"#).await;
             return Err("chunked request body".into());
         }
 
@@ -201,21 +179,9 @@ async fn serve(mut stream: TcpStream, counters: Arc<Counters>, expect: u64) -> R
             (start, end) = (take, n);
         }
 
-        if head
-            .path
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .ends_with("/_bulk")
-            && head.method == "POST"
-        {
+        if head.path.split('?').next().unwrap_or_default().ends_with("/_bulk") && head.method == "POST" {
             counters.bulk(lines / 2, head.content_length as u64, expect);
-            respond(
-                &mut stream,
-                "200 OK",
-                r#"{"took":1,"errors":false,"items":[]}"#,
-            )
-            .await
+            respond(&mut stream, "200 OK", r#"{"took":1,"errors":false,"items":[]}"#).await
         } else if head.path.starts_with("/_index_template/") {
             respond(&mut stream, "200 OK", r#"{"acknowledged":true}"#).await
         } else if head.path == "/_bench/stats" {
@@ -237,13 +203,8 @@ async fn serve(mut stream: TcpStream, counters: Arc<Counters>, expect: u64) -> R
 }
 
 async fn run(listen: &str, expect: u64) -> Result<(), String> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("{listen}: {e}"))?;
-    say(&format!(
-        "listening on {}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    ));
+    let listener = TcpListener::bind(listen).await.map_err(|e| format!("{listen}: {e}"))?;
+    say(&format!("listening on {}", listener.local_addr().map_err(|e| e.to_string())?));
     let counters = Arc::new(Counters::default());
     let progress = counters.clone();
     tokio::spawn(async move {
@@ -296,10 +257,7 @@ fn main() -> ExitCode {
         }
     }
     // One thread: the stand-in shares the machine with the indexer and the broker.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("bench_sink: {e}");

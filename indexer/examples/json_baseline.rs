@@ -93,10 +93,7 @@ struct Clock {
 
 impl Clock {
     fn start() -> Self {
-        Self {
-            wall: Instant::now(),
-            cpu: thread_cpu(),
-        }
+        Self { wall: Instant::now(), cpu: thread_cpu() }
     }
 
     /// (wall, cpu) since `start`.
@@ -114,12 +111,7 @@ struct Rate {
 
 impl Rate {
     fn new((wall, cpu): (Duration, Duration), records: usize, bytes: usize) -> Self {
-        Self {
-            seconds: wall.as_secs_f64(),
-            cpu_seconds: cpu.as_secs_f64(),
-            records,
-            bytes,
-        }
+        Self { seconds: wall.as_secs_f64(), cpu_seconds: cpu.as_secs_f64(), records, bytes }
     }
     fn rps(&self) -> f64 {
         self.records as f64 / self.seconds
@@ -154,8 +146,7 @@ impl Rate {
 fn parse(records: &Records) -> Result<Rate, String> {
     let clock = Clock::start();
     for value in records.iter() {
-        let v: Value =
-            serde_json::from_slice(value).map_err(|e| format!("record is not JSON: {e}"))?;
+        let v: Value = serde_json::from_slice(value).map_err(|e| format!("record is not JSON: {e}"))?;
         black_box(&v);
     }
     Ok(Rate::new(clock.elapsed(), records.len(), records.bytes()))
@@ -169,11 +160,7 @@ fn serialize(records: &Records) -> Rate {
     let values: Vec<&[u8]> = records.iter().collect();
     for chunk in values.chunks(CHUNK) {
         parsed.clear();
-        parsed.extend(
-            chunk
-                .iter()
-                .map(|v| serde_json::from_slice::<Value>(v).unwrap_or(Value::Null)),
-        );
+        parsed.extend(chunk.iter().map(|v| serde_json::from_slice::<Value>(v).unwrap_or(Value::Null)));
         let clock = Clock::start();
         for v in &parsed {
             let out = serde_json::to_vec(v).expect("a Value serializes");
@@ -187,29 +174,20 @@ fn serialize(records: &Records) -> Rate {
 }
 
 fn load_config(path: &str) -> Result<IndexerConfig, String> {
-    let config: IndexerConfig = figment::Figment::from(Toml::file(path))
-        .extract_inner("indexer")
-        .map_err(|e| format!("{path}: {e}"))?;
+    let config: IndexerConfig =
+        figment::Figment::from(Toml::file(path)).extract_inner("indexer").map_err(|e| format!("{path}: {e}"))?;
     config.validate().map_err(|e| format!("{path}: {e}"))?;
     Ok(config)
 }
 
 fn batch_events(config: &IndexerConfig) -> usize {
-    config
-        .output
-        .elasticsearch
-        .as_ref()
-        .map_or(5000, |es| es.batch_max_events)
+    config.output.elasticsearch.as_ref().map_or(5000, |es| es.batch_max_events)
 }
 
 /// [`Processor::build`] over every record, a fresh batch every `batch_events` records as in the
 /// indexer's flow (the finished batch is dropped, as it is after delivery). Copying the values into
 /// [`Record`]s is part of the figure, as the consumer thread does it.
-fn processor(
-    records: &Records,
-    config: &IndexerConfig,
-    partitions: i32,
-) -> Result<(Rate, usize), String> {
+fn processor(records: &Records, config: &IndexerConfig, partitions: i32) -> Result<(Rate, usize), String> {
     let compiled = Compiled::try_from(config).map_err(|e| e.to_string())?;
     let processor = Processor::new(compiled);
     let max = batch_events(config);
@@ -225,10 +203,7 @@ fn processor(
         }
     }
     documents += processor.build(id + 1, raw).items.len();
-    Ok((
-        Rate::new(clock.elapsed(), records.len(), records.bytes()),
-        documents,
-    ))
+    Ok((Rate::new(clock.elapsed(), records.len(), records.bytes()), documents))
 }
 
 /// CPU time of each of the core's stages, over `records` records. Each includes freeing what it
@@ -252,12 +227,7 @@ enum Depth {
 }
 
 /// Runs `sample` through the core's stages up to `depth` with the public pieces; returns the CPU time.
-fn pass(
-    sample: &[&[u8]],
-    compiled: &Compiled,
-    max: usize,
-    depth: Depth,
-) -> Result<Duration, String> {
+fn pass(sample: &[&[u8]], compiled: &Compiled, max: usize, depth: Depth) -> Result<Duration, String> {
     let mut index = String::new();
     let mut bulk = logpipe_indexer::BulkRequest::new();
     let mut items: Vec<(String, String)> = Vec::new();
@@ -310,9 +280,7 @@ fn run() -> Result<(), String> {
         match (flag.as_str(), it.next()) {
             ("--file", Some(v)) => file = Some(v),
             ("--config", Some(v)) => config = Some(v),
-            ("--partitions", Some(v)) => {
-                partitions = v.parse().map_err(|e| format!("--partitions {v}: {e}"))?
-            }
+            ("--partitions", Some(v)) => partitions = v.parse().map_err(|e| format!("--partitions {v}: {e}"))?,
             _ => return Err(USAGE.into()),
         }
     }
@@ -324,11 +292,7 @@ fn run() -> Result<(), String> {
     }
     let n = records.len();
     let bytes = records.bytes();
-    println!(
-        "{n} records, {:.1} MiB of values, {} B average",
-        bytes as f64 / 1048576.0,
-        bytes / n
-    );
+    println!("{n} records, {:.1} MiB of values, {} B average", bytes as f64 / 1048576.0, bytes / n);
 
     // Warm the allocator and caches on a slice first.
     for value in records.iter().take(20_000) {
@@ -339,18 +303,11 @@ fn run() -> Result<(), String> {
     println!("{}", p.line("serde_json::from_slice::<Value>"));
     let w = serialize(&records);
     println!("{}", w.line("serde_json::to_vec(&Value) (MiB/s of output)"));
-    let mut result = format!(
-        "RESULT records={n} bytes={bytes}{}{}",
-        p.result("parse"),
-        w.result("to_vec")
-    );
+    let mut result = format!("RESULT records={n} bytes={bytes}{}{}", p.result("parse"), w.result("to_vec"));
 
     if let Some(config) = &config {
         let (c, documents) = processor(&records, config, partitions)?;
-        println!(
-            "{}",
-            c.line("Processor::process (decode, filters, route, bulk encode)")
-        );
+        println!("{}", c.line("Processor::process (decode, filters, route, bulk encode)"));
         if documents != n {
             println!("  note: {documents} of {n} records became documents");
         }

@@ -41,7 +41,10 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
         let waits: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
         for (wait, step) in waits.iter().zip([100u64, 200, 400, 800, 800, 800]) {
-            assert!(*wait >= Duration::from_millis(step / 2) && *wait <= Duration::from_millis(step), "{wait:?} for step {step}");
+            assert!(
+                *wait >= Duration::from_millis(step / 2) && *wait <= Duration::from_millis(step),
+                "{wait:?} for step {step}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

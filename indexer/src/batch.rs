@@ -142,7 +142,13 @@ impl Processor {
     /// Adds `record` to `batch`. A record without a value (a tombstone) is decoded as an empty message,
     /// like any other bad input: it is indexed, not lost. `now` fills a missing `@timestamp`; `index` is
     /// a reused buffer.
-    pub fn process(&self, record: &Record, now: chrono::DateTime<Utc>, index: &mut String, batch: &mut Batch) -> Processed {
+    pub fn process(
+        &self,
+        record: &Record,
+        now: chrono::DateTime<Utc>,
+        index: &mut String,
+        batch: &mut Batch,
+    ) -> Processed {
         batch.records += 1;
         let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
         self.compiled.filters.apply(&mut event);
@@ -151,7 +157,13 @@ impl Processor {
         }
         let id = DocId::of(&event, &record.topic, record.partition, record.offset).to_string();
         batch.bulk.push(index, &id, &event).expect("a JSON map always serializes");
-        batch.items.push(Item { index: index.clone(), id, topic: record.topic.clone(), partition: record.partition, offset: record.offset });
+        batch.items.push(Item {
+            index: index.clone(),
+            id,
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        });
         Processed::Document
     }
 }
@@ -170,7 +182,12 @@ mod tests {
     pub(crate) fn records(topic: &Arc<str>, values: &[(i32, i64, Option<&[u8]>)]) -> RecordBatch {
         let mut batch = RecordBatch::default();
         for (partition, offset, value) in values {
-            batch.push(Record { topic: topic.clone(), partition: *partition, offset: *offset, value: value.map(<[u8]>::to_vec) });
+            batch.push(Record {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+                value: value.map(<[u8]>::to_vec),
+            });
         }
         batch
     }
@@ -186,12 +203,19 @@ mod tests {
             "#,
         );
         let topic: Arc<str> = "nginx".into();
-        let access: &[u8] = br#"{"@timestamp":"2026-11-20T23:59:59.000Z","tags":["access"],"message":"m","event":{"id":"e1"}}"#;
-        let raw = records(&topic, &[(1, 40, Some(access)), (1, 41, Some(br#"{"tags":["other"]}"#)), (0, 3, Some(br#"{"tags":["access"]}"#))]);
+        let access: &[u8] =
+            br#"{"@timestamp":"2026-11-20T23:59:59.000Z","tags":["access"],"message":"m","event":{"id":"e1"}}"#;
+        let raw = records(
+            &topic,
+            &[(1, 40, Some(access)), (1, 41, Some(br#"{"tags":["other"]}"#)), (0, 3, Some(br#"{"tags":["access"]}"#))],
+        );
         let covers: Vec<(TopicPartition, i64)> = raw.covers().collect();
         assert_eq!(
             covers,
-            [(TopicPartition { topic: "nginx".into(), partition: 1 }, 41), (TopicPartition { topic: "nginx".into(), partition: 0 }, 3)]
+            [
+                (TopicPartition { topic: "nginx".into(), partition: 1 }, 41),
+                (TopicPartition { topic: "nginx".into(), partition: 0 }, 3)
+            ]
         );
         let batch = p.build(7, raw);
         assert_eq!((batch.id, batch.records, batch.dropped), (7, 3, 1));

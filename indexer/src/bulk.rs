@@ -129,15 +129,21 @@ mod tests {
     #[test]
     fn exact_ndjson_bytes() {
         let mut bulk = BulkRequest::new();
-        let a = event(json!({"message": "GET \"/\"\n", "event": {"id": "0123456789abcdef0123456789abcdef"}, "@timestamp": "2026-11-21T08:15:30.000Z"}));
+        let a = event(
+            json!({"message": "GET \"/\"\n", "event": {"id": "0123456789abcdef0123456789abcdef"}, "@timestamp": "2026-11-21T08:15:30.000Z"}),
+        );
         let b = event(json!({"message": "plain"}));
         bulk.push("nginx_access-2026.11.21", &DocId::of(&a, "nginx", 2, 41).to_string(), &a).unwrap();
         bulk.push("logs-2026.11.21", &DocId::of(&b, "nginx", 2, 42).to_string(), &b).unwrap();
         let want = concat!(
-            r#"{"create":{"_index":"nginx_access-2026.11.21","_id":"0123456789abcdef0123456789abcdef"}}"#, "\n",
-            r#"{"@timestamp":"2026-11-21T08:15:30.000Z","event":{"id":"0123456789abcdef0123456789abcdef"},"message":"GET \"/\"\n"}"#, "\n",
-            r#"{"create":{"_index":"logs-2026.11.21","_id":"nginx-2-42"}}"#, "\n",
-            r#"{"message":"plain"}"#, "\n",
+            r#"{"create":{"_index":"nginx_access-2026.11.21","_id":"0123456789abcdef0123456789abcdef"}}"#,
+            "\n",
+            r#"{"@timestamp":"2026-11-21T08:15:30.000Z","event":{"id":"0123456789abcdef0123456789abcdef"},"message":"GET \"/\"\n"}"#,
+            "\n",
+            r#"{"create":{"_index":"logs-2026.11.21","_id":"nginx-2-42"}}"#,
+            "\n",
+            r#"{"message":"plain"}"#,
+            "\n",
         );
         assert_eq!(std::str::from_utf8(bulk.body()).unwrap(), want);
         assert_eq!(bulk.len(), 2);

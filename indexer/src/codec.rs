@@ -60,7 +60,8 @@ mod tests {
 
     #[test]
     fn json_envelope_is_kept_as_is() {
-        let raw = br#"{"@timestamp":"2026-11-21T08:15:30.123Z","message":"GET /","tags":["access"],"event":{"id":"ab"}}"#;
+        let raw =
+            br#"{"@timestamp":"2026-11-21T08:15:30.123Z","message":"GET /","tags":["access"],"event":{"id":"ab"}}"#;
         let e = Codec::Json.decode(raw, now());
         assert_eq!(e.as_map()["@timestamp"], json!("2026-11-21T08:15:30.123Z"));
         assert!(e.has_tag("access"));

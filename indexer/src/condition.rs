@@ -51,7 +51,12 @@ mod tests {
 
     #[test]
     fn combinators() {
-        let e = Event::from_map(json!({"tags": ["access"], "http": {"response": {"status_code": 404}}, "m": "GET /x"}).as_object().unwrap().clone());
+        let e = Event::from_map(
+            json!({"tags": ["access"], "http": {"response": {"status_code": 404}}, "m": "GET /x"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
         assert!(Condition::Tag("access".into()).matches(&e));
         assert!(!Condition::Tag("error".into()).matches(&e));
         assert!(Condition::Equals(f("[http][response][status_code]"), json!(404)).matches(&e));
@@ -60,7 +65,10 @@ mod tests {
         assert!(Condition::Matches(f("m"), Regex::new("^GET ").unwrap()).matches(&e));
         assert!(!Condition::Matches(f("nope"), Regex::new("").unwrap()).matches(&e));
         assert!(Condition::Exists(f("m")).matches(&e));
-        let both = Condition::And(vec![Condition::Tag("access".into()), Condition::Not(Box::new(Condition::Tag("error".into())))]);
+        let both = Condition::And(vec![
+            Condition::Tag("access".into()),
+            Condition::Not(Box::new(Condition::Tag("error".into()))),
+        ]);
         assert!(both.matches(&e));
         assert!(Condition::Or(vec![Condition::Tag("x".into()), both]).matches(&e));
         assert!(!Condition::Or(vec![]).matches(&e));

@@ -110,10 +110,36 @@ pub fn client_config(input: &InputConfig) -> ClientConfig {
     config
 }
 
+/// How a consumer's run ended.
+enum Ended {
+    /// `shutdown`, or an error that stops the indexer.
+    Done(Result<()>),
+    /// librdkafka raised a fatal error (e.g. `FENCED_INSTANCE_ID`: with static membership, the group
+    /// coordinator moved and no longer recognises this member). That consumer instance is unusable;
+    /// a new one joins the group again.
+    Fatal(String),
+}
+
 /// Subscribes and consumes until `shutdown`, then settles in-flight batches (up to `shutdown_timeout`),
-/// commits, and leaves the group.
+/// commits, and leaves the group. A consumer that fails fatally is replaced by a new one.
 pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shutdown_timeout: Duration) -> Result<()> {
     let flow = Arc::new(Mutex::new(flow));
+    loop {
+        match consume_once(input, &flow, &shutdown, shutdown_timeout)? {
+            Ended::Done(result) => return result,
+            Ended::Fatal(reason) => {
+                tracing::error!("consumer failed fatally: {reason}; joining the group again with a new consumer")
+            }
+        }
+    }
+}
+
+fn consume_once(
+    input: &InputConfig,
+    flow: &Arc<Mutex<Flow>>,
+    shutdown: &CancellationToken,
+    shutdown_timeout: Duration,
+) -> Result<Ended> {
     let context = IndexerContext { flow: flow.clone(), closing: false.into() };
     let consumer: BaseConsumer<IndexerContext> = client_config(input).create_with_context(context)?;
     let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
@@ -123,12 +149,12 @@ pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shu
     let mut paused = false;
     let mut full_since: Option<Instant> = None;
     let mut last_error: Option<String> = None;
-    let result = loop {
+    let ended = loop {
         if shutdown.is_cancelled() {
-            break Ok(());
+            break Ended::Done(Ok(()));
         }
         let (full, timeout) = {
-            let mut f = lock(&flow);
+            let mut f = lock(flow);
             f.drain();
             if f.due() && f.has_capacity() {
                 f.dispatch();
@@ -158,12 +184,18 @@ pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shu
                 if last_error.take().is_some() {
                     tracing::info!("consuming again");
                 }
-                lock(&flow).add(&message);
+                lock(flow).add(&message);
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                break Err(Error::NoCommittedOffset { group: input.group_id.clone(), topics: input.topics.join(", ") });
+                break Ended::Done(Err(Error::NoCommittedOffset {
+                    group: input.group_id.clone(),
+                    topics: input.topics.join(", "),
+                }));
             }
             Some(Err(e)) => {
+                if let Some((code, reason)) = consumer.client().fatal_error() {
+                    break Ended::Fatal(format!("{reason} ({code:?})"));
+                }
                 let text = e.to_string();
                 if last_error.as_deref() != Some(text.as_str()) {
                     tracing::warn!("consumer: {text}; retrying");
@@ -173,15 +205,20 @@ pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shu
         }
     };
 
-    let mut f = lock(&flow);
+    let mut f = lock(flow);
     f.settle(None, Instant::now() + shutdown_timeout);
     f.commit(&consumer, CommitMode::Sync);
-    f.abandon();
+    match ended {
+        // Batches already sent finish (their documents are indexed, and their offsets committed if the
+        // group still takes this member's commits); the next consumer reads on from the committed offsets.
+        Ended::Fatal(_) => f.forget_all(),
+        Ended::Done(_) => f.abandon(),
+    }
     drop(f);
     consumer.context().closing.store(true, std::sync::atomic::Ordering::Relaxed);
     consumer.unsubscribe();
     drop(consumer);
-    result
+    Ok(ended)
 }
 
 fn set_paused(consumer: &BaseConsumer<IndexerContext>, pause: bool) {

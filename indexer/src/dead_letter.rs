@@ -61,7 +61,9 @@ impl DeadLetterTopic {
         json(&mut value, &item.id);
         value.extend_from_slice(br#","topic":"#);
         json(&mut value, &item.topic);
-        value.extend_from_slice(format!(r#","partition":{},"offset":{},"event":"#, item.partition, item.offset).as_bytes());
+        value.extend_from_slice(
+            format!(r#","partition":{},"offset":{},"event":"#, item.partition, item.offset).as_bytes(),
+        );
         value.extend_from_slice(batch.document(i));
         value.push(b'}');
         value

@@ -96,7 +96,12 @@ impl Flow {
                 t
             }
         };
-        self.batch.push(Record { topic, partition: message.partition(), offset: message.offset(), value: message.payload().map(<[u8]>::to_vec) });
+        self.batch.push(Record {
+            topic,
+            partition: message.partition(),
+            offset: message.offset(),
+            value: message.payload().map(<[u8]>::to_vec),
+        });
     }
 
     /// Whether another batch may be sent now.
@@ -134,7 +139,8 @@ impl Flow {
         }
         self.in_flight += 1;
         let d = &self.dispatcher;
-        let (outputs, dead_letters, done, abandon) = (d.outputs.clone(), d.dead_letters.clone(), d.done.clone(), d.abandon.clone());
+        let (outputs, dead_letters, done, abandon) =
+            (d.outputs.clone(), d.dead_letters.clone(), d.done.clone(), d.abandon.clone());
         let (processor, stats) = (self.processor.clone(), self.stats.clone());
         let gathered = records.opened.map_or(Duration::ZERO, |t| t.elapsed());
         d.runtime.spawn(async move {
@@ -191,7 +197,10 @@ impl Flow {
         while self.in_flight > 0 && self.tracker.has_pending_in(partitions) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                tracing::warn!(in_flight = self.in_flight, "gave up waiting for in-flight bulk requests; their records will be consumed again");
+                tracing::warn!(
+                    in_flight = self.in_flight,
+                    "gave up waiting for in-flight bulk requests; their records will be consumed again"
+                );
                 return;
             }
             self.wait_one(left.min(Duration::from_millis(100)));
@@ -226,6 +235,12 @@ impl Flow {
         for p in partitions {
             self.tracker.forget(p);
         }
+    }
+
+    /// Forgets every partition: the consumer that read them is gone, and its successor starts again
+    /// from the committed offsets.
+    pub fn forget_all(&mut self) {
+        self.tracker.forget_all();
     }
 
     /// Stops every in-flight delivery; nothing of those batches is committed.

@@ -39,6 +39,7 @@ pub mod flow;
 pub mod output;
 pub mod retry;
 pub mod route;
+pub mod start_position;
 pub mod stats;
 pub mod template;
 pub mod tracker;
@@ -52,8 +53,8 @@ pub use event::{Event, FieldRef};
 pub use filters::{Filter, FilterChain};
 pub use retry::BulkOutcome;
 pub use route::{RouteTable, Routed};
-pub use template::Template;
 pub use stats::{Stats, StatsSnapshot};
+pub use template::Template;
 
 use std::sync::Arc;
 
@@ -81,6 +82,12 @@ impl Indexer {
         self.stats.clone()
     }
 
+    /// Pins a new group's start to the topics' current end when `auto_offset_reset = "latest"`; for an
+    /// indexer started beside the agent that feeds it ([`start_position`]).
+    pub async fn pin_latest_start(&self) -> Result<start_position::Pinned> {
+        start_position::pin_latest_start(&self.config.input).await
+    }
+
     /// Consumes until `shutdown` is cancelled, then finishes in-flight bulk requests (bounded by
     /// `shutdown_timeout`), commits and leaves the group. Returns early with an error if the consumer
     /// cannot go on (e.g. `auto_offset_reset = "none"` and no committed offset).
@@ -94,13 +101,33 @@ impl Indexer {
         }
         let (limits, dead_letters) = match &config.output.elasticsearch {
             Some(es) => (
-                Limits { max_events: es.batch_max_events, max_bytes: es.batch_max_bytes, timeout: es.batch_timeout, concurrency: es.concurrency },
+                Limits {
+                    max_events: es.batch_max_events,
+                    max_bytes: es.batch_max_bytes,
+                    timeout: es.batch_timeout,
+                    concurrency: es.concurrency,
+                },
                 Some(Arc::new(DeadLetterTopic::new(&config.input, &es.dead_letter_topic_suffix)?)),
             ),
             // Files and stdout: one writer; the batch bounds only set how often it syncs.
-            None => (Limits { max_events: 5000, max_bytes: 5 << 20, timeout: std::time::Duration::from_millis(50), concurrency: 1 }, None),
+            None => (
+                Limits {
+                    max_events: 5000,
+                    max_bytes: 5 << 20,
+                    timeout: std::time::Duration::from_millis(50),
+                    concurrency: 1,
+                },
+                None,
+            ),
         };
-        let flow = Flow::new(Processor::new(compiled), limits, tokio::runtime::Handle::current(), outputs, dead_letters, stats);
+        let flow = Flow::new(
+            Processor::new(compiled),
+            limits,
+            tokio::runtime::Handle::current(),
+            outputs,
+            dead_letters,
+            stats,
+        );
         let (input, timeout) = (config.input.clone(), config.shutdown_timeout);
         tokio::task::spawn_blocking(move || consumer::consume(&input, flow, shutdown, timeout))
             .await

@@ -39,6 +39,14 @@ struct Response {
 /// Decides on the response to a request of `sent` items.
 pub fn decide(status: u16, body: &[u8], sent: usize) -> BulkOutcome {
     let retry = |reason: String| BulkOutcome::Retry { reason };
+    if status == 401 || status == 403 {
+        // Retried (credentials may be fixed on the cluster side), but the reason says what is wrong.
+        return retry(format!(
+            "HTTP {status}: {}; Elasticsearch refused the indexer's credentials: check \
+             indexer.output.elasticsearch.user and .password (or .api_key)",
+            top_level_reason(body)
+        ));
+    }
     if !(200..300).contains(&status) {
         return retry(format!("HTTP {status}: {}", top_level_reason(body)));
     }
@@ -145,7 +153,11 @@ mod tests {
         let body = r#"{"errors":true,"items":[{"index":{"_index":"i","_id":"a","status":409,"error":{"type":"version_conflict_engine_exception","reason":"conflict"}}}]}"#;
         assert_eq!(
             decide(200, body.as_bytes(), 1),
-            BulkOutcome::Partial { retry: vec![], dead_letter: vec![(0, "409 version_conflict_engine_exception: conflict".into())], ok: vec![] }
+            BulkOutcome::Partial {
+                retry: vec![],
+                dead_letter: vec![(0, "409 version_conflict_engine_exception: conflict".into())],
+                ok: vec![]
+            }
         );
     }
 
@@ -153,15 +165,26 @@ mod tests {
     fn whole_request_failures_retry() {
         let too_many = r#"{"error":{"root_cause":[{"type":"es_rejected_execution_exception","reason":"rejected execution"}],"type":"es_rejected_execution_exception","reason":"rejected execution"},"status":429}"#;
         match decide(429, too_many.as_bytes(), 2) {
-            BulkOutcome::Retry { reason } => assert_eq!(reason, "HTTP 429: es_rejected_execution_exception: rejected execution"),
+            BulkOutcome::Retry { reason } => {
+                assert_eq!(reason, "HTTP 429: es_rejected_execution_exception: rejected execution")
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decide(503, b"<html>Service Unavailable</html>", 2), BulkOutcome::Retry { reason } if reason.contains("503") && reason.contains("Unavailable")));
+        assert!(
+            matches!(decide(503, b"<html>Service Unavailable</html>", 2), BulkOutcome::Retry { reason } if reason.contains("503") && reason.contains("Unavailable"))
+        );
         assert!(matches!(decide(502, b"", 2), BulkOutcome::Retry { .. }));
-        assert!(matches!(decide(401, br#"{"error":"unauthorized"}"#, 2), BulkOutcome::Retry { reason } if reason.contains("401")));
+        assert!(
+            matches!(decide(401, br#"{"error":"unauthorized"}"#, 2), BulkOutcome::Retry { reason } if reason.contains("401"))
+        );
         assert!(matches!(decide(200, b"not json", 2), BulkOutcome::Retry { .. }));
-        assert!(matches!(decide(200, ALL_CREATED.replace("false", "true").as_bytes(), 3), BulkOutcome::Retry { reason } if reason.contains("2 items for 3")));
+        assert!(
+            matches!(decide(200, ALL_CREATED.replace("false", "true").as_bytes(), 3), BulkOutcome::Retry { reason } if reason.contains("2 items for 3"))
+        );
         let no_status = r#"{"errors":true,"items":[{"create":{"_index":"i","_id":"a"}},{}]}"#;
-        assert_eq!(decide(200, no_status.as_bytes(), 2), BulkOutcome::Partial { retry: vec![0, 1], dead_letter: vec![], ok: vec![] });
+        assert_eq!(
+            decide(200, no_status.as_bytes(), 2),
+            BulkOutcome::Partial { retry: vec![0, 1], dead_letter: vec![], ok: vec![] }
+        );
     }
 }

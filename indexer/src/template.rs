@@ -52,8 +52,20 @@ enum DateToken {
     Literal(String),
 }
 
-const MONTHS: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 impl Template {
     /// Parses `source`. Errors name the template and say what is wrong.
@@ -65,7 +77,9 @@ impl Template {
         while let Some(start) = rest.find("%{") {
             literal.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after.find('}').ok_or_else(|| bad(format!("'%{{' at byte {} is not closed by '}}'", source.len() - rest.len() + start)))?;
+            let end = after.find('}').ok_or_else(|| {
+                bad(format!("'%{{' at byte {} is not closed by '}}'", source.len() - rest.len() + start))
+            })?;
             let inner = &after[..end];
             let raw = format!("%{{{inner}}}");
             if !literal.is_empty() {
@@ -266,7 +280,9 @@ mod tests {
 
     #[test]
     fn fields_and_literals() {
-        let e = event(json!({"@timestamp": "2026-11-21T08:00:00Z", "fields": {"service": "shop", "n": 3, "l": ["a", "b"]}}));
+        let e = event(
+            json!({"@timestamp": "2026-11-21T08:00:00Z", "fields": {"service": "shop", "n": 3, "l": ["a", "b"]}}),
+        );
         assert_eq!(render("%{[fields][service]}-%{+YYYY.MM}", &e, Tz::UTC), "shop-2026.11");
         assert_eq!(render("%{fields.n}/%{[fields][l]}", &e, Tz::UTC), "3/a,b");
         assert_eq!(render("static", &e, Tz::UTC), "static");

@@ -88,6 +88,12 @@ impl OffsetTracker {
         self.partitions.remove(partition);
         self.committable.remove(partition);
     }
+
+    /// [`forget`](Self::forget)s every partition (the consumer that read them is gone).
+    pub fn forget_all(&mut self) {
+        self.partitions.clear();
+        self.committable.clear();
+    }
 }
 
 #[cfg(test)]
@@ -139,5 +145,21 @@ mod tests {
         t.complete(1);
         assert!(t.take_committable().is_empty());
         assert!(t.has_pending());
+    }
+
+    #[test]
+    fn forget_all_starts_over_from_older_offsets() {
+        // A replaced consumer reads again from the committed offsets, below what the tracker saw.
+        let mut t = OffsetTracker::new();
+        t.register(1, tp(0), 49);
+        t.register(2, tp(1), 9);
+        t.complete(2);
+        t.forget_all();
+        assert!(t.take_committable().is_empty() && !t.has_pending());
+        t.complete(1);
+        assert!(t.take_committable().is_empty(), "a late completion moves nothing");
+        t.register(3, tp(0), 19);
+        t.complete(3);
+        assert_eq!(t.take_committable(), BTreeMap::from([(tp(0), 20)]));
     }
 }

@@ -14,7 +14,9 @@ pub async fn fetch(address: &str) -> Result<StatusReport> {
     let host = address.trim_start_matches("http://").trim_end_matches('/');
     let exchange = async {
         let mut socket = TcpStream::connect(host).await?;
-        socket.write_all(format!("GET /status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        socket
+            .write_all(format!("GET /status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await?;
         let mut response = Vec::new();
         socket.read_to_end(&mut response).await?;
         Ok::<_, std::io::Error>(response)
@@ -22,7 +24,9 @@ pub async fn fetch(address: &str) -> Result<StatusReport> {
     let response = tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .with_context(|| format!("{host} did not answer within 5 s"))?
-        .with_context(|| format!("cannot reach the admin endpoint at {host}; is `logpipe run` running with [admin] there?"))?;
+        .with_context(|| {
+            format!("cannot reach the admin endpoint at {host}; is `logpipe run` running with [admin] there?")
+        })?;
     let text = String::from_utf8_lossy(&response);
     let Some((head, body)) = text.split_once("\r\n\r\n") else { bail!("{host} sent no HTTP response") };
     if !head.starts_with("HTTP/1.1 200") {

@@ -3,7 +3,8 @@
 //! indexed, retried and dead-lettered per index, and the health of each Elasticsearch host.
 //!
 //! - [`report`]: the [`StatusReport`] and how it is collected from the parts running in this process.
-//! - [`server`]: the admin HTTP endpoint: `/status` (JSON) and `/metrics` (Prometheus text).
+//! - [`server`]: the admin endpoint's routes: `/status` (JSON) and `/metrics` (Prometheus text), served
+//!   by [`logpipe_admin::AdminServer`].
 //! - [`metrics`]: rendering a report as Prometheus metrics.
 //! - [`view`]: rendering a report for the terminal (`logpipe status`).
 //! - [`client`]: fetching `/status` from a running appliance.
@@ -14,8 +15,9 @@ pub mod report;
 pub mod server;
 pub mod view;
 
+pub use logpipe_admin::AdminServer;
 pub use report::{Sources, StatusReport};
-pub use server::AdminServer;
+pub use server::router;
 
 use serde::Deserialize;
 
@@ -24,14 +26,26 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Where `/status` and `/metrics` are served, as Logstash's monitoring API on port 9600. Loopback by
-    /// default: the endpoint has no authentication. Default `"127.0.0.1:9600"`.
-    pub address: String,
+    /// default: the endpoint has no authentication. Default `"127.0.0.1:9600"` ([`DEFAULT_ADMIN_ADDRESS`]).
+    /// `None` when not configured: a default port that is taken only turns the endpoint off with a
+    /// warning, while a configured one that is taken is an error.
+    pub address: Option<String>,
     /// Serve the endpoint at all. Default `true`.
     pub enabled: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { address: "127.0.0.1:9600".into(), enabled: true }
+        Self { address: None, enabled: true }
+    }
+}
+
+/// The admin endpoint's address when `[admin] address` is not set.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9600";
+
+impl AdminConfig {
+    /// The configured address, or [`DEFAULT_ADMIN_ADDRESS`].
+    pub fn address(&self) -> &str {
+        self.address.as_deref().unwrap_or(DEFAULT_ADMIN_ADDRESS)
     }
 }

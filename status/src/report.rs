@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use logpipe_agent::metrics::SharedSnapshot;
+use logpipe_agent::snapshot::SharedSnapshot;
 use logpipe_broker::Broker;
 use logpipe_indexer::Stats;
 
@@ -100,7 +100,7 @@ pub struct HostReport {
 
 impl Sources {
     pub fn collect(&self) -> StatusReport {
-        let mut report = StatusReport { time_ms: logpipe_broker::broker::now_ms(), ..StatusReport::default() };
+        let mut report = StatusReport { time_ms: logpipe_broker::now_ms(), ..StatusReport::default() };
         if let Some(snapshot) = &self.agent {
             let snapshot = snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
             report.files = snapshot
@@ -130,9 +130,18 @@ impl Sources {
                 indices: s
                     .indices
                     .into_iter()
-                    .map(|(index, c)| IndexReport { index, indexed: c.indexed, retried: c.retried, dead_lettered: c.dead_lettered })
+                    .map(|(index, c)| IndexReport {
+                        index,
+                        indexed: c.indexed,
+                        retried: c.retried,
+                        dead_lettered: c.dead_lettered,
+                    })
                     .collect(),
-                hosts: s.hosts.into_iter().map(|h| HostReport { url: h.url, healthy: h.healthy, last_error: h.last_error }).collect(),
+                hosts: s
+                    .hosts
+                    .into_iter()
+                    .map(|h| HostReport { url: h.url, healthy: h.healthy, last_error: h.last_error })
+                    .collect(),
             });
         }
         report
@@ -140,47 +149,46 @@ impl Sources {
 }
 
 fn collect_broker(broker: &Broker, report: &mut StatusReport) {
-    let mut topics = broker.logs.topics();
-    topics.sort_by(|a, b| a.name.cmp(&b.name));
-    for topic in topics {
-        let partitions: Vec<PartitionReport> = (0..topic.partitions)
-            .filter_map(|p| broker.logs.partition(&topic.name, p))
-            .map(|log| PartitionReport {
-                partition: log.partition(),
-                log_start_offset: log.log_start_offset(),
-                log_end_offset: log.high_watermark(),
-                size_bytes: log.size_bytes(),
-            })
-            .collect();
-        let size_bytes = partitions.iter().map(|p| p.size_bytes).sum();
-        report.topics.push(TopicReport { name: topic.name, partitions, size_bytes });
-    }
-    let mut groups = broker.groups.list_groups();
-    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-    for listing in groups {
-        let description = broker.groups.describe(&listing.group_id);
-        let mut partitions: Vec<GroupPartitionReport> = broker
-            .groups
-            .committed_offsets(&listing.group_id)
-            .into_iter()
-            .map(|(tp, committed)| {
-                let end = broker.logs.partition(&tp.topic, tp.partition).map_or(committed.offset, |l| l.high_watermark());
-                GroupPartitionReport {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    committed: committed.offset,
-                    log_end_offset: end,
-                    lag: (end - committed.offset).max(0),
-                }
-            })
-            .collect();
-        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        report.groups.push(GroupReport {
-            group_id: listing.group_id,
-            state: description.state.as_str().to_string(),
-            members: description.members.len(),
-            lag: partitions.iter().map(|p| p.lag).sum(),
-            partitions,
-        });
-    }
+    let state = broker.report();
+    report.topics = state
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions: Vec<PartitionReport> = topic
+                .partitions
+                .into_iter()
+                .map(|p| PartitionReport {
+                    partition: p.partition,
+                    log_start_offset: p.log_start_offset,
+                    log_end_offset: p.log_end_offset,
+                    size_bytes: p.size_bytes,
+                })
+                .collect();
+            TopicReport { name: topic.name, size_bytes: partitions.iter().map(|p| p.size_bytes).sum(), partitions }
+        })
+        .collect();
+    report.groups = state
+        .groups
+        .into_iter()
+        .map(|group| {
+            let partitions: Vec<GroupPartitionReport> = group
+                .offsets
+                .into_iter()
+                .map(|o| GroupPartitionReport {
+                    topic: o.topic,
+                    partition: o.partition,
+                    committed: o.committed,
+                    log_end_offset: o.log_end_offset,
+                    lag: o.lag,
+                })
+                .collect();
+            GroupReport {
+                group_id: group.group_id,
+                state: group.state,
+                members: group.members,
+                lag: partitions.iter().map(|p| p.lag).sum(),
+                partitions,
+            }
+        })
+        .collect();
 }

@@ -2,36 +2,24 @@
 //! `GET /status` answers the [`StatusReport`](crate::StatusReport) as JSON, `GET /metrics` the same in
 //! Prometheus text format. Each request collects a fresh report; nothing is cached.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
-
-use logpipe_agent::metrics::{Handler, MetricsServer, Page};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use logpipe_admin::Router;
 
 use crate::report::Sources;
 
-pub struct AdminServer {
-    server: MetricsServer,
+/// The appliance's routes over `sources`; serve them with [`logpipe_admin::AdminServer`].
+pub fn router(sources: Sources) -> Router {
+    let for_metrics = sources.clone();
+    Router::new()
+        .route("/status", get(move || async move { status(&sources) }))
+        .route("/metrics", get(move || async move { logpipe_admin::metrics(crate::metrics::render(&for_metrics)) }))
 }
 
-impl AdminServer {
-    pub async fn bind(address: &str) -> std::io::Result<Self> {
-        Ok(Self { server: MetricsServer::bind(address).await? })
-    }
-
-    /// The bound address (port 0 picks one).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.server.local_addr()
-    }
-
-    /// Serves until `shutdown` is cancelled.
-    pub async fn run(self, sources: Sources, shutdown: CancellationToken) {
-        let handler: Handler = Arc::new(move |path: &str| match path {
-            "/status" => serde_json::to_string(&sources.collect()).ok().map(Page::json),
-            "/metrics" => Some(Page::metrics(crate::metrics::render(&sources))),
-            _ => None,
-        });
-        self.server.serve(handler, shutdown).await
+fn status(sources: &Sources) -> Response {
+    match serde_json::to_string(&sources.collect()) {
+        Ok(body) => logpipe_admin::json(body),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("status report: {e}\n")).into_response(),
     }
 }

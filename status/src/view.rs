@@ -11,7 +11,14 @@ pub fn render(report: &StatusReport) -> String {
     if !report.files.is_empty() {
         let _ = writeln!(out, "FILES                                                        SIZE    BEHIND     LINES");
         for f in &report.files {
-            let _ = writeln!(out, "{:<56} {:>9} {:>9} {:>9}", tail(&f.path, 56), bytes(f.size), bytes(f.bytes_behind), f.lines_read);
+            let _ = writeln!(
+                out,
+                "{:<56} {:>9} {:>9} {:>9}",
+                tail(&f.path, 56),
+                bytes(f.size),
+                bytes(f.bytes_behind),
+                f.lines_read
+            );
         }
         let _ = writeln!(out);
     }
@@ -19,7 +26,14 @@ pub fn render(report: &StatusReport) -> String {
         let _ = writeln!(out, "TOPICS                          PARTITIONS       SIZE   END OFFSETS");
         for t in &report.topics {
             let ends: Vec<String> = t.partitions.iter().map(|p| p.log_end_offset.to_string()).collect();
-            let _ = writeln!(out, "{:<32} {:>9} {:>10}   {}", t.name, t.partitions.len(), bytes(t.size_bytes), ends.join(" "));
+            let _ = writeln!(
+                out,
+                "{:<32} {:>9} {:>10}   {}",
+                t.name,
+                t.partitions.len(),
+                bytes(t.size_bytes),
+                ends.join(" ")
+            );
         }
         let _ = writeln!(out);
     }
@@ -35,11 +49,19 @@ pub fn render(report: &StatusReport) -> String {
         for i in &ix.indices {
             let _ = writeln!(out, "{:<40} {:>8} {:>10} {:>14}", i.index, i.indexed, i.retried, i.dead_lettered);
         }
-        let _ = writeln!(out, "(consumed {} records, {} bulk requests, {} failed)", ix.records_consumed, ix.bulk_requests, ix.bulk_failures);
+        let _ = writeln!(
+            out,
+            "(consumed {} records, {} bulk requests, {} failed)",
+            ix.records_consumed, ix.bulk_requests, ix.bulk_failures
+        );
         if !ix.hosts.is_empty() {
             let _ = writeln!(out, "\nELASTICSEARCH");
             for h in &ix.hosts {
-                let health = if h.healthy { "up".to_string() } else { format!("DOWN: {}", h.last_error.as_deref().unwrap_or("?")) };
+                let health = if h.healthy {
+                    "up".to_string()
+                } else {
+                    format!("DOWN: {}", h.last_error.as_deref().unwrap_or("?"))
+                };
                 let _ = writeln!(out, "{:<40} {health}", h.url);
             }
         }
@@ -99,27 +121,64 @@ mod tests {
     fn renders_every_section() {
         let report = StatusReport {
             time_ms: 0,
-            files: vec![FileReport { path: "/var/log/nginx/access.log".into(), open: true, size: 2048, acked_offset: 1024, bytes_behind: 1024, lines_read: 10, events_acked: 5 }],
+            files: vec![FileReport {
+                path: "/var/log/nginx/access.log".into(),
+                open: true,
+                size: 2048,
+                acked_offset: 1024,
+                bytes_behind: 1024,
+                lines_read: 10,
+                events_acked: 5,
+            }],
             topics: vec![TopicReport {
                 name: "nginx".into(),
                 size_bytes: 3 << 20,
-                partitions: vec![PartitionReport { partition: 0, log_start_offset: 0, log_end_offset: 42, size_bytes: 3 << 20 }],
+                partitions: vec![PartitionReport {
+                    partition: 0,
+                    log_start_offset: 0,
+                    log_end_offset: 42,
+                    size_bytes: 3 << 20,
+                }],
             }],
-            groups: vec![GroupReport { group_id: "logpipe-indexer".into(), state: "Stable".into(), members: 1, lag: 7, partitions: vec![] }],
+            groups: vec![GroupReport {
+                group_id: "logpipe-indexer".into(),
+                state: "Stable".into(),
+                members: 1,
+                lag: 7,
+                partitions: vec![],
+            }],
             indexer: Some(IndexerReport {
                 records_consumed: 35,
                 records_dropped: 0,
                 bulk_requests: 3,
                 bulk_failures: 1,
-                indices: vec![IndexReport { index: "nginx_access-2026.11.21".into(), indexed: 34, retried: 2, dead_lettered: 1 }],
-                hosts: vec![HostReport { url: "http://127.0.0.1:9200".into(), healthy: false, last_error: Some("HTTP 503".into()) }],
+                indices: vec![IndexReport {
+                    index: "nginx_access-2026.11.21".into(),
+                    indexed: 34,
+                    retried: 2,
+                    dead_lettered: 1,
+                }],
+                hosts: vec![HostReport {
+                    url: "http://127.0.0.1:9200".into(),
+                    healthy: false,
+                    last_error: Some("HTTP 503".into()),
+                }],
             }),
         };
         let text = render(&report);
-        for want in ["access.log", "1.0 KiB", "nginx", "3.0 MiB", "42", "logpipe-indexer", "Stable", "nginx_access-2026.11.21", "DOWN: HTTP 503"] {
+        for want in [
+            "access.log",
+            "1.0 KiB",
+            "nginx",
+            "3.0 MiB",
+            "42",
+            "logpipe-indexer",
+            "Stable",
+            "nginx_access-2026.11.21",
+            "DOWN: HTTP 503",
+        ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }
         assert_eq!(render(&StatusReport::default()), "nothing running reports status\n");
     }
 }
-

@@ -65,3 +65,16 @@ def run_tool(main_class: str, args: Sequence[str], timeout: float = 120, stdin: 
     full_env = {**os.environ, "KAFKA_LOG_LEVEL": "WARN", **(env or {})}
     p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, env=full_env)
     return ToolResult(argv, p.returncode, p.stdout, p.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# Go peers: programs under tests/go/<name>/ that scripts/peers.sh builds into .peers/bin/<name>.
+
+FILEBEAT_KAFKA = "filebeat-kafka"  # Filebeat's Kafka output settings on elastic/sarama (tests/go/filebeat-kafka)
+
+
+def go_peer(name: str) -> Path:
+    path = PEERS / "bin" / name
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise RuntimeError(f"Go peer {name} is missing from {path}; run scripts/peers.sh")
+    return path

@@ -117,6 +117,16 @@ def close_and_report(processes, request, label: str, tail: int = 100) -> None:
         pytest.fail("\n\n".join(problems), pytrace=False)
 
 
+def parse_table(text: str) -> list[dict[str, str]]:
+    """Rows of a kafka-consumer-groups.sh style table (header with PARTITION and LAG)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        cols = line.split()
+        if "PARTITION" in cols and "LAG" in cols:
+            return [dict(zip(cols, row.split())) for row in lines[i + 1:] if len(row.split()) >= len(cols) - 3]
+    raise AssertionError(f"no table with PARTITION and LAG columns in:\n{text}")
+
+
 class BrokerStartError(RuntimeError):
     pass
 

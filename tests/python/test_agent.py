@@ -1,4 +1,4 @@
-"""The agent (issue 4) as processes: a real `logpipe broker`, a real `logpipe agent`, a writer
+"""The agent as processes: a real `logpipe broker`, a real `logpipe agent`, a writer
 process appending numbered lines, and a confluent-kafka consumer that reads the topic back and
 compares it with what is on disk (see agent_support.py for the line format and the checks).
 

@@ -384,3 +384,40 @@ def test_check_names_the_typo_and_the_file(logpipe_bin, tmp_path, section, right
     assert str(bad) in message, f"the message does not name the file {bad}:\n{message}"
     assert "panicked" not in message and "backtrace" not in message.lower(), message
     assert "ok" not in r.stdout, r.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# The shipped pipeline as it is
+
+
+def shipped_nginx_pipeline(port: int, data: Path, logs: Path, es_url: str) -> str:
+    """pipelines/nginx.toml with only its addresses and paths moved into the test's: its
+    `auto_offset_reset = "latest"` and the broker's default group rebalance delay stay."""
+    text = (REPO / "pipelines" / "nginx.toml").read_text()
+    for old, new in [("127.0.0.1:9092", f"{HOST}:{port}"), ('"data/broker"', f'"{data / "broker"}"'),
+                     ('"data/agent/registry.json"', f'"{data / "agent" / "registry.json"}"'),
+                     ("/var/log/nginx/", f"{logs}/"), ("http://127.0.0.1:9200", es_url)]:
+        assert old in text, f"pipelines/nginx.toml no longer has {old!r}; update this test"
+        text = text.replace(old, new)
+    return text + f'\n[admin]\naddress = "{HOST}:0"\n'
+
+
+def test_shipped_pipeline_indexes_the_lines_there_at_its_first_start(appliance_factory, es_standin, nginx_gen,
+                                                                      tmp_path):
+    """pipelines/nginx.toml says auto_offset_reset = "latest". In one process that means from the
+    pipeline's first start: lines the agent ships before the indexer's group has formed are indexed,
+    not skipped. A restart resumes from the committed offsets and indexes nothing twice."""
+    logs, lines = tmp_path / "logs", 2_000
+    summary = nginx_gen(logs, tmp_path / "summary.json", "--rate", "0", "--lines", str(lines),
+                        "--start", rfc3339(datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)), "--step-ms", "10",
+                        "--seed", "7").wait(timeout=60)
+    app = appliance_factory(shipped_nginx_pipeline(free_port(), tmp_path / "data", logs, es_standin.url))
+    app.start()
+    want = expected_indices(summary)
+    wait_until(lambda: stand_in_counts(es_standin) == want, 120,
+               lambda: f"documents per index {want}, have {stand_in_counts(es_standin)}", procs=[app])
+    assert app.stop(timeout=30) == 0
+    app.start()
+    wait_until(lambda: drained(app.status(), "logpipe-indexer"), 60, lambda: f"status {app.status()}", procs=[app])
+    assert stand_in_counts(es_standin) == want and es_standin.stats()["created"] == sum(want.values()), \
+        es_standin.stats()

@@ -1,4 +1,4 @@
-"""Consumer groups (issue 3): the group coordinator seen through librdkafka, kafka-python and the
+"""Consumer groups: the group coordinator seen through librdkafka, kafka-python and the
 `logpipe groups` tool. Select with `-m groups`, skip with `-m "not groups"`.
 
 Multi-member tests run each member as a subprocess (group_member.py) so a member can be killed
@@ -18,7 +18,7 @@ from kafka import KafkaConsumer
 from kafka.errors import NoOffsetForPartitionError
 
 from members import stable_split
-from support import (TRANSIENT, Cli, consumer_conf, create_topic, produce, unique, wait_until,
+from support import (TRANSIENT, Cli, consumer_conf, create_topic, parse_table, produce, unique, wait_until,
                      watermarks)
 
 pytestmark = pytest.mark.groups
@@ -393,16 +393,6 @@ def test_committed_offset_below_log_start_resets_to_log_start(broker_factory):
 
 # -------------------------------------------------------------------------------------------
 # logpipe groups list | describe | reset-offsets
-
-
-def parse_table(text: str) -> list[dict[str, str]]:
-    """Rows of a kafka-consumer-groups.sh style table (header with PARTITION and LAG)."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    for i, line in enumerate(lines):
-        cols = line.split()
-        if "PARTITION" in cols and "LAG" in cols:
-            return [dict(zip(cols, row.split())) for row in lines[i + 1:] if len(row.split()) >= len(cols) - 3]
-    raise AssertionError(f"no table with PARTITION and LAG columns in:\n{text}")
 
 
 def stopped_group_with_commits(broker, topic: str, group: str, commits: dict[int, int]) -> None:

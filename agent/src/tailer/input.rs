@@ -26,6 +26,8 @@ pub(super) struct FileInput {
     pub(super) topic: String,
     pub(super) next_scan: Instant,
     pub(super) last_scan: Instant,
+    /// Globs that matched no file at the last scan (logged once, see `crate::stalls`).
+    pub(super) unmatched: crate::stalls::Ongoing,
 }
 
 pub(super) fn compile(input: &InputConfig, host: &str, default_topic: &str, now: Instant) -> Result<FileInput> {
@@ -59,5 +61,6 @@ pub(super) fn compile(input: &InputConfig, host: &str, default_topic: &str, now:
         topic: input.topic.clone().unwrap_or_else(|| default_topic.to_string()),
         next_scan: now,
         last_scan: now,
+        unmatched: Default::default(),
     })
 }

@@ -33,6 +33,7 @@ impl<S: Sink> Tailer<S> {
                     continue;
                 }
             };
+            let mut matched = 0;
             for path in entries.flatten() {
                 let Some(path_str) = path.to_str() else { continue };
                 if self.inputs[i].exclude_files.iter().any(|re| re.is_match(path_str)) {
@@ -42,6 +43,7 @@ impl<S: Sink> Tailer<S> {
                     Ok(m) if m.is_file() => m,
                     _ => continue,
                 };
+                matched += 1;
                 if !seen.insert(dev_ino(&meta)) {
                     continue;
                 }
@@ -49,6 +51,7 @@ impl<S: Sink> Tailer<S> {
                     tracing::debug!(path = %path.display(), error = %e, "cannot open file");
                 }
             }
+            crate::stalls::glob_matched(&mut self.inputs[i].unmatched, &pattern, matched);
         }
         self.check_open_files(i);
         if self.first_scan_done {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use super::file_table::FileStats;
 use super::Tailer;
 use crate::identity::FileIdentity;
-use crate::metrics::{SharedSnapshot, Snapshot};
 use crate::sink::Sink;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::stream::{StreamInput, StreamStatus};
 
 /// How often the metrics snapshot is refreshed.

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use logpipe_agent::config::{AgentConfig, InputConfig};
-use logpipe_agent::metrics::SharedSnapshot;
+use logpipe_agent::snapshot::SharedSnapshot;
 use logpipe_agent::tailer::{FileStatus, ManualClock};
 use logpipe_agent::{MemorySink, Tailer};
 use serde_json::Value;

@@ -21,15 +21,15 @@ pub mod offsets;
 pub mod state;
 pub mod subscription;
 
-pub use coordinator::{
-    CommitPartition, CommitRequest, FetchedOffsets, GroupCoordinator, GroupListing, PartitionExists, WriteOutcome,
-    OFFSETS_DIR, OFFSET_METADATA_MAX_BYTES,
-};
+#[cfg(test)]
+pub(crate) use coordinator::PartitionExists;
+pub use coordinator::{CommitPartition, CommitRequest, FetchedOffsets, GroupCoordinator, GroupListing};
 pub use offsets::{CommittedOffset, TopicPartition};
 pub use state::{
-    GroupDescription, GroupStateName, JoinRequest, JoinResponse, JoinedMember, LeaveMember, MemberDescription,
-    Protocol, Reply, SyncRequest, SyncResponse,
+    GroupDescription, GroupStateName, JoinRequest, JoinResponse, LeaveMember, Protocol, SyncRequest, SyncResponse,
 };
+#[cfg(test)]
+pub(crate) use state::{JoinedMember, MemberDescription, Reply};
 
 /// A Kafka error code as response data: 0 for no error.
 pub fn error_code(error: Option<kafka_protocol::ResponseError>) -> i16 {

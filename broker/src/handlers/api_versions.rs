@@ -28,14 +28,14 @@ pub fn handle(
 /// The reply to an ApiVersions request whose version we lack, to be encoded as v0: the client reads our
 /// list from it and retries with a version we support.
 pub fn unsupported_version_response() -> ApiVersionsResponse {
-    ApiVersionsResponse::default()
-        .with_error_code(code(ResponseError::UnsupportedVersion))
-        .with_api_keys(api_keys())
+    ApiVersionsResponse::default().with_error_code(code(ResponseError::UnsupportedVersion)).with_api_keys(api_keys())
 }
 
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
-        .map(|(key, (min, max))| ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max))
+        .map(|(key, (min, max))| {
+            ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max)
+        })
         .collect()
 }

@@ -13,11 +13,11 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
 use kafka_protocol::ResponseError;
 
-use super::{code, str_bytes};
+use super::{code, str_bytes, topic_error_code};
 use crate::broker::Broker;
-use crate::storage::{TopicError, TopicMeta};
+use crate::storage::TopicMeta;
 
-pub const VERSIONS: (i16, i16) = (2, 7);
+pub const VERSIONS: (i16, i16) = (0, 7);
 
 /// Kafka's ConfigSource values for DescribeConfigs and CreateTopics responses.
 pub(crate) const SOURCE_TOPIC_OVERRIDE: i8 = 1;
@@ -64,10 +64,45 @@ fn create(broker: &Broker, topic: CreatableTopic, validate_only: bool) -> Result
             format!("replication factor {} is larger than the 1 available broker", topic.replication_factor),
         ));
     }
-    if !topic.assignments.is_empty() {
-        return Err((ResponseError::InvalidRequest, "manual replica assignment is not supported".into()));
-    }
-    let partitions = if topic.num_partitions == -1 { broker.config.num_partitions } else { topic.num_partitions };
+    // An explicit assignment (kafka-topics --replica-assignment) may only name this node, one replica
+    // per partition, partitions 0..n in any order; the partition count then comes from it.
+    let assigned = if topic.assignments.is_empty() {
+        None
+    } else {
+        let node = broker.node.node_id;
+        let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+        indexes.sort_unstable();
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err((
+                ResponseError::InvalidRequest,
+                "give either a replica assignment or partitions and replication factor".into(),
+            ));
+        }
+        if let Some(a) =
+            topic.assignments.iter().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node])
+        {
+            let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "partition {} is assigned to brokers {ids:?}; this cluster has one broker, node {node}",
+                    a.partition_index
+                ),
+            ));
+        }
+        if indexes.iter().enumerate().any(|(i, &p)| p != i as i32) {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!("partitions {indexes:?} are not 0..{}", indexes.len()),
+            ));
+        }
+        Some(indexes.len() as i32)
+    };
+    let partitions = match assigned {
+        Some(n) => n,
+        None if topic.num_partitions == -1 => broker.config.num_partitions,
+        None => topic.num_partitions,
+    };
     let mut configs = BTreeMap::new();
     for config in topic.configs {
         let Some(value) = config.value else {
@@ -81,16 +116,7 @@ fn create(broker: &Broker, topic: CreatableTopic, validate_only: bool) -> Result
         }
         return Ok(TopicMeta { name: topic.name.to_string(), id: uuid::Uuid::nil(), partitions, configs });
     }
-    broker.logs.create_topic(&topic.name, partitions, configs).map_err(|e| {
-        let error = match &e {
-            TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
-            TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
-            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-            TopicError::InvalidConfig { .. } => ResponseError::InvalidConfig,
-            TopicError::UnknownTopic(_) | TopicError::Io(_) => ResponseError::UnknownServerError,
-        };
-        (error, e.to_string())
-    })
+    broker.logs.create_topic(&topic.name, partitions, configs).map_err(|e| (topic_error_code(&e), e.to_string()))
 }
 
 /// Broker defaults overlaid with the topic's own overrides, with Kafka's config-source codes.

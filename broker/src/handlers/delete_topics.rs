@@ -13,7 +13,7 @@ use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::storage::TopicError;
 
-pub const VERSIONS: (i16, i16) = (1, 6);
+pub const VERSIONS: (i16, i16) = (0, 6);
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -29,9 +29,9 @@ pub fn handle(
     let responses = wanted
         .into_iter()
         .map(|(name, id)| {
-            let name = name.map(|n| n.to_string()).or_else(|| {
-                broker.logs.topics().into_iter().find(|meta| meta.id == id).map(|meta| meta.name)
-            });
+            let name = name
+                .map(|n| n.to_string())
+                .or_else(|| broker.logs.topics().into_iter().find(|meta| meta.id == id).map(|meta| meta.name));
             let result = DeletableTopicResult::default().with_topic_id(id);
             let Some(name) = name else {
                 return result.with_error_code(code(ResponseError::UnknownTopicId));
@@ -49,7 +49,11 @@ pub fn handle(
                         _ => ResponseError::UnknownServerError,
                     };
                     let result = result.with_error_code(code(error));
-                    if version >= 5 { result.with_error_message(Some(str_bytes(e.to_string()))) } else { result }
+                    if version >= 5 {
+                        result.with_error_message(Some(str_bytes(e.to_string())))
+                    } else {
+                        result
+                    }
                 }
             }
         })

@@ -14,7 +14,7 @@ use super::create_topics::effective_config_entries;
 use super::{code, str_bytes};
 use crate::broker::Broker;
 
-pub const VERSIONS: (i16, i16) = (1, 4);
+pub const VERSIONS: (i16, i16) = (0, 4);
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

@@ -30,11 +30,8 @@ pub fn handle(
     let version = header.request_api_version;
     let include_operations = version >= 3 && request.include_authorized_operations;
     let mut response = DescribeGroupsResponse::default();
-    response.groups = request
-        .groups
-        .iter()
-        .map(|id| to_described(broker.groups.describe(&id.0), include_operations))
-        .collect();
+    response.groups =
+        request.groups.iter().map(|id| to_described(broker.groups.describe(&id.0), include_operations)).collect();
     ready(response)
 }
 

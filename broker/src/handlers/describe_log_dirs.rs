@@ -13,7 +13,7 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub const VERSIONS: (i16, i16) = (1, 4);
+pub const VERSIONS: (i16, i16) = (0, 4);
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -33,7 +33,11 @@ pub fn handle(
                 .into_iter()
                 .filter_map(|index| {
                     let log = broker.logs.partition(&name, index)?;
-                    Some(DescribeLogDirsPartition::default().with_partition_index(index).with_partition_size(log.size_bytes() as i64))
+                    Some(
+                        DescribeLogDirsPartition::default()
+                            .with_partition_index(index)
+                            .with_partition_size(log.size_bytes() as i64),
+                    )
                 })
                 .collect();
             Some(DescribeLogDirsTopic::default().with_name(TopicName(str_bytes(name))).with_partitions(partitions))

@@ -25,16 +25,18 @@ use tokio::time::Instant;
 
 use super::code;
 use crate::broker::Broker;
+use crate::protocol::message_set;
 use crate::storage::ReadError;
 
-pub const VERSIONS: (i16, i16) = (4, 12);
+pub const VERSIONS: (i16, i16) = (0, 12);
 
 pub fn handle(
     broker: &Arc<Broker>,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     request: FetchRequest,
 ) -> impl Future<Output = FetchResponse> + Send + 'static {
     let broker = broker.clone();
+    let message_format = legacy_message_format(header.request_api_version);
     let request = Arc::new(request);
     async move {
         let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
@@ -52,7 +54,11 @@ pub fn handle(
             // heartbeats and other connections are never held up behind them.
             let round = {
                 let (broker, request) = (broker.clone(), request.clone());
-                match tokio::task::spawn_blocking(move || read_all(&broker, &request.topics, request.max_bytes)).await {
+                match tokio::task::spawn_blocking(move || {
+                    read_all(&broker, &request.topics, request.max_bytes, message_format)
+                })
+                .await
+                {
                     Ok(round) => round,
                     Err(e) => {
                         tracing::error!(error = %e, "fetch read task failed");
@@ -78,7 +84,17 @@ struct Round {
     has_error: bool,
 }
 
-fn read_all(broker: &Broker, topics: &[FetchTopic], max_bytes: i32) -> Round {
+/// The message format an old fetcher reads: v0 for Fetch v0–v1, v1 for Fetch v2–v3 (KIP-32); `None`
+/// for Fetch v4+, which reads record batches as stored.
+fn legacy_message_format(version: i16) -> Option<i8> {
+    match version {
+        0 | 1 => Some(0),
+        2 | 3 => Some(1),
+        _ => None,
+    }
+}
+
+fn read_all(broker: &Broker, topics: &[FetchTopic], max_bytes: i32, message_format: Option<i8>) -> Round {
     let mut remaining = if max_bytes <= 0 { usize::MAX } else { max_bytes as usize };
     let mut round = Round { topics: Vec::with_capacity(topics.len()), bytes: 0, has_error: false };
     for topic in topics {
@@ -103,7 +119,15 @@ fn read_all(broker: &Broker, topics: &[FetchTopic], max_bytes: i32) -> Round {
                 );
                 continue;
             }
-            match log.read(wanted.fetch_offset, limit.max(1), round.bytes == 0) {
+            let read = log.read(wanted.fetch_offset, limit.max(1), round.bytes == 0).and_then(|mut read| {
+                // Down-conversion is bounded by the same limit as the read it converts.
+                if let Some(magic) = message_format {
+                    read.records = message_set::down_convert(&read.records, magic, wanted.fetch_offset, limit.max(1))
+                        .map_err(|e| ReadError::Io(std::io::Error::other(e)))?;
+                }
+                Ok(read)
+            });
+            match read {
                 Ok(read) => {
                     round.bytes += read.records.len();
                     remaining = remaining.saturating_sub(read.records.len());
@@ -126,7 +150,9 @@ fn read_all(broker: &Broker, topics: &[FetchTopic], max_bytes: i32) -> Round {
                 }
             }
         }
-        round.topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
+        round
+            .topics
+            .push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
     }
     round
 }

@@ -1,8 +1,10 @@
 //! FindCoordinator (API key 10): every group's coordinator is this node.
 //!
 //! v0–v3 ask for one key; v4+ (KIP-699) batch several in `coordinator_keys` and answer per key.
-//! Transaction coordinators (`key_type` 1) are not offered: we do not implement transactions, and
-//! COORDINATOR_NOT_AVAILABLE is what a client sees from a cluster that has none available.
+//! Transaction coordinators (`key_type` 1) are refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED: we do
+//! not implement transactions, and that is the error the Java client and librdkafka treat as final, so
+//! `initTransactions()` fails at once with a clear exception instead of retrying until `max.block.ms`
+//! (which COORDINATOR_NOT_AVAILABLE would cause). Produce refuses transactional batches the same way.
 //!
 //! References:
 //! - <https://kafka.apache.org/protocol#The_Messages_FindCoordinator>
@@ -34,7 +36,7 @@ pub fn handle(
 fn lookup(node: &NodeInfo, key_type: i8) -> Result<(i32, String, i32), ResponseError> {
     match key_type {
         KEY_TYPE_GROUP => Ok((node.node_id, node.host.clone(), node.port)),
-        KEY_TYPE_TRANSACTION => Err(ResponseError::CoordinatorNotAvailable),
+        KEY_TYPE_TRANSACTION => Err(ResponseError::TransactionalIdAuthorizationFailed),
         _ => Err(ResponseError::InvalidRequest),
     }
 }
@@ -129,6 +131,6 @@ mod tests {
         let mut request = FindCoordinatorRequest::default();
         request.key_type = KEY_TYPE_TRANSACTION;
         let response = respond(&node(), 3, request);
-        assert_eq!(response.error_code, ResponseError::CoordinatorNotAvailable.code());
+        assert_eq!(response.error_code, ResponseError::TransactionalIdAuthorizationFailed.code());
     }
 }

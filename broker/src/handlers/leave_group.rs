@@ -84,11 +84,9 @@ mod tests {
     fn every_version_encodes() {
         for version in VERSIONS.0..=VERSIONS.1 {
             let members = vec![LeaveMember { member_id: "m".into(), group_instance_id: Some("i".into()) }];
-            for result in [
-                Ok(vec![Some(ResponseError::UnknownMemberId)]),
-                Ok(vec![None]),
-                Err(ResponseError::InvalidGroupId),
-            ] {
+            for result in
+                [Ok(vec![Some(ResponseError::UnknownMemberId)]), Ok(vec![None]), Err(ResponseError::InvalidGroupId)]
+            {
                 let response = to_response(version, &members, result);
                 let mut buf = BytesMut::new();
                 response.encode(&mut buf, version).unwrap_or_else(|e| panic!("v{version}: {e}"));

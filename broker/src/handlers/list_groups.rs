@@ -1,6 +1,7 @@
 //! ListGroups (API key 16): every group this coordinator knows, including offset-only groups of
 //! standalone consumers (empty protocol type), as Kafka lists them. v4+ (KIP-518) filters by state
-//! (case-insensitive) and returns each group's state.
+//! (case-insensitive) and returns each group's state; v5+ (KIP-848) filters by type and returns it. Every
+//! group here is a `classic` group (KIP-848's `consumer` protocol is not implemented).
 //!
 //! References:
 //! - <https://kafka.apache.org/protocol#The_Messages_ListGroups>
@@ -16,7 +17,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::{GroupListing, GroupStateName};
 
-pub const VERSIONS: (i16, i16) = (0, 4);
+pub const VERSIONS: (i16, i16) = (0, 5);
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -28,8 +29,18 @@ pub fn handle(
     } else {
         Vec::new()
     };
-    ready(respond(broker.groups.list_groups(), &filter))
+    let types: Vec<String> = if header.request_api_version >= 5 {
+        request.types_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
+    let listing =
+        if types.is_empty() || types.iter().any(|t| t == CLASSIC) { broker.groups.list_groups() } else { Vec::new() };
+    ready(respond(listing, &filter))
 }
+
+/// The group type of every group this coordinator runs (KIP-848 names the old protocol `classic`).
+const CLASSIC: &str = "classic";
 
 fn respond(listing: Vec<GroupListing>, states_filter: &[String]) -> ListGroupsResponse {
     // A state name we do not know matches nothing (Kafka rejects it; an empty answer is kinder).
@@ -43,6 +54,7 @@ fn respond(listing: Vec<GroupListing>, states_filter: &[String]) -> ListGroupsRe
             listed.group_id = str_bytes(g.group_id).into();
             listed.protocol_type = str_bytes(g.protocol_type);
             listed.group_state = str_bytes(g.state.as_str());
+            listed.group_type = str_bytes(CLASSIC);
             listed
         })
         .collect();

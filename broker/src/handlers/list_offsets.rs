@@ -19,7 +19,7 @@ use crate::broker::Broker;
 use crate::storage::PartitionLog;
 
 /// v7 adds the max-timestamp query (KIP-734), which we do not implement.
-pub const VERSIONS: (i16, i16) = (1, 6);
+pub const VERSIONS: (i16, i16) = (0, 6);
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -47,9 +47,10 @@ pub fn handle(
                         ts if ts < 0 => response.with_error_code(code(ResponseError::InvalidRequest)),
                         ts => match log.offset_for_timestamp(ts) {
                             Ok(Some((batch_offset, batch_timestamp))) => {
-                                let (offset, timestamp) =
-                                    first_record_at_or_after(&log, batch_offset, ts).unwrap_or((batch_offset, batch_timestamp));
-                                response.with_offset(offset).with_timestamp(timestamp)
+                                let (offset, timestamp) = first_record_at_or_after(&log, batch_offset, ts)
+                                    .unwrap_or((batch_offset, batch_timestamp));
+                                // After DeleteRecords the log may start inside the batch found.
+                                response.with_offset(offset.max(log.log_start_offset())).with_timestamp(timestamp)
                             }
                             // Kafka's answer when no record is that new: offset and timestamp -1.
                             Ok(None) => response.with_offset(-1).with_timestamp(-1),

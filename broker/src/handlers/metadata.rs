@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::future::{ready, Future};
 use std::sync::Arc;
 
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -26,7 +28,8 @@ pub fn handle(
 ) -> impl Future<Output = MetadataResponse> + Send + 'static {
     let version = header.request_api_version;
     // v0 has no null array: an empty list means "all topics". From v1 on, null means all and empty none.
-    let all_topics = request.topics.is_none() || (version == 0 && request.topics.as_ref().is_some_and(|t| t.is_empty()));
+    let all_topics =
+        request.topics.is_none() || (version == 0 && request.topics.as_ref().is_some_and(|t| t.is_empty()));
     let allow_create = version < 4 || request.allow_auto_topic_creation;
 
     let topics = if all_topics {

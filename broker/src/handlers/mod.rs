@@ -15,12 +15,16 @@
 //!
 //! ApiVersions advertises exactly [`SUPPORTED`], and the decoder refuses anything outside it.
 
+mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_log_dirs;
 mod fetch;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -74,6 +78,10 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+    (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::AlterConfigs, alter_configs::VERSIONS),
+    (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
+    (ApiKey::DeleteRecords, delete_records::VERSIONS),
 ];
 
 pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -101,9 +109,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Res
         RequestKind::OffsetCommit(r) => route!(broker, header, r, offset_commit, OffsetCommit),
         RequestKind::OffsetFetch(r) => route!(broker, header, r, offset_fetch, OffsetFetch),
         RequestKind::FindCoordinator(r) => route!(broker, header, r, find_coordinator, FindCoordinator),
-        RequestKind::JoinGroup(r) => join_group::handle_from(broker, header, r, format!("/{}", peer.ip()))
-            .map(ResponseKind::JoinGroup)
-            .boxed(),
+        RequestKind::JoinGroup(r) => {
+            join_group::handle_from(broker, header, r, format!("/{}", peer.ip())).map(ResponseKind::JoinGroup).boxed()
+        }
         RequestKind::Heartbeat(r) => route!(broker, header, r, heartbeat, Heartbeat),
         RequestKind::LeaveGroup(r) => route!(broker, header, r, leave_group, LeaveGroup),
         RequestKind::SyncGroup(r) => route!(broker, header, r, sync_group, SyncGroup),
@@ -117,6 +125,12 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Res
         RequestKind::DescribeLogDirs(r) => route!(broker, header, r, describe_log_dirs, DescribeLogDirs),
         RequestKind::DeleteGroups(r) => route!(broker, header, r, delete_groups, DeleteGroups),
         RequestKind::OffsetDelete(r) => route!(broker, header, r, offset_delete, OffsetDelete),
+        RequestKind::CreatePartitions(r) => route!(broker, header, r, create_partitions, CreatePartitions),
+        RequestKind::AlterConfigs(r) => route!(broker, header, r, alter_configs, AlterConfigs),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            route!(broker, header, r, incremental_alter_configs, IncrementalAlterConfigs)
+        }
+        RequestKind::DeleteRecords(r) => route!(broker, header, r, delete_records, DeleteRecords),
         // The decoder only lets through keys listed in SUPPORTED, all of which are matched above.
         other => unreachable!("request {other:?} passed decoding without a handler"),
     }
@@ -125,6 +139,20 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Res
 /// Kafka error codes as response data.
 pub(crate) fn code(error: kafka_protocol::ResponseError) -> i16 {
     error.code()
+}
+
+/// The Kafka error for a failed topic operation.
+pub(crate) fn topic_error_code(e: &crate::storage::TopicError) -> kafka_protocol::ResponseError {
+    use crate::storage::TopicError;
+    use kafka_protocol::ResponseError;
+    match e {
+        TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
+        TopicError::InvalidPartitions(_) | TopicError::CannotShrink { .. } => ResponseError::InvalidPartitions,
+        TopicError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        TopicError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::Io(_) => ResponseError::UnknownServerError,
+    }
 }
 
 /// Kafka's `StrBytes` from a Rust string.

@@ -19,7 +19,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, Reques
 use crate::broker::{now_ms, Broker};
 use crate::group::{error_code, CommitPartition, CommitRequest};
 
-pub const VERSIONS: (i16, i16) = (2, 8);
+pub const VERSIONS: (i16, i16) = (0, 8);
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -59,7 +59,10 @@ fn to_commit_request(version: i16, request: &OffsetCommitRequest) -> CommitReque
 }
 
 /// Answers in the request's shape; `errors` is in the order partitions appear in the request.
-fn to_response(request: &OffsetCommitRequest, errors: Vec<Option<kafka_protocol::ResponseError>>) -> OffsetCommitResponse {
+fn to_response(
+    request: &OffsetCommitRequest,
+    errors: Vec<Option<kafka_protocol::ResponseError>>,
+) -> OffsetCommitResponse {
     let mut errors = errors.into_iter();
     let mut response = OffsetCommitResponse::default();
     response.topics = request
@@ -86,10 +89,8 @@ fn to_response(request: &OffsetCommitRequest, errors: Vec<Option<kafka_protocol:
 
 #[cfg(test)]
 mod tests {
-    use bytes::BytesMut;
     use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-    use kafka_protocol::messages::TopicName;
-    use kafka_protocol::protocol::Encodable;
+    use kafka_protocol::messages::{ApiKey, TopicName};
     use kafka_protocol::ResponseError;
 
     use super::*;
@@ -131,9 +132,10 @@ mod tests {
         let response = to_response(&request, errors);
         assert_eq!(response.topics[0].partitions[1].error_code, ResponseError::UnknownTopicOrPartition.code());
         assert_eq!(response.topics[1].partitions[1].error_code, 0);
+        let response = kafka_protocol::messages::ResponseKind::OffsetCommit(response);
         for version in VERSIONS.0..=VERSIONS.1 {
-            let mut buf = BytesMut::new();
-            response.encode(&mut buf, version).unwrap_or_else(|e| panic!("v{version}: {e}"));
+            crate::protocol::encode_response(ApiKey::OffsetCommit, version, 1, &response)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
         }
     }
 }

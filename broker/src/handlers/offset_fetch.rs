@@ -22,7 +22,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::{CommittedOffset, FetchedOffsets, GroupCoordinator};
 
-pub const VERSIONS: (i16, i16) = (1, 8);
+pub const VERSIONS: (i16, i16) = (0, 8);
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -47,9 +47,8 @@ fn respond(groups: &GroupCoordinator, version: i16, request: OffsetFetchRequest)
             .groups
             .into_iter()
             .map(|g| {
-                let wanted: Option<Vec<(String, Vec<i32>)>> = g
-                    .topics
-                    .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+                let wanted: Option<Vec<(String, Vec<i32>)>> =
+                    g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
                 let fetched = groups.fetch_offsets(&g.group_id.0, wanted.as_deref());
                 let mut group = OffsetFetchResponseGroup::default();
                 group.group_id = g.group_id;
@@ -59,9 +58,8 @@ fn respond(groups: &GroupCoordinator, version: i16, request: OffsetFetchRequest)
             .collect();
         return response;
     }
-    let wanted: Option<Vec<(String, Vec<i32>)>> = request
-        .topics
-        .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+    let wanted: Option<Vec<(String, Vec<i32>)>> =
+        request.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
     let fetched = groups.fetch_offsets(&request.group_id.0, wanted.as_deref());
     response.topics = fetched
         .into_iter()

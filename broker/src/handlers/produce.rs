@@ -19,15 +19,20 @@ use kafka_protocol::ResponseError;
 
 use super::{code, str_bytes};
 use crate::broker::{now_ms, Broker};
+use crate::protocol::message_set;
 use crate::storage::AppendError;
 
-pub const VERSIONS: (i16, i16) = (3, 9);
+pub const VERSIONS: (i16, i16) = (0, 9);
 
 /// Result of the synchronous append of one partition's records.
 enum Appended {
     Failed(ResponseError, Option<String>),
     /// Appended (or recognised as an idempotent retry); acknowledged once `durable` resolves.
-    Ok { base_offset: i64, log_start_offset: i64, durable: Option<DurableWait> },
+    Ok {
+        base_offset: i64,
+        log_start_offset: i64,
+        durable: Option<DurableWait>,
+    },
 }
 
 type DurableWait = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
@@ -47,7 +52,10 @@ pub fn handle(
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let outcome = if transactional {
-                Appended::Failed(ResponseError::TransactionalIdAuthorizationFailed, Some("transactions are not supported".into()))
+                Appended::Failed(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    Some("transactions are not supported".into()),
+                )
             } else if !(-1..=1).contains(&acks) {
                 Appended::Failed(ResponseError::InvalidRequiredAcks, None)
             } else {
@@ -81,7 +89,8 @@ pub fn handle(
                 }
             }))
             .await;
-            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
+            responses
+                .push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
         }
         ProduceResponse::default().with_responses(responses)
     }
@@ -101,6 +110,18 @@ fn append(
     };
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Appended::Failed(ResponseError::CorruptMessage, Some("produce request without records".into()));
+    };
+    // Message format v0/v1 (Produce v0–v2 from pre-0.11 clients) is stored as a record batch.
+    let converted;
+    let records = match message_set::magic(records) {
+        Some(0 | 1) => match message_set::up_convert(records) {
+            Ok(batch) => {
+                converted = batch;
+                &converted[..]
+            }
+            Err(e) => return Appended::Failed(ResponseError::CorruptMessage, Some(e.to_string())),
+        },
+        _ => records,
     };
     match log.append(records, now) {
         Ok(outcome) => Appended::Ok {

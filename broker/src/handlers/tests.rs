@@ -9,7 +9,9 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use kafka_protocol::ResponseError;
 
 use super::{dispatch, SUPPORTED};
@@ -17,7 +19,8 @@ use crate::broker::{Broker, NodeInfo};
 use crate::config::BrokerConfig;
 use crate::protocol::{encode_response, Request};
 
-const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0));
+const PEER: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0));
 
 fn broker(dir: &tempfile::TempDir) -> Arc<Broker> {
     let config = BrokerConfig {
@@ -53,7 +56,9 @@ fn default_body(api_key: ApiKey) -> RequestKind {
         ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
         ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(
-            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")).with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
+            FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("g"))
+                .with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
         ),
         ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
         ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
@@ -69,6 +74,10 @@ fn default_body(api_key: ApiKey) -> RequestKind {
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
@@ -80,8 +89,7 @@ async fn every_advertised_version_answers_and_encodes() {
     for (api_key, (min, max)) in SUPPORTED {
         for version in *min..=*max {
             let response = call(&broker, *api_key, version, default_body(*api_key)).await;
-            encode_response(*api_key, version, 42, &response)
-                .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
+            encode_response(*api_key, version, 42, &response).unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
         }
     }
 }
@@ -118,16 +126,20 @@ fn batch(values: &[&str], producer_id: i64, sequence: i32) -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
     buf.freeze()
 }
 
 fn produce(topic: &str, partition: i32, records: Bytes, acks: i16) -> RequestKind {
     RequestKind::Produce(ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
+        TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.into()))).with_partition_data(
+            vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))],
+        ),
     ]))
 }
 
@@ -138,17 +150,25 @@ fn partition_result(response: ResponseKind) -> produce_response::PartitionProduc
 
 fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> RequestKind {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    RequestKind::Fetch(FetchRequest::default().with_max_wait_ms(max_wait_ms).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![
-        FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(vec![
-            FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
-        ]),
-    ]))
+    RequestKind::Fetch(
+        FetchRequest::default().with_max_wait_ms(max_wait_ms).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
+            vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(
+                vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)],
+            )],
+        ),
+    )
 }
 
 async fn auto_create(broker: &Arc<Broker>, topic: &str) {
-    let body = RequestKind::Metadata(MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.into())))),
-    ])));
+    let body = RequestKind::Metadata(
+        MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))])),
+    );
     let ResponseKind::Metadata(metadata) = call(broker, ApiKey::Metadata, 9, body).await else { panic!() };
     assert_eq!(metadata.topics[0].error_code, 0);
     assert_eq!(metadata.topics[0].partitions.len(), 2);
@@ -159,16 +179,22 @@ async fn produce_then_fetch_returns_the_same_records() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(&dir);
     auto_create(&broker, "logs").await;
-    let first = partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["a", "b"], -1, -1), -1)).await);
+    let first =
+        partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["a", "b"], -1, -1), -1)).await);
     assert_eq!((first.error_code, first.base_offset), (0, 0));
     // acks=1 is acknowledged before the fsync; consumers see it once the flusher has synced it, so a
     // long poll from offset 2 wakes up with it.
-    let second = partition_result(call(&broker, ApiKey::Produce, 7, produce("logs", 0, batch(&["c"], -1, -1), 1)).await);
+    let second =
+        partition_result(call(&broker, ApiKey::Produce, 7, produce("logs", 0, batch(&["c"], -1, -1), 1)).await);
     assert_eq!((second.error_code, second.base_offset), (0, 2));
-    let ResponseKind::Fetch(response) = call(&broker, ApiKey::Fetch, 11, fetch("logs", 2, 9000)).await else { panic!() };
+    let ResponseKind::Fetch(response) = call(&broker, ApiKey::Fetch, 11, fetch("logs", 2, 9000)).await else {
+        panic!()
+    };
     assert_eq!(response.responses[0].partitions[0].high_watermark, 3);
 
-    let ResponseKind::Fetch(response) = call(&broker, ApiKey::Fetch, 11, fetch("logs", 0, 2000)).await else { panic!() };
+    let ResponseKind::Fetch(response) = call(&broker, ApiKey::Fetch, 11, fetch("logs", 0, 2000)).await else {
+        panic!()
+    };
     let partition = &response.responses[0].partitions[0];
     assert_eq!(partition.error_code, 0);
     assert_eq!(partition.high_watermark, 3);
@@ -191,7 +217,8 @@ async fn fetch_long_poll_wakes_on_new_data_and_reports_out_of_range() {
     let waiting = tokio::spawn(dispatch(&broker, request(ApiKey::Fetch, 11, fetch("logs", 0, 30_000)), PEER));
     tokio::task::yield_now().await;
     partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["x"], -1, -1), -1)).await);
-    let ResponseKind::Fetch(response) = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap() else {
+    let ResponseKind::Fetch(response) = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap()
+    else {
         panic!()
     };
     assert!(!response.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
@@ -205,15 +232,24 @@ async fn idempotent_retry_is_acknowledged_without_a_second_append() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(&dir);
     auto_create(&broker, "logs").await;
-    let ResponseKind::InitProducerId(init) =
-        call(&broker, ApiKey::InitProducerId, 4, RequestKind::InitProducerId(InitProducerIdRequest::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1))).await
+    let ResponseKind::InitProducerId(init) = call(
+        &broker,
+        ApiKey::InitProducerId,
+        4,
+        RequestKind::InitProducerId(
+            InitProducerIdRequest::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
+        ),
+    )
+    .await
     else {
         panic!()
     };
     let pid = init.producer_id.0;
     assert!(pid >= 0, "{init:?}");
-    let first = partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["a", "b"], pid, 0), -1)).await);
-    let retry = partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["a", "b"], pid, 0), -1)).await);
+    let first =
+        partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["a", "b"], pid, 0), -1)).await);
+    let retry =
+        partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["a", "b"], pid, 0), -1)).await);
     assert_eq!((retry.error_code, retry.base_offset), (0, first.base_offset));
     let gap = partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["z"], pid, 5), -1)).await);
     assert_eq!(gap.error_code, ResponseError::OutOfOrderSequenceNumber.code());
@@ -232,8 +268,10 @@ async fn corrupt_and_oversized_batches_are_refused() {
     assert_eq!(result.error_code, ResponseError::CorruptMessage.code());
 
     let big = "x".repeat(broker.config.message_max_bytes as usize + 10);
-    let result = partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&[&big], -1, -1), -1)).await);
+    let result =
+        partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&[&big], -1, -1), -1)).await);
     assert_eq!(result.error_code, ResponseError::MessageTooLarge.code());
-    let result = partition_result(call(&broker, ApiKey::Produce, 9, produce("nope", 0, batch(&["a"], -1, -1), -1)).await);
+    let result =
+        partition_result(call(&broker, ApiKey::Produce, 9, produce("nope", 0, batch(&["a"], -1, -1), -1)).await);
     assert_eq!(result.error_code, ResponseError::UnknownTopicOrPartition.code());
 }

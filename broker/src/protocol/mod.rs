@@ -9,6 +9,8 @@
 //! - KIP-482 (flexible versions, tagged fields), KIP-511 (ApiVersions fallback to v0 on unsupported version)
 
 pub mod frame;
+mod legacy;
+pub(crate) mod message_set;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -61,7 +63,12 @@ pub fn decode_request(
     }
     let malformed = |e: anyhow::Error| DecodeError::Malformed { api_key, version, reason: e.to_string() };
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version)).map_err(malformed)?;
-    let body = RequestKind::decode(api_key, &mut frame, version).map_err(malformed)?;
+    let body = if legacy::is_legacy(api_key, version) {
+        legacy::decode_request(api_key, version, frame)
+    } else {
+        RequestKind::decode(api_key, &mut frame, version)
+    }
+    .map_err(malformed)?;
     Ok(Request { api_key, header, body })
 }
 
@@ -83,11 +90,15 @@ pub fn encode_response(
     let fail = |e: anyhow::Error| EncodeError { api_key, version, reason: e.to_string() };
     let mut buf = BytesMut::with_capacity(64);
     buf.put_i32(0); // size, patched below
-    // ApiVersions responses always use header v0 (no tagged fields) so that any client can parse the
-    // reply before it knows which versions the broker speaks.
+                    // ApiVersions responses always use header v0 (no tagged fields) so that any client can parse the
+                    // reply before it knows which versions the broker speaks.
     let header_version = api_key.response_header_version(version);
     ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut buf, header_version).map_err(fail)?;
-    body.encode(&mut buf, version).map_err(fail)?;
+    if legacy::is_legacy(api_key, version) {
+        legacy::encode_response(version, body, &mut buf).map_err(fail)?;
+    } else {
+        body.encode(&mut buf, version).map_err(fail)?;
+    }
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())

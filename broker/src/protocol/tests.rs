@@ -78,11 +78,16 @@ fn unknown_api_key_and_unsupported_version_are_reported() {
     frame.put_i16(-1);
     assert!(matches!(decode_request(frame.freeze(), supported_versions), Err(DecodeError::UnknownApiKey(999))));
 
-    let body = RequestKind::Metadata(MetadataRequest::default());
-    let frame = encode_request(ApiKey::Produce, 2, &body);
+    // A request header claiming Produce v99: the version is refused before the body is read.
+    let mut frame = BytesMut::new();
+    frame.put_i16(ApiKey::Produce as i16);
+    frame.put_i16(99);
+    frame.put_i32(7);
+    frame.put_i16(-1);
+    let frame = frame.freeze();
     assert!(matches!(
         decode_request(frame, supported_versions),
-        Err(DecodeError::UnsupportedVersion { api_key: ApiKey::Produce, version: 2, correlation_id: 7 })
+        Err(DecodeError::UnsupportedVersion { api_key: ApiKey::Produce, version: 99, correlation_id: 7 })
     ));
 }
 

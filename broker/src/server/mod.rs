@@ -35,7 +35,7 @@ impl Server {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for addr in &config.listeners {
             let listener =
-                TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.clone(), source })?;
+                TcpListener::bind(addr).await.map_err(|reason| Error::Bind { addr: addr.clone(), reason })?;
             listeners.push(listener);
         }
         let node = advertised_node(&config, listeners[0].local_addr()?)?;
@@ -71,7 +71,9 @@ impl Server {
             tracing::warn!("connections still busy after {SHUTDOWN_GRACE:?}; closing them");
             tasks.shutdown().await;
         }
-        tokio::task::spawn_blocking(move || broker.close()).await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        tokio::task::spawn_blocking(move || broker.close())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         tracing::info!("broker stopped cleanly");
         Ok(())
     }

@@ -42,7 +42,7 @@ impl LogConfig {
 }
 
 /// The settings one partition log runs with: broker defaults overlaid with its topic's configs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicConfig {
     pub segment_bytes: u64,
     pub roll_ms: i64,

@@ -17,6 +17,8 @@ pub enum TopicError {
     InvalidName { name: String, reason: String },
     #[error("invalid partition count {0}: must be between 1 and 10000")]
     InvalidPartitions(i32),
+    #[error("topic '{topic}' has {current} partitions; the count can only grow, not become {requested}")]
+    CannotShrink { topic: String, current: i32, requested: i32 },
     #[error("invalid topic config {key}: {reason}")]
     InvalidConfig { key: String, reason: String },
     #[error("storage error: {0}")]
@@ -47,7 +49,9 @@ pub enum AppendError {
 pub enum ReadError {
     /// Below the log start or past the log end. Offsets from the high watermark up to the log end offset
     /// are in range: reading them returns nothing until they are durable.
-    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}] (high watermark {high_watermark})")]
+    #[error(
+        "offset {offset} is out of range [{log_start_offset}, {log_end_offset}] (high watermark {high_watermark})"
+    )]
     OffsetOutOfRange { offset: i64, log_start_offset: i64, high_watermark: i64, log_end_offset: i64 },
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),

@@ -101,7 +101,7 @@ impl Shared {
         Ok(())
     }
 
-    fn write_log_start_checkpoint(&self) -> io::Result<()> {
+    pub(super) fn write_log_start_checkpoint(&self) -> io::Result<()> {
         let _serial = lock(&self.log_start_lock);
         self.checkpoint(PartitionLog::log_start_offset).write(&self.dir.join(LOG_START_FILE))
     }
@@ -172,7 +172,7 @@ impl LogManager {
                     topic: t.name.clone(),
                     topic_id: t.id,
                     partition: p,
-                    config: topic_config.clone(),
+                    config: topic_config,
                     clean: clean_start,
                     recovery_point: recovery_points.get(&t.name, t.id, p),
                     log_start_offset: log_starts.get(&t.name, t.id, p),

@@ -39,11 +39,12 @@ mod segment_load;
 #[cfg(test)]
 mod testkit;
 mod topic;
+mod topic_changes;
 mod util;
 
-pub use config::{LogConfig, TopicConfig, TOPIC_CONFIG_KEYS};
-pub use error::{AppendError, ReadError, TopicError, MAX_PARTITIONS};
+pub use config::LogConfig;
+pub use error::{AppendError, ReadError, TopicError};
 pub use log_manager::LogManager;
-pub use partition_log::{AppendOutcome, PartitionLog, ReadOutcome};
-pub use recovery::RecoveryReport;
+pub use partition_log::PartitionLog;
 pub use topic::TopicMeta;
+pub use topic_changes::DeleteRecordsError;

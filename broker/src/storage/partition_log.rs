@@ -104,7 +104,8 @@ pub struct PartitionLog {
     pub(super) topic_id: Uuid,
     pub(super) partition: i32,
     pub(super) dir: PathBuf,
-    pub(super) config: TopicConfig,
+    /// Replaced whole by AlterConfigs; read as a copy.
+    pub(super) config: std::sync::Mutex<TopicConfig>,
     pub(super) state: Mutex<LogState>,
     /// Serializes flushes of this partition so durable offsets only move forward.
     pub(super) flush_lock: Mutex<()>,
@@ -144,7 +145,7 @@ impl PartitionLog {
             topic_id: p.topic_id,
             partition: p.partition,
             dir: p.dir,
-            config: p.config,
+            config: std::sync::Mutex::new(p.config),
             state: Mutex::new(LogState {
                 segments: loaded.segments,
                 producers: loaded.producers,
@@ -166,6 +167,21 @@ impl PartitionLog {
         }))
     }
 
+    /// Moves the log start up to `offset` (never down); returns the log start after the move.
+    pub(crate) fn advance_log_start(&self, offset: i64) -> i64 {
+        self.log_start_offset.fetch_max(offset, std::sync::atomic::Ordering::AcqRel).max(offset)
+    }
+
+    /// The settings this partition runs with now.
+    pub fn config(&self) -> TopicConfig {
+        *lock(&self.config)
+    }
+
+    /// Applies new topic settings (AlterConfigs); the next append, roll and retention round use them.
+    pub(crate) fn set_config(&self, config: TopicConfig) {
+        *lock(&self.config) = config;
+    }
+
     pub fn topic(&self) -> &str {
         &self.topic
     }
@@ -184,10 +200,10 @@ impl PartitionLog {
     }
 
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendOutcome, AppendError> {
-        let batches = validate_produce(records, self.config.max_message_bytes)?;
+        let batches = validate_produce(records, self.config().max_message_bytes)?;
         // Copy and stamp outside the lock; only offsets need the lock.
         let mut bytes = records.to_vec();
-        if self.config.log_append_time {
+        if self.config().log_append_time {
             for b in &batches {
                 set_log_append_time(&mut bytes[b.pos..b.pos + b.header.size()], now_ms);
             }
@@ -210,7 +226,7 @@ impl PartitionLog {
                 SeqCheck::Append => {
                     let last = next + i64::from(b.header.last_offset_delta);
                     st.producers.stage(&mut staged, &b.header, next, last, now_ms);
-                    let max_timestamp = if self.config.log_append_time { now_ms } else { b.header.max_timestamp };
+                    let max_timestamp = if self.config().log_append_time { now_ms } else { b.header.max_timestamp };
                     placed.push(Placed { pos: b.pos as u64, base_offset: next, last_offset: last, max_timestamp });
                     next = last + 1;
                 }
@@ -235,7 +251,7 @@ impl PartitionLog {
         }
         // A failed roll has already stopped the partition (see `roll`).
         self.maybe_roll(&mut st, bytes.len() as u64, next - 1, now_ms)?;
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config().index_interval_bytes;
         if let Err(e) = st.active().append(&bytes, &placed, interval) {
             // The file may now end in a partial batch; recovery at the next start cuts it off.
             self.stop_after_write_error(&mut st, &e, "write failed");
@@ -253,7 +269,7 @@ impl PartitionLog {
     }
 
     fn maybe_roll(&self, st: &mut LogState, incoming: u64, last_offset: i64, now_ms: i64) -> io::Result<()> {
-        let c = &self.config;
+        let c = self.config();
         let active = st.active();
         if active.is_empty() {
             return Ok(());

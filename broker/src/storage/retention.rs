@@ -2,7 +2,7 @@
 //!
 //! As in Kafka, retention works on whole segments from the oldest end: a segment goes when its newest
 //! record is older than `retention.ms`, or while the partition without it would still be at least
-//! `retention.bytes`. The active segment is never deleted, and neither is one holding records at or
+//! `retention.bytes`, or when all its records are below a log start that DeleteRecords moved. The active segment is never deleted, and neither is one holding records at or
 //! past the high watermark (they may still be lost in a crash and must not be "consumed" by deletion).
 //! The new log start offset is persisted by the caller, because a log start offset need not be a
 //! segment boundary and so cannot be recovered from the files alone.
@@ -19,7 +19,7 @@ use super::util::lock;
 impl PartitionLog {
     /// Deletes the segments retention no longer keeps; returns how many.
     pub(crate) fn enforce_retention(&self, now_ms: i64) -> io::Result<usize> {
-        let c = &self.config;
+        let c = self.config();
         let high_watermark = self.high_watermark();
         let doomed = {
             let mut st = lock(&self.state);
@@ -36,7 +36,9 @@ impl PartitionLog {
                 }
                 let too_old = c.retention_ms >= 0 && now_ms - seg.newest_timestamp()? > c.retention_ms;
                 let too_big = c.retention_bytes >= 0 && total - seg.size() >= c.retention_bytes as u64;
-                if !(too_old || too_big) {
+                // Wholly below a log start that DeleteRecords moved.
+                let deleted = seg.next_offset() <= self.log_start_offset();
+                if !(too_old || too_big || deleted) {
                     break;
                 }
                 total -= seg.size();

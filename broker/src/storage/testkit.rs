@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{AppendOutcome, LogConfig, LogManager, PartitionLog};
+use super::partition_log::AppendOutcome;
+use super::{LogConfig, LogManager, PartitionLog};
 
 /// Test settings: no retention, hour-long flush interval (tests flush explicitly or wait), then `f`.
 pub(crate) fn config_with(dir: &Path, f: impl FnOnce(&mut LogConfig)) -> LogConfig {

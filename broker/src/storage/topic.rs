@@ -155,16 +155,16 @@ impl LogManager {
             return Err(TopicError::InvalidName { name: name.to_owned(), reason });
         }
         let meta = TopicMeta { name: name.to_owned(), id: uuid::Uuid::new_v4(), partitions, configs };
-        let logs = match self.create_partitions(&meta, &topic_config) {
+        let logs = match self.open_partitions(&meta, &topic_config, 0..partitions) {
             Ok(logs) => logs,
             Err(e) => {
-                self.remove_partition_dirs(name, partitions);
+                self.remove_partition_dirs(name, 0..partitions);
                 return Err(e.into());
             }
         };
         next.topics.insert(name.to_owned(), meta.clone());
         if let Err(e) = next.save(&self.shared.dir) {
-            self.remove_partition_dirs(name, partitions);
+            self.remove_partition_dirs(name, 0..partitions);
             return Err(e.into());
         }
         *write(&self.meta) = next;
@@ -173,9 +173,16 @@ impl LogManager {
         Ok(meta)
     }
 
-    fn create_partitions(&self, meta: &TopicMeta, config: &TopicConfig) -> io::Result<Vec<Arc<PartitionLog>>> {
+    /// Opens new, empty partition logs `indexes` of `meta` (all of them for a new topic, the added ones
+    /// when a topic grows).
+    pub(super) fn open_partitions(
+        &self,
+        meta: &TopicMeta,
+        config: &TopicConfig,
+        indexes: std::ops::Range<i32>,
+    ) -> io::Result<Vec<Arc<PartitionLog>>> {
         let now_ms = wall_clock_ms();
-        (0..meta.partitions)
+        indexes
             .map(|p| {
                 let dir = partition_dir(&self.shared.dir, &meta.name, p);
                 // Leftovers of a topic of the same name whose deletion or creation was interrupted.
@@ -187,7 +194,7 @@ impl LogManager {
                     topic: meta.name.clone(),
                     topic_id: meta.id,
                     partition: p,
-                    config: config.clone(),
+                    config: *config,
                     clean: true,
                     recovery_point: None,
                     log_start_offset: None,
@@ -198,8 +205,8 @@ impl LogManager {
             .collect()
     }
 
-    fn remove_partition_dirs(&self, name: &str, partitions: i32) {
-        for p in 0..partitions {
+    pub(super) fn remove_partition_dirs(&self, name: &str, indexes: std::ops::Range<i32>) {
+        for p in indexes {
             let dir = partition_dir(&self.shared.dir, name, p);
             if let Err(e) = fs::remove_dir_all(&dir) {
                 if e.kind() != io::ErrorKind::NotFound {

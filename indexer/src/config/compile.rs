@@ -33,7 +33,8 @@ fn field(key: &str, s: &str) -> Result<FieldRef> {
 }
 
 fn zone(key: &str, s: &str) -> Result<Tz> {
-    s.parse::<Tz>().map_err(|_| bad(key, format!("{s:?} is not an IANA time zone such as \"UTC\" or \"Europe/Berlin\"")))
+    s.parse::<Tz>()
+        .map_err(|_| bad(key, format!("{s:?} is not an IANA time zone such as \"UTC\" or \"Europe/Berlin\"")))
 }
 
 fn template(key: &str, s: &str) -> Result<Template> {
@@ -43,7 +44,14 @@ fn template(key: &str, s: &str) -> Result<Template> {
 impl WhenConfig {
     /// Compiles the condition; errors name `key` (e.g. `indexer.routes[0].when.and[1].matches`).
     pub fn compile(&self, key: &str) -> Result<Condition> {
-        let set = [self.tag.is_some(), self.exists.is_some(), self.field.is_some(), self.and.is_some(), self.or.is_some(), self.not.is_some()];
+        let set = [
+            self.tag.is_some(),
+            self.exists.is_some(),
+            self.field.is_some(),
+            self.and.is_some(),
+            self.or.is_some(),
+            self.not.is_some(),
+        ];
         if set.iter().filter(|s| **s).count() != 1 {
             return Err(bad(key, "needs exactly one of tag, exists, field (with equals or matches), and, or, not; combine several with and = [...]"));
         }
@@ -61,7 +69,9 @@ impl WhenConfig {
             let f = field(&format!("{key}.field"), f)?;
             match (&self.equals, &self.matches) {
                 (Some(v), None) => Condition::Equals(f, v.clone()),
-                (None, Some(re)) => Condition::Matches(f, Regex::new(re).map_err(|e| bad(format!("{key}.matches"), e))?),
+                (None, Some(re)) => {
+                    Condition::Matches(f, Regex::new(re).map_err(|e| bad(format!("{key}.matches"), e))?)
+                }
                 _ => return Err(bad(key, "a field needs exactly one of equals or matches")),
             }
         } else if let Some(all) = &self.and {
@@ -84,16 +94,24 @@ impl FilterConfig {
     pub fn compile(&self, key: &str) -> Result<(Option<Condition>, Box<dyn Filter>)> {
         let k = |name: &str| format!("{key}.{name}");
         Ok(match self {
-            FilterConfig::NginxAccess(c) => (when(key, &c.when)?, Box::new(NginxAccess { source: field(&k("source"), &c.source)? })),
+            FilterConfig::NginxAccess(c) => {
+                (when(key, &c.when)?, Box::new(NginxAccess { source: field(&k("source"), &c.source)? }))
+            }
             FilterConfig::NginxError(c) => (
                 when(key, &c.when)?,
-                Box::new(NginxError { source: field(&k("source"), &c.source)?, time_zone: zone(&k("time_zone"), &c.time_zone)? }),
+                Box::new(NginxError {
+                    source: field(&k("source"), &c.source)?,
+                    time_zone: zone(&k("time_zone"), &c.time_zone)?,
+                }),
             ),
             FilterConfig::Grok(c) => {
                 // Logstash allows several fields in `match`; we take one so a failure tag is unambiguous.
                 let mut entries = c.patterns.iter();
                 let (Some((source, patterns)), None) = (entries.next(), entries.next()) else {
-                    return Err(bad(k("match"), "needs exactly one field, e.g. match = { message = \"%{IP:[source][ip]} %{GREEDYDATA}\" }"));
+                    return Err(bad(
+                        k("match"),
+                        "needs exactly one field, e.g. match = { message = \"%{IP:[source][ip]} %{GREEDYDATA}\" }",
+                    ));
                 };
                 let patterns = patterns.to_vec();
                 if patterns.is_empty() {
@@ -112,7 +130,10 @@ impl FilterConfig {
             }
             FilterConfig::Date(c) => {
                 let [source, formats @ ..] = c.matches.as_slice() else {
-                    return Err(bad(k("match"), "needs a field and at least one format, e.g. [\"timestamp\", \"ISO8601\"]"));
+                    return Err(bad(
+                        k("match"),
+                        "needs a field and at least one format, e.g. [\"timestamp\", \"ISO8601\"]",
+                    ));
                 };
                 if formats.is_empty() {
                     return Err(bad(k("match"), "needs at least one format after the field"));
@@ -130,17 +151,28 @@ impl FilterConfig {
             }
             FilterConfig::Mutate(c) => {
                 let pairs = |name: &str, map: &BTreeMap<String, String>| -> Result<Vec<(FieldRef, Template)>> {
-                    map.iter().map(|(f, v)| Ok((field(&k(&format!("{name}.{f}")), f)?, template(&k(&format!("{name}.{f}")), v)?))).collect()
+                    map.iter()
+                        .map(|(f, v)| {
+                            Ok((field(&k(&format!("{name}.{f}")), f)?, template(&k(&format!("{name}.{f}")), v)?))
+                        })
+                        .collect()
                 };
                 let mutate = Mutate {
                     rename: c
                         .rename
                         .iter()
-                        .map(|(from, to)| Ok((field(&k(&format!("rename.{from}")), from)?, field(&k(&format!("rename.{from}")), to)?)))
+                        .map(|(from, to)| {
+                            Ok((field(&k(&format!("rename.{from}")), from)?, field(&k(&format!("rename.{from}")), to)?))
+                        })
                         .collect::<Result<_>>()?,
                     replace: pairs("replace", &c.replace)?,
                     add_field: pairs("add_field", &c.add_field)?,
-                    remove_field: c.remove_field.iter().enumerate().map(|(i, f)| field(&k(&format!("remove_field[{i}]")), f)).collect::<Result<_>>()?,
+                    remove_field: c
+                        .remove_field
+                        .iter()
+                        .enumerate()
+                        .map(|(i, f)| field(&k(&format!("remove_field[{i}]")), f))
+                        .collect::<Result<_>>()?,
                     add_tag: c.add_tag.clone(),
                     remove_tag: c.remove_tag.clone(),
                 };
@@ -166,12 +198,20 @@ impl TryFrom<&IndexerConfig> for Compiled {
             .map(|(i, r)| {
                 let key = format!("indexer.routes[{i}]");
                 if r.index.trim().is_empty() {
-                    return Err(bad(format!("{key}.index"), "is required, e.g. index = \"nginx_access-%{+YYYY.MM.dd}\""));
+                    return Err(bad(
+                        format!("{key}.index"),
+                        "is required, e.g. index = \"nginx_access-%{+YYYY.MM.dd}\"",
+                    ));
                 }
                 Ok(Route {
                     when: when(&key, &r.when)?,
                     index: template(&format!("{key}.index"), &r.index)?,
-                    time_zone: r.time_zone.as_deref().map(|z| zone(&format!("{key}.time_zone"), z)).transpose()?.unwrap_or(Tz::UTC),
+                    time_zone: r
+                        .time_zone
+                        .as_deref()
+                        .map(|z| zone(&format!("{key}.time_zone"), z))
+                        .transpose()?
+                        .unwrap_or(Tz::UTC),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -264,4 +304,3 @@ mod tests {
         }
     }
 }
-

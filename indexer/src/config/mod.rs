@@ -375,8 +375,8 @@ impl Default for FileOutputConfig {
 mod tests {
     use super::*;
     use crate::event::Event;
-    use chrono_tz::Tz;
     use crate::route::Routed;
+    use chrono_tz::Tz;
     use figment::providers::{Format, Toml};
     use serde_json::json;
 
@@ -480,5 +480,4 @@ mod tests {
             assert!(err.contains(key), "{toml}: {err}");
         }
     }
-
 }

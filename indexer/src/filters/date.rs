@@ -33,7 +33,9 @@ impl DateFormat {
             "UNIX_MS" => Self::UnixMs,
             other => {
                 if other.is_empty() || StrftimeItems::new(other).any(|i| matches!(i, Item::Error)) {
-                    return Err(Error::Config(format!("date format {other:?} is not ISO8601, UNIX, UNIX_MS or a valid strftime format")));
+                    return Err(Error::Config(format!(
+                        "date format {other:?} is not ISO8601, UNIX, UNIX_MS or a valid strftime format"
+                    )));
                 }
                 Self::Strftime(other.to_string())
             }
@@ -41,7 +43,8 @@ impl DateFormat {
     }
 
     fn read(&self, value: &Value, time_zone: Tz) -> Option<DateTime<Utc>> {
-        let local = |naive: NaiveDateTime| time_zone.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc));
+        let local =
+            |naive: NaiveDateTime| time_zone.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc));
         match (self, value) {
             (Self::Unix, Value::Number(n)) => from_millis((n.as_f64()? * 1000.0).round()),
             (Self::Unix, Value::String(s)) => from_millis((s.trim().parse::<f64>().ok()? * 1000.0).round()),
@@ -51,10 +54,12 @@ impl DateFormat {
                 .map(|t| t.with_timezone(&Utc))
                 .ok()
                 .or_else(|| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z").ok().map(|t| t.with_timezone(&Utc)))
-                .or_else(|| ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S,%3f"]
-                    .iter()
-                    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-                    .and_then(local)),
+                .or_else(|| {
+                    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S,%3f"]
+                        .iter()
+                        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+                        .and_then(local)
+                }),
             (Self::Strftime(f), Value::String(s)) => DateTime::parse_from_str(s, f)
                 .map(|t| t.with_timezone(&Utc))
                 .ok()
@@ -110,9 +115,13 @@ mod tests {
     use serde_json::json;
 
     fn run(formats: &[&str], tz: Tz, value: Value) -> Event {
-        let mut filter = DateFilter::new(FieldRef::parse("t").unwrap(), formats.iter().map(|f| DateFormat::parse(f).unwrap()).collect());
+        let mut filter = DateFilter::new(
+            FieldRef::parse("t").unwrap(),
+            formats.iter().map(|f| DateFormat::parse(f).unwrap()).collect(),
+        );
         filter.time_zone = tz;
-        let mut e = Event::from_map(json!({"@timestamp": "2026-11-23T10:00:00.000Z", "t": value}).as_object().unwrap().clone());
+        let mut e =
+            Event::from_map(json!({"@timestamp": "2026-11-23T10:00:00.000Z", "t": value}).as_object().unwrap().clone());
         filter.apply(&mut e);
         e
     }
@@ -128,17 +137,32 @@ mod tests {
         assert_eq!(e.as_map()["event"]["created"], json!("2026-11-23T10:00:00.000Z"));
         let e = run(&["%Y/%m/%d %H:%M:%S"], Tz::America__New_York, json!("2026/11/21 08:15:30"));
         assert_eq!(ts(&e), &json!("2026-11-21T13:15:30.000Z"));
-        assert_eq!(ts(&run(&["ISO8601"], Tz::UTC, json!("2026-11-21T08:15:30.5+01:00"))), &json!("2026-11-21T07:15:30.500Z"));
-        assert_eq!(ts(&run(&["ISO8601"], Tz::UTC, json!("2026-11-21 08:15:30,250"))), &json!("2026-11-21T08:15:30.250Z"));
+        assert_eq!(
+            ts(&run(&["ISO8601"], Tz::UTC, json!("2026-11-21T08:15:30.5+01:00"))),
+            &json!("2026-11-21T07:15:30.500Z")
+        );
+        assert_eq!(
+            ts(&run(&["ISO8601"], Tz::UTC, json!("2026-11-21 08:15:30,250"))),
+            &json!("2026-11-21T08:15:30.250Z")
+        );
         assert_eq!(ts(&run(&["UNIX"], Tz::UTC, json!(1795250130.25))), &json!("2026-11-21T08:35:30.250Z"));
         assert_eq!(ts(&run(&["UNIX"], Tz::UTC, json!("1795250130"))), &json!("2026-11-21T08:35:30.000Z"));
         assert_eq!(ts(&run(&["UNIX_MS"], Tz::UTC, json!(1795250130123_u64))), &json!("2026-11-21T08:35:30.123Z"));
-        assert_eq!(ts(&run(&["UNIX", "ISO8601"], Tz::UTC, json!("2026-11-21T08:15:30Z"))), &json!("2026-11-21T08:15:30.000Z"));
+        assert_eq!(
+            ts(&run(&["UNIX", "ISO8601"], Tz::UTC, json!("2026-11-21T08:15:30Z"))),
+            &json!("2026-11-21T08:15:30.000Z")
+        );
     }
 
     #[test]
     fn failures_are_tagged_and_keep_the_read_time() {
-        for (fmt, v) in [("UNIX", json!("soon")), ("ISO8601", json!(12)), ("%Y", json!("x")), ("UNIX_MS", json!(1e300)), ("UNIX", json!(null))] {
+        for (fmt, v) in [
+            ("UNIX", json!("soon")),
+            ("ISO8601", json!(12)),
+            ("%Y", json!("x")),
+            ("UNIX_MS", json!(1e300)),
+            ("UNIX", json!(null)),
+        ] {
             let e = run(&[fmt], Tz::UTC, v);
             assert!(e.has_tag(DATE_PARSE_FAILURE), "{fmt}");
             assert_eq!(ts(&e), &json!("2026-11-23T10:00:00.000Z"));

@@ -33,12 +33,18 @@ pub const PATTERNS: &[(&str, &str)] = &[
     ("GREEDYDATA", r".*"),
     ("QUOTEDSTRING", r#""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"#),
     ("QS", r"%{QUOTEDSTRING}"),
-    ("IPV4", r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"),
+    (
+        "IPV4",
+        r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    ),
     ("IPV6", r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:%{IPV4}|[0-9A-Fa-f]{0,4})(?:%[0-9A-Za-z]+)?"),
     ("IP", r"%{IPV6}|%{IPV4}"),
     ("HOSTNAME", r"\b[0-9A-Za-z][0-9A-Za-z-]{0,62}(?:\.[0-9A-Za-z][0-9A-Za-z-]{0,62})*\.?"),
     ("IPORHOST", r"%{IP}|%{HOSTNAME}"),
-    ("MONTH", r"\b(?:[Jj]an(?:uary)?|[Ff]eb(?:ruary)?|[Mm]ar(?:ch)?|[Aa]pr(?:il)?|[Mm]ay|[Jj]une?|[Jj]uly?|[Aa]ug(?:ust)?|[Ss]ep(?:tember)?|[Oo]ct(?:ober)?|[Nn]ov(?:ember)?|[Dd]ec(?:ember)?)\b"),
+    (
+        "MONTH",
+        r"\b(?:[Jj]an(?:uary)?|[Ff]eb(?:ruary)?|[Mm]ar(?:ch)?|[Aa]pr(?:il)?|[Mm]ay|[Jj]une?|[Jj]uly?|[Aa]ug(?:ust)?|[Ss]ep(?:tember)?|[Oo]ct(?:ober)?|[Nn]ov(?:ember)?|[Dd]ec(?:ember)?)\b",
+    ),
     ("MONTHNUM", r"0?[1-9]|1[0-2]"),
     ("MONTHDAY", r"0[1-9]|[12][0-9]|3[01]|[1-9]"),
     ("YEAR", r"(?:\d\d){1,2}"),
@@ -49,7 +55,10 @@ pub const PATTERNS: &[(&str, &str)] = &[
     ("ISO8601_TIMEZONE", r"Z|[+-]%{HOUR}(?::?%{MINUTE})"),
     ("TIMESTAMP_ISO8601", r"%{YEAR}-%{MONTHNUM}-%{MONTHDAY}[T ]%{HOUR}:?%{MINUTE}(?::?%{SECOND})?%{ISO8601_TIMEZONE}?"),
     ("HTTPDATE", r"%{MONTHDAY}/%{MONTH}/%{YEAR}:%{TIME} %{INT}"),
-    ("LOGLEVEL", r"[Aa]lert|ALERT|[Tt]race|TRACE|[Dd]ebug|DEBUG|[Nn]otice|NOTICE|[Ii]nfo|INFO|[Ww]arn(?:ing)?|WARN(?:ING)?|[Ee]rr(?:or)?|ERR(?:OR)?|[Cc]rit(?:ical)?|CRIT(?:ICAL)?|[Ff]atal|FATAL|[Ss]evere|SEVERE|[Ee]merg(?:ency)?|EMERG(?:ENCY)?"),
+    (
+        "LOGLEVEL",
+        r"[Aa]lert|ALERT|[Tt]race|TRACE|[Dd]ebug|DEBUG|[Nn]otice|NOTICE|[Ii]nfo|INFO|[Ww]arn(?:ing)?|WARN(?:ING)?|[Ee]rr(?:or)?|ERR(?:OR)?|[Cc]rit(?:ical)?|CRIT(?:ICAL)?|[Ff]atal|FATAL|[Ss]evere|SEVERE|[Ee]merg(?:ency)?|EMERG(?:ENCY)?",
+    ),
 ];
 
 /// Nesting deeper than this is a definition cycle (`A` → `B` → `A`).
@@ -120,7 +129,12 @@ fn compile(pattern: &str, library: &HashMap<&str, &str>) -> Result<Compiled> {
     Ok(Compiled { regex, captures })
 }
 
-fn expand(pattern: &str, library: &HashMap<&str, &str>, captures: &mut Vec<Capture>, depth: usize) -> Result<String, String> {
+fn expand(
+    pattern: &str,
+    library: &HashMap<&str, &str>,
+    captures: &mut Vec<Capture>,
+    depth: usize,
+) -> Result<String, String> {
     if depth > MAX_DEPTH {
         return Err("pattern definitions nest too deep (a cycle?)".into());
     }
@@ -168,7 +182,11 @@ impl Filter for Grok {
                     let s = m.as_str();
                     let value = match capture.convert {
                         Convert::Int => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(s)),
-                        Convert::Float => s.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f).map(Value::Number)).unwrap_or_else(|| Value::from(s)),
+                        Convert::Float => s
+                            .parse::<f64>()
+                            .ok()
+                            .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+                            .unwrap_or_else(|| Value::from(s)),
                         Convert::None => Value::from(s),
                     };
                     found.push((&capture.field, value));
@@ -203,8 +221,11 @@ mod tests {
 
     #[test]
     fn library_patterns_capture_into_fields() {
-        let g = grok(&[r#"^%{IP:[source][ip]} %{WORD:[http][request][method]} %{NOTSPACE:url.original} %{INT:[http][response][status_code]:int} %{NUMBER:dur:float} \[%{HTTPDATE:ts}\] %{QS:agent} %{DATA:d}\|%{GREEDYDATA:rest}$"#]);
-        let mut e = event(r#"2001:db8::1 GET /a?b=c 404 0.25 [21/Nov/2026:08:15:30 +0000] "curl/8 \"x\"" lazy|tail end"#);
+        let g = grok(&[
+            r#"^%{IP:[source][ip]} %{WORD:[http][request][method]} %{NOTSPACE:url.original} %{INT:[http][response][status_code]:int} %{NUMBER:dur:float} \[%{HTTPDATE:ts}\] %{QS:agent} %{DATA:d}\|%{GREEDYDATA:rest}$"#,
+        ]);
+        let mut e =
+            event(r#"2001:db8::1 GET /a?b=c 404 0.25 [21/Nov/2026:08:15:30 +0000] "curl/8 \"x\"" lazy|tail end"#);
         g.apply(&mut e);
         let m = e.as_map();
         assert!(!e.has_tag(GROK_PARSE_FAILURE));

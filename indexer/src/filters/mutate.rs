@@ -67,12 +67,20 @@ mod tests {
         let m = Mutate {
             rename: vec![(f("old"), f("[new][place]")), (f("missing"), f("x"))],
             replace: vec![(f("r"), Template::parse("%{[new][place]}!").unwrap())],
-            add_field: vec![(f("a"), Template::parse("v2").unwrap()), (f("b"), Template::parse("%{[host][name]}").unwrap())],
+            add_field: vec![
+                (f("a"), Template::parse("v2").unwrap()),
+                (f("b"), Template::parse("%{[host][name]}").unwrap()),
+            ],
             remove_field: vec![f("gone"), f("[new][place]")],
             add_tag: vec!["t1".into()],
             remove_tag: vec!["drop".into()],
         };
-        let mut e = Event::from_map(json!({"old": "o", "a": "v1", "gone": 1, "host": {"name": "web-01"}, "tags": ["drop", "keep"]}).as_object().unwrap().clone());
+        let mut e = Event::from_map(
+            json!({"old": "o", "a": "v1", "gone": 1, "host": {"name": "web-01"}, "tags": ["drop", "keep"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
         m.apply(&mut e);
         assert_eq!(
             serde_json::Value::Object(e.into_map()),

@@ -109,17 +109,23 @@ fn four(b: &[u8], at: usize) -> Option<i32> {
 }
 
 fn month(name: &[u8]) -> Option<u32> {
-    const NAMES: [&[u8]; 12] = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    const NAMES: [&[u8]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
     NAMES.iter().position(|n| *n == name).map(|i| i as u32 + 1)
 }
 
 /// `$time_local`: `21/Nov/2026:08:15:30 +0100` (strftime `%d/%b/%Y:%H:%M:%S %z`).
 pub fn parse_time_local(s: &str) -> Option<DateTime<Utc>> {
     let b = s.as_bytes();
-    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' || b[17] != b':' || b[20] != b' ' {
+    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' || b[17] != b':' || b[20] != b' '
+    {
         return None;
     }
-    let naive = NaiveDate::from_ymd_opt(four(b, 7)?, month(&b[3..6])?, two(b, 0)?)?.and_hms_opt(two(b, 12)?, two(b, 15)?, two(b, 18)?)?;
+    let naive = NaiveDate::from_ymd_opt(four(b, 7)?, month(&b[3..6])?, two(b, 0)?)?.and_hms_opt(
+        two(b, 12)?,
+        two(b, 15)?,
+        two(b, 18)?,
+    )?;
     let sign = match b[21] {
         b'+' => 1,
         b'-' => -1,
@@ -242,8 +248,8 @@ impl Filter for NginxError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::{Route, RouteTable, Routed, Unmatched};
     use crate::condition::Condition;
+    use crate::route::{Route, RouteTable, Routed, Unmatched};
     use crate::template::Template;
     use serde_json::json;
 
@@ -276,7 +282,8 @@ mod tests {
 
     #[test]
     fn main_format_with_forwarded_for_and_dashes() {
-        let line = r#"10.0.0.1 - - [22/Nov/2026:00:00:01 +0000] "POST /api HTTP/2.0" 502 0 "-" "-" "198.51.100.7, 10.0.0.2""#;
+        let line =
+            r#"10.0.0.1 - - [22/Nov/2026:00:00:01 +0000] "POST /api HTTP/2.0" 502 0 "-" "-" "198.51.100.7, 10.0.0.2""#;
         let mut e = envelope("access", line);
         NginxAccess::default().apply(&mut e);
         let m = e.as_map();
@@ -321,7 +328,13 @@ mod tests {
         assert_eq!(t("21/Nov/2026:08:15:30 +0000").as_deref(), Some("2026-11-21T08:15:30.000Z"));
         assert_eq!(t("01/Jan/2027:00:30:00 +0530").as_deref(), Some("2026-12-31T19:00:00.000Z"));
         assert_eq!(t("21/Nov/2026:20:00:00 -0800").as_deref(), Some("2026-11-22T04:00:00.000Z"));
-        for bad in ["21/Foo/2026:08:15:30 +0000", "21/Nov/2026:25:15:30 +0000", "21/Nov/2026:08:15:30 0000", "21/Nov/2026", "2é/Nov/2026:08:15:30 +0000"] {
+        for bad in [
+            "21/Foo/2026:08:15:30 +0000",
+            "21/Nov/2026:25:15:30 +0000",
+            "21/Nov/2026:08:15:30 0000",
+            "21/Nov/2026",
+            "2é/Nov/2026:08:15:30 +0000",
+        ] {
             assert_eq!(t(bad), None, "{bad}");
         }
     }
@@ -357,9 +370,21 @@ mod tests {
     #[test]
     fn two_days_land_in_their_own_daily_indices() {
         let lines = [
-            ("access", r#"1.1.1.1 - - [20/Nov/2026:23:59:59 +0000] "GET /a HTTP/1.1" 200 1 "-" "-""#, "nginx_access-2026.11.20"),
-            ("access", r#"1.1.1.1 - - [21/Nov/2026:00:00:00 +0000] "GET /b HTTP/1.1" 200 1 "-" "-""#, "nginx_access-2026.11.21"),
-            ("access", r#"1.1.1.1 - - [21/Nov/2026:00:30:00 +0100] "GET /c HTTP/1.1" 200 1 "-" "-" "-""#, "nginx_access-2026.11.20"),
+            (
+                "access",
+                r#"1.1.1.1 - - [20/Nov/2026:23:59:59 +0000] "GET /a HTTP/1.1" 200 1 "-" "-""#,
+                "nginx_access-2026.11.20",
+            ),
+            (
+                "access",
+                r#"1.1.1.1 - - [21/Nov/2026:00:00:00 +0000] "GET /b HTTP/1.1" 200 1 "-" "-""#,
+                "nginx_access-2026.11.21",
+            ),
+            (
+                "access",
+                r#"1.1.1.1 - - [21/Nov/2026:00:30:00 +0100] "GET /c HTTP/1.1" 200 1 "-" "-" "-""#,
+                "nginx_access-2026.11.20",
+            ),
             ("error", "2026/11/20 12:00:00 [error] 7#7: *1 upstream timed out", "nginx_error-2026.11.20"),
             ("error", "2026/11/21 00:00:01 [crit] 7#7: disk full", "nginx_error-2026.11.21"),
             ("error", "junk", "nginx_error-2026.11.23"),

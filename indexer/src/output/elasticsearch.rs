@@ -83,7 +83,8 @@ impl Elasticsearch {
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60));
         if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
+            let pem =
+                std::fs::read(path).map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad("ca_file", e.to_string()))? {
                 builder = builder.add_root_certificate(cert);
             }
@@ -129,7 +130,8 @@ impl Elasticsearch {
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         loop {
             let host = self.pick_host();
-            let request = self.authorize(self.client.put(format!("{}/_index_template/{name}", host.url)))
+            let request = self
+                .authorize(self.client.put(format!("{}/_index_template/{name}", host.url)))
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
             match request.send().await {
@@ -141,12 +143,11 @@ impl Elasticsearch {
                 Ok(response) if response.status().is_client_error() && response.status().as_u16() != 429 => {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
-                    return Err(Error::Elasticsearch(format!(
-                        "{} refused index template {name:?} ({status}): {text}; fix it or set manage_template = false",
-                        host.url
-                    )));
+                    return Err(Error::Elasticsearch(template_refused(&host.url, name, status.as_u16(), &text)));
                 }
-                Ok(response) => self.failed(host, Failure::Retry(format!("index template: HTTP {}", response.status()))),
+                Ok(response) => {
+                    self.failed(host, Failure::Retry(format!("index template: HTTP {}", response.status())))
+                }
                 Err(e) => self.failed(host, Failure::Transport(transport_reason(&e))),
             }
             if !self.another_host_alive(host) && !sleep_or_stop(backoff.next_delay(), stop).await {
@@ -212,10 +213,15 @@ impl Elasticsearch {
 
     /// One `_bulk` request. `Err` is a transport failure; an answer of any status is decided on.
     async fn send(&self, host: &Host, body: Bytes, items: usize) -> std::result::Result<BulkOutcome, String> {
-        let mut request = self.authorize(self.client.post(format!("{}/_bulk", host.url))).header(CONTENT_TYPE, "application/x-ndjson");
+        let mut request = self
+            .authorize(self.client.post(format!("{}/_bulk", host.url)))
+            .header(CONTENT_TYPE, "application/x-ndjson");
         request = if self.compression {
             let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
-            gz.write_all(&body).and_then(|_| gz.finish()).map(|b| request.header(CONTENT_ENCODING, "gzip").body(b)).map_err(|e| e.to_string())?
+            gz.write_all(&body)
+                .and_then(|_| gz.finish())
+                .map(|b| request.header(CONTENT_ENCODING, "gzip").body(b))
+                .map_err(|e| e.to_string())?
         } else {
             request.body(body)
         };
@@ -311,5 +317,25 @@ pub(crate) async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> 
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
         _ = stop.cancelled() => false,
+    }
+}
+/// Why Elasticsearch refused the index template, and what to change: 401/403 are about who the indexer
+/// is (the output's `user`/`password` or `api_key`), not about templates, so turning `manage_template`
+/// off would only move the same refusal to the first `_bulk` request.
+fn template_refused(host: &str, name: &str, status: u16, text: &str) -> String {
+    const KEYS: &str = "indexer.output.elasticsearch.user and .password (or .api_key)";
+    match status {
+        401 => format!(
+            "{host} rejected the indexer's credentials (401 Unauthorized) when installing index template \
+             {name:?}: {text}; check {KEYS}"
+        ),
+        403 => format!(
+            "{host} refused the indexer's user (403 Forbidden) when installing index template {name:?}: {text}; \
+             check {KEYS}: the user needs the manage_index_templates cluster privilege and the create_doc \
+             privilege on the indices (or install the template yourself and set manage_template = false)"
+        ),
+        _ => {
+            format!("{host} refused index template {name:?} ({status}): {text}; fix it or set manage_template = false")
+        }
     }
 }

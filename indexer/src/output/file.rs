@@ -46,13 +46,15 @@ struct IdOnly {
 
 impl FileOutput {
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(Error::io(format!("cannot create the file output directory {}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(Error::io(format!("cannot create the file output directory {}", dir.display())))?;
         Ok(Self { dir: dir.to_path_buf(), files: Mutex::new(HashMap::new()) })
     }
 
     /// The file an index is written to.
     pub fn path_of(&self, index: &str) -> PathBuf {
-        let name: String = index.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect();
+        let name: String =
+            index.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect();
         let name = if name.trim_matches('.').is_empty() { format!("_{name}") } else { name };
         self.dir.join(format!("{name}.ndjson"))
     }
@@ -113,7 +115,8 @@ impl FileOutput {
 impl IndexFile {
     fn open(path: &Path) -> Result<Self> {
         let context = || format!("cannot open {}", path.display());
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(Error::io(context()))?;
+        let mut file =
+            OpenOptions::new().read(true).append(true).create(true).open(path).map_err(Error::io(context()))?;
         let mut ids = HashSet::new();
         let mut good_len = 0u64;
         let mut reader = BufReader::new(&mut file);
@@ -129,7 +132,9 @@ impl IndexFile {
                 Ok(doc) => {
                     ids.insert(xxh3_128(doc.id.as_bytes()));
                 }
-                Err(e) => tracing::warn!(file = %path.display(), "a line without a readable _id ({e}); it cannot prevent a duplicate"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "a line without a readable _id ({e}); it cannot prevent a duplicate")
+                }
             }
         }
         drop(reader);
@@ -188,8 +193,14 @@ mod tests {
         let topic: Arc<str> = "t".into();
         let mut records = RecordBatch::default();
         for (i, id) in ids.iter().enumerate() {
-            let value = format!(r#"{{"@timestamp":"2026-11-21T01:00:00.000Z","message":"m{i}","event":{{"id":"{id}"}}}}"#);
-            records.push(Record { topic: topic.clone(), partition: 0, offset: i as i64, value: Some(value.into_bytes()) });
+            let value =
+                format!(r#"{{"@timestamp":"2026-11-21T01:00:00.000Z","message":"m{i}","event":{{"id":"{id}"}}}}"#);
+            records.push(Record {
+                topic: topic.clone(),
+                partition: 0,
+                offset: i as i64,
+                value: Some(value.into_bytes()),
+            });
         }
         p.build(1, records)
     }

@@ -51,10 +51,21 @@ impl Outputs {
     }
 
     /// One-time preparation before consuming: the Elasticsearch index template. False if `stop` fired.
-    pub async fn prepare(&self, routes: &RouteTable, default_index: Option<&str>, stop: &CancellationToken) -> Result<bool> {
+    pub async fn prepare(
+        &self,
+        routes: &RouteTable,
+        default_index: Option<&str>,
+        stop: &CancellationToken,
+    ) -> Result<bool> {
         match &self.store {
             Store::Elasticsearch(es) => {
-                let mut patterns: Vec<String> = routes.routes().iter().map(|r| r.index.source()).chain(default_index).filter_map(index_pattern).collect();
+                let mut patterns: Vec<String> = routes
+                    .routes()
+                    .iter()
+                    .map(|r| r.index.source())
+                    .chain(default_index)
+                    .filter_map(index_pattern)
+                    .collect();
                 patterns.sort();
                 patterns.dedup();
                 es.install_template(&patterns, stop).await

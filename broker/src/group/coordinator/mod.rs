@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::offsets::{CommittedOffset, GroupMeta, OffsetStore, TopicPartition};
 use super::state::{
-    Group, GroupDescription, GroupSettings, GroupStateName, JoinRequest, JoinResponse, LeaveMember, Reply,
-    SyncRequest, SyncResponse,
+    Group, GroupDescription, GroupSettings, GroupStateName, JoinRequest, JoinResponse, LeaveMember, Reply, SyncRequest,
+    SyncResponse,
 };
 use super::subscription::CONSUMER_PROTOCOL_TYPE;
 use crate::broker::now_ms;
@@ -128,13 +128,22 @@ impl GroupCoordinator {
     }
 
     /// [`open`](Self::open) with the partition-existence check and the current time supplied.
-    pub fn open_with(config: &BrokerConfig, partition_exists: PartitionExists, now_ms: i64) -> crate::Result<Arc<Self>> {
+    pub fn open_with(
+        config: &BrokerConfig,
+        partition_exists: PartitionExists,
+        now_ms: i64,
+    ) -> crate::Result<Arc<Self>> {
         let dir = config.log_dirs.join(OFFSETS_DIR);
         let offsets = OffsetStore::open(&dir).map_err(|source| Error::Storage { path: dir.clone(), source })?;
         Ok(Arc::new(Self::with_store(config, offsets, partition_exists, now_ms)))
     }
 
-    fn with_store(config: &BrokerConfig, offsets: Arc<OffsetStore>, partition_exists: PartitionExists, now_ms: i64) -> Self {
+    fn with_store(
+        config: &BrokerConfig,
+        offsets: Arc<OffsetStore>,
+        partition_exists: PartitionExists,
+        now_ms: i64,
+    ) -> Self {
         let settings = GroupSettings {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms as i64,
             min_session_timeout_ms: config.group_min_session_timeout_ms,

@@ -348,7 +348,10 @@ fn describe_shows_kafkas_view() {
     assert_eq!(d.state.as_str(), "Stable");
     assert_eq!((d.protocol_type.as_str(), d.protocol.as_str()), ("consumer", "range"));
     let m = &d.members[0];
-    assert_eq!((m.member_id.as_str(), m.client_id.as_str(), m.client_host.as_str()), (a.as_str(), "client", "/10.0.0.1"));
+    assert_eq!(
+        (m.member_id.as_str(), m.client_id.as_str(), m.client_host.as_str()),
+        (a.as_str(), "client", "/10.0.0.1")
+    );
     assert_eq!(m.assignment.as_ref(), b"assigned");
     assert_eq!(m.metadata, range()[0].metadata);
     assert_eq!(groups.describe("nobody").state, GroupStateName::Dead);

@@ -29,9 +29,7 @@ async fn acknowledged_commits_survive_drop_without_close() {
     let s1 = store.commit("g1", &[(tp("logs", 0), offset(10, 1)), (tp("logs", 1), offset(20, 1))]).unwrap();
     let s2 = store.commit("g1", &[(tp("logs", 0), offset(11, 2))]).unwrap();
     let s3 = store.commit("g2", &[(tp("other", 0), offset(5, 3))]).unwrap();
-    store
-        .put_meta("g1", &GroupMeta { protocol_type: Some("consumer".into()), empty_since_ms: Some(7) })
-        .unwrap();
+    store.put_meta("g1", &GroupMeta { protocol_type: Some("consumer".into()), empty_since_ms: Some(7) }).unwrap();
     // Group commit: all three waits share fsyncs and all succeed.
     let (a, b, c) = tokio::join!(store.wait_durable(s1), store.wait_durable(s2), store.wait_durable(s3));
     a.unwrap();
@@ -43,10 +41,7 @@ async fn acknowledged_commits_survive_drop_without_close() {
     assert_eq!(store.get("g1", &tp("logs", 0)), Some(offset(11, 2)));
     assert_eq!(store.get("g1", &tp("logs", 1)), Some(offset(20, 1)));
     assert_eq!(store.get("g2", &tp("other", 0)), Some(offset(5, 3)));
-    assert_eq!(
-        store.meta("g1"),
-        Some(GroupMeta { protocol_type: Some("consumer".into()), empty_since_ms: Some(7) })
-    );
+    assert_eq!(store.meta("g1"), Some(GroupMeta { protocol_type: Some("consumer".into()), empty_since_ms: Some(7) }));
     let mut groups = store.groups();
     groups.sort();
     assert_eq!(groups, vec!["g1", "g2"]);

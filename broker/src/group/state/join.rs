@@ -9,11 +9,11 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
-use crate::group::subscription::{subscribed_topics, CONSUMER_PROTOCOL_TYPE};
 use super::{
-    Group, GroupSettings, GroupState, GroupStateName, InitialDelay, JoinRequest, JoinResponse, JoinResult, JoinedMember,
-    Member, Protocol, Rebalance, Reply, SyncResponse, NEW_MEMBER_JOIN_TIMEOUT_MS,
+    Group, GroupSettings, GroupState, GroupStateName, InitialDelay, JoinRequest, JoinResponse, JoinResult,
+    JoinedMember, Member, Protocol, Rebalance, Reply, SyncResponse, NEW_MEMBER_JOIN_TIMEOUT_MS,
 };
+use crate::group::subscription::{subscribed_topics, CONSUMER_PROTOCOL_TYPE};
 
 impl Group {
     /// Kafka's `supportsProtocols`: an empty group takes anyone with a protocol; otherwise the type must
@@ -146,8 +146,7 @@ impl Group {
             GroupStateName::PreparingRebalance => self.update_member_and_rebalance(idx, req, settings, now_ms),
             GroupStateName::CompletingRebalance if unchanged => {
                 // A retry of a JoinGroup whose response got lost: answer with the current generation.
-                let members =
-                    if self.is_leader(&req.member_id) { self.current_member_metadata() } else { Vec::new() };
+                let members = if self.is_leader(&req.member_id) { self.current_member_metadata() } else { Vec::new() };
                 Reply::Ready(self.current_join_response(&req.member_id, members))
             }
             GroupStateName::CompletingRebalance => self.update_member_and_rebalance(idx, req, settings, now_ms),
@@ -362,8 +361,10 @@ impl Group {
         }
         if !self.elect_joined_leader() && !self.members.is_empty() {
             // Only absent static members remain: wait another round for them or their session expiry.
-            self.state =
-                GroupState::PreparingRebalance(Rebalance { deadline_ms: now_ms + self.rebalance_timeout_ms(), initial: None });
+            self.state = GroupState::PreparingRebalance(Rebalance {
+                deadline_ms: now_ms + self.rebalance_timeout_ms(),
+                initial: None,
+            });
             return;
         }
         self.generation += 1;

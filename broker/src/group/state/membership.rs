@@ -100,7 +100,9 @@ impl Group {
         self.detach_member(idx);
         match self.state_name() {
             GroupStateName::Dead | GroupStateName::Empty => {}
-            GroupStateName::Stable | GroupStateName::CompletingRebalance => self.maybe_prepare_rebalance(settings, now_ms),
+            GroupStateName::Stable | GroupStateName::CompletingRebalance => {
+                self.maybe_prepare_rebalance(settings, now_ms)
+            }
             GroupStateName::PreparingRebalance => self.try_complete_join(now_ms),
         }
     }

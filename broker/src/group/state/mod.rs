@@ -50,8 +50,8 @@ mod tests;
 
 pub(crate) use member::Member;
 pub use messages::{
-    Abandoned, GroupDescription, JoinRequest, JoinResponse, JoinedMember, LeaveMember, MemberDescription, Protocol,
-    Reply, SyncRequest, SyncResponse,
+    GroupDescription, JoinRequest, JoinResponse, JoinedMember, LeaveMember, MemberDescription, Protocol, Reply,
+    SyncRequest, SyncResponse,
 };
 
 use std::collections::{HashMap, HashSet};
@@ -111,14 +111,20 @@ impl std::fmt::Display for GroupStateName {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum GroupState {
     /// No members. `since_ms` is the base of offset expiry (KIP-211).
-    Empty { since_ms: i64 },
+    Empty {
+        since_ms: i64,
+    },
     /// Waiting for members to (re)join until `deadline_ms`.
     PreparingRebalance(Rebalance),
     /// Join complete; waiting for the leader's assignment. Members that have not sent SyncGroup by
     /// `sync_deadline_ms` are removed.
-    CompletingRebalance { sync_deadline_ms: i64 },
+    CompletingRebalance {
+        sync_deadline_ms: i64,
+    },
     /// Assignment done. Members that still owe a SyncGroup are removed at `sync_deadline_ms`.
-    Stable { sync_deadline_ms: Option<i64> },
+    Stable {
+        sync_deadline_ms: Option<i64>,
+    },
     Dead,
 }
 
@@ -254,7 +260,11 @@ impl Group {
                     group_instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
-                    metadata: if stable { m.metadata_for(&protocol).cloned().unwrap_or_default() } else { Bytes::new() },
+                    metadata: if stable {
+                        m.metadata_for(&protocol).cloned().unwrap_or_default()
+                    } else {
+                        Bytes::new()
+                    },
                     assignment: if stable { m.assignment.clone() } else { Bytes::new() },
                 })
                 .collect(),

@@ -206,7 +206,12 @@ fn static_member_rejoining_with_a_new_id_replaces_the_old_one_without_rebalance(
     let a_old = resolved(groups.join(join_request("", Some("ia"), range()), T0));
     assert_eq!(a_old.error, None, "static members skip MEMBER_ID_REQUIRED");
     let a_old = a_old.member_id;
-    resolved(groups.sync(SyncRequest { group_instance_id: Some("ia".into()), ..sync_request(&a_old, 1, &[(&a_old, "a")]) }, T0));
+    resolved(
+        groups.sync(
+            SyncRequest { group_instance_id: Some("ia".into()), ..sync_request(&a_old, 1, &[(&a_old, "a")]) },
+            T0,
+        ),
+    );
     let (b, b_join) = new_member(&groups, range(), T0);
     let mut b_join = pending(b_join);
     resolved(groups.join(join_request(&a_old, Some("ia"), range()), T0));
@@ -230,7 +235,9 @@ fn static_member_rejoining_with_a_new_id_replaces_the_old_one_without_rebalance(
     assert_eq!(groups.heartbeat("g", &a_old, Some("ia"), 2, T0 + 1001), Some(E::FencedInstanceId));
     assert_eq!(groups.heartbeat("g", &a_new, Some("ia"), 2, T0 + 1001), None);
     assert_eq!(groups.heartbeat("g", &b, None, 2, T0 + 1001), None, "B was not disturbed");
-    let synced = resolved(groups.sync(SyncRequest { group_instance_id: Some("ia".into()), ..sync_request(&a_new, 2, &[]) }, T0 + 1002));
+    let synced = resolved(
+        groups.sync(SyncRequest { group_instance_id: Some("ia".into()), ..sync_request(&a_new, 2, &[]) }, T0 + 1002),
+    );
     assert_eq!(synced.assignment, Bytes::from_static(b"a2"), "the assignment carries over");
 
     // v9 leader: gets the members and skip_assignment instead.

@@ -1,0 +1,106 @@
+//! What the broker reports about itself to the admin endpoint: each topic's partitions (offsets and
+//! bytes on disk) and each consumer group's state, members and committed offsets with their lag. The
+//! admin endpoint reads the broker only through [`Broker::report`].
+
+use crate::broker::Broker;
+
+/// A point-in-time view of the broker, sorted by topic and group name.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerReport {
+    pub topics: Vec<TopicState>,
+    pub groups: Vec<GroupState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicState {
+    pub name: String,
+    pub partitions: Vec<PartitionState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartitionState {
+    pub partition: i32,
+    pub log_start_offset: i64,
+    /// The offset after the last durable record (the high watermark).
+    pub log_end_offset: i64,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    pub group_id: String,
+    /// Kafka's state name: `Stable`, `Empty`, `PreparingRebalance`, …
+    pub state: String,
+    pub members: usize,
+    pub offsets: Vec<CommittedState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommittedState {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    pub log_end_offset: i64,
+    /// Records between the committed offset and the log end; never negative.
+    pub lag: i64,
+}
+
+impl Broker {
+    /// Collects a [`BrokerReport`]. Cheap enough to call per admin request.
+    pub fn report(&self) -> BrokerReport {
+        let mut topics: Vec<TopicState> = self
+            .logs
+            .topics()
+            .into_iter()
+            .map(|topic| TopicState {
+                partitions: (0..topic.partitions)
+                    .filter_map(|p| self.logs.partition(&topic.name, p))
+                    .map(|log| PartitionState {
+                        partition: log.partition(),
+                        log_start_offset: log.log_start_offset(),
+                        log_end_offset: log.high_watermark(),
+                        size_bytes: log.size_bytes(),
+                    })
+                    .collect(),
+                name: topic.name,
+            })
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let mut groups: Vec<GroupState> = self
+            .groups
+            .list_groups()
+            .into_iter()
+            .map(|listing| {
+                let description = self.groups.describe(&listing.group_id);
+                let mut offsets: Vec<CommittedState> = self
+                    .groups
+                    .committed_offsets(&listing.group_id)
+                    .into_iter()
+                    .map(|(tp, committed)| {
+                        let end = self
+                            .logs
+                            .partition(&tp.topic, tp.partition)
+                            .map_or(committed.offset, |log| log.high_watermark());
+                        CommittedState {
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
+                            committed: committed.offset,
+                            log_end_offset: end,
+                            lag: (end - committed.offset).max(0),
+                        }
+                    })
+                    .collect();
+                offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                GroupState {
+                    group_id: listing.group_id,
+                    state: description.state.as_str().to_string(),
+                    members: description.members.len(),
+                    offsets,
+                }
+            })
+            .collect();
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        BrokerReport { topics, groups }
+    }
+}

@@ -1,0 +1,459 @@
+"""Rough edges a new user hits in the first week (issue #11): environment overrides, log output,
+the admin endpoint of single-part commands, messages that name the key to change, stalls that say
+so, version/completions/man page, and the systemd units' install steps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support import HOST, LISTENING_RE, child_cmd, toml_value, wait_until
+
+
+def run(logpipe_bin, *args, env=None, cwd=None, timeout=60, input=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOGPIPE_")}
+    full_env.update(env or {})
+    return subprocess.run(child_cmd([str(logpipe_bin), *map(str, args)]), capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout, input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Environment overrides
+
+
+PIPELINE = """\
+[broker]
+log_dirs = "data/broker"
+[agent.output]
+topic = "t"
+[[agent.inputs]]
+type = "stdin"
+[indexer.input]
+topics = ["t"]
+[admin]
+address = "127.0.0.1:9600"
+"""
+
+# One override per section whose value the file's loader refuses, so the error proves it was read.
+BAD_OVERRIDES = [
+    ("BROKER__MESSAGE_MAX_BYTES", "big", "broker.message_max_bytes"),
+    ("AGENT__QUEUE_MAX_BYTES", "lots", "agent.queue_max_bytes"),
+    ("INDEXER__INPUT__AUTO_OFFSET_RESET", "sometimes", "indexer.input.auto_offset_reset"),
+    ("ADMIN__ENABLED", "perhaps", "admin.enabled"),
+]
+
+
+@pytest.mark.parametrize("case", ["upper", "lower"])
+@pytest.mark.parametrize("key,value,path", BAD_OVERRIDES, ids=[k for k, _, _ in BAD_OVERRIDES])
+def test_env_override_is_read_for_every_section(logpipe_bin, tmp_path, key, value, path, case):
+    pipeline = write(tmp_path / "p.toml", PIPELINE)
+    assert run(logpipe_bin, "check", pipeline).returncode == 0
+    name = "LOGPIPE_" + (key if case == "upper" else key.lower())
+    r = run(logpipe_bin, "check", pipeline, env={name: value})
+    assert r.returncode != 0, f"{name}={value} was ignored: {r.stdout}{r.stderr}"
+    # The error names the variable to fix, as documented (upper case), whichever case was set.
+    assert f'"LOGPIPE_{key}"' in r.stderr and "environment" in r.stderr, r.stderr
+
+
+def test_documented_log_dirs_override_moves_the_broker(logpipe_bin, tmp_path):
+    """The README's own example: LOGPIPE_BROKER__LOG_DIRS=/var/lib/logpipe."""
+    config = write(tmp_path / "broker.toml", f'[broker]\nlisteners = ["{HOST}:0"]\nlog_dirs = "default-dir"\n'
+                   '[admin]\nenabled = false\n')
+    wanted = tmp_path / "from-env"
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOGPIPE_")}
+    env["LOGPIPE_BROKER__LOG_DIRS"] = str(wanted)
+    proc = subprocess.Popen(child_cmd([str(logpipe_bin), "broker", "-c", str(config)]), cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert LISTENING_RE.match(proc.stdout.readline().decode()), "no 'listening on' line"
+        wait_until(wanted.is_dir, 30, f"{wanted} created by the broker")
+        assert not (tmp_path / "default-dir").exists()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Log output: no colour codes off a terminal, JSON on request
+
+
+def run_broker_briefly(logpipe_bin, tmp_path: Path, *flags: str) -> str:
+    """Start a broker with stderr to a file (as under systemd), stop it cleanly, return its stderr."""
+    config = write(tmp_path / "broker.toml", f'[broker]\nlisteners = ["{HOST}:0"]\nlog_dirs = "data"\n'
+                   '[admin]\nenabled = false\n')
+    stderr_path = tmp_path / "stderr.log"
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOGPIPE_")}
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(child_cmd([str(logpipe_bin), *flags, "broker", "-c", str(config)]), cwd=tmp_path,
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert LISTENING_RE.match(proc.stdout.readline().decode()), "no 'listening on' line"
+        wait_until(lambda: "broker listening" in stderr_path.read_text(), 30, "the broker's first log lines")
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    return stderr_path.read_text()
+
+
+def test_logs_to_a_file_carry_no_colour_codes(logpipe_bin, tmp_path):
+    text = run_broker_briefly(logpipe_bin, tmp_path)
+    assert "broker stopped cleanly" in text
+    assert "\x1b[" not in text, text
+
+
+def test_log_format_json_prints_one_object_per_line(logpipe_bin, tmp_path):
+    import json
+
+    text = run_broker_briefly(logpipe_bin, tmp_path, "--log-format", "json")
+    records = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+    assert any(r["fields"]["message"] == "broker stopped cleanly" for r in records), text
+    assert all(r["level"] in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR") for r in records)
+
+    # A command's final error is a JSON line too, after the subcommand as well as before it.
+    r = run(logpipe_bin, "check", tmp_path / "missing.toml", "--log-format", "json")
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines and all(json.loads(line) for line in lines), r.stderr
+    assert "missing.toml" in json.loads(lines[-1])["fields"]["message"]
+
+
+# --------------------------------------------------------------------------------------------
+# 3. The admin endpoint of `logpipe agent|indexer|broker -c FILE`
+
+
+def part_config(part: str, admin: str) -> str:
+    """A config file for one part, pointed at a broker port nobody listens on (enough to start)."""
+    sections = {
+        "broker": f'[broker]\nlisteners = ["{HOST}:0"]\nlog_dirs = "data"\n',
+        "agent": f'[agent]\nregistry = "registry.json"\n[agent.output]\nbrokers = ["{HOST}:1"]\ntopic = "t"\n'
+                 '[[agent.inputs]]\ntype = "stdin"\n',
+        "indexer": f'[indexer.input]\nbrokers = ["{HOST}:1"]\ntopics = ["t"]\n'
+                   '[indexer.output.file]\npath = "indices"\n',
+    }
+    return sections[part] + f"[admin]\naddress = {toml_value(admin)}\n"
+
+
+def start_part(logpipe_bin, tmp_path: Path, part: str, admin: str) -> subprocess.Popen:
+    config = write(tmp_path / f"{part}.toml", part_config(part, admin))
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOGPIPE_")}
+    return subprocess.Popen(child_cmd([str(logpipe_bin), part, "-c", str(config)]), cwd=tmp_path, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("part", ["broker", "agent", "indexer"])
+def test_single_part_serves_admin_where_the_file_says(logpipe_bin, tmp_path, part):
+    import json
+    import urllib.request
+
+    proc = start_part(logpipe_bin, tmp_path, part, f"{HOST}:0")
+    try:
+        def admin_line():
+            line = proc.stdout.readline()
+            assert line, f"{part} exited: {proc.stderr.read()}"
+            return line.startswith("admin on http://") and line.split("http://", 1)[1].strip()
+
+        address = wait_until(admin_line, 30, "the 'admin on' line")
+        assert not address.endswith(":9600"), "the file's [admin] address was ignored"
+        with urllib.request.urlopen(f"http://{address}/status", timeout=10) as resp:
+            assert resp.status == 200 and isinstance(json.loads(resp.read()), dict)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("part", ["broker", "agent", "indexer"])
+def test_configured_admin_port_taken_fails_with_one_line(logpipe_bin, tmp_path, part):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        address = f"{HOST}:{taken.getsockname()[1]}"
+        proc = start_part(logpipe_bin, tmp_path, part, address)
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    assert proc.returncode == 1
+    assert "admin on" not in out and "listening on" not in out, "started anyway"
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "admin.address" in lines[0] and address in lines[0], err
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Messages that say what to change
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_elasticsearch_refusing_credentials_names_user_and_password(logpipe_bin, tmp_path, broker, es_standin,
+                                                                     status):
+    from indexer_support import es_output, indexer_toml
+
+    es_standin.fail_requests(status)
+    config = indexer_toml([broker.bootstrap], ["t"], "g", elasticsearch=es_output(es_standin.url, user="elastic",
+                                                                                   password="wrong"))
+    write(tmp_path / "indexer.toml", config + "[admin]\nenabled = false\n")
+    r = run(logpipe_bin, "indexer", "-c", tmp_path / "indexer.toml", cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert str(status) in last, last
+    assert "indexer.output.elasticsearch.user" in last and ".password" in last, last
+    if status == 401:
+        assert "manage_template" not in last, last
+
+
+def test_unreachable_broker_says_check_the_address_not_the_timeout(logpipe_bin):
+    r = run(logpipe_bin, "topics", "list", "--bootstrap-server", f"{HOST}:1", "--request-timeout-ms", "2000")
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "request-timeout-ms" not in lines[0], lines[0]
+    assert f"--bootstrap-server {HOST}:1" in lines[0] and "running" in lines[0], lines[0]
+    # The librdkafka reason appears once, not once per link of the error chain.
+    assert lines[0].count("BrokerTransportFailure") <= 2 and lines[0].count("Meta data fetch error") <= 1, lines[0]
+
+
+def test_listener_port_taken_is_said_once_and_names_listeners(logpipe_bin, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        address = f"{HOST}:{taken.getsockname()[1]}"
+        write(tmp_path / "broker.toml", f'[broker]\nlisteners = ["{address}"]\nlog_dirs = "data"\n'
+              '[admin]\nenabled = false\n')
+        r = run(logpipe_bin, "broker", "-c", tmp_path / "broker.toml", cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].count("Address already in use") == 1, lines[0]
+    assert "listeners" in lines[0] and address in lines[0], lines[0]
+
+
+def test_topics_create_with_a_misspelt_config_names_the_key(broker, cli):
+    r = cli.run("topics", "create", "typo", "--config", "retention.mss=5", check=False)
+    assert r.returncode == 1
+    assert "'retention.mss'" in r.stderr and "did you mean 'retention.ms'" in r.stderr, r.stderr
+    assert "retention.bytes" in r.stderr, "the valid keys are not listed"
+
+
+# --------------------------------------------------------------------------------------------
+# 6. --version with the git commit, shell completions, man page
+
+
+def test_version_names_the_git_commit(logpipe_bin):
+    import re
+    import shutil
+
+    r = run(logpipe_bin, "--version")
+    assert r.returncode == 0
+    m = re.fullmatch(r"logpipe (\d+\.\d+\.\d+)(?: \(git ([0-9a-f]{7,40})\))?\s*", r.stdout)
+    assert m, r.stdout
+    from support import REPO
+    in_git = shutil.which("git") and subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                                                   capture_output=True).returncode == 0
+    if in_git:
+        assert m.group(2), f"built in a git checkout but no commit in {r.stdout!r}"
+        # The commit the binary was built from exists in this repository.
+        assert subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", m.group(2) + "^{commit}"]).returncode == 0
+
+
+@pytest.mark.parametrize("shell,marker", [("bash", "complete -F _logpipe"), ("zsh", "#compdef logpipe"),
+                                          ("fish", "complete -c logpipe")])
+def test_completions_cover_the_subcommands(logpipe_bin, shell, marker):
+    import shutil
+
+    r = run(logpipe_bin, "completions", shell)
+    assert r.returncode == 0, r.stderr
+    assert marker in r.stdout
+    for sub in ("run", "agent", "indexer", "broker", "topics", "groups", "status", "completions", "man"):
+        assert sub in r.stdout, f"{sub} missing from the {shell} completions"
+    assert "log-format" in r.stdout
+    if shell == "bash":
+        assert subprocess.run(["bash", "-n"], input=r.stdout, text=True).returncode == 0
+    elif shutil.which(shell):
+        assert subprocess.run([shell, "-n"], input=r.stdout, text=True).returncode == 0
+
+
+def test_man_page_is_generated_from_the_cli(logpipe_bin, tmp_path):
+    import shutil
+
+    r = run(logpipe_bin, "man")
+    assert r.returncode == 0, r.stderr
+    page = r.stdout
+    assert page.splitlines()[2].startswith(".TH logpipe 1"), page[:300]
+    version = run(logpipe_bin, "--version").stdout.strip()
+    assert version in page, "the man page carries the same version as --version"
+    for section in (".SH NAME", ".SH SYNOPSIS", ".SH SUBCOMMANDS"):
+        assert section in page
+    for sub in ("run", "agent", "indexer", "broker", "completions"):
+        assert f"logpipe\\-{sub}" in page or f"logpipe-{sub}" in page, sub
+    if shutil.which("groff"):
+        rendered = subprocess.run(["groff", "-man", "-Tutf8"], input=page, capture_output=True, text=True)
+        assert rendered.returncode == 0 and "logpipe" in rendered.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# 7. The systemd units' install steps install every file the units reference
+
+
+def documented_install_steps() -> list[str]:
+    """The indented block after 'Install' in examples/README.md."""
+    from support import REPO
+
+    lines = (REPO / "examples" / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Install"))
+    block, seen = [], False
+    for line in lines[start + 1:]:
+        if line.startswith("    "):
+            block.append(line.strip())
+            seen = True
+        elif seen and line.strip():
+            break
+    assert block, "no install block in examples/README.md"
+    return block
+
+
+def unit_references(unit_text: str) -> list[str]:
+    """Absolute paths a unit needs to exist: the executable and the files in ExecStart, the docs."""
+    import shlex
+
+    paths = []
+    for line in unit_text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "ExecStart":
+            paths += [w for w in shlex.split(value) if w.startswith("/")]
+        elif key == "Documentation":
+            for ref in value.split():
+                if ref.startswith("file://"):
+                    paths.append(ref[len("file://"):])
+                elif ref.startswith("man:"):
+                    name, section = ref[len("man:"):].rstrip(")").split("(")
+                    paths.append(f"/usr/local/share/man/man{section}/{name}.{section}")
+    return paths
+
+
+def test_systemd_install_steps_install_everything_the_units_reference(logpipe_bin, tmp_path):
+    import re
+
+    from support import REPO
+
+    root = tmp_path / "root"
+    for d in ("etc/systemd/system", "usr/local/bin", "usr/share"):  # there on any systemd host
+        (root / d).mkdir(parents=True)
+    release = REPO / "target" / "release" / "logpipe"
+    for step in documented_install_steps():
+        if re.match(r"(sudo )?(useradd|systemctl|journalctl)\b", step):
+            continue  # system state, not files
+        step = step.replace("sudo ", "").replace("target/release/logpipe",
+                                                 str(release if release.exists() else logpipe_bin))
+        step = re.sub(r"(?<![\w./-])/(etc|usr|var)/", lambda m: f"{root}/{m.group(1)}/", step)
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0, f"install step failed: {step}\n{r.stderr}"
+
+    units = sorted((root / "etc" / "systemd" / "system").glob("*.service"))
+    assert {u.name for u in units} >= {"logpipe.service", "logpipe-agent.service"}, units
+    missing = []
+    for unit in units:
+        refs = unit_references(unit.read_text())
+        assert any(ref.endswith("/logpipe") for ref in refs), f"{unit.name}: no ExecStart binary"
+        missing += [f"{unit.name}: {ref}" for ref in refs if not (root / ref.lstrip("/")).exists()]
+    assert not missing, "referenced but not installed by examples/README.md: " + ", ".join(missing)
+
+    # The installed pipeline files are valid for the units' commands.
+    for config in sorted((root / "etc" / "logpipe").glob("*.toml")):
+        r = run(logpipe_bin, "check", config)
+        assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Stalls say so, once; shutdown summarises what was not delivered
+
+
+# librdkafka waits topic.metadata.propagation.max.ms (30 s) before it calls a topic missing.
+FAST_UNKNOWN_TOPIC = '[agent.output]\nlibrdkafka = { "topic.metadata.propagation.max.ms" = "100" }\n'
+
+
+def test_missing_file_and_missing_topic_are_logged_once_and_when_they_clear(logpipe_bin, tmp_path, broker_factory):
+    from agent_support import AgentProcess, agent_toml, append_lines, file_input
+    from support import create_topic
+
+    broker = broker_factory(auto_create_topics_enable=False)
+    topic = "not-there-yet"
+    logs = tmp_path / "logs"
+    pattern = str(logs / "app*.log")
+    config = agent_toml(tmp_path / "registry.json", [broker.bootstrap], topic, [file_input([pattern])],
+                        shutdown_timeout="1s").replace("[agent.output]\n", FAST_UNKNOWN_TOPIC)
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", config + "[admin]\nenabled = false\n", child_cmd)
+    try:
+        agent.start()
+        wait_until(lambda: "no file matches this path" in agent.stderr_text(), 30, "the no-file warning",
+                   procs=[agent])
+        logs.mkdir()
+        append_lines(logs / "app1.log", range(1, 201))
+        wait_until(lambda: "files match this path now" in agent.stderr_text(), 30, "the glob clearing",
+                   procs=[agent])
+        wait_until(lambda: f"topic {topic} does not exist" in agent.stderr_text(), 60, "the missing-topic warning",
+                   procs=[agent])
+        assert f"logpipe topics create {topic}" in agent.stderr_text()
+        create_topic(broker.bootstrap, topic, 1)
+        wait_until(lambda: f"topic {topic} accepts events again" in agent.stderr_text(), 60,
+                   "the topic clearing", procs=[agent])
+        assert agent.stop() == 0
+        text = agent.stderr_text()
+    finally:
+        agent.close()
+    assert text.count("no file matches this path") == 1, text
+    assert text.count(f"topic {topic} does not exist") == 1, text
+    assert "delivery failed" not in text, text
+    assert pattern in text
+
+
+def test_shutdown_summarises_undelivered_events_in_one_line(logpipe_bin, tmp_path, broker_factory):
+    import re
+
+    from agent_support import AgentProcess, agent_toml, append_lines, file_input
+    from support import create_topic, read_topic
+
+    broker = broker_factory(auto_create_topics_enable=False)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    append_lines(logs / "app.log", range(1, 3001))
+    config = agent_toml(tmp_path / "registry.json", [broker.bootstrap], "nowhere", [file_input([str(logs / "*.log")])],
+                        shutdown_timeout="1s").replace("[agent.output]\n", FAST_UNKNOWN_TOPIC)
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", config + "[admin]\nenabled = false\n", child_cmd)
+    try:
+        agent.start()
+        wait_until(lambda: "topic nowhere does not exist" in agent.stderr_text(), 60, "the missing-topic warning",
+                   procs=[agent])
+        assert agent.stop() == 0
+        text = agent.stderr_text()
+        assert "PurgeQueue" not in text and "delivery failed" not in text, text[-3000:]
+        summary = [line for line in text.splitlines() if "not acknowledged by Kafka" in line]
+        assert len(summary) == 1, text[-3000:]
+        m = re.search(r"stopped with (\d+) event\(s\)", summary[0])
+        assert m and 0 < int(m.group(1)) <= 3000, summary[0]
+        assert len(text.splitlines()) < 40, f"{len(text.splitlines())} lines of log"
+
+        # As the line says: the file's events are read again at the next start.
+        create_topic(broker.bootstrap, "nowhere", 1)
+        agent.start()
+        wait_until(lambda: len(read_topic(broker.bootstrap, "nowhere")[0]) >= 3000, 60, "all 3000 lines delivered",
+                   procs=[agent])
+    finally:
+        agent.close()

@@ -1,0 +1,152 @@
+"""The README's "Running at scale" layout on a real Apache Kafka 4.4 cluster: three KRaft nodes on
+127.0.0.1 (replication factor 3, min.insync.replicas=2), `logpipe agent` (acks=all) shipping nginx logs,
+two `logpipe indexer` processes in one group writing to the Elasticsearch stand-in. While it runs, the
+leader of a partition is killed -9 and restarted, and one indexer is stopped so the other takes over its
+partitions. Afterwards every generated line is in exactly one document."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka.admin import NewTopic
+
+from agent_support import AgentProcess, agent_toml
+from appliance_support import Stored, expected_indices, summarize
+from indexer_support import (NGINX_FILTERS, NGINX_ROUTES, envelope, es_output, event_id, indexer_toml, new_run,
+                             produce_values, wait_committed_to_end)
+from kafka_cluster import KafkaCluster
+from support import child_cmd, close_and_report, unique, wait_until
+
+LINES = 40_000
+RATE = 2_000
+START = datetime(2026, 11, 20, 23, 55, tzinfo=timezone.utc)
+STEP_MS = 20
+GROUP = "logpipe-indexer"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, request):
+    c = KafkaCluster(tmp_path_factory.mktemp("kafka"), nodes=3)
+    try:
+        c.start()
+        yield c
+    finally:
+        failed = request.session.testsfailed > 0
+        if failed:
+            print(c.tails())
+        c.close()
+
+
+def rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_agent_and_two_indexers_survive_a_leader_kill_and_an_indexer_stop(
+        cluster, logpipe_bin, indexer_factory, es_standin, nginx_gen, tmp_path, request):
+    admin = cluster.admin()
+    futures = admin.create_topics([NewTopic("nginx", num_partitions=3, replication_factor=3,
+                                            config={"min.insync.replicas": "2"})])
+    futures["nginx"].result(timeout=60)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    brokers = cluster.bootstrap.split(",")
+
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", agent_toml(
+        tmp_path / "agent" / "registry.json", brokers, "nginx",
+        [{"type": "file", "paths": [str(logs / "access.log*")], "tags": ["access"], "scan_frequency": "500ms"},
+         {"type": "file", "paths": [str(logs / "error.log*")], "tags": ["error"], "scan_frequency": "500ms",
+          "multiline": {"pattern": r"^\d{4}/\d{2}/\d{2} ", "negate": True, "match": "after"}}],
+        host_name="scale-test"), child_cmd)
+    indexers = []
+    try:
+        agent.start()
+        config = indexer_toml(brokers, ["nginx"], GROUP, filters=NGINX_FILTERS, routes=NGINX_ROUTES,
+                              elasticsearch=es_output(es_standin.url))
+        indexers = [indexer_factory(config), indexer_factory(config)]
+        gen = nginx_gen(logs, tmp_path / "summary.json", "--rate", str(RATE), "--lines", str(LINES),
+                        "--rotate-every", "5", "--keep", "20", "--start", rfc3339(START),
+                        "--step-ms", str(STEP_MS), "--seed", "7")
+        procs = [agent, *indexers]
+
+        # A quarter in: kill -9 the leader of partition 0, and bring it back a little later.
+        wait_until(lambda: es_standin.count() >= LINES // 4, 300,
+                   lambda: f"{LINES // 4} documents, have {es_standin.count()}", procs=procs)
+        victim = cluster.leader("nginx", 0)
+        victim.kill9()
+        wait_until(lambda: cluster.leader("nginx", 0).node_id != victim.node_id, 60, "a new leader for nginx-0")
+        wait_until(lambda: es_standin.count() >= LINES // 2, 300,
+                   lambda: f"{LINES // 2} documents with node {victim.node_id} down, have {es_standin.count()}",
+                   procs=procs)
+        victim.start()
+        cluster.wait_brokers(3)
+
+        # Half-way on: one indexer leaves; the other takes over its partitions.
+        wait_until(lambda: es_standin.count() >= LINES * 3 // 4, 300,
+                   lambda: f"{LINES * 3 // 4} documents, have {es_standin.count()}", procs=procs)
+        assert indexers[0].stop() == 0
+        procs = [agent, indexers[1]]
+
+        summary = gen.wait(timeout=300)
+        assert summary["total"] == LINES, summary
+        wait_until(lambda: es_standin.count() >= LINES, 300,
+                   lambda: f"{LINES} documents, have {es_standin.count()}: {es_standin.stats()}",
+                   interval=0.5, procs=procs)
+
+        stored = Stored.read(es_standin)
+        assert not stored.unnumbered, summarize(stored.unnumbered, 3)
+        assert not stored.duplicates(), f"lines stored more than once {summarize(stored.duplicates().items())}"
+        assert not (missing := stored.missing(1, LINES)), f"lines never indexed {summarize(missing)}"
+        assert stored.per_index == expected_indices(summary)
+        print(f"scale-out: {LINES} lines through a 3-node Kafka cluster; node {victim.node_id} killed and "
+              f"restarted, one indexer stopped; stand-in {es_standin.stats()}")
+    finally:
+        close_and_report([agent], request, "agent")
+
+
+def with_instance(text: str, instance: str) -> str:
+    """An indexer_toml() pipeline with `group_instance_id = instance` in [indexer.input]."""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("group_id = "))
+    lines.insert(at + 1, f'group_instance_id = "{instance}"')
+    return "\n".join(lines) + "\n"
+
+
+def test_indexer_replaces_a_fenced_consumer(cluster, indexer_factory, es_standin):
+    """A static member the coordinator fences (FENCED_INSTANCE_ID: another consumer joined with its
+    group.instance.id, as when a coordinator failover loses a member's join; seen in the scale-out test)
+    is a fatal error in librdkafka: that consumer never reads again. The indexer replaces it with a new
+    one, which joins again and goes on indexing; nothing is lost or indexed twice."""
+    topic, group, run, partitions = unique("static"), unique("logpipe-indexer"), new_run(), 3
+    admin = cluster.admin()  # kept alive until the topic exists: a dropped client cancels its futures
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)])[topic].result(60)
+    es = es_standin
+    first, second = 1000, 1000
+    produce_values(cluster.bootstrap, topic, (envelope(run, i) for i in range(first)))
+    ix = indexer_factory(with_instance(indexer_toml(cluster.bootstrap.split(","), [topic], group,
+                                                    default_index="static-docs", elasticsearch=es_output(es.url)),
+                                       "indexer-a"))
+    wait_until(lambda: es.count() == first, 120, lambda: f"{first} documents, have {es.count()}", procs=[ix])
+
+    # Another consumer joins with the same group.instance.id: the coordinator fences the indexer's.
+    impostor = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group, "group.instance.id": "indexer-a",
+                         "session.timeout.ms": 6000, "enable.auto.commit": False, "log_level": 0})
+    try:
+        impostor.subscribe([topic])
+
+        def fenced() -> bool:
+            impostor.poll(0.1)  # joins the group, and takes the indexer's place
+            return "fenced" in ix.run_stderr().lower()
+
+        wait_until(fenced, 120, "the indexer to log that its consumer was fenced", procs=[ix])
+    finally:
+        impostor.close()  # a static member sends no LeaveGroup: the indexer's new consumer replaces it
+
+    produce_values(cluster.bootstrap, topic, (envelope(run, i) for i in range(first, first + second)))
+    wait_until(lambda: es.count() == first + second, 120,
+               lambda: f"{first + second} documents, have {es.count()}", procs=[ix])
+    wait_committed_to_end([ix], cluster.bootstrap, group, topic, list(range(partitions)))
+    assert set(es.all_ids()) == {event_id(run, i) for i in range(first + second)}
+    stats = es.stats()
+    assert stats["created"] == first + second and stats["rejected"] == 0, stats
