@@ -18,19 +18,20 @@
 //! a restart is a new event as far as Elasticsearch is concerned.
 
 use std::io::Read;
-use std::time::Instant;
 
 use regex::bytes::Regex as BytesRegex;
 use tokio::sync::mpsc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::{InputConfig, InputType};
-use crate::envelope::{timestamp_now, Encoder, EventParts, InputMeta, KeyField};
+use crate::envelope::{timestamp_at, EventParts, InputMeta};
 use crate::error::{Error, Result};
 use crate::identity::event_id;
 use crate::line_reader::{LineReader, RawLine};
 use crate::multiline::Multiline;
-use crate::sink::{Ack, Record, Sink};
+use crate::sink::{Ack, Sink};
+use crate::tailer::clock::Clock;
+use crate::tailer::emitter::{Emitter, Origin};
 
 /// Messages buffered between a producer and the tailer. Each holds at most one read (64 KiB), so the
 /// channel holds at most `CHANNEL_MESSAGES` × 64 KiB.
@@ -134,16 +135,6 @@ pub(crate) struct StreamInput {
     pub(crate) stats: StreamStats,
 }
 
-/// What emitting needs from the tailer.
-pub(crate) struct Out<'a, S: Sink> {
-    pub sink: &'a mut S,
-    pub encoder: &'a mut Encoder,
-    pub buf: &'a mut Vec<u8>,
-    pub in_flight: &'a mut usize,
-    pub key: Option<&'a KeyField>,
-    pub events: &'a mut u64,
-}
-
 impl StreamInput {
     pub(crate) fn new(
         index: usize,
@@ -215,9 +206,9 @@ impl StreamInput {
 
     /// Drains messages while the queue budget allows, at most `budget` bytes. Returns whether anything
     /// was received.
-    pub(crate) fn pump<S: Sink>(&mut self, out: &mut Out<'_, S>, queue_max_bytes: usize, mut budget: usize) -> bool {
+    pub(crate) fn pump<S: Sink>(&mut self, out: &mut Emitter<S>, clock: &dyn Clock, mut budget: usize) -> bool {
         let mut progressed = false;
-        while !self.closed && budget > 0 && *out.in_flight < queue_max_bytes {
+        while !self.closed && budget > 0 && out.has_room() {
             let msg = match self.rx.try_recv() {
                 Ok(m) => m,
                 Err(mpsc::error::TryRecvError::Empty) => break,
@@ -227,7 +218,7 @@ impl StreamInput {
             progressed = true;
             match msg {
                 StreamMsg::Started { run } => {
-                    self.finish_run(out);
+                    self.finish_run(out, clock);
                     self.stats.runs += 1;
                     let mut basis = self.command.as_bytes().to_vec();
                     basis.extend_from_slice(&run.to_le_bytes());
@@ -240,11 +231,11 @@ impl StreamInput {
                 StreamMsg::Data(data) => {
                     budget = budget.saturating_sub(data.len());
                     self.stats.bytes_read += data.len() as u64;
-                    self.feed(&data, out);
+                    self.feed(&data, out, clock);
                 }
-                StreamMsg::Ended => self.finish_run(out),
+                StreamMsg::Ended => self.finish_run(out, clock),
                 StreamMsg::Closed => {
-                    self.finish_run(out);
+                    self.finish_run(out, clock);
                     self.closed = true;
                 }
             }
@@ -253,30 +244,30 @@ impl StreamInput {
     }
 
     /// Sends a multiline event that waited longer than its `timeout`.
-    pub(crate) fn flush_stale<S: Sink>(&mut self, now: Instant, out: &mut Out<'_, S>) {
+    pub(crate) fn flush_stale<S: Sink>(&mut self, out: &mut Emitter<S>, clock: &dyn Clock) {
         let Some(mut ml) = self.multiline.take() else { return };
         if ml.has_pending() {
-            let timestamp = timestamp_now();
-            ml.flush_if_stale(now, |e| self.emit(e, &timestamp, out));
+            let timestamp = timestamp_at(clock.unix_ms());
+            ml.flush_if_stale(clock.now(), |e| self.emit(e, &timestamp, out));
         }
         self.multiline = Some(ml);
     }
 
     /// Drains what is already buffered, then sends the partial line and the pending multiline event:
     /// on shutdown nothing could read them again later.
-    pub(crate) fn shutdown<S: Sink>(&mut self, out: &mut Out<'_, S>) {
+    pub(crate) fn shutdown<S: Sink>(&mut self, out: &mut Emitter<S>, clock: &dyn Clock) {
         while let Ok(msg) = self.rx.try_recv() {
             if let StreamMsg::Data(data) = msg {
                 self.stats.bytes_read += data.len() as u64;
-                self.feed(&data, out);
+                self.feed(&data, out, clock);
             }
         }
-        self.finish_run(out);
+        self.finish_run(out, clock);
     }
 
-    fn feed<S: Sink>(&mut self, data: &[u8], out: &mut Out<'_, S>) {
-        let timestamp = timestamp_now();
-        let now = Instant::now();
+    fn feed<S: Sink>(&mut self, data: &[u8], out: &mut Emitter<S>, clock: &dyn Clock) {
+        let timestamp = timestamp_at(clock.unix_ms());
+        let now = clock.now();
         let mut reader = std::mem::replace(&mut self.reader, LineReader::new(self.max_line_bytes, 0));
         let mut multiline = self.multiline.take();
         reader.feed(data, |line| {
@@ -290,9 +281,9 @@ impl StreamInput {
         self.multiline = multiline;
     }
 
-    fn finish_run<S: Sink>(&mut self, out: &mut Out<'_, S>) {
-        let timestamp = timestamp_now();
-        let now = Instant::now();
+    fn finish_run<S: Sink>(&mut self, out: &mut Emitter<S>, clock: &dyn Clock) {
+        let timestamp = timestamp_at(clock.unix_ms());
+        let now = clock.now();
         let mut reader = std::mem::replace(&mut self.reader, LineReader::new(self.max_line_bytes, 0));
         let mut multiline = self.multiline.take();
         reader.flush_partial(|line| {
@@ -309,7 +300,7 @@ impl StreamInput {
         self.multiline = multiline;
     }
 
-    fn emit<S: Sink>(&mut self, event: RawLine<'_>, timestamp: &str, out: &mut Out<'_, S>) {
+    fn emit<S: Sink>(&mut self, event: RawLine<'_>, timestamp: &str, out: &mut Emitter<S>) {
         let keep = (self.include_lines.is_empty() || self.include_lines.iter().any(|re| re.is_match(event.bytes)))
             && !self.exclude_lines.iter().any(|re| re.is_match(event.bytes));
         let seq = self.seq;
@@ -319,17 +310,10 @@ impl StreamInput {
         }
         let id = event_id(&self.meta.host, self.basis, seq);
         let parts = EventParts { timestamp, message: event.bytes, file: None, id: &id, truncated: event.truncated };
-        let cut_before = out.encoder.message_truncated;
-        out.encoder.encode(&self.meta, &parts, out.buf);
-        if out.encoder.message_truncated > cut_before {
+        let origin = Origin { source: STREAM_SOURCE | self.index as u64, start: event.start, end: event.end };
+        if out.send(&self.meta, &self.topic, &parts, origin).too_large {
             self.stats.events_too_large += 1;
         }
-        let key = out.key.and_then(|k| k.value(&self.meta, &parts));
-        let ack =
-            Ack { source: STREAM_SOURCE | self.index as u64, start: event.start, end: event.end, bytes: out.buf.len() };
-        out.sink.send(Record { topic: &self.topic, key: key.as_deref(), payload: out.buf, ack });
-        *out.in_flight += out.buf.len();
-        *out.events += 1;
         self.stats.events_sent += 1;
         if event.truncated {
             self.stats.events_truncated += 1;

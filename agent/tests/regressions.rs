@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use logpipe_agent::config::{AgentConfig, InputConfig};
-use logpipe_agent::{Ack, MemorySink, Record, Sink, Tailer};
+use logpipe_agent::{Ack, Record, Sink, Tailer};
 use logpipe_config::Validate;
 use serde_json::Value;
 
@@ -52,67 +52,55 @@ fn copytruncate_does_not_split_the_buffered_partial_line() {
 /// copytruncate's copy met by a scan while `cp` has only created it, or written part of its first KiB:
 /// too short to fingerprint, it must not be taken for a new file and read from 0, which sends every
 /// copied line a second time. (A scan woken by the copy's creation event nearly always meets it empty.)
-/// Driven turn by turn, so the scan certainly meets the copy empty, then partial.
+/// Driven turn by turn, each a scan, so the scan certainly meets the copy empty, then partial.
 #[test]
 fn a_copy_met_empty_or_partial_is_not_read_as_a_new_file() {
     let dir = tempfile::tempdir().unwrap();
+    let scan_frequency = Duration::from_millis(1);
     let config = AgentConfig {
         registry: dir.path().join("registry.json"),
         registry_flush: Duration::from_millis(20),
         host_name: Some("test-host".into()),
         inputs: vec![InputConfig {
             paths: vec![dir.path().join("app.log*").to_string_lossy().into_owned()],
-            scan_frequency: Duration::from_millis(1),
+            scan_frequency,
             close_inactive: Duration::from_secs(60),
             ..Default::default()
         }],
         ..Default::default()
     };
     config.validate().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let sink = MemorySink::new(tx);
-    let mut tailer = Tailer::new(&config, sink.clone(), rx).unwrap();
-    let messages = || -> Vec<String> {
-        let sent = sink.sent();
-        let events = sent.iter().map(|s| serde_json::from_slice::<Value>(&s.payload).unwrap());
-        events.map(|e| e["message"].as_str().unwrap().to_string()).collect()
-    };
-    let turn_until = |tailer: &mut Tailer<MemorySink>, what: &str, cond: &dyn Fn(&Tailer<MemorySink>) -> bool| {
-        let deadline = Instant::now() + DEADLINE;
-        while !cond(tailer) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tailer.turn();
-        }
-    };
+    let mut t = Stepper::new(&config);
 
     let live = dir.path().join("app.log");
     let before = lines("before", 0..100);
     append(&live, &before);
-    turn_until(&mut tailer, "the live file", &|_| sink.sent_count() == before.len());
+    t.step_until("the live file", scan_frequency, |t| t.sink.sent_count() == before.len());
 
     let copy_path = dir.path().join("app.log.1");
     let mut copy = fs::File::create(&copy_path).unwrap();
-    turn_until(&mut tailer, "a scan meeting the empty copy", &|t| t.status().iter().any(|s| s.path == copy_path));
+    t.step(scan_frequency);
+    assert!(t.tailer.status().iter().any(|s| s.path == copy_path), "a scan met the empty copy");
+    t.step(scan_frequency / 2);
     let content = fs::read(&live).unwrap();
     copy.write_all(&content[..500]).unwrap();
-    // Turns in which a tailer taking the copy for a new file would read the partial copy.
-    for _ in 0..20 {
-        tailer.turn();
-    }
+    // Turns in which a tailer taking the copy for a new file would read the partial copy, the last with
+    // a scan that meets it partial. All less than `scan_frequency` after the copy changed: a copy that
+    // stopped changing for that long would be read as a new file.
+    t.steps(20, Duration::ZERO);
+    t.step(scan_frequency / 2);
     copy.write_all(&content[500..]).unwrap();
     drop(copy);
-    for _ in 0..20 {
-        tailer.turn();
-    }
+    t.steps(20, scan_frequency);
     fs::OpenOptions::new().write(true).open(&live).unwrap().set_len(0).unwrap();
     let after = lines("after", 0..100);
     append(&live, &after);
-    turn_until(&mut tailer, "the lines after the truncation", &|_| sink.sent_count() >= before.len() + after.len());
+    t.step_until("the lines after the truncation", scan_frequency, |t| {
+        t.sink.sent_count() >= before.len() + after.len()
+    });
     // More turns: scans resume the copy (nothing left in it) and must not read it again.
-    for _ in 0..20 {
-        tailer.turn();
-    }
-    let c = counts(&messages());
+    t.steps(20, scan_frequency);
+    let c = counts(&t.messages());
     for l in before.iter().chain(&after) {
         assert_eq!(c.get(l).copied(), Some(1), "line {l:?} should arrive exactly once; got {c:?}");
     }
@@ -124,17 +112,21 @@ fn a_copy_met_empty_or_partial_is_not_read_as_a_new_file() {
 /// may as well be a new file that starts like the other, and losing it would be worse than a duplicate.
 #[test]
 fn a_small_new_file_that_starts_like_a_known_one_is_still_read() {
-    let mut h = Harness::new("*.log", |_| {});
+    let h = Harness::new("*.log", |_| {});
+    let scan_frequency = h.config.inputs[0].scan_frequency;
+    let mut t = Stepper::new(&h.config);
     let a = lines("same start", 0..100);
     append(&h.path("a.log"), &a);
-    h.start();
-    h.wait_for_lines(&a);
+    t.step_until("a.log", scan_frequency, |t| t.sink.sent_count() == a.len());
     append(&h.path("b.log"), &a[..2]);
-    h.wait_for("both copies of the first two lines", |h| {
-        let c = counts(&h.messages());
-        a[..2].iter().all(|l| c.get(l) == Some(&2))
-    });
-    h.stop();
+    t.step(scan_frequency);
+    assert_eq!(t.tailer.status().len(), 2, "b.log found");
+    // Unchanged, but not yet for scan_frequency: it may still be a copy being written.
+    t.steps(10, scan_frequency / 20);
+    assert_eq!(t.sink.sent_count(), a.len(), "b.log read before it settled");
+    t.step(scan_frequency);
+    let c = counts(&t.messages());
+    assert!(a[..2].iter().all(|l| c.get(l) == Some(&2)), "both copies of the first two lines; got {c:?}");
 }
 
 /// A sink that acknowledges at once (like a fast broker) and, every `SAMPLE` records, notes the sum of

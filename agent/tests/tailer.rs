@@ -5,6 +5,7 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
 
 use common::*;
 
@@ -260,15 +261,18 @@ fn huge_line_without_newline_is_cut_and_tagged() {
 
 #[test]
 fn final_line_without_newline_waits_until_idle() {
-    let mut h = Harness::new("*.log", |_| {});
-    let a = h.path("a.log");
-    fs::write(&a, "complete\npartial").unwrap();
-    h.start();
-    h.wait_for_lines(&["complete".to_string()]);
-    // Shipped once the file is idle for close_inactive.
-    h.wait_for_lines(&["partial".to_string()]);
-    h.stop();
-    assert_exactly_once(&h, &["complete".to_string(), "partial".to_string()]);
+    let h = Harness::new("*.log", |i| i.close_inactive = Duration::from_secs(300));
+    fs::write(h.path("a.log"), "complete\npartial").unwrap();
+    let mut t = Stepper::new(&h.config);
+    t.step_until("the complete line", Duration::ZERO, |t| t.messages() == ["complete"]);
+    // Not idle yet: the partial line may still be completed.
+    t.steps(10, Duration::from_secs(29));
+    assert_eq!(t.messages(), ["complete"]);
+    assert!(t.tailer.status()[0].open);
+    // Shipped once the file is idle for close_inactive, and the file closed.
+    t.step(Duration::from_secs(10));
+    assert_eq!(t.messages(), ["complete", "partial"]);
+    assert!(!t.tailer.status()[0].open);
 }
 
 #[test]

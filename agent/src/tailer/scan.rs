@@ -12,20 +12,18 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Instant;
 
-use super::{unix_ms, FileState, FileStats, Tailer};
+use super::file_table::FileState;
+use super::harvester::Harvester;
+use super::Tailer;
 use crate::config::StartPosition;
 use crate::identity::{dev_ino, FileIdentity, Head};
-use crate::registry::AckedRanges;
 use crate::sink::Sink;
 
 impl<S: Sink> Tailer<S> {
     /// Finds the files of input `i`, opens new ones, resumes known ones, notices truncation and deletion.
     pub(super) fn scan(&mut self, i: usize) {
-        let now_ms = unix_ms();
         let mut seen = HashSet::new();
         for pattern in self.inputs[i].paths.clone() {
             let entries = match glob::glob(&pattern) {
@@ -49,7 +47,7 @@ impl<S: Sink> Tailer<S> {
                 if !seen.insert(dev_ino(&meta)) {
                     continue;
                 }
-                if let Err(e) = self.consider(i, &path, &meta, now_ms, false) {
+                if let Err(e) = self.consider(i, &path, &meta, false) {
                     tracing::debug!(path = %path.display(), error = %e, "cannot open file");
                 }
             }
@@ -69,16 +67,15 @@ impl<S: Sink> Tailer<S> {
         i: usize,
         path: &Path,
         meta: &std::fs::Metadata,
-        now_ms: i64,
         same_file: bool,
     ) -> io::Result<()> {
-        let (dev, ino) = dev_ino(meta);
-        if let Some(&slot) = self.open.get(&(dev, ino)) {
-            let state = self.files.get_mut(&slot).expect("open slot exists");
+        let now_ms = self.clock.unix_ms();
+        if let Some(slot) = self.files.open_slot(dev_ino(meta)) {
+            let state = self.files.state_mut(slot);
             state.last_seen_ms = now_ms;
             if state.path != path {
                 state.path = path.to_path_buf();
-                self.dirty = true;
+                self.files.mark_unsaved();
             }
             return Ok(());
         }
@@ -89,20 +86,18 @@ impl<S: Sink> Tailer<S> {
         let head = Head::read(&file)?;
         let candidate = FileIdentity::of(&head, dev, ino);
 
-        let matches = |s: &FileState| head.extends(s.head_len, s.head_hash);
-        let mut found = self.by_identity.get(&candidate).copied().filter(|slot| matches(&self.files[slot]));
+        let mut found = self.files.find(&candidate, |s| s.extended_by(&head));
         let mut same_file = same_file;
         if found.is_none() && head.is_full() {
             // Known while small (by device+inode), grown past the fingerprint size since.
-            let small = FileIdentity::DevInode { dev, ino };
-            found = self.by_identity.get(&small).copied().filter(|slot| matches(&self.files[slot]));
+            found = self.files.find(&FileIdentity::DevInode { dev, ino }, |s| s.extended_by(&head));
         }
 
         if let Some(slot) = found {
-            let state = self.files.get_mut(&slot).expect("indexed slot exists");
+            let state = self.files.state_mut(slot);
             state.last_seen_ms = now_ms;
             state.size = size;
-            if state.harvester.is_some() {
+            if state.is_open() {
                 // Same first bytes as a file being read: a copy (copytruncate). Reading it too would
                 // send its lines twice.
                 return Ok(());
@@ -110,17 +105,17 @@ impl<S: Sink> Tailer<S> {
             if state.read_offset > size {
                 tracing::info!(path = %path.display(), offset = state.read_offset, size, "file is shorter than the recorded offset (truncated); reading it from the start");
                 same_file |= (state.dev, state.ino) == (dev, ino);
-                self.forget(slot);
+                self.files.forget(slot);
             } else {
                 if state.path != path || state.dev != dev || state.ino != ino {
                     state.path = path.to_path_buf();
                     (state.dev, state.ino) = (dev, ino);
-                    self.dirty = true;
+                    self.files.mark_unsaved();
                 }
-                if state.identity != candidate {
-                    self.rekey(slot, candidate);
+                if self.files.state(slot).identity != candidate {
+                    self.files.rekey(slot, candidate);
                 }
-                let state = self.files.get_mut(&slot).expect("slot exists");
+                let state = self.files.state_mut(slot);
                 state.input = i;
                 if size > state.read_offset {
                     let offset = state.read_offset;
@@ -133,60 +128,35 @@ impl<S: Sink> Tailer<S> {
         }
 
         // A file never seen, or one whose recorded identity no longer matches its bytes.
-        if let Some(old) = self.by_identity.get(&candidate).copied() {
+        if let Some(old) = self.files.slot_of(&candidate) {
             tracing::info!(path = %path.display(), identity = %candidate, "identity reused by a different file (inode reuse or rewritten file); reading it from the start");
-            self.forget(old);
+            self.files.forget(old);
         }
-        let unsettled = !same_file && self.may_be_unfinished_copy(&head, None);
+        let unsettled = !same_file && self.files.may_be_unfinished_copy(&head, None);
         let offset = match (self.first_scan_done, self.inputs[i].start_position) {
             (false, StartPosition::End) => size,
             _ => 0,
         };
-        let slot = self.new_slot();
-        self.by_identity.insert(candidate, slot);
-        self.files.insert(
-            slot,
-            FileState {
-                identity: candidate,
-                path: path.to_path_buf(),
-                dev,
-                ino,
-                head_len: head.len(),
-                head_hash: head.hash(),
-                head: None,
-                acked: AckedRanges::new(offset),
-                read_offset: offset,
-                last_seen_ms: now_ms,
-                input: i,
-                harvester: None,
-                size,
-                stats: FileStats::default(),
-            },
-        );
-        self.dirty = true;
+        let mut state = FileState::new(candidate, path, (dev, ino), &head, offset, i, now_ms);
+        state.size = size;
+        let slot = self.files.insert(state);
         tracing::info!(path = %path.display(), identity = %candidate, offset, unsettled, "harvesting new file");
         self.open_harvester(slot, file, head, offset, unsettled)
     }
 
-    /// Whether a file whose first bytes are `head` may be an unfinished copy of a known file (other than
-    /// `except`): see [`Head::may_be_copy_of`]. Known first bytes are the harvester's while a file is
-    /// open, else those recorded when it closed or was last seen, else (a registry entry not seen since
-    /// the start) only their length and hash.
-    pub(super) fn may_be_unfinished_copy(&self, head: &Head, except: Option<u64>) -> bool {
-        !head.is_full()
-            && self.files.iter().filter(|(slot, _)| Some(**slot) != except).any(|(_, s)| {
-                match s.harvester.as_ref().map(|h| &h.head).or(s.head.as_ref()) {
-                    Some(known) => head.may_be_copy_of(known),
-                    None => head.may_be_copy_of_recorded(s.head_len, s.head_hash),
-                }
-            })
+    /// Opens `file` for `slot` at `offset`. `unsettled`: it may be an unfinished copy; see `read`.
+    fn open_harvester(&mut self, slot: u64, file: File, head: Head, offset: u64, unsettled: bool) -> io::Result<()> {
+        let state = self.files.state(slot);
+        let input = &self.inputs[state.input];
+        let harvester = Harvester::open(file, &state.path, head, offset, input, unsettled, self.clock.now())?;
+        tracing::debug!(path = %state.path.display(), offset, "opened");
+        self.files.attach(slot, harvester);
+        Ok(())
     }
 
     /// Truncation and deletion checks for the open files of input `i`, through their handles.
     fn check_open_files(&mut self, i: usize) {
-        let slots: Vec<u64> =
-            self.files.iter().filter(|(_, s)| s.input == i && s.harvester.is_some()).map(|(k, _)| *k).collect();
-        for slot in slots {
+        for slot in self.files.open_slots(Some(i)) {
             self.check_truncated(slot);
         }
     }
@@ -194,22 +164,16 @@ impl<S: Sink> Tailer<S> {
     /// Whether the open file of `slot` was truncated (it is then restarted as a new state at offset 0).
     /// Also refreshes the size and the deleted flag.
     pub(super) fn check_truncated(&mut self, slot: u64) -> bool {
-        let state = self.files.get_mut(&slot).expect("slot exists");
+        let now = self.clock.now();
+        let state = self.files.state_mut(slot);
         let h = state.harvester.as_mut().expect("open");
-        h.last_check = Instant::now();
-        let Ok(meta) = h.file.metadata() else { return false };
-        state.size = meta.len();
-        h.deleted = meta.nlink() == 0;
-        let shrunk = meta.len() < h.reader.position();
-        let rewritten = !shrunk && {
-            let now = Head::read(&h.file).unwrap_or_default();
-            now.len() < h.head.len() || now.bytes()[..h.head.len()] != *h.head.bytes()
-        };
-        if shrunk || rewritten {
-            tracing::info!(path = %state.path.display(), offset = h.reader.position(), size = meta.len(), "file truncated (copytruncate?); reading it from the start");
+        let Some(checked) = h.check(now) else { return false };
+        state.size = checked.size;
+        if checked.truncated {
+            tracing::info!(path = %state.path.display(), offset = h.reader.position(), size = checked.size, "file truncated (copytruncate?); reading it from the start");
             self.on_truncated(slot);
         }
-        shrunk || rewritten
+        checked.truncated
     }
 
     /// The open file `slot` was truncated: close the old content, start a new state at offset 0.
@@ -220,61 +184,27 @@ impl<S: Sink> Tailer<S> {
     /// is resumed there and the whole line is read from it.
     pub(super) fn on_truncated(&mut self, slot: u64) {
         self.close_harvester(slot, false);
-        let state = self.files.get_mut(&slot).expect("slot exists");
+        let state = self.files.state(slot);
         let path = state.path.clone();
         let input = state.input;
         // Keep a fingerprinted identity: a copy of the old content (copytruncate's `.1`) then resumes where
         // reading stopped. A device+inode identity now names the new content, so the old state goes.
         if !matches!(state.identity, FileIdentity::Fingerprint { .. }) {
-            self.forget(slot);
+            self.files.forget(slot);
         }
         // The copy (if this was copytruncate) holds the rest of the old content; a scan resumes it.
-        self.scan_soon(input, Instant::now());
+        self.scan_soon(input, self.clock.now());
         if let Ok(meta) = std::fs::metadata(&path) {
-            let _ = self.consider(input, &path, &meta, unix_ms(), true);
+            let _ = self.consider(input, &path, &meta, true);
         }
-    }
-
-    /// Drops a state and its identity; later acks for it only release queue bytes.
-    pub(super) fn forget(&mut self, slot: u64) {
-        if let Some(state) = self.files.remove(&slot) {
-            if self.by_identity.get(&state.identity) == Some(&slot) {
-                self.by_identity.remove(&state.identity);
-            }
-            if state.harvester.is_some() {
-                self.open.remove(&(state.dev, state.ino));
-            }
-            self.dirty = true;
-        }
-    }
-
-    pub(super) fn rekey(&mut self, slot: u64, identity: FileIdentity) {
-        if let Some(other) = self.by_identity.get(&identity).copied() {
-            if other != slot {
-                self.forget(other);
-            }
-        }
-        let state = self.files.get_mut(&slot).expect("slot exists");
-        if self.by_identity.get(&state.identity) == Some(&slot) {
-            self.by_identity.remove(&state.identity);
-        }
-        state.identity = identity;
-        self.by_identity.insert(identity, slot);
-        self.dirty = true;
     }
 
     /// Forgets files not seen by any scan for `clean_removed`.
     pub(super) fn prune(&mut self) {
-        let cutoff = unix_ms() - self.clean_removed.as_millis() as i64;
-        let stale: Vec<u64> = self
-            .files
-            .iter()
-            .filter(|(_, s)| s.harvester.is_none() && s.last_seen_ms < cutoff)
-            .map(|(k, _)| *k)
-            .collect();
-        for slot in stale {
-            tracing::debug!(path = %self.files[&slot].path.display(), "forgetting file not seen for clean_removed");
-            self.forget(slot);
+        let cutoff = self.clock.unix_ms() - self.settings.clean_removed.as_millis() as i64;
+        for slot in self.files.unseen_since(cutoff) {
+            tracing::debug!(path = %self.files.state(slot).path.display(), "forgetting file not seen for clean_removed");
+            self.files.forget(slot);
         }
     }
 }

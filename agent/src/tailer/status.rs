@@ -2,13 +2,17 @@
 //! the `/metrics` endpoint, and the periodic summary log line.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{FileStats, Tailer};
+use super::file_table::FileStats;
+use super::Tailer;
 use crate::identity::FileIdentity;
 use crate::sink::Sink;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::stream::{StreamInput, StreamStatus};
+
+/// How often the metrics snapshot is refreshed.
+const METRICS_PUBLISH: Duration = Duration::from_millis(200);
 
 /// A point-in-time view of one file, for metrics and tests.
 #[derive(Debug, Clone)]
@@ -22,24 +26,71 @@ pub struct FileStatus {
     pub stats: FileStats,
 }
 
+/// When the summary is logged and the metrics snapshot refreshed, and where it goes.
+pub(super) struct Reports {
+    metrics: Option<SharedSnapshot>,
+    summary_interval: Duration,
+    last_summary: Instant,
+    last_publish: Instant,
+}
+
+impl Reports {
+    pub(super) fn new(summary_interval: Duration, now: Instant) -> Self {
+        Self { metrics: None, summary_interval, last_summary: now, last_publish: now }
+    }
+
+    /// Whether the summary is due at `now`; if so, it counts as logged.
+    fn summary_due(&mut self, now: Instant) -> bool {
+        let due = now.saturating_duration_since(self.last_summary) >= self.summary_interval;
+        if due {
+            self.last_summary = now;
+        }
+        due
+    }
+
+    fn publish_due(&self, now: Instant) -> bool {
+        self.metrics.is_some() && now.saturating_duration_since(self.last_publish) >= METRICS_PUBLISH
+    }
+}
+
 impl<S: Sink> Tailer<S> {
+    /// Keeps `shared` up to date (every 200 ms) for the metrics endpoint.
+    pub fn publish_to(&mut self, shared: SharedSnapshot) {
+        *shared.lock().unwrap() = self.snapshot();
+        self.reports.metrics = Some(shared);
+    }
+
+    /// The summary and the metrics snapshot, when due.
+    pub(super) fn report(&mut self) {
+        if self.reports.summary_due(self.clock.now()) {
+            self.log_summary();
+        }
+        if self.reports.publish_due(self.clock.now()) {
+            self.publish();
+        }
+    }
+
     pub(super) fn publish(&mut self) {
-        self.last_publish = Instant::now();
-        if let Some(shared) = &self.metrics {
+        self.reports.last_publish = self.clock.now();
+        if let Some(shared) = &self.reports.metrics {
             let snapshot = self.snapshot();
             *shared.lock().unwrap() = snapshot;
         }
+    }
+
+    pub(super) fn publishing(&self) -> bool {
+        self.reports.metrics.is_some()
     }
 
     /// Per-file status, for metrics and tests.
     pub fn status(&self) -> Vec<FileStatus> {
         let mut out: Vec<FileStatus> = self
             .files
-            .values()
+            .states()
             .map(|s| FileStatus {
                 path: s.path.clone(),
                 identity: s.identity,
-                open: s.harvester.is_some(),
+                open: s.is_open(),
                 acked_offset: s.acked.offset(),
                 read_offset: s.read_offset,
                 size: s.size,
@@ -57,33 +108,35 @@ impl<S: Sink> Tailer<S> {
 
     /// Everything the metrics endpoint shows.
     pub fn snapshot(&self) -> Snapshot {
+        let totals = self.emitter.totals();
         Snapshot {
             files: self.status(),
             streams: self.stream_status(),
-            in_flight_bytes: self.in_flight,
-            events_sent: self.totals.events_sent,
-            events_acked: self.totals.events_acked,
-            message_truncated: self.encoder.message_truncated + self.sink.too_large(),
+            in_flight_bytes: self.emitter.in_flight(),
+            events_sent: totals.events_sent,
+            events_acked: totals.events_acked,
+            message_truncated: self.emitter.message_truncated(),
         }
     }
 
     /// Encoded bytes handed to the sink and not yet acknowledged.
     pub fn in_flight_bytes(&self) -> usize {
-        self.in_flight
+        self.emitter.in_flight()
     }
 
-    pub(super) fn log_summary(&self) {
-        let open = self.files.values().filter(|s| s.harvester.is_some()).count();
-        let behind: u64 = self.files.values().map(|s| s.size.saturating_sub(s.acked.offset())).sum();
+    fn log_summary(&self) {
+        let open = self.files.states().filter(|s| s.is_open()).count();
+        let behind: u64 = self.files.states().map(|s| s.size.saturating_sub(s.acked.offset())).sum();
+        let totals = self.emitter.totals();
         tracing::info!(
             files_open = open,
-            files_known = self.by_identity.len(),
-            events_sent = self.totals.events_sent,
-            events_acked = self.totals.events_acked,
+            files_known = self.files.known(),
+            events_sent = totals.events_sent,
+            events_acked = totals.events_acked,
             stream_events_sent = self.streams.iter().map(|s| s.stats.events_sent).sum::<u64>(),
-            in_flight_bytes = self.in_flight,
+            in_flight_bytes = self.emitter.in_flight(),
             bytes_behind = behind,
-            events_message_truncated = self.encoder.message_truncated,
+            events_message_truncated = self.emitter.encoder_truncated(),
             "agent summary"
         );
     }

@@ -33,7 +33,7 @@ use notify::event::{CreateKind, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use regex::Regex;
 
-use super::FileInput;
+use super::input::FileInput;
 
 /// What events asked of the tailer since it last looked.
 #[derive(Debug, Default)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use logpipe_agent::config::{AgentConfig, InputConfig};
 use logpipe_agent::snapshot::SharedSnapshot;
-use logpipe_agent::tailer::FileStatus;
+use logpipe_agent::tailer::{FileStatus, ManualClock};
 use logpipe_agent::{MemorySink, Tailer};
 use logpipe_config::Validate;
 use serde_json::Value;
@@ -146,6 +146,59 @@ impl Drop for Harness {
             token.cancel();
             let _ = handle.join();
         }
+    }
+}
+
+/// Most turns [`Stepper::turn_until`] takes before it gives up.
+pub const MAX_TURNS: usize = 10_000;
+
+/// A tailer driven turn by turn on the calling thread, on a [`ManualClock`]: time moves only when the
+/// test moves it, so what depends on time (`scan_frequency`, `close_inactive`, settling a copy) happens
+/// exactly when the test says and never because the machine was slow.
+pub struct Stepper {
+    pub tailer: Tailer<MemorySink>,
+    pub clock: ManualClock,
+    pub sink: MemorySink,
+}
+
+impl Stepper {
+    /// A tailer for `config`, acknowledging every event at once.
+    pub fn new(config: &AgentConfig) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let sink = MemorySink::new(tx);
+        let clock = ManualClock::new();
+        let tailer = Tailer::with_clock(config, sink.clone(), rx, clock.clone()).unwrap();
+        Self { tailer, clock, sink }
+    }
+
+    /// Moves the clock by `by`, then runs one turn.
+    pub fn step(&mut self, by: Duration) {
+        self.clock.advance(by);
+        self.tailer.turn();
+    }
+
+    /// [`Stepper::step`] `n` times.
+    pub fn steps(&mut self, n: usize, by: Duration) {
+        for _ in 0..n {
+            self.step(by);
+        }
+    }
+
+    /// Steps by `by` until `cond` holds; panics after [`MAX_TURNS`] naming `what`.
+    pub fn step_until(&mut self, what: &str, by: Duration, cond: impl Fn(&Self) -> bool) {
+        for _ in 0..MAX_TURNS {
+            if cond(self) {
+                return;
+            }
+            self.step(by);
+        }
+        panic!("{what} did not happen in {MAX_TURNS} turns; got {:?}", self.messages());
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        let sent = self.sink.sent();
+        let events = sent.iter().map(|s| serde_json::from_slice::<Value>(&s.payload).unwrap());
+        events.map(|e| e["message"].as_str().unwrap().to_string()).collect()
     }
 }
 

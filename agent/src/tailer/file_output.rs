@@ -1,0 +1,78 @@
+//! What a file's lines become: counted, joined by multiline, filtered by `include_lines` and
+//! `exclude_lines`, given their `event.id`, and sent through the [`Emitter`] with an ack for their byte
+//! range. A filtered event counts as acknowledged at once, or the registry could never move past it.
+
+use super::emitter::{Emitter, Origin};
+use super::file_table::FileState;
+use super::input::FileInput;
+use crate::envelope::{timestamp_at, EventParts};
+use crate::identity::{event_id, Head};
+use crate::line_reader::RawLine;
+use crate::multiline::Multiline;
+use crate::sink::Sink;
+use std::time::Instant;
+
+/// Sends the events of one open file: its slot and state, and the path and first bytes of its harvester.
+pub(crate) struct FileLines<'a, S: Sink> {
+    emitter: &'a mut Emitter<S>,
+    input: &'a FileInput,
+    slot: u64,
+    state: &'a mut FileState,
+    path: &'a str,
+    head: &'a Head,
+    timestamp: String,
+    /// A filtered event moved the acknowledged prefix: the registry has something new to record.
+    pub(crate) acked_moved: bool,
+}
+
+impl<'a, S: Sink> FileLines<'a, S> {
+    /// Events of the file in `slot` read at `unix_ms`, whose harvester has `path` and `head`.
+    pub(crate) fn new(
+        emitter: &'a mut Emitter<S>,
+        input: &'a FileInput,
+        slot: u64,
+        state: &'a mut FileState,
+        path: &'a str,
+        head: &'a Head,
+        unix_ms: i64,
+    ) -> Self {
+        Self { emitter, input, slot, state, path, head, timestamp: timestamp_at(unix_ms), acked_moved: false }
+    }
+
+    /// One line read from the file at `now`: counted, then joined by multiline or emitted as it is.
+    pub(crate) fn line(&mut self, line: RawLine<'_>, multiline: Option<&mut Multiline>, now: Instant) {
+        self.state.stats.lines_read += 1;
+        match multiline {
+            Some(ml) => ml.push(line, now, |event| self.emit(event)),
+            None => self.emit(line),
+        }
+    }
+
+    /// One event (a line, or lines joined by multiline).
+    pub(crate) fn emit(&mut self, event: RawLine<'_>) {
+        let input = self.input;
+        let keep = (input.include_lines.is_empty() || input.include_lines.iter().any(|re| re.is_match(event.bytes)))
+            && !input.exclude_lines.iter().any(|re| re.is_match(event.bytes));
+        if !keep {
+            self.acked_moved |= self.state.acked.ack(event.start, event.end);
+            return;
+        }
+        let id = event_id(&input.meta.host, self.head.id_basis(event.end), event.start);
+        let parts = EventParts {
+            timestamp: &self.timestamp,
+            message: event.bytes,
+            file: Some((self.path, event.start)),
+            id: &id,
+            truncated: event.truncated,
+        };
+        let origin = Origin { source: self.slot, start: event.start, end: event.end };
+        let stats = &mut self.state.stats;
+        if self.emitter.send(&input.meta, &input.topic, &parts, origin).too_large {
+            stats.events_too_large += 1;
+        }
+        stats.events_sent += 1;
+        if event.truncated {
+            stats.events_truncated += 1;
+        }
+    }
+}
