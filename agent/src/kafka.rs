@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -60,7 +60,7 @@ impl Shared {
             self.purged.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if !self.stalled.lock().unwrap().start(topic) {
+        if !self.stalled.lock().unwrap_or_else(PoisonError::into_inner).start(topic) {
             tracing::debug!(topic, error = %error, "delivery failed again; will resend");
             return;
         }
@@ -96,7 +96,7 @@ impl Shared {
         if !self.any_stalled.load(Ordering::Relaxed) {
             return;
         }
-        let mut stalled = self.stalled.lock().unwrap();
+        let mut stalled = self.stalled.lock().unwrap_or_else(PoisonError::into_inner);
         if stalled.clear(topic) {
             tracing::info!(topic, "topic {topic} accepts events again; delivering");
         }
@@ -146,12 +146,12 @@ impl ProducerContext for AgentContext {
                     tracing::info!("Kafka brokers reachable again");
                 }
                 self.shared.delivered(message.topic());
-                let _ = self.shared.acks.lock().unwrap().send(*ack);
+                let _ = self.shared.acks.lock().unwrap_or_else(PoisonError::into_inner).send(*ack);
             }
             Err((error, message)) => {
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 self.shared.delivery_failed(message.topic(), code, error);
-                self.shared.failed.lock().unwrap().push_back(Failed {
+                self.shared.failed.lock().unwrap_or_else(PoisonError::into_inner).push_back(Failed {
                     topic: message.topic().to_string(),
                     key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().unwrap_or_default().to_vec(),
@@ -199,7 +199,7 @@ impl KafkaSink {
                 Err((error, back)) => {
                     let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                     self.shared.delivery_failed(topic, code, &error);
-                    self.shared.failed.lock().unwrap().push_back(Failed {
+                    self.shared.failed.lock().unwrap_or_else(PoisonError::into_inner).push_back(Failed {
                         topic: topic.to_string(),
                         key: key.map(<[u8]>::to_vec),
                         payload: back.payload.map(<[u8]>::to_vec).unwrap_or_default(),
@@ -217,7 +217,7 @@ impl KafkaSink {
     fn resend_failed(&self) {
         let now = Instant::now();
         let due: Vec<Failed> = {
-            let mut failed = self.shared.failed.lock().unwrap();
+            let mut failed = self.shared.failed.lock().unwrap_or_else(PoisonError::into_inner);
             let (due, wait): (Vec<_>, Vec<_>) = failed.drain(..).partition(|f| f.not_before <= now);
             failed.extend(wait);
             due
@@ -227,9 +227,9 @@ impl KafkaSink {
                 f.payload = shrink(&f.payload);
                 self.shared.too_large.fetch_add(1, Ordering::Relaxed);
             }
-            let before = self.shared.failed.lock().unwrap().len();
+            let before = self.shared.failed.lock().unwrap_or_else(PoisonError::into_inner).len();
             self.send_raw(&f.topic, f.key.as_deref(), &f.payload, Ack { bytes: f.ack.bytes, ..f.ack });
-            let mut failed = self.shared.failed.lock().unwrap();
+            let mut failed = self.shared.failed.lock().unwrap_or_else(PoisonError::into_inner);
             if failed.len() > before {
                 // Refused again at once: back off.
                 if let Some(last) = failed.back_mut() {
@@ -252,7 +252,7 @@ impl Sink for KafkaSink {
     }
 
     fn poll(&mut self) {
-        if !self.shared.failed.lock().unwrap().is_empty() {
+        if !self.shared.failed.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
             self.resend_failed();
         }
     }
@@ -263,7 +263,8 @@ impl Sink for KafkaSink {
             self.poll();
             let left = deadline.saturating_duration_since(Instant::now());
             let _ = self.producer.flush(left.min(Duration::from_millis(100)));
-            let done = self.producer.in_flight_count() == 0 && self.shared.failed.lock().unwrap().is_empty();
+            let done = self.producer.in_flight_count() == 0
+                && self.shared.failed.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
             if done || Instant::now() >= deadline {
                 return done;
             }
@@ -278,7 +279,7 @@ impl Drop for KafkaSink {
         self.producer.purge(PurgeConfig::default().queue().inflight());
         // The purged events' delivery reports arrive through the polling thread.
         let _ = self.producer.flush(Duration::from_millis(500));
-        let waiting = self.shared.failed.lock().unwrap().len() as u64;
+        let waiting = self.shared.failed.lock().unwrap_or_else(PoisonError::into_inner).len() as u64;
         let undelivered = self.shared.purged.load(Ordering::Relaxed) + waiting;
         if undelivered > 0 {
             tracing::warn!(

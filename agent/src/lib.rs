@@ -27,11 +27,15 @@ pub mod snapshot;
 pub mod stalls;
 pub mod stream;
 pub mod tailer;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use config::AgentConfig;
 pub use error::{Error, Result};
-pub use sink::{Ack, MemorySink, Record, Sink};
+pub use sink::{Ack, Record, Sink};
 pub use tailer::Tailer;
+#[cfg(any(test, feature = "testkit"))]
+pub use testkit::MemorySink;
 
 use config::InputType;
 use logpipe_config::Valid;

@@ -3,7 +3,7 @@
 //! `/metrics` on `agent.metrics_address` (opt-in) and by the appliance's admin endpoint. The HTTP side
 //! only renders the latest snapshot, so a slow or hostile scraper can never stall reading.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::routing::get;
 use logpipe_admin::{Exposition, Kind, Router};
@@ -30,7 +30,7 @@ pub fn router(snapshot: SharedSnapshot) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
-            let page = render(&snapshot.lock().unwrap_or_else(|e| e.into_inner())).finish();
+            let page = render(&snapshot.lock().unwrap_or_else(PoisonError::into_inner)).finish();
             async move { logpipe_admin::metrics(page) }
         }),
     )

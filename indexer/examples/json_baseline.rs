@@ -28,8 +28,8 @@ use chrono::Utc;
 use figment::providers::{Format, Toml};
 use serde_json::Value;
 
-use logpipe_indexer::batch::{Processor, Record, RecordBatch};
-use logpipe_indexer::{Compiled, DocId, IndexerConfig, Routed};
+use logpipe_indexer::benchmarking::{BulkRequest, Compiled, DocId, Processor, Record, RecordBatch, Routed};
+use logpipe_indexer::IndexerConfig;
 
 const USAGE: &str = "\
 usage: json_baseline --file FILE [--config PIPELINE.toml] [--partitions N]
@@ -229,7 +229,7 @@ enum Depth {
 /// Runs `sample` through the core's stages up to `depth` with the public pieces; returns the CPU time.
 fn pass(sample: &[&[u8]], compiled: &Compiled, max: usize, depth: Depth) -> Result<Duration, String> {
     let mut index = String::new();
-    let mut bulk = logpipe_indexer::BulkRequest::new();
+    let mut bulk = BulkRequest::new();
     let mut items: Vec<(String, String)> = Vec::new();
     let clock = Clock::start();
     for (i, value) in sample.iter().enumerate() {
@@ -246,7 +246,7 @@ fn pass(sample: &[&[u8]], compiled: &Compiled, max: usize, depth: Depth) -> Resu
             items.push((index.clone(), id));
             if items.len() >= max {
                 // A fresh body per batch, as the flow makes one.
-                (bulk, items) = (logpipe_indexer::BulkRequest::new(), Vec::new());
+                (bulk, items) = (BulkRequest::new(), Vec::new());
             }
         }
         black_box(&event);

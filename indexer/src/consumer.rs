@@ -13,7 +13,7 @@
 //!   committed offset stops the indexer with [`Error::NoCommittedOffset`].
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -40,7 +40,7 @@ pub struct IndexerContext {
 }
 
 fn lock(flow: &Mutex<Flow>) -> MutexGuard<'_, Flow> {
-    flow.lock().unwrap_or_else(|e| e.into_inner())
+    flow.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn partitions(list: &TopicPartitionList) -> BTreeSet<TopicPartition> {

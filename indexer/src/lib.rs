@@ -25,36 +25,38 @@
 //! - [`stats`]: counters for `/status` and `/metrics`.
 
 mod backoff;
-pub mod batch;
-pub mod bulk;
-pub mod codec;
-pub mod condition;
-pub mod config;
-pub mod consumer;
-pub mod dead_letter;
+mod batch;
+mod bulk;
+mod codec;
+mod condition;
+mod config;
+mod consumer;
+mod dead_letter;
 mod error;
-pub mod event;
-pub mod filters;
-pub mod flow;
-pub mod output;
-pub mod retry;
-pub mod route;
-pub mod start_position;
-pub mod stats;
-pub mod template;
-pub mod tracker;
+mod event;
+mod filters;
+mod flow;
+mod output;
+mod retry;
+mod route;
+mod start_position;
+mod stats;
+mod template;
+mod tracker;
 
-pub use bulk::{BulkRequest, DocId};
-pub use codec::Codec;
-pub use condition::Condition;
-pub use config::{Compiled, IndexerConfig};
+pub use config::IndexerConfig;
 pub use error::{Error, Result};
-pub use event::{Event, FieldRef};
-pub use filters::{Filter, FilterChain};
-pub use retry::BulkOutcome;
-pub use route::{RouteTable, Routed};
-pub use stats::{Stats, StatsSnapshot};
-pub use template::Template;
+pub use stats::{HostHealth, IndexCounts, Stats, StatsSnapshot};
+
+/// The batch-building core, for `examples/json_baseline.rs` (which measures it against a plain JSON
+/// parse); not an API.
+#[doc(hidden)]
+pub mod benchmarking {
+    pub use crate::batch::{Processor, Record, RecordBatch};
+    pub use crate::bulk::{BulkRequest, DocId};
+    pub use crate::config::Compiled;
+    pub use crate::route::Routed;
+}
 
 use std::sync::Arc;
 
@@ -62,6 +64,7 @@ use logpipe_config::Valid;
 use tokio_util::sync::CancellationToken;
 
 use batch::Processor;
+use config::Compiled;
 use dead_letter::DeadLetterTopic;
 use flow::{Flow, Limits};
 use output::Outputs;

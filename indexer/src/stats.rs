@@ -1,7 +1,7 @@
 //! Counters of a running indexer, shared by the pipeline (writers) and the status endpoint (readers).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -47,7 +47,7 @@ impl Stats {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StatsSnapshot> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn consumed(&self, records: u64, dropped: u64) {

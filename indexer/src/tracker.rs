@@ -73,6 +73,7 @@ impl OffsetTracker {
     }
 
     /// Whether any registered batch is not yet done.
+    #[cfg(test)]
     pub fn has_pending(&self) -> bool {
         self.has_pending_in(None)
     }

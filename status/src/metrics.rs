@@ -9,7 +9,9 @@ use crate::report::{IndexReport, Sources};
 pub fn render(sources: &Sources) -> String {
     let mut page = Exposition::new();
     if let Some(snapshot) = &sources.agent {
-        page.append(logpipe_agent::snapshot::render(&snapshot.lock().unwrap_or_else(|e| e.into_inner())));
+        page.append(logpipe_agent::snapshot::render(
+            &snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        ));
     }
     let report = sources.collect();
     let partition = |topic: &str, p: i32| [("topic", topic.to_string()), ("partition", p.to_string())];

@@ -1,7 +1,7 @@
 //! The [`StatusReport`]: a serializable snapshot of every part running in this process. Each part is
 //! optional; a central host running broker and indexer reports no files, an agent host no topics.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +102,7 @@ impl Sources {
     pub fn collect(&self) -> StatusReport {
         let mut report = StatusReport { time_ms: logpipe_broker::now_ms(), ..StatusReport::default() };
         if let Some(snapshot) = &self.agent {
-            let snapshot = snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let snapshot = snapshot.lock().unwrap_or_else(PoisonError::into_inner).clone();
             report.files = snapshot
                 .files
                 .iter()

@@ -3,7 +3,7 @@
 //! takes its `now` from a [`Clock`] handed to the tailer, as the broker's group state takes `now_ms`.
 //! [`SystemClock`] is the real one; [`ManualClock`] only moves when a test moves it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of the current time: monotonic for intervals, wall-clock for what is recorded (the
@@ -46,11 +46,11 @@ impl ManualClock {
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        *self.elapsed.lock().unwrap_or_else(|e| e.into_inner()) += by;
+        *self.elapsed.lock().unwrap_or_else(PoisonError::into_inner) += by;
     }
 
     fn elapsed(&self) -> Duration {
-        *self.elapsed.lock().unwrap_or_else(|e| e.into_inner())
+        *self.elapsed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

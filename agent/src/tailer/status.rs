@@ -56,7 +56,7 @@ impl Reports {
 impl<S: Sink> Tailer<S> {
     /// Keeps `shared` up to date (every 200 ms) for the metrics endpoint.
     pub fn publish_to(&mut self, shared: SharedSnapshot) {
-        *shared.lock().unwrap() = self.snapshot();
+        *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.snapshot();
         self.reports.metrics = Some(shared);
     }
 
@@ -74,7 +74,7 @@ impl<S: Sink> Tailer<S> {
         self.reports.last_publish = self.clock.now();
         if let Some(shared) = &self.reports.metrics {
             let snapshot = self.snapshot();
-            *shared.lock().unwrap() = snapshot;
+            *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
         }
     }
 

@@ -26,7 +26,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use notify::event::{CreateKind, ModifyKind};
@@ -126,7 +126,7 @@ impl FsEvents {
 
     /// What events asked for since the last call.
     pub(super) fn take(&mut self) -> Woken {
-        let woken = std::mem::take(&mut *self.shared.lock().unwrap_or_else(|e| e.into_inner()));
+        let woken = std::mem::take(&mut *self.shared.lock().unwrap_or_else(PoisonError::into_inner));
         for lost in &woken.lost {
             if let Some((dir, watching)) = self.dirs.iter_mut().find(|(d, _)| d.path == *lost) {
                 let _ = self.watcher.unwatch(&dir.path);
@@ -169,7 +169,7 @@ impl Handler {
             EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => Wants::Scan,
             EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => Wants::Read,
             _ if event.need_rescan() => {
-                let mut woken = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+                let mut woken = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
                 woken.scan.extend(0..self.matchers.len());
                 drop(woken);
                 let _ = self.ring.try_send(());
@@ -179,7 +179,7 @@ impl Handler {
             _ => return,
         };
         let mut ring = false;
-        let mut woken = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut woken = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         for path in &event.paths {
             if matches!(wants, Wants::Scan) && self.roots.contains(path) {
                 // The watched directory itself was removed or renamed: its watch is gone.

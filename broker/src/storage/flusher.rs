@@ -18,7 +18,7 @@
 use std::io;
 use std::mem;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,7 @@ impl Flusher {
                         if now >= next_tick {
                             break Vec::new();
                         }
-                        st = q.wake.wait_timeout(st, next_tick - now).unwrap_or_else(|e| e.into_inner()).0;
+                        st = q.wake.wait_timeout(st, next_tick - now).unwrap_or_else(PoisonError::into_inner).0;
                     }
                 };
                 for log in urgent.iter().filter_map(Weak::upgrade) {

@@ -12,7 +12,6 @@ use std::fmt::Debug;
 use crate::condition::Condition;
 use crate::event::Event;
 
-pub use date::DateFilter;
 pub use grok::Grok;
 pub use mutate::Mutate;
 pub use nginx::{NginxAccess, NginxError};

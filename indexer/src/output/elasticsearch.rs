@@ -13,7 +13,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,11 +39,12 @@ struct Host {
 
 impl Host {
     fn alive(&self, now: Instant) -> bool {
-        self.dead_until.lock().unwrap_or_else(|e| e.into_inner()).is_none_or(|t| t <= now)
+        self.dead_until.lock().unwrap_or_else(PoisonError::into_inner).is_none_or(|t| t <= now)
     }
 
     fn mark_dead(&self, dead: bool) {
-        *self.dead_until.lock().unwrap_or_else(|e| e.into_inner()) = dead.then(|| Instant::now() + DEAD_HOST_RETRY);
+        *self.dead_until.lock().unwrap_or_else(PoisonError::into_inner) =
+            dead.then(|| Instant::now() + DEAD_HOST_RETRY);
     }
 }
 

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -63,7 +63,7 @@ impl FileOutput {
     /// were new. On error nothing is counted as written (the batch is retried whole; ids already
     /// appended are then skipped).
     pub fn write(&self, batch: &Batch) -> Result<usize> {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         let mut touched: Vec<String> = Vec::new();
         let mut written = 0;
         for (i, item) in batch.items.iter().enumerate() {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -187,7 +187,7 @@ impl GroupCoordinator {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
         // Transitions keep the group map consistent between statements; a panic in one request must not
         // take every group down with it.
-        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+        self.groups.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on a group and records the group's meta (protocol type, empty-since) if it changed:

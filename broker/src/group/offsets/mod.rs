@@ -41,7 +41,7 @@ use std::future::Future;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use format::{encode_commit, encode_meta, frame, put_str, replay, MAGIC, REC_DELETE_GROUP, REC_DELETE_OFFSET};
 
@@ -198,11 +198,11 @@ impl OffsetStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-updated in a way that matters more
         // than losing the coordinator, so keep serving.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn fsync_lock(&self) -> MutexGuard<'_, ()> {
-        self.fsync_lock.lock().unwrap_or_else(|p| p.into_inner())
+        self.fsync_lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Appends one frame holding `entries`, applies them to the map, and returns the sequence number to
@@ -439,7 +439,7 @@ impl OffsetStore {
     /// [`compact`](Self::compact) calling `step(1)` once the snapshot is written (no lock held) and
     /// `step(2)` once the catch-up is synced (`fsync_lock` held), so tests can interleave commits.
     fn compact_with(&self, step: impl FnMut(u8)) -> io::Result<()> {
-        let _one = self.compaction.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self.compaction.lock().unwrap_or_else(PoisonError::into_inner);
         let snapshot = {
             let mut inner = self.lock();
             if self.poisoned.load(Ordering::Acquire) {
