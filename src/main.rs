@@ -80,8 +80,8 @@ enum Command {
         /// Write the pipeline here instead of to stdout.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// Print the whole report (notes too) to stderr, or write it to FILE.
-        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+        /// Print the whole report (notes too) to stderr, or write it to a file with --report=FILE.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
         report: Option<PathBuf>,
         /// Write the pipeline even when some items do not translate; they are left out, each named in a comment.
         #[arg(long)]

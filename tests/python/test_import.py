@@ -65,7 +65,7 @@ def test_errors_refuse_unless_bypassed(logpipe_bin, tmp_path):
     assert "(Error) " in refused.stderr and "unsupported.conf:8:3: filter `ruby`" in refused.stderr, refused.stderr
     assert "--bypass-errors" in refused.stderr
     report = tmp_path / "report.txt"
-    bypassed = run(logpipe_bin, "import", "--bypass-errors", "--report", report, "-o", out, source)
+    bypassed = run(logpipe_bin, "import", "--bypass-errors", f"--report={report}", "-o", out, source)
     assert bypassed.returncode == 0, bypassed.stderr
     assert "# Left out (--bypass-errors)" in out.read_text()
     assert "unsupported.conf:8:3: filter `ruby`" in out.read_text()
