@@ -55,7 +55,11 @@ fn syntax_error(file: &str, text: &str, e: pest::error::Error<Rule>) -> Error {
         .filter(|s| !s.trim().is_empty())
         .map(|s| format!("`{}`", s.trim_end()))
         .unwrap_or_else(|| "the end of the file".into());
-    let expected = if expected.is_empty() { "something else".to_string() } else { expected.join(", ") };
+    let expected = match expected.split_last() {
+        None => "something else".to_string(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    };
     Error::Syntax { file: file.to_string(), line, col, message: format!("expected {expected}, found {found}") }
 }
 
@@ -65,7 +69,7 @@ fn describe(rule: &Rule) -> Option<String> {
         match rule {
             Rule::plugin_section | Rule::plugin_type => "`input`, `filter` or `output`",
             Rule::plugin => "a plugin",
-            Rule::branch | Rule::if_arm => "a plugin or `if`",
+            Rule::branch | Rule::if_arm => "`if`",
             Rule::else_if | Rule::else_arm => "`else`",
             Rule::attribute | Rule::attributes => "a setting (`name => value`)",
             Rule::name | Rule::bare_name => "a name",
