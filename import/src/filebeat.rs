@@ -539,11 +539,13 @@ fn output(ctx: &mut Ctx, root: &Yaml) {
     let Some(Yaml::Mapping(outputs)) = root.get("output") else { return };
     for (name, body) in outputs {
         let name = text(name).unwrap_or_default();
-        let line = ctx.line_of(&format!("output.{name}"), 1).max(if ctx.text.contains(&format!("output.{name}")) {
-            0
+        // `output.kafka:` or `kafka:` under `output:`.
+        let dotted = format!("output.{name}");
+        let line = if ctx.text.lines().any(|l| l.trim_start().starts_with(&dotted)) {
+            ctx.line_of(&dotted, 1)
         } else {
             ctx.line_of(&format!("{name}:"), ctx.line_of("output:", 1))
-        });
+        };
         let origin = Origin::new(ctx.file, line);
         if !truthy(body.get("enabled"), true) {
             continue;

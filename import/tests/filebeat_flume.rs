@@ -124,3 +124,25 @@ fn flume_taildir_spooldir_and_the_new_kafka_sink() {
     assert_eq!(out["compression"].as_str(), Some("snappy"));
     assert_eq!(out["linger_ms"].as_integer(), Some(1));
 }
+
+#[test]
+fn filebeat_output_logstash_meets_the_beats_input_through_the_broker() {
+    let dir = std::env::temp_dir().join(format!("logpipe-import-beats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let filebeat = dir.join("filebeat.yml");
+    let logstash = dir.join("beats.conf");
+    std::fs::write(&filebeat, "filebeat.inputs:\n- type: filestream\n  id: app\n  paths: [/var/log/app/*.log]\noutput:\n  logstash:\n    hosts: [\"ls:5044\"]\n").unwrap();
+    std::fs::write(&logstash, "input { beats { port => 5044 } }\noutput { elasticsearch { hosts => [\"es:9200\"] index => \"app-%{+YYYY.MM.dd}\" } }\n").unwrap();
+    let imported = logpipe_import::import(&[filebeat.clone(), logstash.clone()]).unwrap();
+    assert!(!imported.report.has_errors(), "{}", imported.report);
+    let p = parse_toml(&imported.pipeline);
+    assert_eq!(p["broker"]["listeners"][0].as_str(), Some("127.0.0.1:9092"));
+    assert_eq!(p["agent"]["output"]["topic"].as_str(), Some("beats"));
+    assert_eq!(p["indexer"]["input"]["topics"][0].as_str(), Some("beats"));
+    assert_eq!(p["indexer"]["routes"][0]["index"].as_str(), Some("app-%{+YYYY.MM.dd}"));
+    assert!(imported.pipeline.contains("filebeat.yml:6"), "{}", imported.pipeline);
+    // Alone, the beats input has nothing to listen with.
+    let alone = logpipe_import::import(&[logstash]).unwrap();
+    assert!(unsupported(&alone.report).contains("input beats"), "{}", alone.report);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
