@@ -12,6 +12,7 @@ imported as they are.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from datetime import datetime, timezone
@@ -236,3 +237,44 @@ def test_filebeat_and_logstash_configs_run_into_the_same_daily_indices(logpipe_b
             err2.close()
         handwritten = stored(es2)
     assert imported == handwritten
+
+
+FLUME = """\
+producer.sources = s
+producer.channels = c
+producer.sinks = r
+producer.sources.s.type = exec
+producer.sources.s.command = tail -F {log}
+producer.sources.s.channels = c
+producer.channels.c.type = memory
+producer.sinks.r.type = org.apache.flume.plugins.KafkaSink
+producer.sinks.r.metadata.broker.list = {bootstrap}
+producer.sinks.r.request.required.acks = -1
+producer.sinks.r.custom.topic.name = test-topic
+producer.sinks.r.channel = c
+"""
+
+
+def test_flume_agent_runs_as_imported(logpipe_bin, broker, cli, tmp_path):
+    """The issue's Flume agent (exec `tail -F`, the old Kafka sink names) runs with `logpipe run --from`:
+    the file's lines arrive in test-topic as events with the line in `message`."""
+    log = tmp_path / "test.log"
+    log.write_text("".join(f"flume line {i}\n" for i in range(5)))
+    work = tmp_path / "flume"
+    work.mkdir()
+    (work / "producer.properties").write_text(FLUME.format(log=log, bootstrap=broker.bootstrap))
+    env = dict(os.environ, LOGPIPE_ADMIN__ADDRESS="127.0.0.1:0")
+    with open(work / "run.stderr.log", "wb") as err:
+        proc = subprocess.Popen(child_cmd([str(logpipe_bin), "run", "--from", "producer.properties"]), cwd=work,
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_until(lambda: "test-topic" in cli.run("topics", "list", check=False).stdout, 60,
+                   "the agent to create test-topic")
+        out = cli.run("consume", "test-topic", "--from-beginning", "--max-messages", "5", timeout=60).stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    stderr = (work / "run.stderr.log").read_text()
+    assert "loses data on restart" in stderr, stderr
+    messages = sorted(json.loads(line)["message"] for line in out.splitlines() if line.strip())
+    assert messages == [f"flume line {i}" for i in range(5)], out
