@@ -148,7 +148,7 @@ fn kafka(t: &mut Translator, p: &Plugin) {
             "sasl_jaas_config" => {
                 if let Some(v) = t.attr_text(P, attr) {
                     let field = |name: &str| {
-                        regex::Regex::new(&format!(r#"{name}\s*=\s*"([^"]*)""#))
+                        regex::Regex::new(&format!(r#"{name}\s*=\s*["']([^"']*)["']"#))
                             .expect("static regex")
                             .captures(&v)
                             .map(|c| c[1].to_string())

@@ -90,7 +90,7 @@ fn elasticsearch(t: &mut Translator, p: &Plugin, when: Option<When>) {
                 None => password_from_env = true,
             },
             "api_key" => {
-                if let Some(v) = t.secret(P, attr, "LOGPIPE_INDEXER__OUTPUT__ELASTICSEARCH__API_KEY") {
+                if let Some(v) = t.secret(P, attr, "LOGPIPE_INDEXER__OUTPUT__ELASTICSEARCH__API_KEY (base64 of id:api_key)") {
                     // Logstash takes `id:api_key`; logpipe sends the header value Elasticsearch issues,
                     // base64 of the same.
                     let encoded = if v.contains(':') { base64::engine::general_purpose::STANDARD.encode(&v) } else { v };
