@@ -1,6 +1,7 @@
 //! The `logpipe` binary: parses the command line, loads config, and calls into the crates.
 
 mod appliance;
+mod import;
 mod pipeline;
 
 use std::io::IsTerminal;
@@ -45,7 +46,14 @@ enum Command {
     /// Run every part a pipeline file holds, in one process: broker first, then indexer, then agent.
     Run {
         /// The pipeline file (TOML or YAML).
-        pipeline: PathBuf,
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        pipeline: Option<PathBuf>,
+        /// Import these Filebeat, Logstash or Flume configs in memory (as `logpipe import`) and run the result.
+        #[arg(long, value_name = "FILE")]
+        from: Vec<PathBuf>,
+        /// With --from: leave out what does not translate instead of refusing to run.
+        #[arg(long, requires = "from")]
+        bypass_errors: bool,
     },
     /// Run the broker alone, from the `[broker]` section of a config file.
     Broker {
@@ -74,6 +82,22 @@ enum Command {
         /// Print one snapshot and exit instead of refreshing every second.
         #[arg(long)]
         once: bool,
+    },
+    /// Translate filebeat.yml, Logstash pipelines (.conf files or a conf.d directory) and Flume .properties
+    /// into one pipeline file, reporting what does not translate.
+    Import {
+        /// The source configs, in any mix.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Write the pipeline here instead of to stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Print the whole report (notes too) to stderr, or write it to a file with --report=FILE.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+        report: Option<PathBuf>,
+        /// Write the pipeline even when some items do not translate; they are left out, each named in a comment.
+        #[arg(long)]
+        bypass_errors: bool,
     },
     /// Validate a pipeline file and exit.
     Check { pipeline: PathBuf },
@@ -139,7 +163,13 @@ fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Run { pipeline } => run_pipeline(Pipeline::load(&pipeline)?).await,
+            Command::Run { pipeline: Some(pipeline), .. } => run_pipeline(Pipeline::load(&pipeline)?).await,
+            Command::Run { pipeline: None, from, bypass_errors } => {
+                run_pipeline(import::import_for_run(&from, bypass_errors)?).await
+            }
+            Command::Import { files, output, report, bypass_errors } => {
+                import::import_command(&files, output.as_deref(), report.as_deref(), bypass_errors)
+            }
             // A single part keeps the file's [admin] section: its endpoint is where the file says.
             Command::Agent { config } => {
                 let file = Pipeline::load(&config)?;
