@@ -8,10 +8,10 @@
 //! The binary flattens [`ConsoleCommand`] into its own subcommands and calls [`run`]:
 //!
 //! ```text
-//! logpipe topics create|list|describe|delete ...
+//! logpipe topics create|list|describe|alter|delete ...
 //! logpipe produce TOPIC ...
 //! logpipe consume TOPIC ...
-//! logpipe groups list|describe|reset-offsets ...
+//! logpipe groups list|describe|delete|reset-offsets ...
 //! ```
 
 mod client;
@@ -35,7 +35,7 @@ pub use topics::TopicsCommand;
 /// The console subcommands. The binary flattens this enum into its own `Command` enum.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConsoleCommand {
-    /// Create, list, describe and delete topics (like kafka-topics.sh).
+    /// Create, list, describe, alter and delete topics (like kafka-topics.sh).
     Topics {
         #[command(subcommand)]
         command: TopicsCommand,
@@ -44,7 +44,7 @@ pub enum ConsoleCommand {
     Produce(ProduceArgs),
     /// Print a topic's record values to stdout, one per line (like kafka-console-consumer.sh).
     Consume(ConsumeArgs),
-    /// List and describe consumer groups, show lag, reset offsets (like kafka-consumer-groups.sh).
+    /// List, describe and delete consumer groups, show lag, reset offsets (like kafka-consumer-groups.sh).
     Groups {
         #[command(subcommand)]
         command: GroupsCommand,
