@@ -3,7 +3,7 @@
 //! Every section denies unknown keys, so `lod_dirs = ...` fails at load time with the key, the file and
 //! the section named, instead of running with a default the user did not mean.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use figment::providers::{Env, Format, Toml, Yaml};
@@ -25,6 +25,9 @@ pub struct Pipeline {
     pub indexer: Option<IndexerConfig>,
     /// The admin endpoint (`/status`, `/metrics`); on at 127.0.0.1:9600 when absent.
     pub admin: Option<AdminConfig>,
+    /// The file it was loaded from (`logpipe status` shows it).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 const SECTIONS: &[&str] = &["broker", "agent", "indexer", "admin"];
@@ -38,7 +41,7 @@ impl Pipeline {
             Some("yaml" | "yml") => Figment::from(Yaml::file(path)),
             _ => Figment::from(Toml::file(path)),
         };
-        let pipeline: Pipeline = file.merge(env_overrides()).extract().map_err(|e| {
+        let mut pipeline: Pipeline = file.merge(env_overrides()).extract().map_err(|e| {
             // One line per error, each naming its key as written in the file (figment prefixes the
             // profile, `default.`).
             let errors: Vec<String> =
@@ -55,6 +58,7 @@ impl Pipeline {
         if let Some(indexer) = &pipeline.indexer {
             indexer.validate().with_context(context)?;
         }
+        pipeline.path = Some(path.to_path_buf());
         Ok(pipeline)
     }
 }

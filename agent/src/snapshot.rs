@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::routing::get;
 use logpipe_admin::{Exposition, Kind, Router};
 
+use crate::stalls::Stall;
 use crate::stream::StreamStatus;
 use crate::tailer::FileStatus;
 
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub events_acked: u64,
     /// Events whose message was cut to fit `max_message_bytes` (by the encoder or after a refusal).
     pub message_truncated: u64,
+    /// What keeps events from flowing now: globs matching no file, topics refusing deliveries.
+    pub stalls: Vec<Stall>,
 }
 
 pub type SharedSnapshot = Arc<Mutex<Snapshot>>;

@@ -8,6 +8,7 @@ use super::{FileStats, Tailer};
 use crate::identity::FileIdentity;
 use crate::sink::Sink;
 use crate::snapshot::Snapshot;
+use crate::stalls::StallKind;
 use crate::stream::{StreamInput, StreamStatus};
 
 /// A point-in-time view of one file, for metrics and tests.
@@ -64,6 +65,12 @@ impl<S: Sink> Tailer<S> {
             events_sent: self.totals.events_sent,
             events_acked: self.totals.events_acked,
             message_truncated: self.encoder.message_truncated + self.sink.too_large(),
+            stalls: self
+                .inputs
+                .iter()
+                .flat_map(|input| input.unmatched.stalls(StallKind::Glob))
+                .chain(self.sink.stalls())
+                .collect(),
         }
     }
 
