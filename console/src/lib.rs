@@ -22,6 +22,7 @@ mod groups;
 mod produce;
 mod raw_client;
 mod table;
+mod topic_arg;
 mod topics;
 
 pub use client::Connection;
@@ -30,6 +31,7 @@ pub use error::{Error, Result};
 pub use groups::{GroupsCommand, ResetTarget, ResetTargetArgs, TopicSpec};
 pub use logpipe_config::{Acks, Compression};
 pub use produce::ProduceArgs;
+pub use topic_arg::{OptionalTopicArg, TopicArg};
 pub use topics::TopicsCommand;
 
 /// The console subcommands. The binary flattens this enum into its own `Command` enum.

@@ -16,6 +16,7 @@ use crate::client::{blocking, Connection};
 use crate::error::{Error, Result};
 use crate::raw_client::{ConfigChange, RawClient};
 use crate::table::or_dash;
+use crate::topic_arg::{OptionalTopicArg, TopicArg};
 
 /// `logpipe topics ...`
 ///
@@ -90,41 +91,10 @@ pub enum TopicsCommand {
     },
 }
 
-/// A topic named positionally (`logpipe topics delete nginx`) or with kafka-topics.sh's flag
-/// (`--topic nginx`); exactly one of the two.
-#[derive(Debug, Clone, clap::Args)]
-#[group(required = true, multiple = false)]
-pub struct TopicArg {
-    /// Topic name.
-    #[arg(value_name = "TOPIC")]
-    name: Option<String>,
-    /// Topic name, as kafka-topics.sh takes it (instead of the positional argument).
-    #[arg(long = "topic", value_name = "TOPIC")]
-    topic: Option<String>,
-}
-
-impl TopicArg {
-    fn name(self) -> String {
-        self.name.or(self.topic).unwrap_or_default()
-    }
-}
-
-/// [`TopicArg`] where leaving it out means every topic.
-#[derive(Debug, Clone, clap::Args)]
-#[group(required = false, multiple = false)]
-pub struct OptionalTopicArg {
-    /// Topic to describe [default: all topics].
-    #[arg(value_name = "TOPIC")]
-    name: Option<String>,
-    /// Topic to describe, as kafka-topics.sh takes it (instead of the positional argument).
-    #[arg(long = "topic", value_name = "TOPIC")]
-    topic: Option<String>,
-}
-
 pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
     match cmd {
         TopicsCommand::Create { topic, partitions, replication_factor, configs, if_not_exists, connection } => {
-            let name = topic.name();
+            let name = topic.name().to_owned();
             match create(&connection, &name, partitions, replication_factor, &configs).await {
                 // As kafka-topics.sh: nothing to do, nothing printed.
                 Err(Error::TopicOperation { code: RDKafkaErrorCode::TopicAlreadyExists, .. }) if if_not_exists => {
@@ -135,20 +105,20 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
         }
         TopicsCommand::List { connection } => list(connection).await,
         TopicsCommand::Describe { topic, if_exists, connection } => {
-            match describe(connection, topic.name.or(topic.topic)).await {
+            match describe(connection, topic.name().map(str::to_owned)).await {
                 Err(Error::UnknownTopic { .. }) if if_exists => Ok(()),
                 other => other,
             }
         }
         TopicsCommand::Alter { topic, partitions, configs, delete_configs, if_exists, connection } => {
-            let name = topic.name();
+            let name = topic.name().to_owned();
             match alter(&connection, &name, partitions, &configs, &delete_configs).await {
                 Err(Error::UnknownTopic { .. }) if if_exists => Ok(()),
                 other => other,
             }
         }
         TopicsCommand::Delete { topic, if_exists, connection } => {
-            let name = topic.name();
+            let name = topic.name().to_owned();
             match delete(&connection, &name).await {
                 Err(Error::TopicOperation { code: RDKafkaErrorCode::UnknownTopicOrPartition, .. }) if if_exists => {
                     Ok(())

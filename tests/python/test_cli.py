@@ -138,6 +138,11 @@ def test_topics_take_the_topic_flag_and_if_exists_flags(broker, cli):
     both = cli.run("topics", "describe", topic, "--topic", topic, check=False)
     assert both.returncode != 0 and "cannot be used with" in both.stderr
 
+    # The console producer and consumer take it too, as kafka-console-producer/consumer.sh do.
+    cli.run("produce", "--topic", topic, "--partition", "1", input="a\nb\n")
+    out = cli.run("consume", "--topic", topic, "--from-beginning", "--max-messages", "2", "--timeout-ms", "30000")
+    assert out.stdout.splitlines() == ["a", "b"]
+
     cli.run("topics", "delete", "--topic", topic)
     wait_until(lambda: topic_partitions(broker.bootstrap, topic) is None, 30, "the topic gone")
     for args in (("delete", "--topic", topic), ("alter", topic, "--partitions", "3"), ("describe", topic)):
