@@ -623,7 +623,7 @@ def test_status_shows_rates_in_and_out_and_an_eta_while_a_group_catches_up(logpi
 
     appliance = ApplianceProcess(logpipe_bin, tmp_path / "run", status_pipeline(tmp_path, es_url=es_standin.url),
                                  child_cmd)
-    view = None
+    view = reader = None
     log = tmp_path / "a-rather-long-directory-name-for-the-logs" / "of-this-application" / "app.log"
     try:
         appliance.start()
@@ -654,11 +654,12 @@ def test_status_shows_rates_in_and_out_and_an_eta_while_a_group_catches_up(logpi
         text, eta = wait_until(flowing, 120, lambda: "rates and an ETA, have:\n" + "\n".join(view.screen()),
                                interval=0.02, procs=[appliance])
         assert committed[0] < 20_000, "the backlog drained before the view showed an ETA"
-        reader.close()
         assert not [line for line in view.screen() if len(line) > 80]
         os.write(view.master, b"q")
         wait_until(lambda: view.proc.poll() is not None, 30, "the view to quit")
     finally:
+        if reader:
+            reader.close()
         if view:
             view.close()
         appliance.close()
