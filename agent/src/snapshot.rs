@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::routing::get;
 use logpipe_admin::{Exposition, Kind, Router};
 
-use crate::stalls::Stall;
+use crate::stalls::{Stall, StallKind};
 use crate::stream::StreamStatus;
 use crate::tailer::FileStatus;
 
@@ -102,6 +102,18 @@ pub fn render(s: &Snapshot) -> Exposition {
         Kind::Gauge,
         "Encoded bytes sent and not yet acknowledged.",
         s.in_flight_bytes,
+    );
+    page.family(
+        "logpipe_agent_stalled",
+        Kind::Gauge,
+        "1 per condition that keeps events from flowing: a glob matching no file, a topic refusing deliveries.",
+        s.stalls.iter().map(|st| {
+            let kind = match st.kind {
+                StallKind::Glob => "glob",
+                StallKind::Topic => "topic",
+            };
+            ([("kind", kind.to_owned()), ("key", st.key.clone())], 1)
+        }),
     );
     page.single(
         "logpipe_agent_events_message_truncated_total",

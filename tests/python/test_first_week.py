@@ -666,6 +666,8 @@ def test_status_shows_rates_in_and_out_and_an_eta_while_a_group_catches_up(logpi
 
 
 def test_status_snapshot_lists_agent_stalls_until_they_clear(logpipe_bin, tmp_path):
+    import urllib.request
+
     from agent_support import append_lines
 
     from appliance_support import ApplianceProcess
@@ -687,6 +689,8 @@ def test_status_snapshot_lists_agent_stalls_until_they_clear(logpipe_bin, tmp_pa
             return {(s["kind"], s["key"]) for s in appliance.status()["stalls"]}
 
         wait_until(lambda: ("glob", pattern) in stalls(), 30, "the glob stall", procs=[appliance])
+        with urllib.request.urlopen(f"http://{appliance.admin_address}/metrics", timeout=10) as resp:
+            assert f'logpipe_agent_stalled{{kind="glob",key="{pattern}"}} 1' in resp.read().decode()
         (tmp_path / "not-there-yet").mkdir()
         append_lines(tmp_path / "not-there-yet" / "x.log", range(1, 11))
         wait_until(lambda: ("topic", "app") in stalls(), 60, "the missing-topic stall", procs=[appliance])
