@@ -133,6 +133,14 @@ pub struct ResetTargetArgs {
     /// The committed offset moved by N (negative: back), clamped into [log start, log end].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     shift_by: Option<i64>,
+    /// The committed offset (a partition without one: the log end), e.g. to pin the offsets of
+    /// --all-topics before the group's consumers come back.
+    #[arg(long)]
+    to_current: bool,
+    /// The first record at or after now minus this duration: ISO 8601, as kafka-consumer-groups.sh
+    /// takes it (PT30M, PT1H30M, P1DT12H).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    by_duration: Option<i64>,
     /// The first record at or after this time: Kafka's format, 2026-11-21T08:00:00.000 (UTC, as in
     /// kafka-consumer-groups.sh), or with a zone (2026-11-21T09:00:00.000+01:00).
     #[arg(long, value_name = "DATETIME", value_parser = parse_datetime)]
@@ -147,6 +155,8 @@ pub enum ResetTarget {
     Offset(i64),
     /// Relative to the committed offset.
     ShiftBy(i64),
+    /// The committed offset.
+    Current,
     /// Milliseconds since the Unix epoch.
     Timestamp(i64),
 }
@@ -160,8 +170,12 @@ impl ResetTargetArgs {
             ResetTarget::Offset(n)
         } else if let Some(n) = self.shift_by {
             ResetTarget::ShiftBy(n)
+        } else if self.to_current {
+            ResetTarget::Current
         } else if let Some(ms) = self.to_datetime {
             ResetTarget::Timestamp(ms)
+        } else if let Some(ms) = self.by_duration {
+            ResetTarget::Timestamp(chrono::Utc::now().timestamp_millis().saturating_sub(ms))
         } else {
             ResetTarget::Latest
         }
@@ -220,6 +234,45 @@ pub(crate) fn parse_datetime(s: &str) -> Result<i64, String> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc().timestamp_millis()).map_err(|_| {
         format!("expected a date-time like 2026-11-21T08:00:00.000 (UTC) or 2026-11-21T09:00:00.000+01:00, got '{s}'")
     })
+}
+
+/// Parses `--by-duration`, ISO 8601 as Java's `Duration.parse` reads it (`PT30M`, `PT1H30M`, `P1DT12H`,
+/// `PT0.5S`), into milliseconds.
+pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
+    let bad = || format!("expected a duration like PT30M, PT1H30M or P1DT12H (ISO 8601), got '{s}'");
+    let upper = s.trim().to_ascii_uppercase();
+    let rest = upper.strip_prefix('P').ok_or_else(bad)?;
+    let (days, time) = match rest.split_once('T') {
+        Some((_, "")) => return Err(bad()),
+        Some((days, time)) => (days, time),
+        None => (rest, ""),
+    };
+    let mut total = 0.0;
+    for (part, units) in
+        [(days, &[('D', 86_400_000.0)][..]), (time, &[('H', 3_600_000.0), ('M', 60_000.0), ('S', 1000.0)])]
+    {
+        let mut number = String::new();
+        let mut next_unit = 0;
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+                continue;
+            }
+            // Units in order, each once, each after a number.
+            let at = units[next_unit..].iter().position(|(u, _)| *u == c).ok_or_else(bad)? + next_unit;
+            let value: f64 = number.parse().map_err(|_| bad())?;
+            total += value * units[at].1;
+            number.clear();
+            next_unit = at + 1;
+        }
+        if !number.is_empty() {
+            return Err(bad());
+        }
+    }
+    if rest.is_empty() || rest == "T" {
+        return Err(bad());
+    }
+    Ok(total.round() as i64)
 }
 
 /// A member as describe prints it.
@@ -663,6 +716,7 @@ fn plan_reset(
                         key.0, key.1
                     ))
                 })?),
+                ResetTarget::Current => committed.get(&key).copied(),
                 _ => by_time.get(&key).copied(),
             };
             let offset = new_offset(target, low, high, found);
@@ -674,7 +728,8 @@ fn plan_reset(
 /// The new offset of one partition whose log spans [low, high).
 ///
 /// `found` is, for a timestamp, the ListOffsets-by-time answer (none means no record is that recent, so,
-/// as in Kafka, the group moves to the log end) and, for a shift, the committed offset.
+/// as in Kafka, the group moves to the log end) and, for a shift or the current offset, the committed
+/// offset (none: as in Kafka, the log end).
 fn new_offset(target: ResetTarget, low: i64, high: i64, found: Option<i64>) -> i64 {
     // Outside the log the broker would answer OFFSET_OUT_OF_RANGE on the next fetch; clamp instead.
     let clamp = |n: i64| n.clamp(low, high.max(low));
@@ -683,6 +738,7 @@ fn new_offset(target: ResetTarget, low: i64, high: i64, found: Option<i64>) -> i
         ResetTarget::Latest => high,
         ResetTarget::Offset(n) => clamp(n),
         ResetTarget::ShiftBy(n) => clamp(found.unwrap_or(low).saturating_add(n)),
+        ResetTarget::Current => clamp(found.unwrap_or(high)),
         ResetTarget::Timestamp(_) => found.unwrap_or(high),
     }
 }
@@ -720,6 +776,18 @@ mod tests {
     }
 
     #[test]
+    fn durations() {
+        assert_eq!(parse_duration("PT30M"), Ok(1_800_000));
+        assert_eq!(parse_duration("PT1H30M"), Ok(5_400_000));
+        assert_eq!(parse_duration("P1DT12H"), Ok(129_600_000));
+        assert_eq!(parse_duration("P2D"), Ok(172_800_000));
+        assert_eq!(parse_duration("pt0.5s"), Ok(500));
+        for bad in ["", "P", "PT", "30M", "PT30", "PTM", "PT1M1H", "P1H", "PT1H1H", "1d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn new_offsets() {
         assert_eq!(new_offset(ResetTarget::Earliest, 5, 10, None), 5);
         assert_eq!(new_offset(ResetTarget::Latest, 5, 10, None), 10);
@@ -731,6 +799,8 @@ mod tests {
         assert_eq!(new_offset(ResetTarget::ShiftBy(3), 5, 20, Some(7)), 10);
         assert_eq!(new_offset(ResetTarget::ShiftBy(-3), 5, 20, Some(7)), 5);
         assert_eq!(new_offset(ResetTarget::ShiftBy(30), 5, 20, Some(7)), 20);
+        assert_eq!(new_offset(ResetTarget::Current, 5, 20, Some(7)), 7);
+        assert_eq!(new_offset(ResetTarget::Current, 5, 20, None), 20);
     }
 
     #[derive(Debug, Parser)]

@@ -265,7 +265,9 @@ def test_logpipe_reset_plans_agree_with_kafka_consumer_groups(broker, logpipe_bi
         c.close()
 
     when = datetime.fromtimestamp((t0 + 12_500) / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-    for target in (["--shift-by", "-3"], ["--shift-by", "100"], ["--to-datetime", when]):
+    # The records are an hour old: 30 minutes back is after all of them, two hours before.
+    for target in (["--shift-by", "-3"], ["--shift-by", "100"], ["--to-current"], ["--by-duration", "PT30M"],
+                   ["--by-duration", "PT2H"], ["--to-datetime", when]):
         theirs = run_tool(GROUPS, ["--bootstrap-server", broker.bootstrap, "--reset-offsets", "--group", group,
                                    "--topic", topic, "--dry-run", *target], env=zone).check()
         ours = logpipe(logpipe_bin, broker, "groups", "reset-offsets", "--group", group, "--topic", topic, *target,
