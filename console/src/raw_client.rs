@@ -1,5 +1,5 @@
 //! A minimal Kafka protocol client for the APIs librdkafka does not expose: DescribeLogDirs (size on disk
-//! per partition, for `topics describe`) and IncrementalAlterConfigs (KIP-339, for `topics alter
+//! per partition, for `topics describe`), Metadata v10+ (topic ids, likewise) and IncrementalAlterConfigs (KIP-339, for `topics alter
 //! --config`; librdkafka's AlterConfigs replaces a topic's whole set of overrides instead).
 //!
 //! One TCP connection to one broker, one request in flight at a time. Framing is the protocol's: a 4-byte
@@ -19,9 +19,10 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse, IncrementalAlterConfigsRequest,
-    RequestHeader, ResponseHeader, TopicName,
+    MetadataRequest, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +37,9 @@ const DESCRIBE_LOG_DIRS_VERSIONS: (i16, i16) = (1, 4);
 
 /// IncrementalAlterConfigs versions this client speaks (v1 is v0 in the flexible encoding).
 const INCREMENTAL_ALTER_CONFIGS_VERSIONS: (i16, i16) = (0, 1);
+
+/// Metadata versions that carry topic ids (KIP-516) this client speaks.
+const METADATA_VERSIONS: (i16, i16) = (10, 12);
 
 /// ConfigResource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
@@ -135,6 +139,25 @@ impl RawClient {
             return Ok(Ok(()));
         }
         Ok(Err((result.error_code, result.error_message.map(|m| m.to_string()))))
+    }
+
+    /// The topic ids of `topics` (Metadata v10+; librdkafka's metadata API does not expose them), by name.
+    /// A topic the broker does not know, or knows without an id, is left out.
+    pub(crate) async fn topic_ids(&mut self, topics: &[String]) -> Result<Vec<(String, uuid::Uuid)>> {
+        let version = self.negotiate(ApiKey::Metadata, METADATA_VERSIONS).await?;
+        let request = MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(Some(
+            topics
+                .iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                .collect(),
+        ));
+        let response = self.call(&request, version).await?;
+        Ok(response
+            .topics
+            .into_iter()
+            .filter(|t| t.error_code == 0 && !t.topic_id.is_nil())
+            .filter_map(|t| Some((t.name?.0.to_string(), t.topic_id)))
+            .collect())
     }
 
     /// Picks the highest version of `api` in `ours` that the broker also supports.
@@ -254,6 +277,7 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::DescribeLogDirs => "DescribeLogDirs",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::Metadata => "Metadata",
         _ => "request",
     }
 }

@@ -409,6 +409,8 @@ struct PartitionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TopicInfo {
     name: String,
+    /// Kafka's form of the topic id (base64url of its 16 bytes); `None` when the broker gave none.
+    id: Option<String>,
     partitions: Vec<PartitionInfo>,
     /// Configs whose value is not the hard-coded default (overrides, and broker-wide settings), as
     /// kafka-topics.sh shows them; empty when DescribeConfigs failed.
@@ -443,6 +445,10 @@ async fn describe(connection: Connection, name: Option<String>) -> Result<()> {
     for topic in &mut topics {
         topic.configs = configs.get(&topic.name).cloned().unwrap_or_default();
     }
+    let ids = topic_ids(&connection, &brokers, &topics).await;
+    for topic in &mut topics {
+        topic.id = ids.get(&topic.name).cloned();
+    }
     let sizes = replica_sizes(&connection, &brokers, &topics).await;
     for topic in &mut topics {
         for partition in &mut topic.partitions {
@@ -451,6 +457,37 @@ async fn describe(connection: Connection, name: Option<String>) -> Result<()> {
     }
     print!("{}", format_describe(&topics));
     Ok(())
+}
+
+/// The topics' ids from the first broker that answers, in Kafka's notation; none on failure (logged at
+/// debug), as the rest of the description still holds.
+async fn topic_ids(
+    connection: &Connection,
+    brokers: &[(i32, String)],
+    topics: &[TopicInfo],
+) -> HashMap<String, String> {
+    use base64::Engine as _;
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    if names.is_empty() {
+        return HashMap::new();
+    }
+    for (_, address) in brokers {
+        let answer = async {
+            let mut client = RawClient::connect(address, connection.timeout()).await?;
+            client.topic_ids(&names).await
+        }
+        .await;
+        match answer {
+            Ok(ids) => {
+                return ids
+                    .into_iter()
+                    .map(|(name, id)| (name, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())))
+                    .collect()
+            }
+            Err(e) => tracing::debug!(broker = %address, "topic ids unavailable: {e}"),
+        }
+    }
+    HashMap::new()
 }
 
 /// DescribeConfigs for each topic: the entries that are not defaults, by topic. A failure only leaves the
@@ -509,7 +546,7 @@ fn topic_infos(metadata: &Metadata) -> Vec<TopicInfo> {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.id);
-            TopicInfo { name: t.name().to_owned(), partitions, configs: Vec::new() }
+            TopicInfo { name: t.name().to_owned(), id: None, partitions, configs: Vec::new() }
         })
         .collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -570,8 +607,9 @@ fn format_describe(topics: &[TopicInfo]) -> String {
     for topic in topics {
         let replication = topic.partitions.first().map_or(0, |p| p.replicas.len());
         let configs: Vec<String> = topic.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let id = topic.id.as_ref().map(|id| format!("\tTopicId: {id}")).unwrap_or_default();
         out += &format!(
-            "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}\n",
+            "Topic: {}{id}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}\n",
             topic.name,
             topic.partitions.len(),
             replication,
@@ -612,6 +650,7 @@ mod tests {
     fn describe_layout() {
         let topics = vec![TopicInfo {
             name: "nginx".into(),
+            id: Some("AAAAAAAAAAAAAAAAAAAAAQ".into()),
             partitions: vec![
                 PartitionInfo {
                     id: 0,
@@ -634,7 +673,7 @@ mod tests {
         }];
         assert_eq!(
             format_describe(&topics),
-            "Topic: nginx\tPartitionCount: 2\tReplicationFactor: 1\tConfigs: retention.ms=3600000,segment.bytes=1048576\n\
+            "Topic: nginx\tTopicId: AAAAAAAAAAAAAAAAAAAAAQ\tPartitionCount: 2\tReplicationFactor: 1\tConfigs: retention.ms=3600000,segment.bytes=1048576\n\
              \tTopic: nginx\tPartition: 0\tLeader: 1\tReplicas: 1\tIsr: 1\tLogStartOffset: 0\tHighWatermark: 42\tSizeOnDisk: 4096\n\
              \tTopic: nginx\tPartition: 1\tLeader: none\tReplicas: 1,2\tIsr: \tLogStartOffset: -\tHighWatermark: -\tSizeOnDisk: -\n"
         );

@@ -206,11 +206,9 @@ def logpipe(logpipe_bin, broker, *args: str, env: dict | None = None, check: boo
 
 
 def summary_line(text: str, topic: str) -> dict[str, str]:
-    """The `Topic: T\t...\tConfigs: ...` line of a describe, as a dict (without Kafka's TopicId)."""
+    """The `Topic: T\tTopicId: ...\tConfigs: ...` line of a describe, as a dict."""
     line = next(line for line in text.splitlines() if line.startswith(f"Topic: {topic}\t"))
-    fields = dict(f.split(": ", 1) if ": " in f else (f.rstrip(":"), "") for f in line.split("\t"))
-    fields.pop("TopicId", None)
-    return fields
+    return dict(f.split(": ", 1) if ": " in f else (f.rstrip(":"), "") for f in line.split("\t"))
 
 
 def test_logpipe_topics_describe_alter_and_if_not_exists_agree_with_kafka_topics(broker, logpipe_bin):
@@ -224,7 +222,7 @@ def test_logpipe_topics_describe_alter_and_if_not_exists_agree_with_kafka_topics
     ours = summary_line(logpipe(logpipe_bin, broker, "topics", "describe", "--topic", topic).stdout, topic)
     theirs = summary_line(tool(broker, TOPICS, "--describe", "--topic", topic).stdout, topic)
     assert ours == theirs, f"logpipe: {ours}\nkafka-topics: {theirs}"
-    assert ours["PartitionCount"] == "4"
+    assert ours["PartitionCount"] == "4" and len(ours["TopicId"]) == 22
     assert ours["Configs"] == "retention.ms=3600000,segment.bytes=1048576"
 
     # --if-not-exists / --if-exists: both succeed quietly.
