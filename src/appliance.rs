@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use logpipe_agent::snapshot::SharedSnapshot;
 use logpipe_broker::Server;
-use logpipe_status::{AdminConfig, AdminServer, Sources};
+use logpipe_status::{About, AdminConfig, AdminServer, PartAbout, Sources};
 
 use crate::pipeline::Pipeline;
 
@@ -25,6 +25,11 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
     let admin = bind_admin(pipeline.admin.unwrap_or_default()).await?;
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
+    let mut about = About {
+        version: env!("LOGPIPE_VERSION").to_owned(),
+        pipeline: pipeline.path.as_ref().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()).display().to_string()),
+        ..About::default()
+    };
     let broker_stop = CancellationToken::new();
     let broker = match pipeline.broker {
         Some(config) => {
@@ -36,13 +41,17 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
             for addr in server.local_addrs() {
                 println!("listening on {addr}");
             }
+            about.parts.push(PartAbout::broker(&log_dirs, &server.local_addrs()));
             std::io::stdout().flush()?;
             let broker = server.broker().clone();
             Some((tokio::spawn(server.run(broker_stop.clone())), broker))
         }
         None => None,
     };
-    let mut sources = Sources { broker: broker.as_ref().map(|(_, b)| b.clone()), ..Sources::default() };
+    about.parts.extend(pipeline.indexer.as_ref().map(|i| PartAbout::indexer(i.config())));
+    about.parts.extend(pipeline.agent.as_deref().map(PartAbout::agent));
+    about.admin = admin.as_ref().and_then(|server| server.local_addr().ok()).map(|a| a.to_string());
+    let mut sources = Sources { broker: broker.as_ref().map(|(_, b)| b.clone()), about, ..Sources::default() };
     let indexer = pipeline.indexer;
     sources.indexer = indexer.as_ref().map(|i| i.stats());
     sources.agent = pipeline.agent.as_ref().map(|_| SharedSnapshot::default());

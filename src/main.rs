@@ -74,7 +74,8 @@ enum Command {
     /// Generate test logs: nginx access and error logs at a steady rate, with rotation.
     #[command(subcommand)]
     Gen(logpipe_gen::GenCommand),
-    /// Show a running appliance's files, topics, groups and indices (from its admin endpoint).
+    /// Show what a running appliance runs and where, its rates, stalls, files, topics, groups and indices,
+    /// refreshed every second (`q` quits); from its admin endpoint.
     Status {
         /// The admin endpoint, `host:port`.
         #[arg(long, default_value = "127.0.0.1:9600")]
@@ -174,32 +175,39 @@ fn run(cli: Cli) -> Result<()> {
             Command::Agent { config } => {
                 let file = Pipeline::load(&config)?;
                 let agent = file.agent.context("the config file has no [agent] section")?;
-                run_pipeline(Pipeline { agent: Some(agent), admin: file.admin, ..Pipeline::default() }).await
+                run_pipeline(Pipeline { agent: Some(agent), admin: file.admin, path: file.path, ..Pipeline::default() })
+                    .await
             }
             Command::Indexer { config } => {
                 let file = Pipeline::load(&config)?;
                 let indexer = file.indexer.context("the config file has no [indexer] section")?;
-                run_pipeline(Pipeline { indexer: Some(indexer), admin: file.admin, ..Pipeline::default() }).await
+                run_pipeline(Pipeline {
+                    indexer: Some(indexer),
+                    admin: file.admin,
+                    path: file.path,
+                    ..Pipeline::default()
+                })
+                .await
             }
             Command::Broker { config } => {
-                let (broker, admin) = match config {
+                let (broker, admin, path) = match config {
                     Some(path) => {
                         let file = Pipeline::load(&path)?;
-                        (file.broker, file.admin)
+                        (file.broker, file.admin, file.path)
                     }
-                    None => (None, None),
+                    None => (None, None, None),
                 };
                 let broker = match broker {
                     Some(broker) => broker,
                     None => Valid::new(BrokerConfig::default())?,
                 };
-                run_pipeline(Pipeline { broker: Some(broker), admin, ..Pipeline::default() }).await
+                run_pipeline(Pipeline { broker: Some(broker), admin, path, ..Pipeline::default() }).await
             }
             Command::Gen(command) => {
                 logpipe_gen::run(command).await?;
                 Ok(())
             }
-            Command::Status { address, once } => logpipe_status::view::watch(&address, once).await,
+            Command::Status { address, once } => logpipe_status::live::watch(&address, once).await,
             Command::Check { pipeline } => {
                 Pipeline::load(&pipeline)?;
                 println!("{}: ok", pipeline.display());

@@ -3,7 +3,7 @@
 //! Every section denies unknown keys, so `lod_dirs = ...` fails at load time with the key, the file and
 //! the section named, instead of running with a default the user did not mean.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use figment::providers::{Env, Format, Toml, Yaml};
@@ -36,6 +36,8 @@ pub struct Pipeline {
     pub indexer: Option<Indexer>,
     /// The admin endpoint (`/status`, `/metrics`); on at 127.0.0.1:9600 when absent.
     pub admin: Option<AdminConfig>,
+    /// The file it was loaded from (`logpipe status` shows it).
+    pub path: Option<PathBuf>,
 }
 
 const SECTIONS: &[&str] = &["broker", "agent", "indexer", "admin"];
@@ -66,6 +68,7 @@ impl Pipeline {
                 .transpose()
                 .with_context(context)?,
             admin: file.admin,
+            path: Some(path.to_path_buf()),
         })
     }
 }

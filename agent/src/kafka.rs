@@ -28,7 +28,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, P
 use crate::config::OutputConfig;
 use crate::error::Result;
 use crate::sink::{Ack, Record, Sink};
-use crate::stalls::Ongoing;
+use crate::stalls::{Ongoing, Stall, StallKind};
 
 /// Longest wait between two resends of a record that failed permanently.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
@@ -60,7 +60,7 @@ impl Shared {
             self.purged.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if !self.stalled.lock().unwrap_or_else(PoisonError::into_inner).start(topic) {
+        if !self.stalled.lock().unwrap_or_else(PoisonError::into_inner).start(topic, stall_reason(code)) {
             tracing::debug!(topic, error = %error, "delivery failed again; will resend");
             return;
         }
@@ -91,6 +91,14 @@ impl Shared {
         }
     }
 
+    /// The topics whose deliveries fail now.
+    fn stalls(&self) -> Vec<Stall> {
+        if !self.any_stalled.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        self.stalled.lock().unwrap_or_else(PoisonError::into_inner).stalls(StallKind::Topic).collect()
+    }
+
     /// A delivery to `topic` succeeded: log it if the topic was stalled.
     fn delivered(&self, topic: &str) {
         if !self.any_stalled.load(Ordering::Relaxed) {
@@ -101,6 +109,18 @@ impl Shared {
             tracing::info!(topic, "topic {topic} accepts events again; delivering");
         }
         self.any_stalled.store(!stalled.is_empty(), Ordering::Relaxed);
+    }
+}
+
+/// The few words `logpipe status` shows for a topic stalled by `code`.
+fn stall_reason(code: RDKafkaErrorCode) -> &'static str {
+    match code {
+        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+            "does not exist (auto-create off); create it with `logpipe topics create`"
+        }
+        RDKafkaErrorCode::MessageSizeTooLarge => "refuses too large events; they are cut and resent",
+        RDKafkaErrorCode::TopicAuthorizationFailed => "not authorized; grant the agent WRITE on it",
+        _ => "deliveries fail; events wait and are resent",
     }
 }
 
@@ -249,6 +269,10 @@ impl Sink for KafkaSink {
 
     fn too_large(&self) -> u64 {
         self.shared.too_large.load(Ordering::Relaxed)
+    }
+
+    fn stalls(&self) -> Vec<Stall> {
+        self.shared.stalls()
     }
 
     fn poll(&mut self) {

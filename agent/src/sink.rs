@@ -39,4 +39,9 @@ pub trait Sink: Send {
     fn too_large(&self) -> u64 {
         0
     }
+
+    /// Destinations the output cannot deliver to now (a topic that does not exist, ...).
+    fn stalls(&self) -> Vec<crate::stalls::Stall> {
+        Vec::new()
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::routing::get;
 use logpipe_admin::{Exposition, Kind, Router};
 
+use crate::stalls::{Stall, StallKind};
 use crate::stream::StreamStatus;
 use crate::tailer::FileStatus;
 
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub events_acked: u64,
     /// Events whose message was cut to fit `max_message_bytes` (by the encoder or after a refusal).
     pub message_truncated: u64,
+    /// What keeps events from flowing now: globs matching no file, topics refusing deliveries.
+    pub stalls: Vec<Stall>,
 }
 
 pub type SharedSnapshot = Arc<Mutex<Snapshot>>;
@@ -99,6 +102,18 @@ pub fn render(s: &Snapshot) -> Exposition {
         Kind::Gauge,
         "Encoded bytes sent and not yet acknowledged.",
         s.in_flight_bytes,
+    );
+    page.family(
+        "logpipe_agent_stalled",
+        Kind::Gauge,
+        "1 per condition that keeps events from flowing: a glob matching no file, a topic refusing deliveries.",
+        s.stalls.iter().map(|st| {
+            let kind = match st.kind {
+                StallKind::Glob => "glob",
+                StallKind::Topic => "topic",
+            };
+            ([("kind", kind.to_owned()), ("key", st.key.clone())], 1)
+        }),
     );
     page.single(
         "logpipe_agent_events_message_truncated_total",

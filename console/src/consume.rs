@@ -23,6 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::client::{blocking, Connection};
 use crate::error::{Error, Result};
+use crate::topic_arg::TopicArg;
 
 /// Records written between two stdout flushes (and offset stores).
 const MAX_BATCH: usize = 1000;
@@ -33,8 +34,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// `logpipe consume ...`
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumeArgs {
-    /// Topic to read.
-    pub topic: String,
+    #[command(flatten)]
+    pub topic: TopicArg,
     /// Start from the earliest record instead of the end (with --group: only where the group has no
     /// committed offset).
     #[arg(long, conflicts_with = "offset")]
@@ -147,20 +148,20 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
     };
     let consumer: BaseConsumer = config.create().map_err(conn.creation_error())?;
 
-    let partitions = conn.partitions(consumer.client(), &args.topic)?;
+    let partitions = conn.partitions(consumer.client(), args.topic.name())?;
     match &args.group {
         Some(group) => consumer
-            .subscribe(&[&args.topic])
+            .subscribe(&[args.topic.name()])
             .map_err(conn.kafka_error(format!("joining group '{group}' for topic '{}'", args.topic)))?,
         None => {
             if let Some(p) = args.partition {
-                conn.check_partition(&args.topic, &partitions, p)?;
+                conn.check_partition(args.topic.name(), &partitions, p)?;
             }
             let start = args.start().to_offset();
             let mut tpl = TopicPartitionList::new();
             for &p in &partitions {
                 if args.partition.is_none() || args.partition == Some(p) {
-                    tpl.add_partition_offset(&args.topic, p, start)
+                    tpl.add_partition_offset(args.topic.name(), p, start)
                         .map_err(conn.kafka_error("setting the start offset"))?;
                 }
             }
@@ -235,7 +236,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             if args.group.is_some() {
                 // The legacy `rd_kafka_offset_store` behind `store_offset` takes the offset of the last
                 // processed record and commits offset + 1 itself.
-                if let Err(e) = consumer.store_offset(&args.topic, partition, offset) {
+                if let Err(e) = consumer.store_offset(args.topic.name(), partition, offset) {
                     // A partition revoked by a rebalance cannot be stored; its new owner re-reads it.
                     tracing::debug!(partition, "offset not stored: {e}");
                 }
@@ -244,7 +245,7 @@ fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
     }
 
     if let Some(group) = &args.group {
-        commit_flushed(&consumer, conn, group, &args.topic, &flushed)?;
+        commit_flushed(&consumer, conn, group, args.topic.name(), &flushed)?;
     }
     eprintln!("Processed a total of {printed} messages");
     Ok(())

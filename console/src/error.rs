@@ -44,9 +44,20 @@ pub enum Error {
     #[error("{operation} topic '{topic}' on broker {broker} failed: {code}{}", hint_suffix(*.code))]
     TopicOperation { operation: &'static str, topic: String, broker: String, code: RDKafkaErrorCode },
 
+    /// The broker refused a change to a topic's config (other than an invalid key or value).
+    #[error(
+        "altering the configs of topic '{topic}' on broker {broker} failed: {error}; check the keys with \
+         `logpipe topics describe {topic}`"
+    )]
+    ConfigRefused { topic: String, broker: String, error: String },
+
     /// The group is unknown to the cluster.
     #[error("consumer group '{group}' does not exist on broker {broker}; see `logpipe groups list`")]
     UnknownGroup { group: String, broker: String },
+
+    /// `groups delete` failed for some groups (the others, if any, were deleted and said so on stdout).
+    #[error("deleting consumer groups on broker {broker} failed for {reasons}")]
+    GroupsNotDeleted { broker: String, reasons: String },
 
     /// Offsets of a group with live members cannot be reset: its consumers would overwrite them.
     #[error(

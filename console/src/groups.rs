@@ -18,7 +18,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDateTime};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::client::{blocking, Connection};
@@ -27,6 +30,9 @@ use crate::error::{Error, Result};
 use crate::table::{or_dash, Table};
 
 /// `logpipe groups ...`
+///
+/// Groups are named positionally or with kafka-consumer-groups.sh's `--group` (repeatable), or chosen all
+/// at once with `--all-groups`.
 #[derive(Debug, clap::Subcommand)]
 pub enum GroupsCommand {
     /// List consumer group names, one per line.
@@ -39,18 +45,29 @@ pub enum GroupsCommand {
     },
     /// Show a group's state, and per partition its committed offset, log end offset, lag and consumer.
     Describe {
-        /// Consumer group id.
-        group: String,
+        #[command(flatten)]
+        groups: GroupsArg,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete consumer groups and their committed offsets. A group must have no active members.
+    Delete {
+        #[command(flatten)]
+        groups: GroupsArg,
         #[command(flatten)]
         connection: Connection,
     },
     /// Move a group's committed offsets (dry run unless --execute). The group must have no active members.
     ResetOffsets {
-        /// Consumer group id.
-        group: String,
+        #[command(flatten)]
+        groups: GroupsArg,
         /// Topic to reset, optionally limited to partitions: `nginx` or `nginx:0,2`; repeatable.
-        #[arg(long = "topic", value_name = "TOPIC[:P,P...]", required = true, value_parser = parse_topic_spec)]
+        #[arg(long = "topic", value_name = "TOPIC[:P,P...]", required_unless_present = "all_topics",
+              value_parser = parse_topic_spec)]
         topics: Vec<TopicSpec>,
+        /// Every topic the group has committed offsets for, instead of --topic.
+        #[arg(long, conflicts_with = "topics")]
+        all_topics: bool,
         #[command(flatten)]
         target: ResetTargetArgs,
         /// Commit the new offsets; without it, only print the plan.
@@ -59,6 +76,45 @@ pub enum GroupsCommand {
         #[command(flatten)]
         connection: Connection,
     },
+}
+
+/// Which groups a command acts on: named (positionally, or with `--group`, repeatable) or all of them.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = true)]
+pub struct GroupsArg {
+    /// Consumer group id.
+    #[arg(value_name = "GROUP")]
+    name: Option<String>,
+    /// Consumer group id, as kafka-consumer-groups.sh takes it; repeatable.
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Every consumer group of the cluster.
+    #[arg(long, conflicts_with_all = ["name", "groups"])]
+    all_groups: bool,
+}
+
+impl GroupsArg {
+    /// The named groups, in the order given, once each; `None` for `--all-groups`.
+    fn named(&self) -> Option<Vec<String>> {
+        if self.all_groups {
+            return None;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for name in self.name.iter().chain(&self.groups) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        Some(names)
+    }
+
+    /// The groups to act on, listing the cluster's groups for `--all-groups`.
+    fn resolve(&self, consumer: &BaseConsumer, conn: &Connection) -> Result<Vec<String>> {
+        match self.named() {
+            Some(names) => Ok(names),
+            None => Ok(group_list(consumer, conn)?.into_iter().map(|(name, _)| name).collect()),
+        }
+    }
 }
 
 /// Which offsets `reset-offsets` moves to; exactly one is required.
@@ -74,7 +130,19 @@ pub struct ResetTargetArgs {
     /// This offset, clamped into [log start, log end].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
     to_offset: Option<i64>,
-    /// The first record at or after this time (RFC 3339, e.g. 2026-11-21T08:00:00Z; no zone means UTC).
+    /// The committed offset moved by N (negative: back), clamped into [log start, log end].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    shift_by: Option<i64>,
+    /// The committed offset (a partition without one: the log end), e.g. to pin the offsets of
+    /// --all-topics before the group's consumers come back.
+    #[arg(long)]
+    to_current: bool,
+    /// The first record at or after now minus this duration: ISO 8601, as kafka-consumer-groups.sh
+    /// takes it (PT30M, PT1H30M, P1DT12H).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    by_duration: Option<i64>,
+    /// The first record at or after this time: Kafka's format, 2026-11-21T08:00:00.000 (UTC, as in
+    /// kafka-consumer-groups.sh), or with a zone (2026-11-21T09:00:00.000+01:00).
     #[arg(long, value_name = "DATETIME", value_parser = parse_datetime)]
     to_datetime: Option<i64>,
 }
@@ -85,6 +153,10 @@ pub enum ResetTarget {
     Earliest,
     Latest,
     Offset(i64),
+    /// Relative to the committed offset.
+    ShiftBy(i64),
+    /// The committed offset.
+    Current,
     /// Milliseconds since the Unix epoch.
     Timestamp(i64),
 }
@@ -92,12 +164,20 @@ pub enum ResetTarget {
 impl ResetTargetArgs {
     /// The chosen target (clap guarantees exactly one flag).
     pub fn target(&self) -> ResetTarget {
-        match (self.to_earliest, self.to_latest, self.to_offset, self.to_datetime) {
-            (true, ..) => ResetTarget::Earliest,
-            (_, true, ..) => ResetTarget::Latest,
-            (_, _, Some(n), _) => ResetTarget::Offset(n),
-            (_, _, _, Some(ms)) => ResetTarget::Timestamp(ms),
-            _ => ResetTarget::Latest,
+        if self.to_earliest {
+            ResetTarget::Earliest
+        } else if let Some(n) = self.to_offset {
+            ResetTarget::Offset(n)
+        } else if let Some(n) = self.shift_by {
+            ResetTarget::ShiftBy(n)
+        } else if self.to_current {
+            ResetTarget::Current
+        } else if let Some(ms) = self.to_datetime {
+            ResetTarget::Timestamp(ms)
+        } else if let Some(ms) = self.by_duration {
+            ResetTarget::Timestamp(chrono::Utc::now().timestamp_millis().saturating_sub(ms))
+        } else {
+            ResetTarget::Latest
         }
     }
 }
@@ -113,9 +193,11 @@ pub struct TopicSpec {
 pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {
     match cmd {
         GroupsCommand::List { state, connection } => list(connection, state).await,
-        GroupsCommand::Describe { group, connection } => describe(connection, group).await,
-        GroupsCommand::ResetOffsets { group, topics, target, execute, connection } => {
-            reset_offsets(connection, group, topics, target.target(), execute).await
+        GroupsCommand::Describe { groups, connection } => describe(connection, groups).await,
+        GroupsCommand::Delete { groups, connection } => delete(connection, groups).await,
+        GroupsCommand::ResetOffsets { groups, topics, all_topics, target, execute, connection } => {
+            let topics = if all_topics { None } else { Some(topics) };
+            reset_offsets(connection, groups, topics, target.target(), execute).await
         }
     }
 }
@@ -140,8 +222,8 @@ pub(crate) fn parse_topic_spec(s: &str) -> Result<TopicSpec, String> {
 }
 
 /// Parses `--to-datetime` into milliseconds since the epoch. Accepts RFC 3339 (`2026-11-21T08:00:00Z`,
-/// `...+01:00`, fractional seconds) and, like kafka-consumer-groups.sh, a zone-less `2026-11-21T08:00:00`
-/// or `2026-11-21T08:00:00.000` — taken as UTC here, so the result does not depend on the machine's zone.
+/// `...+01:00`, fractional seconds) and kafka-consumer-groups.sh's zone-less `2026-11-21T08:00:00.000`
+/// (or without the fraction), which — as in Kafka, which appends `Z` — is UTC whatever the machine's zone.
 pub(crate) fn parse_datetime(s: &str) -> Result<i64, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
@@ -149,9 +231,48 @@ pub(crate) fn parse_datetime(s: &str) -> Result<i64, String> {
     if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z") {
         return Ok(t.timestamp_millis());
     }
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .map(|t| t.and_utc().timestamp_millis())
-        .map_err(|_| format!("expected a date-time like 2026-11-21T08:00:00Z, got '{s}'"))
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc().timestamp_millis()).map_err(|_| {
+        format!("expected a date-time like 2026-11-21T08:00:00.000 (UTC) or 2026-11-21T09:00:00.000+01:00, got '{s}'")
+    })
+}
+
+/// Parses `--by-duration`, ISO 8601 as Java's `Duration.parse` reads it (`PT30M`, `PT1H30M`, `P1DT12H`,
+/// `PT0.5S`), into milliseconds.
+pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
+    let bad = || format!("expected a duration like PT30M, PT1H30M or P1DT12H (ISO 8601), got '{s}'");
+    let upper = s.trim().to_ascii_uppercase();
+    let rest = upper.strip_prefix('P').ok_or_else(bad)?;
+    let (days, time) = match rest.split_once('T') {
+        Some((_, "")) => return Err(bad()),
+        Some((days, time)) => (days, time),
+        None => (rest, ""),
+    };
+    let mut total = 0.0;
+    for (part, units) in
+        [(days, &[('D', 86_400_000.0)][..]), (time, &[('H', 3_600_000.0), ('M', 60_000.0), ('S', 1000.0)])]
+    {
+        let mut number = String::new();
+        let mut next_unit = 0;
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+                continue;
+            }
+            // Units in order, each once, each after a number.
+            let at = units[next_unit..].iter().position(|(u, _)| *u == c).ok_or_else(bad)? + next_unit;
+            let value: f64 = number.parse().map_err(|_| bad())?;
+            total += value * units[at].1;
+            number.clear();
+            next_unit = at + 1;
+        }
+        if !number.is_empty() {
+            return Err(bad());
+        }
+    }
+    if rest.is_empty() || rest == "T" {
+        return Err(bad());
+    }
+    Ok(total.round() as i64)
 }
 
 /// A member as describe prints it.
@@ -224,15 +345,19 @@ fn summarize_group(consumer: &BaseConsumer, conn: &Connection, group: &str) -> R
     Ok(summary)
 }
 
+/// Every group of the cluster with its state, sorted by name.
+fn group_list(consumer: &BaseConsumer, conn: &Connection) -> Result<Vec<(String, String)>> {
+    let list = consumer.fetch_group_list(None, conn.timeout()).map_err(conn.kafka_error("listing consumer groups"))?;
+    let mut groups: Vec<(String, String)> =
+        list.groups().iter().map(|g| (g.name().to_owned(), g.state().to_owned())).collect();
+    groups.sort();
+    Ok(groups)
+}
+
 async fn list(conn: Connection, with_state: bool) -> Result<()> {
     let groups = blocking(move || {
         let consumer: BaseConsumer = conn.client_config().create().map_err(conn.creation_error())?;
-        let list =
-            consumer.fetch_group_list(None, conn.timeout()).map_err(conn.kafka_error("listing consumer groups"))?;
-        let mut groups: Vec<(String, String)> =
-            list.groups().iter().map(|g| (g.name().to_owned(), g.state().to_owned())).collect();
-        groups.sort();
-        Ok(groups)
+        group_list(&consumer, &conn)
     })
     .await?;
     if with_state {
@@ -266,64 +391,85 @@ impl OffsetRow {
     }
 }
 
-async fn describe(conn: Connection, group: String) -> Result<()> {
-    let (summary, rows) = blocking(move || {
-        let consumer = group_consumer(&conn, &group)?;
-        let summary = summarize_group(&consumer, &conn, &group)?;
-
-        // OffsetFetch needs partitions to ask about: every partition of every non-internal topic, plus
-        // anything assigned (covers a topic missing from metadata for a moment).
-        let metadata = consumer.fetch_metadata(None, conn.timeout()).map_err(conn.kafka_error("listing topics"))?;
-        let mut tpl = TopicPartitionList::new();
-        for topic in metadata.topics().iter().filter(|t| !t.name().starts_with("__")) {
-            for p in topic.partitions() {
-                tpl.add_partition(topic.name(), p.id());
-            }
-        }
-        for (topic, partition) in summary.assignment.keys() {
-            if tpl.find_partition(topic, *partition).is_none() {
-                tpl.add_partition(topic, *partition);
-            }
-        }
-        let committed = if tpl.count() == 0 {
-            TopicPartitionList::new()
-        } else {
-            consumer
-                .committed_offsets(tpl, conn.timeout())
-                .map_err(conn.kafka_error(format!("fetching committed offsets of group '{group}'")))?
-        };
-
-        let mut keyed: BTreeMap<(String, i32), Option<i64>> =
-            summary.assignment.keys().map(|k| (k.clone(), None)).collect();
-        for elem in committed.elements() {
-            if let Offset::Offset(n) = elem.offset() {
-                keyed.insert((elem.topic().to_owned(), elem.partition()), Some(n));
-            }
-        }
-        if keyed.is_empty() && summary.members.is_empty() && matches!(summary.state.as_str(), "Dead" | "") {
-            return Err(Error::UnknownGroup { group: group.clone(), broker: conn.bootstrap_server.clone() });
-        }
-        let rows = keyed
-            .into_iter()
-            .map(|((topic, partition), committed)| {
-                let log_end = consumer
-                    .fetch_watermarks(&topic, partition, conn.timeout())
-                    .inspect_err(|e| tracing::debug!(%topic, partition, "watermarks: {e}"))
-                    .ok()
-                    .map(|(_, high)| high);
-                let member = summary.assignment.get(&(topic.clone(), partition)).map(|&i| summary.members[i].clone());
-                OffsetRow { topic, partition, committed, log_end, member }
-            })
-            .collect::<Vec<_>>();
-        Ok(((summary, group), rows))
+async fn describe(conn: Connection, groups: GroupsArg) -> Result<()> {
+    let described = blocking(move || {
+        let consumer: BaseConsumer = conn.client_config().create().map_err(conn.creation_error())?;
+        let names = groups.resolve(&consumer, &conn)?;
+        names.into_iter().map(|group| describe_one(&conn, group)).collect::<Result<Vec<_>>>()
     })
     .await?;
-    let (summary, group) = summary;
-    print!("{}", format_describe(&group, &summary, &rows));
-    if rows.is_empty() {
-        eprintln!("Consumer group '{group}' has no active members and no committed offsets.");
+    for (i, (group, summary, rows)) in described.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print!("{}", format_describe(group, summary, rows));
+        if rows.is_empty() {
+            eprintln!("Consumer group '{group}' has no active members and no committed offsets.");
+        }
     }
     Ok(())
+}
+
+/// The committed offset of every partition `group` has one for (OffsetFetch needs partitions to ask about:
+/// every partition of every non-internal topic, plus `also`).
+fn committed_offsets(
+    consumer: &BaseConsumer,
+    conn: &Connection,
+    group: &str,
+    also: impl IntoIterator<Item = (String, i32)>,
+) -> Result<BTreeMap<(String, i32), i64>> {
+    let metadata = consumer.fetch_metadata(None, conn.timeout()).map_err(conn.kafka_error("listing topics"))?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in metadata.topics().iter().filter(|t| !t.name().starts_with("__")) {
+        for p in topic.partitions() {
+            tpl.add_partition(topic.name(), p.id());
+        }
+    }
+    for (topic, partition) in also {
+        if tpl.find_partition(&topic, partition).is_none() {
+            tpl.add_partition(&topic, partition);
+        }
+    }
+    if tpl.count() == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let committed = consumer
+        .committed_offsets(tpl, conn.timeout())
+        .map_err(conn.kafka_error(format!("fetching committed offsets of group '{group}'")))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(n) => Some(((e.topic().to_owned(), e.partition()), n)),
+            _ => None,
+        })
+        .collect())
+}
+
+fn describe_one(conn: &Connection, group: String) -> Result<(String, GroupSummary, Vec<OffsetRow>)> {
+    let consumer = group_consumer(conn, &group)?;
+    let summary = summarize_group(&consumer, conn, &group)?;
+    // Assigned partitions are asked about too (covers a topic missing from metadata for a moment).
+    let committed = committed_offsets(&consumer, conn, &group, summary.assignment.keys().cloned())?;
+    let mut keyed: BTreeMap<(String, i32), Option<i64>> =
+        summary.assignment.keys().map(|k| (k.clone(), None)).collect();
+    keyed.extend(committed.into_iter().map(|(k, n)| (k, Some(n))));
+    if keyed.is_empty() && summary.members.is_empty() && matches!(summary.state.as_str(), "Dead" | "") {
+        return Err(Error::UnknownGroup { group, broker: conn.bootstrap_server.clone() });
+    }
+    let rows = keyed
+        .into_iter()
+        .map(|((topic, partition), committed)| {
+            let log_end = consumer
+                .fetch_watermarks(&topic, partition, conn.timeout())
+                .inspect_err(|e| tracing::debug!(%topic, partition, "watermarks: {e}"))
+                .ok()
+                .map(|(_, high)| high);
+            let member = summary.assignment.get(&(topic.clone(), partition)).map(|&i| summary.members[i].clone());
+            OffsetRow { topic, partition, committed, log_end, member }
+        })
+        .collect::<Vec<_>>();
+    Ok((group, summary, rows))
 }
 
 fn format_describe(group: &str, summary: &GroupSummary, rows: &[OffsetRow]) -> String {
@@ -358,59 +504,159 @@ fn format_describe(group: &str, summary: &GroupSummary, rows: &[OffsetRow]) -> S
     format!("{state}\n{offsets}")
 }
 
+async fn delete(conn: Connection, groups: GroupsArg) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = conn.client_config().create().map_err(conn.creation_error())?;
+    let names = match groups.named() {
+        Some(names) => names,
+        None => {
+            let c = conn.clone();
+            blocking(move || {
+                let consumer: BaseConsumer = c.client_config().create().map_err(c.creation_error())?;
+                Ok(group_list(&consumer, &c)?.into_iter().map(|(name, _)| name).collect())
+            })
+            .await?
+        }
+    };
+    if names.is_empty() {
+        println!("There are no consumer groups to delete.");
+        return Ok(());
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().request_timeout(Some(conn.timeout())).operation_timeout(Some(conn.timeout()));
+    let results = admin.delete_groups(&refs, &options).await.map_err(conn.kafka_error("deleting consumer groups"))?;
+    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+    for result in results {
+        match result {
+            Ok(group) => deleted.push(group),
+            Err((group, code)) => failed.push((group, code)),
+        }
+    }
+    let quoted = |names: &[String]| names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+    if failed.is_empty() {
+        // kafka-consumer-groups.sh's words.
+        println!("Deletion of requested consumer groups ({}) was successful.", quoted(&deleted));
+        return Ok(());
+    }
+    if !deleted.is_empty() {
+        println!("These consumer groups were deleted successfully: {}", quoted(&deleted));
+    }
+    let reasons: Vec<String> =
+        failed.iter().map(|(group, code)| format!("'{group}': {}", delete_hint(*code))).collect();
+    Err(Error::GroupsNotDeleted { broker: conn.bootstrap_server.clone(), reasons: reasons.join("; ") })
+}
+
+/// Why a group could not be deleted, and what to do.
+fn delete_hint(code: RDKafkaErrorCode) -> String {
+    match code {
+        RDKafkaErrorCode::NonEmptyGroup => {
+            "it has active members (NonEmptyGroup); stop its consumers and retry once the group is Empty".to_owned()
+        }
+        RDKafkaErrorCode::GroupIdNotFound => {
+            "it does not exist (GroupIdNotFound); see `logpipe groups list`".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
 async fn reset_offsets(
     conn: Connection,
-    group: String,
-    topics: Vec<TopicSpec>,
+    groups: GroupsArg,
+    topics: Option<Vec<TopicSpec>>,
     target: ResetTarget,
     execute: bool,
 ) -> Result<()> {
-    let plan = blocking(move || {
-        let consumer = group_consumer(&conn, &group)?;
-        let summary = summarize_group(&consumer, &conn, &group)?;
-        if !summary.members.is_empty() {
-            return Err(Error::GroupActive {
-                group,
-                broker: conn.bootstrap_server.clone(),
-                state: summary.state,
-                members: summary.members.len(),
-            });
-        }
-        let plan = plan_reset(&consumer, &conn, &topics, target)?;
-        if execute && !plan.is_empty() {
-            let mut tpl = TopicPartitionList::new();
-            for (topic, partition, offset) in &plan {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                    .map_err(conn.kafka_error("building the commit"))?;
+    let (plans, failures) = blocking(move || {
+        let lister: BaseConsumer = conn.client_config().create().map_err(conn.creation_error())?;
+        let names = groups.resolve(&lister, &conn)?;
+        let mut plans = Vec::new();
+        let mut failures = Vec::new();
+        for group in names {
+            match reset_one(&conn, &group, topics.as_deref(), target, execute) {
+                Ok(plan) => plans.extend(plan.into_iter().map(|(t, p, o)| (group.clone(), t, p, o))),
+                // With several groups, one that cannot be reset does not stop the others (as Kafka's tool).
+                Err(e @ Error::GroupActive { .. }) if groups.named().is_none_or(|n| n.len() > 1) => {
+                    eprintln!("error: {e}");
+                    failures.push(group);
+                }
+                Err(e) => return Err(e),
             }
-            consumer
-                .commit(&tpl, CommitMode::Sync)
-                .map_err(conn.kafka_error(format!("committing offsets of group '{group}'")))?;
         }
-        Ok((group, plan))
+        Ok((plans, failures))
     })
     .await?;
-    let (group, plan) = plan;
 
-    let mut table = Table::new(["TOPIC", "PARTITION", "NEW-OFFSET"]);
-    for (topic, partition, offset) in &plan {
-        table.push([topic.clone(), partition.to_string(), offset.to_string()]);
+    let mut table = Table::new(["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"]);
+    for (group, topic, partition, offset) in &plans {
+        table.push([group.clone(), topic.clone(), partition.to_string(), offset.to_string()]);
     }
     print!("{table}");
     if execute {
-        eprintln!("Committed the new offsets for group '{group}'.");
+        eprintln!("Committed the new offsets.");
     } else {
-        eprintln!("Dry run: nothing was committed. Re-run with --execute to commit these offsets for group '{group}'.");
+        eprintln!("Dry run: nothing was committed. Re-run with --execute to commit these offsets.");
+    }
+    if !failures.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{} group(s) were not reset because they have active members: {}; stop their consumers and retry",
+            failures.len(),
+            failures.join(", ")
+        )));
     }
     Ok(())
+}
+
+/// Plans (and with `execute`, commits) the reset of one group; `topics: None` means every topic it has
+/// committed offsets for.
+fn reset_one(
+    conn: &Connection,
+    group: &str,
+    topics: Option<&[TopicSpec]>,
+    target: ResetTarget,
+    execute: bool,
+) -> Result<Vec<(String, i32, i64)>> {
+    let consumer = group_consumer(conn, group)?;
+    let summary = summarize_group(&consumer, conn, group)?;
+    if !summary.members.is_empty() {
+        return Err(Error::GroupActive {
+            group: group.to_owned(),
+            broker: conn.bootstrap_server.clone(),
+            state: summary.state,
+            members: summary.members.len(),
+        });
+    }
+    let committed = committed_offsets(&consumer, conn, group, [])?;
+    let specs: Vec<TopicSpec> = match topics {
+        Some(specs) => specs.to_vec(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (topic, partition) in committed.keys() {
+                by_topic.entry(topic.clone()).or_default().push(*partition);
+            }
+            by_topic.into_iter().map(|(topic, p)| TopicSpec { topic, partitions: Some(p) }).collect()
+        }
+    };
+    let plan = plan_reset(&consumer, conn, group, &specs, target, &committed)?;
+    if execute && !plan.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, offset) in &plan {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(conn.kafka_error("building the commit"))?;
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(conn.kafka_error(format!("committing offsets of group '{group}'")))?;
+    }
+    Ok(plan)
 }
 
 /// Computes (topic, partition, new offset) for every selected partition.
 fn plan_reset(
     consumer: &BaseConsumer,
     conn: &Connection,
+    group: &str,
     topics: &[TopicSpec],
     target: ResetTarget,
+    committed: &BTreeMap<(String, i32), i64>,
 ) -> Result<Vec<(String, i32, i64)>> {
     let mut selected: Vec<(String, i32)> = Vec::new();
     for spec in topics {
@@ -458,26 +704,41 @@ fn plan_reset(
         _ => HashMap::new(),
     };
 
-    Ok(selected
+    selected
         .into_iter()
         .map(|key| {
             let (low, high) = watermarks[&key];
-            let offset = new_offset(target, low, high, by_time.get(&key).copied());
-            (key.0, key.1, offset)
+            let found = match target {
+                ResetTarget::ShiftBy(_) => Some(*committed.get(&key).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "cannot shift the offset of group '{group}' on topic '{}' partition {}: it has no committed \
+                         offset there; move it with --to-earliest, --to-latest or --to-offset first",
+                        key.0, key.1
+                    ))
+                })?),
+                ResetTarget::Current => committed.get(&key).copied(),
+                _ => by_time.get(&key).copied(),
+            };
+            let offset = new_offset(target, low, high, found);
+            Ok((key.0, key.1, offset))
         })
-        .collect())
+        .collect()
 }
 
 /// The new offset of one partition whose log spans [low, high).
 ///
-/// `found` is the ListOffsets-by-time answer; none means no record is that recent, so (as in Kafka) the
-/// group moves to the log end.
+/// `found` is, for a timestamp, the ListOffsets-by-time answer (none means no record is that recent, so,
+/// as in Kafka, the group moves to the log end) and, for a shift or the current offset, the committed
+/// offset (none: as in Kafka, the log end).
 fn new_offset(target: ResetTarget, low: i64, high: i64, found: Option<i64>) -> i64 {
+    // Outside the log the broker would answer OFFSET_OUT_OF_RANGE on the next fetch; clamp instead.
+    let clamp = |n: i64| n.clamp(low, high.max(low));
     match target {
         ResetTarget::Earliest => low,
         ResetTarget::Latest => high,
-        // Outside the log the broker would answer OFFSET_OUT_OF_RANGE on the next fetch; clamp instead.
-        ResetTarget::Offset(n) => n.clamp(low, high.max(low)),
+        ResetTarget::Offset(n) => clamp(n),
+        ResetTarget::ShiftBy(n) => clamp(found.unwrap_or(low).saturating_add(n)),
+        ResetTarget::Current => clamp(found.unwrap_or(high)),
         ResetTarget::Timestamp(_) => found.unwrap_or(high),
     }
 }
@@ -506,11 +767,24 @@ mod tests {
         assert_eq!(parse_datetime("2026-11-21T08:00:00Z"), Ok(expected));
         assert_eq!(parse_datetime("2026-11-21T09:00:00+01:00"), Ok(expected));
         assert_eq!(parse_datetime("2026-11-21T08:00:00.250Z"), Ok(expected + 250));
+        // Zone-less is UTC, as in kafka-consumer-groups.sh.
         assert_eq!(parse_datetime("2026-11-21T08:00:00"), Ok(expected));
         assert_eq!(parse_datetime("2026-11-21T08:00:00.000"), Ok(expected));
         assert_eq!(parse_datetime("2026-11-21T09:00:00.000+0100"), Ok(expected));
         assert!(parse_datetime("2026-11-21").is_err());
         assert!(parse_datetime("yesterday").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("PT30M"), Ok(1_800_000));
+        assert_eq!(parse_duration("PT1H30M"), Ok(5_400_000));
+        assert_eq!(parse_duration("P1DT12H"), Ok(129_600_000));
+        assert_eq!(parse_duration("P2D"), Ok(172_800_000));
+        assert_eq!(parse_duration("pt0.5s"), Ok(500));
+        for bad in ["", "P", "PT", "30M", "PT30", "PTM", "PT1M1H", "P1H", "PT1H1H", "1d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -522,6 +796,11 @@ mod tests {
         assert_eq!(new_offset(ResetTarget::Offset(99), 5, 10, None), 10);
         assert_eq!(new_offset(ResetTarget::Timestamp(0), 5, 10, Some(6)), 6);
         assert_eq!(new_offset(ResetTarget::Timestamp(0), 5, 10, None), 10);
+        assert_eq!(new_offset(ResetTarget::ShiftBy(3), 5, 20, Some(7)), 10);
+        assert_eq!(new_offset(ResetTarget::ShiftBy(-3), 5, 20, Some(7)), 5);
+        assert_eq!(new_offset(ResetTarget::ShiftBy(30), 5, 20, Some(7)), 20);
+        assert_eq!(new_offset(ResetTarget::Current, 5, 20, Some(7)), 7);
+        assert_eq!(new_offset(ResetTarget::Current, 5, 20, None), 20);
     }
 
     #[derive(Debug, Parser)]
@@ -550,6 +829,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn groups_by_position_flag_or_all() {
+        let named = |args: &[&str]| match Cli::try_parse_from(["groups"].iter().chain(args)).map(|c| c.command) {
+            Ok(GroupsCommand::Describe { groups, .. } | GroupsCommand::Delete { groups, .. }) => Ok(groups.named()),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.kind()),
+        };
+        assert_eq!(named(&["describe", "g"]), Ok(Some(vec!["g".to_owned()])));
+        assert_eq!(named(&["describe", "--group", "g", "--group", "h"]), Ok(Some(vec!["g".into(), "h".into()])));
+        assert_eq!(named(&["delete", "g", "--group", "g"]), Ok(Some(vec!["g".to_owned()])));
+        assert_eq!(named(&["delete", "--all-groups"]), Ok(None));
+        assert!(named(&["delete"]).is_err());
+        assert!(named(&["delete", "g", "--all-groups"]).is_err());
+    }
+
+    #[test]
+    fn reset_shift_by_takes_negative_numbers_and_all_topics_replaces_topic() {
+        match Cli::try_parse_from(["groups", "reset-offsets", "--all-groups", "--all-topics", "--shift-by", "-5"])
+            .unwrap()
+            .command
+        {
+            GroupsCommand::ResetOffsets { target, all_topics, groups, .. } => {
+                assert_eq!(target.target(), ResetTarget::ShiftBy(-5));
+                assert!(all_topics);
+                assert_eq!(groups.named(), None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["groups", "reset-offsets", "g", "--to-latest"]).is_err(), "needs --topic");
+        assert!(Cli::try_parse_from(["groups", "reset-offsets", "g", "--all-topics", "--topic", "t", "--to-latest"])
+            .is_err());
     }
 
     #[test]

@@ -8,10 +8,10 @@
 //! The binary flattens [`ConsoleCommand`] into its own subcommands and calls [`run`]:
 //!
 //! ```text
-//! logpipe topics create|list|describe|delete ...
+//! logpipe topics create|list|describe|alter|delete ...
 //! logpipe produce TOPIC ...
 //! logpipe consume TOPIC ...
-//! logpipe groups list|describe|reset-offsets ...
+//! logpipe groups list|describe|delete|reset-offsets ...
 //! ```
 
 mod client;
@@ -22,6 +22,7 @@ mod groups;
 mod produce;
 mod raw_client;
 mod table;
+mod topic_arg;
 mod topics;
 
 pub use client::Connection;
@@ -30,12 +31,13 @@ pub use error::{Error, Result};
 pub use groups::{GroupsCommand, ResetTarget, ResetTargetArgs, TopicSpec};
 pub use logpipe_config::{Acks, Compression};
 pub use produce::ProduceArgs;
+pub use topic_arg::{OptionalTopicArg, TopicArg};
 pub use topics::TopicsCommand;
 
 /// The console subcommands. The binary flattens this enum into its own `Command` enum.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConsoleCommand {
-    /// Create, list, describe and delete topics (like kafka-topics.sh).
+    /// Create, list, describe, alter and delete topics (like kafka-topics.sh).
     Topics {
         #[command(subcommand)]
         command: TopicsCommand,
@@ -44,7 +46,7 @@ pub enum ConsoleCommand {
     Produce(ProduceArgs),
     /// Print a topic's record values to stdout, one per line (like kafka-console-consumer.sh).
     Consume(ConsumeArgs),
-    /// List and describe consumer groups, show lag, reset offsets (like kafka-consumer-groups.sh).
+    /// List, describe and delete consumer groups, show lag, reset offsets (like kafka-consumer-groups.sh).
     Groups {
         #[command(subcommand)]
         command: GroupsCommand,

@@ -15,12 +15,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::client::Connection;
 use crate::error::{Error, Result};
+use crate::topic_arg::TopicArg;
 
 /// `logpipe produce ...`
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProduceArgs {
-    /// Topic to write to.
-    pub topic: String,
+    #[command(flatten)]
+    pub topic: TopicArg,
     /// Key for every record [default: none, records spread over partitions].
     #[arg(long, value_name = "K")]
     pub key: Option<String>,
@@ -142,7 +143,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     {
         let producer = producer.clone();
         let conn = connection.clone();
-        let topic = args.topic.clone();
+        let topic = args.topic.name().to_owned();
         let partition = args.partition;
         crate::client::blocking(move || {
             use rdkafka::producer::Producer;
@@ -172,7 +173,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
             break;
         }
         let payload = strip_line_ending(&line);
-        let mut record = FutureRecord::<str, [u8]>::to(&args.topic).payload(payload);
+        let mut record = FutureRecord::<str, [u8]>::to(args.topic.name()).payload(payload);
         if let Some(key) = &args.key {
             record = record.key(key.as_str());
         }
@@ -219,7 +220,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     );
     if tally.failed() > 0 {
         return Err(Error::DeliveryFailed {
-            topic: args.topic.clone(),
+            topic: args.topic.name().to_owned(),
             broker: connection.bootstrap_server.clone(),
             total: tally.sent,
             acknowledged: tally.acknowledged,

@@ -1,5 +1,6 @@
-//! A minimal Kafka protocol client for the APIs librdkafka does not expose, today only DescribeLogDirs
-//! (size on disk per partition, for `topics describe`).
+//! A minimal Kafka protocol client for the APIs librdkafka does not expose: DescribeLogDirs (size on disk
+//! per partition, for `topics describe`), Metadata v10+ (topic ids, likewise) and IncrementalAlterConfigs (KIP-339, for `topics alter
+//! --config`; librdkafka's AlterConfigs replaces a topic's whole set of overrides instead).
 //!
 //! One TCP connection to one broker, one request in flight at a time. Framing is the protocol's: a 4-byte
 //! big-endian length, then a request header and body (responses: response header and body). Messages are
@@ -11,15 +12,17 @@
 //!
 //! References:
 //! - Kafka protocol guide: <https://kafka.apache.org/protocol#protocol_messages>
-//! - KIP-113 (DescribeLogDirs), KIP-482 (flexible versions and tagged fields), KIP-511 (ApiVersions)
+//! - KIP-113 (DescribeLogDirs), KIP-339 (IncrementalAlterConfigs), KIP-482 (flexible versions and tagged fields), KIP-511 (ApiVersions)
 
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse, IncrementalAlterConfigsRequest,
+    MetadataRequest, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +34,24 @@ const CLIENT_ID: &str = "logpipe-console";
 
 /// DescribeLogDirs versions this client speaks.
 const DESCRIBE_LOG_DIRS_VERSIONS: (i16, i16) = (1, 4);
+
+/// IncrementalAlterConfigs versions this client speaks (v1 is v0 in the flexible encoding).
+const INCREMENTAL_ALTER_CONFIGS_VERSIONS: (i16, i16) = (0, 1);
+
+/// Metadata versions that carry topic ids (KIP-516) this client speaks.
+const METADATA_VERSIONS: (i16, i16) = (10, 12);
+
+/// ConfigResource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+
+/// One change to a topic config, as IncrementalAlterConfigs carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConfigChange {
+    /// Set the key to this value (operation SET).
+    Set(String, String),
+    /// Remove the override, back to the broker's default (operation DELETE).
+    Delete(String),
+}
 
 /// Refuse larger responses before allocating: a wrong port (say, an HTTP server) would otherwise make us
 /// allocate whatever its first four bytes spell.
@@ -84,6 +105,59 @@ impl RawClient {
         }));
         let response: DescribeLogDirsResponse = self.call(&request, version).await?;
         replica_sizes(&response).map_err(|message| protocol_error("DescribeLogDirs", &self.broker, message))
+    }
+
+    /// Applies `changes` to topic `topic`'s config overrides, leaving the other overrides as they are.
+    /// A refusal comes back as (Kafka error code, the broker's message).
+    pub(crate) async fn alter_topic_configs(
+        &mut self,
+        topic: &str,
+        changes: &[ConfigChange],
+    ) -> Result<Result<(), (i16, Option<String>)>> {
+        let version = self.negotiate(ApiKey::IncrementalAlterConfigs, INCREMENTAL_ALTER_CONFIGS_VERSIONS).await?;
+        let configs = changes
+            .iter()
+            .map(|change| match change {
+                ConfigChange::Set(key, value) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(key.clone()))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(value.clone()))),
+                ConfigChange::Delete(key) => {
+                    AlterableConfig::default().with_name(StrBytes::from_string(key.clone())).with_config_operation(1)
+                }
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(StrBytes::from_string(topic.to_owned()))
+            .with_configs(configs)]);
+        let response = self.call(&request, version).await?;
+        let Some(result) = response.responses.into_iter().find(|r| &*r.resource_name == topic) else {
+            return Err(protocol_error("IncrementalAlterConfigs", &self.broker, "no result for the topic"));
+        };
+        if result.error_code == 0 {
+            return Ok(Ok(()));
+        }
+        Ok(Err((result.error_code, result.error_message.map(|m| m.to_string()))))
+    }
+
+    /// The topic ids of `topics` (Metadata v10+; librdkafka's metadata API does not expose them), by name.
+    /// A topic the broker does not know, or knows without an id, is left out.
+    pub(crate) async fn topic_ids(&mut self, topics: &[String]) -> Result<Vec<(String, uuid::Uuid)>> {
+        let version = self.negotiate(ApiKey::Metadata, METADATA_VERSIONS).await?;
+        let request = MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(Some(
+            topics
+                .iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                .collect(),
+        ));
+        let response = self.call(&request, version).await?;
+        Ok(response
+            .topics
+            .into_iter()
+            .filter(|t| t.error_code == 0 && !t.topic_id.is_nil())
+            .filter_map(|t| Some((t.name?.0.to_string(), t.topic_id)))
+            .collect())
     }
 
     /// Picks the highest version of `api` in `ours` that the broker also supports.
@@ -202,6 +276,8 @@ fn api_name(api: ApiKey) -> &'static str {
     match api {
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::Metadata => "Metadata",
         _ => "request",
     }
 }

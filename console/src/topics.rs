@@ -7,23 +7,26 @@
 
 use std::collections::HashMap;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 
 use crate::client::{blocking, Connection};
 use crate::error::{Error, Result};
-use crate::raw_client::RawClient;
+use crate::raw_client::{ConfigChange, RawClient};
 use crate::table::or_dash;
+use crate::topic_arg::{OptionalTopicArg, TopicArg};
 
 /// `logpipe topics ...`
+///
+/// Every subcommand takes the topic positionally or as `--topic NAME`, the form kafka-topics.sh uses.
 #[derive(Debug, clap::Subcommand)]
 pub enum TopicsCommand {
     /// Create a topic.
     Create {
-        /// Topic name.
-        name: String,
+        #[command(flatten)]
+        topic: TopicArg,
         /// Number of partitions [default: the broker's num_partitions].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
         partitions: Option<i32>,
@@ -33,6 +36,9 @@ pub enum TopicsCommand {
         /// A topic config override, e.g. `--config retention.ms=86400000`; repeatable.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         configs: Vec<(String, String)>,
+        /// Succeed without a change if the topic exists already.
+        #[arg(long)]
+        if_not_exists: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -41,17 +47,45 @@ pub enum TopicsCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Show each partition's leader, replicas, ISR, offsets and size on disk.
+    /// Show each topic's config overrides, and each partition's leader, replicas, ISR, offsets and size.
     Describe {
-        /// Topic to describe [default: all topics].
-        name: Option<String>,
+        #[command(flatten)]
+        topic: OptionalTopicArg,
+        /// Succeed without output if the topic does not exist.
+        #[arg(long)]
+        if_exists: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Add partitions to a topic, or change its config overrides.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+        .args(["partitions", "configs", "delete_configs"])))]
+    Alter {
+        #[command(flatten)]
+        topic: TopicArg,
+        /// The topic's new partition count; partitions can only be added, never removed.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: Option<i32>,
+        /// Set a topic config override, e.g. `--config retention.ms=86400000`; repeatable. Other overrides
+        /// stay as they are (like `kafka-configs.sh --alter --add-config`).
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+        /// Remove a topic config override, back to the broker's default; repeatable.
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
+        /// Succeed without a change if the topic does not exist.
+        #[arg(long)]
+        if_exists: bool,
         #[command(flatten)]
         connection: Connection,
     },
     /// Delete a topic and its data.
     Delete {
-        /// Topic name.
-        name: String,
+        #[command(flatten)]
+        topic: TopicArg,
+        /// Succeed without a change if the topic does not exist.
+        #[arg(long)]
+        if_exists: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -59,12 +93,39 @@ pub enum TopicsCommand {
 
 pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
     match cmd {
-        TopicsCommand::Create { name, partitions, replication_factor, configs, connection } => {
-            create(&connection, &name, partitions, replication_factor, &configs).await
+        TopicsCommand::Create { topic, partitions, replication_factor, configs, if_not_exists, connection } => {
+            let name = topic.name().to_owned();
+            match create(&connection, &name, partitions, replication_factor, &configs).await {
+                // As kafka-topics.sh: nothing to do, nothing printed.
+                Err(Error::TopicOperation { code: RDKafkaErrorCode::TopicAlreadyExists, .. }) if if_not_exists => {
+                    Ok(())
+                }
+                other => other,
+            }
         }
         TopicsCommand::List { connection } => list(connection).await,
-        TopicsCommand::Describe { name, connection } => describe(connection, name).await,
-        TopicsCommand::Delete { name, connection } => delete(&connection, &name).await,
+        TopicsCommand::Describe { topic, if_exists, connection } => {
+            match describe(connection, topic.name().map(str::to_owned)).await {
+                Err(Error::UnknownTopic { .. }) if if_exists => Ok(()),
+                other => other,
+            }
+        }
+        TopicsCommand::Alter { topic, partitions, configs, delete_configs, if_exists, connection } => {
+            let name = topic.name().to_owned();
+            match alter(&connection, &name, partitions, &configs, &delete_configs).await {
+                Err(Error::UnknownTopic { .. }) if if_exists => Ok(()),
+                other => other,
+            }
+        }
+        TopicsCommand::Delete { topic, if_exists, connection } => {
+            let name = topic.name().to_owned();
+            match delete(&connection, &name).await {
+                Err(Error::TopicOperation { code: RDKafkaErrorCode::UnknownTopicOrPartition, .. }) if if_exists => {
+                    Ok(())
+                }
+                other => other,
+            }
+        }
     }
 }
 
@@ -204,6 +265,93 @@ fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates.iter().map(|c| (distance(word, c), *c)).filter(|(d, _)| *d <= 2).min().map(|(_, c)| c)
 }
 
+/// `topics alter`: config changes first (IncrementalAlterConfigs), then new partitions (CreatePartitions).
+async fn alter(
+    connection: &Connection,
+    name: &str,
+    partitions: Option<i32>,
+    configs: &[(String, String)],
+    delete_configs: &[String],
+) -> Result<()> {
+    let (conn, topic) = (connection.clone(), name.to_owned());
+    let (current, brokers) = blocking(move || {
+        let admin = admin_client(&conn)?;
+        let metadata = conn.topic_metadata(admin.inner(), &topic)?;
+        let current = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+        let brokers: Vec<String> = metadata.brokers().iter().map(|b| host_port(b.host(), b.port())).collect();
+        Ok((current, brokers))
+    })
+    .await?;
+    if let Some(wanted) = partitions {
+        if usize::try_from(wanted).unwrap_or(0) <= current {
+            return Err(Error::InvalidArgument(format!(
+                "topic '{name}' on broker {} has {current} partition(s); pass --partitions with more than                  {current} (partitions can be added, never removed)",
+                connection.bootstrap_server
+            )));
+        }
+    }
+    let changes: Vec<ConfigChange> = configs
+        .iter()
+        .map(|(k, v)| ConfigChange::Set(k.clone(), v.clone()))
+        .chain(delete_configs.iter().map(|k| ConfigChange::Delete(k.clone())))
+        .collect();
+    if !changes.is_empty() {
+        alter_configs(connection, &brokers, name, &changes, configs).await?;
+    }
+    if let Some(wanted) = partitions {
+        let admin = admin_client(connection)?;
+        let new = NewPartitions::new(name, usize::try_from(wanted).unwrap_or_default());
+        let results = admin
+            .create_partitions([&new], &admin_options(connection))
+            .await
+            .map_err(connection.kafka_error(format!("adding partitions to topic '{name}'")))?;
+        check_results("adding partitions to", connection, results)?;
+    }
+    println!("Altered topic {name}.");
+    Ok(())
+}
+
+/// Sends the config changes to the first broker of the cluster that answers (any broker takes topic config
+/// changes; a Kafka cluster forwards them to its controller).
+async fn alter_configs(
+    connection: &Connection,
+    brokers: &[String],
+    topic: &str,
+    changes: &[ConfigChange],
+    sets: &[(String, String)],
+) -> Result<()> {
+    let mut last_error = None;
+    for address in brokers {
+        let answer = async {
+            let mut client = RawClient::connect(address, connection.timeout()).await?;
+            client.alter_topic_configs(topic, changes).await
+        }
+        .await;
+        match answer {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err((code, message))) => {
+                let refused = kafka_protocol::ResponseError::try_from_code(code);
+                if matches!(refused, Some(kafka_protocol::ResponseError::InvalidConfig)) {
+                    return Err(Error::InvalidArgument(format!(
+                        "altering topic '{topic}' on broker {address} failed: the broker refused the change ({}); \
+                         --config {}",
+                        message.unwrap_or_default(),
+                        explain_invalid_config(sets)
+                    )));
+                }
+                let error = match (refused, message) {
+                    (Some(e), Some(m)) => format!("{e}: {m}"),
+                    (Some(e), None) => e.to_string(),
+                    (None, m) => format!("error code {code} {}", m.unwrap_or_default()),
+                };
+                return Err(Error::ConfigRefused { topic: topic.to_owned(), broker: address.clone(), error });
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| connection.unknown_topic(topic)))
+}
+
 async fn delete(connection: &Connection, name: &str) -> Result<()> {
     let admin = admin_client(connection)?;
     let results = admin
@@ -261,7 +409,12 @@ struct PartitionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TopicInfo {
     name: String,
+    /// Kafka's form of the topic id (base64url of its 16 bytes); `None` when the broker gave none.
+    id: Option<String>,
     partitions: Vec<PartitionInfo>,
+    /// Configs whose value is not the hard-coded default (overrides, and broker-wide settings), as
+    /// kafka-topics.sh shows them; empty when DescribeConfigs failed.
+    configs: Vec<(String, String)>,
 }
 
 async fn describe(connection: Connection, name: Option<String>) -> Result<()> {
@@ -288,6 +441,14 @@ async fn describe(connection: Connection, name: Option<String>) -> Result<()> {
     })
     .await?;
 
+    let configs = non_default_configs(&connection, &topics).await;
+    for topic in &mut topics {
+        topic.configs = configs.get(&topic.name).cloned().unwrap_or_default();
+    }
+    let ids = topic_ids(&connection, &brokers, &topics).await;
+    for topic in &mut topics {
+        topic.id = ids.get(&topic.name).cloned();
+    }
     let sizes = replica_sizes(&connection, &brokers, &topics).await;
     for topic in &mut topics {
         for partition in &mut topic.partitions {
@@ -296,6 +457,75 @@ async fn describe(connection: Connection, name: Option<String>) -> Result<()> {
     }
     print!("{}", format_describe(&topics));
     Ok(())
+}
+
+/// The topics' ids from the first broker that answers, in Kafka's notation; none on failure (logged at
+/// debug), as the rest of the description still holds.
+async fn topic_ids(
+    connection: &Connection,
+    brokers: &[(i32, String)],
+    topics: &[TopicInfo],
+) -> HashMap<String, String> {
+    use base64::Engine as _;
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    if names.is_empty() {
+        return HashMap::new();
+    }
+    for (_, address) in brokers {
+        let answer = async {
+            let mut client = RawClient::connect(address, connection.timeout()).await?;
+            client.topic_ids(&names).await
+        }
+        .await;
+        match answer {
+            Ok(ids) => {
+                return ids
+                    .into_iter()
+                    .map(|(name, id)| (name, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())))
+                    .collect()
+            }
+            Err(e) => tracing::debug!(broker = %address, "topic ids unavailable: {e}"),
+        }
+    }
+    HashMap::new()
+}
+
+/// DescribeConfigs for each topic: the entries that are not defaults, by topic. A failure only leaves the
+/// `Configs:` field empty (and is logged at debug), as the rest of the description still holds.
+async fn non_default_configs(connection: &Connection, topics: &[TopicInfo]) -> HashMap<String, Vec<(String, String)>> {
+    let mut configs = HashMap::new();
+    if topics.is_empty() {
+        return configs;
+    }
+    let admin = match admin_client(connection) {
+        Ok(admin) => admin,
+        Err(e) => {
+            tracing::debug!("configs unavailable: {e}");
+            return configs;
+        }
+    };
+    let resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(&t.name)).collect();
+    match admin.describe_configs(&resources, &admin_options(connection)).await {
+        Ok(results) => {
+            for (topic, result) in topics.iter().zip(results) {
+                match result {
+                    // A sensitive value is withheld by the broker; kafka-topics.sh prints it as `null`.
+                    Ok(resource) => {
+                        let entries = resource
+                            .entries
+                            .into_iter()
+                            .filter(|e| !e.is_default)
+                            .map(|e| (e.name, e.value.unwrap_or_else(|| "null".to_owned())))
+                            .collect();
+                        configs.insert(topic.name.clone(), entries);
+                    }
+                    Err(code) => tracing::debug!(topic = %topic.name, "configs unavailable: {code}"),
+                }
+            }
+        }
+        Err(e) => tracing::debug!("configs unavailable: {e}"),
+    }
+    configs
 }
 
 fn topic_infos(metadata: &Metadata) -> Vec<TopicInfo> {
@@ -316,7 +546,7 @@ fn topic_infos(metadata: &Metadata) -> Vec<TopicInfo> {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.id);
-            TopicInfo { name: t.name().to_owned(), partitions }
+            TopicInfo { name: t.name().to_owned(), id: None, partitions, configs: Vec::new() }
         })
         .collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -370,17 +600,20 @@ fn join_ids(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// kafka-topics.sh's layout: a summary line per topic, then one tab-separated `Key: value` line per
+/// kafka-topics.sh's layout: a summary line per topic (with its non-default `Configs:`), then one tab-separated `Key: value` line per
 /// partition, extended with LogStartOffset, HighWatermark and SizeOnDisk (`-` when unknown).
 fn format_describe(topics: &[TopicInfo]) -> String {
     let mut out = String::new();
     for topic in topics {
         let replication = topic.partitions.first().map_or(0, |p| p.replicas.len());
+        let configs: Vec<String> = topic.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let id = topic.id.as_ref().map(|id| format!("\tTopicId: {id}")).unwrap_or_default();
         out += &format!(
-            "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\n",
+            "Topic: {}{id}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}\n",
             topic.name,
             topic.partitions.len(),
-            replication
+            replication,
+            configs.join(",")
         );
         for p in &topic.partitions {
             let leader = if p.leader < 0 { "none".to_owned() } else { p.leader.to_string() };
@@ -417,6 +650,7 @@ mod tests {
     fn describe_layout() {
         let topics = vec![TopicInfo {
             name: "nginx".into(),
+            id: Some("AAAAAAAAAAAAAAAAAAAAAQ".into()),
             partitions: vec![
                 PartitionInfo {
                     id: 0,
@@ -435,10 +669,11 @@ mod tests {
                     size_on_disk: None,
                 },
             ],
+            configs: vec![("retention.ms".into(), "3600000".into()), ("segment.bytes".into(), "1048576".into())],
         }];
         assert_eq!(
             format_describe(&topics),
-            "Topic: nginx\tPartitionCount: 2\tReplicationFactor: 1\n\
+            "Topic: nginx\tTopicId: AAAAAAAAAAAAAAAAAAAAAQ\tPartitionCount: 2\tReplicationFactor: 1\tConfigs: retention.ms=3600000,segment.bytes=1048576\n\
              \tTopic: nginx\tPartition: 0\tLeader: 1\tReplicas: 1\tIsr: 1\tLogStartOffset: 0\tHighWatermark: 42\tSizeOnDisk: 4096\n\
              \tTopic: nginx\tPartition: 1\tLeader: none\tReplicas: 1,2\tIsr: \tLogStartOffset: -\tHighWatermark: -\tSizeOnDisk: -\n"
         );

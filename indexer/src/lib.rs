@@ -91,6 +91,10 @@ impl Indexer {
         Ok(Self { config, compiled, stats: Arc::new(Stats::default()) })
     }
 
+    pub fn config(&self) -> &IndexerConfig {
+        &self.config
+    }
+
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
     }

@@ -6,15 +6,21 @@
 //! - [`server`]: the admin endpoint's routes: `/status` (JSON) and `/metrics` (Prometheus text), served
 //!   by [`logpipe_admin::AdminServer`].
 //! - [`metrics`]: rendering a report as Prometheus metrics.
-//! - [`view`]: rendering a report for the terminal (`logpipe status`).
+//! - [`view`]: rendering a report for the terminal, within 80 columns; [`rates`]: throughput and ETAs
+//!   between successive reports; [`live`]: `logpipe status` itself, refreshed until `q`.
+//! - [`About`]: what a process runs and where (the view's header).
 //! - [`client`]: fetching `/status` from a running appliance.
 
+mod about;
 pub mod client;
+pub mod live;
 pub mod metrics;
+pub mod rates;
 pub mod report;
 pub mod server;
 pub mod view;
 
+pub use about::{About, PartAbout};
 pub use logpipe_admin::AdminServer;
 pub use report::{Sources, StatusReport};
 pub use server::router;

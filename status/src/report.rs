@@ -6,8 +6,11 @@ use std::sync::{Arc, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use logpipe_agent::snapshot::SharedSnapshot;
+use logpipe_agent::stalls::StallKind;
 use logpipe_broker::Broker;
 use logpipe_indexer::Stats;
+
+use crate::about::About;
 
 /// The parts a report is collected from.
 #[derive(Clone, Default)]
@@ -15,12 +18,19 @@ pub struct Sources {
     pub broker: Option<Arc<Broker>>,
     pub agent: Option<SharedSnapshot>,
     pub indexer: Option<Arc<Stats>>,
+    /// What runs and where, as the process was started.
+    pub about: About,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// Milliseconds since the Unix epoch when collected.
     pub time_ms: i64,
+    #[serde(default)]
+    pub about: About,
+    /// What keeps the agent's events from flowing now (none when all flows).
+    #[serde(default)]
+    pub stalls: Vec<StallReport>,
     pub files: Vec<FileReport>,
     pub topics: Vec<TopicReport>,
     pub groups: Vec<GroupReport>,
@@ -37,6 +47,19 @@ pub struct FileReport {
     pub bytes_behind: u64,
     pub lines_read: u64,
     pub events_acked: u64,
+}
+
+/// An agent stall: a glob that matches no file, or a topic refusing deliveries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StallReport {
+    /// `glob` or `topic`.
+    pub kind: String,
+    /// The glob or the topic.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub reason: String,
+    /// When it started, milliseconds since the Unix epoch.
+    pub since_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,9 +123,24 @@ pub struct HostReport {
 
 impl Sources {
     pub fn collect(&self) -> StatusReport {
-        let mut report = StatusReport { time_ms: logpipe_broker::now_ms(), ..StatusReport::default() };
+        let mut report =
+            StatusReport { time_ms: logpipe_broker::now_ms(), about: self.about.clone(), ..StatusReport::default() };
         if let Some(snapshot) = &self.agent {
             let snapshot = snapshot.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            report.stalls = snapshot
+                .stalls
+                .iter()
+                .map(|s| StallReport {
+                    kind: match s.kind {
+                        StallKind::Glob => "glob",
+                        StallKind::Topic => "topic",
+                    }
+                    .to_owned(),
+                    key: s.key.clone(),
+                    reason: s.reason.clone(),
+                    since_ms: s.since_ms,
+                })
+                .collect();
             report.files = snapshot
                 .files
                 .iter()

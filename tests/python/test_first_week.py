@@ -457,3 +457,247 @@ def test_shutdown_summarises_undelivered_events_in_one_line(logpipe_bin, tmp_pat
                    procs=[agent])
     finally:
         agent.close()
+
+
+# --------------------------------------------------------------------------------------------
+# 6. `logpipe status`: what runs and where, rates and ETA, stalls, 80 columns, `q` quits
+
+
+class LiveView:
+    """`logpipe status --address A` on a pseudo-terminal of 80x24, as a user runs it. The output is read
+    in the background; `screen()` is the last complete redraw as plain lines (cursor moves become line
+    breaks, other escape sequences are dropped)."""
+
+    def __init__(self, logpipe_bin, address: str):
+        import fcntl
+        import pty
+        import struct
+        import termios
+        import threading
+
+        self.master, self.slave = pty.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        self.modes_before = termios.tcgetattr(self.slave)
+        self.proc = subprocess.Popen(child_cmd([str(logpipe_bin), "status", "--address", address]),
+                                     stdin=self.slave, stdout=self.slave, stderr=self.slave, start_new_session=True)
+        self.output = b""
+        self._stop = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import select
+        while not self._stop:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:
+                    return
+
+    def screen(self) -> list[str]:
+        import re
+        frames = [f for f in self.output.decode(errors="replace").split("\x1b[1;1H") if f]
+        if len(frames) < 3:
+            return []
+        frame = re.sub(r"\x1b\[\d+;\d+H", "\n", frames[-2])
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame).split("\n")
+
+    def terminal_modes(self):
+        import termios
+        return termios.tcgetattr(self.slave)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self._stop = True
+        self._reader.join(timeout=5)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def status_pipeline(tmp_path: Path, *, es_url: str | None = None, auto_create: bool = True) -> str:
+    """Broker, agent (one file input that matches, one that does not) and optionally an indexer, with
+    the admin endpoint on a free port. Paths are long, as under /var/lib: they test the 80 columns."""
+    from appliance_support import free_port
+
+    port = free_port()
+    deep = tmp_path / "a-rather-long-directory-name-for-the-logs" / "of-this-application"
+    deep.mkdir(parents=True)
+    broker = f"{HOST}:{port}"
+    text = f"""\
+[broker]
+listeners = [{toml_value(broker)}]
+log_dirs = {toml_value(tmp_path / "data")}
+group_initial_rebalance_delay_ms = 0
+auto_create_topics_enable = {toml_value(auto_create)}
+
+[admin]
+address = "{HOST}:0"
+
+[agent]
+registry = {toml_value(tmp_path / "registry.json")}
+
+[agent.output]
+brokers = [{toml_value(broker)}]
+topic = "app"
+{FAST_UNKNOWN_TOPIC.split(chr(10), 1)[1]}
+[[agent.inputs]]
+type = "file"
+paths = [{toml_value(deep / "app*.log")}]
+scan_frequency = "200ms"
+
+[[agent.inputs]]
+type = "file"
+paths = [{toml_value(tmp_path / "not-there-yet" / "*.log")}]
+scan_frequency = "200ms"
+"""
+    if es_url:
+        text += f"""
+[indexer.input]
+brokers = [{toml_value(broker)}]
+topics = ["app"]
+group_id = "status-indexer"
+auto_offset_reset = "earliest"
+
+[indexer.output.elasticsearch]
+hosts = [{toml_value(es_url)}]
+"""
+    return text
+
+
+@pytest.mark.parametrize("quit_with", ["q", "ctrl-c", "SIGTERM"])
+def test_status_view_says_what_runs_fits_80_columns_and_quits(logpipe_bin, tmp_path, quit_with):
+    import signal
+
+    from agent_support import append_lines
+    from appliance_support import ApplianceProcess
+
+    appliance = ApplianceProcess(logpipe_bin, tmp_path / "run", status_pipeline(tmp_path), child_cmd)
+    append_lines(tmp_path / "a-rather-long-directory-name-for-the-logs" / "of-this-application" / "app.log",
+                 range(1, 11))
+    view = None
+    try:
+        appliance.start()
+        view = LiveView(logpipe_bin, appliance.admin_address)
+        # Long paths are cut from the left to fit: the ends are shown.
+        pipeline_end = str(appliance.pipeline_path)[-40:]
+
+        def complete():
+            text = "\n".join(view.screen())
+            return all(want in text for want in (
+                f"admin {appliance.admin_address}", f"{pipeline_end}\n",
+                f"broker   listening on {appliance.broker_address}", "agent    2 inputs -> topic app",
+                " lines/s", "STALLED", "not-there-yet/*.log: no file matches", "FILES")) and text
+
+        text = wait_until(complete, 60, lambda: f"a full screen, have:\n{view.output[-3000:]!r}", procs=[appliance])
+        wide = [line for line in view.screen() if len(line) > 80]
+        assert not wide, f"lines wider than 80 columns: {wide}"
+        assert "…" in text, "nothing needed cutting: the 80-column check proves nothing"
+
+        if quit_with == "q":
+            os.write(view.master, b"q")
+        elif quit_with == "ctrl-c":
+            os.write(view.master, b"\x03")  # in raw mode a key, not a signal
+        else:
+            view.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: view.proc.poll() is not None, 30, f"the view to quit on {quit_with}")
+        assert view.proc.returncode == 0
+        assert view.terminal_modes() == view.modes_before, "terminal left in raw mode"
+        wait_until(lambda: view.output.endswith(b"\x1b[?1049l"), 10, "the alternate screen left")
+    finally:
+        if view:
+            view.close()
+        appliance.close()
+
+
+def test_status_shows_rates_in_and_out_and_an_eta_while_a_group_catches_up(logpipe_bin, tmp_path, es_standin):
+    import re
+
+    from agent_support import append_lines
+    from appliance_support import ApplianceProcess
+    from confluent_kafka import Consumer, TopicPartition
+
+    from support import consumer_conf, create_topic, produce
+
+    appliance = ApplianceProcess(logpipe_bin, tmp_path / "run", status_pipeline(tmp_path, es_url=es_standin.url),
+                                 child_cmd)
+    view = reader = None
+    log = tmp_path / "a-rather-long-directory-name-for-the-logs" / "of-this-application" / "app.log"
+    try:
+        appliance.start()
+        bootstrap = appliance.broker_address
+        backlog, group = "backlog", "slow-reader"
+        create_topic(bootstrap, backlog, 1)
+        produce(bootstrap, backlog, [{"value": b"x", "partition": 0}] * 20_000)
+        reader = Consumer(consumer_conf(bootstrap, group=group))
+        committed = [0]
+
+        def commit_more():
+            committed[0] = min(committed[0] + 25, 20_000)
+            reader.commit(offsets=[TopicPartition(backlog, 0, committed[0])], asynchronous=False)
+
+        commit_more()
+        view = LiveView(logpipe_bin, appliance.admin_address)
+        seq = [0]
+
+        def flowing():
+            append_lines(log, range(seq[0], seq[0] + 50))  # lines keep coming in
+            seq[0] += 50
+            commit_more()  # and the group drains its backlog, slowly
+            text = "\n".join(view.screen())
+            rates = re.search(r"in ([\d.]+) lines/s.*?out ([\d.]+) documents/s", text)
+            eta = re.search(rf"^{group}\s+Empty\s+0\s+\d+\s+[\d.]+\s+(\d+[smhd]\S*)$", text, re.M)
+            return rates and float(rates[1]) > 0 and float(rates[2]) > 0 and eta and (text, eta[1])
+
+        text, eta = wait_until(flowing, 120, lambda: "rates and an ETA, have:\n" + "\n".join(view.screen()),
+                               interval=0.02, procs=[appliance])
+        assert committed[0] < 20_000, "the backlog drained before the view showed an ETA"
+        assert not [line for line in view.screen() if len(line) > 80]
+        os.write(view.master, b"q")
+        wait_until(lambda: view.proc.poll() is not None, 30, "the view to quit")
+    finally:
+        if reader:
+            reader.close()
+        if view:
+            view.close()
+        appliance.close()
+
+
+def test_status_snapshot_lists_agent_stalls_until_they_clear(logpipe_bin, tmp_path):
+    import urllib.request
+
+    from agent_support import append_lines
+
+    from appliance_support import ApplianceProcess
+    from support import create_topic
+
+    appliance = ApplianceProcess(logpipe_bin, tmp_path / "run", status_pipeline(tmp_path, auto_create=False),
+                                 child_cmd)
+    pattern = str(tmp_path / "not-there-yet" / "*.log")
+    append_lines(tmp_path / "a-rather-long-directory-name-for-the-logs" / "of-this-application" / "app.log",
+                 range(1, 11))
+    try:
+        appliance.start()
+        status = appliance.status()
+        assert status["about"]["pipeline"] == str(appliance.pipeline_path)
+        assert [p["part"] for p in status["about"]["parts"]] == ["broker", "agent"]
+        assert status["about"]["admin"] == appliance.admin_address
+
+        def stalls():
+            return {(s["kind"], s["key"]) for s in appliance.status()["stalls"]}
+
+        wait_until(lambda: ("glob", pattern) in stalls(), 30, "the glob stall", procs=[appliance])
+        with urllib.request.urlopen(f"http://{appliance.admin_address}/metrics", timeout=10) as resp:
+            assert f'logpipe_agent_stalled{{kind="glob",key="{pattern}"}} 1' in resp.read().decode()
+        (tmp_path / "not-there-yet").mkdir()
+        append_lines(tmp_path / "not-there-yet" / "x.log", range(1, 11))
+        wait_until(lambda: ("topic", "app") in stalls(), 60, "the missing-topic stall", procs=[appliance])
+        topic_stall = next(s for s in appliance.status()["stalls"] if s["kind"] == "topic")
+        assert "does not exist" in topic_stall["reason"] and "logpipe topics create" in topic_stall["reason"]
+        wait_until(lambda: ("glob", pattern) not in stalls(), 30, "the glob stall clearing", procs=[appliance])
+        create_topic(appliance.broker_address, "app", 1)
+        wait_until(lambda: not stalls(), 60, "every stall cleared", procs=[appliance])
+    finally:
+        appliance.close()

@@ -187,3 +187,88 @@ def test_producer_and_consumer_perf_tests(broker):
     # The data line: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, ...
     rows = [line.split(", ") for line in out.splitlines() if re.match(r"^\d{4}-\d\d-\d\d", line)]
     assert rows and int(rows[-1][4]) == n, out
+
+
+# --------------------------------------------------------------------------------------------
+# logpipe's console tools beside Kafka's, on the same broker: same flags, same answers
+
+
+def logpipe(logpipe_bin, broker, *args: str, env: dict | None = None, check: bool = True):
+    import os
+    import subprocess
+
+    from support import child_cmd
+    argv = [str(logpipe_bin), *args, "--bootstrap-server", broker.bootstrap]
+    p = subprocess.run(child_cmd(argv), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                       env={**os.environ, **(env or {})})
+    assert not check or p.returncode == 0, f"{argv} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+def summary_line(text: str, topic: str) -> dict[str, str]:
+    """The `Topic: T\tTopicId: ...\tConfigs: ...` line of a describe, as a dict."""
+    line = next(line for line in text.splitlines() if line.startswith(f"Topic: {topic}\t"))
+    return dict(f.split(": ", 1) if ": " in f else (f.rstrip(":"), "") for f in line.split("\t"))
+
+
+def test_logpipe_topics_describe_alter_and_if_not_exists_agree_with_kafka_topics(broker, logpipe_bin):
+    topic = unique("lp-topics")
+    tool(broker, TOPICS, "--create", "--topic", topic, "--partitions", "2", "--replication-factor", "1",
+         "--config", "retention.ms=3600000")
+    logpipe(logpipe_bin, broker, "topics", "alter", "--topic", topic, "--partitions", "3",
+            "--config", "segment.bytes=1048576")
+    tool(broker, TOPICS, "--alter", "--topic", topic, "--partitions", "4")
+
+    ours = summary_line(logpipe(logpipe_bin, broker, "topics", "describe", "--topic", topic).stdout, topic)
+    theirs = summary_line(tool(broker, TOPICS, "--describe", "--topic", topic).stdout, topic)
+    assert ours == theirs, f"logpipe: {ours}\nkafka-topics: {theirs}"
+    assert ours["PartitionCount"] == "4" and len(ours["TopicId"]) == 22
+    assert ours["Configs"] == "retention.ms=3600000,segment.bytes=1048576"
+
+    # --if-not-exists / --if-exists: both succeed quietly.
+    assert tool(broker, TOPICS, "--create", "--if-not-exists", "--topic", topic).stdout == ""
+    assert logpipe(logpipe_bin, broker, "topics", "create", "--if-not-exists", "--topic", topic).stdout == ""
+    missing = unique("lp-missing")
+    tool(broker, TOPICS, "--delete", "--if-exists", "--topic", missing)
+    logpipe(logpipe_bin, broker, "topics", "delete", "--if-exists", "--topic", missing)
+
+
+def plan(text: str) -> list[tuple[str, str, int, int]]:
+    """The rows of a reset-offsets plan (GROUP TOPIC PARTITION NEW-OFFSET), sorted."""
+    rows = [line.split() for line in text.splitlines()]
+    return sorted((r[0], r[1], int(r[2]), int(r[3])) for r in rows if len(r) == 4 and r[2].isdigit() and r[3].isdigit())
+
+
+def test_logpipe_reset_plans_agree_with_kafka_consumer_groups(broker, logpipe_bin):
+    """--shift-by and --to-datetime in Kafka's zone-less format plan the same offsets in both tools. Kafka
+    reads a zone-less time as UTC whatever the machine's zone; both run in a +05:30 zone here, so a tool
+    reading it as local time would be off by hours."""
+    from pathlib import Path
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from support import consumer_conf, produce
+
+    assert Path("/usr/share/zoneinfo/Asia/Kolkata").exists(), "install tzdata (apt-get install tzdata)"
+    zone = {"TZ": "Asia/Kolkata"}
+    topic, group = unique("lp-reset"), unique("lp-reset")
+    create(broker, topic, 2)
+    t0 = int(datetime.now(timezone.utc).timestamp() * 1000) - 3_600_000
+    produce(broker.bootstrap, topic, [{"value": f"{i}".encode(), "partition": p, "timestamp": t0 + i * 1000}
+                                      for p in range(2) for i in range(20)])
+    c = Consumer(consumer_conf(broker.bootstrap, group=group))
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, 7) for p in range(2)], asynchronous=False)
+    finally:
+        c.close()
+
+    when = datetime.fromtimestamp((t0 + 12_500) / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    # The records are an hour old: 30 minutes back is after all of them, two hours before.
+    for target in (["--shift-by", "-3"], ["--shift-by", "100"], ["--to-current"], ["--by-duration", "PT30M"],
+                   ["--by-duration", "PT2H"], ["--to-datetime", when]):
+        theirs = run_tool(GROUPS, ["--bootstrap-server", broker.bootstrap, "--reset-offsets", "--group", group,
+                                   "--topic", topic, "--dry-run", *target], env=zone).check()
+        ours = logpipe(logpipe_bin, broker, "groups", "reset-offsets", "--group", group, "--topic", topic, *target,
+                       env=zone)
+        assert plan(ours.stdout) == plan(theirs.stdout), (target, ours.stdout, theirs.stdout)
+    assert plan(ours.stdout) == [(group, topic, 0, 13), (group, topic, 1, 13)]

@@ -80,6 +80,11 @@ impl<S: Sink> Emitter<S> {
         self.totals
     }
 
+    /// What keeps the sink from delivering (a topic that refuses deliveries), for the status snapshot.
+    pub(crate) fn sink_stalls(&self) -> Vec<crate::stalls::Stall> {
+        self.sink.stalls()
+    }
+
     /// Messages cut to fit `max_message_bytes`: by the encoder, and by the sink (records still too large).
     pub(crate) fn message_truncated(&self) -> u64 {
         self.encoder.message_truncated + self.sink.too_large()

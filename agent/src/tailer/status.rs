@@ -9,6 +9,7 @@ use super::Tailer;
 use crate::identity::FileIdentity;
 use crate::sink::Sink;
 use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::stalls::StallKind;
 use crate::stream::{StreamInput, StreamStatus};
 
 /// How often the metrics snapshot is refreshed.
@@ -116,6 +117,12 @@ impl<S: Sink> Tailer<S> {
             events_sent: totals.events_sent,
             events_acked: totals.events_acked,
             message_truncated: self.emitter.message_truncated(),
+            stalls: self
+                .inputs
+                .iter()
+                .flat_map(|input| input.unmatched.stalls(StallKind::Glob))
+                .chain(self.emitter.sink_stalls())
+                .collect(),
         }
     }
 
