@@ -356,12 +356,11 @@ def test_systemd_install_steps_install_everything_the_units_reference(logpipe_bi
     root = tmp_path / "root"
     for d in ("etc/systemd/system", "usr/local/bin", "usr/share"):  # there on any systemd host
         (root / d).mkdir(parents=True)
-    release = REPO / "target" / "release" / "logpipe"
     for step in documented_install_steps():
         if re.match(r"(sudo )?(useradd|systemctl|journalctl)\b", step):
             continue  # system state, not files
-        step = step.replace("sudo ", "").replace("target/release/logpipe",
-                                                 str(release if release.exists() else logpipe_bin))
+        # The binary under test, not whatever release build lies in target/ (it may be older).
+        step = step.replace("sudo ", "").replace("target/release/logpipe", str(logpipe_bin))
         step = re.sub(r"(?<![\w./-])/(etc|usr|var)/", lambda m: f"{root}/{m.group(1)}/", step)
         r = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=REPO, capture_output=True, text=True)
         assert r.returncode == 0, f"install step failed: {step}\n{r.stderr}"
