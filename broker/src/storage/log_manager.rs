@@ -30,7 +30,7 @@ use super::config::{default_topic_config, LogConfig, TopicConfig};
 use super::flusher::{FlushQueue, Flusher};
 use super::partition_log::{Failure, OpenParams, PartitionLog};
 use super::topic::{Metadata, TopicMeta};
-use super::util::{annotate, lock, read, sync_dir, write_atomic};
+use super::util::{annotate, create_dir_all, lock, read, sync_dir, write_atomic};
 use crate::error::Error;
 
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
@@ -139,7 +139,9 @@ pub struct LogManager {
 impl LogManager {
     pub fn open(config: LogConfig) -> crate::Result<Arc<Self>> {
         let dir = config.dir.clone();
-        fs::create_dir_all(&dir).map_err(storage_error(&dir))?;
+        // Durably: on a fresh install, a power cut must not take the new log dir (and every fsynced
+        // record in it) away with an unsynced entry in its parent.
+        create_dir_all(&dir).map_err(storage_error(&dir))?;
         // Before anything is read or written: another process may be writing here.
         let dir_lock = lock_dir(&dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
