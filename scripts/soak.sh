@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Long fault runs that scripts/test.sh runs only a few times each, with a table of the outcome.
+#
+#   scripts/soak.sh                 50 power cuts of the broker and 50 of the whole appliance (lazyfs)
+#   SOAK_RUNS=10 scripts/soak.sh    fewer
+#
+# Each run prints its seed first; replay one with
+#   LOGPIPE_POWER_LOSS_SEED=<seed> .venv/bin/pytest -q -s tests/python/test_power_loss.py -k broker|appliance
+# Needs what scripts/test.sh installs (run it once first) and root with /dev/fuse for lazyfs.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+RUNS="${SOAK_RUNS:-50}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+[ -x "$ROOT/.venv/bin/pytest" ] || { echo "error: no .venv: run scripts/test.sh once first" >&2; exit 1; }
+cargo build --bin logpipe --bin lazyfs
+
+RESULTS=$(mktemp -t logpipe-soak.XXXXXX.jsonl)
+export LOGPIPE_BIN="$TARGET_DIR/debug/logpipe" LAZYFS_BIN="$TARGET_DIR/debug/lazyfs"
+export PYTHONDONTWRITEBYTECODE=1 LOGPIPE_POWER_LOSS_RUNS="$RUNS" LOGPIPE_POWER_LOSS_RESULTS="$RESULTS"
+
+status=0
+"$ROOT/.venv/bin/pytest" -q -s tests/python/test_power_loss.py -o timeout=0 || status=$?
+
+"$ROOT/.venv/bin/python" - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+print()
+print("| power cut (kill -9 + drop unsynced + restart) | runs | passed | failed | acked records at the cut | lines | agent resends | failing seeds |")
+print("|---|---|---|---|---|---|---|---|")
+for test in ("broker", "appliance"):
+    rs = [r for r in rows if r["test"] == test]
+    ok = [r for r in rs if r["ok"]]
+    bad = [str(r["seed"]) for r in rs if not r["ok"]]
+    acked = sum(r.get("acked_at_cut", 0) for r in ok)
+    lines = sum(r.get("lines", 0) for r in ok)
+    resent = sum(r.get("resent_events", 0) for r in ok)
+    print(f"| {test} | {len(rs)} | {len(ok)} | {len(bad)} | {acked:,} | {lines:,} | {resent:,} | {' '.join(bad) or '-'} |")
+PY
+rm -f "$RESULTS"
+exit "$status"
