@@ -1,0 +1,92 @@
+"""Full disks. The broker's log dir on a size-limited tmpfs (tests run as root) fills up under an
+acks=all stream:
+
+- produce gets KAFKA_STORAGE_ERROR, which Kafka clients retry, never an acknowledgement and never a
+  crash; fetches keep working and every acknowledged record stays readable, uncorrupted;
+- when space is freed (here: another file on the same disk is removed) produce resumes by itself,
+  without a restart, and the records appended after that read back behind the earlier ones;
+- the broker says so once per partition (not once per request), and once that it resumed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+
+import pytest
+from confluent_kafka import Producer
+
+from support import check_contiguous, create_topic, produce, read_topic, unique, wait_until
+
+pytestmark = pytest.mark.full_disk
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill_until_refused(bootstrap: str, topic: str) -> tuple[set[bytes], list[str]]:
+    """Produce acks=all (no retries, to see the error itself) until the broker refuses."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "retries": 0, "linger.ms": 5,
+                  "enable.idempotence": False, "batch.size": 65536})
+    acked: set[bytes] = set()
+    errors: list[str] = []
+
+    def on_delivery(err, msg):
+        if err is None:
+            acked.add(msg.value())
+        else:
+            errors.append(err.name())
+
+    seq = 0
+    while not errors:
+        assert seq < 100_000, "a 6 MiB disk took 100 MB"
+        for _ in range(100):
+            p.produce(topic, f"{seq:08d}|".encode() + b"f" * 1000, on_delivery=on_delivery)
+            seq += 1
+        p.flush(30)
+    p.flush(30)
+    return acked, errors
+
+
+def test_broker_refuses_then_resumes_on_a_full_disk(broker_factory, small_disk):
+    filler = small_disk / "other-files"
+    filler.write_bytes(b"\0" * (2 << 20))
+    broker = broker_factory(log_dirs=str(small_disk / "broker"), log_segment_bytes=1 << 20)
+    topic = unique("full")
+    create_topic(broker.bootstrap, topic, 1)
+
+    acked, errors = fill_until_refused(broker.bootstrap, topic)
+    assert set(errors) == {"KAFKA_STORAGE_ERROR"}, errors
+    assert broker.alive()
+    got = read_topic(broker.bootstrap, topic)
+    check_contiguous(got)
+    values = Counter(r.value for r in got[0])
+    assert set(values) == acked and max(values.values()) == 1, \
+        f"{len(acked)} acknowledged, {len(values)} readable after the disk filled up"
+
+    # Still full: a client that retries keeps being told so (and the broker does not log each time).
+    for _ in range(3):
+        _, again = fill_until_refused(broker.bootstrap, topic)
+        assert set(again) == {"KAFKA_STORAGE_ERROR"}, again
+
+    filler.unlink()
+    more = [{"value": f"after|{i}".encode()} for i in range(500)]
+    wait_until(lambda: produce(broker.bootstrap, topic, more[:1], timeout=10), 60,
+               "produce to resume after space was freed", procs=[broker])
+    produce(broker.bootstrap, topic, more[1:])
+    got = read_topic(broker.bootstrap, topic)
+    check_contiguous(got)
+    stored = [r.value for r in got[0]]
+    assert stored[-499:] == [m["value"] for m in more[1:]], "records after the freed space follow the old ones"
+    assert acked <= set(stored)
+
+    log = broker.stderr_text()
+    assert log.count("disk full:") == 1, f"the disk-full warning should appear once:\n{broker.stderr_tail()}"
+    assert "produce to this partition resumes" in log
+    assert broker.alive()
