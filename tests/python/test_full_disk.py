@@ -10,13 +10,15 @@ acks=all stream:
 
 from __future__ import annotations
 
+import errno
 import subprocess
 from collections import Counter
 
 import pytest
 from confluent_kafka import Producer
 
-from support import check_contiguous, create_topic, produce, read_topic, unique, wait_until
+from support import (admin, check_contiguous, create_topic, produce, read_topic, topic_partitions, unique,
+                     wait_until)
 
 pytestmark = pytest.mark.full_disk
 
@@ -52,6 +54,17 @@ def fill_until_refused(bootstrap: str, topic: str) -> tuple[set[bytes], list[str
         p.flush(30)
     p.flush(30)
     return acked, errors
+
+
+def fill_to_the_last_block(path) -> None:
+    """Nothing at all fits any more, not even the broker's small metadata file."""
+    with open(path, "wb", buffering=0) as f:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
 
 
 def test_broker_refuses_then_resumes_on_a_full_disk(broker_factory, small_disk):
@@ -90,3 +103,26 @@ def test_broker_refuses_then_resumes_on_a_full_disk(broker_factory, small_disk):
     assert log.count("disk full:") == 1, f"the disk-full warning should appear once:\n{broker.stderr_tail()}"
     assert "produce to this partition resumes" in log
     assert broker.alive()
+
+
+def test_deleting_a_topic_makes_room_and_produce_resumes(broker_factory, small_disk):
+    broker = broker_factory(log_dirs=str(small_disk / "broker"), log_segment_bytes=1 << 20)
+    victim, topic = unique("old-logs"), unique("live")
+    create_topic(broker.bootstrap, victim, 1)
+    create_topic(broker.bootstrap, topic, 1)
+    produce(broker.bootstrap, victim, [{"value": b"v" * 1000} for _ in range(2500)])
+    acked, errors = fill_until_refused(broker.bootstrap, topic)
+    assert set(errors) == {"KAFKA_STORAGE_ERROR"}, errors
+    fill_to_the_last_block(small_disk / "other-files")
+
+    client = admin(broker.bootstrap)
+    client.delete_topics([victim], operation_timeout=30)[victim].result(timeout=30)
+    assert topic_partitions(broker.bootstrap, victim) is None
+    assert "removing the topic's files before its metadata" in broker.stderr_text()
+    wait_until(lambda: produce(broker.bootstrap, topic, [{"value": b"after"}], timeout=10), 60,
+               "produce to resume after the topic was deleted", procs=[broker])
+    assert acked <= {r.value for r in read_topic(broker.bootstrap, topic)[0]}
+    # The deletion holds across a restart.
+    broker.restart()
+    assert topic_partitions(broker.bootstrap, victim) is None
+    assert topic_partitions(broker.bootstrap, topic) == [0]
