@@ -15,7 +15,8 @@ RUNS="${SOAK_RUNS:-50}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 [ -x "$ROOT/.venv/bin/pytest" ] || { echo "error: no .venv: run scripts/test.sh once first" >&2; exit 1; }
-cargo build --bin logpipe --bin lazyfs
+cargo build --bin logpipe
+cargo build -p logpipe-lazyfs --bin lazyfs
 
 RESULTS=$(mktemp -t logpipe-soak.XXXXXX.jsonl)
 export LOGPIPE_BIN="$TARGET_DIR/debug/logpipe" LAZYFS_BIN="$TARGET_DIR/debug/lazyfs"

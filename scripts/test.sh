@@ -105,8 +105,9 @@ if [ "${LOGPIPE_TEST_SETUP_ONLY:-0}" = 1 ]; then
 fi
 
 if [ "${LOGPIPE_TEST_PYTHON_ONLY:-0}" = 1 ]; then
-    log "cargo build --bin logpipe --bin lazyfs"
-    cargo build --bin logpipe --bin lazyfs
+    log "cargo build --bin logpipe, -p logpipe-lazyfs"
+    cargo build --bin logpipe
+    cargo build -p logpipe-lazyfs --bin lazyfs
 else
     log "cargo fmt --check, cargo clippy -D warnings"
     cargo fmt --all -- --check || die "code is not formatted: run cargo fmt --all"
