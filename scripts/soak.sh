@@ -35,10 +35,10 @@ for test in ("broker", "appliance"):
     rs = [r for r in rows if r["test"] == test]
     ok = [r for r in rs if r["ok"]]
     bad = [str(r["seed"]) for r in rs if not r["ok"]]
-    acked = sum(r.get("acked_at_cut", 0) for r in ok)
-    lines = sum(r.get("lines", 0) for r in ok)
-    resent = sum(r.get("resent_events", 0) for r in ok)
-    print(f"| {test} | {len(rs)} | {len(ok)} | {len(bad)} | {acked:,} | {lines:,} | {resent:,} | {' '.join(bad) or '-'} |")
+    def total(key):
+        return f"{sum(r[key] for r in ok):,}" if ok and key in ok[0] else "–"
+    print(f"| {test} | {len(rs)} | {len(ok)} | {len(bad)} | {total('acked_at_cut')} | {total('lines')} "
+          f"| {total('resent_events')} | {' '.join(bad) or '–'} |")
 PY
 rm -f "$RESULTS"
 exit "$status"
