@@ -6,6 +6,8 @@ acks=all stream:
 - when space is freed (here: another file on the same disk is removed) produce resumes by itself,
   without a restart, and the records appended after that read back behind the earlier ones;
 - the broker says so once per partition (not once per request), and once that it resumed.
+
+And the agent's registry on a full disk: it ships on, retries the write, warns once, and catches up.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer
 
-from support import (admin, check_contiguous, create_topic, produce, read_topic, topic_partitions, unique,
+from agent_support import AgentProcess, TopicCollector, agent_toml, append_lines, file_input, load_registry
+from support import (admin, child_cmd, check_contiguous, create_topic, produce, read_topic, topic_partitions, unique,
                      wait_until)
 
 pytestmark = pytest.mark.full_disk
@@ -126,3 +129,55 @@ def test_deleting_a_topic_makes_room_and_produce_resumes(broker_factory, small_d
     broker.restart()
     assert topic_partitions(broker.bootstrap, victim) is None
     assert topic_partitions(broker.bootstrap, topic) == [0]
+
+
+def registry_offset(path) -> int:
+    entries = load_registry(path)
+    return entries[0]["offset"] if entries else -1
+
+
+def test_agent_ships_on_while_its_registry_disk_is_full(broker, logpipe_bin, small_disk, tmp_path):
+    """The agent's registry disk fills up: it keeps shipping, keeps retrying the registry write and
+    says so once; once there is room the registry catches up, and a kill -9 then resends nothing."""
+    topic = unique("registry-full")
+    create_topic(broker.bootstrap, topic, 1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    registry = small_disk / "agent" / "registry.json"
+    text = agent_toml(registry, [broker.bootstrap], topic, [file_input([str(log)])], registry_flush="200ms")
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", text, child_cmd)
+    collector = TopicCollector(broker.bootstrap, topic)
+    try:
+        append_lines(log, range(0, 1000))
+        agent.start()
+        assert collector.wait_for_seqs(set(range(1000)), 60)
+        size = log.stat().st_size
+        wait_until(lambda: registry_offset(registry) == size, 30, "the registry at the end of the file",
+                   procs=[agent])
+
+        fill_to_the_last_block(small_disk / "other-files")
+        append_lines(log, range(1000, 2000))
+        assert collector.wait_for_seqs(set(range(2000)), 60), "the agent stopped shipping on a full registry disk"
+        wait_until(lambda: "cannot write the registry" in agent.stderr_text(), 30, "the registry warning",
+                   procs=[agent])
+        assert registry_offset(registry) == size, "the registry cannot have moved on a full disk"
+
+        (small_disk / "other-files").unlink()
+        new_size = log.stat().st_size
+        wait_until(lambda: registry_offset(registry) == new_size, 30, "the registry to catch up",
+                   procs=[agent])
+        log_text = agent.stderr_text()
+        assert log_text.count("cannot write the registry") == 1, agent.stderr_tail()
+        assert "the registry is written again" in log_text
+
+        agent.kill9()
+        append_lines(log, range(2000, 2500))
+        agent.start()
+        assert collector.wait_for_seqs(set(range(2500)), 60)
+        per_seq = Counter(e.seq for e in collector.events if e.seq is not None)
+        doubled = [s for s, n in per_seq.items() if n > 1]
+        assert not doubled, f"{len(doubled)} lines resent although the registry had caught up: {doubled[:5]}"
+    finally:
+        collector.close()
+        agent.close()

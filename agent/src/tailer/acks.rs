@@ -47,9 +47,23 @@ impl<S: Sink> Tailer<S> {
     }
 
     pub(super) fn checkpoint(&mut self) {
+        // Shipping goes on either way; the write is retried every `registry_flush` while something is
+        // dirty. Said once per change of state, not once a second while a disk stays full (issue #16).
         match self.save_registry() {
+            Ok(()) if self.registry_failing => {
+                self.registry_failing = false;
+                tracing::info!(path = %self.registry_path.display(), "the registry is written again");
+            }
             Ok(()) => {}
-            Err(e) => tracing::error!(error = %e, "cannot write the registry; will retry"),
+            Err(e) if !self.registry_failing => {
+                self.registry_failing = true;
+                tracing::error!(
+                    error = %e,
+                    "cannot write the registry; shipping goes on and the write is retried every registry_flush \
+                     (a restart now would resend what was sent since the last successful write)"
+                );
+            }
+            Err(_) => {}
         }
         self.last_checkpoint = Instant::now();
     }

@@ -139,6 +139,9 @@ pub struct Tailer<S: Sink> {
     buf: Vec<u8>,
     read_buf: Vec<u8>,
     last_checkpoint: Instant,
+    /// The last registry write failed (a full disk, typically): logged once, not every `registry_flush`
+    /// (faults branch, issue #16).
+    registry_failing: bool,
     last_summary: Instant,
     summary_interval: Duration,
     totals: Totals,
@@ -196,6 +199,7 @@ impl<S: Sink> Tailer<S> {
             buf: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
             last_checkpoint: now,
+            registry_failing: false,
             last_summary: now,
             summary_interval: config.summary_interval,
             totals: Totals::default(),
