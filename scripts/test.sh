@@ -83,7 +83,18 @@ ensure_venv() {
     echo "$want" >"$stamp"
 }
 
+# lazyfs (tests/lazyfs, the power-loss tests' file system) mounts through /dev/fuse: directly as root,
+# through Debian's fusermount3 otherwise.
+ensure_fuse() {
+    [ -c /dev/fuse ] || die "/dev/fuse is missing: the power-loss tests need FUSE (modprobe fuse, or run the container with --device /dev/fuse)"
+    if [ "$(id -u)" -ne 0 ] && ! command -v fusermount3 >/dev/null; then
+        log "installing fuse3 (Debian package) for fusermount3"
+        apt_install fuse3
+    fi
+}
+
 ensure_kcat
+ensure_fuse
 ensure_venv
 log "peers (scripts/peers.sh)"
 scripts/peers.sh
@@ -94,8 +105,9 @@ if [ "${LOGPIPE_TEST_SETUP_ONLY:-0}" = 1 ]; then
 fi
 
 if [ "${LOGPIPE_TEST_PYTHON_ONLY:-0}" = 1 ]; then
-    log "cargo build --bin logpipe"
+    log "cargo build --bin logpipe, -p logpipe-lazyfs"
     cargo build --bin logpipe
+    cargo build -p logpipe-lazyfs --bin lazyfs
 else
     log "cargo fmt --check, cargo clippy -D warnings"
     cargo fmt --all -- --check || die "code is not formatted: run cargo fmt --all"

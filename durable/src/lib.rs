@@ -4,6 +4,10 @@
 //! [`write_atomic`] writes to `<path>.tmp`, fsyncs it, renames it over `path`, then fsyncs the directory
 //! so the rename itself survives a power cut. A reader sees the old file or the whole new one, never
 //! half of one. Errors name the file.
+//!
+//! [`create_dir_all`] makes a directory durably: a new directory's name lives in its parent, so each
+//! directory it creates is followed by an fsync of the parent. Without it a power cut soon after the
+//! first start takes a fresh data directory away with everything fsynced inside it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -29,7 +33,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn write_atomic_with(path: &Path, bytes: &[u8], options: WriteOptions) -> io::Result<()> {
     let dir = parent(path);
     if options.create_dir {
-        fs::create_dir_all(dir).map_err(|e| annotate(e, dir))?;
+        create_dir_all(dir)?;
     }
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
@@ -47,6 +51,22 @@ pub fn write_atomic_with(path: &Path, bytes: &[u8], options: WriteOptions) -> io
     write().map_err(|e| annotate(e, tmp))?;
     fs::rename(tmp, path).map_err(|e| annotate(e, path))?;
     sync_dir(dir)
+}
+
+/// `fs::create_dir_all`, durably: after each directory it creates, the parent that names it is fsynced.
+/// Directories that already exist cost nothing.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => sync_parent(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(annotate(e, dir)),
+    }
 }
 
 /// Fsyncs a directory, making file creations, renames and deletions in it durable.
@@ -103,6 +123,18 @@ mod tests {
         let path = dir.path().join("sub").join("registry.json");
         write_atomic_with(&path, b"{}", WriteOptions { mode: Some(0o600), create_dir: true }).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn creates_nested_directories_and_accepts_existing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a").join("b").join("c");
+        create_dir_all(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_all(&deep).unwrap();
+        fs::write(dir.path().join("file"), b"x").unwrap();
+        let err = create_dir_all(&dir.path().join("file").join("sub")).unwrap_err().to_string();
+        assert!(err.contains("file"), "{err}");
     }
 
     #[test]

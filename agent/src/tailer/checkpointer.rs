@@ -14,11 +14,13 @@ pub(crate) struct Checkpointer {
     path: PathBuf,
     flush: Duration,
     last: Instant,
+    /// The last write failed (a full disk, typically): said once, not every `registry_flush`.
+    failing: bool,
 }
 
 impl Checkpointer {
     pub(crate) fn new(path: PathBuf, flush: Duration, now: Instant) -> Self {
-        Self { path, flush, last: now }
+        Self { path, flush, last: now, failing: false }
     }
 
     /// The entries of the registry file, if there is one.
@@ -30,8 +32,23 @@ impl Checkpointer {
     /// Called between read chunks as well as once per turn, so long catch-up turns keep the schedule.
     pub(crate) fn maybe_checkpoint(&mut self, files: &mut FileTable, now: Instant) {
         if files.is_unsaved() && now.saturating_duration_since(self.last) >= self.flush {
-            if let Err(e) = self.save(files) {
-                tracing::error!(error = %e, "cannot write the registry; will retry");
+            // Shipping goes on either way; the write is retried every `registry_flush` while something is
+            // unsaved. Said once per change of state, not once a second while a disk stays full.
+            match self.save(files) {
+                Ok(()) if self.failing => {
+                    self.failing = false;
+                    tracing::info!(path = %self.path.display(), "the registry is written again");
+                }
+                Ok(()) => {}
+                Err(e) if !self.failing => {
+                    self.failing = true;
+                    tracing::error!(
+                        error = %e,
+                        "cannot write the registry; shipping goes on and the write is retried every \
+                         registry_flush (a restart now would resend what was sent since the last successful write)"
+                    );
+                }
+                Err(_) => {}
             }
             self.last = now;
         }

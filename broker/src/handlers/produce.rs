@@ -130,7 +130,8 @@ fn append(
             durable: (acks == -1).then(|| Box::pin(log.wait_durable(outcome.last_offset)) as DurableWait),
         },
         Err(e) => {
-            if !matches!(e, AppendError::OutOfOrderSequence { .. }) {
+            // A full disk is logged once per partition by the log itself, not once per request.
+            if !matches!(e, AppendError::OutOfOrderSequence { .. }) && !e.is_disk_full() {
                 tracing::warn!(topic, partition, error = %e, "produce rejected");
             }
             Appended::Failed(append_error_code(&e, version), Some(e.to_string()))

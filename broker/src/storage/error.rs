@@ -45,6 +45,13 @@ pub enum AppendError {
     Io(#[from] std::io::Error),
 }
 
+impl AppendError {
+    /// The disk is full: the append was undone and may be retried (see `full_disk.rs`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, AppendError::Io(e) if super::full_disk::is_full(e))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// Below the log start or past the log end. Offsets from the high watermark up to the log end offset

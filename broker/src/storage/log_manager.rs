@@ -30,7 +30,7 @@ use super::config::{default_topic_config, LogConfig, TopicConfig};
 use super::flusher::{FlushQueue, Flusher};
 use super::partition_log::{Failure, OpenParams, PartitionLog};
 use super::topic::{Metadata, TopicMeta};
-use super::util::{annotate, lock, read, sync_dir, write_atomic};
+use super::util::{annotate, create_dir_all, lock, read, sync_dir, write_atomic};
 use crate::error::Error;
 
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
@@ -76,6 +76,8 @@ pub(super) struct Shared {
     last_checkpoint: Mutex<(Instant, Option<OffsetCheckpoint>)>,
     /// Retention and close may both write the log-start checkpoint; they must not share a tmp file.
     log_start_lock: Mutex<()>,
+    /// The last checkpoint write failed (a full disk, typically): logged once, not every round.
+    checkpoint_failing: AtomicBool,
 }
 
 impl Shared {
@@ -114,8 +116,16 @@ impl Shared {
         }
         let due = lock(&self.last_checkpoint).0.elapsed() >= CHECKPOINT_INTERVAL;
         if due {
-            if let Err(e) = self.write_recovery_checkpoint() {
-                tracing::error!(error = %e, "cannot write the recovery-point checkpoint");
+            match self.write_recovery_checkpoint() {
+                // Harmless while it lasts (a crash then rescans more of the log); said once, not each round.
+                Err(e) if !self.checkpoint_failing.swap(true, Ordering::AcqRel) => {
+                    tracing::error!(error = %e, "cannot write the recovery-point checkpoint; retrying every round")
+                }
+                Err(_) => {}
+                Ok(()) if self.checkpoint_failing.swap(false, Ordering::AcqRel) => {
+                    tracing::info!("the recovery-point checkpoint is written again")
+                }
+                Ok(()) => {}
             }
         }
     }
@@ -139,7 +149,9 @@ pub struct LogManager {
 impl LogManager {
     pub fn open(config: LogConfig) -> crate::Result<Arc<Self>> {
         let dir = config.dir.clone();
-        fs::create_dir_all(&dir).map_err(storage_error(&dir))?;
+        // Durably: on a fresh install, a power cut must not take the new log dir (and every fsynced
+        // record in it) away with an unsynced entry in its parent.
+        create_dir_all(&dir).map_err(storage_error(&dir))?;
         // Before anything is read or written: another process may be writing here.
         let dir_lock = lock_dir(&dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
@@ -190,6 +202,7 @@ impl LogManager {
             partitions: RwLock::new(partitions),
             last_checkpoint: Mutex::new((Instant::now(), None)),
             log_start_lock: Mutex::new(()),
+            checkpoint_failing: AtomicBool::new(false),
         });
         // Everything was made durable during open: record it, so a crash soon after rescans little.
         shared.write_recovery_checkpoint().map_err(storage_error(&dir))?;

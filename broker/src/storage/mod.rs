@@ -25,6 +25,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod flusher;
+mod full_disk;
 mod index;
 mod log_manager;
 mod partition_log;

@@ -28,6 +28,7 @@ use super::batch::{set_base_offset, set_log_append_time, validate_produce};
 use super::config::TopicConfig;
 use super::error::AppendError;
 use super::flusher::FlushQueue;
+use super::full_disk::{self, DiskFull};
 use super::producer_snapshot::write_roll_snapshot;
 use super::producer_state::{ProducerStateMap, SeqCheck, Staged};
 use super::recovery::{load_partition, RecoveryReport};
@@ -118,6 +119,7 @@ pub struct PartitionLog {
     pub(super) queue: Arc<FlushQueue>,
     pub(super) flush_requested: AtomicBool,
     pub(super) report: RecoveryReport,
+    pub(super) disk_full: DiskFull,
 }
 
 /// Where to open a partition and how much to trust what is there.
@@ -164,6 +166,7 @@ impl PartitionLog {
             queue,
             flush_requested: AtomicBool::new(false),
             report: loaded.report,
+            disk_full: DiskFull::default(),
         }))
     }
 
@@ -249,14 +252,23 @@ impl PartitionLog {
         for p in &placed {
             set_base_offset(&mut bytes[p.pos as usize..], p.base_offset);
         }
-        // A failed roll has already stopped the partition (see `roll`).
+        if let Some(e) = self.disk_full.still_full(&self.dir, bytes.len() as u64) {
+            return Err(AppendError::Io(e));
+        }
+        // A failed roll has stopped the partition, or was undone on a full disk (see `roll`).
         self.maybe_roll(&mut st, bytes.len() as u64, next - 1, now_ms)?;
         let interval = self.config().index_interval_bytes;
         if let Err(e) = st.active().append(&bytes, &placed, interval) {
+            if full_disk::is_full(&e) {
+                // Undone by the segment: nothing changed, the next append tries again.
+                self.disk_full.report(&self.dir, &e);
+                return Err(AppendError::Io(e));
+            }
             // The file may now end in a partial batch; recovery at the next start cuts it off.
             self.stop_after_write_error(&mut st, &e, "write failed");
             return Err(AppendError::Io(e));
         }
+        self.disk_full.cleared(&self.dir);
         st.producers.commit(staged);
         self.log_end_offset.store(next, Ordering::Release);
         drop(st);
@@ -286,18 +298,31 @@ impl PartitionLog {
     /// snapshot at that offset (see `producer_snapshot.rs`). Any error stops the partition, as a failed
     /// write does: the segment files may be half changed.
     pub(super) fn roll(&self, st: &mut LogState, now_ms: i64) -> io::Result<()> {
-        let result = self.try_roll(st, now_ms);
+        let base = self.log_end_offset.load(Ordering::Acquire);
+        // The new segment and the snapshot first: until the active segment is sealed, failing to make
+        // them on a full disk changes nothing, so it is undone and the roll is retried by the next append.
+        let prepared = Segment::create(&self.dir, base, now_ms)
+            .and_then(|fresh| write_roll_snapshot(&self.dir, base, &st.producers).map(|snapshot| (fresh, snapshot)));
+        let (fresh, snapshot) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) if full_disk::is_full(&e) => {
+                full_disk::remove_roll_leftovers(&self.dir, base);
+                self.disk_full.report(&self.dir, &e);
+                return Err(e);
+            }
+            Err(e) => {
+                self.stop_after_write_error(st, &e, "segment roll failed");
+                return Err(e);
+            }
+        };
+        let result = self.finish_roll(st, base, fresh, snapshot);
         if let Err(e) = &result {
             self.stop_after_write_error(st, e, "segment roll failed");
         }
         result
     }
 
-    fn try_roll(&self, st: &mut LogState, now_ms: i64) -> io::Result<()> {
-        let base = self.log_end_offset.load(Ordering::Acquire);
-        let fresh = Segment::create(&self.dir, base, now_ms)?;
-        // The committed state covers exactly the offsets below `base`: this request's batches are staged.
-        let snapshot = write_roll_snapshot(&self.dir, base, &st.producers)?;
+    fn finish_roll(&self, st: &mut LogState, base: i64, fresh: Segment, snapshot: Arc<File>) -> io::Result<()> {
         let sealed = st.active();
         sealed.seal()?;
         let files = sealed.files();

@@ -24,7 +24,7 @@ use super::config::TopicConfig;
 use super::producer_snapshot::{rebuild_producers, remove_snapshots_above};
 use super::producer_state::ProducerStateMap;
 use super::segment::{file_name, remove_files, Segment, SegmentReport, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
-use super::util::{annotate, sync_dir};
+use super::util::{annotate, create_dir_all, sync_dir};
 
 /// What opening a partition found and repaired. Exposed so operators (logs) and tests can tell a clean
 /// start from a recovery.
@@ -104,7 +104,9 @@ pub(crate) fn load_partition(
     config: &TopicConfig,
     now_ms: i64,
 ) -> io::Result<LoadedPartition> {
-    fs::create_dir_all(dir).map_err(|e| annotate(e, dir))?;
+    // A new partition's directory is named in the log dir, which is fsynced here too (not only by the
+    // topic metadata write that follows a creation).
+    create_dir_all(dir)?;
     let interval = config.index_interval_bytes;
     let bases = list_segments(dir)?;
     let mut report = RecoveryReport { clean_start: clean, ..RecoveryReport::default() };

@@ -104,11 +104,19 @@ impl Segment {
     /// Appends already-offset-assigned batches. The write goes to the page cache only; durability is the
     /// flusher's job. On error the file may hold part of the bytes: the caller must stop appending.
     pub fn append(&mut self, bytes: &[u8], batches: &[Placed], interval: u64) -> io::Result<()> {
-        (&*self.log).write_all(bytes).map_err(|e| annotate(e, &self.log_path))?;
+        if let Err(e) = (&*self.log).write_all(bytes) {
+            // A full disk: cut off whatever part of the append reached the file, so the segment is as
+            // it was and the append can be retried (see `full_disk.rs`). Only then is the error "full".
+            if super::full_disk::is_full(&e) && self.log.set_len(self.size).is_ok() {
+                return Err(annotate(e, &self.log_path));
+            }
+            return Err(io::Error::other(annotate(e, &self.log_path)));
+        }
         let start = self.size;
         for (i, b) in batches.iter().enumerate() {
             let end = batches.get(i + 1).map_or(bytes.len() as u64, |n| n.pos);
-            self.track(Placed { pos: start + b.pos, ..*b }, end - b.pos, interval)?;
+            // Index entries may already be written for earlier batches: never a retryable "full".
+            self.track(Placed { pos: start + b.pos, ..*b }, end - b.pos, interval).map_err(io::Error::other)?;
         }
         self.size = start + bytes.len() as u64;
         Ok(())

@@ -222,12 +222,23 @@ impl LogManager {
         let Some(meta) = next.topics.remove(name) else {
             return Err(TopicError::UnknownTopic(name.to_owned()));
         };
-        // Metadata first: once it is saved the topic is gone, whatever happens to its files.
-        next.save(&self.shared.dir)?;
-        *write(&self.meta) = next;
+        // Metadata first: once it is saved the topic is gone, whatever happens to its files. On a full
+        // disk the metadata cannot be written until the topic's files are gone, and deleting a topic is
+        // how an operator frees space: then the files go first (a crash in between brings the topic
+        // back, empty, and it can be deleted again).
+        let saved = match next.save(&self.shared.dir) {
+            Err(e) if super::full_disk::is_full(&e) => {
+                tracing::warn!(topic = name, error = %e, "disk full: removing the topic's files before its metadata");
+                false
+            }
+            other => other.map(|()| true)?,
+        };
         let logs = write(&self.shared.partitions).remove(name).unwrap_or_default();
         for log in &logs {
             log.shut_down(Failure::closed(&format!("topic '{name}' was deleted")));
+        }
+        if saved {
+            *write(&self.meta) = next.clone();
         }
         // Rename, then remove: a crash midway leaves only `*-delete` directories, cleaned at the next open.
         let mut renamed = Vec::new();
@@ -243,6 +254,10 @@ impl LogManager {
         sync_dir(&self.shared.dir)?;
         for dir in renamed {
             fs::remove_dir_all(&dir).map_err(|e| annotate(e, &dir))?;
+        }
+        if !saved {
+            next.save(&self.shared.dir)?;
+            *write(&self.meta) = next;
         }
         tracing::info!(topic = name, "deleted topic");
         Ok(())

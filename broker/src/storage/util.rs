@@ -5,7 +5,7 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub(crate) use logpipe_durable::{annotate, read_optional, sync_dir, write_atomic};
+pub(crate) use logpipe_durable::{annotate, create_dir_all, read_optional, sync_dir, write_atomic};
 
 /// Locks ignoring poisoning: a panic in another request must not take the whole partition down with it;
 /// every critical section leaves the state consistent before doing anything that can panic.

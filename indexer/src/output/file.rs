@@ -4,7 +4,9 @@
 //! again, across restarts too. So a replay after a crash adds nothing.
 //!
 //! - Each batch is appended and `fdatasync`ed before it counts as written, so a committed offset never
-//!   passes a document that is not on disk.
+//!   passes a document that is not on disk. A new file's name is made durable too (the directory is
+//!   fsynced when the file is created, and the output directory's parent when it is created): without
+//!   that, a power cut could take a whole new daily file away after its offsets were committed.
 //! - On opening a file, a torn last line (a write cut by a crash, never synced, so never committed) is cut
 //!   off, and the ids of the remaining lines are loaded (as 128-bit hashes) to reject replays.
 //! - Index names become file names with anything but `[A-Za-z0-9._+-]` replaced by `_`, so a field
@@ -46,7 +48,7 @@ struct IdOnly {
 
 impl FileOutput {
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
+        logpipe_durable::create_dir_all(dir)
             .map_err(Error::io(format!("cannot create the file output directory {}", dir.display())))?;
         Ok(Self { dir: dir.to_path_buf(), files: Mutex::new(HashMap::new()) })
     }
@@ -115,8 +117,12 @@ impl FileOutput {
 impl IndexFile {
     fn open(path: &Path) -> Result<Self> {
         let context = || format!("cannot open {}", path.display());
+        let created = !path.exists();
         let mut file =
             OpenOptions::new().read(true).append(true).create(true).open(path).map_err(Error::io(context()))?;
+        if created {
+            logpipe_durable::sync_parent(path).map_err(Error::io(context()))?;
+        }
         let mut ids = HashSet::new();
         let mut good_len = 0u64;
         let mut reader = BufReader::new(&mut file);

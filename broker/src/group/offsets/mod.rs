@@ -145,13 +145,9 @@ impl OffsetStore {
     }
 
     pub(crate) fn open_with(dir: &Path, compact_min_bytes: u64) -> io::Result<Arc<Self>> {
-        if !dir.exists() {
-            fs::create_dir_all(dir)?;
-            // The new directory's own entry must be durable too, or a crash could lose every offset.
-            if let Some(parent) = dir.parent() {
-                File::open(parent)?.sync_all()?;
-            }
-        }
+        // The new directory's own entry must be durable too (each created level's parent is fsynced), or
+        // a power cut could lose every offset.
+        logpipe_durable::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
         let mut state = State::default();
         match fs::read(&path) {
