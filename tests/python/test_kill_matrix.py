@@ -16,7 +16,12 @@ kill -9 of the broker, the separate indexer's offset commit fails with UNKNOWN_M
 broker no longer knows the member), librdkafka revokes and re-assigns the partitions, and from then on
 the indexer sends no further request (its connection sits idle until connections.max.idle.ms closes
 it): the lines are in the broker but never indexed. Seen with seed 1739515359 at 200,000 lines
-(LOGPIPE_KILL_MATRIX_LINES=200000): 179,852 of 200,000 indexed, stalled for 10 minutes.
+(LOGPIPE_KILL_MATRIX_LINES=200000): 179,852 of 200,000 indexed, stalled for 10 minutes; reproduced
+with the same seed. While stalled, `logpipe groups describe logpipe-indexer` shows the group Stable
+with the indexer as its one member and lag on every partition, and the indexer's thread sits in
+`BaseConsumer::poll` (gdb): librdkafka holds the assignment but fetches nothing. Suspects: an
+application pause (consumer.rs `set_paused`) surviving the revoke/assign, or the fetch start offsets
+after the failed commit.
 """
 
 from __future__ import annotations
