@@ -2,6 +2,7 @@
 
 mod appliance;
 mod pipeline;
+mod users;
 
 use std::path::PathBuf;
 
@@ -63,6 +64,8 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Manage the broker's SASL/SCRAM users (`credentials.json` under its log_dirs).
+    Users(users::UsersArgs),
     /// Validate a pipeline file and exit.
     Check { pipeline: PathBuf },
     #[command(flatten)]
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}: ok", pipeline.display());
                 Ok(())
             }
+            Command::Users(args) => users::run(args),
             Command::Console(command) => Ok(logpipe_console::run(command).await?),
         }
     })

@@ -8,7 +8,9 @@
 //! Filebeat.
 
 mod duration;
+mod kafka_security;
 mod producer;
 
 pub use duration::{duration, parse_duration};
+pub use kafka_security::{KafkaSecurity, Location, SaslTable, SecurityTable, SslTable};
 pub use producer::{Acks, Compression};
