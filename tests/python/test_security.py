@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from peers import run_tool
 from security_support import Pki, SecureBroker
-from support import HOST, close_and_report, unique, wait_until
+from support import HOST, close_and_report, toml_value, unique, wait_until
 
 PASSWORD = "correct horse battery staple"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -445,3 +445,152 @@ def test_users_added_while_the_broker_runs_can_log_in(secure_broker, pki):
     assert "Authentication failed" in auth_error(sasl_conf(broker, user="dave", pki=pki))
     broker.add_user("dave", PASSWORD, "SCRAM-SHA-256")
     roundtrip(sasl_conf(broker, "SCRAM-SHA-256", user="dave", pki=pki))
+
+
+# ---------------------------------------------------------------------------------------------
+# Two listeners on one broker, each advertising its own address
+
+
+def test_two_listeners_each_advertise_their_own_address(logpipe_bin, tmp_path, pki):
+    from appliance_support import free_port
+
+    sasl_port, plain_port = free_port(), free_port()
+    b = SecureBroker(logpipe_bin, tmp_path / "b", "SASL_SSL", tls_settings(pki))
+    (tmp_path / "b").mkdir()
+    b.add_user("alice", PASSWORD)
+
+    def two_listeners(port: int) -> None:
+        lines = ["[broker]", f'listeners = ["CLIENTS://{HOST}:{sasl_port}", "PLAINTEXT://{HOST}:{plain_port}"]',
+                 'listener_security_protocol_map = { CLIENTS = "SASL_SSL" }',
+                 f'advertised_listeners = ["CLIENTS://localhost:{sasl_port}"]']
+        lines += [f"{k} = {toml_value(v)}" for k, v in b.settings.items()]
+        b.config_path.write_text("\n".join(lines) + "\n")
+
+    b.write_config = two_listeners
+    b.start()
+    try:
+        assert b.port == sasl_port
+        # SASL_SSL clients are told `localhost` (the server certificate names it); PLAINTEXT ones 127.0.0.1.
+        conf = {**sasl_conf(b, pki=pki), "ssl.endpoint.identification.algorithm": "https"}
+        md = AdminClient(conf).list_topics(timeout=20)
+        assert [(x.host, x.port) for x in md.brokers.values()] == [("localhost", sasl_port)]
+        plain = AdminClient({"bootstrap.servers": f"{HOST}:{plain_port}"}).list_topics(timeout=20)
+        assert [(x.host, x.port) for x in plain.brokers.values()] == [(HOST, plain_port)]
+        roundtrip(conf)
+        roundtrip({"bootstrap.servers": f"{HOST}:{plain_port}"})
+    finally:
+        b.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# logpipe's own clients: console tools, and agent → broker → indexer in one appliance
+
+
+def test_console_tools_over_sasl_ssl(secure_broker, pki, logpipe_bin, tmp_path):
+    broker = secure_broker("SASL_SSL", users={"alice": "SCRAM-SHA-512"}, **tls_settings(pki))
+    props = tmp_path / "client.properties"
+    props.write_text(f"# librdkafka names, as kcat -F reads them\nsecurity.protocol=SASL_SSL\n"
+                     f"sasl.mechanism=SCRAM-SHA-512\nsasl.username=alice\nsasl.password={PASSWORD}\n")
+
+    def cli(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        argv = [str(logpipe_bin), *args, "--bootstrap-server", broker.bootstrap, "-F", str(props),
+                "-X", f"ssl.ca.location={pki['ca']}"]
+        p = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
+        assert not check or p.returncode == 0, p.stderr
+        return p
+
+    topic = unique("console")
+    cli("topics", "create", topic, "--partitions", "2")
+    assert topic in cli("topics", "list").stdout
+    cli("produce", topic, input="".join(f"c{i}\n" for i in range(25)))
+    out = cli("consume", topic, "--from-beginning", "--max-messages", "25").stdout.split()
+    assert sorted(out) == sorted(f"c{i}" for i in range(25))
+    assert topic in cli("topics", "describe", topic).stdout
+    props.write_text(props.read_text().replace(PASSWORD, "wrong"))
+    bad = cli("topics", "list", "--request-timeout-ms", "3000", check=False)
+    assert bad.returncode != 0, bad.stdout
+    assert "wrong" not in bad.stderr and PASSWORD not in bad.stderr
+    assert "user=alice reason=Authentication failed" in log_of(broker)
+
+
+def test_agent_broker_indexer_over_sasl_ssl(logpipe_bin, tmp_path, pki):
+    from appliance_support import ApplianceProcess, free_port
+    from support import child_cmd
+
+    port = free_port()
+    data = tmp_path / "data"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    secret = tmp_path / "agent.password"
+    secret.write_text(PASSWORD + "\n")
+    os.chmod(secret, 0o600)
+    cert, key = pki["server"]
+    client_security = f"""
+security.protocol = "SASL_SSL"
+sasl.mechanism = "SCRAM-SHA-512"
+sasl.username = "shipper"
+sasl.password_file = "{secret}"
+ssl.ca.location = "{pki['ca']}"
+"""
+    pipeline = f"""
+[broker]
+listeners = ["SASL_SSL://{HOST}:{port}"]
+log_dirs = "{data / 'broker'}"
+ssl_certificate_location = "{cert}"
+ssl_key_location = "{key}"
+group_initial_rebalance_delay_ms = 0
+
+[admin]
+address = "{HOST}:0"
+
+[agent]
+registry = "{data / 'agent' / 'registry.json'}"
+
+[agent.output]
+brokers = ["{HOST}:{port}"]
+topic = "app"
+{client_security}
+[[agent.inputs]]
+type = "file"
+paths = ["{logs / 'app.log'}"]
+scan_frequency = "1s"
+
+[indexer.input]
+brokers = ["{HOST}:{port}"]
+topics = ["app"]
+group_id = "secure-indexer"
+auto_offset_reset = "earliest"
+codec = "json"
+{client_security}
+[[indexer.routes]]
+index = "app"
+
+[indexer.output.file]
+path = "{data / 'indices'}"
+"""
+    # The user exists before the broker first starts.
+    cfg = tmp_path / "pipeline-broker.toml"
+    cfg.write_text(pipeline)
+    p = subprocess.run([str(logpipe_bin), "users", "add", "shipper", "--password-stdin", "-c", str(cfg)],
+                       input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = [f"secure line {i}" for i in range(200)]
+    (logs / "app.log").write_text("\n".join(lines) + "\n")
+    app = ApplianceProcess(logpipe_bin, tmp_path / "run", pipeline, child_cmd).start()
+    try:
+        out = data / "indices" / "app.ndjson"
+
+        def indexed() -> int:
+            return len(out.read_text().splitlines()) if out.exists() else 0
+
+        wait_until(lambda: indexed() >= len(lines), 120, lambda: f"{len(lines)} documents (have {indexed()})",
+                   procs=[app])
+        import json
+
+        messages = sorted(json.loads(line)["message"] for line in out.read_text().splitlines())
+        assert messages == sorted(lines)
+        log = ANSI.sub("", app.stderr_text())
+        assert PASSWORD not in log
+        assert "authentication failed" not in log
+    finally:
+        app.stop()
