@@ -103,18 +103,19 @@ async fn serve_admin(config: AdminConfig, sources: Sources, stop: CancellationTo
     if !config.enabled {
         return Ok(());
     }
-    match AdminServer::bind(&config.address).await {
+    let protection = config.protection().map_err(|e| anyhow::anyhow!(e))?;
+    match AdminServer::bind(&config.address, protection).await {
         Ok(server) => {
-            println!("admin on http://{}", server.local_addr()?);
+            println!("admin on {}://{}", server.scheme(), server.local_addr()?);
             std::io::stdout().flush()?;
             tokio::spawn(server.serve(logpipe_status::router(sources), stop));
             Ok(())
         }
-        Err(e) if config.address == AdminConfig::default().address => {
+        Err(e @ logpipe_status::BindError::Io { .. }) if config.address == AdminConfig::default().address => {
             tracing::warn!("admin endpoint off: cannot listen on {}: {e}", config.address);
             Ok(())
         }
-        Err(e) => Err(e).with_context(|| format!("admin.address: cannot listen on {}", config.address)),
+        Err(e) => Err(anyhow::anyhow!("admin.address: {e}")),
     }
 }
 

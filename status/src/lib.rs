@@ -15,9 +15,11 @@ pub mod report;
 pub mod server;
 pub mod view;
 
-pub use logpipe_admin::AdminServer;
+pub use logpipe_admin::{AdminServer, BindError};
 pub use report::{Sources, StatusReport};
 pub use server::router;
+
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -26,14 +28,46 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Where `/status` and `/metrics` are served, as Logstash's monitoring API on port 9600. Loopback by
-    /// default: the endpoint has no authentication. Default `"127.0.0.1:9600"`.
+    /// default. Any other address needs authentication and TLS (below), or logpipe refuses to start.
+    /// Default `"127.0.0.1:9600"`.
     pub address: String,
     /// Serve the endpoint at all. Default `true`.
     pub enabled: bool,
+    /// A file whose first line is a bearer token (`Authorization: Bearer …`; Prometheus'
+    /// `authorization.credentials_file`).
+    pub auth_token_file: Option<PathBuf>,
+    /// HTTP basic auth: user name, with the password in `auth_basic_password_file`.
+    pub auth_basic_username: Option<String>,
+    pub auth_basic_password_file: Option<PathBuf>,
+    /// HTTPS: PEM certificate chain and key.
+    pub ssl_certificate_location: Option<PathBuf>,
+    pub ssl_key_location: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { address: "127.0.0.1:9600".into(), enabled: true }
+        Self {
+            address: "127.0.0.1:9600".into(),
+            enabled: true,
+            auth_token_file: None,
+            auth_basic_username: None,
+            auth_basic_password_file: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The endpoint's authentication and TLS, read from their files (errors name the `admin.` key).
+    pub fn protection(&self) -> Result<logpipe_admin::Protection, String> {
+        let files = logpipe_admin::ProtectionFiles {
+            auth_token_file: self.auth_token_file.clone(),
+            auth_basic_username: self.auth_basic_username.clone(),
+            auth_basic_password_file: self.auth_basic_password_file.clone(),
+            ssl_certificate_location: self.ssl_certificate_location.clone(),
+            ssl_key_location: self.ssl_key_location.clone(),
+        };
+        logpipe_admin::Protection::load(&files, "admin")
     }
 }

@@ -594,3 +594,67 @@ path = "{data / 'indices'}"
         assert "authentication failed" not in log
     finally:
         app.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# The admin endpoint off loopback
+
+
+def test_admin_endpoint_off_loopback_needs_auth_and_tls(logpipe_bin, tmp_path, pki):
+    import ssl
+    import urllib.error
+    import urllib.request
+    import base64
+
+    from appliance_support import ApplianceProcess
+    from support import child_cmd
+
+    broker = f'[broker]\nlisteners = ["{HOST}:0"]\nlog_dirs = "{tmp_path / "data"}"\n'
+    check = tmp_path / "open.toml"
+    check.write_text(broker + '[admin]\naddress = "0.0.0.0:0"\n')
+    p = subprocess.run([str(logpipe_bin), "run", str(check)], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "admin.address" in p.stderr and "auth_token_file" in p.stderr, p.stderr
+    token, password = tmp_path / "token", tmp_path / "admin.password"
+    token.write_text("s3cr3t-token\n")
+    password.write_text("ops-password\n")
+    no_tls = tmp_path / "no-tls.toml"
+    no_tls.write_text(broker + f'[admin]\naddress = "0.0.0.0:0"\nauth_token_file = "{token}"\n')
+    p = subprocess.run([str(logpipe_bin), "run", str(no_tls)], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "TLS is missing" in p.stderr, p.stderr
+
+    cert, key = pki["server"]
+    pipeline = broker + f"""[admin]
+address = "0.0.0.0:0"
+auth_token_file = "{token}"
+auth_basic_username = "ops"
+auth_basic_password_file = "{password}"
+ssl_certificate_location = "{cert}"
+ssl_key_location = "{key}"
+"""
+    app = ApplianceProcess(logpipe_bin, tmp_path / "run", pipeline, child_cmd).start()
+    try:
+        port = app.admin_address.rsplit(":", 1)[1]
+        url = f"https://localhost:{port}/metrics"
+        context = ssl.create_default_context(cafile=str(pki["ca"]))
+
+        def get(headers: dict) -> int:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), context=context,
+                                            timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert get({}) == 401
+        assert get({"Authorization": "Bearer wrong"}) == 401
+        assert get({"Authorization": "Bearer s3cr3t-token"}) == 200
+        basic = base64.b64encode(b"ops:ops-password").decode()
+        assert get({"Authorization": f"Basic {basic}"}) == 200
+        import http.client
+
+        with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):  # plain HTTP
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        assert get({"Authorization": "Bearer s3cr3t-token"}) == 200
+        assert "s3cr3t-token" not in app.stderr_text() and "ops-password" not in app.stderr_text()
+    finally:
+        app.stop()
