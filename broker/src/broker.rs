@@ -63,6 +63,11 @@ impl Broker {
         }))
     }
 
+    /// Whether `principal` (`User:name`) is listed in `super_users`.
+    pub fn is_super_user(&self, principal: &str) -> bool {
+        self.config.super_users.iter().any(|p| p == principal)
+    }
+
     pub fn allocate_producer_id(&self) -> i64 {
         self.next_producer_id.fetch_add(1, Ordering::Relaxed)
     }

@@ -42,6 +42,9 @@ pub struct BrokerConfig {
     /// Lifetime of a SASL session (KIP-368): clients re-authenticate before it ends, and a connection that
     /// did not is closed. Default 0: sessions do not expire.
     pub connections_max_reauth_ms: i64,
+    /// Principals allowed to manage users through the Kafka protocol (Kafka's `super.users`), e.g.
+    /// `["User:admin"]`: DescribeUserScramCredentials and AlterUserScramCredentials. Default none.
+    pub super_users: Vec<String>,
     /// This broker's id (`node.id`). Default 0.
     pub node_id: i32,
     /// Directory holding partition logs, topic metadata and committed offsets. Default `data/broker`.
@@ -98,6 +101,7 @@ impl Default for BrokerConfig {
             ssl_client_auth: "none".to_owned(),
             sasl_enabled_mechanisms: vec!["SCRAM-SHA-512".to_owned(), "SCRAM-SHA-256".to_owned(), "PLAIN".to_owned()],
             connections_max_reauth_ms: 0,
+            super_users: Vec::new(),
             node_id: 0,
             log_dirs: PathBuf::from("data/broker"),
             num_partitions: 1,

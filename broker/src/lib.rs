@@ -41,6 +41,7 @@ pub mod users {
 pub mod fuzzing {
     pub use crate::handlers::supported_versions;
     pub use crate::protocol::decode_request;
+    pub use crate::security::scram::fuzz_exchange as scram_exchange;
 }
 
 /// Unit tests run on the same allocator as the binary; see the note in `src/main.rs` on why the

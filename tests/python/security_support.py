@@ -47,6 +47,28 @@ class Pki:
         return cert, key
 
 
+    def issue_expired(self, name: str, subject: str, server: bool) -> tuple[Path, Path]:
+        """Like `issue`, but valid only on 2020-01-01 (signed with `openssl ca`, which takes dates)."""
+        key, csr, cert, ext, cnf = (self.dir / f"{name}.{s}" for s in ("key", "csr", "pem", "ext", "cnf"))
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+                "-out", str(csr), "-subj", subject, cwd=self.dir)
+        usage = "serverAuth" if server else "clientAuth"
+        lines = ["basicConstraints=CA:FALSE", f"extendedKeyUsage={usage}"]
+        if server:
+            lines.append(f"subjectAltName=IP:{HOST},DNS:localhost")
+        ext.write_text("\n".join(lines) + "\n")
+        db = self.dir / f"{name}.db"
+        db.mkdir(exist_ok=True)
+        (db / "index.txt").write_text("")
+        (db / "serial").write_text("1000\n")
+        cnf.write_text(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {db / 'index.txt'}\nserial = {db / 'serial'}\n"
+                       f"new_certs_dir = {db}\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n")
+        openssl("ca", "-batch", "-config", str(cnf), "-cert", str(self.ca), "-keyfile", str(self.ca_key),
+                "-in", str(csr), "-out", str(cert), "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
+                "-extfile", str(ext), "-notext", cwd=self.dir)
+        return cert, key
+
+
 class SecureBroker(Broker):
     """A broker whose one listener uses `protocol` (SSL, SASL_SSL, SASL_PLAINTEXT, PLAINTEXT)."""
 

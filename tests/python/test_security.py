@@ -171,6 +171,23 @@ def test_mtls_client_certificates(secure_broker, pki):
     roundtrip(conf)
 
 
+def test_expired_certificates_are_refused(secure_broker, pki):
+    broker = secure_broker("SSL", ssl_ca_location=str(pki["ca"]), ssl_client_auth="required", **tls_settings(pki))
+    cert, key = pki["agent"]
+    conf = {"bootstrap.servers": broker.bootstrap, "security.protocol": "ssl", "ssl.ca.location": str(pki["ca"]),
+            "ssl.certificate.location": str(cert), "ssl.key.location": str(key)}
+    old_cert, old_key = pki["ca_pki"].issue_expired("old-agent", "/CN=old-agent", server=False)
+    auth_error({**conf, "ssl.certificate.location": str(old_cert), "ssl.key.location": str(old_key)})
+    assert "Expired" in log_of(broker) or "expired" in log_of(broker), log_of(broker)[-2000:]
+    roundtrip(conf)
+    # A broker serving an expired certificate: librdkafka refuses it.
+    old_server, old_server_key = pki["ca_pki"].issue_expired("old-broker", "/CN=localhost", server=True)
+    stale = secure_broker("SSL", ssl_certificate_location=str(old_server), ssl_key_location=str(old_server_key))
+    error = auth_error({"bootstrap.servers": stale.bootstrap, "security.protocol": "ssl",
+                        "ssl.ca.location": str(pki["ca"])})
+    assert "certificate verify failed" in error, error[:500]
+
+
 def test_tls_files_reload_without_restart(secure_broker, pki, tmp_path):
     live_cert, live_key = tmp_path / "live.pem", tmp_path / "live.key"
     shutil.copy(pki["server"][0], live_cert)
@@ -658,3 +675,102 @@ ssl_key_location = "{key}"
         assert "s3cr3t-token" not in app.stderr_text() and "ops-password" not in app.stderr_text()
     finally:
         app.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Users through the Kafka protocol (KIP-554): kafka-configs --entity-type users
+
+CONFIGS = "org.apache.kafka.tools.ConfigCommand"
+
+
+def java_props(path: Path, user: str, password: str, pki) -> Path:
+    path.write_text("\n".join([
+        "security.protocol=SASL_SSL",
+        "sasl.mechanism=SCRAM-SHA-512",
+        f'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
+        f'username="{user}" password="{password}";',
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={pki['ca']}",
+    ]) + "\n")
+    return path
+
+
+def test_kafka_configs_manages_scram_users_for_super_users_only(secure_broker, pki, tmp_path):
+    broker = secure_broker("SASL_SSL", users={"admin": "SCRAM-SHA-512", "alice": "SCRAM-SHA-512"},
+                           super_users=["User:admin"], **tls_settings(pki))
+    admin_props = java_props(tmp_path / "admin.properties", "admin", PASSWORD, pki)
+    alice_props = java_props(tmp_path / "alice.properties", "alice", PASSWORD, pki)
+
+    def configs(props: Path, *args: str):
+        return run_tool(CONFIGS, ["--bootstrap-server", broker.bootstrap, "--command-config", str(props), *args])
+
+    configs(admin_props, "--alter", "--add-config", "SCRAM-SHA-512=[iterations=8192,password=carol-pw]",
+            "--entity-type", "users", "--entity-name", "carol").check()
+    roundtrip(sasl_conf(broker, "SCRAM-SHA-512", user="carol", password="carol-pw", pki=pki))
+    assert "carol-pw" not in (broker.log_dirs / "credentials.json").read_text()
+    assert "SCRAM credential set" in log_of(broker)
+
+    denied = configs(alice_props, "--alter", "--add-config", "SCRAM-SHA-512=[password=x]", "--entity-type", "users",
+                     "--entity-name", "alice")
+    assert denied.returncode != 0 and "ClusterAuthorization" in denied.stdout + denied.stderr
+    weak = configs(admin_props, "--alter", "--add-config", "SCRAM-SHA-256=[iterations=100,password=x]",
+                   "--entity-type", "users", "--entity-name", "dave")
+    assert weak.returncode != 0 and "Iterations" in weak.stdout + weak.stderr
+
+    configs(admin_props, "--alter", "--delete-config", "SCRAM-SHA-512", "--entity-type", "users",
+            "--entity-name", "carol").check()
+    assert "Authentication failed" in auth_error(sasl_conf(broker, user="carol", password="carol-pw", pki=pki))
+    roundtrip(sasl_conf(broker, user="alice", pki=pki))
+
+
+# ---------------------------------------------------------------------------------------------
+# Load: 50 clients authenticating while 5 produce
+
+
+def test_fifty_clients_authenticate_while_five_produce(secure_broker, pki):
+    import threading
+
+    broker = secure_broker("SASL_SSL", users={"alice": "SCRAM-SHA-512"}, **tls_settings(pki))
+    conf = sasl_conf(broker, pki=pki)
+    topics = [unique("load") for _ in range(5)]
+    admin = AdminClient(conf)
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
+        f.result(timeout=30)
+    per_producer = 20_000
+    failures: list[str] = []
+
+    def produce(topic: str) -> None:
+        p = Producer({**conf, "acks": "all", "linger.ms": 5})
+        for i in range(per_producer):
+            while True:
+                try:
+                    p.produce(topic, b"x" * 200, on_delivery=lambda e, m: e and failures.append(str(e)))
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        if p.flush(120) != 0:
+            failures.append(f"{topic}: not all delivered")
+
+    def authenticate(i: int) -> None:
+        mechanism = ["SCRAM-SHA-512", "PLAIN"][i % 2]
+        try:
+            md = AdminClient(sasl_conf(broker, mechanism, pki=pki)).list_topics(timeout=60)
+            assert md.brokers
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append(f"client {i}: {e}")
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in topics]
+    threads += [threading.Thread(target=authenticate, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures, failures[:5]
+    c = Consumer({**conf, "group.id": unique("count")})
+    try:
+        for t in topics:
+            low, high = c.get_watermark_offsets(TopicPartition(t, 0), timeout=30, cached=False)
+            assert high - low == per_producer, (t, low, high)
+    finally:
+        c.close()
+    assert "authentication failed" not in log_of(broker)

@@ -16,6 +16,7 @@
 //! ApiVersions advertises exactly [`SUPPORTED`], and the decoder refuses anything outside it.
 
 mod alter_configs;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -23,6 +24,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_log_dirs;
+mod describe_user_scram_credentials;
 mod fetch;
 mod incremental_alter_configs;
 mod init_producer_id;
@@ -85,6 +87,8 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DeleteRecords, delete_records::VERSIONS),
     (ApiKey::SaslHandshake, sasl_handshake::VERSIONS),
     (ApiKey::SaslAuthenticate, sasl_authenticate::VERSIONS),
+    (ApiKey::DescribeUserScramCredentials, describe_user_scram_credentials::VERSIONS),
+    (ApiKey::AlterUserScramCredentials, alter_user_scram_credentials::VERSIONS),
 ];
 
 pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -143,6 +147,12 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, session: &Session) -> Re
             route!(broker, header, r, incremental_alter_configs, IncrementalAlterConfigs)
         }
         RequestKind::DeleteRecords(r) => route!(broker, header, r, delete_records, DeleteRecords),
+        RequestKind::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(broker, session, r)
+            .map(ResponseKind::DescribeUserScramCredentials)
+            .boxed(),
+        RequestKind::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(broker, session, r)
+            .map(ResponseKind::AlterUserScramCredentials)
+            .boxed(),
         // The connection answers these (they change its state); reaching here means no SASL exchange.
         RequestKind::SaslHandshake(r) => {
             let (response, _) = sasl_handshake::handle(None, &r);

@@ -83,6 +83,8 @@ fn default_body(api_key: ApiKey) -> RequestKind {
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
         ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
         ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(Default::default()),
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(Default::default()),
         ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
         other => panic!("no default request for {other:?}"),
     }

@@ -40,6 +40,9 @@ pub fn validate(config: &BrokerConfig) -> Result<()> {
             "broker.sasl_enabled_mechanisms: a SASL listener needs at least one mechanism".into(),
         ));
     }
+    if let Some(bad) = config.super_users.iter().find(|p| !p.starts_with("User:") || p.len() == 5) {
+        return Err(Error::Config(format!("broker.super_users: `{bad}` is not a principal such as User:admin")));
+    }
     if config.connections_max_reauth_ms < 0 {
         return Err(Error::Config("broker.connections_max_reauth_ms: must be 0 (off) or more".into()));
     }

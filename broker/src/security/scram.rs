@@ -294,6 +294,22 @@ impl ScramServer {
     }
 }
 
+/// One SCRAM exchange driven by untrusted bytes (`client-first`, 0xFF, `client-final`), for the fuzz
+/// target: it must fail cleanly, never panic.
+#[doc(hidden)]
+pub fn fuzz_exchange(data: &[u8]) {
+    let (first, last) = match data.iter().position(|b| *b == 0xff) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(parsed) = ScramServer::parse_client_first(first) else { return };
+    let credential = ScramCredential::from_salted_password(ScramMechanism::Sha256, b"salted", b"salt".to_vec(), 4096);
+    let mut server = ScramServer::new(ScramMechanism::Sha256);
+    if server.server_first(parsed, credential).is_ok() {
+        let _ = server.client_final(last);
+    }
+}
+
 /// RFC 5802 saslname: `=2C` is `,` and `=3D` is `=`; any other `=` is an error.
 fn unescape_saslname(name: &str) -> Result<String, ScramError> {
     let mut out = String::with_capacity(name.len());
@@ -408,6 +424,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!(reply, b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+    }
+
+    #[test]
+    fn fuzz_entry_survives_odd_input() {
+        for data in [&b""[..], b"n,,n=a,r=b\xffc=biws,r=b,p=", b"n,,n=a,r=b\xff,p=\xff\xff", b"\xff\xff"] {
+            fuzz_exchange(data);
+        }
     }
 
     #[test]
