@@ -410,6 +410,10 @@ def test_bad_sasl_frames_close_only_their_connection(secure_broker):
     s.sendall(frame(36, 0, 5, struct.pack(">i", len(token)) + token))
     assert struct.unpack(">h", read_response(s)[4:6])[0] == 58
     assert closed(s)
+    # Before authentication a frame may not exceed 512 KiB (Kafka's sasl.server.max.receive.size).
+    s = connect()
+    s.sendall(struct.pack(">i", 600 * 1024))
+    assert closed(s)
     # A truncated SaslAuthenticate frame, then the peer goes away.
     s = connect()
     s.sendall(frame(17, 1, 6, kstr(b"SCRAM-SHA-512")))

@@ -187,8 +187,10 @@ fn plain(store: &CredentialStore, token: &[u8]) -> Step {
     }
 }
 
-/// Logs failed authentications with the peer and the user, at most `PER_SECOND` a second; the rest are
-/// counted and reported in one line when the next second starts.
+/// Logs failed authentications (wrong credentials, failed TLS handshakes, requests before
+/// authentication) with the peer and the user, at most `PER_SECOND` a second; the rest are counted and
+/// reported in one line with the next failure after that second, so a flood of bad clients cannot flood
+/// the log.
 pub struct FailureLog {
     window: Mutex<(Instant, u32, u32)>,
 }

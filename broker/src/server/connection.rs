@@ -41,6 +41,11 @@ const MAX_IN_FLIGHT: usize = 64;
 /// Largest SASL token accepted (a SCRAM message is well under 1 KiB; PLAIN carries a password).
 const MAX_SASL_TOKEN: usize = 64 * 1024;
 
+/// Largest frame read from a connection that has not authenticated yet (Kafka's
+/// `sasl.server.max.receive.size`), so an anonymous peer cannot make the broker allocate
+/// `socket_request_max_bytes`.
+const MAX_UNAUTHENTICATED_FRAME: i32 = 512 * 1024;
+
 /// A frame the writer owes, in request order; `None` when the response could not be encoded.
 type Outgoing = Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'static>>;
 
@@ -83,8 +88,12 @@ pub async fn serve<S>(
     let session = Session { peer, principal, node: listener.node.clone() };
     let mut connection = Connection { broker, listener, session, sasl, raw_tokens: false };
     loop {
+        let limit = match &connection.sasl {
+            Some(sasl) if !sasl.is_authenticated(Instant::now()) => max_frame.min(MAX_UNAUTHENTICATED_FRAME),
+            _ => max_frame,
+        };
         let frame = tokio::select! {
-            frame = tokio::time::timeout(idle, read_frame(&mut reader, max_frame)) => frame,
+            frame = tokio::time::timeout(idle, read_frame(&mut reader, limit)) => frame,
             _ = shutdown.cancelled() => break,
         };
         let frame = match frame {
@@ -181,8 +190,9 @@ impl Connection {
             RequestKind::SaslHandshake(r) => {
                 let (body, go_on) = sasl_handshake::handle(self.sasl.as_mut(), r);
                 if !go_on {
-                    tracing::warn!(%peer, listener = %self.listener.name, mechanism = %r.mechanism.as_str(),
-                        error_code = body.error_code, "SASL handshake refused; closing connection");
+                    let reason =
+                        format!("SASL handshake for {} refused (error {})", r.mechanism.as_str(), body.error_code);
+                    self.broker.auth_failures.record(peer, &self.listener.name, None, &reason);
                     return Action::SendAndClose(ready_response(&request, ResponseKind::SaslHandshake(body)));
                 }
                 self.raw_tokens = request.version() == 0;
@@ -207,7 +217,8 @@ impl Connection {
                 } else {
                     "request before SASL authentication"
                 };
-                tracing::warn!(%peer, listener = %self.listener.name, api = ?request.api_key, reason, "closing connection");
+                let reason = format!("{reason} ({:?}); connection closed", request.api_key);
+                self.broker.auth_failures.record(peer, &self.listener.name, None, &reason);
                 return Action::Close;
             }
         }

@@ -82,11 +82,11 @@ impl Listener {
         let stream = match handshake {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
-                tracing::warn!(%peer, listener = %self.name, error = %e, "TLS handshake failed; closing connection");
+                broker.auth_failures.record(peer, &self.name, None, &format!("TLS handshake failed: {e}"));
                 return;
             }
             Err(_) => {
-                tracing::warn!(%peer, listener = %self.name, "TLS handshake timed out; closing connection");
+                broker.auth_failures.record(peer, &self.name, None, "TLS handshake timed out");
                 return;
             }
         };
