@@ -8,8 +8,11 @@
 #   scripts/bench-broker.sh --records 200000    a quicker run
 #   scripts/bench-broker.sh --group             also: a 2-member consumer group and 10 rebalances
 #   scripts/bench-broker.sh --no-kafka          logpipe only
+#   scripts/bench-broker.sh --security          also: acks=all produce through PLAINTEXT, SSL and SASL_SSL
+#                                               (SCRAM-SHA-512) listeners, ratios to PLAINTEXT, and 5 producers
+#                                               while 50 clients authenticate (scripts/bench-security.sh)
 #
-# Options: --records N, --record-size BYTES, --partitions N, --group, --rebalances N, --no-kafka,
+# Options: --records N, --record-size BYTES, --partitions N, --group, --rebalances N, --no-kafka, --security,
 #          --keep (keep the data dir), --no-build.
 # Environment: BENCH_TMP (default: target/bench-tmp, i.e. the repo's disk), CARGO_TARGET_DIR.
 #
@@ -38,6 +41,7 @@ REBALANCES=10
 KEEP=0
 BUILD=1
 KAFKA=1
+SECURITY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS=$2; shift 2 ;;
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
         --group) GROUP=1; shift ;;
         --rebalances) REBALANCES=$2; shift 2 ;;
         --no-kafka) KAFKA=0; shift ;;
+        --security) SECURITY=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
@@ -110,6 +115,12 @@ if [ "$GROUP" = 1 ]; then
     REBALANCE=$(sed -n '/^RESULT mode=rebalance/{p;q}' <<<"$results")
 fi
 
+if [ "$SECURITY" = 1 ]; then
+    # shellcheck source=bench-security.sh source-path=SCRIPTDIR
+    . "$(dirname "$0")/bench-security.sh"
+    security_phase
+fi
+
 if [ "$KAFKA" = 1 ]; then
     # shellcheck source=bench-kafka.sh source-path=SCRIPTDIR
     . "$(dirname "$0")/bench-kafka.sh"
@@ -138,6 +149,7 @@ printf '%-26s %12s %9s\n' "dd conv=fdatasync" "-" "$DD_MBPS"
 echo
 echo "broker/dd write throughput: acks=all $(ratio "$PRODUCE_ALL_MBPS"), acks=1 $(ratio "$PRODUCE_ONE_MBPS")"
 [ "$KAFKA" = 1 ] && print_side_by_side
+[ "$SECURITY" = 1 ] && print_security
 if [ -n "$REBALANCE" ]; then
     echo "rebalance when a 3rd member joins ($(kv "$REBALANCE" count) times): min $(kv "$REBALANCE" join_min_ms) ms," \
         "median $(kv "$REBALANCE" join_p50_ms) ms, max $(kv "$REBALANCE" join_max_ms) ms;" \

@@ -48,6 +48,21 @@ ensure_kcat() {
     kcat -V 2>&1 | grep -m1 -i 'version' >&2 || true
 }
 
+# librdkafka is built with TLS (and so SCRAM) against the system OpenSSL: it needs pkg-config and
+# libssl-dev. The security tests make their certificates with the openssl command.
+ensure_tls_deps() {
+    local missing=()
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    if ! pkg-config --exists openssl 2>/dev/null; then
+        missing+=(libssl-dev)
+    fi
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]} (Debian packages)"
+        apt_install "${missing[@]}"
+    fi
+}
+
 pick_python() {
     local p
     for p in python3.11 python3; do
@@ -95,6 +110,7 @@ ensure_fuse() {
 
 ensure_kcat
 ensure_fuse
+ensure_tls_deps
 ensure_venv
 log "peers (scripts/peers.sh)"
 scripts/peers.sh

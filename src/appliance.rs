@@ -125,9 +125,10 @@ async fn bind_admin(config: AdminConfig) -> Result<Option<AdminServer>> {
     if !config.enabled {
         return Ok(None);
     }
-    match AdminServer::bind(config.address()).await {
+    let protection = config.protection().map_err(|e| anyhow::anyhow!(e))?;
+    match AdminServer::bind(config.address(), protection).await {
         Ok(server) => Ok(Some(server)),
-        Err(e) if config.address.is_none() => {
+        Err(e @ logpipe_status::BindError::Io { .. }) if config.address.is_none() => {
             tracing::warn!(
                 "admin endpoint off: cannot listen on the default {} ({e}); `logpipe status` will not reach \
                  this process: set [admin] address to a free port (or enabled = false to silence this)",
@@ -135,7 +136,7 @@ async fn bind_admin(config: AdminConfig) -> Result<Option<AdminServer>> {
             );
             Ok(None)
         }
-        Err(e) => Err(anyhow::anyhow!("admin.address: cannot listen on {}: {e}", config.address())),
+        Err(e) => Err(anyhow::anyhow!("admin.address: {e}")),
     }
 }
 

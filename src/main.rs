@@ -3,6 +3,7 @@
 mod appliance;
 mod import;
 mod pipeline;
+mod users;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -100,6 +101,8 @@ enum Command {
         #[arg(long)]
         bypass_errors: bool,
     },
+    /// Manage the broker's SASL/SCRAM users (`credentials.json` under its log_dirs).
+    Users(users::UsersArgs),
     /// Validate a pipeline file and exit.
     Check { pipeline: PathBuf },
     #[command(flatten)]
@@ -213,6 +216,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}: ok", pipeline.display());
                 Ok(())
             }
+            Command::Users(args) => users::run(args),
             Command::Console(command) => Ok(logpipe_console::run(command).await?),
             Command::Completions { .. } | Command::Man => unreachable!("handled before the runtime starts"),
         }

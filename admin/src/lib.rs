@@ -9,8 +9,10 @@
 //! [`CancellationToken`]: tokio_util::sync::CancellationToken
 
 mod exposition;
+mod protection;
 mod server;
 
 pub use axum::Router;
 pub use exposition::{Exposition, Kind, CONTENT_TYPE};
-pub use server::{json, metrics, AdminServer};
+pub use protection::{Protection, ProtectionFiles};
+pub use server::{json, metrics, AdminServer, BindError};

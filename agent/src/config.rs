@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use logpipe_config::{duration, Validate};
 pub use logpipe_config::{Acks, Compression};
+use logpipe_config::{KafkaSecurity, SaslTable, SecurityTable, SslTable};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -98,8 +99,23 @@ pub struct OutputConfig {
     pub max_message_bytes: usize,
     /// librdkafka `client.id`. Default `logpipe-agent`.
     pub client_id: String,
-    /// Extra librdkafka properties, e.g. `{ "security.protocol" = "ssl" }`. Default empty.
+    /// Extra librdkafka properties, e.g. `{ "socket.keepalive.enable" = "true" }`. Default empty.
     pub librdkafka: BTreeMap<String, String>,
+    /// `security.protocol`: `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub security: Option<SecurityTable>,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password` / `sasl.password_file`.
+    pub sasl: Option<SaslTable>,
+    /// `ssl.ca.location`, `ssl.certificate.location`, `ssl.key.location`.
+    pub ssl: Option<SslTable>,
+}
+
+impl OutputConfig {
+    /// The librdkafka properties of `security`, `sasl` and `ssl` (reads `sasl.password_file`).
+    pub fn security_properties(&self) -> Result<Vec<(&'static str, String)>> {
+        KafkaSecurity { security: self.security.as_ref(), sasl: self.sasl.as_ref(), ssl: self.ssl.as_ref() }
+            .librdkafka("agent.output")
+            .map_err(Error::Config)
+    }
 }
 
 impl Default for OutputConfig {
@@ -116,6 +132,9 @@ impl Default for OutputConfig {
             max_message_bytes: 1_000_000,
             client_id: "logpipe-agent".into(),
             librdkafka: BTreeMap::new(),
+            security: None,
+            sasl: None,
+            ssl: None,
         }
     }
 }
@@ -288,6 +307,7 @@ impl Validate for AgentConfig {
         if out.topic.is_empty() {
             return bad("agent.output.topic".into(), "must not be empty".into());
         }
+        out.security_properties()?;
         if out.partitioner == Partitioner::Hash && crate::envelope::KeyField::parse(&out.key).is_none() {
             return bad(
                 "agent.output.key".into(),

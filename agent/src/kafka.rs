@@ -199,7 +199,7 @@ impl KafkaSink {
             purged: AtomicU64::new(0),
         });
         let producer: ThreadedProducer<AgentContext> =
-            client_config(config, queue_max_bytes).create_with_context(AgentContext { shared: shared.clone() })?;
+            client_config(config, queue_max_bytes)?.create_with_context(AgentContext { shared: shared.clone() })?;
         Ok(Self { producer, shared })
     }
 
@@ -337,7 +337,7 @@ fn shrink(payload: &[u8]) -> Vec<u8> {
 }
 
 /// The librdkafka configuration for `[agent.output]`.
-pub fn client_config(config: &OutputConfig, queue_max_bytes: usize) -> ClientConfig {
+pub fn client_config(config: &OutputConfig, queue_max_bytes: usize) -> Result<ClientConfig> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", config.brokers.join(","))
         .set("client.id", &config.client_id)
@@ -358,5 +358,8 @@ pub fn client_config(config: &OutputConfig, queue_max_bytes: usize) -> ClientCon
     for (k, v) in &config.librdkafka {
         c.set(k, v);
     }
-    c
+    for (k, v) in config.security_properties()? {
+        c.set(k, v);
+    }
+    Ok(c)
 }

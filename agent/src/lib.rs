@@ -75,9 +75,10 @@ pub async fn run_reporting(
         tailer.publish_to(status.clone());
     }
     if let (Some(address), Some(status)) = (&config.metrics_address, status) {
-        let server = logpipe_admin::AdminServer::bind(address)
+        // No authentication here: off loopback the bind refuses (use the appliance's [admin] for that).
+        let server = logpipe_admin::AdminServer::bind(address, logpipe_admin::Protection::default())
             .await
-            .map_err(|e| Error::Config(format!("agent.metrics_address: cannot listen on {address}: {e}")))?;
+            .map_err(|e| Error::Config(format!("agent.metrics_address: {e}")))?;
         tracing::info!(address = %server.local_addr()?, "metrics at http://{}/metrics", server.local_addr()?);
         tokio::spawn(server.serve(snapshot::router(status), stop.clone()));
     }

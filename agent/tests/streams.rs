@@ -216,7 +216,7 @@ async fn metrics_endpoint_reports_per_file_and_stream_figures() {
         .unwrap();
     let snapshot = SharedSnapshot::default();
     tailer.publish_to(snapshot.clone());
-    let server = AdminServer::bind("127.0.0.1:0").await.unwrap();
+    let server = AdminServer::bind("127.0.0.1:0", logpipe_admin::Protection::default()).await.unwrap();
     let addr = server.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(server.serve(snapshot::router(snapshot), stop.clone()));

@@ -10,6 +10,8 @@ use logpipe_config::Valid;
 use crate::config::BrokerConfig;
 use crate::error::Result;
 use crate::group::GroupCoordinator;
+use crate::security::credentials::CredentialStore;
+use crate::security::sasl::FailureLog;
 use crate::storage::{LogConfig, LogManager};
 
 /// Where clients reach this node, as advertised in Metadata and FindCoordinator.
@@ -20,11 +22,24 @@ pub struct NodeInfo {
     pub port: i32,
 }
 
+/// Who sent a request: the connection's peer, its principal (`User:name`, `User:ANONYMOUS` before or
+/// without authentication), and this node as the connection's listener advertises it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub peer: std::net::SocketAddr,
+    pub principal: String,
+    pub node: NodeInfo,
+}
+
 pub struct Broker {
     pub config: BrokerConfig,
     pub node: NodeInfo,
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    /// SCRAM credentials (`credentials.json` under `log_dirs`), reread when the file changes.
+    pub credentials: Arc<CredentialStore>,
+    /// Failed authentications, logged rate-limited.
+    pub auth_failures: FailureLog,
     next_producer_id: AtomicI64,
 }
 
@@ -34,11 +49,25 @@ impl Broker {
         let config = config.into_inner();
         let logs = LogManager::open(LogConfig::from_broker(&config))?;
         let groups = GroupCoordinator::open(&config, logs.clone())?;
+        let credentials = Arc::new(CredentialStore::open(&config.log_dirs)?);
         // Producer ids must never repeat across restarts, or a restarted broker could accept a new
         // producer's batches as duplicates of an old one's. Seeding from the wall clock (microseconds)
         // gives a fresh, larger range on every start without persisting a counter.
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(1);
-        Ok(Arc::new(Self { config, node, logs, groups, next_producer_id: AtomicI64::new(seed) }))
+        Ok(Arc::new(Self {
+            config,
+            node,
+            logs,
+            groups,
+            credentials,
+            auth_failures: FailureLog::default(),
+            next_producer_id: AtomicI64::new(seed),
+        }))
+    }
+
+    /// Whether `principal` (`User:name`) is listed in `super_users`.
+    pub fn is_super_user(&self, principal: &str) -> bool {
+        self.config.super_users.iter().any(|p| p == principal)
     }
 
     pub fn allocate_producer_id(&self) -> i64 {

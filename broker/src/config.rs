@@ -4,7 +4,7 @@
 //! is Kafka's unless the field's doc says why it differs. Unknown keys are rejected by serde, so a typo is
 //! an error that names the key instead of a silently ignored setting.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use logpipe_config::Validate;
@@ -15,10 +15,37 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// Addresses to listen on, `host:port`. Default `["127.0.0.1:9092"]`. Port 0 picks a free port.
+    /// Addresses to listen on, `NAME://ip:port` (Kafka's form: `SASL_SSL://0.0.0.0:9093`) or a bare
+    /// `ip:port` (PLAINTEXT). Default `["127.0.0.1:9092"]`. Port 0 picks a free port.
     pub listeners: Vec<String>,
-    /// Host and port given to clients in Metadata. Default: the first listener's bound address.
+    /// Host and port given to clients of the first listener in Metadata, when `advertised_listeners` does
+    /// not name it. Default: the listener's bound address.
     pub advertised_listener: Option<String>,
+    /// `NAME://host:port` per listener name (Kafka's `advertised.listeners`): what clients connected to
+    /// that listener are told to use. Listeners not named here advertise their bound address.
+    pub advertised_listeners: Vec<String>,
+    /// Listener name → security protocol (Kafka's `listener.security.protocol.map`). The four protocol
+    /// names always map to themselves unless given here.
+    pub listener_security_protocol_map: BTreeMap<String, String>,
+    /// Allow a PLAINTEXT listener on a non-loopback address. Default false: the broker refuses to start.
+    pub allow_plaintext_remote: bool,
+    /// PEM file with this broker's certificate chain, for SSL and SASL_SSL listeners.
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// PEM file with the private key of `ssl_certificate_location` (PKCS#8, PKCS#1 or SEC1).
+    pub ssl_key_location: Option<PathBuf>,
+    /// PEM file with the CA certificates client certificates are checked against.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificates (Kafka's `ssl.client.auth`): `required`, `requested` or `none` (default).
+    pub ssl_client_auth: String,
+    /// SASL mechanisms offered on SASL listeners (Kafka's `sasl.enabled.mechanisms`).
+    /// Default `["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]`.
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// Lifetime of a SASL session (KIP-368): clients re-authenticate before it ends, and a connection that
+    /// did not is closed. Default 0: sessions do not expire.
+    pub connections_max_reauth_ms: i64,
+    /// Principals allowed to manage users through the Kafka protocol (Kafka's `super.users`), e.g.
+    /// `["User:admin"]`: DescribeUserScramCredentials and AlterUserScramCredentials. Default none.
+    pub super_users: Vec<String>,
     /// This broker's id (`node.id`). Default 0.
     pub node_id: i32,
     /// Directory holding partition logs, topic metadata and committed offsets. Default `data/broker`.
@@ -66,6 +93,16 @@ impl Default for BrokerConfig {
         Self {
             listeners: vec!["127.0.0.1:9092".to_owned()],
             advertised_listener: None,
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: BTreeMap::new(),
+            allow_plaintext_remote: false,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_ca_location: None,
+            ssl_client_auth: "none".to_owned(),
+            sasl_enabled_mechanisms: vec!["SCRAM-SHA-512".to_owned(), "SCRAM-SHA-256".to_owned(), "PLAIN".to_owned()],
+            connections_max_reauth_ms: 0,
+            super_users: Vec::new(),
             node_id: 0,
             log_dirs: PathBuf::from("data/broker"),
             num_partitions: 1,
@@ -96,14 +133,7 @@ impl Validate for BrokerConfig {
     /// config that [`Server::bind`](crate::Server::bind) takes: a bad value never reaches a running broker.
     fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: &str| Err(Error::Config(format!("broker.{key}: {reason}")));
-        if self.listeners.is_empty() {
-            return bad("listeners", "at least one listener is required");
-        }
-        for listener in &self.listeners {
-            if listener.parse::<SocketAddr>().is_err() {
-                return bad("listeners", &format!("`{listener}` is not host:port (for example 127.0.0.1:9092)"));
-            }
-        }
+        crate::security::validate(self)?;
         if self.num_partitions < 1 {
             return bad("num_partitions", "must be at least 1");
         }

@@ -9,7 +9,8 @@
 //! - `group`: the group coordinator and durable committed offsets.
 //! - `protocol`: framing and request decoding (pure; no I/O besides the frame reader).
 //! - `handlers`: one module per Kafka API, registered in one table.
-//! - `server`: accept loop, connections, shutdown.
+//! - `security`: listeners' security protocols, TLS, SASL, the SCRAM credentials store.
+//! - `server`: accept loop, listeners, connections, shutdown.
 //! - `report`: what the broker reports to the admin endpoint ([`Broker::report`]).
 
 mod broker;
@@ -19,6 +20,7 @@ mod group;
 mod handlers;
 mod protocol;
 mod report;
+mod security;
 mod server;
 mod storage;
 
@@ -28,11 +30,18 @@ pub use error::{Error, Result};
 pub use report::{BrokerReport, CommittedState, GroupState, PartitionState, TopicState};
 pub use server::Server;
 
+/// The SCRAM credentials store under `log_dirs`, for `logpipe users` (usable while no broker runs).
+pub mod users {
+    pub use crate::security::credentials::{add_user, delete_user, list_users, FILE_NAME};
+    pub use crate::security::scram::{ScramMechanism, MIN_ITERATIONS};
+}
+
 /// The request decoder and the version table, for the cargo-fuzz target in `fuzz/` (not an API).
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::handlers::supported_versions;
     pub use crate::protocol::decode_request;
+    pub use crate::security::scram::fuzz_exchange as scram_exchange;
 }
 
 /// Unit tests run on the same allocator as the binary; see the note in `src/main.rs` on why the

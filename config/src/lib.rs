@@ -8,9 +8,11 @@
 //! Filebeat.
 
 mod duration;
+mod kafka_security;
 mod producer;
 mod valid;
 
 pub use duration::{duration, parse_duration};
+pub use kafka_security::{KafkaSecurity, Location, SaslTable, SecurityTable, SslTable};
 pub use producer::{Acks, Compression};
 pub use valid::{Valid, Validate};

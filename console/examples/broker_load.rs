@@ -52,6 +52,8 @@ usage: broker_load [options]
   --batch-size BYTES         producer batch.size (1000000)
   --compression CODEC        none | gzip | snappy | lz4 | zstd (none)
   --rate N                   records/s to offer; 0 = as fast as possible (0)
+  -X KEY=VALUE               a librdkafka property for every client (repeatable), e.g.
+                             -X security.protocol=SASL_SSL -X ssl.ca.location=ca.pem
   --timeout-s S              give up after this long per phase (600)
   --group ID                 group id for --mode group (bench-group)
   --members N                group members for --mode group (2)
@@ -81,6 +83,7 @@ struct Args {
     rebalances: usize,
     session_timeout_ms: u64,
     heartbeat_interval_ms: u64,
+    properties: Vec<(String, String)>,
 }
 
 impl Args {
@@ -105,6 +108,7 @@ impl Args {
             rebalances: 10,
             session_timeout_ms: 10_000,
             heartbeat_interval_ms: 500,
+            properties: Vec::new(),
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -133,6 +137,10 @@ impl Args {
                 "--rebalances" => a.rebalances = num(&value)? as usize,
                 "--session-timeout-ms" => a.session_timeout_ms = num(&value)?,
                 "--heartbeat-interval-ms" => a.heartbeat_interval_ms = num(&value)?,
+                "-X" => {
+                    let (k, v) = value.split_once('=').ok_or_else(|| format!("-X {value}: expected key=value"))?;
+                    a.properties.push((k.to_owned(), v.to_owned()));
+                }
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
@@ -194,6 +202,9 @@ fn run(args: &Args) -> Result<()> {
 fn base_config(args: &Args) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &args.bootstrap);
+    for (key, value) in &args.properties {
+        c.set(key, value);
+    }
     c
 }
 

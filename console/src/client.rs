@@ -23,6 +23,49 @@ pub struct Connection {
     /// How long to wait for the cluster to answer one request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+
+    /// A librdkafka property, as with kcat -X (repeatable): `-X security.protocol=SASL_SSL`,
+    /// `-X sasl.mechanism=SCRAM-SHA-512`, `-X ssl.ca.location=ca.pem`. Put passwords in a file (-F).
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+
+    /// A file of librdkafka properties, one `key=value` a line (`#` comments), as with kcat -F:
+    /// security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ….
+    #[arg(short = 'F', long = "config-file", value_name = "FILE", value_parser = read_properties_file)]
+    pub config_file: Option<PropertiesFile>,
+}
+
+/// The properties of a `-F` file, read when the command line is parsed.
+#[derive(Clone)]
+pub struct PropertiesFile(Vec<(String, String)>);
+
+impl std::fmt::Debug for PropertiesFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only the keys: the file may hold a password.
+        f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
+    }
+}
+
+fn parse_property(text: &str) -> std::result::Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not key=value"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`{text}` has no key"));
+    }
+    Ok((key.to_owned(), value.trim().to_owned()))
+}
+
+fn read_properties_file(path: &str) -> std::result::Result<PropertiesFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut properties = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        properties.push(parse_property(line).map_err(|e| format!("{path} line {}: {e}", n + 1))?);
+    }
+    Ok(PropertiesFile(properties))
 }
 
 impl Connection {
@@ -41,7 +84,21 @@ impl Connection {
             // Looking at a topic must never create it. AdminClients are producers inside librdkafka, whose
             // metadata requests would otherwise ask brokers with auto_create_topics_enable to create it.
             .set("allow.auto.create.topics", "false");
+        for (key, value) in self.config_file.iter().flat_map(|f| f.0.iter()).chain(&self.properties) {
+            config.set(key, value);
+        }
         config
+    }
+
+    /// Whether the connection is plain TCP (no TLS, no SASL): the raw protocol client only speaks that.
+    pub(crate) fn is_plaintext(&self) -> bool {
+        let mut protocol = "plaintext".to_owned();
+        for (key, value) in self.config_file.iter().flat_map(|f| f.0.iter()).chain(&self.properties) {
+            if key == "security.protocol" {
+                protocol = value.to_ascii_lowercase();
+            }
+        }
+        protocol == "plaintext"
     }
 
     /// Wraps a failed request in an error that names this broker.

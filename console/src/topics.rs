@@ -556,7 +556,8 @@ fn topic_infos(metadata: &Metadata) -> Vec<TopicInfo> {
 /// Asks every broker for its replicas' sizes: `(broker id, topic, partition) → bytes`.
 ///
 /// Failures only cost the SizeOnDisk column (printed as `-`), never the whole describe: older brokers may
-/// not support DescribeLogDirs v1+, and the size is the least important column.
+/// not support DescribeLogDirs v1+, and the size is the least important column. The raw client speaks
+/// only PLAINTEXT, so over TLS or SASL the column stays `-`.
 async fn replica_sizes(
     connection: &Connection,
     brokers: &[(i32, String)],
@@ -565,7 +566,7 @@ async fn replica_sizes(
     let wanted: Vec<(String, Vec<i32>)> =
         topics.iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.id).collect())).collect();
     let mut sizes = HashMap::new();
-    if wanted.is_empty() {
+    if wanted.is_empty() || !connection.is_plaintext() {
         return sizes;
     }
     for (broker_id, address) in brokers {

@@ -81,7 +81,7 @@ impl ConsumerContext for IndexerContext {
 }
 
 /// The librdkafka settings for the input.
-pub fn client_config(input: &InputConfig) -> ClientConfig {
+pub fn client_config(input: &InputConfig) -> Result<ClientConfig> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", input.brokers.join(","))
@@ -107,7 +107,10 @@ pub fn client_config(input: &InputConfig) -> ClientConfig {
     for (key, value) in &input.librdkafka {
         config.set(key, value);
     }
-    config
+    for (key, value) in input.security_properties()? {
+        config.set(key, value);
+    }
+    Ok(config)
 }
 
 /// How a consumer's run ended.
@@ -141,7 +144,7 @@ fn consume_once(
     shutdown_timeout: Duration,
 ) -> Result<Ended> {
     let context = IndexerContext { flow: flow.clone(), closing: false.into() };
-    let consumer: BaseConsumer<IndexerContext> = client_config(input).create_with_context(context)?;
+    let consumer: BaseConsumer<IndexerContext> = client_config(input)?.create_with_context(context)?;
     let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(group = %input.group_id, topics = ?topics, "consuming");

@@ -45,6 +45,9 @@ impl DeadLetterTopic {
         for (key, value) in input.librdkafka.iter().filter(|(k, _)| SHARED.iter().any(|p| k.starts_with(p))) {
             config.set(key, value);
         }
+        for (key, value) in input.security_properties()? {
+            config.set(key, value);
+        }
         Ok(Self { producer: config.create()?, suffix: suffix.to_string() })
     }
 

@@ -42,7 +42,7 @@ pub async fn pin_latest_start(input: &InputConfig) -> Result<Pinned> {
 }
 
 async fn create_missing_topics(input: &InputConfig) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(input).create()?;
+    let admin: AdminClient<DefaultClientContext> = client_config(input)?.create()?;
     let topics: Vec<NewTopic<'_>> =
         input.topics.iter().map(|name| NewTopic::new(name, -1, TopicReplication::Fixed(-1))).collect();
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
@@ -62,7 +62,7 @@ async fn create_missing_topics(input: &InputConfig) -> Result<()> {
 }
 
 fn commit_end_offsets(input: &InputConfig) -> Result<Pinned> {
-    let consumer: BaseConsumer = client_config(input).create()?;
+    let consumer: BaseConsumer = client_config(input)?.create()?;
     let mut all = TopicPartitionList::new();
     for topic in &input.topics {
         let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;

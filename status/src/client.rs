@@ -29,6 +29,12 @@ pub async fn fetch(address: &str) -> Result<StatusReport> {
         })?;
     let text = String::from_utf8_lossy(&response);
     let Some((head, body)) = text.split_once("\r\n\r\n") else { bail!("{host} sent no HTTP response") };
+    if head.starts_with("HTTP/1.1 401") {
+        bail!(
+            "{host} needs authentication (admin.auth_token_file or basic auth); `logpipe status` reads only an \
+             open loopback endpoint: fetch /status with the token instead (curl -H 'Authorization: Bearer …')"
+        );
+    }
     if !head.starts_with("HTTP/1.1 200") {
         bail!("{host} answered {}", head.lines().next().unwrap_or(""));
     }

@@ -21,9 +21,11 @@ pub mod server;
 pub mod view;
 
 pub use about::{About, PartAbout};
-pub use logpipe_admin::AdminServer;
+pub use logpipe_admin::{AdminServer, BindError};
 pub use report::{Sources, StatusReport};
 pub use server::router;
+
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -38,11 +40,28 @@ pub struct AdminConfig {
     pub address: Option<String>,
     /// Serve the endpoint at all. Default `true`.
     pub enabled: bool,
+    /// A file whose first line is a bearer token (`Authorization: Bearer …`; Prometheus'
+    /// `authorization.credentials_file`).
+    pub auth_token_file: Option<PathBuf>,
+    /// HTTP basic auth: user name, with the password in `auth_basic_password_file`.
+    pub auth_basic_username: Option<String>,
+    pub auth_basic_password_file: Option<PathBuf>,
+    /// HTTPS: PEM certificate chain and key.
+    pub ssl_certificate_location: Option<PathBuf>,
+    pub ssl_key_location: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { address: None, enabled: true }
+        Self {
+            address: None,
+            enabled: true,
+            auth_token_file: None,
+            auth_basic_username: None,
+            auth_basic_password_file: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+        }
     }
 }
 
@@ -53,5 +72,17 @@ impl AdminConfig {
     /// The configured address, or [`DEFAULT_ADMIN_ADDRESS`].
     pub fn address(&self) -> &str {
         self.address.as_deref().unwrap_or(DEFAULT_ADMIN_ADDRESS)
+    }
+
+    /// The endpoint's authentication and TLS, read from their files (errors name the `admin.` key).
+    pub fn protection(&self) -> Result<logpipe_admin::Protection, String> {
+        let files = logpipe_admin::ProtectionFiles {
+            auth_token_file: self.auth_token_file.clone(),
+            auth_basic_username: self.auth_basic_username.clone(),
+            auth_basic_password_file: self.auth_basic_password_file.clone(),
+            ssl_certificate_location: self.ssl_certificate_location.clone(),
+            ssl_key_location: self.ssl_key_location.clone(),
+        };
+        logpipe_admin::Protection::load(&files, "admin")
     }
 }

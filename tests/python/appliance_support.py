@@ -30,7 +30,7 @@ from typing import Callable, Optional, Sequence
 
 from support import HOST, ManagedProcess, wait_until
 
-ADMIN_RE = re.compile(r"^admin on http://(?P<addr>[^\s/]+)\s*$")
+ADMIN_RE = re.compile(r"^admin on https?://(?P<addr>[^\s/]+)\s*$")
 LISTENING_RE = re.compile(r"^listening on (?P<addr>\S+)\s*$")
 
 # The sequence number of a stored document, from its raw JSON: the access line's `rid=` (in `message`

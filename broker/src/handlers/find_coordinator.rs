@@ -26,11 +26,12 @@ const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(
-    broker: &Arc<Broker>,
+    _broker: &Arc<Broker>,
     header: &RequestHeader,
     request: FindCoordinatorRequest,
+    node: &NodeInfo,
 ) -> impl Future<Output = FindCoordinatorResponse> + Send + 'static {
-    ready(respond(&broker.node, header.request_api_version, request))
+    ready(respond(node, header.request_api_version, request))
 }
 
 fn lookup(node: &NodeInfo, key_type: i8) -> Result<(i32, String, i32), ResponseError> {

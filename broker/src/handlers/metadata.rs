@@ -1,5 +1,5 @@
 //! Metadata: this node is the only broker, the controller, and the leader (and sole replica) of every
-//! partition. Unknown topics are created here when `auto_create_topics_enable` is on and the client
+//! partition, at the address of the listener the client connected to. Unknown topics are created here when `auto_create_topics_enable` is on and the client
 //! allows it (v4+ carries `allow_auto_topic_creation`; older clients always allow it), as Kafka does.
 //!
 //! References: <https://kafka.apache.org/protocol#The_Messages_Metadata>, KIP-516 (topic ids).
@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{code, str_bytes};
-use crate::broker::Broker;
+use crate::broker::{Broker, NodeInfo};
 use crate::storage::{TopicError, TopicMeta};
 
 pub const VERSIONS: (i16, i16) = (0, 12);
@@ -25,6 +25,7 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     request: MetadataRequest,
+    node: &NodeInfo,
 ) -> impl Future<Output = MetadataResponse> + Send + 'static {
     let version = header.request_api_version;
     // v0 has no null array: an empty list means "all topics". From v1 on, null means all and empty none.
@@ -51,7 +52,6 @@ pub fn handle(
             .collect()
     };
 
-    let node = &broker.node;
     ready(
         MetadataResponse::default()
             .with_brokers(vec![MetadataResponseBroker::default()

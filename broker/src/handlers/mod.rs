@@ -16,6 +16,7 @@
 //! ApiVersions advertises exactly [`SUPPORTED`], and the decoder refuses anything outside it.
 
 mod alter_configs;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -23,12 +24,15 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_log_dirs;
+mod describe_user_scram_credentials;
 mod fetch;
 mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
+pub(crate) mod sasl_authenticate;
+pub(crate) mod sasl_handshake;
 
 mod delete_groups;
 mod describe_groups;
@@ -43,14 +47,13 @@ mod offset_fetch;
 mod sync_group;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Session};
 use crate::protocol::Request;
 
 pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send + 'static>>;
@@ -82,6 +85,10 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::AlterConfigs, alter_configs::VERSIONS),
     (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
     (ApiKey::DeleteRecords, delete_records::VERSIONS),
+    (ApiKey::SaslHandshake, sasl_handshake::VERSIONS),
+    (ApiKey::SaslAuthenticate, sasl_authenticate::VERSIONS),
+    (ApiKey::DescribeUserScramCredentials, describe_user_scram_credentials::VERSIONS),
+    (ApiKey::AlterUserScramCredentials, alter_user_scram_credentials::VERSIONS),
 ];
 
 pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -97,18 +104,27 @@ macro_rules! route {
     };
 }
 
-/// Runs the synchronous part of a request's handler and returns the rest as a future. `peer` is the
-/// client's address, which DescribeGroups reports as each member's host.
-pub fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> ResponseFuture {
+/// Runs the synchronous part of a request's handler and returns the rest as a future. `session` says who
+/// the client is: its address (which DescribeGroups reports as each member's host), its principal, and
+/// the node address of the listener it connected to (Metadata, FindCoordinator).
+///
+/// SaslHandshake and SaslAuthenticate change the connection's state and are answered by the connection
+/// (`server::connection`); here they only get ILLEGAL_SASL_STATE.
+pub fn dispatch(broker: &Arc<Broker>, request: Request, session: &Session) -> ResponseFuture {
     let header = &request.header;
+    let peer = session.peer;
     match request.body {
         RequestKind::Produce(r) => route!(broker, header, r, produce, Produce),
         RequestKind::Fetch(r) => route!(broker, header, r, fetch, Fetch),
         RequestKind::ListOffsets(r) => route!(broker, header, r, list_offsets, ListOffsets),
-        RequestKind::Metadata(r) => route!(broker, header, r, metadata, Metadata),
+        RequestKind::Metadata(r) => {
+            metadata::handle(broker, header, r, &session.node).map(ResponseKind::Metadata).boxed()
+        }
         RequestKind::OffsetCommit(r) => route!(broker, header, r, offset_commit, OffsetCommit),
         RequestKind::OffsetFetch(r) => route!(broker, header, r, offset_fetch, OffsetFetch),
-        RequestKind::FindCoordinator(r) => route!(broker, header, r, find_coordinator, FindCoordinator),
+        RequestKind::FindCoordinator(r) => {
+            find_coordinator::handle(broker, header, r, &session.node).map(ResponseKind::FindCoordinator).boxed()
+        }
         RequestKind::JoinGroup(r) => {
             join_group::handle_from(broker, header, r, format!("/{}", peer.ip())).map(ResponseKind::JoinGroup).boxed()
         }
@@ -131,6 +147,21 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Res
             route!(broker, header, r, incremental_alter_configs, IncrementalAlterConfigs)
         }
         RequestKind::DeleteRecords(r) => route!(broker, header, r, delete_records, DeleteRecords),
+        RequestKind::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(broker, session, r)
+            .map(ResponseKind::DescribeUserScramCredentials)
+            .boxed(),
+        RequestKind::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(broker, session, r)
+            .map(ResponseKind::AlterUserScramCredentials)
+            .boxed(),
+        // The connection answers these (they change its state); reaching here means no SASL exchange.
+        RequestKind::SaslHandshake(r) => {
+            let (response, _) = sasl_handshake::handle(None, &r);
+            futures::future::ready(ResponseKind::SaslHandshake(response)).boxed()
+        }
+        RequestKind::SaslAuthenticate(_) => futures::future::ready(ResponseKind::SaslAuthenticate(
+            sasl_authenticate::illegal_state("no SASL exchange on this connection"),
+        ))
+        .boxed(),
         // The decoder only lets through keys listed in SUPPORTED, all of which are matched above.
         other => unreachable!("request {other:?} passed decoding without a handler"),
     }

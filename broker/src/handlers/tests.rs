@@ -15,12 +15,16 @@ use kafka_protocol::records::{
 use kafka_protocol::ResponseError;
 
 use super::{dispatch, SUPPORTED};
-use crate::broker::{Broker, NodeInfo};
+use crate::broker::{Broker, NodeInfo, Session};
 use crate::config::BrokerConfig;
 use crate::protocol::{encode_response, Request};
 
 const PEER: std::net::SocketAddr =
     std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0));
+
+fn session(broker: &Broker) -> Session {
+    Session { peer: PEER, principal: "User:ANONYMOUS".into(), node: broker.node.clone() }
+}
 
 fn broker(dir: &tempfile::TempDir) -> Arc<Broker> {
     let config = BrokerConfig {
@@ -46,7 +50,7 @@ fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {
 }
 
 async fn call(broker: &Arc<Broker>, api_key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-    tokio::time::timeout(Duration::from_secs(10), dispatch(broker, request(api_key, version, body), PEER))
+    tokio::time::timeout(Duration::from_secs(10), dispatch(broker, request(api_key, version, body), &session(broker)))
         .await
         .unwrap_or_else(|_| panic!("{api_key:?} v{version} did not answer"))
 }
@@ -82,6 +86,10 @@ fn default_body(api_key: ApiKey) -> RequestKind {
         ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
         ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(Default::default()),
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(Default::default()),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
@@ -218,7 +226,8 @@ async fn fetch_long_poll_wakes_on_new_data_and_reports_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(&dir);
     auto_create(&broker, "logs").await;
-    let waiting = tokio::spawn(dispatch(&broker, request(ApiKey::Fetch, 11, fetch("logs", 0, 30_000)), PEER));
+    let waiting =
+        tokio::spawn(dispatch(&broker, request(ApiKey::Fetch, 11, fetch("logs", 0, 30_000)), &session(&broker)));
     tokio::task::yield_now().await;
     partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["x"], -1, -1), -1)).await);
     let ResponseKind::Fetch(response) = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap()

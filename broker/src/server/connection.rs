@@ -5,49 +5,95 @@
 //! part runs as it is read (so effects keep the client's order), and its future joins a
 //! `FuturesOrdered`: the fsync waits of five produce requests overlap, yet responses leave in order.
 //!
-//! Bad input only ever closes this connection: an oversized or truncated frame, an unknown api key or
-//! a body that does not decode is logged with the peer's address and the socket is dropped.
+//! On a SASL listener the reader also keeps the connection's SASL state: until authentication succeeds
+//! only ApiVersions, SaslHandshake and SaslAuthenticate (or, after SaslHandshake v0, raw SASL tokens)
+//! are accepted; anything else closes the connection, as Kafka does. With `connections_max_reauth_ms`
+//! the session expires (KIP-368) and a request after that, other than a re-authentication, closes it.
+//!
+//! Bad input only ever closes this connection: an oversized or truncated frame, an unknown api key, a
+//! body that does not decode or a failed authentication is logged with the peer's address and the
+//! socket is dropped.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
-use crate::handlers::{self, ResponseFuture};
+use super::listener::Listener;
+use crate::broker::{Broker, Session};
+use crate::handlers::{self, sasl_authenticate, sasl_handshake, ResponseFuture};
 use crate::protocol::frame::read_frame;
-use crate::protocol::{decode_request, encode_response, DecodeError};
+use crate::protocol::{decode_request, encode_response, DecodeError, Request};
+use crate::security::sasl::{SaslSession, Step};
 
 /// Requests a connection may have in flight before the reader stops reading (backpressure).
 const MAX_IN_FLIGHT: usize = 64;
 
-/// A response the writer owes, in request order.
-struct Pending {
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    response: ResponseFuture,
+/// Largest SASL token accepted (a SCRAM message is well under 1 KiB; PLAIN carries a password).
+const MAX_SASL_TOKEN: usize = 64 * 1024;
+
+/// Largest frame read from a connection that has not authenticated yet (Kafka's
+/// `sasl.server.max.receive.size`), so an anonymous peer cannot make the broker allocate
+/// `socket_request_max_bytes`.
+const MAX_UNAUTHENTICATED_FRAME: i32 = 512 * 1024;
+
+/// A frame the writer owes, in request order; `None` when the response could not be encoded.
+type Outgoing = Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'static>>;
+
+/// What the reader does after a frame.
+enum Action {
+    Send(Outgoing),
+    /// Send this, then close (a failed authentication).
+    SendAndClose(Outgoing),
+    Nothing,
+    Close,
 }
 
-pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
-    let (mut reader, writer) = socket.into_split();
-    let (pending_tx, pending_rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+struct Connection {
+    broker: Arc<Broker>,
+    listener: Arc<Listener>,
+    session: Session,
+    /// `Some` on SASL listeners.
+    sasl: Option<SaslSession>,
+    /// After SaslHandshake v0 the next frames are raw SASL tokens, not Kafka requests.
+    raw_tokens: bool,
+}
+
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    principal: String,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (pending_tx, pending_rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_responses(writer, pending_rx, peer));
 
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let max_frame = broker.config.socket_request_max_bytes;
+    let sasl = listener.protocol.uses_sasl().then(|| SaslSession::new(&broker.config.sasl_enabled_mechanisms));
+    let session = Session { peer, principal, node: listener.node.clone() };
+    let mut connection = Connection { broker, listener, session, sasl, raw_tokens: false };
     loop {
+        let limit = match &connection.sasl {
+            Some(sasl) if !sasl.is_authenticated(Instant::now()) => max_frame.min(MAX_UNAUTHENTICATED_FRAME),
+            _ => max_frame,
+        };
         let frame = tokio::select! {
-            frame = tokio::time::timeout(idle, read_frame(&mut reader, max_frame)) => frame,
+            frame = tokio::time::timeout(idle, read_frame(&mut reader, limit)) => frame,
             _ = shutdown.cancelled() => break,
         };
         let frame = match frame {
@@ -62,48 +108,196 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
                 break;
             }
         };
-        let Some(pending) = handle_frame(&broker, frame, peer) else { continue };
-        let Ok(pending) = pending else { break };
-        if pending_tx.send(pending).await.is_err() {
-            break; // the writer failed: the peer is gone
+        let action =
+            if connection.raw_tokens { connection.raw_token(frame).await } else { connection.request(frame).await };
+        let (outgoing, close) = match action {
+            Action::Nothing => continue,
+            Action::Close => break,
+            Action::Send(outgoing) => (outgoing, false),
+            Action::SendAndClose(outgoing) => (outgoing, true),
+        };
+        if pending_tx.send(outgoing).await.is_err() || close {
+            break; // the writer failed (the peer is gone), or this connection is done
         }
     }
     drop(pending_tx);
     let _ = writer_task.await;
 }
 
-/// `None`: nothing to answer (acks=0). `Some(Err)`: close the connection.
-fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Option<Result<Pending, ()>> {
-    let request = match decode_request(frame, handlers::supported_versions) {
-        Ok(request) => request,
-        Err(DecodeError::UnsupportedVersion { api_key: ApiKey::ApiVersions, version, correlation_id }) => {
-            tracing::debug!(%peer, version, "ApiVersions version unsupported; answering with v0 (KIP-511)");
-            let response = ResponseKind::ApiVersions(handlers::unsupported_version_response());
-            return Some(Ok(Pending {
-                api_key: ApiKey::ApiVersions,
-                version: 0,
-                correlation_id,
-                response: futures::future::ready(response).boxed(),
-            }));
-        }
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "undecodable request; closing connection");
-            return Some(Err(()));
-        }
-    };
-    let api_key = request.api_key;
-    let version = request.version();
-    let correlation_id = request.header.correlation_id;
-    // Kafka sends no response at all to an acks=0 produce; the append still happens in dispatch.
-    let fire_and_forget = matches!(&request.body, RequestKind::Produce(p) if p.acks == 0);
-    let response = handlers::dispatch(broker, request, peer);
-    if fire_and_forget {
-        return None;
-    }
-    Some(Ok(Pending { api_key, version, correlation_id, response }))
+/// The api key, version and correlation id a response needs.
+type Ids = (ApiKey, i16, i32);
+
+fn ids(request: &Request) -> Ids {
+    (request.api_key, request.version(), request.header.correlation_id)
 }
 
-async fn write_responses(writer: OwnedWriteHalf, mut pending_rx: mpsc::Receiver<Pending>, peer: SocketAddr) {
+fn response((api_key, version, correlation_id): Ids, response: ResponseFuture) -> Outgoing {
+    Box::pin(response.map(move |response| encode(api_key, version, correlation_id, &response)))
+}
+
+fn ready_response(request: &Request, body: ResponseKind) -> Outgoing {
+    response(ids(request), futures::future::ready(body).boxed())
+}
+
+/// A raw SASL token frame (after SaslHandshake v0): size, then the token.
+fn raw_frame(token: &[u8]) -> Outgoing {
+    let mut frame = BytesMut::with_capacity(4 + token.len());
+    frame.put_i32(token.len() as i32);
+    frame.put_slice(token);
+    Box::pin(futures::future::ready(Some(frame.freeze())))
+}
+
+enum Refusal {
+    Failed(String),
+    IllegalState(String),
+}
+
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Option<Bytes> {
+    match encode_response(api_key, version, correlation_id, response) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode response; closing connection");
+            None
+        }
+    }
+}
+
+impl Connection {
+    fn peer(&self) -> SocketAddr {
+        self.session.peer
+    }
+
+    async fn request(&mut self, frame: Bytes) -> Action {
+        let peer = self.peer();
+        let request = match decode_request(frame, handlers::supported_versions) {
+            Ok(request) => request,
+            Err(DecodeError::UnsupportedVersion { api_key: ApiKey::ApiVersions, version, correlation_id }) => {
+                tracing::debug!(%peer, version, "ApiVersions version unsupported; answering with v0 (KIP-511)");
+                let response = ResponseKind::ApiVersions(handlers::unsupported_version_response());
+                return Action::Send(Box::pin(futures::future::ready(encode(
+                    ApiKey::ApiVersions,
+                    0,
+                    correlation_id,
+                    &response,
+                ))));
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "undecodable request; closing connection");
+                return Action::Close;
+            }
+        };
+        match &request.body {
+            RequestKind::SaslHandshake(r) => {
+                let (body, go_on) = sasl_handshake::handle(self.sasl.as_mut(), r);
+                if !go_on {
+                    let reason =
+                        format!("SASL handshake for {} refused (error {})", r.mechanism.as_str(), body.error_code);
+                    self.broker.auth_failures.record(peer, &self.listener.name, None, &reason);
+                    return Action::SendAndClose(ready_response(&request, ResponseKind::SaslHandshake(body)));
+                }
+                self.raw_tokens = request.version() == 0;
+                return Action::Send(ready_response(&request, ResponseKind::SaslHandshake(body)));
+            }
+            RequestKind::SaslAuthenticate(r) => {
+                let token = r.auth_bytes.clone();
+                let (body, close) = match self.authenticate(token).await {
+                    Ok((reply, lifetime)) => (sasl_authenticate::token(request.version(), reply, lifetime), false),
+                    Err(Refusal::Failed(message)) => (sasl_authenticate::failed(&message), true),
+                    Err(Refusal::IllegalState(message)) => (sasl_authenticate::illegal_state(&message), true),
+                };
+                let outgoing = ready_response(&request, ResponseKind::SaslAuthenticate(body));
+                return if close { Action::SendAndClose(outgoing) } else { Action::Send(outgoing) };
+            }
+            _ => {}
+        }
+        if let Some(sasl) = &self.sasl {
+            if request.api_key != ApiKey::ApiVersions && !sasl.is_authenticated(Instant::now()) {
+                let reason = if sasl.principal().is_some() {
+                    "SASL session expired without re-authentication (connections_max_reauth_ms)"
+                } else {
+                    "request before SASL authentication"
+                };
+                let reason = format!("{reason} ({:?}); connection closed", request.api_key);
+                self.broker.auth_failures.record(peer, &self.listener.name, None, &reason);
+                return Action::Close;
+            }
+        }
+        // Kafka sends no response at all to an acks=0 produce; the append still happens in dispatch.
+        let fire_and_forget = matches!(&request.body, RequestKind::Produce(p) if p.acks == 0);
+        let ids = ids(&request);
+        let future = handlers::dispatch(&self.broker, request, &self.session);
+        if fire_and_forget {
+            return Action::Nothing;
+        }
+        Action::Send(response(ids, future))
+    }
+
+    /// After SaslHandshake v0: one raw token in, one raw token out; a failure closes without a reply.
+    async fn raw_token(&mut self, frame: Bytes) -> Action {
+        match self.authenticate(frame).await {
+            Ok((reply, _)) => {
+                if self.sasl.as_ref().is_some_and(|s| !s.in_exchange()) {
+                    self.raw_tokens = false; // authenticated: Kafka requests follow
+                }
+                Action::Send(raw_frame(&reply))
+            }
+            Err(_) => Action::Close,
+        }
+    }
+
+    /// One SASL token through the connection's exchange. `Ok`: the token to answer with and the session
+    /// lifetime to report (0: none).
+    async fn authenticate(&mut self, token: Bytes) -> Result<(Vec<u8>, i64), Refusal> {
+        let peer = self.peer();
+        let Some(mut sasl) = self.sasl.take() else {
+            return Err(Refusal::IllegalState(format!("listener {} does not use SASL", self.listener.name)));
+        };
+        if !sasl.in_exchange() {
+            self.sasl = Some(sasl);
+            return Err(Refusal::IllegalState("SaslAuthenticate without a SaslHandshake first".into()));
+        }
+        if token.len() > MAX_SASL_TOKEN {
+            self.broker.auth_failures.record(peer, &self.listener.name, None, "SASL token too large");
+            return Err(Refusal::Failed(format!("SASL token of {} bytes is too large", token.len())));
+        }
+        let was_authenticated = sasl.principal().is_some();
+        let store = self.broker.credentials.clone();
+        let lifetime = self.broker.config.connections_max_reauth_ms;
+        // PLAIN runs PBKDF2 (thousands of HMACs): off the async workers.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let step = sasl.step(&store, &token, lifetime);
+            (sasl, step)
+        })
+        .await;
+        let Ok((sasl, step)) = outcome else {
+            return Err(Refusal::Failed("internal error during authentication".into()));
+        };
+        self.sasl = Some(sasl);
+        match step {
+            Step::Continue(reply) => Ok((reply, 0)),
+            Step::Done { user, reply } => {
+                let principal = format!("User:{user}");
+                if was_authenticated {
+                    tracing::debug!(%peer, listener = %self.listener.name, %principal, "re-authenticated");
+                } else {
+                    tracing::debug!(%peer, listener = %self.listener.name, %principal, "authenticated");
+                }
+                self.session.principal = principal;
+                Ok((reply, lifetime.max(0)))
+            }
+            Step::Failed { user, reason } => {
+                self.broker.auth_failures.record(peer, &self.listener.name, user.as_deref(), &reason);
+                Err(Refusal::Failed(reason))
+            }
+        }
+    }
+}
+
+async fn write_responses<S: AsyncWrite>(
+    writer: WriteHalf<S>,
+    mut pending_rx: mpsc::Receiver<Outgoing>,
+    peer: SocketAddr,
+) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut in_flight = FuturesOrdered::new();
     let mut reader_done = false;
@@ -112,20 +306,17 @@ async fn write_responses(writer: OwnedWriteHalf, mut pending_rx: mpsc::Receiver<
             // Stop taking requests while MAX_IN_FLIGHT are pending: the channel then fills and the
             // reader stops reading the socket, so one client cannot park unbounded work.
             next = pending_rx.recv(), if !reader_done && in_flight.len() < MAX_IN_FLIGHT => match next {
-                Some(p) => in_flight.push_back(p.response.map(move |r| (p.api_key, p.version, p.correlation_id, r))),
+                Some(outgoing) => in_flight.push_back(outgoing),
                 None => reader_done = true,
             },
             Some(first) = in_flight.next(), if !in_flight.is_empty() => {
                 // Write every response that is already complete, then flush once: pipelined responses
                 // share a syscall, and none waits behind a slower one still in flight.
                 let mut ready = Some(first);
-                while let Some((api_key, version, correlation_id, response)) = ready.take() {
-                    let frame = match encode_response(api_key, version, correlation_id, &response) {
-                        Ok(frame) => frame,
-                        Err(e) => {
-                            tracing::error!(%peer, error = %e, "cannot encode response; closing connection");
-                            return;
-                        }
+                while let Some(frame) = ready.take() {
+                    let Some(frame) = frame else {
+                        tracing::debug!(%peer, "closing connection after an encoding failure");
+                        return;
                     };
                     if writer.write_all(&frame).await.is_err() {
                         return;
@@ -140,4 +331,5 @@ async fn write_responses(writer: OwnedWriteHalf, mut pending_rx: mpsc::Receiver<
         }
     }
     let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
 }

@@ -6,6 +6,7 @@
 //! flushed and marked clean so the next start needs no recovery scan.
 
 mod connection;
+mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,36 +18,49 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{now_ms, Broker, NodeInfo};
+use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
+use crate::security::tls::TlsContext;
+use listener::Listener;
 
 /// How long connections may take to finish in-flight requests after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Server {
     broker: Arc<Broker>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Arc<Listener>)>,
+    tls: Option<Arc<TlsContext>>,
 }
 
 impl Server {
-    /// Binds every listener, then opens (and if needed recovers) storage.
+    /// Binds every listener, then opens (and if needed recovers) storage. TLS files are read here: a
+    /// listener that asks for TLS never starts without them.
     pub async fn bind(config: Valid<BrokerConfig>) -> Result<Self> {
-        let mut listeners = Vec::with_capacity(config.listeners.len());
-        for addr in &config.listeners {
-            let listener =
-                TcpListener::bind(addr).await.map_err(|reason| Error::Bind { addr: addr.clone(), reason })?;
-            listeners.push(listener);
+        let specs = crate::security::resolve_listeners(&config)?;
+        let tls = match specs.iter().any(|s| s.protocol.uses_tls()) {
+            true => Some(Arc::new(TlsContext::load(&config)?)),
+            false => None,
+        };
+        let mut listeners = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
+            let socket = TcpListener::bind(spec.addr)
+                .await
+                .map_err(|reason| Error::Bind { addr: format!("{}://{}", spec.name, spec.addr), reason })?;
+            let legacy_advertised = if i == 0 { config.advertised_listener.as_deref() } else { None };
+            let listener = Listener::new(&config, spec, socket.local_addr()?, legacy_advertised, tls.clone())?;
+            listeners.push((socket, Arc::new(listener)));
         }
-        let node = advertised_node(&config, listeners[0].local_addr()?)?;
+        let node = listeners[0].1.node.clone();
         let broker = tokio::task::spawn_blocking(move || Broker::open(config, node))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-        Ok(Self { broker, listeners })
+        Ok(Self { broker, listeners, tls })
     }
 
+    /// The bound address of each listener, in the order of `listeners`.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -58,9 +72,12 @@ impl Server {
         let broker = self.broker;
         let limit = Arc::new(Semaphore::new(broker.config.max_connections));
         let mut tasks = JoinSet::new();
-        for listener in self.listeners {
-            tracing::info!(addr = %listener.local_addr()?, "broker listening");
-            tasks.spawn(accept_loop(listener, broker.clone(), limit.clone(), shutdown.clone()));
+        for (socket, listener) in self.listeners {
+            tracing::info!(addr = %socket.local_addr()?, listener = %listener.name, protocol = listener.protocol.name(), "broker listening");
+            tasks.spawn(accept_loop(socket, listener, broker.clone(), limit.clone(), shutdown.clone()));
+        }
+        if let Some(tls) = self.tls {
+            tasks.spawn(tls_reload_loop(tls, shutdown.clone()));
         }
         tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
         tasks.spawn(broker.groups.clone().run_timers(shutdown.clone()));
@@ -79,28 +96,13 @@ impl Server {
     }
 }
 
-fn advertised_node(config: &BrokerConfig, bound: SocketAddr) -> Result<NodeInfo> {
-    let (host, port) = match &config.advertised_listener {
-        Some(listener) => {
-            let (host, port) = listener.rsplit_once(':').ok_or_else(|| {
-                Error::Config(format!("broker.advertised_listener: `{listener}` is not host:port"))
-            })?;
-            let port = port
-                .parse::<u16>()
-                .map_err(|_| Error::Config(format!("broker.advertised_listener: bad port in `{listener}`")))?;
-            (host.to_owned(), port)
-        }
-        None if bound.ip().is_unspecified() => {
-            return Err(Error::Config(format!(
-                "broker.listeners: listening on {bound} needs broker.advertised_listener (the host:port clients should use)"
-            )))
-        }
-        None => (bound.ip().to_string(), bound.port()),
-    };
-    Ok(NodeInfo { node_id: config.node_id, host, port: port as i32 })
-}
-
-async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, limit: Arc<Semaphore>, shutdown: CancellationToken) {
+async fn accept_loop(
+    socket: TcpListener,
+    listener: Arc<Listener>,
+    broker: Arc<Broker>,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
     let mut connections = JoinSet::new();
     loop {
         // Wait for a free connection slot first, so over-limit clients queue in the kernel's backlog.
@@ -109,15 +111,16 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, limit: Arc<Sema
             _ = shutdown.cancelled() => break,
         };
         let accepted = tokio::select! {
-            accepted = accept_with_backoff(&listener) => accepted,
+            accepted = accept_with_backoff(&socket) => accepted,
             _ = shutdown.cancelled() => break,
         };
         let (socket, peer) = accepted;
         let _ = socket.set_nodelay(true);
         let broker = broker.clone();
         let shutdown = shutdown.clone();
+        let listener = listener.clone();
         connections.spawn(async move {
-            connection::serve(socket, peer, broker, shutdown).await;
+            listener.serve(socket, peer, broker, shutdown).await;
             drop(permit);
         });
         // Reap finished connection tasks so the set does not grow without bound.
@@ -138,6 +141,20 @@ async fn accept_with_backoff(listener: &TcpListener) -> (TcpStream, SocketAddr) 
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// How often the TLS files are checked for changes.
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+async fn tls_reload_loop(tls: Arc<TlsContext>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TLS_RELOAD_CHECK) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let tls = tls.clone();
+        let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
     }
 }
 

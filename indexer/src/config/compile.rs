@@ -241,6 +241,7 @@ impl Validate for IndexerConfig {
         for (i, t) in input.topics.iter().enumerate().filter(|(_, t)| t.starts_with('^')) {
             Regex::new(t).map_err(|e| bad(format!("indexer.input.topics[{i}]"), e))?;
         }
+        input.security_properties()?;
         if input.group_id.trim().is_empty() {
             return Err(bad("indexer.input.group_id", "must not be empty"));
         }

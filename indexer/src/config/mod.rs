@@ -78,8 +78,28 @@ pub struct InputConfig {
     pub codec: Codec,
     /// librdkafka `client.id`. Default `"logpipe-indexer"`.
     pub client_id: String,
-    /// Extra librdkafka properties, e.g. `{ "security.protocol" = "ssl" }`. Default empty.
+    /// Extra librdkafka properties, e.g. `{ "session.timeout.ms" = "10000" }`. Default empty.
     pub librdkafka: BTreeMap<String, String>,
+    /// `security.protocol`: `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub security: Option<logpipe_config::SecurityTable>,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password` / `sasl.password_file`.
+    pub sasl: Option<logpipe_config::SaslTable>,
+    /// `ssl.ca.location`, `ssl.certificate.location`, `ssl.key.location`.
+    pub ssl: Option<logpipe_config::SslTable>,
+}
+
+impl InputConfig {
+    /// The librdkafka properties of `security`, `sasl` and `ssl` (reads `sasl.password_file`); the
+    /// consumer and the dead-letter producer both use them.
+    pub fn security_properties(&self) -> crate::error::Result<Vec<(&'static str, String)>> {
+        logpipe_config::KafkaSecurity {
+            security: self.security.as_ref(),
+            sasl: self.sasl.as_ref(),
+            ssl: self.ssl.as_ref(),
+        }
+        .librdkafka("indexer.input")
+        .map_err(crate::error::Error::Config)
+    }
 }
 
 impl Default for InputConfig {
@@ -93,6 +113,9 @@ impl Default for InputConfig {
             codec: Codec::Json,
             client_id: "logpipe-indexer".into(),
             librdkafka: BTreeMap::new(),
+            security: None,
+            sasl: None,
+            ssl: None,
         }
     }
 }
