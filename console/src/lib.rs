@@ -76,6 +76,7 @@ mod tests {
     }
 
     #[derive(Debug, clap::Subcommand)]
+    #[allow(clippy::large_enum_variant)] // parsed once per test, as the binary's own Command is
     enum Command {
         Status,
         #[command(flatten)]
