@@ -9,7 +9,9 @@
 //! - [`codec`]: `json` and `plain` record decoding (never drops; `_jsonparsefailure`).
 //! - [`condition`]: `when` conditions (tag, equals, matches, and/or/not).
 //! - [`template`]: Logstash sprintf templates (`%{[f]}`, `%{+YYYY.MM.dd}`).
-//! - [`filters`]: `nginx_access`, `nginx_error`, `grok`, `date`, `mutate`, and the [`FilterChain`].
+//! - [`filters`]: `nginx_access`, `nginx_error`, `grok`, `date`, `mutate`, `user_agent`, `geoip`, and the
+//!   [`FilterChain`].
+//! - [`enrich`]: the user-agent rules and GeoIP/ASN databases those filters read (loaded once).
 //! - [`route`]: the ordered [`RouteTable`].
 //! - [`bulk`]: the NDJSON `_bulk` body ([`BulkRequest`]) and document ids.
 //! - [`retry`]: the pure retry decision on a `_bulk` response.
@@ -32,6 +34,7 @@ pub mod condition;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod enrich;
 mod error;
 pub mod event;
 pub mod filters;
@@ -86,7 +89,8 @@ impl Indexer {
     /// cannot go on (e.g. `auto_offset_reset = "none"` and no committed offset).
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let Self { config, stats } = self;
-        let compiled = Compiled::try_from(&config)?;
+        let enrichment = enrich::Enrichment::load(&config.enrichment);
+        let compiled = Compiled::with_enrichment(&config, &enrichment)?;
         let outputs = Arc::new(Outputs::new(&config.output, stats.clone())?);
         let default_index = (!config.drop_unmatched).then_some(config.default_index.as_str());
         if !outputs.prepare(&compiled.routes, default_index, &shutdown).await? {

@@ -9,10 +9,11 @@ use regex::Regex;
 use super::{FilterConfig, IndexerConfig, WhenConfig};
 use crate::codec::Codec;
 use crate::condition::Condition;
+use crate::enrich::Enrichment;
 use crate::error::{Error, Result};
 use crate::event::FieldRef;
 use crate::filters::date::{DateFilter, DateFormat};
-use crate::filters::{Filter, FilterChain, Grok, Mutate, NginxAccess, NginxError};
+use crate::filters::{Filter, FilterChain, GeoIp, Grok, Mutate, NginxAccess, NginxError, UserAgent};
 use crate::route::{Route, RouteTable, Unmatched};
 use crate::template::Template;
 
@@ -90,13 +91,40 @@ fn when(key: &str, w: &Option<WhenConfig>) -> Result<Option<Condition>> {
 }
 
 impl FilterConfig {
-    /// Compiles one filter; errors name keys under `key` (e.g. `indexer.filters[1]`).
+    /// Compiles one filter without enrichment databases; errors name keys under `key` (e.g.
+    /// `indexer.filters[1]`).
     pub fn compile(&self, key: &str) -> Result<(Option<Condition>, Box<dyn Filter>)> {
+        self.compile_with(key, &Enrichment::none())
+    }
+
+    /// Compiles one filter; the `nginx_access`, `user_agent` and `geoip` filters use `enrichment`.
+    pub fn compile_with(&self, key: &str, enrichment: &Enrichment) -> Result<(Option<Condition>, Box<dyn Filter>)> {
         let k = |name: &str| format!("{key}.{name}");
         Ok(match self {
-            FilterConfig::NginxAccess(c) => {
-                (when(key, &c.when)?, Box::new(NginxAccess { source: field(&k("source"), &c.source)? }))
-            }
+            FilterConfig::NginxAccess(c) => (
+                when(key, &c.when)?,
+                Box::new(NginxAccess {
+                    source: field(&k("source"), &c.source)?,
+                    user_agent: c.user_agent.then(|| UserAgent::ecs(enrichment.user_agent.clone())),
+                    geoip: c.geoip.then(|| GeoIp::ecs(enrichment.geoip.clone())),
+                }),
+            ),
+            FilterConfig::UserAgent(c) => (
+                when(key, &c.when)?,
+                Box::new(UserAgent {
+                    source: field(&k("source"), &c.source)?,
+                    target: field(&k("target"), &c.target)?,
+                    parser: enrichment.user_agent.clone(),
+                }),
+            ),
+            FilterConfig::Geoip(c) => (
+                when(key, &c.when)?,
+                Box::new(GeoIp {
+                    source: field(&k("source"), &c.source)?,
+                    target: field(&k("target"), &c.target)?,
+                    databases: enrichment.geoip.clone(),
+                }),
+            ),
             FilterConfig::NginxError(c) => (
                 when(key, &c.when)?,
                 Box::new(NginxError {
@@ -185,10 +213,18 @@ impl FilterConfig {
 impl TryFrom<&IndexerConfig> for Compiled {
     type Error = Error;
 
+    /// Compiles without enrichment databases (what validation needs).
     fn try_from(config: &IndexerConfig) -> Result<Self> {
+        Self::with_enrichment(config, &Enrichment::none())
+    }
+}
+
+impl Compiled {
+    /// Compiles with the loaded `enrichment` databases (what the running indexer uses).
+    pub fn with_enrichment(config: &IndexerConfig, enrichment: &Enrichment) -> Result<Self> {
         let mut filters = FilterChain::new();
         for (i, f) in config.filters.iter().enumerate() {
-            let (when, filter) = f.compile(&format!("indexer.filters[{i}]"))?;
+            let (when, filter) = f.compile_with(&format!("indexer.filters[{i}]"), enrichment)?;
             filters.push(when, filter);
         }
         let routes = config
@@ -265,6 +301,12 @@ impl IndexerConfig {
             }
             if es.api_key.is_some() && es.user.is_some() {
                 return Err(bad(key("api_key"), "use either api_key or user/password, not both"));
+            }
+            if es.number_of_shards == 0 {
+                return Err(bad(key("number_of_shards"), "must be at least 1"));
+            }
+            if es.refresh_interval.trim().is_empty() {
+                return Err(bad(key("refresh_interval"), "must be a time such as \"5s\" (or \"-1\" for none)"));
             }
             if es.retry_initial_backoff.is_zero() || es.retry_max_backoff < es.retry_initial_backoff {
                 return Err(bad(key("retry_max_backoff"), "needs 0 < retry_initial_backoff <= retry_max_backoff"));

@@ -4,6 +4,7 @@
 
 pub mod elasticsearch;
 pub mod file;
+pub mod index_template;
 mod stdout;
 
 use std::collections::BTreeMap;
