@@ -65,8 +65,37 @@ enum Command {
     },
     /// Validate a pipeline file and exit.
     Check { pipeline: PathBuf },
+    /// List or delete the daily indices a pipeline's routes write (Elasticsearch, OpenSearch or files).
+    #[command(subcommand)]
+    Indices(IndicesCommand),
     #[command(flatten)]
     Console(logpipe_console::ConsoleCommand),
+}
+
+#[derive(Subcommand)]
+enum IndicesCommand {
+    /// Every index the routes' templates can have made: documents, bytes and the date in its name.
+    List {
+        /// The pipeline file whose `[indexer]` routes and output to use.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Delete the indices whose whole period (day) ended longer ago than --older-than, judged by the
+    /// date in the name, as `[indexer.retention] delete_after` does.
+    Delete {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// E.g. `30d`, `12h`.
+        #[arg(long, value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Only print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    logpipe_config::parse_duration(s).ok_or_else(|| format!("{s:?} is not an age such as 30d or 12h"))
 }
 
 fn main() {
@@ -111,7 +140,27 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}: ok", pipeline.display());
                 Ok(())
             }
+            Command::Indices(command) => indices(command).await,
             Command::Console(command) => Ok(logpipe_console::run(command).await?),
         }
     })
+}
+
+async fn indices(command: IndicesCommand) -> Result<()> {
+    use logpipe_indexer::retention;
+    let config = match &command {
+        IndicesCommand::List { config } | IndicesCommand::Delete { config, .. } => config,
+    };
+    let indexer = Pipeline::load(config)?.indexer.context("the config file has no [indexer] section")?;
+    let (rules, outputs) = retention::open(&indexer)?;
+    let now = chrono::Utc::now();
+    match command {
+        IndicesCommand::List { .. } => print!("{}", retention::table(&rules.list(&outputs).await?, now, None)),
+        IndicesCommand::Delete { older_than, dry_run, .. } => {
+            let gone = rules.delete_expired(&outputs, now, older_than, dry_run).await?;
+            print!("{}", retention::table(&gone, now, Some(older_than)));
+            println!("{} {} index(es)", if dry_run { "would delete" } else { "deleted" }, gone.len());
+        }
+    }
+    Ok(())
 }

@@ -24,6 +24,8 @@
 //! - [`flow`]: batches in flight and commits.
 //! - [`output`]: Elasticsearch (`reqwest`), NDJSON files, stdout.
 //! - [`dead_letter`]: the `<topic>-dlq` producer.
+//! - [`retention`]: deleting daily indices older than `[indexer.retention] delete_after`, and
+//!   `logpipe indices`.
 //! - [`stats`]: counters for `/status` and `/metrics`.
 
 mod backoff;
@@ -40,6 +42,7 @@ pub mod event;
 pub mod filters;
 pub mod flow;
 pub mod output;
+pub mod retention;
 pub mod retry;
 pub mod route;
 pub mod stats;
@@ -95,6 +98,10 @@ impl Indexer {
         let default_index = (!config.drop_unmatched).then_some(config.default_index.as_str());
         if !outputs.prepare(&compiled.routes, default_index, &shutdown).await? {
             return Ok(());
+        }
+        if let Some(r) = &config.retention {
+            let retention = retention::Retention::new(&compiled.routes);
+            tokio::spawn(retention.run(outputs.clone(), r.delete_after, r.check_interval, shutdown.clone()));
         }
         let (limits, dead_letters) = match &config.output.elasticsearch {
             Some(es) => (

@@ -52,6 +52,16 @@ impl RouteTable {
         &self.routes
     }
 
+    /// Every index template events can be written to (the routes', then the default index's), with its
+    /// time zone.
+    pub fn templates(&self) -> impl Iterator<Item = (&Template, Tz)> {
+        let default = match &self.unmatched {
+            Unmatched::Index { index, time_zone } => Some((index, *time_zone)),
+            Unmatched::Drop => None,
+        };
+        self.routes.iter().map(|r| (&r.index, r.time_zone)).chain(default)
+    }
+
     /// Picks the index for `event`, clearing `index` and writing the name into it (the buffer is reused
     /// across events, so routing allocates only when a name outgrows it).
     pub fn route(&self, event: &Event, index: &mut String) -> Routed {

@@ -388,3 +388,94 @@ def test_generator_day_counts_and_replay_adds_nothing(appliance_factory, nginx_g
         top = node.search(index, {"size": 1, "seq_no_primary_term": True, "sort": [{"_seq_no": "desc"}]})
         assert top["hits"]["hits"][0]["_seq_no"] == count - 1, (index, top["hits"]["hits"][0])
     fig("opensearch-generator", lines=summary["total"], per_index=want, replayed=replayed)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Retention: what Curator did, judged by the date in the name
+
+
+def retention_days() -> tuple[list[str], set[str]]:
+    """Days (YYYY.MM.dd, UTC) around the 30-day limit, and those that are expired: a day goes once its
+    whole day ended 30 days ago, so today-31 goes and today-30 stays."""
+    today = datetime.now(timezone.utc).date()
+    from datetime import timedelta
+    ages = [45, 32, 31, 30, 29, 2]
+    days = [(today - timedelta(days=a)).strftime("%Y.%m.%d") for a in ages]
+    return days, {d for a, d in zip(ages, days) if a >= 31}
+
+
+@pytest.mark.timeout(600)
+def test_retention_deletes_exactly_the_indices_older_than_the_limit(broker, indexer_factory, opensearch,
+                                                                    logpipe_bin, tmp_path):
+    import subprocess
+
+    node = opensearch
+    prefix = unique("ret").lower()
+    topic = new_topic(broker, "retention", 1)
+    run = new_run()
+    days, expired = retention_days()
+    per_day = 7
+    values = [json.dumps({"@timestamp": day.replace(".", "-") + f"T12:00:{i:02d}.000Z", "message": f"{day} {i}",
+                          "event": {"id": event_id(run, d * 100 + i)}}).encode()
+              for d, day in enumerate(days) for i in range(per_day)]
+    produce_values(broker.bootstrap, topic, values, 1)
+    group = unique("retention")
+    routes = [{"index": f"{prefix}-%{{+YYYY.MM.dd}}"}]
+    config = indexer_toml([broker.bootstrap], [topic], group, routes=routes, drop_unmatched=True,
+                          elasticsearch=os_output(node, prefix))
+    indexer = indexer_factory(config)
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, [0], timeout=120)
+    assert indexer.stop() == 0
+    all_indices = {f"{prefix}-{d}": per_day for d in days}
+    assert node.indices(f"{prefix}-*") == all_indices
+    # An index no route made, with an old date, is never touched.
+    foreign = f"{prefix}x-2000.01.01"
+    node.request("PUT", f"/{foreign}", {"settings": {"number_of_replicas": 0}})
+
+    def cli(*args: str) -> str:
+        p = subprocess.run([str(logpipe_bin), "indices", *args, "-c", str(indexer.config_path)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    listed = cli("list")
+    rows = {line.split()[0]: line.split() for line in listed.splitlines()[1:]}
+    assert set(rows) == set(all_indices), listed
+    assert all(rows[f"{prefix}-{d}"][1] == str(per_day) for d in days), listed
+    dry = cli("delete", "--older-than", "30d", "--dry-run")
+    assert f"would delete {len(expired)} index(es)" in dry, dry
+    assert node.indices(f"{prefix}-*") == all_indices, "a dry run deleted something"
+
+    # [indexer.retention] in the running indexer: a check at start deletes exactly the expired days.
+    with_retention = config + '\n[indexer.retention]\ndelete_after = "30d"\ncheck_interval = "1h"\n'
+    again = indexer_factory(with_retention)
+    kept = {f"{prefix}-{d}": per_day for d in days if d not in expired}
+    wait_until(lambda: node.indices(f"{prefix}-*") == kept, 60,
+               lambda: f"only {sorted(kept)} left (have {node.indices(prefix + '-*')})", procs=[again])
+    assert again.stop() == 0
+    assert node.indices(f"{prefix}x-*") == {foreign: 0}
+    assert "deleted 0 index(es)" in cli("delete", "--older-than", "30d")
+    fig("opensearch-retention", days=days, deleted=sorted(expired), kept=sorted(kept))
+
+
+def test_indices_commands_on_the_file_output(broker, indexer_factory, logpipe_bin, tmp_path):
+    import subprocess
+
+    out = tmp_path / "indices"
+    topic = new_topic(broker, "retention-files", 1)
+    run = new_run()
+    days, expired = retention_days()
+    values = [json.dumps({"@timestamp": day.replace(".", "-") + "T08:00:00.000Z", "message": day,
+                          "event": {"id": event_id(run, d)}}).encode() for d, day in enumerate(days)]
+    produce_values(broker.bootstrap, topic, values, 1)
+    group = unique("retention-files")
+    indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, routes=[{"index": "app-%{+YYYY.MM.dd}"}],
+                                           drop_unmatched=True, file_path=out))
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, [0], timeout=120)
+    assert indexer.stop() == 0
+    (out / "notes.txt").write_text("not an index\n")
+    argv = [str(logpipe_bin), "indices", "delete", "--older-than", "30d", "-c", str(indexer.config_path)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    left = sorted(f.name for f in out.iterdir())
+    assert left == sorted([f"app-{d}.ndjson" for d in days if d not in expired] + ["notes.txt"]), left

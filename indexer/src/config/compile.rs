@@ -312,6 +312,14 @@ impl IndexerConfig {
                 return Err(bad(key("retry_max_backoff"), "needs 0 < retry_initial_backoff <= retry_max_backoff"));
             }
         }
+        if let Some(r) = &self.retention {
+            if r.delete_after.is_zero() {
+                return Err(bad("indexer.retention.delete_after", "must be more than 0, e.g. \"30d\""));
+            }
+            if r.check_interval.is_zero() {
+                return Err(bad("indexer.retention.check_interval", "must be more than 0, e.g. \"1h\""));
+            }
+        }
         Compiled::try_from(self).map(drop)
     }
 }

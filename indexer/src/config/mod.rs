@@ -44,6 +44,28 @@ pub struct IndexerConfig {
     pub shutdown_timeout: Duration,
     /// The user-agent and GeoIP databases. See [`EnrichmentConfig`].
     pub enrichment: EnrichmentConfig,
+    /// `[indexer.retention]`: delete old daily indices. Default none (keep everything).
+    pub retention: Option<RetentionConfig>,
+}
+
+/// `[indexer.retention]`: what Curator's `delete_indices` by name age did. Indices a route's (or the
+/// default index's) template made are deleted once the period in their name (a day for
+/// `%{+YYYY.MM.dd}`) ended `delete_after` ago; their creation time is never used.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// E.g. `"30d"`. Required.
+    #[serde(deserialize_with = "duration")]
+    pub delete_after: Duration,
+    /// How often to check (and once at start). Default `"1h"`.
+    #[serde(default = "RetentionConfig::default_check_interval", deserialize_with = "duration")]
+    pub check_interval: Duration,
+}
+
+impl RetentionConfig {
+    fn default_check_interval() -> Duration {
+        Duration::from_secs(3600)
+    }
 }
 
 /// `[indexer.enrichment]`: local files the `nginx_access`, `user_agent` and `geoip` filters read. Nothing
@@ -87,6 +109,7 @@ impl Default for IndexerConfig {
             output: OutputConfig::default(),
             shutdown_timeout: Duration::from_secs(5),
             enrichment: EnrichmentConfig::default(),
+            retention: None,
         }
     }
 }

@@ -210,6 +210,64 @@ impl Elasticsearch {
         }
     }
 
+    /// The open indices matching `patterns` (e.g. `nginx_access-*`): name, documents and bytes. One
+    /// attempt per host; for `logpipe indices` and retention, which run again later.
+    pub async fn list_indices(&self, patterns: &[String]) -> Result<Vec<(String, u64, u64)>> {
+        if patterns.is_empty() {
+            return Ok(Vec::new());
+        }
+        #[derive(serde::Deserialize)]
+        struct Row {
+            index: String,
+            #[serde(rename = "docs.count")]
+            docs: Option<String>,
+            #[serde(rename = "store.size")]
+            bytes: Option<String>,
+        }
+        let path = format!(
+            "/_cat/indices/{}?format=json&h=index,docs.count,store.size&bytes=b&expand_wildcards=open",
+            patterns.join(",")
+        );
+        let raw = self.admin(reqwest::Method::GET, &path).await?;
+        let rows: Vec<Row> = serde_json::from_slice(&raw)?;
+        let number = |s: Option<String>| s.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut out: Vec<_> = rows.into_iter().map(|r| (r.index, number(r.docs), number(r.bytes))).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes one index by its exact name (never a wildcard, which Elasticsearch 8+ refuses by default).
+    pub async fn delete_index(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.contains(['*', ',', '/']) || name.starts_with(['-', '_']) {
+            return Err(Error::Elasticsearch(format!("refusing to delete {name:?}: not a single index name")));
+        }
+        self.admin(reqwest::Method::DELETE, &format!("/{name}")).await.map(drop)
+    }
+
+    /// One administrative request, tried on each host in turn until one answers; a 404 reads as `[]`.
+    async fn admin(&self, method: reqwest::Method, path: &str) -> Result<Bytes> {
+        let mut last = String::new();
+        for _ in 0..self.hosts.len() {
+            let host = self.pick_host();
+            match self.authorize(self.client.request(method.clone(), format!("{}{path}", host.url))).send().await {
+                Ok(r) if r.status().is_success() => {
+                    return r.bytes().await.map_err(|e| Error::Elasticsearch(transport_reason(&e)))
+                }
+                Ok(r) if r.status().as_u16() == 404 => return Ok(Bytes::from_static(b"[]")),
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    return Err(Error::Elasticsearch(format!(
+                        "{} answered {method} {path} with {status}: {text}",
+                        host.url
+                    )));
+                }
+                Err(e) => last = format!("{}: {}", host.url, transport_reason(&e)),
+            }
+        }
+        Err(Error::Elasticsearch(format!("{method} {path}: no host answered ({last})")))
+    }
+
     /// Sends `batch` until every item is settled. Returns the items for the dead-letter topic with their
     /// reasons, or `None` if `stop` fired first (nothing of the batch may then be committed).
     pub async fn deliver(&self, batch: &Arc<Batch>, stop: &CancellationToken) -> Option<DeadLetters> {

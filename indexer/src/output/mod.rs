@@ -75,6 +75,30 @@ impl Outputs {
         }
     }
 
+    /// The indices the store holds for `patterns` (`nginx_access-*`): name, documents, bytes. The file
+    /// output lists every file of its directory (the caller filters by name).
+    pub async fn list_indices(&self, patterns: &[String]) -> Result<Vec<(String, u64, u64)>> {
+        match &self.store {
+            Store::Elasticsearch(es) => es.list_indices(patterns).await,
+            Store::File(file) => {
+                let file = file.clone();
+                tokio::task::spawn_blocking(move || file.list())
+                    .await
+                    .map_err(|e| crate::Error::Config(format!("listing the file output failed: {e}")))?
+            }
+            Store::None => Ok(Vec::new()),
+        }
+    }
+
+    /// Deletes one index (a file for the file output).
+    pub async fn delete_index(&self, name: &str) -> Result<()> {
+        match &self.store {
+            Store::Elasticsearch(es) => es.delete_index(name).await,
+            Store::File(file) => file.delete(name),
+            Store::None => Ok(()),
+        }
+    }
+
     /// Writes `batch`, retrying until it is settled. `None` if `stop` fired first.
     pub async fn deliver(&self, batch: Arc<Batch>, stop: &CancellationToken) -> Option<DeadLetters> {
         if self.stdout {
@@ -98,7 +122,7 @@ impl Outputs {
 }
 
 /// `nginx_access-%{+YYYY.MM.dd}` → `nginx_access-*`; templates that start with a placeholder give none.
-fn index_pattern(template: &str) -> Option<String> {
+pub(crate) fn index_pattern(template: &str) -> Option<String> {
     let prefix = &template[..template.find("%{").unwrap_or(template.len())];
     if prefix.is_empty() {
         None
