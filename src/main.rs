@@ -68,6 +68,20 @@ enum Command {
     /// List or delete the daily indices a pipeline's routes write (Elasticsearch, OpenSearch or files).
     #[command(subcommand)]
     Indices(IndicesCommand),
+    /// Re-index a time range of a topic into the same indices (outside the live group; idempotent).
+    Replay {
+        /// The pipeline file whose `[indexer]` input, filters, routes and output to use.
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        topic: String,
+        /// Start of the range (RFC 3339, e.g. 2026-11-20T00:00:00Z), by the records' Kafka timestamps.
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End of the range (exclusive); default: the end of the topic.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    },
     #[command(flatten)]
     Console(logpipe_console::ConsoleCommand),
 }
@@ -141,6 +155,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             Command::Indices(command) => indices(command).await,
+            Command::Replay { config, topic, from, to } => replay(&config, &topic, from, to).await,
             Command::Console(command) => Ok(logpipe_console::run(command).await?),
         }
     })
@@ -161,6 +176,36 @@ async fn indices(command: IndicesCommand) -> Result<()> {
             print!("{}", retention::table(&gone, now, Some(older_than)));
             println!("{} {} index(es)", if dry_run { "would delete" } else { "deleted" }, gone.len());
         }
+    }
+    Ok(())
+}
+
+async fn replay(
+    config: &std::path::Path,
+    topic: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    let indexer = Pipeline::load(config)?.indexer.context("the config file has no [indexer] section")?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    let report = logpipe_indexer::replay::replay(&indexer, topic, from, to, &stop).await?;
+    for (partition, (start, end)) in &report.ranges {
+        println!("{topic}/{partition}: offsets {start}..{end}");
+    }
+    for (index, n) in &report.documents {
+        println!("{index}: {n} documents sent (created, or already there)");
+    }
+    for (id, reason) in report.refused.iter().take(10) {
+        println!("refused {id}: {reason}");
+    }
+    println!("replayed {} records; {} refused", report.records, report.refused.len());
+    if stop.is_cancelled() {
+        anyhow::bail!("interrupted");
     }
     Ok(())
 }

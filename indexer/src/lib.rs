@@ -24,6 +24,7 @@
 //! - [`flow`]: batches in flight and commits.
 //! - [`output`]: Elasticsearch (`reqwest`), NDJSON files, stdout.
 //! - [`dead_letter`]: the `<topic>-dlq` producer.
+//! - [`replay`]: `logpipe replay`, re-indexing a time range of a topic outside the live group.
 //! - [`retention`]: deleting daily indices older than `[indexer.retention] delete_after`, and
 //!   `logpipe indices`.
 //! - [`stats`]: counters for `/status` and `/metrics`.
@@ -42,6 +43,7 @@ pub mod event;
 pub mod filters;
 pub mod flow;
 pub mod output;
+pub mod replay;
 pub mod retention;
 pub mod retry;
 pub mod route;

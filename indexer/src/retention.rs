@@ -170,7 +170,8 @@ mod tests {
     use crate::template::Template;
 
     fn table() -> RouteTable {
-        let route = |t: &str, tz| Route { when: None, index: Template::parse(t).unwrap(), time_zone: tz };
+        let route =
+            |t: &str, tz| Route { when: None, index: Template::parse(t).unwrap(), time_zone: tz, data_stream: None };
         RouteTable::new(
             vec![route("nginx_access-%{+YYYY.MM.dd}", Tz::UTC), route("app-%{+YYYY.MM}", Tz::UTC)],
             Unmatched::Index { index: Template::parse("logpipe-%{+YYYY.MM.dd}").unwrap(), time_zone: Tz::UTC },

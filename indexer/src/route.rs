@@ -17,6 +17,31 @@ pub struct Route {
     pub when: Option<Condition>,
     pub index: Template,
     pub time_zone: Tz,
+    /// Set when the route writes to a data stream (`index` is then its name).
+    pub data_stream: Option<DataStream>,
+}
+
+/// A data stream a route writes to, named `<type>-<dataset>-<namespace>` as Elastic's conventions have
+/// it (`logs-nginx.access-default`); its documents get the three as `data_stream.*` fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataStream {
+    pub kind: String,
+    pub dataset: String,
+    pub namespace: String,
+}
+
+impl DataStream {
+    pub fn name(&self) -> String {
+        format!("{}-{}-{}", self.kind, self.dataset, self.namespace)
+    }
+
+    /// Sets `data_stream.type`, `.dataset` and `.namespace` on `event`.
+    pub fn mark(&self, event: &mut Event) {
+        use serde_json::Value;
+        event.insert_path(&["data_stream", "type"], Value::String(self.kind.clone()));
+        event.insert_path(&["data_stream", "dataset"], Value::String(self.dataset.clone()));
+        event.insert_path(&["data_stream", "namespace"], Value::String(self.namespace.clone()));
+    }
 }
 
 /// What happens to events no route takes.
@@ -88,7 +113,12 @@ mod tests {
     use serde_json::json;
 
     fn route(tag: &str, index: &str, time_zone: Tz) -> Route {
-        Route { when: Some(Condition::Tag(tag.into())), index: Template::parse(index).unwrap(), time_zone }
+        Route {
+            when: Some(Condition::Tag(tag.into())),
+            index: Template::parse(index).unwrap(),
+            time_zone,
+            data_stream: None,
+        }
     }
 
     fn event(v: serde_json::Value) -> Event {

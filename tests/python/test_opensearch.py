@@ -479,3 +479,163 @@ def test_indices_commands_on_the_file_output(broker, indexer_factory, logpipe_bi
     assert p.returncode == 0, p.stderr
     left = sorted(f.name for f in out.iterdir())
     assert left == sorted([f"app-{d}.ndjson" for d in days if d not in expired] + ["notes.txt"]), left
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Replaying a time range; data streams
+
+
+def produce_timed(bootstrap: str, topic: str, values: list[tuple[bytes, int]]) -> None:
+    """Produce (value, record timestamp in ms) pairs to partition 0, as an agent that read them then."""
+    from confluent_kafka import Producer
+
+    from indexer_support import fast_producer_conf
+
+    p = Producer(fast_producer_conf(bootstrap))
+    errors = []
+    for value, ts in values:
+        p.produce(topic, value=value, partition=0, timestamp=ts,
+                  on_delivery=lambda err, msg: errors.append(err) if err else None)
+        p.poll(0)
+    assert p.flush(60) == 0 and not errors, errors
+
+
+@pytest.mark.timeout(600)
+def test_replay_of_a_deleted_day_restores_it_exactly(broker, indexer_factory, opensearch, logpipe_bin):
+    import subprocess
+
+    node = opensearch
+    prefix = unique("replay").lower()
+    topic = new_topic(broker, "replay", 1)
+    run = new_run()
+    days = ["2026-11-19", "2026-11-20", "2026-11-21"]
+    per_day = {"2026-11-19": 300, "2026-11-20": 450, "2026-11-21": 200}
+    values = []
+    for d, day in enumerate(days):
+        noon = int(datetime.fromisoformat(f"{day}T12:00:00+00:00").timestamp() * 1000)
+        for i in range(per_day[day]):
+            doc = {"@timestamp": f"{day}T12:00:00.000Z", "message": f"{day} {i}",
+                   "event": {"id": event_id(run, d * 10_000 + i)}}
+            values.append((json.dumps(doc).encode(), noon + i))
+    produce_timed(broker.bootstrap, topic, values)
+    group = unique("replay")
+    config = indexer_toml([broker.bootstrap], [topic], group, routes=[{"index": f"{prefix}-%{{+YYYY.MM.dd}}"}],
+                          drop_unmatched=True, elasticsearch=os_output(node, prefix))
+    indexer = indexer_factory(config)
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, [0], timeout=120)
+    assert indexer.stop() == 0
+    want = {f"{prefix}-{d.replace('-', '.')}": n for d, n in per_day.items()}
+    assert node.indices(f"{prefix}-*") == want
+
+    def top_seq(index: str) -> int:
+        r = node.search(index, {"size": 1, "seq_no_primary_term": True, "sort": [{"_seq_no": "desc"}]})
+        return r["hits"]["hits"][0]["_seq_no"]
+
+    before = {i: top_seq(i) for i in want}
+    lost = f"{prefix}-2026.11.20"
+    node.request("DELETE", f"/{lost}")
+    assert lost not in node.indices(f"{prefix}-*")
+
+    p = subprocess.run([str(logpipe_bin), "replay", "-c", str(indexer.config_path), "--topic", topic,
+                        "--from", "2026-11-20T00:00:00Z", "--to", "2026-11-21T00:00:00Z"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert f"replayed {per_day['2026-11-20']} records; 0 refused" in p.stdout, p.stdout
+    assert node.indices(f"{prefix}-*") == want
+    # The restored day holds each event once; the other days saw no operation at all.
+    assert top_seq(lost) == per_day["2026-11-20"] - 1
+    assert {i: top_seq(i) for i in want if i != lost} == {i: s for i, s in before.items() if i != lost}
+    # The live group's committed offsets are untouched by the replay.
+    assert committed_offsets(broker.bootstrap, group, topic, [0]) == {0: len(values)}
+    fig("opensearch-replay", per_day=per_day, replay_output=p.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(600)
+def test_route_to_a_data_stream(broker, indexer_factory, opensearch):
+    node = opensearch
+    dataset = unique("nginx").replace("-", "") + ".access"
+    stream = f"logs-{dataset}-default"
+    topic = new_topic(broker, "datastream", 1)
+    run = new_run()
+    n = 500
+    lines = [f'8.8.8.8 - - [21/Nov/2026:10:{i // 60 % 60:02d}:{i % 60:02d} +0000] "GET /p/{i} HTTP/1.1" 200 5 "-" "curl/8"'
+             for i in range(n)]
+    produce_values(broker.bootstrap, topic, [access_envelope(run, i, line) for i, line in enumerate(lines)], 1)
+    routes = [{"when": {"tag": "access"}, "data_stream": {"type": "logs", "dataset": dataset}}]
+    filters = [{"type": "nginx_access", "when": {"tag": "access"}}]
+
+    def start(group: str):
+        return indexer_factory(indexer_toml([broker.bootstrap], [topic], group, filters=filters, routes=routes,
+                                            drop_unmatched=True, elasticsearch=os_output(node, dataset)))
+
+    group = unique("ds")
+    indexer = start(group)
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, [0], timeout=120)
+    assert indexer.stop() == 0
+    streams = node.request("GET", f"/_data_stream/{stream}")["data_streams"]
+    assert [s["name"] for s in streams] == [stream], streams
+    assert node.count(stream) == n
+    doc = hits(node.search(stream, {"size": 1}))[0]
+    assert doc["data_stream"] == {"type": "logs", "dataset": dataset, "namespace": "default"}
+    # Kibana's stock views filter logs-* on data_stream.dataset.
+    r = node.search("logs-*", {"size": 0, "query": {"term": {"data_stream.dataset": dataset}}})
+    assert r["hits"]["total"]["value"] == n
+    # A replay by another group adds nothing: the same backing index answers 409 for every _id.
+    group2 = unique("ds-replay")
+    again = start(group2)
+    wait_committed_to_end([again], broker.bootstrap, group2, topic, [0], timeout=120)
+    assert again.stop() == 0
+    assert node.count(stream) == n
+    top = node.search(stream, {"size": 1, "seq_no_primary_term": True, "sort": [{"_seq_no": "desc"}]})
+    assert top["hits"]["hits"][0]["_seq_no"] == n - 1, "the replay wrote to the data stream"
+    fig("opensearch-data-stream", stream=stream, documents=n, backing=[i["index_name"] for i in streams[0]["indices"]])
+
+
+# --------------------------------------------------------------------------------------------
+# 7. The agent records its host's zone; hosts on UTC+8 and UTC-5 around midnight
+
+
+@pytest.mark.timeout(300)
+def test_agent_timezone_puts_error_lines_in_their_utc_day(broker, indexer_factory, opensearch, logpipe_bin,
+                                                         tmp_path):
+    import time as _time
+
+    from agent_support import AgentProcess, agent_toml, file_input
+    from support import child_cmd
+
+    node = opensearch
+    prefix = unique("tz").lower()
+    topic = new_topic(broker, "tz", 1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shanghai, newyork, local = logs / "shanghai.log", logs / "newyork.log", logs / "local.log"
+    shanghai.write_text("2026/11/21 07:59:59 [error] 1#1: *1 before midnight UTC\n"
+                        "2026/11/21 08:00:00 [error] 1#1: *2 after midnight UTC\n")
+    newyork.write_text("2026/11/20 18:59:59 [error] 2#2: *3 before midnight UTC\n"
+                       "2026/11/20 19:00:00 [error] 2#2: *4 after midnight UTC\n")
+    local.write_text("2026/11/20 12:00:00 [error] 3#3: *5 in this host's zone\n")
+    inputs = [file_input([str(shanghai)], tags=["error"], timezone="+08:00"),
+              file_input([str(newyork)], tags=["error"], timezone="America/New_York"),
+              file_input([str(local)], tags=["error"])]
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", agent_toml(tmp_path / "agent" / "registry.json",
+                                                                      [broker.bootstrap], topic, inputs), child_cmd)
+    agent.start()
+    try:
+        group = unique("tz")
+        indexer = indexer_factory(indexer_toml(
+            [broker.bootstrap], [topic], group, filters=[{"type": "nginx_error", "when": {"tag": "error"}}],
+            routes=[{"when": {"tag": "error"}, "index": f"{prefix}_error-%{{+YYYY.MM.dd}}"}], drop_unmatched=True,
+            elasticsearch=os_output(node, prefix)))
+        wait_until(lambda: node.count(f"{prefix}_error-*") >= 5, 120, "five error documents", procs=[indexer, agent])
+        assert indexer.stop() == 0
+    finally:
+        agent.stop()
+    docs = {h["_source"]["nginx"]["error"]["connection_id"]: (h["_index"].rsplit("-", 1)[1], h["_source"])
+            for h in node.search(f"{prefix}_error-*", {"size": 10})["hits"]["hits"]}
+    assert {c: d[0] for c, d in docs.items() if c <= 4} == \
+        {1: "2026.11.20", 2: "2026.11.21", 3: "2026.11.20", 4: "2026.11.21"}
+    assert docs[1][1]["event"]["timezone"] == "+08:00"
+    assert docs[3][1]["event"]["timezone"] == "America/New_York"
+    # Without a setting the agent records the host's own offset, as add_locale does.
+    offset = _time.strftime("%z")
+    assert docs[5][1]["event"]["timezone"] == f"{offset[:3]}:{offset[3:]}"

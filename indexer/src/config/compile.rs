@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono_tz::Tz;
 use regex::Regex;
 
-use super::{FilterConfig, IndexerConfig, WhenConfig};
+use super::{DataStreamConfig, FilterConfig, IndexerConfig, WhenConfig};
 use crate::codec::Codec;
 use crate::condition::Condition;
 use crate::enrich::Enrichment;
@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::FieldRef;
 use crate::filters::date::{DateFilter, DateFormat};
 use crate::filters::{Filter, FilterChain, GeoIp, Grok, Mutate, NginxAccess, NginxError, UserAgent};
-use crate::route::{Route, RouteTable, Unmatched};
+use crate::route::{DataStream, Route, RouteTable, Unmatched};
 use crate::template::Template;
 
 /// The config compiled into the pipeline's runtime stages.
@@ -84,6 +84,23 @@ impl WhenConfig {
             Condition::Not(Box::new(not.compile(&format!("{key}.not"))?))
         })
     }
+}
+
+/// A data stream's name parts: lowercase, no `-` inside a part (it separates them), as Elasticsearch's
+/// naming scheme requires.
+fn data_stream(key: &str, d: &DataStreamConfig) -> Result<DataStream> {
+    for (name, value) in [("type", &d.kind), ("dataset", &d.dataset), ("namespace", &d.namespace)] {
+        let ok = !value.is_empty()
+            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
+            && !value.starts_with(['.', '_']);
+        if !ok {
+            return Err(bad(
+                format!("{key}.data_stream.{name}"),
+                format!("{value:?} must be lowercase letters, digits, '.' or '_' (no '-'), e.g. \"nginx.access\""),
+            ));
+        }
+    }
+    Ok(DataStream { kind: d.kind.clone(), dataset: d.dataset.clone(), namespace: d.namespace.clone() })
 }
 
 fn when(key: &str, w: &Option<WhenConfig>) -> Result<Option<Condition>> {
@@ -233,21 +250,30 @@ impl Compiled {
             .enumerate()
             .map(|(i, r)| {
                 let key = format!("indexer.routes[{i}]");
-                if r.index.trim().is_empty() {
-                    return Err(bad(
-                        format!("{key}.index"),
-                        "is required, e.g. index = \"nginx_access-%{+YYYY.MM.dd}\"",
-                    ));
-                }
+                let data_stream = r.data_stream.as_ref().map(|d| data_stream(&key, d)).transpose()?;
+                let index = match (&data_stream, r.index.trim().is_empty()) {
+                    (Some(_), false) => {
+                        return Err(bad(format!("{key}.index"), "set either index or data_stream, not both"))
+                    }
+                    (Some(ds), true) => ds.name(),
+                    (None, true) => {
+                        return Err(bad(
+                            format!("{key}.index"),
+                            "is required, e.g. index = \"nginx_access-%{+YYYY.MM.dd}\" (or set data_stream)",
+                        ))
+                    }
+                    (None, false) => r.index.clone(),
+                };
                 Ok(Route {
                     when: when(&key, &r.when)?,
-                    index: template(&format!("{key}.index"), &r.index)?,
+                    index: template(&format!("{key}.index"), &index)?,
                     time_zone: r
                         .time_zone
                         .as_deref()
                         .map(|z| zone(&format!("{key}.time_zone"), z))
                         .transpose()?
                         .unwrap_or(Tz::UTC),
+                    data_stream,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -373,10 +373,36 @@ pub struct MutateConfig {
 pub struct RouteConfig {
     /// Default: always (a catch-all route).
     pub when: Option<WhenConfig>,
-    /// Index template, e.g. `"nginx_access-%{+YYYY.MM.dd}"`. Required.
+    /// Index template, e.g. `"nginx_access-%{+YYYY.MM.dd}"`. Required unless `data_stream` is set.
     pub index: String,
     /// IANA zone for the template's date. Default `"UTC"`.
     pub time_zone: Option<String>,
+    /// Write to a data stream instead, e.g. `{ type = "logs", dataset = "nginx.access" }` for
+    /// `logs-nginx.access-default`. Default none (daily indices).
+    pub data_stream: Option<DataStreamConfig>,
+}
+
+/// `data_stream = { type = "logs", dataset = "nginx.access", namespace = "default" }` on a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataStreamConfig {
+    /// `logs`, `metrics`, ... Default `"logs"`.
+    #[serde(rename = "type", default = "DataStreamConfig::default_type")]
+    pub kind: String,
+    /// E.g. `"nginx.access"`. Required.
+    pub dataset: String,
+    /// Default `"default"`.
+    #[serde(default = "DataStreamConfig::default_namespace")]
+    pub namespace: String,
+}
+
+impl DataStreamConfig {
+    fn default_type() -> String {
+        "logs".into()
+    }
+    fn default_namespace() -> String {
+        "default".into()
+    }
 }
 
 /// `[indexer.output]`: Elasticsearch, or NDJSON files when no Elasticsearch is configured.

@@ -462,6 +462,7 @@ mod tests {
             when: Some(Condition::Tag(t.into())),
             index: Template::parse(&format!("nginx_{t}-%{{+YYYY.MM.dd}}")).unwrap(),
             time_zone: Tz::UTC,
+            data_stream: None,
         });
         let table = RouteTable::new(routes.to_vec(), Unmatched::Drop);
         let mut index = String::new();
@@ -480,8 +481,12 @@ mod tests {
     #[test]
     fn error_times_follow_the_hosts_event_timezone_around_midnight() {
         // Hosts on UTC+8 and UTC-5 log local times; the route's day is the event's UTC day.
-        let route =
-            Route { when: None, index: Template::parse("nginx_error-%{+YYYY.MM.dd}").unwrap(), time_zone: Tz::UTC };
+        let route = Route {
+            when: None,
+            index: Template::parse("nginx_error-%{+YYYY.MM.dd}").unwrap(),
+            time_zone: Tz::UTC,
+            data_stream: None,
+        };
         let table = RouteTable::new(vec![route], Unmatched::Drop);
         let mut index = String::new();
         for (zone, line, utc, day) in [

@@ -118,13 +118,20 @@ impl Elasticsearch {
     /// name (`nginx_access-%{+YYYY.MM.dd}` → `nginx_access-*`), unless the same template is already there
     /// ([`index_template::decide`]). Retries while the cluster is unreachable; a refusal (4xx) is an error.
     /// Returns `Ok(false)` if `stop` fired first.
-    pub async fn install_template(&self, index_patterns: &[String], stop: &CancellationToken) -> Result<bool> {
+    /// With `data_stream`, the template (named `<template_name>-data-streams`) makes the patterns data
+    /// streams.
+    pub async fn install_template(
+        &self,
+        index_patterns: &[String],
+        data_stream: bool,
+        stop: &CancellationToken,
+    ) -> Result<bool> {
         let Some(config) = &self.template else { return Ok(true) };
         if index_patterns.is_empty() {
             return Ok(true);
         }
-        let name = &config.template_name;
-        let ours = index_template::body(index_patterns, config);
+        let name = &index_template::name(config, data_stream);
+        let ours = index_template::body(index_patterns, config, data_stream);
         let body = serde_json::to_vec(&ours)?;
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         loop {

@@ -31,8 +31,18 @@ pub enum Install {
     Newer(u64),
 }
 
-/// The template body for `index_patterns` with the settings of `config`.
-pub fn body(index_patterns: &[String], config: &ElasticsearchConfig) -> Value {
+/// The template's name: `template_name`, or `<template_name>-data-streams` for the data streams' one.
+pub fn name(config: &ElasticsearchConfig, data_stream: bool) -> String {
+    if data_stream {
+        format!("{}-data-streams", config.template_name)
+    } else {
+        config.template_name.clone()
+    }
+}
+
+/// The template body for `index_patterns` with the settings of `config`; with `data_stream`, writes to
+/// those names create data streams (and `create` is then the only action they take, as the indexer sends).
+pub fn body(index_patterns: &[String], config: &ElasticsearchConfig, data_stream: bool) -> Value {
     let mappings: Value = serde_json::from_str(ECS_MAPPINGS).expect("ecs-mappings.json is valid JSON");
     let mut body = json!({
         "index_patterns": index_patterns,
@@ -50,6 +60,9 @@ pub fn body(index_patterns: &[String], config: &ElasticsearchConfig) -> Value {
         },
         "_meta": { "managed_by": "logpipe" },
     });
+    if data_stream {
+        body["data_stream"] = json!({});
+    }
     let hash = format!("{:016x}", xxh3_64(body.to_string().as_bytes()));
     body["_meta"]["hash"] = Value::String(hash);
     body
@@ -86,7 +99,7 @@ mod tests {
 
     #[test]
     fn body_has_ecs_types_and_settings() {
-        let b = body(&["nginx_access-*".into()], &config());
+        let b = body(&["nginx_access-*".into()], &config(), false);
         let p = &b["template"]["mappings"]["properties"];
         assert_eq!(p["source"]["properties"]["ip"]["type"], "ip");
         assert_eq!(p["source"]["properties"]["geo"]["properties"]["location"]["type"], "geo_point");
@@ -96,15 +109,20 @@ mod tests {
         assert_eq!(b["template"]["settings"]["index"]["number_of_replicas"], 0);
         assert_eq!(b["template"]["settings"]["index"]["refresh_interval"], "5s");
         assert_eq!(b["version"], TEMPLATE_VERSION);
+        assert!(b.get("data_stream").is_none());
+        let ds = body(&["logs-nginx.access-default".into()], &config(), true);
+        assert_eq!(ds["data_stream"], json!({}));
+        assert_ne!(ds["_meta"]["hash"], b["_meta"]["hash"]);
+        assert_eq!(name(&config(), true), "logpipe-data-streams");
     }
 
     #[test]
     fn installs_only_when_missing_older_or_different() {
-        let ours = body(&["a-*".into()], &config());
+        let ours = body(&["a-*".into()], &config(), false);
         let wrap = |t: Value| json!({"index_templates": [{"name": "logpipe", "index_template": t}]});
         assert_eq!(decide(None, &ours), Install::Put);
         assert_eq!(decide(Some(&wrap(ours.clone())), &ours), Install::UpToDate);
-        let other_patterns = body(&["a-*".into(), "b-*".into()], &config());
+        let other_patterns = body(&["a-*".into(), "b-*".into()], &config(), false);
         assert_eq!(decide(Some(&wrap(other_patterns)), &ours), Install::Put);
         let mut old = ours.clone();
         old["version"] = json!(1);

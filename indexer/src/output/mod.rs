@@ -60,16 +60,17 @@ impl Outputs {
     ) -> Result<bool> {
         match &self.store {
             Store::Elasticsearch(es) => {
-                let mut patterns: Vec<String> = routes
-                    .routes()
-                    .iter()
-                    .map(|r| r.index.source())
-                    .chain(default_index)
-                    .filter_map(index_pattern)
-                    .collect();
+                let daily = routes.routes().iter().filter(|r| r.data_stream.is_none());
+                let mut patterns: Vec<String> =
+                    daily.map(|r| r.index.source()).chain(default_index).filter_map(index_pattern).collect();
                 patterns.sort();
                 patterns.dedup();
-                es.install_template(&patterns, stop).await
+                let mut streams: Vec<String> =
+                    routes.routes().iter().filter_map(|r| r.data_stream.as_ref().map(|d| d.name())).collect();
+                streams.sort();
+                streams.dedup();
+                Ok(es.install_template(&patterns, false, stop).await?
+                    && es.install_template(&streams, true, stop).await?)
             }
             Store::File(_) | Store::None => Ok(true),
         }
