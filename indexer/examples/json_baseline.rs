@@ -30,6 +30,12 @@ use serde_json::Value;
 
 use logpipe_indexer::batch::{Processor, Record, RecordBatch};
 use logpipe_indexer::enrich::Enrichment;
+
+/// The allocator the `logpipe` binary uses, so the core's figures are the indexer's. (glibc's malloc,
+/// after the enrichment databases are loaded, page-faults on every multi-megabyte batch body: its
+/// dynamic mmap threshold rises and freed tops are trimmed.)
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use logpipe_indexer::{Compiled, DocId, IndexerConfig, Routed};
 
 const USAGE: &str = "\

@@ -261,8 +261,9 @@ def test_kibana_searches_on_enriched_nginx_documents(broker, indexer_factory, op
     wait_until(lambda: "index template is up to date" in again.stderr_text(), 60, "the template check",
                procs=[again])
     assert again.stop() == 0
-    example = dict(google)
-    fig("opensearch-kibana", documents=len(values), indices=want, mapping=mapping_figure, example=example)
+    fig("opensearch-kibana", documents=len(values), indices=want, mapping=mapping_figure)
+    fig("opensearch-example-document", **google)
+    fig("opensearch-fresh-index-mapping", index=index, properties=props)
 
 
 # --------------------------------------------------------------------------------------------

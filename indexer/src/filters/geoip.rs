@@ -33,10 +33,6 @@ impl Filter for GeoIp {
         let Some(db) = &self.databases else { return };
         let Some(ip) = event.get_str(&self.source).and_then(|s| s.parse::<IpAddr>().ok()) else { return };
         let fields = db.lookup(ip);
-        for (k, v) in fields.iter() {
-            let mut path: Vec<&str> = self.target.parts().iter().map(String::as_str).collect();
-            path.push(k);
-            event.insert_path(&path, v.clone());
-        }
+        event.merge_into(self.target.parts(), &fields);
     }
 }

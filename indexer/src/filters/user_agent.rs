@@ -31,10 +31,6 @@ impl Filter for UserAgent {
         let Some(parser) = &self.parser else { return };
         let Some(original) = event.get_str(&self.source) else { return };
         let fields = parser.parse(original);
-        for (k, v) in fields.iter() {
-            let mut path: Vec<&str> = self.target.parts().iter().map(String::as_str).collect();
-            path.push(k);
-            event.insert_path(&path, v.clone());
-        }
+        event.merge_into(self.target.parts(), &fields);
     }
 }
