@@ -21,9 +21,9 @@
 # serde_json::from_slice::<Value> of the same values, serde_json::to_vec of them, and the ratio
 # indexer/serde_json, by throughput and by CPU time per event; also the indexer's core
 # (Processor::process) on the same values without Kafka or HTTP, with its time per stage, including what
-# the enrichment (user agent, GeoIP, ASN from .peers/geoip and Debian's uap-core, cached) adds per event. The baseline
-# runs on the system allocator, not jemalloc as the logpipe binary does (with jemalloc preloaded the parse
-# figure stayed the same and Processor::process took about 7% less CPU).
+# the enrichment (user agent, GeoIP, ASN from .peers/geoip and Debian's uap-core, cached) adds per event.
+# The baseline runs on jemalloc, as the logpipe binary does (on glibc's malloc the core's figures tripled
+# once the enrichment databases were loaded: every multi-megabyte batch body page-faulted anew).
 #
 # Everything runs on this machine: the broker serving fetches and the stand-in compete with the indexer
 # for CPU, and so does anything else running. The header shows the load average before the run; when it
