@@ -44,7 +44,7 @@ impl Enrichment {
         let present = |paths: &[PathBuf], what: &str| -> Vec<PathBuf> {
             match paths.iter().find(|p| !Path::new(p).is_file()) {
                 Some(missing) => {
-                    tracing::warn!("{what} off: {} is missing; see the README's GeoIP section (scripts/geoip.sh installs DB-IP Lite)", missing.display());
+                    tracing::warn!("{what} off: {} is missing; see the README's Enrichment section (scripts/geoip.sh installs DB-IP Lite)", missing.display());
                     Vec::new()
                 }
                 None => paths.to_vec(),
