@@ -129,9 +129,11 @@ for mod in "$ROOT"/tests/go/*/go.mod; do
 done
 java -version 2>&1 | head -1 >&2
 for dir in "$PEERS"/*/; do
-    [ "$(basename "$dir")" = bin ] && continue
+    [ -d "$dir/libs" ] || continue
     printf '  %s: %s jars\n' "$(basename "$dir")" "$(find "$dir/libs" -name '*.jar' 2>/dev/null | wc -l)" >&2
 done
+printf '  geoip: %s\n' "$(cd "$PEERS/geoip" && ls -- *.mmdb *.csv | tr '\n' ' ')" >&2
+printf '  uap-core: %s\n' /usr/share/uap-core/regexes.yaml >&2
 if [ -d "$PEERS/bin" ]; then
     GOTOOLCHAIN=local go version >&2
     for bin in "$PEERS"/bin/*; do
