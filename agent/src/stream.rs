@@ -169,6 +169,7 @@ impl StreamInput {
                 fields: input.fields.clone(),
                 fields_under_root: input.fields_under_root,
                 command_line: (!command.is_empty()).then(|| command.clone()),
+                timezone: crate::envelope::input_timezone(input.timezone.as_deref()),
             },
             topic: input.topic.clone().unwrap_or_else(|| default_topic.to_string()),
             command,

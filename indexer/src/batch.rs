@@ -152,8 +152,14 @@ impl Processor {
         batch.records += 1;
         let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
         self.compiled.filters.apply(&mut event);
-        if self.compiled.routes.route(&event, index) == Routed::Dropped {
-            return Processed::Dropped;
+        match self.compiled.routes.route(&event, index) {
+            Routed::Dropped => return Processed::Dropped,
+            Routed::Route(i) => {
+                if let Some(ds) = &self.compiled.routes.routes()[i].data_stream {
+                    ds.mark(&mut event);
+                }
+            }
+            Routed::Default => {}
         }
         let id = DocId::of(&event, &record.topic, record.partition, record.offset).to_string();
         batch.bulk.push(index, &id, &event).expect("a JSON map always serializes");

@@ -134,6 +134,22 @@ impl Event {
         map.insert(last.as_ref().to_string(), value);
     }
 
+    /// Copies every entry of `fields` into the object at `path` (made if missing; a non-object there is
+    /// replaced), keeping what the object already holds under other keys.
+    pub fn merge_into<S: AsRef<str>>(&mut self, path: &[S], fields: &Map<String, Value>) {
+        let mut map = &mut self.fields;
+        for part in path {
+            let slot = map.entry(part.as_ref()).or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            map = slot.as_object_mut().expect("made an object above");
+        }
+        for (k, v) in fields {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+
     pub fn insert(&mut self, field: &FieldRef, value: Value) {
         self.insert_path(field.parts(), value)
     }

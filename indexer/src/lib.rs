@@ -9,7 +9,9 @@
 //! - [`codec`]: `json` and `plain` record decoding (never drops; `_jsonparsefailure`).
 //! - [`condition`]: `when` conditions (tag, equals, matches, and/or/not).
 //! - [`template`]: Logstash sprintf templates (`%{[f]}`, `%{+YYYY.MM.dd}`).
-//! - [`filters`]: `nginx_access`, `nginx_error`, `grok`, `date`, `mutate`, and the [`FilterChain`].
+//! - [`filters`]: `nginx_access`, `nginx_error`, `grok`, `date`, `mutate`, `user_agent`, `geoip`, and the
+//!   [`FilterChain`].
+//! - [`enrich`]: the user-agent rules and GeoIP/ASN databases those filters read (loaded once).
 //! - [`route`]: the ordered [`RouteTable`].
 //! - [`bulk`]: the NDJSON `_bulk` body ([`BulkRequest`]) and document ids.
 //! - [`retry`]: the pure retry decision on a `_bulk` response.
@@ -22,6 +24,9 @@
 //! - [`flow`]: batches in flight and commits.
 //! - [`output`]: Elasticsearch (`reqwest`), NDJSON files, stdout.
 //! - [`dead_letter`]: the `<topic>-dlq` producer.
+//! - [`replay`]: `logpipe replay`, re-indexing a time range of a topic outside the live group.
+//! - [`retention`]: deleting daily indices older than `[indexer.retention] delete_after`, and
+//!   `logpipe indices`.
 //! - [`stats`]: counters for `/status` and `/metrics`.
 
 mod backoff;
@@ -32,11 +37,14 @@ mod condition;
 mod config;
 mod consumer;
 mod dead_letter;
+mod enrich;
 mod error;
 mod event;
 mod filters;
 mod flow;
 mod output;
+pub mod replay;
+pub mod retention;
 mod retry;
 mod route;
 mod start_position;
@@ -55,6 +63,7 @@ pub mod benchmarking {
     pub use crate::batch::{Processor, Record, RecordBatch};
     pub use crate::bulk::{BulkRequest, DocId};
     pub use crate::config::Compiled;
+    pub use crate::enrich::Enrichment;
     pub use crate::route::Routed;
 }
 
@@ -87,7 +96,8 @@ impl Indexer {
     /// (`indexer.routes[1].time_zone`).
     pub fn new(config: Valid<IndexerConfig>) -> Result<Self> {
         let config = config.into_inner();
-        let compiled = Compiled::try_from(&config)?;
+        let enrichment = enrich::Enrichment::load(&config.enrichment);
+        let compiled = Compiled::with_enrichment(&config, &enrichment)?;
         Ok(Self { config, compiled, stats: Arc::new(Stats::default()) })
     }
 
@@ -114,6 +124,10 @@ impl Indexer {
         let default_index = (!config.drop_unmatched).then_some(config.default_index.as_str());
         if !outputs.prepare(&compiled.routes, default_index, &shutdown).await? {
             return Ok(());
+        }
+        if let Some(r) = &config.retention {
+            let retention = retention::Retention::new(&compiled.routes);
+            tokio::spawn(retention.run(outputs.clone(), r.delete_after, r.check_interval, shutdown.clone()));
         }
         let (limits, dead_letters) = match &config.output.elasticsearch {
             Some(es) => (

@@ -17,6 +17,31 @@ pub struct Route {
     pub when: Option<Condition>,
     pub index: Template,
     pub time_zone: Tz,
+    /// Set when the route writes to a data stream (`index` is then its name).
+    pub data_stream: Option<DataStream>,
+}
+
+/// A data stream a route writes to, named `<type>-<dataset>-<namespace>` as Elastic's conventions have
+/// it (`logs-nginx.access-default`); its documents get the three as `data_stream.*` fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataStream {
+    pub kind: String,
+    pub dataset: String,
+    pub namespace: String,
+}
+
+impl DataStream {
+    pub fn name(&self) -> String {
+        format!("{}-{}-{}", self.kind, self.dataset, self.namespace)
+    }
+
+    /// Sets `data_stream.type`, `.dataset` and `.namespace` on `event`.
+    pub fn mark(&self, event: &mut Event) {
+        use serde_json::Value;
+        event.insert_path(&["data_stream", "type"], Value::String(self.kind.clone()));
+        event.insert_path(&["data_stream", "dataset"], Value::String(self.dataset.clone()));
+        event.insert_path(&["data_stream", "namespace"], Value::String(self.namespace.clone()));
+    }
 }
 
 /// What happens to events no route takes.
@@ -52,6 +77,16 @@ impl RouteTable {
         &self.routes
     }
 
+    /// Every index template events can be written to (the routes', then the default index's), with its
+    /// time zone.
+    pub fn templates(&self) -> impl Iterator<Item = (&Template, Tz)> {
+        let default = match &self.unmatched {
+            Unmatched::Index { index, time_zone } => Some((index, *time_zone)),
+            Unmatched::Drop => None,
+        };
+        self.routes.iter().map(|r| (&r.index, r.time_zone)).chain(default)
+    }
+
     /// Picks the index for `event`, clearing `index` and writing the name into it (the buffer is reused
     /// across events, so routing allocates only when a name outgrows it).
     pub fn route(&self, event: &Event, index: &mut String) -> Routed {
@@ -78,7 +113,12 @@ mod tests {
     use serde_json::json;
 
     fn route(tag: &str, index: &str, time_zone: Tz) -> Route {
-        Route { when: Some(Condition::Tag(tag.into())), index: Template::parse(index).unwrap(), time_zone }
+        Route {
+            when: Some(Condition::Tag(tag.into())),
+            index: Template::parse(index).unwrap(),
+            time_zone,
+            data_stream: None,
+        }
     }
 
     fn event(v: serde_json::Value) -> Event {

@@ -135,6 +135,111 @@ impl Template {
     }
 }
 
+/// How a template's rendered names can be read back: which names it makes and the time in each, for
+/// retention (`nginx_access-%{+YYYY.MM.dd}` made `nginx_access-2026.11.21`, a day from 2026-11-21 00:00).
+#[derive(Debug, Clone)]
+pub struct DatedNames {
+    regex: regex::Regex,
+    /// The date token of each capture group, in order.
+    fields: Vec<DateToken>,
+}
+
+/// The unit a dated name covers, from its finest date token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Period {
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Template {
+    /// The names this template renders and the dates in them; `None` if it has no date part or a date
+    /// token that cannot be read back (a month name, say), so such indices are never judged by date.
+    pub fn dated_names(&self) -> Option<DatedNames> {
+        let mut pattern = String::from("^");
+        let mut fields = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => pattern.push_str(&regex::escape(s)),
+                Part::Field(..) => pattern.push_str(".+?"),
+                Part::Date(tokens, _) => {
+                    for token in tokens {
+                        let re = match token {
+                            DateToken::Year(w) | DateToken::WeekYear(w) => format!("(\\d{{{}}})", (*w).max(4)),
+                            DateToken::Month(_) | DateToken::Day(_) | DateToken::Hour(_) | DateToken::Week(_) => {
+                                "(\\d{1,2})".to_string()
+                            }
+                            DateToken::Literal(s) => {
+                                pattern.push_str(&regex::escape(s));
+                                continue;
+                            }
+                            _ => return None,
+                        };
+                        pattern.push_str(&re);
+                        fields.push(token.clone());
+                    }
+                }
+            }
+        }
+        pattern.push('$');
+        if fields.is_empty() {
+            return None;
+        }
+        let regex = regex::Regex::new(&pattern).ok()?;
+        Some(DatedNames { regex, fields })
+    }
+}
+
+impl DatedNames {
+    /// The start of the period `name` covers (read in `time_zone`, as the route wrote it) and the period,
+    /// if this template made the name.
+    pub fn parse(&self, name: &str, time_zone: Tz) -> Option<(chrono::DateTime<chrono::Utc>, Period)> {
+        use chrono::{NaiveDate, TimeZone};
+        let caps = self.regex.captures(name)?;
+        let (mut year, mut month, mut day, mut hour, mut week) = (None, None, None, None, None);
+        for (token, m) in self.fields.iter().zip(caps.iter().skip(1)) {
+            let n: u32 = m?.as_str().parse().ok()?;
+            match token {
+                DateToken::Year(_) | DateToken::WeekYear(_) => year = Some(n as i32),
+                DateToken::Month(_) => month = Some(n),
+                DateToken::Day(_) => day = Some(n),
+                DateToken::Hour(_) => hour = Some(n),
+                DateToken::Week(_) => week = Some(n),
+                _ => {}
+            }
+        }
+        let year = year?;
+        let (date, period) = match (month, day, week) {
+            (Some(m), Some(d), _) => {
+                (NaiveDate::from_ymd_opt(year, m, d)?, if hour.is_some() { Period::Hour } else { Period::Day })
+            }
+            (Some(m), None, _) => (NaiveDate::from_ymd_opt(year, m, 1)?, Period::Month),
+            (None, None, Some(w)) => (NaiveDate::from_isoywd_opt(year, w, chrono::Weekday::Mon)?, Period::Week),
+            (None, None, None) => (NaiveDate::from_ymd_opt(year, 1, 1)?, Period::Year),
+            _ => return None,
+        };
+        let local = date.and_hms_opt(hour.unwrap_or(0), 0, 0)?;
+        let start = time_zone.from_local_datetime(&local).earliest()?.with_timezone(&chrono::Utc);
+        Some((start, period))
+    }
+}
+
+impl Period {
+    /// The end of the period that starts at `start`.
+    pub fn end(self, start: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        use chrono::Months;
+        match self {
+            Period::Hour => start + chrono::Duration::hours(1),
+            Period::Day => start + chrono::Duration::days(1),
+            Period::Week => start + chrono::Duration::weeks(1),
+            Period::Month => start.checked_add_months(Months::new(1)).unwrap_or(start),
+            Period::Year => start.checked_add_months(Months::new(12)).unwrap_or(start),
+        }
+    }
+}
+
 fn write_value(value: &Value, out: &mut String) {
     match value {
         Value::String(s) => out.push_str(s),
@@ -299,6 +404,28 @@ mod tests {
         }
         let err = Template::parse("nginx-%{+YYYY.MM.DD}").unwrap_err().to_string();
         assert!(err.contains("\"DD\"") && err.contains("nginx-%{+YYYY.MM.DD}"), "{err}");
+    }
+
+    #[test]
+    fn dated_names_are_read_back() {
+        let t = Template::parse("nginx_access-%{+YYYY.MM.dd}").unwrap().dated_names().unwrap();
+        let (start, period) = t.parse("nginx_access-2026.11.21", Tz::UTC).unwrap();
+        assert_eq!(start.to_rfc3339(), "2026-11-21T00:00:00+00:00");
+        assert_eq!(period, Period::Day);
+        assert_eq!(period.end(start).to_rfc3339(), "2026-11-22T00:00:00+00:00");
+        for other in
+            ["nginx_access-2026.11", "nginx_error-2026.11.21", "nginx_access-2026.13.01", "xnginx_access-2026.11.21"]
+        {
+            assert!(t.parse(other, Tz::UTC).is_none(), "{other}");
+        }
+        let (start, _) = t.parse("nginx_access-2026.11.21", Tz::Asia__Tokyo).unwrap();
+        assert_eq!(start.to_rfc3339(), "2026-11-20T15:00:00+00:00");
+        let m = Template::parse("%{[service]}-%{+YYYY.MM}").unwrap().dated_names().unwrap();
+        assert_eq!(m.parse("shop-2026.11", Tz::UTC).unwrap().1, Period::Month);
+        let w = Template::parse("w-%{+xxxx.ww}").unwrap().dated_names().unwrap();
+        assert_eq!(w.parse("w-2026.47", Tz::UTC).unwrap().0.to_rfc3339(), "2026-11-16T00:00:00+00:00");
+        assert!(Template::parse("static").unwrap().dated_names().is_none());
+        assert!(Template::parse("x-%{+MMM}").unwrap().dated_names().is_none());
     }
 
     proptest::proptest! {

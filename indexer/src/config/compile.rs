@@ -7,14 +7,15 @@ use chrono_tz::Tz;
 use logpipe_config::Validate;
 use regex::Regex;
 
-use super::{FilterConfig, IndexerConfig, WhenConfig};
+use super::{DataStreamConfig, FilterConfig, IndexerConfig, WhenConfig};
 use crate::codec::Codec;
 use crate::condition::Condition;
+use crate::enrich::Enrichment;
 use crate::error::{Error, Result};
 use crate::event::FieldRef;
 use crate::filters::date::{DateFilter, DateFormat};
-use crate::filters::{Filter, FilterChain, Grok, Mutate, NginxAccess, NginxError};
-use crate::route::{Route, RouteTable, Unmatched};
+use crate::filters::{Filter, FilterChain, GeoIp, Grok, Mutate, NginxAccess, NginxError, UserAgent};
+use crate::route::{DataStream, Route, RouteTable, Unmatched};
 use crate::template::Template;
 
 /// The config compiled into the pipeline's runtime stages.
@@ -86,18 +87,62 @@ impl WhenConfig {
     }
 }
 
+/// A data stream's name parts: lowercase, no `-` inside a part (it separates them), as Elasticsearch's
+/// naming scheme requires.
+fn data_stream(key: &str, d: &DataStreamConfig) -> Result<DataStream> {
+    for (name, value) in [("type", &d.kind), ("dataset", &d.dataset), ("namespace", &d.namespace)] {
+        let ok = !value.is_empty()
+            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
+            && !value.starts_with(['.', '_']);
+        if !ok {
+            return Err(bad(
+                format!("{key}.data_stream.{name}"),
+                format!("{value:?} must be lowercase letters, digits, '.' or '_' (no '-'), e.g. \"nginx.access\""),
+            ));
+        }
+    }
+    Ok(DataStream { kind: d.kind.clone(), dataset: d.dataset.clone(), namespace: d.namespace.clone() })
+}
+
 fn when(key: &str, w: &Option<WhenConfig>) -> Result<Option<Condition>> {
     w.as_ref().map(|w| w.compile(&format!("{key}.when"))).transpose()
 }
 
 impl FilterConfig {
-    /// Compiles one filter; errors name keys under `key` (e.g. `indexer.filters[1]`).
+    /// Compiles one filter without enrichment databases; errors name keys under `key` (e.g.
+    /// `indexer.filters[1]`).
     pub fn compile(&self, key: &str) -> Result<(Option<Condition>, Box<dyn Filter>)> {
+        self.compile_with(key, &Enrichment::none())
+    }
+
+    /// Compiles one filter; the `nginx_access`, `user_agent` and `geoip` filters use `enrichment`.
+    pub fn compile_with(&self, key: &str, enrichment: &Enrichment) -> Result<(Option<Condition>, Box<dyn Filter>)> {
         let k = |name: &str| format!("{key}.{name}");
         Ok(match self {
-            FilterConfig::NginxAccess(c) => {
-                (when(key, &c.when)?, Box::new(NginxAccess { source: field(&k("source"), &c.source)? }))
-            }
+            FilterConfig::NginxAccess(c) => (
+                when(key, &c.when)?,
+                Box::new(NginxAccess {
+                    source: field(&k("source"), &c.source)?,
+                    user_agent: c.user_agent.then(|| UserAgent::ecs(enrichment.user_agent.clone())),
+                    geoip: c.geoip.then(|| GeoIp::ecs(enrichment.geoip.clone())),
+                }),
+            ),
+            FilterConfig::UserAgent(c) => (
+                when(key, &c.when)?,
+                Box::new(UserAgent {
+                    source: field(&k("source"), &c.source)?,
+                    target: field(&k("target"), &c.target)?,
+                    parser: enrichment.user_agent.clone(),
+                }),
+            ),
+            FilterConfig::Geoip(c) => (
+                when(key, &c.when)?,
+                Box::new(GeoIp {
+                    source: field(&k("source"), &c.source)?,
+                    target: field(&k("target"), &c.target)?,
+                    databases: enrichment.geoip.clone(),
+                }),
+            ),
             FilterConfig::NginxError(c) => (
                 when(key, &c.when)?,
                 Box::new(NginxError {
@@ -186,10 +231,18 @@ impl FilterConfig {
 impl TryFrom<&IndexerConfig> for Compiled {
     type Error = Error;
 
+    /// Compiles without enrichment databases (what validation needs).
     fn try_from(config: &IndexerConfig) -> Result<Self> {
+        Self::with_enrichment(config, &Enrichment::none())
+    }
+}
+
+impl Compiled {
+    /// Compiles with the loaded `enrichment` databases (what the running indexer uses).
+    pub fn with_enrichment(config: &IndexerConfig, enrichment: &Enrichment) -> Result<Self> {
         let mut filters = FilterChain::new();
         for (i, f) in config.filters.iter().enumerate() {
-            let (when, filter) = f.compile(&format!("indexer.filters[{i}]"))?;
+            let (when, filter) = f.compile_with(&format!("indexer.filters[{i}]"), enrichment)?;
             filters.push(when, filter);
         }
         let routes = config
@@ -198,21 +251,30 @@ impl TryFrom<&IndexerConfig> for Compiled {
             .enumerate()
             .map(|(i, r)| {
                 let key = format!("indexer.routes[{i}]");
-                if r.index.trim().is_empty() {
-                    return Err(bad(
-                        format!("{key}.index"),
-                        "is required, e.g. index = \"nginx_access-%{+YYYY.MM.dd}\"",
-                    ));
-                }
+                let data_stream = r.data_stream.as_ref().map(|d| data_stream(&key, d)).transpose()?;
+                let index = match (&data_stream, r.index.trim().is_empty()) {
+                    (Some(_), false) => {
+                        return Err(bad(format!("{key}.index"), "set either index or data_stream, not both"))
+                    }
+                    (Some(ds), true) => ds.name(),
+                    (None, true) => {
+                        return Err(bad(
+                            format!("{key}.index"),
+                            "is required, e.g. index = \"nginx_access-%{+YYYY.MM.dd}\" (or set data_stream)",
+                        ))
+                    }
+                    (None, false) => r.index.clone(),
+                };
                 Ok(Route {
                     when: when(&key, &r.when)?,
-                    index: template(&format!("{key}.index"), &r.index)?,
+                    index: template(&format!("{key}.index"), &index)?,
                     time_zone: r
                         .time_zone
                         .as_deref()
                         .map(|z| zone(&format!("{key}.time_zone"), z))
                         .transpose()?
                         .unwrap_or(Tz::UTC),
+                    data_stream,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -270,8 +332,22 @@ impl Validate for IndexerConfig {
             if es.api_key.is_some() && es.user.is_some() {
                 return Err(bad(key("api_key"), "use either api_key or user/password, not both"));
             }
+            if es.number_of_shards == 0 {
+                return Err(bad(key("number_of_shards"), "must be at least 1"));
+            }
+            if es.refresh_interval.trim().is_empty() {
+                return Err(bad(key("refresh_interval"), "must be a time such as \"5s\" (or \"-1\" for none)"));
+            }
             if es.retry_initial_backoff.is_zero() || es.retry_max_backoff < es.retry_initial_backoff {
                 return Err(bad(key("retry_max_backoff"), "needs 0 < retry_initial_backoff <= retry_max_backoff"));
+            }
+        }
+        if let Some(r) = &self.retention {
+            if r.delete_after.is_zero() {
+                return Err(bad("indexer.retention.delete_after", "must be more than 0, e.g. \"30d\""));
+            }
+            if r.check_interval.is_zero() {
+                return Err(bad("indexer.retention.check_interval", "must be more than 0, e.g. \"1h\""));
             }
         }
         Ok(())

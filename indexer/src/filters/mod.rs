@@ -3,18 +3,23 @@
 //! A [`FilterChain`] runs the configured filters in order, each behind its optional `when`.
 
 pub mod date;
+pub mod geoip;
 pub mod grok;
 pub mod mutate;
 pub mod nginx;
+pub mod user_agent;
+pub mod zone;
 
 use std::fmt::Debug;
 
 use crate::condition::Condition;
 use crate::event::Event;
 
+pub use geoip::GeoIp;
 pub use grok::Grok;
 pub use mutate::Mutate;
 pub use nginx::{NginxAccess, NginxError};
+pub use user_agent::UserAgent;
 
 /// Tag on events a parser (nginx or grok) could not match.
 pub const GROK_PARSE_FAILURE: &str = "_grokparsefailure";

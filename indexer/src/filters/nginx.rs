@@ -2,29 +2,40 @@
 //! line, no regex, fields borrowed until the line is known to match, so a failed line is left untouched).
 //!
 //! - [`NginxAccess`]: the `combined` log format, and `main` (combined + `"$http_x_forwarded_for"`);
-//!   trailing fields of custom formats are ignored. `$time_local` becomes `@timestamp`.
+//!   trailing fields of custom formats are ignored. `$time_local` becomes `@timestamp`. The fields are
+//!   those of Filebeat's nginx module (`filebeat/module/nginx/access/ingest/pipeline.yml`): the client is
+//!   the first public address of `X-Forwarded-For` then `$remote_addr` (`source.address`, `source.ip`),
+//!   `url.path`/`url.query`, `event.*`, `related.*`; then, when their databases are loaded, the user agent
+//!   (`user_agent.*`) and GeoIP/ASN (`source.geo.*`, `source.as.*`).
 //! - [`NginxError`]: `2026/11/21 08:15:30 [error] 1234#5678: *9 message`. Error log times carry no zone, so
-//!   the filter takes one (UTC by default).
+//!   the filter reads them in the event's `event.timezone` if it has one, else in its own (UTC by default).
 //!
 //! References: nginx `ngx_http_log_module` (`log_format combined`), ECS field reference, Filebeat's nginx
 //! module (`nginx.access.remote_ip_list`, `nginx.error.connection_id`).
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::{Filter, DATE_PARSE_FAILURE, GROK_PARSE_FAILURE};
+use super::zone::Zone;
+use super::{Filter, GeoIp, UserAgent, DATE_PARSE_FAILURE, GROK_PARSE_FAILURE};
+use crate::enrich::geoip::is_private;
 use crate::event::{Event, FieldRef};
 
-/// Parses nginx access lines from `source` (default `message`).
+/// Parses nginx access lines from `source` (default `message`), then enriches the event with `user_agent`
+/// and `geoip` when they are set (and their databases loaded).
 #[derive(Debug, Clone)]
 pub struct NginxAccess {
     pub source: FieldRef,
+    pub user_agent: Option<UserAgent>,
+    pub geoip: Option<GeoIp>,
 }
 
 impl Default for NginxAccess {
     fn default() -> Self {
-        Self { source: FieldRef::parse("message").expect("static") }
+        Self { source: FieldRef::parse("message").expect("static"), user_agent: None, geoip: None }
     }
 }
 
@@ -161,10 +172,29 @@ impl Filter for NginxAccess {
         };
         // Copy out of the borrowed line before writing into the event.
         let time = parse_time_local(a.time);
-        let mut fields: Vec<(&[&str], Value)> = Vec::with_capacity(11);
-        fields.push((&["source", "ip"], string(a.remote_addr)));
+        let mut fields: Vec<(&[&str], Value)> = Vec::with_capacity(24);
+        // The client: the first public address of X-Forwarded-For, then $remote_addr (Filebeat's rule).
+        let forwarded: Vec<&str> =
+            a.forwarded_for.filter(|x| *x != "-").map(|x| x.split(',').map(str::trim).collect()).unwrap_or_default();
+        let candidates = || forwarded.iter().copied().chain(std::iter::once(a.remote_addr));
+        let client =
+            candidates().find(|c| c.parse::<IpAddr>().is_ok_and(|ip| !is_private(ip))).unwrap_or(a.remote_addr);
+        fields.push((&["source", "address"], string(client)));
+        if client.parse::<IpAddr>().is_ok() {
+            fields.push((&["source", "ip"], string(client)));
+        }
+        let mut related_ip: Vec<Value> = Vec::new();
+        for c in candidates().filter(|c| c.parse::<IpAddr>().is_ok()) {
+            if !related_ip.iter().any(|v| v == c) {
+                related_ip.push(string(c));
+            }
+        }
+        if !related_ip.is_empty() {
+            fields.push((&["related", "ip"], Value::Array(related_ip)));
+        }
         if a.remote_user != "-" {
             fields.push((&["user", "name"], string(a.remote_user)));
+            fields.push((&["related", "user"], json!([a.remote_user])));
         }
         // `METHOD URI HTTP/x.y`; nginx logs junk request lines (TLS on a plain port, scanners) as they came,
         // and those just keep no method/url.
@@ -180,6 +210,14 @@ impl Filter for NginxAccess {
                     _ => rest,
                 };
                 fields.push((&["url", "original"], string(url)));
+                let (path, query) = match url.split_once('?') {
+                    Some((p, q)) => (p, Some(q)),
+                    None => (url, None),
+                };
+                fields.push((&["url", "path"], string(path)));
+                if let Some(q) = query.filter(|q| !q.is_empty()) {
+                    fields.push((&["url", "query"], string(q)));
+                }
             }
         }
         fields.push((&["http", "response", "status_code"], Value::from(a.status)));
@@ -190,16 +228,28 @@ impl Filter for NginxAccess {
         if a.user_agent != "-" {
             fields.push((&["user_agent", "original"], string(a.user_agent)));
         }
-        if let Some(xff) = a.forwarded_for.filter(|x| *x != "-") {
-            let list = xff.split(',').map(|ip| string(ip.trim())).collect();
+        if !forwarded.is_empty() {
+            let list = forwarded.iter().map(|ip| string(ip)).collect();
             fields.push((&["nginx", "access", "remote_ip_list"], Value::Array(list)));
         }
+        fields.push((&["event", "kind"], string("event")));
+        fields.push((&["event", "category"], json!(["web"])));
+        fields.push((&["event", "type"], json!(["access"])));
+        fields.push((&["event", "outcome"], string(if a.status >= 400 { "failure" } else { "success" })));
+        fields.push((&["event", "module"], string("nginx")));
+        fields.push((&["event", "dataset"], string("nginx.access")));
         for (path, value) in fields {
             event.insert_path(path, value);
         }
         match time {
             Some(t) => event.set_timestamp(t),
             None => event.add_tag(DATE_PARSE_FAILURE),
+        }
+        if let Some(f) = &self.user_agent {
+            f.apply(event);
+        }
+        if let Some(f) = &self.geoip {
+            f.apply(event);
         }
     }
 }
@@ -237,9 +287,15 @@ impl Filter for NginxError {
             event.insert_path(&["nginx", "error", "connection_id"], Value::from(n));
         }
         event.insert(&self.source, message);
+        event.insert_path(&["event", "kind"], string("event"));
+        event.insert_path(&["event", "category"], json!(["web"]));
+        event.insert_path(&["event", "type"], json!(["error"]));
+        event.insert_path(&["event", "module"], string("nginx"));
+        event.insert_path(&["event", "dataset"], string("nginx.error"));
         // A local time in a DST gap does not exist; one in the repeated hour takes the earlier instant.
-        match parse_error_time(&time).and_then(|t| self.time_zone.from_local_datetime(&t).earliest()) {
-            Some(t) => event.set_timestamp(t.with_timezone(&Utc)),
+        let zone = Zone::of_event(event, self.time_zone);
+        match parse_error_time(&time).and_then(|t| zone.to_utc(&t)) {
+            Some(t) => event.set_timestamp(t),
             None => event.add_tag(DATE_PARSE_FAILURE),
         }
     }
@@ -265,17 +321,22 @@ mod tests {
         let mut e = envelope("access", COMBINED);
         NginxAccess::default().apply(&mut e);
         let m = e.as_map();
-        assert_eq!(m["source"], json!({"ip": "203.0.113.9"}));
+        assert_eq!(m["source"], json!({"address": "203.0.113.9", "ip": "203.0.113.9"}));
         assert_eq!(m["user"], json!({"name": "alice"}));
+        assert_eq!(m["related"], json!({"ip": ["203.0.113.9"], "user": ["alice"]}));
         assert_eq!(
             m["http"],
             json!({"request": {"method": "GET", "referrer": "https://example.com/"}, "version": "1.1",
                    "response": {"status_code": 200, "body": {"bytes": 5316}}})
         );
-        assert_eq!(m["url"], json!({"original": "/shop/cart?id=7"}));
+        assert_eq!(m["url"], json!({"original": "/shop/cart?id=7", "path": "/shop/cart", "query": "id=7"}));
         assert_eq!(m["user_agent"], json!({"original": "Mozilla/5.0 (X11; Linux x86_64)"}));
         assert_eq!(m["@timestamp"], json!("2026-11-21T07:15:30.000Z"));
-        assert_eq!(m["event"], json!({"created": "2026-11-23T10:00:00.000Z"}));
+        assert_eq!(
+            m["event"],
+            json!({"created": "2026-11-23T10:00:00.000Z", "kind": "event", "category": ["web"], "type": ["access"],
+                   "outcome": "success", "module": "nginx", "dataset": "nginx.access"})
+        );
         assert_eq!(m["message"], json!(COMBINED));
         assert_eq!(e.tags().collect::<Vec<_>>(), ["access"]);
     }
@@ -288,6 +349,11 @@ mod tests {
         NginxAccess::default().apply(&mut e);
         let m = e.as_map();
         assert_eq!(m["nginx"]["access"]["remote_ip_list"], json!(["198.51.100.7", "10.0.0.2"]));
+        // The client is the first public address of X-Forwarded-For, not the proxy in $remote_addr.
+        assert_eq!(m["source"], json!({"address": "198.51.100.7", "ip": "198.51.100.7"}));
+        assert_eq!(m["related"]["ip"], json!(["198.51.100.7", "10.0.0.2", "10.0.0.1"]));
+        assert_eq!(m["event"]["outcome"], json!("failure"));
+        assert_eq!(m["url"], json!({"original": "/api", "path": "/api"}));
         assert_eq!(m["http"]["version"], json!("2.0"));
         assert!(m.get("user").is_none() && m.get("user_agent").is_none());
         assert!(m["http"]["request"].get("referrer").is_none());
@@ -352,6 +418,9 @@ mod tests {
         assert_eq!(m["@timestamp"], json!("2026-11-21T08:15:30.000Z"));
         assert_eq!(m["event"]["created"], json!("2026-11-23T10:00:00.000Z"));
 
+        assert_eq!(m["event"]["dataset"], json!("nginx.error"));
+        assert_eq!(m["event"]["type"], json!(["error"]));
+
         let mut e = envelope("error", "2026/07/01 23:30:00 [emerg] 1#1: bind() failed\n  second line");
         NginxError { time_zone: Tz::Europe__Berlin, ..NginxError::default() }.apply(&mut e);
         assert_eq!(e.as_map()["message"], json!("bind() failed\n  second line"));
@@ -393,6 +462,7 @@ mod tests {
             when: Some(Condition::Tag(t.into())),
             index: Template::parse(&format!("nginx_{t}-%{{+YYYY.MM.dd}}")).unwrap(),
             time_zone: Tz::UTC,
+            data_stream: None,
         });
         let table = RouteTable::new(routes.to_vec(), Unmatched::Drop);
         let mut index = String::new();
@@ -406,5 +476,54 @@ mod tests {
             assert!(matches!(table.route(&e, &mut index), Routed::Route(_)));
             assert_eq!(index, want, "{line}");
         }
+    }
+
+    #[test]
+    fn error_times_follow_the_hosts_event_timezone_around_midnight() {
+        // Hosts on UTC+8 and UTC-5 log local times; the route's day is the event's UTC day.
+        let route = Route {
+            when: None,
+            index: Template::parse("nginx_error-%{+YYYY.MM.dd}").unwrap(),
+            time_zone: Tz::UTC,
+            data_stream: None,
+        };
+        let table = RouteTable::new(vec![route], Unmatched::Drop);
+        let mut index = String::new();
+        for (zone, line, utc, day) in [
+            ("+08:00", "2026/11/21 07:59:59 [error] 1#1: a", "2026-11-20T23:59:59.000Z", "2026.11.20"),
+            ("+08:00", "2026/11/21 08:00:00 [error] 1#1: b", "2026-11-21T00:00:00.000Z", "2026.11.21"),
+            ("-05:00", "2026/11/20 18:59:59 [error] 1#1: c", "2026-11-20T23:59:59.000Z", "2026.11.20"),
+            ("-05:00", "2026/11/20 19:00:00 [error] 1#1: d", "2026-11-21T00:00:00.000Z", "2026.11.21"),
+        ] {
+            let mut e = envelope("error", line);
+            e.insert_path(&["event", "timezone"], json!(zone));
+            // The filter's own zone applies only to events without event.timezone.
+            NginxError { time_zone: Tz::Europe__Berlin, ..NginxError::default() }.apply(&mut e);
+            assert_eq!(e.as_map()["@timestamp"], json!(utc), "{zone} {line}");
+            table.route(&e, &mut index);
+            assert_eq!(index, format!("nginx_error-{day}"));
+        }
+    }
+
+    #[test]
+    fn user_agent_and_geoip_when_loaded() {
+        let rules = "user_agent_parsers:\n  - regex: '(Firefox)/(\\d+)\\.(\\d+)'\nos_parsers:\n  - regex: '(Ubuntu)'\ndevice_parsers: []\n";
+        let parser = std::sync::Arc::new(crate::enrich::UserAgentParser::from_yaml(rules, 8).unwrap());
+        let filter = NginxAccess {
+            user_agent: Some(UserAgent::ecs(Some(parser))),
+            geoip: Some(GeoIp::ecs(None)),
+            ..NginxAccess::default()
+        };
+        let line = r#"8.8.8.8 - - [21/Nov/2026:08:15:30 +0000] "GET / HTTP/1.1" 200 1 "-" "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0""#;
+        let mut e = envelope("access", line);
+        filter.apply(&mut e);
+        let ua = &e.as_map()["user_agent"];
+        assert_eq!(ua["name"], json!("Firefox"));
+        assert_eq!(ua["version"], json!("120.0"));
+        assert_eq!(ua["os"], json!({"name": "Ubuntu", "full": "Ubuntu"}));
+        assert_eq!(ua["device"], json!({"name": "Other"}));
+        assert!(ua["original"].as_str().unwrap().starts_with("Mozilla/5.0"));
+        // No GeoIP database loaded: nothing added, nothing broken.
+        assert_eq!(e.as_map()["source"], json!({"address": "8.8.8.8", "ip": "8.8.8.8"}));
     }
 }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 
+use super::index_template::{self, Install};
 use super::{count_by_index, DeadLetters};
 use crate::backoff::Backoff;
 use crate::batch::Batch;
@@ -56,7 +57,8 @@ pub struct Elasticsearch {
     compression: bool,
     initial_backoff: Duration,
     max_backoff: Duration,
-    template_name: Option<String>,
+    /// The config, when the index template is managed.
+    template: Option<Box<ElasticsearchConfig>>,
     /// Whether the last request failed, so failures and recovery are logged once each.
     failing: AtomicBool,
     stats: Arc<Stats>,
@@ -107,54 +109,168 @@ impl Elasticsearch {
             compression: config.compression,
             initial_backoff: config.retry_initial_backoff,
             max_backoff: config.retry_max_backoff,
-            template_name: config.manage_template.then(|| config.template_name.clone()),
+            template: config.manage_template.then(|| Box::new(config.clone())),
             failing: AtomicBool::new(false),
             stats,
         })
     }
 
-    /// Installs the index template (if `manage_template`) so `@timestamp` maps as a date in every index
-    /// the routes can name (`nginx_access-%{+YYYY.MM.dd}` → `nginx_access-*`). Retries while the cluster
-    /// is unreachable; a refusal (4xx) is an error. Returns `Ok(false)` if `stop` fired first.
-    pub async fn install_template(&self, index_patterns: &[String], stop: &CancellationToken) -> Result<bool> {
-        let Some(name) = &self.template_name else { return Ok(true) };
+    /// Installs the index template (if `manage_template`) with ECS mappings for every index the routes can
+    /// name (`nginx_access-%{+YYYY.MM.dd}` → `nginx_access-*`), unless the same template is already there
+    /// ([`index_template::decide`]). Retries while the cluster is unreachable; a refusal (4xx) is an error.
+    /// Returns `Ok(false)` if `stop` fired first.
+    /// With `data_stream`, the template (named `<template_name>-data-streams`) makes the patterns data
+    /// streams.
+    pub async fn install_template(
+        &self,
+        index_patterns: &[String],
+        data_stream: bool,
+        stop: &CancellationToken,
+    ) -> Result<bool> {
+        let Some(config) = &self.template else { return Ok(true) };
         if index_patterns.is_empty() {
             return Ok(true);
         }
-        let body = serde_json::json!({
-            "index_patterns": index_patterns,
-            "priority": 200,
-            "template": { "mappings": { "properties": { "@timestamp": { "type": "date" } } } },
-            "_meta": { "managed_by": "logpipe" },
-        });
-        let body = serde_json::to_vec(&body)?;
+        let name = &index_template::name(config, data_stream);
+        let ours = index_template::body(index_patterns, config, data_stream);
+        let body = serde_json::to_vec(&ours)?;
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         loop {
             let host = self.pick_host();
-            let request = self
-                .authorize(self.client.put(format!("{}/_index_template/{name}", host.url)))
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {
+            match self.install_once(host, name, &ours, &body).await {
+                Ok(Ok(install)) => {
                     self.recovered(host);
-                    tracing::info!(template = %name, patterns = ?index_patterns, "index template installed");
+                    match install {
+                        Install::Put => {
+                            tracing::info!(template = %name, version = index_template::TEMPLATE_VERSION, patterns = ?index_patterns, "index template installed")
+                        }
+                        Install::UpToDate => tracing::info!(template = %name, "index template is up to date"),
+                        Install::Newer(version) => tracing::warn!(
+                            template = %name, version, ours = index_template::TEMPLATE_VERSION,
+                            "a newer index template is installed; keeping it"
+                        ),
+                    }
                     return Ok(true);
                 }
-                Ok(response) if response.status().is_client_error() && response.status().as_u16() != 429 => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    return Err(Error::Elasticsearch(template_refused(&host.url, name, status.as_u16(), &text)));
+                Ok(Err((status, text))) => {
+                    return Err(Error::Elasticsearch(template_refused(&host.url, name, status, &text)))
                 }
-                Ok(response) => {
-                    self.failed(host, Failure::Retry(format!("index template: HTTP {}", response.status())))
+                Err(failure) => {
+                    let transport = matches!(failure, Failure::Transport(_));
+                    self.failed(host, failure);
+                    if (!transport || !self.another_host_alive(host))
+                        && !sleep_or_stop(backoff.next_delay(), stop).await
+                    {
+                        return Ok(false);
+                    }
                 }
-                Err(e) => self.failed(host, Failure::Transport(transport_reason(&e))),
-            }
-            if !self.another_host_alive(host) && !sleep_or_stop(backoff.next_delay(), stop).await {
-                return Ok(false);
             }
         }
+    }
+
+    /// One look at the installed template and, if needed, one `PUT`. The outer `Err` is worth retrying; the
+    /// inner one is a refusal (4xx other than 429): its status and answer.
+    async fn install_once(
+        &self,
+        host: &Host,
+        name: &str,
+        ours: &serde_json::Value,
+        body: &[u8],
+    ) -> std::result::Result<std::result::Result<Install, (u16, String)>, Failure> {
+        let url = format!("{}/_index_template/{name}", host.url);
+        let response =
+            self.authorize(self.client.get(&url)).send().await.map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        let status = response.status();
+        let existing: Option<serde_json::Value> = match status.as_u16() {
+            404 => None,
+            s if status.is_success() => {
+                let unreadable =
+                    |e: String| Failure::Retry(format!("index template: unreadable answer to GET ({s}): {e}"));
+                let raw = response.bytes().await.map_err(|e| unreadable(e.to_string()))?;
+                Some(serde_json::from_slice(&raw).map_err(|e| unreadable(e.to_string()))?)
+            }
+            s if status.is_client_error() && s != 429 => {
+                return Ok(Err((s, response.text().await.unwrap_or_default())))
+            }
+            _ => return Err(Failure::Retry(format!("index template: GET HTTP {status}"))),
+        };
+        let install = index_template::decide(existing.as_ref(), ours);
+        if install != Install::Put {
+            return Ok(Ok(install));
+        }
+        let response = self
+            .authorize(self.client.put(&url))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(Ok(Install::Put))
+        } else if status.is_client_error() && status.as_u16() != 429 {
+            Ok(Err((status.as_u16(), response.text().await.unwrap_or_default())))
+        } else {
+            Err(Failure::Retry(format!("index template: PUT HTTP {status}")))
+        }
+    }
+
+    /// The open indices matching `patterns` (e.g. `nginx_access-*`): name, documents and bytes. One
+    /// attempt per host; for `logpipe indices` and retention, which run again later.
+    pub async fn list_indices(&self, patterns: &[String]) -> Result<Vec<(String, u64, u64)>> {
+        if patterns.is_empty() {
+            return Ok(Vec::new());
+        }
+        #[derive(serde::Deserialize)]
+        struct Row {
+            index: String,
+            #[serde(rename = "docs.count")]
+            docs: Option<String>,
+            #[serde(rename = "store.size")]
+            bytes: Option<String>,
+        }
+        let path = format!(
+            "/_cat/indices/{}?format=json&h=index,docs.count,store.size&bytes=b&expand_wildcards=open",
+            patterns.join(",")
+        );
+        let raw = self.admin(reqwest::Method::GET, &path).await?;
+        let rows: Vec<Row> = serde_json::from_slice(&raw)?;
+        let number = |s: Option<String>| s.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut out: Vec<_> = rows.into_iter().map(|r| (r.index, number(r.docs), number(r.bytes))).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes one index by its exact name (never a wildcard, which Elasticsearch 8+ refuses by default).
+    pub async fn delete_index(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.contains(['*', ',', '/']) || name.starts_with(['-', '_']) {
+            return Err(Error::Elasticsearch(format!("refusing to delete {name:?}: not a single index name")));
+        }
+        self.admin(reqwest::Method::DELETE, &format!("/{name}")).await.map(drop)
+    }
+
+    /// One administrative request, tried on each host in turn until one answers; a 404 reads as `[]`.
+    async fn admin(&self, method: reqwest::Method, path: &str) -> Result<Bytes> {
+        let mut last = String::new();
+        for _ in 0..self.hosts.len() {
+            let host = self.pick_host();
+            match self.authorize(self.client.request(method.clone(), format!("{}{path}", host.url))).send().await {
+                Ok(r) if r.status().is_success() => {
+                    return r.bytes().await.map_err(|e| Error::Elasticsearch(transport_reason(&e)))
+                }
+                Ok(r) if r.status().as_u16() == 404 => return Ok(Bytes::from_static(b"[]")),
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    return Err(Error::Elasticsearch(format!(
+                        "{} answered {method} {path} with {status}: {text}",
+                        host.url
+                    )));
+                }
+                Err(e) => last = format!("{}: {}", host.url, transport_reason(&e)),
+            }
+        }
+        Err(Error::Elasticsearch(format!("{method} {path}: no host answered ({last})")))
     }
 
     /// Sends `batch` until every item is settled. Returns the items for the dead-letter topic with their

@@ -61,6 +61,39 @@ impl FileOutput {
         self.dir.join(format!("{name}.ndjson"))
     }
 
+    /// The index files in the directory: index name (the file name without `.ndjson`), documents (lines)
+    /// and bytes.
+    pub fn list(&self) -> Result<Vec<(String, u64, u64)>> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(Error::io(format!("cannot list the file output directory {}", self.dir.display())))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ndjson")) else {
+                continue;
+            };
+            let Ok(file) = File::open(&path) else { continue };
+            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let docs = BufReader::new(file).split(b'\n').count() as u64;
+            out.push((name.to_string(), docs, bytes));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes an index's file, first forgetting it if it is open, so a later document for that index
+    /// starts a new file instead of going to a deleted one.
+    pub fn delete(&self, index: &str) -> Result<()> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.remove(index);
+        let path = self.path_of(index);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("cannot delete {}", path.display()))(e)),
+        }
+    }
+
     /// Appends the batch's documents whose `_id` is new to their files and syncs them. Returns how many
     /// were new. On error nothing is counted as written (the batch is retried whole; ids already
     /// appended are then skipped).

@@ -4,6 +4,7 @@
 
 pub mod elasticsearch;
 pub mod file;
+pub mod index_template;
 mod stdout;
 
 use std::collections::BTreeMap;
@@ -59,18 +60,43 @@ impl Outputs {
     ) -> Result<bool> {
         match &self.store {
             Store::Elasticsearch(es) => {
-                let mut patterns: Vec<String> = routes
-                    .routes()
-                    .iter()
-                    .map(|r| r.index.source())
-                    .chain(default_index)
-                    .filter_map(index_pattern)
-                    .collect();
+                let daily = routes.routes().iter().filter(|r| r.data_stream.is_none());
+                let mut patterns: Vec<String> =
+                    daily.map(|r| r.index.source()).chain(default_index).filter_map(index_pattern).collect();
                 patterns.sort();
                 patterns.dedup();
-                es.install_template(&patterns, stop).await
+                let mut streams: Vec<String> =
+                    routes.routes().iter().filter_map(|r| r.data_stream.as_ref().map(|d| d.name())).collect();
+                streams.sort();
+                streams.dedup();
+                Ok(es.install_template(&patterns, false, stop).await?
+                    && es.install_template(&streams, true, stop).await?)
             }
             Store::File(_) | Store::None => Ok(true),
+        }
+    }
+
+    /// The indices the store holds for `patterns` (`nginx_access-*`): name, documents, bytes. The file
+    /// output lists every file of its directory (the caller filters by name).
+    pub async fn list_indices(&self, patterns: &[String]) -> Result<Vec<(String, u64, u64)>> {
+        match &self.store {
+            Store::Elasticsearch(es) => es.list_indices(patterns).await,
+            Store::File(file) => {
+                let file = file.clone();
+                tokio::task::spawn_blocking(move || file.list())
+                    .await
+                    .map_err(|e| crate::Error::Config(format!("listing the file output failed: {e}")))?
+            }
+            Store::None => Ok(Vec::new()),
+        }
+    }
+
+    /// Deletes one index (a file for the file output).
+    pub async fn delete_index(&self, name: &str) -> Result<()> {
+        match &self.store {
+            Store::Elasticsearch(es) => es.delete_index(name).await,
+            Store::File(file) => file.delete(name),
+            Store::None => Ok(()),
         }
     }
 
@@ -97,7 +123,7 @@ impl Outputs {
 }
 
 /// `nginx_access-%{+YYYY.MM.dd}` → `nginx_access-*`; templates that start with a placeholder give none.
-fn index_pattern(template: &str) -> Option<String> {
+pub(crate) fn index_pattern(template: &str) -> Option<String> {
     let prefix = &template[..template.find("%{").unwrap_or(template.len())];
     if prefix.is_empty() {
         None
