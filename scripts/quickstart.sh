@@ -8,6 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ -z "${LOGPIPE_BIN:-}" ]]; then
+    # librdkafka is built against the system OpenSSL (TLS and SASL/SCRAM): pkg-config and the headers.
+    if ! { command -v pkg-config >/dev/null && pkg-config --exists openssl; }; then
+        echo "quickstart: installing pkg-config and libssl-dev (Debian packages) to build librdkafka" >&2
+        sudo=""
+        [[ $(id -u) -ne 0 ]] && sudo=sudo
+        $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq pkg-config libssl-dev >&2
+    fi
     cargo build --release --bin logpipe
     LOGPIPE_BIN=target/release/logpipe
 fi
