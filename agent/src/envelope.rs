@@ -3,7 +3,8 @@
 //! ```json
 //! {"@timestamp":"2026-11-21T08:15:30.123Z","message":"...","tags":["access"],"fields":{},
 //!  "log":{"file":{"path":"/var/log/nginx/access.log"},"offset":123},"host":{"name":"web-01"},
-//!  "input":{"type":"file"},"agent":{"type":"logpipe","version":"0.1.0"},"event":{"id":"<32 hex>"}}
+//!  "input":{"type":"file"},"agent":{"type":"logpipe","version":"0.1.0"},
+//!  "event":{"id":"<32 hex>","timezone":"+08:00"}}
 //! ```
 //!
 //! Encoding goes straight into a reused buffer. Invalid UTF-8 is replaced lossily (U+FFFD) and control
