@@ -1,4 +1,4 @@
-"""Rough edges a new user hits in the first week (issue #11): environment overrides, log output,
+"""Rough edges a new user hits in the first week: environment overrides, log output,
 the admin endpoint of single-part commands, messages that name the key to change, stalls that say
 so, version/completions/man page, and the systemd units' install steps."""
 
