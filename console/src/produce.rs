@@ -5,7 +5,7 @@
 //! only if every record was acknowledged, and always reports how many were. With `--acks all` the producer is
 //! idempotent, so librdkafka's internal retries can neither duplicate nor reorder records.
 
-use std::fmt;
+use logpipe_config::{Acks, Compression};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
@@ -39,52 +39,6 @@ pub struct ProduceArgs {
     pub delivery_timeout_ms: u64,
     #[command(flatten)]
     pub connection: Connection,
-}
-
-/// The producer's `acks` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Acks {
-    /// Wait for all in-sync replicas (and, on logpipe's broker, the fsync).
-    #[value(name = "all", alias = "-1")]
-    All,
-    /// Wait for the leader only.
-    #[value(name = "1")]
-    Leader,
-    /// Do not wait.
-    #[value(name = "0")]
-    None,
-}
-
-impl Acks {
-    fn as_config(self) -> &'static str {
-        match self {
-            Acks::All => "all",
-            Acks::Leader => "1",
-            Acks::None => "0",
-        }
-    }
-}
-
-/// Record batch compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        })
-    }
 }
 
 /// Delivery tally.
@@ -122,7 +76,7 @@ fn outcome(
 
 pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     let connection = &args.connection;
-    let idempotent = args.acks == Acks::All;
+    let idempotent = args.acks.allows_idempotence();
     let producer: FutureProducer = connection
         .client_config()
         .set("acks", args.acks.as_config())
