@@ -97,13 +97,14 @@ stop_process() {
     wait "$1" 2>/dev/null || true
 }
 
-# wait_line FILE REGEX PID WHAT [SECONDS]: the first line of FILE matching REGEX, waiting (default 30 s)
-# while PID lives; on failure the message shows the tail of FILE's sibling .err file.
+# wait_line FILE REGEX PID WHAT [SECONDS] [COUNT]: the COUNTth (default: first) line of FILE matching
+# REGEX, waiting (default 30 s) while PID lives; on failure the message shows the tail of FILE's sibling
+# .err file.
 wait_line() {
-    local line deadline=$(( $(date +%s) + ${5:-30} ))
+    local line count=${6:-1} deadline=$(( $(date +%s) + ${5:-30} ))
     while :; do
-        if line=$(grep -m1 "$2" "$1" 2>/dev/null); then
-            printf '%s\n' "$line"
+        if line=$(grep -m"$count" "$2" "$1" 2>/dev/null) && [ "$(printf '%s\n' "$line" | wc -l)" -ge "$count" ]; then
+            printf '%s\n' "$line" | tail -1
             return 0
         fi
         kill -0 "$3" 2>/dev/null || die "$4 exited: $(tail -5 "${1%.*}.err" 2>/dev/null)"

@@ -35,12 +35,8 @@ EOT
         -c "$RUN_DIR/secure.toml" >/dev/null
     start_server "$RUN_DIR/secure" "secure broker" "$BIN" broker -c "$RUN_DIR/secure.toml"
     SECURE_PID=$STARTED_PID
-    wait_line "$RUN_DIR/secure.out" '^listening on ' "$SECURE_PID" "3 listeners" >/dev/null
     # The three "listening on" lines come in listener order; wait until all are there.
-    for _ in $(seq 1 100); do
-        [ "$(grep -c '^listening on ' "$RUN_DIR/secure.out")" -ge 3 ] && break
-        sleep 0.1
-    done
+    wait_line "$RUN_DIR/secure.out" '^listening on ' "$SECURE_PID" "3 listeners" 30 3 >/dev/null
     mapfile -t ports < <(sed -n 's/^listening on //p' "$RUN_DIR/secure.out")
     local tls=(-X security.protocol=ssl -X "ssl.ca.location=$pki/ca.pem")
     local scram=(-X security.protocol=sasl_ssl -X "ssl.ca.location=$pki/ca.pem" -X sasl.mechanism=SCRAM-SHA-512
