@@ -10,7 +10,8 @@
 #                                      only install kcat, .venv/ and the peers in .peers/, then stop
 #
 # Installs what is missing, once: the third-party peers (scripts/peers.sh: Apache Kafka and its tools,
-# the Java clients, an OpenSearch 2.19 node, Debian's uap-core and the DB-IP Lite data), Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
+# the Java clients, an OpenSearch 2.19 node, Debian's uap-core and the DB-IP Lite data), Debian's chromium
+# and playwright-core for the web console's browser tests, Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
 # compatible with) and a virtualenv at .venv/ with the pinned clients from
 # tests/python/requirements.txt. A second run skips both.
 set -euo pipefail
@@ -108,7 +109,30 @@ ensure_fuse() {
     fi
 }
 
+# The web console's browser tests (tests/python/test_web_console.py): Debian's chromium, driven by
+# playwright-core pinned in tests/browser/package-lock.json, installed into the ignored
+# tests/browser/node_modules.
+ensure_browser() {
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]} (Debian packages) for the browser tests"
+        apt_install "${missing[@]}"
+    fi
+    local stamp="$ROOT/tests/browser/node_modules/.logpipe-lock"
+    local want
+    want=$(sha256sum "$ROOT/tests/browser/package-lock.json" | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        log "npm ci in tests/browser (playwright-core)"
+        (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --ignore-scripts)
+        echo "$want" >"$stamp"
+    fi
+}
+
 ensure_kcat
+ensure_browser
 ensure_fuse
 ensure_tls_deps
 ensure_venv

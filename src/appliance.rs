@@ -31,6 +31,7 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
         ..About::default()
     };
     let broker_stop = CancellationToken::new();
+    let mut broker_address = None;
     let broker = match pipeline.broker {
         Some(config) => {
             let log_dirs = config.log_dirs.clone();
@@ -42,6 +43,7 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
                 println!("listening on {addr}");
             }
             about.parts.push(PartAbout::broker(&log_dirs, &server.local_addrs()));
+            broker_address = server.local_addrs().first().map(|a| a.to_string());
             std::io::stdout().flush()?;
             let broker = server.broker().clone();
             Some((tokio::spawn(server.run(broker_stop.clone())), broker))
@@ -59,7 +61,11 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
     if let Some(server) = admin {
         println!("admin on http://{}", server.local_addr()?);
         std::io::stdout().flush()?;
-        tokio::spawn(server.serve(logpipe_status::router(sources.clone()), admin_stop.clone()));
+        // The web console at `/` beside `/status` and `/metrics`.
+        let console = logpipe_web::Console::for_appliance(sources.clone(), broker_address, indexer.as_ref())
+            .map_err(|e| anyhow::anyhow!("the web console: {e}"))?;
+        let routes = logpipe_status::router(sources.clone()).merge(logpipe_web::router(console, admin_stop.clone()));
+        tokio::spawn(server.serve(routes, admin_stop.clone()));
     }
 
     if let (Some(indexer), Some(_)) = (&indexer, &pipeline.agent) {

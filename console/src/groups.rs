@@ -283,6 +283,56 @@ struct Member {
     client_id: String,
 }
 
+/// One member of a group and the partitions assigned to it, for callers other than the command line
+/// (the web console).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub id: String,
+    pub host: String,
+    pub client_id: String,
+    pub assignment: Vec<(String, i32)>,
+}
+
+/// A group's state and members with their assignments (DescribeGroups), without joining the group.
+pub async fn group_members(conn: Connection, group: String) -> Result<(String, Vec<GroupMember>)> {
+    blocking(move || {
+        let consumer = group_consumer(&conn, &group)?;
+        let summary = summarize_group(&consumer, &conn, &group)?;
+        let mut members: Vec<GroupMember> = summary
+            .members
+            .iter()
+            .map(|m| GroupMember {
+                id: m.id.clone(),
+                host: m.host.clone(),
+                client_id: m.client_id.clone(),
+                assignment: Vec::new(),
+            })
+            .collect();
+        for (key, index) in summary.assignment {
+            members[index].assignment.push(key);
+        }
+        Ok((summary.state, members))
+    })
+    .await
+}
+
+/// Plans, and with `execute` commits, the reset of one group's offsets on `topics` (all partitions), as
+/// `logpipe groups reset-offsets` does: refused with [`Error::GroupActive`] while the group has members.
+/// Returns (topic, partition, new offset).
+pub async fn reset_group_offsets(
+    conn: Connection,
+    group: String,
+    topics: Vec<String>,
+    target: ResetTarget,
+    execute: bool,
+) -> Result<Vec<(String, i32, i64)>> {
+    blocking(move || {
+        let specs: Vec<TopicSpec> = topics.into_iter().map(|topic| TopicSpec { topic, partitions: None }).collect();
+        reset_one(&conn, &group, Some(&specs), target, execute)
+    })
+    .await
+}
+
 /// What ListGroups/DescribeGroups say about one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct GroupSummary {

@@ -28,7 +28,9 @@ mod topics;
 pub use client::Connection;
 pub use consume::{ConsumeArgs, StartOffset};
 pub use error::{Error, Result};
-pub use groups::{GroupsCommand, ResetTarget, ResetTargetArgs, TopicSpec};
+pub use groups::{
+    group_members, reset_group_offsets, GroupMember, GroupsCommand, ResetTarget, ResetTargetArgs, TopicSpec,
+};
 pub use logpipe_config::{Acks, Compression};
 pub use produce::ProduceArgs;
 pub use topic_arg::{OptionalTopicArg, TopicArg};

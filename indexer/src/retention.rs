@@ -54,6 +54,25 @@ pub fn open(indexer: &crate::Indexer) -> Result<(Retention, Outputs)> {
     Ok((Retention::new(&indexer.compiled.routes), outputs))
 }
 
+/// The indices a configured indexer's store holds, for a caller that lists them while the indexer runs
+/// (the web console's Indices page).
+pub struct IndexList {
+    retention: Retention,
+    outputs: Outputs,
+}
+
+impl IndexList {
+    pub fn open(indexer: &crate::Indexer) -> Result<Self> {
+        let (retention, outputs) = open(indexer)?;
+        Ok(Self { retention, outputs })
+    }
+
+    /// The indices the routes can have made, with documents, bytes and periods.
+    pub async fn list(&self) -> Result<Vec<IndexRow>> {
+        self.retention.list(&self.outputs).await
+    }
+}
+
 /// `logpipe indices list` / `delete`: one line per index, oldest first; `older_than` marks (or, for
 /// delete, lists) the expired ones.
 pub fn table(rows: &[IndexRow], now: DateTime<Utc>, older_than: Option<Duration>) -> String {
