@@ -10,7 +10,9 @@ fn main() {
     };
     let request = logpipe_search::Request { q, from: None, to: None, size: Some(50), buckets: None };
     match logpipe_search::scan_files(std::path::Path::new(&dir), &request) {
-        Ok(a) => println!("{{\"total\":{},\"files\":{},\"bytes\":{},\"took_ms\":{}}}", a.total, a.files, a.bytes, a.took_ms),
+        Ok(a) => {
+            println!("{{\"total\":{},\"files\":{},\"bytes\":{},\"took_ms\":{}}}", a.total, a.files, a.bytes, a.took_ms)
+        }
         Err(e) => {
             eprintln!("scan: {e}");
             std::process::exit(1);

@@ -21,9 +21,16 @@ pub enum Query {
     /// A word or phrase anywhere in the raw document.
     Text(String),
     /// `field:value`, with `*` wildcards.
-    Equals { field: String, value: String },
+    Equals {
+        field: String,
+        value: String,
+    },
     /// `field:[lo TO hi]`; `None` is open.
-    Range { field: String, lo: Option<(String, bool)>, hi: Option<(String, bool)> },
+    Range {
+        field: String,
+        lo: Option<(String, bool)>,
+        hi: Option<(String, bool)>,
+    },
     And(Vec<Query>),
     Or(Vec<Query>),
     Not(Box<Query>),

@@ -7,8 +7,8 @@
 //! date are always read. The answer holds the total, a histogram over the time range, and the newest
 //! `size` hits, newest first.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -218,7 +218,8 @@ mod tests {
 
         let from = query::instant_ms("2026-12-03").unwrap();
         let to = query::instant_ms("2026-12-05").unwrap();
-        let request = Request { q: "url.path:/a".into(), from: Some(from), to: Some(to), size: Some(3), buckets: Some(2) };
+        let request =
+            Request { q: "url.path:/a".into(), from: Some(from), to: Some(to), size: Some(3), buckets: Some(2) };
         let answer = scan_files(dir.path(), &request).unwrap();
         assert_eq!(answer.total, 6);
         assert_eq!(answer.files, 2, "the November file is not read");
@@ -227,7 +228,8 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
         assert_eq!(answer.histogram, vec![(from, 5), (from + 86_400_000, 1)]);
 
-        let all = scan_files(dir.path(), &Request { q: String::new(), from: None, to: None, size: None, buckets: None });
+        let all =
+            scan_files(dir.path(), &Request { q: String::new(), from: None, to: None, size: None, buckets: None });
         assert_eq!(all.unwrap().total, 12);
     }
 

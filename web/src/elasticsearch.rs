@@ -70,4 +70,3 @@ pub async fn search(
         took_ms: started.elapsed().as_millis() as u64,
     })
 }
-

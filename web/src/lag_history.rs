@@ -12,9 +12,11 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 const KEEP_MS: i64 = 3_600_000;
 
 /// group → (time ms, lag), oldest first.
+type Samples = BTreeMap<String, VecDeque<(i64, i64)>>;
+
 #[derive(Clone, Default)]
 pub struct LagHistory {
-    samples: Arc<Mutex<BTreeMap<String, VecDeque<(i64, i64)>>>>,
+    samples: Arc<Mutex<Samples>>,
 }
 
 impl LagHistory {

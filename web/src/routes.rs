@@ -133,11 +133,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn kafka(app: &App) -> Result<KafkaAccess, Response> {
-    app.console
-        .kafka
-        .clone()
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "this process has no Kafka cluster configured (no broker or indexer)"))
+fn no_kafka() -> Response {
+    error(StatusCode::NOT_FOUND, "this process has no Kafka cluster configured (no broker or indexer)")
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, Response> {
@@ -163,10 +160,7 @@ async fn about(State(app): State<App>) -> Json<Value> {
 }
 
 async fn configs(State(app): State<App>, Path(topic): Path<String>) -> Response {
-    let access = match kafka(&app) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let Some(access) = app.console.kafka.clone() else { return no_kafka() };
     match access.configs(&topic).await {
         Ok(entries) => Json(entries).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, e),
@@ -186,15 +180,14 @@ struct MessagesQuery {
 }
 
 async fn messages(State(app): State<App>, Path(topic): Path<String>, Query(q): Query<MessagesQuery>) -> Response {
-    let access = match kafka(&app) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let Some(access) = app.console.kafka.clone() else { return no_kafka() };
     let seek = match (&q.time, q.offset) {
         (Some(t), _) if !t.trim().is_empty() => {
             match t.trim().parse::<i64>().ok().or_else(|| logpipe_search::query::instant_ms(t.trim())) {
                 Some(ms) => Seek::Time(ms),
-                None => return error(StatusCode::BAD_REQUEST, format!("time `{t}`: give milliseconds or an RFC 3339 time")),
+                None => {
+                    return error(StatusCode::BAD_REQUEST, format!("time `{t}`: give milliseconds or an RFC 3339 time"))
+                }
             }
         }
         (_, Some(o)) => Seek::Offset(o),
@@ -236,11 +229,9 @@ struct ResetRequest {
 }
 
 async fn reset(State(app): State<App>, Path(group): Path<String>, Json(r): Json<ResetRequest>) -> Response {
-    let access = match kafka(&app) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let value_i64 = || r.value.as_ref().and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
+    let Some(access) = app.console.kafka.clone() else { return no_kafka() };
+    let value_i64 =
+        || r.value.as_ref().and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
     let target = match r.to.as_str() {
         "earliest" => ResetTarget::Earliest,
         "latest" => ResetTarget::Latest,
@@ -248,11 +239,15 @@ async fn reset(State(app): State<App>, Path(group): Path<String>, Json(r): Json<
             Some(o) => ResetTarget::Offset(o),
             None => return error(StatusCode::BAD_REQUEST, "to = offset needs a numeric value"),
         },
-        "time" => match value_i64().or_else(|| r.value.as_ref().and_then(Value::as_str).and_then(logpipe_search::query::instant_ms)) {
+        "time" => match value_i64()
+            .or_else(|| r.value.as_ref().and_then(Value::as_str).and_then(logpipe_search::query::instant_ms))
+        {
             Some(ms) => ResetTarget::Timestamp(ms),
             None => return error(StatusCode::BAD_REQUEST, "to = time needs milliseconds or an RFC 3339 time"),
         },
-        other => return error(StatusCode::BAD_REQUEST, format!("to = `{other}`: use earliest, latest, offset or time")),
+        other => {
+            return error(StatusCode::BAD_REQUEST, format!("to = `{other}`: use earliest, latest, offset or time"))
+        }
     };
     if r.topics.is_empty() {
         return error(StatusCode::BAD_REQUEST, "name at least one topic to reset");
@@ -270,10 +265,7 @@ async fn reset(State(app): State<App>, Path(group): Path<String>, Json(r): Json<
 }
 
 async fn dead_letters(State(app): State<App>) -> Response {
-    let access = match kafka(&app) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let Some(access) = app.console.kafka.clone() else { return no_kafka() };
     let Some(suffix) = app.console.dead_letter_suffix.clone() else {
         return Json(json!({ "topics": [], "items": [] })).into_response();
     };
@@ -311,10 +303,7 @@ struct ResendRequest {
 }
 
 async fn resend(State(app): State<App>, Json(r): Json<ResendRequest>) -> Response {
-    let access = match kafka(&app) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let Some(access) = app.console.kafka.clone() else { return no_kafka() };
     match access.resend(&r.dlq_topic, r.partition, r.offset).await {
         Ok((topic, partition, offset)) => {
             tracing::info!(dlq = %r.dlq_topic, from = r.offset, %topic, partition, offset, "dead letter re-sent from the web console");
@@ -345,7 +334,12 @@ async fn indices(State(app): State<App>) -> Response {
                     })
                 })
                 .collect();
-            rows.sort_by(|a, b| b["day_start_ms"].as_i64().cmp(&a["day_start_ms"].as_i64()).then(a["index"].as_str().cmp(&b["index"].as_str())));
+            rows.sort_by(|a, b| {
+                b["day_start_ms"]
+                    .as_i64()
+                    .cmp(&a["day_start_ms"].as_i64())
+                    .then(a["index"].as_str().cmp(&b["index"].as_str()))
+            });
             let store = if app.console.elasticsearch.is_some() { "elasticsearch" } else { "file" };
             Json(json!({ "store": store, "retention_s": app.console.retention.map(|d| d.as_secs()), "indices": rows }))
                 .into_response()
