@@ -100,27 +100,31 @@ while [ "$(du -cb "$RUN_DIR"/indices/*.ndjson | tail -1 | cut -f1)" -lt "$WANT" 
     name=$(date -u -d "2020-01-01 + $day days" +%Y.%m.%d)
     cat $SEED >"$RUN_DIR/indices/copy-$name.ndjson"
 done
-rm -f $SEED
+
 BYTES=$(du -cb "$RUN_DIR"/indices/*.ndjson | tail -1 | cut -f1)
 FILES=$(ls "$RUN_DIR"/indices/*.ndjson | wc -l)
 
 TERM_TEXT=/wp-login.php
-best() { # best wall time in ms of 3 runs of "$@" (after a warm-up run); the last run's stdout in $OUT
-    local best_ms=999999999 t0 t1 ms
+best() { # best wall time in ms of 3 runs of "$@" (after a warm-up run) in BEST_MS; the last run's stdout in OUT
+    local t0 t1 ms
+    BEST_MS=999999999
     "$@" >/dev/null
     for _ in 1 2 3; do
         t0=$(date +%s%N)
         OUT=$("$@")
         t1=$(date +%s%N)
         ms=$(((t1 - t0) / 1000000))
-        [ "$ms" -lt "$best_ms" ] && best_ms=$ms
+        if [ "$ms" -lt "$BEST_MS" ]; then BEST_MS=$ms; fi
     done
-    echo "$best_ms"
 }
+total_of() { echo "$1" | sed 's/.*"total":\([0-9]*\).*/\1/'; }
 grep_count() { grep -c -F -- "$TERM_TEXT" "$RUN_DIR"/indices/*.ndjson | awk -F: '{ n += $NF } END { print n }'; }
-GREP_MS=$(best grep_count); GREP_HITS=$OUT
-TERM_MS=$(best "$SCAN" "$RUN_DIR/indices" "$TERM_TEXT"); TERM_HITS=$(echo "$OUT" | sed 's/.*"total":\([0-9]*\).*/\1/')
-FIELD_MS=$(best "$SCAN" "$RUN_DIR/indices" "url.path:\"$TERM_TEXT\""); FIELD_HITS=$(echo "$OUT" | sed 's/.*"total":\([0-9]*\).*/\1/')
+best grep_count
+GREP_MS=$BEST_MS GREP_HITS=$OUT
+best "$SCAN" "$RUN_DIR/indices" "$TERM_TEXT"
+TERM_MS=$BEST_MS TERM_HITS=$(total_of "$OUT")
+best "$SCAN" "$RUN_DIR/indices" "url.path:\"$TERM_TEXT\""
+FIELD_MS=$BEST_MS FIELD_HITS=$(total_of "$OUT")
 
 ratio() { python3 -c "print(f'{$1 / max($2, 1):.2f}')"; }
 echo "corpus: $FILES files, $BYTES bytes ($(python3 -c "print(f'{$BYTES / 2**30:.2f}')") GiB) of indexed documents"

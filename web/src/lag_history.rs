@@ -67,7 +67,7 @@ mod tests {
             history.record("g", minute * 60_000, minute);
         }
         let points = history.of("g");
-        assert_eq!(points.first(), Some(&(30 * 60_000, 30)));
+        assert_eq!(points.first(), Some(&(29 * 60_000, 29)), "samples of exactly an hour ago stay");
         assert_eq!(points.last(), Some(&(89 * 60_000, 89)));
         assert!(history.of("other").is_empty());
     }

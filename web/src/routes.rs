@@ -370,3 +370,67 @@ async fn run_search(State(app): State<App>, Query(request): Query<search::Reques
         Err(r) => r,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logpipe_admin::{AdminServer, Protection};
+
+    #[tokio::test]
+    async fn pages_search_and_refusals() {
+        let dir = std::env::temp_dir().join(format!("logpipe-web-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("web-2026.12.04.ndjson"),
+            "{\"@timestamp\":\"2026-12-04T10:00:00Z\",\"url\":{\"path\":\"/a\"}}\n\
+             {\"@timestamp\":\"2026-12-04T10:00:01Z\",\"url\":{\"path\":\"/b\"}}\n",
+        )
+        .unwrap();
+        let console = Console {
+            sources: Sources::default(),
+            kafka: None,
+            indices: None,
+            file_dir: Some(dir.clone()),
+            elasticsearch: None,
+            source_topics: Vec::new(),
+            dead_letter_suffix: None,
+            retention: None,
+        };
+        let stop = CancellationToken::new();
+        let server = AdminServer::bind("127.0.0.1:0", Protection::default()).await.unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        let serving = tokio::spawn(server.serve(router(console, stop.clone()), stop.clone()));
+        let http = reqwest::Client::new();
+
+        let page = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+        assert!(page.text().await.unwrap().contains("app.js"));
+        for asset in ["app.js", "app.css"] {
+            assert_eq!(http.get(format!("{base}/{asset}")).send().await.unwrap().status(), 200, "{asset}");
+        }
+
+        let found: Value =
+            http.get(format!("{base}/api/search?q=url.path:/a")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(found["total"], 1, "{found}");
+        let bad = http.get(format!("{base}/api/search?q=(")).send().await.unwrap();
+        assert_eq!(bad.status(), 400);
+        assert!(bad.text().await.unwrap().contains("query: "));
+
+        let no_kafka = http.get(format!("{base}/api/topics/t/messages")).send().await.unwrap();
+        assert_eq!(no_kafka.status(), 404);
+        // A cross-site form post (not JSON) never reaches the reset.
+        let form = http
+            .post(format!("{base}/api/groups/g/reset"))
+            .header("content-type", "text/plain")
+            .body("{\"topics\":[\"t\"],\"to\":\"earliest\",\"execute\":true}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(form.status(), 415);
+
+        stop.cancel();
+        serving.await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
