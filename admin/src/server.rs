@@ -1,6 +1,7 @@
 //! An admin endpoint: bind first (so the caller can report the address, or fail on a taken port),
-//! then serve a [`Router`] until shutdown. Requests are read-only GETs; any other method gets axum's
-//! 405, an unknown path 404. Pages are rendered per request from the caller's state, so a slow scraper
+//! then serve a [`Router`] until shutdown. The caller's router decides the methods (the status pages
+//! are GETs; the web console adds a few JSON POSTs); any other method gets axum's 405, an unknown path
+//! 404. Pages are rendered per request from the caller's state, so a slow scraper
 //! only ever waits on itself.
 
 use std::net::SocketAddr;

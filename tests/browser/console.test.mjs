@@ -90,6 +90,39 @@ await check("the pipeline page's numbers match /status", async () => {
   assert.equal(indexRows, s.indexer.indices.length);
 });
 
+await check("pages refresh on their own and are keyboard-navigable", async () => {
+  await open(desktop, x.console, "pipeline");
+  const stamp = await desktop.locator("#updated").textContent();
+  const navigations = [];
+  desktop.on("framenavigated", (f) => navigations.push(f.url()));
+  await desktop.waitForFunction((s) => document.getElementById("updated").textContent !== s, stamp);
+  assert.deepEqual(navigations, [], "refreshed without reloading");
+  // A view moves focus to its content: the next Tab lands inside <main>.
+  await desktop.keyboard.press("Tab");
+  assert.ok(await desktop.evaluate(() => document.querySelector("main").contains(document.activeElement)));
+  // From the header: the navigation, with the skip link before it; Enter on a link opens its view.
+  await desktop.locator("header .brand").click();
+  const focused = () => desktop.evaluate(() => document.activeElement.textContent);
+  await desktop.keyboard.press("Tab");
+  assert.equal(await focused(), "Pipeline");
+  await desktop.keyboard.press("Shift+Tab");
+  assert.equal(await focused(), "Skip to content");
+  await desktop.keyboard.press("Tab");
+  await desktop.keyboard.press("Tab");
+  assert.equal(await focused(), "Topics");
+  await desktop.keyboard.press("Enter");
+  await desktop.waitForFunction(() => location.hash === "#topics");
+  await desktop.locator("#topics").waitFor();
+});
+
+await check("the indices page lists the indexed documents per daily index", async () => {
+  await open(desktop, x.console, "indices");
+  const s = await status(x.console);
+  const rows = await desktop.locator("#indices tbody tr").evaluateAll((rs) => rs.map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent.replace(/,/g, ""))]));
+  const want = s.indexer.indices.map((i) => [i.index, i.indexed]).sort();
+  assert.deepEqual(rows.sort(), want);
+});
+
 await check("the message browser finds a record by timestamp", async () => {
   await open(desktop, x.console, `topics/${x.topic}`);
   const form = desktop.locator("#browse");
