@@ -43,6 +43,31 @@ async function open(page, base, hash) {
   await page.waitForFunction(() => !document.querySelector("main").textContent.startsWith("Loading"));
 }
 
+// Text whose colour against its background (the nearest opaque ancestor's) is below WCAG AA's 4.5:1.
+function lowContrast() {
+  const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const el of document.querySelectorAll("body *:not(svg):not(svg *)")) {
+    const text = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!text || !el.getClientRects().length || el.closest(".skip")) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) out.push(`${el.tagName} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+  }
+  return out;
+}
+
 async function status(base) {
   const r = await fetch(`${base}/status`);
   assert.equal(r.status, 200);
@@ -53,7 +78,7 @@ const PAGES = ["pipeline", "topics", `topics/${x.topic}`, "groups", `groups/${x.
 const desktop = await newPage({ width: 1280, height: 800 });
 const phone = await newPage({ width: 390, height: 844 });
 
-await check("every page loads without console errors, at 1280×800 and 390×844", async () => {
+await check("every page loads without console errors, at 1280×800 and 390×844, text contrast ≥ 4.5:1", async () => {
   for (const hash of PAGES) {
     const file = hash.replace(/[^a-z0-9]+/gi, "-");
     await open(desktop, x.console, hash);
@@ -62,6 +87,8 @@ await check("every page loads without console errors, at 1280×800 and 390×844"
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 1, `#${hash} is ${overflow}px wider than a phone screen`);
     await phone.screenshot({ path: `${x.screenshots}/${file}-390x844.png`, fullPage: true });
+    const low = await desktop.evaluate(lowContrast);
+    assert.deepEqual(low, [], `#${hash}: text below 4.5:1 contrast`);
   }
   assert.deepEqual(errors, []);
 });

@@ -242,7 +242,7 @@ async function topics(root, name) {
     api(`/api/topics/${encodeURIComponent(name)}/configs`).then((c) => { browser.configs = c; renderConfigs(); }).catch((e) => { browser.configs = []; renderConfigs(e.message); });
   }
   root.replaceChildren(h("h1", {}, h("a", { href: "#topics" }, "Topics"), " / ", name), partitions,
-    h("details", { id: "configs" }, h("summary", {}, "Configs")), browserForm(topic), h("div", { id: "records" }));
+    h("details", { id: "configs", open: true }, h("summary", {}, "Configs")), browserForm(topic), h("div", { id: "records" }));
   renderConfigs();
   renderRecords();
 }
@@ -250,9 +250,12 @@ async function topics(root, name) {
 function renderConfigs(err) {
   const box = document.getElementById("configs");
   if (!box) return;
-  const rows = (browser.configs || []).filter((c) => !c.is_default);
+  const all = browser.configs || [];
+  const retention = all.filter((c) => c.name.startsWith("retention.") || c.name === "cleanup.policy");
+  const rows = all.filter((c) => !c.is_default && !retention.includes(c));
   box.replaceChildren(h("summary", {}, `Configs (${rows.length} set, others default)`), err ? alertBox(err) : null,
-    table("Non-default configs", [{ key: "name", label: "Name" }, { key: "value", label: "Value" }], rows));
+    table("Retention", [{ key: "name", label: "Name" }, { key: "value", label: "Value" }, { key: "is_default", label: "Default", render: (c) => (c.is_default ? "yes" : "no") }], retention, { id: "retention" }),
+    table("Other non-default configs", [{ key: "name", label: "Name" }, { key: "value", label: "Value" }], rows));
 }
 
 function browserForm(topic) {
