@@ -265,6 +265,23 @@ class Generator:
             self.proc.wait(timeout=10)
 
 
+REQUEST_RE = re.compile(r'"[A-Z]+ (\S+) HTTP/[0-9.]+"')
+
+
+def path_counts(logs_dir: Path) -> "Counter[str]":
+    """Request path (the URL before `?`) -> generated access lines, read from the generator's own files
+    (the live access.log and its rotations)."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for log in logs_dir.glob("access.log*"):
+        for line in log.read_text().splitlines():
+            m = REQUEST_RE.search(line)
+            if m:
+                counts[m.group(1).split("?", 1)[0]] += 1
+    return counts
+
+
 def expected_indices(summary: dict) -> dict[str, int]:
     """Index name -> documents the generator's summary says it must hold."""
     out = {}

@@ -25,13 +25,15 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from appliance_support import drained, free_port, nginx_pipeline
+from appliance_support import drained, free_port, nginx_pipeline, path_counts
 from indexer_support import (committed_offsets, es_output, event_id, indexer_toml, new_run, produce_values,
                              wait_committed_to_end)
 from peers import PEERS
@@ -371,6 +373,15 @@ def test_generator_day_counts_and_replay_adds_nothing(appliance_factory, nginx_g
     wait_until(lambda: node.count(f"{prefix}_*") >= summary["total"] and drained(app.status(), group), 300,
                lambda: f"{summary['total']} documents: {node.indices(prefix + '_*')}", procs=[app], interval=0.5)
     assert node.indices(f"{prefix}_*") == want
+    # The web console's Search page against OpenSearch (`_search` with a query_string query): a generated
+    # request path counts exactly the generator's lines for it.
+    path, count = path_counts(logs).most_common(3)[-1]
+    query = urllib.parse.urlencode({"q": f'_index:{prefix}_access-* AND url.path:"{path}"', "size": 5})
+    with urllib.request.urlopen(f"http://{app.admin_address}/api/search?{query}", timeout=30) as r:
+        found = json.loads(r.read())
+    assert found["total"] == count, (path, count, found["total"])
+    assert len(found["hits"]) == min(5, count) and all(f'"path":"{path}"' in h["source"] for h in found["hits"])
+    assert sum(n for _, n in found["histogram"]) == count
     assert app.stop() == 0
 
     # Replay everything: a new group reads the topic from the earliest offset and sends every event

@@ -21,12 +21,11 @@ import re
 import shutil
 import subprocess
 import threading
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from appliance_support import ApplianceProcess, Generator, drained, free_port, nginx_pipeline
+from appliance_support import ApplianceProcess, Generator, drained, free_port, nginx_pipeline, path_counts
 from support import HOST, REPO, child_cmd, wait_until
 
 BROWSER_DIR = REPO / "tests" / "browser"
@@ -34,7 +33,6 @@ SCREENSHOTS = REPO / "target" / "screenshots" / "web-console"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 GROUP = "logpipe-indexer"
 IDLE_GROUP = "web-console-idle"
-REQUEST_RE = re.compile(r'"[A-Z]+ (\S+) HTTP/[0-9.]+"')
 
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and (BROWSER_DIR / "node_modules" / "playwright-core").is_dir()),
@@ -52,17 +50,6 @@ def start(logpipe_bin, workdir: Path, text: str, stack: list) -> ApplianceProces
     appliance = ApplianceProcess(logpipe_bin, workdir, text, child_cmd)
     stack.append(appliance)
     return appliance.start()
-
-
-def path_counts(logs_dir: Path) -> Counter:
-    """Request path (the URL before `?`) -> generated access lines, from the generator's own files."""
-    counts: Counter = Counter()
-    for log in logs_dir.glob("access.log*"):
-        for line in log.read_text().splitlines():
-            m = REQUEST_RE.search(line)
-            if m:
-                counts[m.group(1).split("?", 1)[0]] += 1
-    return counts
 
 
 def record_at_time(bootstrap: str, topic: str, partition: int, offset: int) -> dict:

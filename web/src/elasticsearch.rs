@@ -24,6 +24,12 @@ pub async fn search(
     if let Some(to) = request.to {
         range.insert("lt".into(), to.into());
     }
+    let filter: Vec<Value> = if range.is_empty() {
+        Vec::new()
+    } else {
+        range.insert("format".into(), "epoch_millis".into());
+        vec![serde_json::json!({"range": {"@timestamp": range}})]
+    };
     let query_text = if request.q.trim().is_empty() { "*".to_owned() } else { request.q.clone() };
     let interval_ms = match (request.from, request.to) {
         (Some(from), Some(to)) if to > from => ((to - from) / request.buckets.unwrap_or(60).max(1) as i64).max(1000),
@@ -35,7 +41,7 @@ pub async fn search(
         "sort": [{"@timestamp": {"order": "desc", "unmapped_type": "date"}}],
         "query": {"bool": {
             "must": [{"query_string": {"query": query_text, "default_operator": "AND"}}],
-            "filter": [{"range": {"@timestamp": {"gte": range.get("gte"), "lt": range.get("lt"), "format": "epoch_millis"}}}],
+            "filter": filter,
         }},
         "aggs": {"histogram": {"date_histogram": {"field": "@timestamp", "fixed_interval": format!("{interval_ms}ms")}}},
     });
