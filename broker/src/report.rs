@@ -3,6 +3,7 @@
 //! admin endpoint reads the broker only through [`Broker::report`].
 
 use crate::broker::Broker;
+use crate::group_retention::lag_at_risk;
 
 /// A point-in-time view of the broker, sorted by topic and group name.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +34,8 @@ pub struct GroupState {
     pub state: String,
     pub members: usize,
     pub offsets: Vec<CommittedState>,
+    /// Records retention deleted before this group consumed them, since the broker started.
+    pub records_lost: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +46,10 @@ pub struct CommittedState {
     pub log_end_offset: i64,
     /// Records between the committed offset and the log end; never negative.
     pub lag: i64,
+    pub log_start_offset: i64,
+    /// The committed offset is within `[broker.retention] lag_at_risk_records` of the log start, with
+    /// records left to read: the next retention pass may delete some before the group reads them.
+    pub at_risk: bool,
 }
 
 impl Broker {
@@ -78,11 +85,16 @@ impl Broker {
                     .committed_offsets(&listing.group_id)
                     .into_iter()
                     .map(|(tp, committed)| {
-                        let end = self
+                        let (start, end) = self
                             .logs
                             .partition(&tp.topic, tp.partition)
-                            .map_or(committed.offset, |log| log.high_watermark());
+                            .map_or((committed.offset, committed.offset), |log| {
+                                (log.log_start_offset(), log.high_watermark())
+                            });
+                        let margin = self.config.retention.lag_at_risk_records;
                         CommittedState {
+                            log_start_offset: start,
+                            at_risk: lag_at_risk(committed.offset, start, end, margin),
                             topic: tp.topic.clone(),
                             partition: tp.partition,
                             committed: committed.offset,
@@ -93,6 +105,7 @@ impl Broker {
                     .collect();
                 offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
                 GroupState {
+                    records_lost: self.retention_watch.records_lost(&listing.group_id),
                     group_id: listing.group_id,
                     state: description.state.as_str().to_string(),
                     members: description.members.len(),

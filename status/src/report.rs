@@ -84,6 +84,9 @@ pub struct GroupReport {
     pub members: usize,
     /// Sum over partitions of log end offset minus committed offset.
     pub lag: i64,
+    /// Records retention deleted before the group consumed them, since the broker started.
+    #[serde(default)]
+    pub records_lost: u64,
     pub partitions: Vec<GroupPartitionReport>,
 }
 
@@ -94,6 +97,11 @@ pub struct GroupPartitionReport {
     pub committed: i64,
     pub log_end_offset: i64,
     pub lag: i64,
+    #[serde(default)]
+    pub log_start_offset: i64,
+    /// Retention may delete records of this partition before the group reads them.
+    #[serde(default)]
+    pub at_risk: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +226,8 @@ fn collect_broker(broker: &Broker, report: &mut StatusReport) {
                     committed: o.committed,
                     log_end_offset: o.log_end_offset,
                     lag: o.lag,
+                    log_start_offset: o.log_start_offset,
+                    at_risk: o.at_risk,
                 })
                 .collect();
             GroupReport {
@@ -225,6 +235,7 @@ fn collect_broker(broker: &Broker, report: &mut StatusReport) {
                 state: group.state,
                 members: group.members,
                 lag: partitions.iter().map(|p| p.lag).sum(),
+                records_lost: group.records_lost,
                 partitions,
             }
         })

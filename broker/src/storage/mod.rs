@@ -47,5 +47,6 @@ pub use config::LogConfig;
 pub use error::{AppendError, ReadError, TopicError};
 pub use log_manager::LogManager;
 pub use partition_log::PartitionLog;
+pub use retention::Floor;
 pub use topic::TopicMeta;
 pub use topic_changes::DeleteRecordsError;
