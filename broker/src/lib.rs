@@ -32,6 +32,7 @@ pub use error::{Error, Result};
 pub use group_retention::GroupRetention;
 pub use report::{BrokerReport, CommittedState, GroupState, PartitionState, TopicState};
 pub use server::Server;
+pub use storage::DiskShortage;
 
 /// The SCRAM credentials store under `log_dirs`, for `logpipe users` (usable while no broker runs).
 pub mod users {

@@ -4,10 +4,13 @@
 
 use crate::broker::Broker;
 use crate::group_retention::lag_at_risk;
+use crate::storage::DiskShortage;
 
 /// A point-in-time view of the broker, sorted by topic and group name.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerReport {
+    /// The broker's `log_dirs`.
+    pub log_dir: String,
     pub topics: Vec<TopicState>,
     pub groups: Vec<GroupState>,
 }
@@ -25,6 +28,8 @@ pub struct PartitionState {
     /// The offset after the last durable record (the high watermark).
     pub log_end_offset: i64,
     pub size_bytes: u64,
+    /// Set while produce to this partition is refused because `log_dirs` is full.
+    pub disk_full: Option<DiskShortage>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +72,7 @@ impl Broker {
                         log_start_offset: log.log_start_offset(),
                         log_end_offset: log.high_watermark(),
                         size_bytes: log.size_bytes(),
+                        disk_full: log.disk_shortage(),
                     })
                     .collect(),
                 name: topic.name,
@@ -114,6 +120,6 @@ impl Broker {
             })
             .collect();
         groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        BrokerReport { topics, groups }
+        BrokerReport { log_dir: self.config.log_dirs.display().to_string(), topics, groups }
     }
 }

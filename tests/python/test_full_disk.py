@@ -181,3 +181,47 @@ def test_agent_ships_on_while_its_registry_disk_is_full(broker, logpipe_bin, sma
     finally:
         collector.close()
         agent.close()
+
+
+def test_status_says_what_is_full_and_by_how_much(appliance_factory, logpipe_bin, small_disk):
+    """`/status` and `logpipe status` name the broker's full log dir, its free space and what produce
+    waits for, and the partitions refused; the stall goes once space is freed."""
+    import json
+    import urllib.request
+
+    from support import HOST
+
+    filler = small_disk / "other-files"
+    filler.write_bytes(b"\0" * (2 << 20))
+    log_dir = small_disk / "broker"
+    app = appliance_factory(f"""\
+[broker]
+listeners = ["{HOST}:0"]
+log_dirs = "{log_dir}"
+log_segment_bytes = {1 << 20}
+
+[admin]
+address = "{HOST}:0"
+""").start()
+    topic = unique("full")
+    create_topic(app.broker_address, topic, 1)
+
+    def stalls() -> list:
+        with urllib.request.urlopen(f"http://{app.admin_address}/status", timeout=5) as r:
+            return json.loads(r.read())["stalls"]
+
+    assert stalls() == []
+    _, errors = fill_until_refused(app.broker_address, topic)
+    assert set(errors) == {"KAFKA_STORAGE_ERROR"}, errors
+    [stall] = stalls()
+    assert (stall["kind"], stall["key"]) == ("disk", str(log_dir)), stall
+    assert stall["reason"].startswith("broker log dir full: ") and f"to {topic}/0;" in stall["reason"], stall
+    assert "free, produce waits for " in stall["reason"], stall
+    text = subprocess.run([str(logpipe_bin), "status", "--address", app.admin_address, "--once"],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "STALLED" in text and "broker log dir full:" in text, text
+
+    filler.unlink()
+    wait_until(lambda: produce(app.broker_address, topic, [{"value": b"after"}], timeout=10), 60,
+               "produce to resume after space was freed", procs=[app])
+    assert stalls() == []
