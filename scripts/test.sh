@@ -179,6 +179,13 @@ export LOGPIPE_BIN="$TARGET_DIR/debug/logpipe"
 [ -x "$LOGPIPE_BIN" ] || die "$LOGPIPE_BIN was not built"
 # No .pyc/__pycache__ litter in the source tree.
 export PYTHONDONTWRITEBYTECODE=1
-"$VENV/bin/pytest" -q tests/python "$@"
+# The fault tests (power cuts, the kill matrix: 5 each) append their outcome here; the table follows.
+FAULT_RESULTS=$(mktemp -t logpipe-faults.XXXXXX.jsonl)
+trap 'rm -f "$FAULT_RESULTS"' EXIT
+export LOGPIPE_POWER_LOSS_RESULTS="$FAULT_RESULTS" LOGPIPE_KILL_MATRIX_RESULTS="$FAULT_RESULTS"
+status=0
+"$VENV/bin/pytest" -q tests/python "$@" || status=$?
+"$VENV/bin/python" "$ROOT/scripts/fault_table.py" "$FAULT_RESULTS"
+[ "$status" -eq 0 ] || exit "$status"
 
 log "all tests passed"

@@ -10,6 +10,7 @@ use logpipe_config::Valid;
 use crate::config::BrokerConfig;
 use crate::error::Result;
 use crate::group::GroupCoordinator;
+use crate::group_retention::RetentionWatch;
 use crate::security::credentials::CredentialStore;
 use crate::security::sasl::FailureLog;
 use crate::storage::{LogConfig, LogManager};
@@ -40,6 +41,8 @@ pub struct Broker {
     pub credentials: Arc<CredentialStore>,
     /// Failed authentications, logged rate-limited.
     pub auth_failures: FailureLog,
+    /// What retention deleted before groups consumed it, and which groups are at risk.
+    pub retention_watch: RetentionWatch,
     next_producer_id: AtomicI64,
 }
 
@@ -61,6 +64,7 @@ impl Broker {
             groups,
             credentials,
             auth_failures: FailureLog::default(),
+            retention_watch: RetentionWatch::default(),
             next_producer_id: AtomicI64::new(seed),
         }))
     }

@@ -11,6 +11,7 @@ use logpipe_config::Validate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::group_retention::GroupRetention;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -86,6 +87,8 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     /// Largest session timeout a consumer may ask for. Default 1800000.
     pub group_max_session_timeout_ms: i32,
+    /// `[broker.retention]`: retention that waits for consumer groups, and when lag is at risk.
+    pub retention: GroupRetention,
 }
 
 impl Default for BrokerConfig {
@@ -122,6 +125,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            retention: GroupRetention::default(),
         }
     }
 }

@@ -11,12 +11,14 @@
 //! - `handlers`: one module per Kafka API, registered in one table.
 //! - `security`: listeners' security protocols, TLS, SASL, the SCRAM credentials store.
 //! - `server`: accept loop, listeners, connections, shutdown.
+//! - `group_retention`: retention that waits for listed groups, and what groups lost to it.
 //! - `report`: what the broker reports to the admin endpoint ([`Broker::report`]).
 
 mod broker;
 mod config;
 mod error;
 mod group;
+mod group_retention;
 mod handlers;
 mod protocol;
 mod report;
@@ -27,8 +29,10 @@ mod storage;
 pub use broker::{now_ms, Broker, NodeInfo};
 pub use config::BrokerConfig;
 pub use error::{Error, Result};
+pub use group_retention::GroupRetention;
 pub use report::{BrokerReport, CommittedState, GroupState, PartitionState, TopicState};
 pub use server::Server;
+pub use storage::DiskShortage;
 
 /// The SCRAM credentials store under `log_dirs`, for `logpipe users` (usable while no broker runs).
 pub mod users {

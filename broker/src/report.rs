@@ -3,10 +3,14 @@
 //! admin endpoint reads the broker only through [`Broker::report`].
 
 use crate::broker::Broker;
+use crate::group_retention::lag_at_risk;
+use crate::storage::DiskShortage;
 
 /// A point-in-time view of the broker, sorted by topic and group name.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerReport {
+    /// The broker's `log_dirs`.
+    pub log_dir: String,
     pub topics: Vec<TopicState>,
     pub groups: Vec<GroupState>,
 }
@@ -24,6 +28,8 @@ pub struct PartitionState {
     /// The offset after the last durable record (the high watermark).
     pub log_end_offset: i64,
     pub size_bytes: u64,
+    /// Set while produce to this partition is refused because `log_dirs` is full.
+    pub disk_full: Option<DiskShortage>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +39,8 @@ pub struct GroupState {
     pub state: String,
     pub members: usize,
     pub offsets: Vec<CommittedState>,
+    /// Records retention deleted before this group consumed them, since the broker started.
+    pub records_lost: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +51,10 @@ pub struct CommittedState {
     pub log_end_offset: i64,
     /// Records between the committed offset and the log end; never negative.
     pub lag: i64,
+    pub log_start_offset: i64,
+    /// The committed offset is within `[broker.retention] lag_at_risk_records` of the log start, with
+    /// records left to read: the next retention pass may delete some before the group reads them.
+    pub at_risk: bool,
 }
 
 impl Broker {
@@ -60,6 +72,7 @@ impl Broker {
                         log_start_offset: log.log_start_offset(),
                         log_end_offset: log.high_watermark(),
                         size_bytes: log.size_bytes(),
+                        disk_full: log.disk_shortage(),
                     })
                     .collect(),
                 name: topic.name,
@@ -78,11 +91,16 @@ impl Broker {
                     .committed_offsets(&listing.group_id)
                     .into_iter()
                     .map(|(tp, committed)| {
-                        let end = self
+                        let (start, end) = self
                             .logs
                             .partition(&tp.topic, tp.partition)
-                            .map_or(committed.offset, |log| log.high_watermark());
+                            .map_or((committed.offset, committed.offset), |log| {
+                                (log.log_start_offset(), log.high_watermark())
+                            });
+                        let margin = self.config.retention.lag_at_risk_records;
                         CommittedState {
+                            log_start_offset: start,
+                            at_risk: lag_at_risk(committed.offset, start, end, margin),
                             topic: tp.topic.clone(),
                             partition: tp.partition,
                             committed: committed.offset,
@@ -93,6 +111,7 @@ impl Broker {
                     .collect();
                 offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
                 GroupState {
+                    records_lost: self.retention_watch.records_lost(&listing.group_id),
                     group_id: listing.group_id,
                     state: description.state.as_str().to_string(),
                     members: description.members.len(),
@@ -101,6 +120,6 @@ impl Broker {
             })
             .collect();
         groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        BrokerReport { topics, groups }
+        BrokerReport { log_dir: self.config.log_dirs.display().to_string(), topics, groups }
     }
 }

@@ -8,7 +8,8 @@
 //!   synchronously, so the next owner starts right after the last indexed event.
 //! - While `concurrency` batches are in flight no more records are read. If that lasts (Elasticsearch
 //!   slow or down), the assignment is paused and polling continues, so the member keeps its place in the
-//!   group (`max.poll.interval.ms`).
+//!   group (`max.poll.interval.ms`). The pause is applied again to every new assignment ([`PauseSwitch`]):
+//!   librdkafka keeps it on the partition across a rebalance.
 //! - `auto_offset_reset = none` maps to librdkafka's `error` policy: the first partition without a
 //!   committed offset stops the indexer with [`Error::NoCommittedOffset`].
 
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AutoOffsetReset, InputConfig};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
+use crate::pause::PauseSwitch;
 use crate::tracker::TopicPartition;
 
 /// How long a revocation waits for in-flight batches of the revoked partitions.
@@ -37,6 +39,8 @@ pub struct IndexerContext {
     flow: Arc<Mutex<Flow>>,
     /// Set once the indexer has settled and committed for good; later revocations have nothing to do.
     closing: std::sync::atomic::AtomicBool,
+    /// Whether the assignment is paused (outputs saturated), applied again to each new assignment.
+    pause: PauseSwitch,
 }
 
 fn lock(flow: &Mutex<Flow>) -> MutexGuard<'_, Flow> {
@@ -76,6 +80,12 @@ impl ConsumerContext for IndexerContext {
             Rebalance::Revoke(_) => {}
             Rebalance::Assign(list) => tracing::info!(partitions = %names(&partitions(list)), "partitions assigned"),
             Rebalance::Error(e) => tracing::warn!("rebalance failed: {e}"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            self.pause.on_assigned(consumer, list);
         }
     }
 }
@@ -143,13 +153,12 @@ fn consume_once(
     shutdown: &CancellationToken,
     shutdown_timeout: Duration,
 ) -> Result<Ended> {
-    let context = IndexerContext { flow: flow.clone(), closing: false.into() };
+    let context = IndexerContext { flow: flow.clone(), closing: false.into(), pause: PauseSwitch::default() };
     let consumer: BaseConsumer<IndexerContext> = client_config(input)?.create_with_context(context)?;
     let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(group = %input.group_id, topics = ?topics, "consuming");
 
-    let mut paused = false;
     let mut full_since: Option<Instant> = None;
     let mut last_error: Option<String> = None;
     let ended = loop {
@@ -174,11 +183,11 @@ fn consume_once(
         // and polling resumes, to keep the member in the group past `max.poll.interval.ms`.
         full_since = if full { full_since.or_else(|| Some(Instant::now())) } else { None };
         let pause = full_since.is_some_and(|t| t.elapsed() >= PAUSE_AFTER);
-        if pause != paused {
-            set_paused(&consumer, pause);
-            paused = pause;
+        let switch = &consumer.context().pause;
+        if pause != switch.is_paused() {
+            switch.set(&consumer, pause);
         }
-        if full && !paused {
+        if full && !pause {
             continue;
         }
         match consumer.poll(if full { Duration::ZERO } else { timeout }) {
@@ -222,12 +231,4 @@ fn consume_once(
     consumer.unsubscribe();
     drop(consumer);
     Ok(ended)
-}
-
-fn set_paused(consumer: &BaseConsumer<IndexerContext>, pause: bool) {
-    let Ok(assignment) = consumer.assignment() else { return };
-    let result = if pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
-    if let Err(e) = result {
-        tracing::debug!("cannot {} the assignment: {e}", if pause { "pause" } else { "resume" });
-    }
 }

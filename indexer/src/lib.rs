@@ -22,6 +22,7 @@
 //! The runtime:
 //! - [`consumer`]: the librdkafka group member, rebalance handling and the poll loop.
 //! - [`flow`]: batches in flight and commits.
+//! - [`pause`]: pausing the assignment while the outputs are saturated, across rebalances.
 //! - [`output`]: Elasticsearch (`reqwest`), NDJSON files, stdout.
 //! - [`dead_letter`]: the `<topic>-dlq` producer.
 //! - [`replay`]: `logpipe replay`, re-indexing a time range of a topic outside the live group.
@@ -43,6 +44,7 @@ mod event;
 mod filters;
 mod flow;
 mod output;
+mod pause;
 pub mod replay;
 pub mod retention;
 mod retry;

@@ -43,6 +43,26 @@ pub fn render(sources: &Sources) -> String {
             })
         }),
     );
+    page.family(
+        "logpipe_broker_group_lag_at_risk",
+        Kind::Gauge,
+        "1 if the group's committed offset is within [broker.retention] lag_at_risk_records of the log start, \
+         with records left to read.",
+        report.groups.iter().flat_map(|g| {
+            g.partitions.iter().map(|p| {
+                (
+                    [("group", g.group_id.clone()), ("topic", p.topic.clone()), ("partition", p.partition.to_string())],
+                    u8::from(p.at_risk),
+                )
+            })
+        }),
+    );
+    page.family(
+        "logpipe_broker_group_records_lost_total",
+        Kind::Counter,
+        "Records retention deleted before the group consumed them, since the broker started.",
+        report.groups.iter().map(|g| ([("group", g.group_id.clone())], g.records_lost)),
+    );
     if let Some(ix) = &report.indexer {
         let index = |i: &IndexReport| [("index", i.index.clone())];
         type Counter = (&'static str, &'static str, fn(&IndexReport) -> u64);

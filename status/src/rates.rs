@@ -136,12 +136,15 @@ mod tests {
                 state: "Stable".into(),
                 members: 1,
                 lag,
+                records_lost: 0,
                 partitions: vec![GroupPartitionReport {
                     topic: "t".into(),
                     partition: 0,
                     committed,
                     log_end_offset: committed + lag,
                     lag,
+                    log_start_offset: 0,
+                    at_risk: false,
                 }],
             }],
             indexer: Some(IndexerReport {

@@ -52,9 +52,9 @@ pub struct FileReport {
 /// An agent stall: a glob that matches no file, or a topic refusing deliveries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StallReport {
-    /// `glob` or `topic`.
+    /// `glob` or `topic` (the agent), `disk` (the broker's `log_dirs` is full).
     pub kind: String,
-    /// The glob or the topic.
+    /// The glob, the topic, or the directory.
     pub key: String,
     /// What is wrong and what to do.
     pub reason: String,
@@ -84,6 +84,9 @@ pub struct GroupReport {
     pub members: usize,
     /// Sum over partitions of log end offset minus committed offset.
     pub lag: i64,
+    /// Records retention deleted before the group consumed them, since the broker started.
+    #[serde(default)]
+    pub records_lost: u64,
     pub partitions: Vec<GroupPartitionReport>,
 }
 
@@ -94,6 +97,11 @@ pub struct GroupPartitionReport {
     pub committed: i64,
     pub log_end_offset: i64,
     pub lag: i64,
+    #[serde(default)]
+    pub log_start_offset: i64,
+    /// Retention may delete records of this partition before the group reads them.
+    #[serde(default)]
+    pub at_risk: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +196,9 @@ impl Sources {
 
 fn collect_broker(broker: &Broker, report: &mut StatusReport) {
     let state = broker.report();
+    if let Some(stall) = disk_full_stall(&state) {
+        report.stalls.push(stall);
+    }
     report.topics = state
         .topics
         .into_iter()
@@ -218,6 +229,8 @@ fn collect_broker(broker: &Broker, report: &mut StatusReport) {
                     committed: o.committed,
                     log_end_offset: o.log_end_offset,
                     lag: o.lag,
+                    log_start_offset: o.log_start_offset,
+                    at_risk: o.at_risk,
                 })
                 .collect();
             GroupReport {
@@ -225,8 +238,37 @@ fn collect_broker(broker: &Broker, report: &mut StatusReport) {
                 state: group.state,
                 members: group.members,
                 lag: partitions.iter().map(|p| p.lag).sum(),
+                records_lost: group.records_lost,
                 partitions,
             }
         })
         .collect();
+}
+
+/// A full `log_dirs` as a stall: what is full, by how much, and which partitions refuse produce.
+fn disk_full_stall(state: &logpipe_broker::BrokerReport) -> Option<StallReport> {
+    let full: Vec<(String, logpipe_broker::DiskShortage)> = state
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().filter_map(|p| p.disk_full.map(|s| (format!("{}/{}", t.name, p.partition), s)))
+        })
+        .collect();
+    let first = full.first()?.1;
+    let available = full.iter().map(|(_, s)| s.available_bytes).min().unwrap_or(first.available_bytes);
+    let needed = full.iter().map(|(_, s)| s.needed_bytes).max().unwrap_or(first.needed_bytes);
+    let names: Vec<&str> = full.iter().map(|(name, _)| name.as_str()).collect();
+    Some(StallReport {
+        kind: "disk".to_owned(),
+        key: state.log_dir.clone(),
+        reason: format!(
+            "broker log dir full: {} free, produce waits for {} ({} more); refused with KAFKA_STORAGE_ERROR \
+             (clients retry) to {}; free space or delete a topic",
+            crate::view::bytes(available),
+            crate::view::bytes(needed),
+            crate::view::bytes(needed.saturating_sub(available)),
+            names.join(" ")
+        ),
+        since_ms: full.iter().map(|(_, s)| s.since_ms).min().unwrap_or(first.since_ms),
+    })
 }

@@ -73,6 +73,33 @@ pub fn render(report: &StatusReport, rates: Option<&Rates>) -> String {
                 pace.and_then(|p| p.eta).map_or_else(|| "-".to_owned(), duration),
             );
         }
+        for g in &report.groups {
+            let risky: Vec<String> =
+                g.partitions.iter().filter(|p| p.at_risk).map(|p| format!("{}/{}", p.topic, p.partition)).collect();
+            if !risky.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    head(
+                        &format!(
+                            "! {}: lag at risk on {} (committed offset near the log start; retention may delete \
+                             unread records)",
+                            g.group_id,
+                            risky.join(" ")
+                        ),
+                        WIDTH
+                    )
+                );
+            }
+            if g.records_lost > 0 {
+                let _ = writeln!(
+                    out,
+                    "! {}: {} records deleted by retention before the group consumed them",
+                    tail(&g.group_id, 26),
+                    g.records_lost
+                );
+            }
+        }
         let _ = writeln!(out);
     }
     if let Some(ix) = &report.indexer {
@@ -195,7 +222,7 @@ fn tail(s: &str, width: usize) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -256,6 +283,7 @@ mod tests {
                 state: "Stable".into(),
                 members: 1,
                 lag: 7,
+                records_lost: 0,
                 partitions: vec![],
             }],
             indexer: Some(IndexerReport {
@@ -341,6 +369,7 @@ mod tests {
                 state: long.clone(),
                 members: usize::MAX,
                 lag: i64::MAX,
+                records_lost: 0,
                 partitions: vec![],
             }],
             indexer: Some(IndexerReport {

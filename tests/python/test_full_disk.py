@@ -181,3 +181,85 @@ def test_agent_ships_on_while_its_registry_disk_is_full(broker, logpipe_bin, sma
     finally:
         collector.close()
         agent.close()
+
+
+def test_status_says_what_is_full_and_by_how_much(appliance_factory, logpipe_bin, small_disk):
+    """`/status` and `logpipe status` name the broker's full log dir, its free space and what produce
+    waits for, and the partitions refused; the stall goes once space is freed."""
+    import json
+    import urllib.request
+
+    from support import HOST
+
+    filler = small_disk / "other-files"
+    filler.write_bytes(b"\0" * (2 << 20))
+    log_dir = small_disk / "broker"
+    app = appliance_factory(f"""\
+[broker]
+listeners = ["{HOST}:0"]
+log_dirs = "{log_dir}"
+log_segment_bytes = {1 << 20}
+
+[admin]
+address = "{HOST}:0"
+""").start()
+    topic = unique("full")
+    create_topic(app.broker_address, topic, 1)
+
+    def stalls() -> list:
+        with urllib.request.urlopen(f"http://{app.admin_address}/status", timeout=5) as r:
+            return json.loads(r.read())["stalls"]
+
+    assert stalls() == []
+    _, errors = fill_until_refused(app.broker_address, topic)
+    assert set(errors) == {"KAFKA_STORAGE_ERROR"}, errors
+    [stall] = stalls()
+    assert (stall["kind"], stall["key"]) == ("disk", str(log_dir)), stall
+    assert stall["reason"].startswith("broker log dir full: ") and f"to {topic}/0;" in stall["reason"], stall
+    assert "free, produce waits for " in stall["reason"], stall
+    text = subprocess.run([str(logpipe_bin), "status", "--address", app.admin_address, "--once"],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "STALLED" in text and "broker log dir full:" in text, text
+
+    filler.unlink()
+    wait_until(lambda: produce(app.broker_address, topic, [{"value": b"after"}], timeout=10), 60,
+               "produce to resume after space was freed", procs=[app])
+    assert stalls() == []
+
+
+def test_file_output_waits_out_a_full_disk(broker, indexer_factory, small_disk):
+    """The indexer's file output on a full disk: it stops consuming and retries, commits nothing past what
+    is on disk, and goes on by itself once space is freed, every document written once."""
+    from indexer_support import (committed_offsets, envelope, event_id, indexer_toml, new_run, produce_values,
+                                 read_ndjson_dir, wait_committed_to_end)
+
+    filler = small_disk / "other-files"
+    filler.write_bytes(b"\0" * (3 << 20))
+    out = small_disk / "indices"
+    topic, group, run = unique("file-full"), unique("file-full"), new_run()
+    create_topic(broker.bootstrap, topic, 1)
+    n = 4000  # about 4.5 MB of output: more than the 3 MiB left, less than 6 MiB
+    produce_values(broker.bootstrap, topic, (envelope(run, i, message=f"{i:06d} " + "m" * 1000) for i in range(n)), 1)
+    indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, default_index="files",
+                                           file_path=out))
+    wait_until(lambda: "consumption pauses" in indexer.stderr_text(), 120,
+               "the file output to hit the full disk", procs=[indexer])
+
+    def written() -> set[str]:
+        docs, _ = read_ndjson_dir(out)
+        return {d["_id"] for ds in docs.values() for d in ds}
+
+    for _ in range(3):
+        committed = committed_offsets(broker.bootstrap, group, topic, [0])[0]
+        on_disk = written()
+        assert committed < n, "the disk cannot hold everything"
+        missing = [i for i in range(max(committed, 0)) if event_id(run, i) not in on_disk]
+        assert not missing, f"committed {committed}, but {len(missing)} of those are not on disk, e.g. {missing[:3]}"
+
+    filler.unlink()
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, [0], timeout=120)
+    docs, bad = read_ndjson_dir(out)
+    assert not bad, bad[:3]
+    ids = [d["_id"] for ds in docs.values() for d in ds]
+    assert sorted(ids) == sorted(event_id(run, i) for i in range(n)), f"{len(ids)} documents for {n} events"
+    assert indexer.stderr_text().count("consumption pauses") == 1, "the full disk is logged once"

@@ -1,6 +1,7 @@
 """The kill matrix: the classic stack as separate processes (`logpipe broker`, `logpipe agent`,
 `logpipe indexer`, each from its section of one pipeline file) into the Elasticsearch stand-in, while
-the generator writes 1,000,000 nginx lines at 20,000 lines/s with rename rotation every 5 s. Each of
+the generator writes 200,000 nginx lines (LOGPIPE_KILL_MATRIX_LINES; scripts/soak.sh: 1,000,000) at
+20,000 lines/s with rename rotation every 5 s. Each of
 agent, broker and indexer is killed -9 at random moments (5 times each here; scripts/soak.sh runs 10
 rounds, 50 each) and restarted at once. Afterwards every line is in exactly one document, in the daily
 index of its own time stamp. The whole process killed at once is test_appliance.py's
@@ -11,17 +12,14 @@ only; copytruncate is tested alone in test_agent.py, with its documented window)
 
 LOGPIPE_KILL_MATRIX_SEED replays a round's kill moments; LOGPIPE_KILL_MATRIX_ROUNDS sets the rounds.
 
-Opt-in (LOGPIPE_KILL_MATRIX=1; scripts/soak.sh sets it) until the defect it found is fixed: after a
-kill -9 of the broker, the separate indexer's offset commit fails with UNKNOWN_MEMBER_ID (the restarted
-broker no longer knows the member), librdkafka revokes and re-assigns the partitions, and from then on
-the indexer sends no further request (its connection sits idle until connections.max.idle.ms closes
-it): the lines are in the broker but never indexed. Seen with seed 1739515359 at 200,000 lines
-(LOGPIPE_KILL_MATRIX_LINES=200000): 179,852 of 200,000 indexed, stalled for 10 minutes; reproduced
-with the same seed. While stalled, `logpipe groups describe logpipe-indexer` shows the group Stable
-with the indexer as its one member and lag on every partition, and the indexer's thread sits in
-`BaseConsumer::poll` (gdb): librdkafka holds the assignment but fetches nothing. Suspects: an
-application pause (consumer.rs `set_paused`) surviving the revoke/assign, or the fetch start offsets
-after the failed commit.
+It found a defect, now fixed: after a kill -9 of the broker, the separate indexer's offset commit failed
+with UNKNOWN_MEMBER_ID (the restarted broker no longer knew the member), librdkafka revoked and
+re-assigned the partitions, and the indexer never fetched again (seed 1739515359 at 200,000 lines:
+179,852 indexed, stalled for 10 minutes). The cause: a pause the indexer applied while its outputs were
+saturated stays on the partition in librdkafka across the rebalance, and the resume, issued between the
+revocation and the next assignment, reached no partition. indexer/src/pause.rs applies the wanted state
+again to each new assignment; its unit test reproduces the stall against librdkafka's mock cluster.
+scripts/test.sh prints the table of this run (LOGPIPE_KILL_MATRIX_RESULTS).
 """
 
 from __future__ import annotations
@@ -44,7 +42,8 @@ from support import HOST, ManagedProcess, child_cmd, wait_until
 
 pytestmark = pytest.mark.appliance
 
-LINES = int(os.environ.get("LOGPIPE_KILL_MATRIX_LINES", "1000000"))
+# scripts/test.sh: 200,000 lines (a debug build on a small CI machine); scripts/soak.sh: 1,000,000.
+LINES = int(os.environ.get("LOGPIPE_KILL_MATRIX_LINES", "200000"))
 RATE = 20_000
 KILLS_EACH = 5
 ROUNDS = int(os.environ.get("LOGPIPE_KILL_MATRIX_ROUNDS", "1"))
@@ -128,7 +127,9 @@ def one_round(seed: int, tmp_path: Path, logpipe_bin: Path, es, nginx_gen) -> di
         planned = sorted(rnd.randrange(LINES // 50, LINES * 9 // 10) for _ in order)
         kills = {p: 0 for p in PARTS}
         for name, documents in zip(order, planned):
-            target = max(documents, es.count() + LINES // 100)
+            # At least 1% more progress since the last kill, but never more than there will be: an
+            # indexer that caught up with the generator is killed with everything indexed.
+            target = min(max(documents, es.count() + LINES // 100), LINES)
             wait_until(lambda: es.count() >= target, 300,
                        lambda: f"{target} documents before killing the {name}, have {es.count()}", procs=procs)
             parts[name].kill9()
@@ -163,10 +164,7 @@ def one_round(seed: int, tmp_path: Path, logpipe_bin: Path, es, nginx_gen) -> di
             p.close()
 
 
-@pytest.mark.skipif(os.environ.get("LOGPIPE_KILL_MATRIX") != "1",
-                    reason="opt-in (LOGPIPE_KILL_MATRIX=1, scripts/soak.sh): the indexer stalls after a broker "
-                           "kill -9 (see the module docstring)")
-@pytest.mark.timeout(900 * ROUNDS)
+@pytest.mark.timeout((300 + LINES // 400) * ROUNDS)
 def test_kill_matrix(logpipe_bin, tmp_path, nginx_gen):
     base = int(os.environ.get("LOGPIPE_KILL_MATRIX_SEED") or random.randrange(1 << 31))
     for r in range(ROUNDS):

@@ -165,8 +165,8 @@ async fn retention_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.cancelled() => return,
         }
-        let logs = broker.logs.clone();
-        match tokio::task::spawn_blocking(move || logs.enforce_retention(now_ms())).await {
+        let broker = broker.clone();
+        match tokio::task::spawn_blocking(move || broker.enforce_retention(now_ms())).await {
             Ok(Ok(0)) => {}
             Ok(Ok(deleted)) => tracing::info!(deleted, "retention deleted old segments"),
             Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use super::producer_snapshot::SNAPSHOT_SUFFIX;
 use super::segment::{file_name, remove_files};
@@ -42,13 +42,27 @@ pub(crate) fn remove_roll_leftovers(dir: &Path, base: i64) {
     let _ = std::fs::remove_file(tmp);
 }
 
-/// Whether a partition is refusing appends for lack of space, to log the change once each way.
+/// Whether a partition is refusing appends for lack of space, to log the change once each way, and for
+/// how long and how much room it waits for, for `logpipe status`.
 #[derive(Debug, Default)]
-pub(crate) struct DiskFull(AtomicBool);
+pub(crate) struct DiskFull(AtomicBool, AtomicI64, AtomicU64);
+
+/// A partition refusing appends for lack of space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskShortage {
+    /// When it began, milliseconds since the Unix epoch.
+    pub since_ms: i64,
+    /// Free bytes on the file system now.
+    pub available_bytes: u64,
+    /// Free bytes it waits for: the refused append plus the resume headroom.
+    pub needed_bytes: u64,
+}
 
 impl DiskFull {
-    pub fn report(&self, dir: &Path, e: &io::Error) {
+    pub fn report(&self, dir: &Path, e: &io::Error, incoming: u64) {
+        self.2.store(incoming.saturating_add(RESUME_HEADROOM), Ordering::Release);
         if !self.0.swap(true, Ordering::AcqRel) {
+            self.1.store(super::log_manager::wall_clock_ms(), Ordering::Release);
             tracing::warn!(
                 dir = %dir.display(),
                 available_bytes = available_bytes(dir).unwrap_or(0),
@@ -67,11 +81,21 @@ impl DiskFull {
         }
         let available = available_bytes(dir).ok()?;
         let needed = incoming.saturating_add(RESUME_HEADROOM);
+        self.2.store(needed, Ordering::Release);
         (available < needed).then(|| {
             io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!("{}: disk full ({available} bytes free, waiting for {needed})", dir.display()),
             )
+        })
+    }
+
+    /// The shortage while marked full.
+    pub fn shortage(&self, dir: &Path) -> Option<DiskShortage> {
+        self.0.load(Ordering::Acquire).then(|| DiskShortage {
+            since_ms: self.1.load(Ordering::Acquire),
+            available_bytes: available_bytes(dir).unwrap_or(0),
+            needed_bytes: self.2.load(Ordering::Acquire),
         })
     }
 

@@ -29,9 +29,19 @@ use super::checkpoint::{OffsetCheckpoint, LOG_START_FILE, RECOVERY_POINT_FILE};
 use super::config::{default_topic_config, LogConfig, TopicConfig};
 use super::flusher::{FlushQueue, Flusher};
 use super::partition_log::{Failure, OpenParams, PartitionLog};
+use super::retention::Floor;
 use super::topic::{Metadata, TopicMeta};
 use super::util::{annotate, create_dir_all, lock, read, sync_dir, write_atomic};
 use crate::error::Error;
+
+/// What a retention pass did.
+#[derive(Debug, Default)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments: usize,
+    /// Partitions whose log start moved: topic, partition, old and new log start offset.
+    pub moved: Vec<(String, i32, i64, i64)>,
+}
 
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 pub(crate) const LOCK_FILE: &str = ".lock";
@@ -257,17 +267,31 @@ impl LogManager {
 
     /// Deletes segments past retention in every partition and persists the new log start offsets.
     pub fn enforce_retention(&self, now_ms: i64) -> std::io::Result<usize> {
+        self.enforce_retention_with(now_ms, &|_, _| None).map(|outcome| outcome.segments)
+    }
+
+    /// [`enforce_retention`](Self::enforce_retention), keeping what `floor(topic, partition)` protects.
+    pub fn enforce_retention_with(
+        &self,
+        now_ms: i64,
+        floor: &dyn Fn(&str, i32) -> Option<Floor>,
+    ) -> std::io::Result<RetentionOutcome> {
+        let mut outcome = RetentionOutcome::default();
         if self.closed.load(Ordering::Acquire) {
-            return Ok(0);
+            return Ok(outcome);
         }
-        let mut deleted = 0;
         for p in self.shared.all() {
-            deleted += p.enforce_retention(now_ms)?;
+            let before = p.log_start_offset();
+            outcome.segments += p.enforce_retention(now_ms, floor(p.topic(), p.partition()))?;
+            let after = p.log_start_offset();
+            if after > before {
+                outcome.moved.push((p.topic().to_string(), p.partition(), before, after));
+            }
         }
-        if deleted > 0 {
+        if outcome.segments > 0 {
             self.shared.write_log_start_checkpoint()?;
         }
-        Ok(deleted)
+        Ok(outcome)
     }
 
     pub fn cluster_id(&self) -> String {

@@ -45,7 +45,9 @@ mod util;
 
 pub use config::LogConfig;
 pub use error::{AppendError, ReadError, TopicError};
+pub use full_disk::DiskShortage;
 pub use log_manager::LogManager;
 pub use partition_log::PartitionLog;
+pub use retention::Floor;
 pub use topic::TopicMeta;
 pub use topic_changes::DeleteRecordsError;

@@ -28,7 +28,7 @@ use super::batch::{set_base_offset, set_log_append_time, validate_produce};
 use super::config::TopicConfig;
 use super::error::AppendError;
 use super::flusher::FlushQueue;
-use super::full_disk::{self, DiskFull};
+use super::full_disk::{self, DiskFull, DiskShortage};
 use super::producer_snapshot::write_roll_snapshot;
 use super::producer_state::{ProducerStateMap, SeqCheck, Staged};
 use super::recovery::{load_partition, RecoveryReport};
@@ -261,7 +261,7 @@ impl PartitionLog {
         if let Err(e) = st.active().append(&bytes, &placed, interval) {
             if full_disk::is_full(&e) {
                 // Undone by the segment: nothing changed, the next append tries again.
-                self.disk_full.report(&self.dir, &e);
+                self.disk_full.report(&self.dir, &e, bytes.len() as u64);
                 return Err(AppendError::Io(e));
             }
             // The file may now end in a partial batch; recovery at the next start cuts it off.
@@ -307,7 +307,7 @@ impl PartitionLog {
             Ok(prepared) => prepared,
             Err(e) if full_disk::is_full(&e) => {
                 full_disk::remove_roll_leftovers(&self.dir, base);
-                self.disk_full.report(&self.dir, &e);
+                self.disk_full.report(&self.dir, &e, 0);
                 return Err(e);
             }
             Err(e) => {
@@ -394,6 +394,11 @@ impl PartitionLog {
 
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// Whether appends are refused for lack of space, since when, and how much room they wait for.
+    pub fn disk_shortage(&self) -> Option<DiskShortage> {
+        self.disk_full.shortage(&self.dir)
     }
 
     pub fn size_bytes(&self) -> u64 {

@@ -7,6 +7,10 @@
 //! The new log start offset is persisted by the caller, because a log start offset need not be a
 //! segment boundary and so cannot be recovered from the files alone.
 //!
+//! A [`Floor`] (the broker's `[broker.retention] protect_groups`) holds back time and size retention
+//! for segments holding records at or above an offset some consumer group still has to read, until the
+//! partition would exceed the floor's byte cap; DeleteRecords is not held back.
+//!
 //! References: https://kafka.apache.org/documentation/#topicconfigs_retention.ms
 
 use std::io;
@@ -16,9 +20,17 @@ use super::partition_log::PartitionLog;
 use super::producer_state::PRODUCER_EXPIRATION_MS;
 use super::util::lock;
 
+/// Records retention must not delete yet: those at or above `offset`, while the partition holds at most
+/// `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Floor {
+    pub offset: i64,
+    pub max_bytes: u64,
+}
+
 impl PartitionLog {
     /// Deletes the segments retention no longer keeps; returns how many.
-    pub(crate) fn enforce_retention(&self, now_ms: i64) -> io::Result<usize> {
+    pub(crate) fn enforce_retention(&self, now_ms: i64, floor: Option<Floor>) -> io::Result<usize> {
         let c = self.config();
         let high_watermark = self.high_watermark();
         let doomed = {
@@ -41,6 +53,10 @@ impl PartitionLog {
                 if !(too_old || too_big || deleted) {
                     break;
                 }
+                let protected = floor.is_some_and(|f| seg.next_offset() > f.offset && total <= f.max_bytes);
+                if protected && !deleted {
+                    break;
+                }
                 total -= seg.size();
                 let Some((_, seg)) = st.segments.pop_first() else { break };
                 doomed.push(seg);
@@ -61,6 +77,7 @@ impl PartitionLog {
 
 #[cfg(test)]
 mod tests {
+    use super::Floor;
     use crate::storage::batch::TestBatch;
     use crate::storage::testkit::{config_with, manager, partition, sync_append};
     use crate::storage::ReadError;
@@ -125,5 +142,27 @@ mod tests {
         assert_eq!(mgr.enforce_retention(1_000_000).unwrap(), n - 1);
         assert_eq!(log.segment_count(), 1);
         assert!(log.read(log.log_start_offset(), 10, true).is_ok());
+    }
+
+    #[test]
+    fn a_floor_keeps_unread_segments_up_to_its_byte_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |c| c.segment_bytes = 300));
+        let log = partition(&mgr, "t", &[("retention.ms", "1000")]);
+        for _ in 0..20 {
+            sync_append(&log, &TestBatch::new(1).ts(1_000).build());
+        }
+        let floor = |offset, max_bytes| move |_: &str, _: i32| Some(Floor { offset, max_bytes });
+        let segments = log.segment_count();
+        assert_eq!(mgr.enforce_retention_with(100_000, &floor(0, u64::MAX)).unwrap().segments, 0, "all unread");
+        let outcome = mgr.enforce_retention_with(100_000, &floor(8, u64::MAX)).unwrap();
+        assert!(outcome.segments > 0);
+        let start = log.log_start_offset();
+        assert!(start > 0 && start <= 8, "only segments wholly below the floor go, start {start}");
+        assert_eq!(outcome.moved, vec![("t".to_string(), 0, 0, start)]);
+        // Over the cap, retention deletes what the group has not read.
+        let outcome = mgr.enforce_retention_with(100_000, &floor(8, 600)).unwrap();
+        assert!(outcome.segments > 0 && log.log_start_offset() > 8, "start {}", log.log_start_offset());
+        assert!(log.segment_count() < segments);
     }
 }
