@@ -51,6 +51,8 @@ pub(crate) struct Draft {
     pub agent_inputs: Vec<Table>,
     pub indexer: Option<Table>,
     pub indexer_input: Option<Table>,
+    /// `[indexer.enrichment]`: database files the geoip and useragent filters name.
+    pub enrichment: Option<Table>,
     pub filters: Vec<Table>,
     pub routes: Vec<Table>,
     pub output: Option<Table>,
@@ -112,7 +114,11 @@ impl Draft {
         for t in &self.agent_inputs {
             table("agent.inputs", true, t);
         }
-        for (h, t) in [("indexer", &self.indexer), ("indexer.input", &self.indexer_input)] {
+        for (h, t) in [
+            ("indexer", &self.indexer),
+            ("indexer.input", &self.indexer_input),
+            ("indexer.enrichment", &self.enrichment),
+        ] {
             if let Some(t) = t {
                 table(h, false, t);
             }

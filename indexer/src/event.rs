@@ -119,6 +119,16 @@ impl Event {
         self.get(field)?.as_str()
     }
 
+    /// The value at `field`, to change in place (no copy of the value, no new key).
+    pub fn get_mut(&mut self, field: &FieldRef) -> Option<&mut Value> {
+        let (last, parents) = field.parts().split_last()?;
+        let mut map = &mut self.fields;
+        for part in parents {
+            map = map.get_mut(part.as_str())?.as_object_mut()?;
+        }
+        map.get_mut(last.as_str())
+    }
+
     /// Sets the value at `path`, creating objects on the way. A non-object in the way is replaced by an
     /// object: a filter writing `[source][ip]` wins over an earlier scalar `source`.
     pub fn insert_path<S: AsRef<str>>(&mut self, path: &[S], value: Value) {

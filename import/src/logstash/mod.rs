@@ -10,6 +10,7 @@ mod outputs;
 mod parse;
 mod plugins;
 mod print;
+mod text_filters;
 mod translate;
 mod values;
 

@@ -128,11 +128,6 @@ pub const OUTPUTS: &[&str] = &[
 pub fn filter_advice(name: &str) -> &'static str {
     match name {
         "ruby" => "logpipe runs no scripts; express the logic with grok, date and mutate filters, or keep Logstash for this pipeline",
-        "geoip" => "logpipe ships no GeoIP database; use an Elasticsearch ingest pipeline with the geoip processor",
-        "useragent" => "logpipe does not parse user agents (the nginx_access filter keeps user_agent.original); use an Elasticsearch ingest pipeline with the user_agent processor",
-        "json" => "logpipe has no json filter; if the whole record is JSON, `codec => json` on the kafka input (logpipe's `codec = \"json\"`) already decodes it",
-        "kv" => "logpipe has no kv filter; a grok pattern with named captures can pick out known keys",
-        "dissect" => "logpipe has no dissect filter; the same fields can be captured with a grok pattern (%{DATA:field} for each %{field})",
         "drop" => "an unconditional drop drops every event",
         _ => "logpipe has no equivalent filter",
     }

@@ -222,7 +222,7 @@ fn walk<'a>(t: &mut Translator<'a>, items: &[Item], path: &Path, visit: &mut Vis
 const COMMON_ON_SUCCESS: &[&str] = &["add_field", "add_tag", "remove_field", "remove_tag"];
 const IGNORED_COMMON: &[&str] = &["id", "enable_metric", "periodic_flush", "ecs_compatibility"];
 
-fn new_filter(t: &Translator, p: &Plugin, kind: &str, when: &Option<When>) -> Table {
+pub(crate) fn new_filter(t: &Translator, p: &Plugin, kind: &str, when: &Option<When>) -> Table {
     let mut table = Table::from(&t.origin(p.pos), &format!("{} filter", p.name));
     table.set("type", kind);
     if let Some(w) = when {
@@ -236,6 +236,11 @@ fn filter(t: &mut Translator, p: &Plugin, when: Option<When>, out: &mut Vec<Tabl
         "grok" => super::filters::grok(t, p, when, out),
         "date" => super::filters::date(t, p, when, out),
         "mutate" => mutate(t, p, when, out),
+        "json" => super::text_filters::json(t, p, when, out),
+        "kv" => super::text_filters::kv(t, p, when, out),
+        "dissect" => super::text_filters::dissect(t, p, when, out),
+        "geoip" => super::text_filters::geoip(t, p, when, out),
+        "useragent" => super::text_filters::useragent(t, p, when, out),
         "drop" => match when {
             Some(w) => {
                 let origin = t.origin(p.pos);
@@ -248,13 +253,16 @@ fn filter(t: &mut Translator, p: &Plugin, when: Option<When>, out: &mut Vec<Tabl
             }
             None => t.left_out(p.pos, "drop filter", plugins::filter_advice("drop")),
         },
-        name if plugins::FILTERS.contains(&name) => {
-            t.left_out(p.pos, format!("filter `{name}`"), format!("no equivalent in logpipe: {}", plugins::filter_advice(name)))
-        }
+        name if plugins::FILTERS.contains(&name) => t.left_out(
+            p.pos,
+            format!("filter `{name}`"),
+            format!("no equivalent in logpipe: {}", plugins::filter_advice(name)),
+        ),
         name => t.left_out(
             p.pos,
             format!("filter `{name}`"),
-            "unknown filter plugin: not one Logstash bundles; expected grok, date, mutate, drop or another Logstash filter",
+            "unknown filter plugin: not one Logstash bundles; expected grok, date, mutate, json, kv, dissect, geoip, \
+             useragent, drop or another Logstash filter",
         ),
     }
 }
@@ -319,11 +327,18 @@ fn mutate(t: &mut Translator, p: &Plugin, when: Option<When>, out: &mut Vec<Tabl
                     table.set("replace", v);
                 }
             }
-            name @ ("convert" | "gsub" | "lowercase" | "uppercase" | "capitalize" | "strip" | "split" | "join"
-            | "merge" | "copy" | "coerce") => t.left_out(
+            "convert" => super::text_filters::mutate_convert(t, attr, &mut table),
+            "gsub" => super::text_filters::mutate_gsub(t, attr, &mut table),
+            "lowercase" | "uppercase" => {
+                if let Some(v) = t.attr_list("mutate filter", attr) {
+                    table.set(&attr.name, strings(v));
+                }
+            }
+            name @ ("capitalize" | "strip" | "split" | "join" | "merge" | "copy" | "coerce") => t.left_out(
                 attr.pos,
                 format!("mutate `{name}`"),
-                "no equivalent in logpipe's mutate (rename, replace, add_field, remove_field, add_tag, remove_tag)",
+                "no equivalent in logpipe's mutate (rename, replace, convert, gsub, lowercase, uppercase, add_field, \
+                 remove_field, add_tag, remove_tag)",
             ),
             name => t.left_out(attr.pos, format!("mutate `{name}`"), "not a mutate setting"),
         }

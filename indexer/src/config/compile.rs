@@ -150,6 +150,9 @@ impl FilterConfig {
                     time_zone: zone(&k("time_zone"), &c.time_zone)?,
                 }),
             ),
+            FilterConfig::Json(c) => (when(key, &c.when)?, Box::new(c.compile(key)?)),
+            FilterConfig::Kv(c) => (when(key, &c.when)?, Box::new(c.compile(key)?)),
+            FilterConfig::Dissect(c) => (when(key, &c.when)?, Box::new(c.compile(key)?)),
             FilterConfig::Grok(c) => {
                 // Logstash allows several fields in `match`; we take one so a failure tag is unambiguous.
                 let mut entries = c.patterns.iter();
@@ -212,6 +215,7 @@ impl FilterConfig {
                         })
                         .collect::<Result<_>>()?,
                     replace: pairs("replace", &c.replace)?,
+                    values: c.values(key)?,
                     add_field: pairs("add_field", &c.add_field)?,
                     remove_field: c
                         .remove_field

@@ -19,8 +19,10 @@ use serde_json::Value;
 use crate::codec::Codec;
 
 mod compile;
+mod text_filters;
 
 pub use compile::Compiled;
+pub use text_filters::{DissectConfig, JsonConfig, KvConfig};
 
 /// Everything the indexer needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +218,9 @@ pub enum FilterConfig {
     Mutate(MutateConfig),
     UserAgent(UserAgentConfig),
     Geoip(GeoipConfig),
+    Json(JsonConfig),
+    Kv(KvConfig),
+    Dissect(DissectConfig),
 }
 
 /// `type = "user_agent"`: parse a user-agent string into ECS fields (Logstash's `useragent`).
@@ -382,6 +387,15 @@ pub struct MutateConfig {
     pub replace: BTreeMap<String, String>,
     /// Field → template; an existing value becomes a list. Default empty.
     pub add_field: BTreeMap<String, String>,
+    /// Field → `integer`, `float`, `string` or `boolean`. Default empty.
+    pub convert: BTreeMap<String, String>,
+    /// `[field, regex, replacement]` rules, in order; `$1`/`${name}` in the replacement refer to groups.
+    /// Default empty.
+    pub gsub: Vec<Vec<String>>,
+    /// Fields whose text becomes upper case. Default empty.
+    pub uppercase: Vec<String>,
+    /// Fields whose text becomes lower case. Default empty.
+    pub lowercase: Vec<String>,
     /// Default empty.
     pub remove_field: Vec<String>,
     /// Default empty.

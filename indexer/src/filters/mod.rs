@@ -1,11 +1,16 @@
 //! Filters: what Logstash's `filter {}` block does. Each filter changes an event in place and never fails
-//! it: a line that does not parse is tagged (`_grokparsefailure`, `_dateparsefailure`) and still indexed.
+//! it: a line that does not parse is tagged (`_grokparsefailure`, `_dateparsefailure`, `_jsonparsefailure`,
+//! `_dissectfailure`) and still indexed.
 //! A [`FilterChain`] runs the configured filters in order, each behind its optional `when`.
 
 pub mod date;
+pub mod dissect;
 pub mod geoip;
 pub mod grok;
+pub mod json;
+pub mod kv;
 pub mod mutate;
+pub mod mutate_values;
 pub mod nginx;
 pub mod user_agent;
 pub mod zone;
@@ -15,9 +20,13 @@ use std::fmt::Debug;
 use crate::condition::Condition;
 use crate::event::Event;
 
+pub use dissect::{Dissect, Dissection};
 pub use geoip::GeoIp;
 pub use grok::Grok;
+pub use json::Json;
+pub use kv::Kv;
 pub use mutate::Mutate;
+pub use mutate_values::{Conversion, Gsub, MutateValues};
 pub use nginx::{NginxAccess, NginxError};
 pub use user_agent::UserAgent;
 

@@ -1,10 +1,11 @@
-//! The `mutate` filter, in Logstash's order: `rename`, `replace`, then the common options `add_field`,
-//! `remove_field`, `add_tag`, `remove_tag`. Values of `add_field`/`replace` are sprintf templates
+//! The `mutate` filter, in Logstash's order: `rename`, `replace`, `convert`/`gsub`/`uppercase`/`lowercase`
+//! (in `mutate_values.rs`), then the common options `add_field`, `remove_field`, `add_tag`, `remove_tag`. Values of `add_field`/`replace` are sprintf templates
 //! (`%{[host][name]}`), rendered in UTC.
 
 use chrono_tz::Tz;
 use serde_json::Value;
 
+use super::mutate_values::MutateValues;
 use super::Filter;
 use crate::event::{Event, FieldRef};
 use crate::template::Template;
@@ -15,6 +16,8 @@ pub struct Mutate {
     pub rename: Vec<(FieldRef, FieldRef)>,
     /// Sets the field, replacing any value.
     pub replace: Vec<(FieldRef, Template)>,
+    /// `convert`, `gsub`, `uppercase`, `lowercase`.
+    pub values: MutateValues,
     /// Sets the field; if it already has a value the two become a list, as in Logstash.
     pub add_field: Vec<(FieldRef, Template)>,
     pub remove_field: Vec<FieldRef>,
@@ -32,6 +35,9 @@ impl Filter for Mutate {
         for (field, template) in &self.replace {
             let value = template.render_to_string(event, Tz::UTC);
             event.insert(field, Value::String(value));
+        }
+        if !self.values.is_empty() {
+            self.values.apply(event);
         }
         for (field, template) in &self.add_field {
             let value = Value::String(template.render_to_string(event, Tz::UTC));
@@ -67,6 +73,7 @@ mod tests {
         let m = Mutate {
             rename: vec![(f("old"), f("[new][place]")), (f("missing"), f("x"))],
             replace: vec![(f("r"), Template::parse("%{[new][place]}!").unwrap())],
+            values: MutateValues::default(),
             add_field: vec![
                 (f("a"), Template::parse("v2").unwrap()),
                 (f("b"), Template::parse("%{[host][name]}").unwrap()),
