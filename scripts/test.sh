@@ -11,7 +11,7 @@
 #
 # Installs what is missing, once: the third-party peers (scripts/peers.sh: Apache Kafka and its tools,
 # the Java clients, an OpenSearch 2.19 node, Debian's uap-core and the DB-IP Lite data), Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
-# compatible with) and a virtualenv at .venv/ with the pinned clients from
+# compatible with), Debian's nginx-light (the TLS and auth front of Elasticsearch in the tests) and a virtualenv at .venv/ with the pinned clients from
 # tests/python/requirements.txt. A second run skips both.
 set -euo pipefail
 
@@ -63,6 +63,15 @@ ensure_tls_deps() {
     fi
 }
 
+# Debian's nginx (the light flavour: ssl, map, auth_basic, proxy) is the TLS and auth front of
+# Elasticsearch in test_es_auth.py. Debian's stable package is the pin: the release fixes its version.
+ensure_nginx() {
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+        log "installing nginx-light (Debian package)"
+        apt_install nginx-light
+    fi
+}
+
 pick_python() {
     local p
     for p in python3.11 python3; do
@@ -111,6 +120,7 @@ ensure_fuse() {
 ensure_kcat
 ensure_fuse
 ensure_tls_deps
+ensure_nginx
 ensure_venv
 log "peers (scripts/peers.sh)"
 scripts/peers.sh
