@@ -92,3 +92,40 @@ def test_kafka_python_over_mtls(secure_broker, pki):
                 p.close(timeout=2)
     assert log_of(broker).count("TLS handshake failed") >= 2
     broker.check_running()
+
+
+SARAMA_SCRAM = "sarama-scram"  # Filebeat's SASL settings on elastic/sarama + xdg-go/scram (tests/go/sarama-scram)
+
+
+@pytest.mark.parametrize("mechanism,protocol,handshake_v1", [
+    ("SCRAM-SHA-512", "SASL_SSL", False),
+    ("SCRAM-SHA-512", "SASL_SSL", True),
+    ("SCRAM-SHA-256", "SASL_PLAINTEXT", True),
+    ("PLAIN", "SASL_SSL", True),
+])
+def test_sarama_filebeat_sasl(secure_broker, pki, tmp_path, mechanism, protocol, handshake_v1):
+    """Filebeat's output.kafka with sasl.mechanism, as sarama runs it: SaslHandshake v0 followed by raw
+    tokens (sarama's default) and v1 with SaslAuthenticate; then a wrong password is refused."""
+    from peers import go_peer
+
+    settings = tls_settings(pki) if protocol == "SASL_SSL" else {}
+    stored = "SCRAM-SHA-512" if mechanism == "PLAIN" else mechanism
+    broker = secure_broker(protocol, users={"agent": stored}, **settings)
+    secret = tmp_path / "agent.password"
+    secret.write_text(PASSWORD + "\n")
+    argv = [str(go_peer(SARAMA_SCRAM)), "-brokers", broker.bootstrap, "-topic", unique("sarama-sasl"), "-n", "100",
+            "-mechanism", mechanism, "-username", "agent", "-password-file", str(secret)]
+    if protocol == "SASL_SSL":
+        argv += ["-ca", str(pki["ca"])]
+    if handshake_v1:
+        argv.append("-handshake-v1")
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    import json
+
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == {"produced": 100, "consumed": 100}
+    secret.write_text("wrong\n")
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert "authentication failed" in log_of(broker) and "user=agent" in log_of(broker)
+    broker.check_running()
