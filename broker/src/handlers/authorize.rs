@@ -71,9 +71,12 @@ impl Check<'_> {
         self.broker.authorize(self.session, op, ResourceType::Cluster, CLUSTER_NAME)
     }
 
-    /// May this request create `name` if it does not exist (auto-creation)?
+    /// May this request create `name` if it does not exist (auto-creation)? An existing topic needs no
+    /// check (partition 0 always exists; looking it up clones an `Arc`, not the topic's metadata).
     fn may_create(&self, name: &str) -> bool {
-        self.broker.logs.topic(name).is_some() || self.cluster(Operation::Create) || self.topic(Operation::Create, name)
+        self.broker.logs.partition(name, 0).is_some()
+            || self.cluster(Operation::Create)
+            || self.topic(Operation::Create, name)
     }
 }
 
@@ -507,7 +510,8 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
             )
         }
         RequestKind::InitProducerId(r) => {
-            let refused = match &r.transactional_id {
+            // An empty id is no id (the handler reads it so too).
+            let refused = match r.transactional_id.as_ref().filter(|id| !id.is_empty()) {
                 Some(id) => (!broker.authorize(session, Write, ResourceType::TransactionalId, id))
                     .then_some(TRANSACTIONAL_ID_DENIED),
                 None => (!check.cluster(IdempotentWrite)
@@ -709,4 +713,119 @@ fn offset_fetch(check: &Check, version: i16, mut r: kafka_protocol::messages::Of
             );
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    use crate::broker::{Broker, NodeInfo, Session};
+    use crate::config::BrokerConfig;
+    use crate::handlers::dispatch;
+    use crate::protocol::Request;
+    use crate::security::acl::AclConfig;
+
+    fn broker(dir: &tempfile::TempDir) -> Arc<Broker> {
+        let acl = AclConfig {
+            principal: "User:alice".into(),
+            resource_type: "topic".into(),
+            resource_name: Some("granted".into()),
+            pattern_type: None,
+            operations: vec!["write".into(), "create".into()],
+            permission: None,
+            host: None,
+        };
+        let config = BrokerConfig {
+            log_dirs: dir.path().to_path_buf(),
+            acls: vec![acl],
+            super_users: vec!["User:admin".into()],
+            allow_everyone_if_no_acl_found: Some(false),
+            ..BrokerConfig::default()
+        };
+        let node = NodeInfo { node_id: 0, host: "127.0.0.1".into(), port: 9092 };
+        Broker::open(logpipe_config::Valid::new(config).unwrap(), node).unwrap()
+    }
+
+    async fn call(broker: &Arc<Broker>, who: &str, api_key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let header = RequestHeader::default().with_request_api_key(api_key as i16).with_request_api_version(version);
+        let session =
+            Session { peer: "10.1.2.3:5000".parse().unwrap(), principal: who.into(), node: broker.node.clone() };
+        dispatch(broker, Request { api_key, header, body }, &session).await
+    }
+
+    fn name(s: &'static str) -> TopicName {
+        TopicName(StrBytes::from_static_str(s))
+    }
+
+    async fn topics_seen(broker: &Arc<Broker>, who: &str) -> Vec<String> {
+        let ResponseKind::Metadata(r) = call(
+            broker,
+            who,
+            ApiKey::Metadata,
+            12,
+            RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+        )
+        .await
+        else {
+            panic!("not a metadata response")
+        };
+        r.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect()
+    }
+
+    #[tokio::test]
+    async fn refused_parts_get_kafkas_errors_and_the_rest_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(&dir);
+        let create =
+            CreateTopicsRequest::default().with_topics(vec![creatable_topic("granted"), creatable_topic("secret")]);
+        let ResponseKind::CreateTopics(r) =
+            call(&broker, "User:alice", ApiKey::CreateTopics, 5, RequestKind::CreateTopics(create.clone())).await
+        else {
+            panic!()
+        };
+        let codes: Vec<(String, i16)> = r.topics.iter().map(|t| (t.name.to_string(), t.error_code)).collect();
+        assert!(codes.contains(&("granted".into(), 0)) && codes.contains(&("secret".into(), 29)), "{codes:?}");
+        call(&broker, "User:admin", ApiKey::CreateTopics, 5, RequestKind::CreateTopics(create)).await;
+
+        assert_eq!(topics_seen(&broker, "User:alice").await, vec!["granted".to_string()], "secret is hidden");
+        let mut all = topics_seen(&broker, "User:admin").await;
+        all.sort();
+        assert_eq!(all, vec!["granted".to_string(), "secret".to_string()], "super users see everything");
+
+        let produce = ProduceRequest::default().with_acks(1).with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("secret"))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0)])]);
+        let ResponseKind::Produce(r) =
+            call(&broker, "User:alice", ApiKey::Produce, 9, RequestKind::Produce(produce)).await
+        else {
+            panic!()
+        };
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 29);
+
+        let join = JoinGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g")));
+        let ResponseKind::JoinGroup(r) =
+            call(&broker, "User:alice", ApiKey::JoinGroup, 5, RequestKind::JoinGroup(join)).await
+        else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 30);
+
+        let ResponseKind::InitProducerId(r) =
+            call(&broker, "User:bob", ApiKey::InitProducerId, 4, RequestKind::InitProducerId(Default::default())).await
+        else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 31, "no WRITE on any topic: no idempotent producer");
+    }
+
+    fn creatable_topic(n: &'static str) -> create_topics_request::CreatableTopic {
+        create_topics_request::CreatableTopic::default()
+            .with_name(name(n))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+    }
 }

@@ -234,8 +234,9 @@ impl AclBinding {
             }
     }
 
-    fn matches_who(&self, principal: &str, host: &str) -> bool {
-        (self.principal == principal || self.principal == "User:*") && (self.host == "*" || self.host == host)
+    /// `host` is the client's address as text, made only if an ACL names a host.
+    fn matches_who(&self, principal: &str, host: &mut HostText) -> bool {
+        (self.principal == principal || self.principal == "User:*") && (self.host == "*" || self.host == host.get())
     }
 }
 
@@ -309,6 +310,22 @@ pub struct Authorizer {
     all: RwLock<Arc<Vec<AclBinding>>>,
 }
 
+/// A client address as text, formatted at most once per check and only when an ACL names a host.
+struct HostText {
+    ip: IpAddr,
+    text: Option<String>,
+}
+
+impl HostText {
+    fn new(ip: IpAddr) -> Self {
+        Self { ip, text: None }
+    }
+
+    fn get(&mut self) -> &str {
+        self.text.get_or_insert_with(|| self.ip.to_string())
+    }
+}
+
 /// A request's identity as the authorizer sees it.
 pub struct Requester<'a> {
     pub principal: &'a str,
@@ -365,12 +382,12 @@ impl Authorizer {
             return true;
         }
         let acls = self.snapshot();
-        let host = who.host.to_string();
+        let mut host = HostText::new(who.host);
         let mut any = false;
         let mut allowed = false;
         for acl in acls.iter().filter(|a| a.matches_resource(resource_type, name)) {
             any = true;
-            if !acl.matches_who(who.principal, &host) {
+            if !acl.matches_who(who.principal, &mut host) {
                 continue;
             }
             match acl.permission {
@@ -389,20 +406,19 @@ impl Authorizer {
             return true;
         }
         let acls = self.snapshot();
-        let host = who.host.to_string();
+        let mut host = HostText::new(who.host);
         let of_type: Vec<&AclBinding> = acls.iter().filter(|a| a.resource_type == resource_type).collect();
         if of_type.is_empty() {
             return self.allow_if_no_acl;
         }
-        let mine = |a: &&&AclBinding| a.matches_who(who.principal, &host);
-        let denied_all = of_type.iter().filter(mine).any(|a| {
+        let mine: Vec<&AclBinding> = of_type.into_iter().filter(|a| a.matches_who(who.principal, &mut host)).collect();
+        let denied_all = mine.iter().any(|a| {
             a.permission == Permission::Deny
                 && (a.operation == operation || a.operation == Operation::All)
                 && a.pattern_type == PatternType::Literal
                 && a.resource_name == "*"
         });
-        !denied_all
-            && of_type.iter().filter(mine).any(|a| a.permission == Permission::Allow && a.operation.grants(operation))
+        !denied_all && mine.iter().any(|a| a.permission == Permission::Allow && a.operation.grants(operation))
     }
 
     /// ACLs (configured and created) that match `filter`, for DescribeAcls.
