@@ -217,3 +217,26 @@ def test_defaults_open_only_on_a_loopback_plaintext_broker(secure_broker, pki):
     assert topic not in AdminClient(sasl_conf(broker, user="alice", pki=pki)).list_topics(timeout=20).topics
     assert "authorization is on" in log_of(broker)
     roundtrip(sasl_conf(broker, user="admin", pki=pki))
+
+
+def test_acls_apply_to_certificate_principals(secure_broker, pki):
+    """With mTLS the principal is the certificate's subject: ACLs name it like any user."""
+    principal = "User:CN=agent-1,OU=ops,O=logpipe"
+    topic = unique("mtls-acl")
+    acls = [{"principal": principal, "resource_type": "topic", "resource_name": topic,
+             "operations": ["write", "create", "read"]},
+            {"principal": principal, "resource_type": "group", "resource_name": "web-", "pattern_type": "prefixed",
+             "operations": ["read"]}]
+    broker = secure_broker("SSL", ssl_ca_location=str(pki["ca"]), ssl_client_auth="required", acls=acls,
+                           allow_everyone_if_no_acl_found=False, **tls_settings(pki))
+    base = {"bootstrap.servers": broker.bootstrap, "security.protocol": "ssl", "ssl.ca.location": str(pki["ca"])}
+    cert, key = pki["agent"]
+    agent = {**base, "ssl.certificate.location": str(cert), "ssl.key.location": str(key)}
+    roundtrip_existing(agent, topic, group="web-1")
+    other_cert, other_key = pki["ca_pki"].issue("web-2", "/O=logpipe/OU=ops/CN=web-2", server=False)
+    other = {**base, "ssl.certificate.location": str(other_cert), "ssl.key.location": str(other_key)}
+    p = Producer({**other, "acks": "all", "message.timeout.ms": 20000})
+    errors: list = []
+    p.produce(topic, b"x", on_delivery=lambda e, m: errors.append(e))
+    p.flush(30)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
