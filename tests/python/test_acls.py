@@ -205,6 +205,11 @@ def test_users_without_acls_get_kafkas_errors_and_others_carry_on(secure_broker,
     roundtrip(admin_conf)
     roundtrip_existing(alice_conf, topic, group="alice-2")
     broker.check_running()
+    # refusals are logged (rate-limited) with who and what was missing; listing hides without logging
+    log = log_of(broker)
+    assert "request refused by ACLs" in log and "principal=User:bob" in log, log[-3000:]
+    assert f"Write Topic:{topic}" in log and "Group:bobs-group" in log, log[-3000:]
+
 
 
 def test_defaults_open_only_on_a_loopback_plaintext_broker(secure_broker, pki):

@@ -56,18 +56,42 @@ const CONFIG_TOPIC: i8 = 2;
 struct Check<'a> {
     broker: &'a Arc<Broker>,
     session: &'a Session,
+    /// Refusals to log (`Operation Type:name`); `None` where a check only filters what is shown
+    /// (Metadata, ListGroups), as Kafka does not log those either.
+    refused: Option<std::cell::RefCell<Vec<String>>>,
 }
 
-impl Check<'_> {
+impl<'a> Check<'a> {
+    fn logging(broker: &'a Arc<Broker>, session: &'a Session) -> Self {
+        Self { broker, session, refused: Some(Default::default()) }
+    }
+
+    fn quiet(broker: &'a Arc<Broker>, session: &'a Session) -> Self {
+        Self { broker, session, refused: None }
+    }
+
+    fn check(&self, op: Operation, kind: ResourceType, name: &str) -> bool {
+        let allowed = self.broker.authorize(self.session, op, kind, name);
+        if let (false, Some(refused)) = (allowed, &self.refused) {
+            refused.borrow_mut().push(format!("{op:?} {kind:?}:{name}"));
+        }
+        allowed
+    }
+
     fn topic(&self, op: Operation, name: &str) -> bool {
-        self.broker.authorize(self.session, op, ResourceType::Topic, name)
+        self.check(op, ResourceType::Topic, name)
     }
 
     fn group(&self, op: Operation, name: &str) -> bool {
-        self.broker.authorize(self.session, op, ResourceType::Group, name)
+        self.check(op, ResourceType::Group, name)
     }
 
     fn cluster(&self, op: Operation) -> bool {
+        self.check(op, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// A cluster check that only picks a path (a refusal here is not the request's refusal).
+    fn probe_cluster(&self, op: Operation) -> bool {
         self.broker.authorize(self.session, op, ResourceType::Cluster, CLUSTER_NAME)
     }
 
@@ -75,7 +99,7 @@ impl Check<'_> {
     /// check (partition 0 always exists; looking it up clones an `Arc`, not the topic's metadata).
     fn may_create(&self, name: &str) -> bool {
         self.broker.logs.partition(name, 0).is_some()
-            || self.cluster(Operation::Create)
+            || self.probe_cluster(Operation::Create)
             || self.topic(Operation::Create, name)
     }
 }
@@ -94,8 +118,18 @@ fn amend(f: impl FnOnce(&mut ResponseKind) + Send + 'static) -> Option<Amend> {
 /// Checks `body` for the session's principal. Call only when the authorizer does not allow everyone and
 /// the principal is not a super user.
 pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Session, body: RequestKind) -> Gate {
+    let check = Check::logging(broker, session);
+    let gate = check_request(&check, header, body);
+    if let Some(refused) = check.refused.map(|r| r.into_inner()).filter(|r| !r.is_empty()) {
+        let api = kafka_protocol::messages::ApiKey::try_from(header.request_api_key).ok();
+        broker.acls.denials.record(session.peer, &session.principal, api, &refused);
+    }
+    gate
+}
+
+fn check_request(check: &Check, header: &RequestHeader, body: RequestKind) -> Gate {
     use Operation::*;
-    let check = Check { broker, session };
+    let (broker, session) = (check.broker, check.session);
     let version = header.request_api_version;
     match body {
         RequestKind::Produce(mut r) => {
@@ -186,7 +220,7 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
             )
         }
         RequestKind::Metadata(mut r) => {
-            let amend = metadata(&check, version, &mut r).or_else(|| metadata_hide(&check));
+            let amend = metadata(check, version, &mut r).or_else(|| metadata_hide(check));
             Gate::Run(RequestKind::Metadata(r), amend)
         }
         RequestKind::OffsetCommit(mut r) => {
@@ -228,7 +262,7 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
                 }),
             )
         }
-        RequestKind::OffsetFetch(r) => offset_fetch(&check, version, r),
+        RequestKind::OffsetFetch(r) => offset_fetch(check, version, r),
         RequestKind::FindCoordinator(mut r) => {
             const GROUP: i8 = 0;
             if r.key_type != GROUP {
@@ -262,16 +296,16 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
                 }),
             )
         }
-        RequestKind::JoinGroup(r) => group_gate(&check, &r.group_id.clone(), RequestKind::JoinGroup(r), || {
+        RequestKind::JoinGroup(r) => group_gate(check, &r.group_id.clone(), RequestKind::JoinGroup(r), || {
             ResponseKind::JoinGroup(Default::default())
         }),
-        RequestKind::SyncGroup(r) => group_gate(&check, &r.group_id.clone(), RequestKind::SyncGroup(r), || {
+        RequestKind::SyncGroup(r) => group_gate(check, &r.group_id.clone(), RequestKind::SyncGroup(r), || {
             ResponseKind::SyncGroup(Default::default())
         }),
-        RequestKind::Heartbeat(r) => group_gate(&check, &r.group_id.clone(), RequestKind::Heartbeat(r), || {
+        RequestKind::Heartbeat(r) => group_gate(check, &r.group_id.clone(), RequestKind::Heartbeat(r), || {
             ResponseKind::Heartbeat(Default::default())
         }),
-        RequestKind::LeaveGroup(r) => group_gate(&check, &r.group_id.clone(), RequestKind::LeaveGroup(r), || {
+        RequestKind::LeaveGroup(r) => group_gate(check, &r.group_id.clone(), RequestKind::LeaveGroup(r), || {
             ResponseKind::LeaveGroup(Default::default())
         }),
         RequestKind::DescribeGroups(mut r) => {
@@ -292,7 +326,7 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
             )
         }
         RequestKind::ListGroups(r) => {
-            if check.cluster(Describe) {
+            if check.probe_cluster(Describe) {
                 return Gate::Run(RequestKind::ListGroups(r), None);
             }
             let broker = check.broker.clone();
@@ -301,13 +335,13 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
                 RequestKind::ListGroups(r),
                 amend(move |resp| {
                     let ResponseKind::ListGroups(resp) = resp else { return };
-                    let check = Check { broker: &broker, session: &session };
+                    let check = Check::quiet(&broker, &session);
                     resp.groups.retain(|g| check.group(Describe, &g.group_id));
                 }),
             )
         }
         RequestKind::CreateTopics(mut r) => {
-            let cluster = check.cluster(Create);
+            let cluster = check.probe_cluster(Create);
             let denied = split_off(&mut r.topics, |t| cluster || check.topic(Create, &t.name));
             Gate::Run(
                 RequestKind::CreateTopics(r),
@@ -391,7 +425,7 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
             )
         }
         RequestKind::DescribeConfigs(mut r) => {
-            let allowed = |kind: i8, name: &str| config_allowed(&check, DescribeConfigs, kind, name);
+            let allowed = |kind: i8, name: &str| config_allowed(check, DescribeConfigs, kind, name);
             let denied = split_off(&mut r.resources, |c| allowed(c.resource_type, &c.resource_name));
             Gate::Run(
                 RequestKind::DescribeConfigs(r),
@@ -410,12 +444,11 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
             )
         }
         RequestKind::AlterConfigs(mut r) => {
-            let denied: Vec<(i8, _)> = split_off(&mut r.resources, |c| {
-                config_allowed(&check, AlterConfigs, c.resource_type, &c.resource_name)
-            })
-            .into_iter()
-            .map(|c| (c.resource_type, c.resource_name))
-            .collect();
+            let denied: Vec<(i8, _)> =
+                split_off(&mut r.resources, |c| config_allowed(check, AlterConfigs, c.resource_type, &c.resource_name))
+                    .into_iter()
+                    .map(|c| (c.resource_type, c.resource_name))
+                    .collect();
             Gate::Run(
                 RequestKind::AlterConfigs(r),
                 (!denied.is_empty()).then(|| -> Amend {
@@ -433,12 +466,11 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
             )
         }
         RequestKind::IncrementalAlterConfigs(mut r) => {
-            let denied: Vec<(i8, _)> = split_off(&mut r.resources, |c| {
-                config_allowed(&check, AlterConfigs, c.resource_type, &c.resource_name)
-            })
-            .into_iter()
-            .map(|c| (c.resource_type, c.resource_name))
-            .collect();
+            let denied: Vec<(i8, _)> =
+                split_off(&mut r.resources, |c| config_allowed(check, AlterConfigs, c.resource_type, &c.resource_name))
+                    .into_iter()
+                    .map(|c| (c.resource_type, c.resource_name))
+                    .collect();
             Gate::Run(
                 RequestKind::IncrementalAlterConfigs(r),
                 (!denied.is_empty()).then(|| -> Amend {
@@ -512,10 +544,10 @@ pub(super) fn gate(broker: &Arc<Broker>, header: &RequestHeader, session: &Sessi
         RequestKind::InitProducerId(r) => {
             // An empty id is no id (the handler reads it so too).
             let refused = match r.transactional_id.as_ref().filter(|id| !id.is_empty()) {
-                Some(id) => (!broker.authorize(session, Write, ResourceType::TransactionalId, id))
-                    .then_some(TRANSACTIONAL_ID_DENIED),
-                None => (!check.cluster(IdempotentWrite)
-                    && !broker.acls.authorize_any(&session.requester(), Write, ResourceType::Topic))
+                Some(id) => (!check.check(Write, ResourceType::TransactionalId, id)).then_some(TRANSACTIONAL_ID_DENIED),
+                None => (!check.probe_cluster(IdempotentWrite)
+                    && !broker.acls.authorize_any(&session.requester(), Write, ResourceType::Topic)
+                    && !check.cluster(IdempotentWrite))
                 .then_some(CLUSTER_DENIED),
             };
             match refused {
@@ -603,7 +635,7 @@ fn metadata_hide(check: &Check) -> Option<Amend> {
     let session = check.session.clone();
     amend(move |resp| {
         let ResponseKind::Metadata(resp) = resp else { return };
-        let check = Check { broker: &broker, session: &session };
+        let check = Check::quiet(&broker, &session);
         resp.topics.retain(|t| t.name.as_ref().is_some_and(|n| check.topic(Operation::Describe, n)));
     })
 }
@@ -646,7 +678,7 @@ fn offset_fetch(check: &Check, version: i16, mut r: kafka_protocol::messages::Of
             amend(move |resp| {
                 let ResponseKind::OffsetFetch(resp) = resp else { return };
                 if all {
-                    let check = Check { broker: &broker, session: &session };
+                    let check = Check::quiet(&broker, &session);
                     resp.topics.retain(|t| check.topic(Describe, &t.name));
                 }
                 resp.topics.extend(denied.into_iter().map(|t| {
@@ -685,7 +717,7 @@ fn offset_fetch(check: &Check, version: i16, mut r: kafka_protocol::messages::Of
         RequestKind::OffsetFetch(r),
         amend(move |resp| {
             let ResponseKind::OffsetFetch(resp) = resp else { return };
-            let check = Check { broker: &broker, session: &session };
+            let check = Check::quiet(&broker, &session);
             for group in &mut resp.groups {
                 if all_topics.contains(&group.group_id) {
                     group.topics.retain(|t| check.topic(Describe, &t.name));

@@ -17,6 +17,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -308,6 +309,51 @@ pub struct Authorizer {
     created: Mutex<Vec<AclBinding>>,
     /// `configured` and `created` together, swapped whole on change.
     all: RwLock<Arc<Vec<AclBinding>>>,
+    /// `allow_if_no_acl` and no ACL at all: every request may pass unchecked. An atomic, so the
+    /// per-request test of the default (loopback) broker takes no lock.
+    open: AtomicBool,
+    /// Refused requests, logged rate-limited.
+    pub denials: DenialLog,
+}
+
+/// Logs requests the ACLs refused (peer, principal, API and what was missing), at most `PER_SECOND` a
+/// second; the rest are counted and reported with the next line after that second, so a client retrying
+/// a refused produce cannot flood the log.
+#[derive(Default)]
+pub struct DenialLog {
+    window: Mutex<Option<(std::time::Instant, u32, u32)>>,
+}
+
+impl DenialLog {
+    const PER_SECOND: u32 = 5;
+
+    pub fn record(
+        &self,
+        peer: std::net::SocketAddr,
+        principal: &str,
+        api: Option<kafka_protocol::messages::ApiKey>,
+        refused: &[String],
+    ) {
+        let mut window = self.window.lock().expect("denial log lock poisoned");
+        let now = std::time::Instant::now();
+        let (start, logged, suppressed) = window.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= std::time::Duration::from_secs(1) {
+            if *suppressed > 0 {
+                tracing::warn!(
+                    suppressed = *suppressed,
+                    "more requests refused by ACLs in the last second (not logged)"
+                );
+            }
+            (*start, *logged, *suppressed) = (now, 0, 0);
+        }
+        if *logged < Self::PER_SECOND {
+            *logged += 1;
+            let api = api.map(|a| format!("{a:?}")).unwrap_or_default();
+            tracing::warn!(%peer, %principal, %api, refused = %refused.join(", "), "request refused by ACLs");
+        } else {
+            *suppressed += 1;
+        }
+    }
 }
 
 /// A client address as text, formatted at most once per check and only when an ACL names a host.
@@ -352,14 +398,16 @@ impl Authorizer {
                     .acls
             }
         };
-        let all = configured.iter().chain(&created).cloned().collect();
+        let all: Vec<AclBinding> = configured.iter().chain(&created).cloned().collect();
         Ok(Self {
+            open: AtomicBool::new(allow_if_no_acl && all.is_empty()),
             path,
             super_users,
             allow_if_no_acl,
             configured,
             created: Mutex::new(created),
             all: RwLock::new(Arc::new(all)),
+            denials: DenialLog::default(),
         })
     }
 
@@ -369,7 +417,7 @@ impl Authorizer {
 
     /// True when no check can fail: nothing needs to be looked at per request.
     pub fn allows_everyone(&self) -> bool {
-        self.allow_if_no_acl && self.snapshot().is_empty()
+        self.open.load(Ordering::Relaxed)
     }
 
     pub fn is_super_user(&self, principal: &str) -> bool {
@@ -469,8 +517,10 @@ impl Authorizer {
         let options = logpipe_durable::WriteOptions { mode: Some(0o600), create_dir: true };
         logpipe_durable::write_atomic_with(&self.path, &bytes, options)
             .map_err(|source| Error::Storage { path: self.path.clone(), source })?;
-        let all = self.configured.iter().chain(&next).cloned().collect();
+        let all: Vec<AclBinding> = self.configured.iter().chain(&next).cloned().collect();
         *created = next;
+        // Closed before the ACLs appear, so no request passes unchecked once they exist.
+        self.open.store(self.allow_if_no_acl && all.is_empty(), Ordering::SeqCst);
         *self.all.write().expect("acl lock poisoned") = Arc::new(all);
         Ok(())
     }
