@@ -5,7 +5,8 @@
 # through each listener into its own topic; the table gives records/s and broker CPU seconds per
 # million records, and the ratios to PLAINTEXT. Then 50 clients authenticate (SASL_SSL, SCRAM) at once
 # while 5 producers run at full speed, and the producers' records/s is compared with the same 5
-# producers alone.
+# producers alone. Last, the SCRAM run again on a broker enforcing ACLs (one prefixed ACL grants the
+# bench user its topics), for the cost of the authorization check.
 # Needs: BIN, LOAD, RUN_DIR, RECORDS, SIZE, PARTITIONS (bench-broker.sh sets them).
 
 security_phase() {
@@ -30,6 +31,8 @@ num_partitions = $PARTITIONS
 group_initial_rebalance_delay_ms = 0
 ssl_certificate_location = "$pki/broker.pem"
 ssl_key_location = "$pki/broker.key"
+# A benchmark of transport costs, not of ACLs: every user may do everything.
+allow_everyone_if_no_acl_found = true
 EOT
     echo "bench-password" | "$BIN" users add bench --mechanism SCRAM-SHA-512 --password-stdin \
         -c "$RUN_DIR/secure.toml" >/dev/null
@@ -79,6 +82,36 @@ EOT
     for i in "${auth_pids[@]}"; do wait "$i" || SEC_AUTH_FAILED=$((SEC_AUTH_FAILED + 1)); done
     SEC_LOADED_RPS=$(awk -v n=$((per * 5)) -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
     stop_process "$SECURE_PID"
+
+    # The same SCRAM load with authorization on: Kafka's default (nothing is open without an ACL) and
+    # one prefixed ACL granting the bench user its topics, so every request goes through the check.
+    log "security: produce acks=all through SASL_SSL SCRAM-SHA-512 with ACLs enforced"
+    cat >"$RUN_DIR/secure-acl.toml" <<EOT
+[broker]
+listeners = ["SASL_SSL://127.0.0.1:0"]
+log_dirs = "$RUN_DIR/secure-acl-data"
+num_partitions = $PARTITIONS
+group_initial_rebalance_delay_ms = 0
+ssl_certificate_location = "$pki/broker.pem"
+ssl_key_location = "$pki/broker.key"
+allow_everyone_if_no_acl_found = false
+
+[[broker.acls]]
+principal = "User:bench"
+resource_type = "topic"
+resource_name = "sec-"
+pattern_type = "prefixed"
+operations = ["write", "create"]
+EOT
+    echo "bench-password" | "$BIN" users add bench --mechanism SCRAM-SHA-512 --password-stdin \
+        -c "$RUN_DIR/secure-acl.toml" >/dev/null
+    start_server "$RUN_DIR/secure-acl" "secure broker with ACLs" "$BIN" broker -c "$RUN_DIR/secure-acl.toml"
+    SECURE_PID=$STARTED_PID
+    wait_line "$RUN_DIR/secure-acl.out" '^listening on ' "$SECURE_PID" "the listener" 30 >/dev/null
+    security_run "SASL_SSL SCRAM + ACLs" "$(sed -n 's/^listening on //p' "$RUN_DIR/secure-acl.out" | head -1)" \
+        sec-acl "${scram[@]}"
+    SEC_ACL_RPS=$SEC_RPS SEC_ACL_CPU=$SEC_CPU
+    stop_process "$SECURE_PID"
 }
 
 # security_run LABEL BOOTSTRAP TOPIC [broker_load -X args...]: one acks=all produce; sets SEC_RPS, SEC_CPU.
@@ -104,6 +137,8 @@ print_security() {
     for row in "${SEC_ROWS[@]}"; do printf '%s\n' "$row"; done
     echo "ratio to PLAINTEXT (records/s): SSL $(r "$SEC_SSL_RPS" "$SEC_PLAIN_RPS"), SASL_SSL SCRAM-SHA-512 $(r "$SEC_SCRAM_RPS" "$SEC_PLAIN_RPS");" \
         "broker CPU per record: SSL $(r "$SEC_SSL_CPU" "$SEC_PLAIN_CPU")x, SCRAM $(r "$SEC_SCRAM_CPU" "$SEC_PLAIN_CPU")x"
+    echo "ACLs enforced (SASL_SSL SCRAM-SHA-512): records/s $(r "$SEC_ACL_RPS" "$SEC_SCRAM_RPS") of the same without" \
+        "authorization, broker CPU per record $(r "$SEC_ACL_CPU" "$SEC_SCRAM_CPU")x"
     echo "5 SCRAM producers: $SEC_ALONE_RPS records/s alone, $SEC_LOADED_RPS with 50 clients authenticating" \
         "(ratio $(r "$SEC_LOADED_RPS" "$SEC_ALONE_RPS")); authenticating clients that failed: $SEC_AUTH_FAILED"
 }

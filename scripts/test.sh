@@ -11,8 +11,9 @@
 #
 # Installs what is missing, once: the third-party peers (scripts/peers.sh: Apache Kafka and its tools,
 # the Java clients, an OpenSearch 2.19 node, Debian's uap-core and the DB-IP Lite data), Debian's chromium
-# and playwright-core for the web console's browser tests, Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay
-# compatible with) and a virtualenv at .venv/ with the pinned clients from
+# and playwright-core for the web console's browser tests, Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we
+# must stay compatible with), Debian's nginx-light (the TLS and auth front of Elasticsearch in the tests) and a
+# virtualenv at .venv/ with the pinned clients from
 # tests/python/requirements.txt. A second run skips both.
 set -euo pipefail
 
@@ -61,6 +62,15 @@ ensure_tls_deps() {
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]} (Debian packages)"
         apt_install "${missing[@]}"
+    fi
+}
+
+# Debian's nginx (the light flavour: ssl, map, auth_basic, proxy) is the TLS and auth front of
+# Elasticsearch in test_es_auth.py. Debian's stable package is the pin: the release fixes its version.
+ensure_nginx() {
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+        log "installing nginx-light (Debian package)"
+        apt_install nginx-light
     fi
 }
 
@@ -135,6 +145,7 @@ ensure_kcat
 ensure_browser
 ensure_fuse
 ensure_tls_deps
+ensure_nginx
 ensure_venv
 log "peers (scripts/peers.sh)"
 scripts/peers.sh

@@ -11,6 +11,7 @@ use crate::config::BrokerConfig;
 use crate::error::Result;
 use crate::group::GroupCoordinator;
 use crate::group_retention::RetentionWatch;
+use crate::security::acl::{Authorizer, Operation, Requester, ResourceType};
 use crate::security::credentials::CredentialStore;
 use crate::security::sasl::FailureLog;
 use crate::storage::{LogConfig, LogManager};
@@ -32,6 +33,12 @@ pub struct Session {
     pub node: NodeInfo,
 }
 
+impl Session {
+    pub fn requester(&self) -> Requester<'_> {
+        Requester { principal: &self.principal, host: self.peer.ip() }
+    }
+}
+
 pub struct Broker {
     pub config: BrokerConfig,
     pub node: NodeInfo,
@@ -39,6 +46,8 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// SCRAM credentials (`credentials.json` under `log_dirs`), reread when the file changes.
     pub credentials: Arc<CredentialStore>,
+    /// ACLs, `super_users` and `allow_everyone_if_no_acl_found`.
+    pub acls: Authorizer,
     /// Failed authentications, logged rate-limited.
     pub auth_failures: FailureLog,
     /// What retention deleted before groups consumed it, and which groups are at risk.
@@ -53,6 +62,20 @@ impl Broker {
         let logs = LogManager::open(LogConfig::from_broker(&config))?;
         let groups = GroupCoordinator::open(&config, logs.clone())?;
         let credentials = Arc::new(CredentialStore::open(&config.log_dirs)?);
+        let allow_everyone = crate::security::allow_everyone_if_no_acl_found(&config);
+        let acls = Authorizer::open(
+            &config.log_dirs,
+            crate::security::acl_bindings(&config)?,
+            config.super_users.clone(),
+            allow_everyone,
+        )?;
+        if !acls.allows_everyone() {
+            tracing::info!(
+                allow_everyone_if_no_acl_found = allow_everyone,
+                super_users = ?config.super_users,
+                "authorization is on: requests need ACLs (or a super user)"
+            );
+        }
         // Producer ids must never repeat across restarts, or a restarted broker could accept a new
         // producer's batches as duplicates of an old one's. Seeding from the wall clock (microseconds)
         // gives a fresh, larger range on every start without persisting a counter.
@@ -63,15 +86,16 @@ impl Broker {
             logs,
             groups,
             credentials,
+            acls,
             auth_failures: FailureLog::default(),
             retention_watch: RetentionWatch::default(),
             next_producer_id: AtomicI64::new(seed),
         }))
     }
 
-    /// Whether `principal` (`User:name`) is listed in `super_users`.
-    pub fn is_super_user(&self, principal: &str) -> bool {
-        self.config.super_users.iter().any(|p| p == principal)
+    /// Whether the session may do `operation` on the named resource (ACLs, super users).
+    pub fn authorize(&self, session: &Session, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
+        self.acls.authorize(&session.requester(), operation, resource_type, name)
     }
 
     pub fn allocate_producer_id(&self) -> i64 {

@@ -44,9 +44,19 @@ pub struct BrokerConfig {
     /// Lifetime of a SASL session (KIP-368): clients re-authenticate before it ends, and a connection that
     /// did not is closed. Default 0: sessions do not expire.
     pub connections_max_reauth_ms: i64,
-    /// Principals allowed to manage users through the Kafka protocol (Kafka's `super.users`), e.g.
-    /// `["User:admin"]`: DescribeUserScramCredentials and AlterUserScramCredentials. Default none.
+    /// Principals that bypass ACLs (Kafka's `super.users`), e.g. `["User:admin"]`: they may do anything,
+    /// including managing users and ACLs through the Kafka protocol. Default none.
     pub super_users: Vec<String>,
+    /// ACLs in Kafka's model (`[[broker.acls]]`): principal, resource_type (`topic`, `group`, `cluster`,
+    /// `transactional_id`), resource_name (a name, a prefix, or `*`), pattern_type (`literal`, the
+    /// default, or `prefixed`), operations, permission (`allow`, the default, or `deny`), host (default
+    /// `*`). ACLs created with `kafka-acls` are kept in `acls.json` under `log_dirs`.
+    pub acls: Vec<crate::security::acl::AclConfig>,
+    /// Whether a resource no ACL names is open to everyone (Kafka's `allow.everyone.if.no.acl.found`).
+    /// Default: true only when every listener is PLAINTEXT on a loopback address; otherwise false, so a
+    /// broker reachable from other hosts or asking for authentication grants nothing but what ACLs and
+    /// `super_users` say.
+    pub allow_everyone_if_no_acl_found: Option<bool>,
     /// This broker's id (`node.id`). Default 0.
     pub node_id: i32,
     /// Directory holding partition logs, topic metadata and committed offsets. Default `data/broker`.
@@ -106,6 +116,8 @@ impl Default for BrokerConfig {
             sasl_enabled_mechanisms: vec!["SCRAM-SHA-512".to_owned(), "SCRAM-SHA-256".to_owned(), "PLAIN".to_owned()],
             connections_max_reauth_ms: 0,
             super_users: Vec::new(),
+            acls: Vec::new(),
+            allow_everyone_if_no_acl_found: None,
             node_id: 0,
             log_dirs: PathBuf::from("data/broker"),
             num_partitions: 1,

@@ -7,6 +7,9 @@
 //   admin     BOOTSTRAP TOPIC GROUP             describeCluster/Topics, list/describeConsumerGroups, listOffsets
 //   transactional BOOTSTRAP TOPIC               expects initTransactions to fail; prints "REFUSED <exception class>: <message>"
 //   consumer-protocol BOOTSTRAP TOPIC           group.protocol=consumer (KIP-848); prints "REFUSED ..." likewise
+//
+// With JAVA_CLIENT_SECURITY=<file> in the environment, every client also takes that properties file's
+// settings (security.protocol, sasl.jaas.config, ssl.truststore.*...), as --command-config does.
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -47,6 +50,21 @@ public class JavaClient {
         }
     }
 
+    /** The settings of $JAVA_CLIENT_SECURITY, if set, added to `p`. */
+    static Properties secured(Properties p) {
+        String file = System.getenv("JAVA_CLIENT_SECURITY");
+        if (file != null && !file.isEmpty()) {
+            try (java.io.FileReader reader = new java.io.FileReader(file)) {
+                Properties extra = new Properties();
+                extra.load(reader);
+                p.putAll(extra);
+            } catch (java.io.IOException e) {
+                throw new IllegalArgumentException("JAVA_CLIENT_SECURITY=" + file + ": " + e.getMessage(), e);
+            }
+        }
+        return p;
+    }
+
     static void produce(String bootstrap, String topic, int n, String codec) throws Exception {
         Properties p = new Properties();
         p.put("bootstrap.servers", bootstrap);
@@ -57,7 +75,7 @@ public class JavaClient {
         p.put("linger.ms", "5");
         p.put("key.serializer", StringSerializer.class.getName());
         p.put("value.serializer", StringSerializer.class.getName());
-        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(secured(p))) {
             List<Future<RecordMetadata>> sent = new ArrayList<>();
             for (int i = 0; i < n; i++) {
                 String value = String.format("{\"seq\":%d,\"message\":\"java %s\"}", i, codec);
@@ -100,7 +118,7 @@ public class JavaClient {
             }
         }
         int seen = 0;
-        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p)) {
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(secured(p))) {
             consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
                 public void onPartitionsRevoked(Collection<TopicPartition> parts) {
                     System.out.println("REVOKED " + parts.size());
@@ -137,7 +155,7 @@ public class JavaClient {
     static void admin(String bootstrap, String topic, String group) throws Exception {
         Properties p = new Properties();
         p.put("bootstrap.servers", bootstrap);
-        try (Admin admin = Admin.create(p)) {
+        try (Admin admin = Admin.create(secured(p))) {
             DescribeClusterResult cluster = admin.describeCluster();
             System.out.println("CLUSTER " + cluster.clusterId().get() + " " + cluster.nodes().get().size() + " "
                     + cluster.controller().get().id());

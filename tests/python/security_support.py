@@ -78,7 +78,7 @@ class SecureBroker(Broker):
 
     def write_config(self, port: int) -> None:
         lines = ["[broker]", f"listeners = {toml_value([f'{self.protocol}://{HOST}:{port}'])}"]
-        lines += [f"{k} = {toml_value(v)}" for k, v in self.settings.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in self.settings.items() if v is not None]
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def add_user(self, name: str, password: str, mechanism: str = "SCRAM-SHA-512") -> str:

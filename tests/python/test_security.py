@@ -45,7 +45,9 @@ def pki(tmp_path_factory) -> dict:
 
 @pytest.fixture
 def secure_broker(logpipe_bin, tmp_path, request, monkeypatch):
-    """`secure_broker(protocol, users={name: mechanism}, **settings)`: users are added before the start."""
+    """`secure_broker(protocol, users={name: mechanism}, **settings)`: users are added before the start.
+    These tests are about authentication: unless a test says otherwise, resources without ACLs are open
+    to every authenticated user (`allow_everyone_if_no_acl_found`, false by default off PLAINTEXT)."""
     brokers: list[SecureBroker] = []
     # Connection-level events (principals, re-authentication) are logged at debug.
     monkeypatch.setenv("LOGPIPE_LOG", "info,logpipe_broker::server=debug")
@@ -53,7 +55,7 @@ def secure_broker(logpipe_bin, tmp_path, request, monkeypatch):
     def make(protocol: str, users: dict | None = None, **settings) -> SecureBroker:
         workdir = tmp_path / f"broker{len(brokers)}"
         workdir.mkdir()
-        b = SecureBroker(logpipe_bin, workdir, protocol, settings)
+        b = SecureBroker(logpipe_bin, workdir, protocol, {"allow_everyone_if_no_acl_found": True, **settings})
         brokers.append(b)
         for name, mechanism in (users or {}).items():
             b.add_user(name, PASSWORD, mechanism)
@@ -476,7 +478,8 @@ def test_two_listeners_each_advertise_their_own_address(logpipe_bin, tmp_path, p
     from appliance_support import free_port
 
     sasl_port, plain_port = free_port(), free_port()
-    b = SecureBroker(logpipe_bin, tmp_path / "b", "SASL_SSL", tls_settings(pki))
+    b = SecureBroker(logpipe_bin, tmp_path / "b", "SASL_SSL", {**tls_settings(pki),
+                                                                "allow_everyone_if_no_acl_found": True})
     (tmp_path / "b").mkdir()
     b.add_user("alice", PASSWORD)
 
@@ -535,6 +538,8 @@ def test_console_tools_over_sasl_ssl(secure_broker, pki, logpipe_bin, tmp_path):
 
 
 def test_agent_broker_indexer_over_sasl_ssl(logpipe_bin, tmp_path, pki):
+    """The README's multi-host layout, authorization on: the agent's user may only create and write the
+    `app` topic, the indexer's only read it in its group. Those ACLs are all the pipeline needs."""
     from appliance_support import ApplianceProcess, free_port
     from support import child_cmd
 
@@ -546,10 +551,12 @@ def test_agent_broker_indexer_over_sasl_ssl(logpipe_bin, tmp_path, pki):
     secret.write_text(PASSWORD + "\n")
     os.chmod(secret, 0o600)
     cert, key = pki["server"]
-    client_security = f"""
+
+    def client_security(user: str) -> str:
+        return f"""
 security.protocol = "SASL_SSL"
 sasl.mechanism = "SCRAM-SHA-512"
-sasl.username = "shipper"
+sasl.username = "{user}"
 sasl.password_file = "{secret}"
 ssl.ca.location = "{pki['ca']}"
 """
@@ -560,6 +567,24 @@ log_dirs = "{data / 'broker'}"
 ssl_certificate_location = "{cert}"
 ssl_key_location = "{key}"
 group_initial_rebalance_delay_ms = 0
+# authorization is on (a SASL_SSL broker): these are all the ACLs the pipeline needs
+[[broker.acls]]
+principal = "User:shipper"
+resource_type = "topic"
+resource_name = "app"
+operations = ["write", "create"]
+
+[[broker.acls]]
+principal = "User:indexer"
+resource_type = "topic"
+resource_name = "app"
+operations = ["read"]
+
+[[broker.acls]]
+principal = "User:indexer"
+resource_type = "group"
+resource_name = "secure-indexer"
+operations = ["read"]
 
 [admin]
 address = "{HOST}:0"
@@ -570,7 +595,7 @@ registry = "{data / 'agent' / 'registry.json'}"
 [agent.output]
 brokers = ["{HOST}:{port}"]
 topic = "app"
-{client_security}
+{client_security("shipper")}
 [[agent.inputs]]
 type = "file"
 paths = ["{logs / 'app.log'}"]
@@ -582,19 +607,20 @@ topics = ["app"]
 group_id = "secure-indexer"
 auto_offset_reset = "earliest"
 codec = "json"
-{client_security}
+{client_security("indexer")}
 [[indexer.routes]]
 index = "app"
 
 [indexer.output.file]
 path = "{data / 'indices'}"
 """
-    # The user exists before the broker first starts.
+    # The users exist before the broker first starts.
     cfg = tmp_path / "pipeline-broker.toml"
     cfg.write_text(pipeline)
-    p = subprocess.run([str(logpipe_bin), "users", "add", "shipper", "--password-stdin", "-c", str(cfg)],
-                       input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
+    for user in ("shipper", "indexer"):
+        p = subprocess.run([str(logpipe_bin), "users", "add", user, "--password-stdin", "-c", str(cfg)],
+                           input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
     lines = [f"secure line {i}" for i in range(200)]
     (logs / "app.log").write_text("\n".join(lines) + "\n")
     app = ApplianceProcess(logpipe_bin, tmp_path / "run", pipeline, child_cmd).start()
@@ -613,6 +639,7 @@ path = "{data / 'indices'}"
         log = ANSI.sub("", app.stderr_text())
         assert PASSWORD not in log
         assert "authentication failed" not in log
+        assert "AUTHORIZATION_FAILED" not in log.upper().replace(" ", "_"), log[-3000:]
     finally:
         app.stop()
 
@@ -701,7 +728,12 @@ def java_props(path: Path, user: str, password: str, pki) -> Path:
 
 def test_kafka_configs_manages_scram_users_for_super_users_only(secure_broker, pki, tmp_path):
     broker = secure_broker("SASL_SSL", users={"admin": "SCRAM-SHA-512", "alice": "SCRAM-SHA-512"},
-                           super_users=["User:admin"], **tls_settings(pki))
+                           super_users=["User:admin"], allow_everyone_if_no_acl_found=False,
+                           acls=[{"principal": "User:*", "resource_type": "topic", "resource_name": "*",
+                                  "operations": ["all"]},
+                                 {"principal": "User:*", "resource_type": "group", "resource_name": "*",
+                                  "operations": ["all"]}],
+                           **tls_settings(pki))
     admin_props = java_props(tmp_path / "admin.properties", "admin", PASSWORD, pki)
     alice_props = java_props(tmp_path / "alice.properties", "alice", PASSWORD, pki)
 

@@ -1,7 +1,7 @@
 //! AlterUserScramCredentials (KIP-554): what `kafka-configs --alter --add-config
 //! 'SCRAM-SHA-512=[password=…]' --entity-type users` sends. The client salts and hashes the password;
-//! the broker keeps only StoredKey and ServerKey, in the same store as `logpipe users`. Only
-//! `super_users` may alter (Kafka requires ALTER on the cluster).
+//! the broker keeps only StoredKey and ServerKey, in the same store as `logpipe users`. It needs ALTER on
+//! the cluster (an ACL, or `super_users`).
 //!
 //! References: <https://kafka.apache.org/protocol#The_Messages_AlterUserScramCredentials>, KIP-554.
 
@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError;
 
 use super::{code, str_bytes};
 use crate::broker::{Broker, Session};
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::security::scram::{ScramCredential, ScramMechanism, MIN_ITERATIONS};
 
 pub const VERSIONS: (i16, i16) = (0, 0);
@@ -32,11 +33,14 @@ pub fn handle(
     for name in request.deletions.iter().map(|d| &d.name).chain(request.upsertions.iter().map(|u| &u.name)) {
         *counts.entry(name.to_string()).or_default() += 1;
     }
-    let allowed = broker.is_super_user(&session.principal);
+    let allowed = broker.authorize(session, Operation::Alter, ResourceType::Cluster, CLUSTER_NAME);
     let fail = |e: ResponseError, m: &str| Err((e, m.to_owned()));
     for (user, n) in &counts {
         let verdict = if !allowed {
-            fail(ResponseError::ClusterAuthorizationFailed, "only super_users may alter SCRAM credentials")
+            fail(
+                ResponseError::ClusterAuthorizationFailed,
+                "altering SCRAM credentials needs ALTER on the cluster (an ACL, or super_users)",
+            )
         } else if *n > 1 {
             fail(ResponseError::DuplicateResource, "A user credential cannot be altered twice in the same request")
         } else if user.is_empty() {

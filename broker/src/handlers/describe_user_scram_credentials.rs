@@ -1,5 +1,5 @@
 //! DescribeUserScramCredentials (KIP-554): which SCRAM mechanisms (and iteration counts) each user has,
-//! never the keys. Only `super_users` may ask (Kafka requires DESCRIBE on the cluster); others get
+//! never the keys. It needs DESCRIBE on the cluster (an ACL, or `super_users`); others get
 //! CLUSTER_AUTHORIZATION_FAILED.
 //!
 //! References: <https://kafka.apache.org/protocol#The_Messages_DescribeUserScramCredentials>, KIP-554.
@@ -16,6 +16,7 @@ use kafka_protocol::ResponseError;
 
 use super::{code, str_bytes};
 use crate::broker::{Broker, Session};
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
@@ -25,12 +26,10 @@ pub fn handle(
     request: DescribeUserScramCredentialsRequest,
 ) -> impl Future<Output = DescribeUserScramCredentialsResponse> + Send + 'static {
     let response = DescribeUserScramCredentialsResponse::default();
-    if !broker.is_super_user(&session.principal) {
-        return ready(
-            response
-                .with_error_code(code(ResponseError::ClusterAuthorizationFailed))
-                .with_error_message(Some(str_bytes("only super_users may describe SCRAM credentials"))),
-        );
+    if !broker.authorize(session, Operation::Describe, ResourceType::Cluster, CLUSTER_NAME) {
+        return ready(response.with_error_code(code(ResponseError::ClusterAuthorizationFailed)).with_error_message(
+            Some(str_bytes("describing SCRAM credentials needs DESCRIBE on the cluster (an ACL, or super_users)")),
+        ));
     }
     let users = broker.credentials.describe();
     let result = |user: &str| {

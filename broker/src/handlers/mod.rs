@@ -18,10 +18,14 @@
 mod alter_configs;
 mod alter_user_scram_credentials;
 mod api_versions;
+mod authorize;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_configs;
 mod describe_log_dirs;
 mod describe_user_scram_credentials;
@@ -51,7 +55,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
 use crate::broker::{Broker, Session};
 use crate::protocol::Request;
@@ -89,6 +93,9 @@ pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::SaslAuthenticate, sasl_authenticate::VERSIONS),
     (ApiKey::DescribeUserScramCredentials, describe_user_scram_credentials::VERSIONS),
     (ApiKey::AlterUserScramCredentials, alter_user_scram_credentials::VERSIONS),
+    (ApiKey::DescribeAcls, describe_acls::VERSIONS),
+    (ApiKey::CreateAcls, create_acls::VERSIONS),
+    (ApiKey::DeleteAcls, delete_acls::VERSIONS),
 ];
 
 pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -110,10 +117,29 @@ macro_rules! route {
 ///
 /// SaslHandshake and SaslAuthenticate change the connection's state and are answered by the connection
 /// (`server::connection`); here they only get ILLEGAL_SASL_STATE.
+///
+/// Unless the authorizer allows everyone or the principal is a super user, the request is first checked
+/// against the ACLs (`authorize`): refused parts never reach the handler.
 pub fn dispatch(broker: &Arc<Broker>, request: Request, session: &Session) -> ResponseFuture {
     let header = &request.header;
+    if broker.acls.allows_everyone() || broker.acls.is_super_user(&session.principal) {
+        return route(broker, header, request.body, session);
+    }
+    match authorize::gate(broker, header, session, request.body) {
+        authorize::Gate::Answer(response) => futures::future::ready(response).boxed(),
+        authorize::Gate::Run(body, None) => route(broker, header, body, session),
+        authorize::Gate::Run(body, Some(amend)) => route(broker, header, body, session)
+            .map(move |mut response| {
+                amend(&mut response);
+                response
+            })
+            .boxed(),
+    }
+}
+
+fn route(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind, session: &Session) -> ResponseFuture {
     let peer = session.peer;
-    match request.body {
+    match body {
         RequestKind::Produce(r) => route!(broker, header, r, produce, Produce),
         RequestKind::Fetch(r) => route!(broker, header, r, fetch, Fetch),
         RequestKind::ListOffsets(r) => route!(broker, header, r, list_offsets, ListOffsets),
@@ -153,6 +179,11 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, session: &Session) -> Re
         RequestKind::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(broker, session, r)
             .map(ResponseKind::AlterUserScramCredentials)
             .boxed(),
+        RequestKind::DescribeAcls(r) => {
+            futures::future::ready(ResponseKind::DescribeAcls(describe_acls::handle(broker, session, r))).boxed()
+        }
+        RequestKind::CreateAcls(r) => create_acls::handle(broker, session, r).map(ResponseKind::CreateAcls).boxed(),
+        RequestKind::DeleteAcls(r) => delete_acls::handle(broker, session, r).map(ResponseKind::DeleteAcls).boxed(),
         // The connection answers these (they change its state); reaching here means no SASL exchange.
         RequestKind::SaslHandshake(r) => {
             let (response, _) = sasl_handshake::handle(None, &r);

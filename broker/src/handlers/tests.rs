@@ -90,6 +90,9 @@ fn default_body(api_key: ApiKey) -> RequestKind {
         ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(Default::default()),
         ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(Default::default()),
         ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }

@@ -6,7 +6,9 @@
 //! - `scram`: RFC 5802 server side and the salted credential form.
 //! - `credentials`: `credentials.json` under `log_dirs` (`logpipe users`).
 //! - `sasl`: one connection's SASL exchange and re-authentication.
+//! - `acl`: ACLs in Kafka's model and the authorizer.
 
+pub mod acl;
 pub mod credentials;
 mod listener;
 pub mod sasl;
@@ -43,8 +45,28 @@ pub fn validate(config: &BrokerConfig) -> Result<()> {
     if let Some(bad) = config.super_users.iter().find(|p| !p.starts_with("User:") || p.len() == 5) {
         return Err(Error::Config(format!("broker.super_users: `{bad}` is not a principal such as User:admin")));
     }
+    acl_bindings(config)?;
     if config.connections_max_reauth_ms < 0 {
         return Err(Error::Config("broker.connections_max_reauth_ms: must be 0 (off) or more".into()));
     }
     Ok(())
+}
+
+/// The `[[broker.acls]]` entries as bindings, or the first bad entry's error.
+pub fn acl_bindings(config: &BrokerConfig) -> Result<Vec<acl::AclBinding>> {
+    let mut out = Vec::new();
+    for (i, entry) in config.acls.iter().enumerate() {
+        out.extend(entry.bindings(i)?);
+    }
+    Ok(out)
+}
+
+/// `allow_everyone_if_no_acl_found` as given, or its default: true only on a broker whose every listener
+/// is PLAINTEXT on a loopback address.
+pub fn allow_everyone_if_no_acl_found(config: &BrokerConfig) -> bool {
+    config.allow_everyone_if_no_acl_found.unwrap_or_else(|| {
+        listener::resolve(config).is_ok_and(|specs| {
+            specs.iter().all(|s| s.protocol == SecurityProtocol::Plaintext && s.addr.ip().is_loopback())
+        })
+    })
 }

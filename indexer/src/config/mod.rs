@@ -481,6 +481,10 @@ pub struct ElasticsearchConfig {
     pub api_key: Option<String>,
     /// PEM CA bundle for https hosts. Default: the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Hex SHA-256 of a CA certificate to trust when the server's chain contains it (Filebeat's
+    /// `ssl.ca_trusted_fingerprint`; Elasticsearch prints it at first start). Colons are allowed.
+    /// Default none.
+    pub ca_trusted_fingerprint: Option<String>,
     /// Per-request timeout. Default `"60s"`.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
@@ -519,6 +523,7 @@ impl Default for ElasticsearchConfig {
             password: None,
             api_key: None,
             ca_file: None,
+            ca_trusted_fingerprint: None,
             request_timeout: Duration::from_secs(60),
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(30),

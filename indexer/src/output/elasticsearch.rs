@@ -85,7 +85,15 @@ impl Elasticsearch {
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60));
-        if let Some(path) = &config.ca_file {
+        if let Some(fingerprint) = &config.ca_trusted_fingerprint {
+            let fingerprint =
+                super::tls::parse_fingerprint(fingerprint).map_err(|e| bad("ca_trusted_fingerprint", e))?;
+            let ca =
+                config.ca_file.as_deref().map(super::tls::read_ca_file).transpose().map_err(|e| bad("ca_file", e))?;
+            let tls =
+                super::tls::pinned_client_config(ca, fingerprint).map_err(|e| bad("ca_trusted_fingerprint", e))?;
+            builder = builder.use_preconfigured_tls(tls);
+        } else if let Some(path) = &config.ca_file {
             let pem =
                 std::fs::read(path).map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad("ca_file", e.to_string()))? {
@@ -436,20 +444,33 @@ pub(crate) async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> 
         _ = stop.cancelled() => false,
     }
 }
-/// Why Elasticsearch refused the index template, and what to change: 401/403 are about who the indexer
-/// is (the output's `user`/`password` or `api_key`), not about templates, so turning `manage_template`
-/// off would only move the same refusal to the first `_bulk` request.
+/// A response body for a one-line message: Elasticsearch's `error.reason` when it is one, else the
+/// text with its whitespace collapsed (a proxy's HTML page), at most 200 characters.
+fn one_line(text: &str) -> String {
+    let reason = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.pointer("/error/reason").and_then(|r| r.as_str()).map(str::to_owned));
+    let flat = reason.unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "));
+    match flat.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// Why Elasticsearch refused the index template, and what to change. 401 and 403 are about who the
+/// indexer is, so their message is about credentials and names the keys to set; turning
+/// `manage_template` off would only move the same refusal to the first `_bulk` request.
 fn template_refused(host: &str, name: &str, status: u16, text: &str) -> String {
-    const KEYS: &str = "indexer.output.elasticsearch.user and .password (or .api_key)";
+    let text = &one_line(text);
+    const KEYS: &str = "indexer.output.elasticsearch.user and .password, or .api_key";
     match status {
         401 => format!(
-            "{host} rejected the indexer's credentials (401 Unauthorized) when installing index template \
-             {name:?}: {text}; check {KEYS}"
+            "{host} rejected the indexer's credentials (401 Unauthorized: {text}); set {KEYS} to an account of \
+             that cluster"
         ),
         403 => format!(
-            "{host} refused the indexer's user (403 Forbidden) when installing index template {name:?}: {text}; \
-             check {KEYS}: the user needs the manage_index_templates cluster privilege and the create_doc \
-             privilege on the indices (or install the template yourself and set manage_template = false)"
+            "{host} refused the indexer's account (403 Forbidden: {text}); the account in {KEYS} needs the \
+             manage_index_templates cluster privilege and create_doc on the indices"
         ),
         _ => {
             format!("{host} refused index template {name:?} ({status}): {text}; fix it or set manage_template = false")

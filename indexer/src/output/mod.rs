@@ -6,6 +6,7 @@ pub mod elasticsearch;
 pub mod file;
 pub mod index_template;
 mod stdout;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

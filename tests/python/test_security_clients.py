@@ -1,0 +1,131 @@
+"""More cells of the security matrix: the Java client (kafka-clients 3.9 and 4.x, as Logstash and Java
+applications embed it) over SASL_SSL with SCRAM-SHA-512, and kafka-python over mTLS (a client
+certificate, no SASL), each with its refusal."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from peers import KAFKA_CLIENTS, classpath, java_cmd
+from support import unique
+from test_security import PASSWORD, java_props, log_of, pki, secure_broker, tls_settings  # noqa: F401
+
+SOURCE = Path(__file__).resolve().parents[1] / "java" / "JavaClient.java"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict[str, Path]:
+    out = {}
+    for version, peer in KAFKA_CLIENTS.items():
+        dest = tmp_path_factory.mktemp(f"java-sec-{version}")
+        javac = shutil.which("javac")
+        assert javac, "javac not found; scripts/peers.sh installs a JDK"
+        subprocess.run([javac, "-nowarn", "-cp", classpath(peer), "-d", str(dest), str(SOURCE)], check=True,
+                       capture_output=True, text=True, timeout=180)
+        out[version] = dest
+    return out
+
+
+def java_client(compiled, version: str, props: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    argv = java_cmd(KAFKA_CLIENTS[version], "JavaClient", list(args), extra_classpath=[str(compiled[version])])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "JAVA_CLIENT_SECURITY": str(props)})
+
+
+@pytest.mark.parametrize("version", list(KAFKA_CLIENTS))
+def test_java_client_sasl_ssl_scram_sha_512(secure_broker, pki, tmp_path, compiled, version):
+    broker = secure_broker("SASL_SSL", users={"alice": "SCRAM-SHA-512"}, **tls_settings(pki))
+    props = java_props(tmp_path / "client.properties", "alice", PASSWORD, pki)
+    topic, n = unique(f"java{version.replace('.', '')}"), 200
+    produced = java_client(compiled, version, props, "produce", broker.bootstrap, topic, str(n), "lz4")
+    assert produced.returncode == 0, produced.stderr[-3000:]
+    assert produced.stdout.count("ACKED ") == n
+    consumed = java_client(compiled, version, props, "consume", broker.bootstrap, topic, unique("g"), str(n),
+                           "auto.offset.reset=earliest")
+    assert consumed.returncode == 0, consumed.stderr[-3000:]
+    assert sum(1 for line in consumed.stdout.splitlines() if line.startswith("RECORD ")) == n
+
+    wrong = java_props(tmp_path / "wrong.properties", "alice", "not the password", pki)
+    refused = java_client(compiled, version, wrong, "admin", broker.bootstrap, topic, "g", timeout=120)
+    assert refused.returncode != 0
+    assert "SaslAuthenticationException" in refused.stdout + refused.stderr, refused.stderr[-3000:]
+    assert "not the password" not in log_of(broker)
+
+
+def test_kafka_python_over_mtls(secure_broker, pki):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError as KPError
+
+    broker = secure_broker("SSL", ssl_ca_location=str(pki["ca"]), ssl_client_auth="required", **tls_settings(pki))
+    cert, key = pki["agent"]
+    tls = dict(security_protocol="SSL", ssl_cafile=str(pki["ca"]), ssl_certfile=str(cert), ssl_keyfile=str(key),
+               ssl_check_hostname=False)
+    topic = unique("kp-mtls")
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", **tls)
+    for i in range(30):
+        producer.send(topic, f"m{i}".encode())
+    producer.flush(30)
+    producer.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=10000, group_id=unique("kpm"), **tls)
+    got = [m.value for m in consumer]
+    consumer.close()
+    assert got == [f"m{i}".encode() for i in range(30)]
+    assert "principal=User:CN=agent-1,OU=ops,O=logpipe" in log_of(broker)
+
+    # a certificate from another CA, and none at all: refused at the handshake
+    s_cert, s_key = pki["stranger"]
+    for bad in ({**tls, "ssl_certfile": str(s_cert), "ssl_keyfile": str(s_key)},
+                {k: v for k, v in tls.items() if k not in ("ssl_certfile", "ssl_keyfile")}):
+        with pytest.raises(KPError):
+            # api_version given: no probing at construction, the send fails within max_block_ms
+            p = KafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=5000, max_block_ms=5000,
+                              api_version=(2, 5, 0), **bad)
+            try:
+                p.send(topic, b"x").get(timeout=10)
+            finally:
+                p.close(timeout=2)
+    assert log_of(broker).count("TLS handshake failed") >= 2
+    broker.check_running()
+
+
+SARAMA_SCRAM = "sarama-scram"  # Filebeat's SASL settings on elastic/sarama + xdg-go/scram (tests/go/sarama-scram)
+
+
+@pytest.mark.parametrize("mechanism,protocol,handshake_v1", [
+    ("SCRAM-SHA-512", "SASL_SSL", False),
+    ("SCRAM-SHA-512", "SASL_SSL", True),
+    ("SCRAM-SHA-256", "SASL_PLAINTEXT", True),
+    ("PLAIN", "SASL_SSL", True),
+])
+def test_sarama_filebeat_sasl(secure_broker, pki, tmp_path, mechanism, protocol, handshake_v1):
+    """Filebeat's output.kafka with sasl.mechanism, as sarama runs it: SaslHandshake v0 followed by raw
+    tokens (sarama's default) and v1 with SaslAuthenticate; then a wrong password is refused."""
+    from peers import go_peer
+
+    settings = tls_settings(pki) if protocol == "SASL_SSL" else {}
+    stored = "SCRAM-SHA-512" if mechanism == "PLAIN" else mechanism
+    broker = secure_broker(protocol, users={"agent": stored}, **settings)
+    secret = tmp_path / "agent.password"
+    secret.write_text(PASSWORD + "\n")
+    argv = [str(go_peer(SARAMA_SCRAM)), "-brokers", broker.bootstrap, "-topic", unique("sarama-sasl"), "-n", "100",
+            "-mechanism", mechanism, "-username", "agent", "-password-file", str(secret)]
+    if protocol == "SASL_SSL":
+        argv += ["-ca", str(pki["ca"])]
+    if handshake_v1:
+        argv.append("-handshake-v1")
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    import json
+
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == {"produced": 100, "consumed": 100}
+    secret.write_text("wrong\n")
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert "authentication failed" in log_of(broker) and "user=agent" in log_of(broker)
+    broker.check_running()
