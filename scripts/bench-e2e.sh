@@ -9,6 +9,8 @@
 #
 # Options: --lines N, --latency-seconds N (default 20), --latency-rate N (default 10000),
 #          --latency-runs N (default 5, each with a fresh appliance), --latency-only,
+#          --split (a second consumer group also reads the topic, and each run prints how much of the
+#          latency was spent before the records were readable from the broker and how much after),
 #          --no-build, --keep (keep the run directory, with each run's samples in latency-N/samples.txt:
 #          rid, write time and latency in ms per document).
 # Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR.
@@ -34,6 +36,7 @@ LAT_SECONDS=20
 LAT_RATE=10000
 LAT_RUNS=5
 THROUGHPUT=1
+SPLIT=0
 KEEP=0
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -43,9 +46,10 @@ while [ $# -gt 0 ]; do
         --latency-rate) LAT_RATE=$2; shift 2 ;;
         --latency-runs) LAT_RUNS=$2; shift 2 ;;
         --latency-only) THROUGHPUT=0; shift ;;
+        --split) SPLIT=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -180,6 +184,44 @@ def latsink(expect, warmup_s, rate, samples_path):
             await server.serve_forever()
 
     asyncio.run(main())
+
+def probe(bootstrap, seconds, out):
+    """A second consumer group on the topic (confluent-kafka, 10 ms fetch wait): per timed record, when it
+    became readable from the broker minus its write time, as `rid latency_ms partition` lines in `out`;
+    splits the tail into before the broker (agent, producer, fsync) and after it (indexer, bulk)."""
+    import signal
+    from confluent_kafka import Consumer
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop ends the loop; `with` keeps what was written
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-probe-{os.getpid()}", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+    c.subscribe(["nginx"])
+    end = time.monotonic() + float(seconds)
+    with open(out, "w") as f:
+        while time.monotonic() < end:
+            msgs = c.consume(1000, 0.05)
+            now = time.time_ns()
+            for m in msgs:
+                g = None if m.error() else SEQ_T.search(m.value())
+                if g:
+                    f.write(f"{int(g.group(1))} {(now - int(g.group(2))) / 1e6:.1f} {m.partition()}\n")
+    c.close()
+
+def split(samples, probed, warmup_s, rate):
+    """`before the broker p50/p99/max | after` for the documents both files have."""
+    skip = int(float(warmup_s) * float(rate))
+    seen = {}
+    for l in open(probed):
+        rid, ms, _ = l.split()
+        if int(rid) > skip:
+            seen.setdefault(int(rid), float(ms))
+    before, after = [], []
+    for l in open(samples):
+        rid, _, ms = l.split()
+        if int(rid) in seen:
+            before.append(seen[int(rid)]); after.append(float(ms) - seen[int(rid)])
+    fmt = lambda q: "p50 %.1f, p99 %.1f, max %.1f ms" % (q["p50"], q["p99"], q["max"])
+    print(f"append -> readable from the broker {fmt(percentiles(sorted(before)))}; "
+          f"readable -> _bulk arrived {fmt(percentiles(sorted(after)))}")
 PYEOF
 
 # write_pipeline NAME ES_ADDR: the nginx pipeline (pipelines/nginx.toml) on a free port, data under
@@ -303,15 +345,25 @@ latency_run() {
     "$PY" "$HELPER" warmup "$lat/logs/access.log"
     wait_line "$lat/latsink.out" '^first' "$pid" "the latency appliance" 60 >/dev/null
     log "latency run $1: $LAT_RATE lines/s for $LAT_SECONDS s (the warm-up line is through)"
+    local probe_pid=
+    if [ "$SPLIT" = 1 ]; then
+        start_process "$lat/probe" "$PY" "$HELPER" probe "$(sed -n 's/^listeners = \["\(.*\)"\]/\1/p' "$lat/pipeline.toml")" \
+            "$(awk -v s="$LAT_SECONDS" 'BEGIN { print s + 10 }')" "$lat/probe.txt"
+        probe_pid=$STARTED_PID
+    fi
     written=$("$PY" "$HELPER" latwrite "$lat/logs/access.log" "$LAT_RATE" "$LAT_SECONDS")
     line=$(wait_line "$lat/latsink.out" '^reached ' "$pid" "the latency appliance" 120)
     json=${line#reached }
     hwm=$(peak_rss_mib "$pid")
+    [ -z "$probe_pid" ] || stop_process "$probe_pid"
     stop_process "$pid"
     kill -TERM "$sink_pid" 2>/dev/null || true
     LAT_REPORT+=("$(printf '    run %s (%s lines): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; peak RSS %s MiB%s\n' \
         "$1" "$written" "$(field "$json" p50)" "$(field "$json" p90)" "$(field "$json" p99)" "$(field "$json" max)" "$hwm" \
         "$([ "$(field "$json" duplicates)" = 0 ] || echo "; warning: $(field "$json" duplicates) documents seen twice")")")
+    if [ -n "$probe_pid" ]; then
+        LAT_REPORT+=("      $("$PY" "$HELPER" split "$lat/samples.txt" "$lat/probe.txt" 2 "$LAT_RATE")")
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +392,7 @@ if [ "$THROUGHPUT" = 1 ]; then
         "$(rate "$LINES" "$CAT_S")" "$(mibs "$BYTES" "$CAT_S")" "$CAT_S" \
         "$(awk -v a="$RUN_S" -v c="$CAT_S" 'BEGIN { print c / a }')"
 fi
-P99S=$(printf '%s\n' "${LAT_REPORT[@]}" | sed -n 's/.* p99 \([0-9.]*\) ms.*/\1/p')
+P99S=$(printf '%s\n' "${LAT_REPORT[@]}" | sed -n '/^    run /s/.* p99 \([0-9.]*\) ms.*/\1/p')
 WORST=$(printf '%s\n' "$P99S" | sort -g | tail -1)
 printf '  latency at %s lines/s, %s runs of %s s (append -> _bulk request arrived, first 2 s excluded); worst p99 %s ms (goal p99 < 100 ms in every run: %s):\n' \
     "$LAT_RATE" "$LAT_RUNS" "$LAT_SECONDS" "$WORST" "$(goal "$WORST" 100 max)"
