@@ -198,7 +198,7 @@ def probe(bootstrap, seconds, out):
     end = time.monotonic() + float(seconds)
     with open(out, "w") as f:
         while time.monotonic() < end:
-            msgs = c.consume(1000, 0.05)
+            msgs = c.consume(1000, 0.005)  # a short wait: consume() holds what it got until then
             now = time.time_ns()
             for m in msgs:
                 g = None if m.error() else SEQ_T.search(m.value())
