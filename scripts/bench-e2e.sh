@@ -5,9 +5,14 @@
 #
 #   scripts/bench-e2e.sh                     2,000,000 lines, then 20 s at 10,000 lines/s
 #   scripts/bench-e2e.sh --lines 500000      a quicker run
+#   scripts/bench-e2e.sh --latency-only      only the latency runs
 #
 # Options: --lines N, --latency-seconds N (default 20), --latency-rate N (default 10000),
-#          --no-build, --keep (keep the run directory).
+#          --latency-runs N (default 5, each with a fresh appliance), --latency-only,
+#          --split (a second consumer group also reads the topic, and each run prints how much of the
+#          latency was spent before the records were readable from the broker and how much after),
+#          --no-build, --keep (keep the run directory, with each run's samples in latency-N/samples.txt:
+#          rid, write time and latency in ms per document).
 # Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR.
 #
 # Throughput: `logpipe gen nginx --rate 0` writes N lines (5 % of them to error.log) before the
@@ -29,6 +34,9 @@ set -euo pipefail
 LINES=2000000
 LAT_SECONDS=20
 LAT_RATE=10000
+LAT_RUNS=5
+THROUGHPUT=1
+SPLIT=0
 KEEP=0
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -36,9 +44,12 @@ while [ $# -gt 0 ]; do
         --lines) LINES=$2; shift 2 ;;
         --latency-seconds) LAT_SECONDS=$2; shift 2 ;;
         --latency-rate) LAT_RATE=$2; shift 2 ;;
+        --latency-runs) LAT_RUNS=$2; shift 2 ;;
+        --latency-only) THROUGHPUT=0; shift ;;
+        --split) SPLIT=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -53,7 +64,8 @@ if [ "$BUILD" = 1 ]; then
     cargo build --release -p logpipe --bin logpipe
     cargo build --release -p logpipe-indexer --example bench_sink
 fi
-require_executables "$BIN" "$SINK_BIN"
+require_executables "$BIN"
+[ "$THROUGHPUT" = 0 ] || require_executables "$SINK_BIN"
 
 mkdir -p "$RUN_DIR"
 HELPER="$RUN_DIR/helper.py"
@@ -97,12 +109,14 @@ def latwrite(path, rate, seconds):
 
 SEQ_T = re.compile(rb"[?&]rid=(\d+)&t=(\d+)")
 
-def latsink(expect, warmup_s, rate):
+def latsink(expect, warmup_s, rate, samples_path):
     """An Elasticsearch stand-in that accepts every `_bulk` request and records, per document with a
     `rid=N&t=NS` URL, arrival time minus NS. Prints `listening on ADDR`, `first` when the warm-up
-    document (rid 0) arrived, and `reached {json}` when `expect` timed documents have."""
+    document (rid 0) arrived, and `reached {json}` when `expect` timed documents have; then writes
+    `rid write_ns latency_ms` per counted document to `samples_path`."""
     expect = int(expect); skip = int(float(warmup_s) * float(rate))
     lat_ms = []
+    samples = []
     seen = set()
     state = {"first": False, "reached": False, "dups": 0}
 
@@ -144,9 +158,12 @@ def latsink(expect, warmup_s, rate):
                         seen.add(rid)
                         if rid > skip:
                             lat_ms.append((arrived - t) / 1e6)
+                            samples.append((rid, t, lat_ms[-1]))
                     out = b'{"took":1,"errors":false,"items":[]}'
                     if len(seen) >= expect and not state["reached"]:
                         state["reached"] = True
+                        with open(samples_path, "w") as f:
+                            f.writelines(f"{r} {t} {ms:.1f}\n" for r, t, ms in samples)
                         say("reached " + report())
                 elif path.startswith("/_index_template/"):
                     out = b'{"acknowledged":true}'
@@ -167,6 +184,44 @@ def latsink(expect, warmup_s, rate):
             await server.serve_forever()
 
     asyncio.run(main())
+
+def probe(bootstrap, seconds, out):
+    """A second consumer group on the topic (confluent-kafka, 10 ms fetch wait): per timed record, when it
+    became readable from the broker minus its write time, as `rid latency_ms partition` lines in `out`;
+    splits the tail into before the broker (agent, producer, fsync) and after it (indexer, bulk)."""
+    import signal
+    from confluent_kafka import Consumer
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop ends the loop; `with` keeps what was written
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-probe-{os.getpid()}", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+    c.subscribe(["nginx"])
+    end = time.monotonic() + float(seconds)
+    with open(out, "w") as f:
+        while time.monotonic() < end:
+            msgs = c.consume(1000, 0.005)  # a short wait: consume() holds what it got until then
+            now = time.time_ns()
+            for m in msgs:
+                g = None if m.error() else SEQ_T.search(m.value())
+                if g:
+                    f.write(f"{int(g.group(1))} {(now - int(g.group(2))) / 1e6:.1f} {m.partition()}\n")
+    c.close()
+
+def split(samples, probed, warmup_s, rate):
+    """`before the broker p50/p99/max | after` for the documents both files have."""
+    skip = int(float(warmup_s) * float(rate))
+    seen = {}
+    for l in open(probed):
+        rid, ms, _ = l.split()
+        if int(rid) > skip:
+            seen.setdefault(int(rid), float(ms))
+    before, after = [], []
+    for l in open(samples):
+        rid, _, ms = l.split()
+        if int(rid) in seen:
+            before.append(seen[int(rid)]); after.append(float(ms) - seen[int(rid)])
+    fmt = lambda q: "p50 %.1f, p99 %.1f, max %.1f ms" % (q["p50"], q["p99"], q["max"])
+    print(f"append -> readable from the broker {fmt(percentiles(sorted(before)))}; "
+          f"readable -> _bulk arrived {fmt(percentiles(sorted(after)))}")
 PYEOF
 
 # write_pipeline NAME ES_ADDR: the nginx pipeline (pipelines/nginx.toml) on a free port, data under
@@ -236,78 +291,109 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # Throughput
 
-TP="$RUN_DIR/throughput"
-start_server "$RUN_DIR/sink" "the stand-in" "$SINK_BIN" --expect "$LINES"
-SINK_PID=$STARTED_PID
-SINK=$LISTEN_ADDR
-log "stand-in (bench_sink) on $SINK"
-write_pipeline throughput "$SINK"
+# throughput: sets BYTES, MIB, CAT_S, CPU_S, HWM, RUN_S, STEADY_S.
+throughput() {
+    TP="$RUN_DIR/throughput"
+    start_server "$RUN_DIR/sink" "the stand-in" "$SINK_BIN" --expect "$LINES"
+    SINK_PID=$STARTED_PID
+    SINK=$LISTEN_ADDR
+    log "stand-in (bench_sink) on $SINK"
+    write_pipeline throughput "$SINK"
 
-log "generating $LINES nginx lines (logpipe gen nginx --rate 0)"
-GEN=$("$BIN" gen nginx --dir "$TP/logs" --rate 0 --lines "$LINES" --seed 1)
-BYTES=$(cat "$TP"/logs/access.log "$TP"/logs/error.log | wc -c)
-MIB=$(mibs "$BYTES" 1)
-log "$GEN; $MIB MiB"
+    log "generating $LINES nginx lines (logpipe gen nginx --rate 0)"
+    GEN=$("$BIN" gen nginx --dir "$TP/logs" --rate 0 --lines "$LINES" --seed 1)
+    BYTES=$(cat "$TP"/logs/access.log "$TP"/logs/error.log | wc -c)
+    MIB=$(mibs "$BYTES" 1)
+    log "$GEN; $MIB MiB"
 
-# cat baseline (the files are in the page cache after generation, as they are for the agent)
-T0=$(now)
-cat "$TP"/logs/access.log "$TP"/logs/error.log >/dev/null
-CAT_S=$(seconds_between "$T0" "$(now)")
+    # cat baseline (the files are in the page cache after generation, as they are for the agent)
+    T0=$(now)
+    cat "$TP"/logs/access.log "$TP"/logs/error.log >/dev/null
+    CAT_S=$(seconds_between "$T0" "$(now)")
 
-log "appliance: shipping and indexing $LINES lines"
-T0=$(now)
-start_process "$TP/run" "$BIN" run "$TP/pipeline.toml"
-RUN_PID=$STARTED_PID
-REACHED=$(wait_reached "$RUN_DIR/sink.out" "$LINES" "$RUN_PID" "the appliance" "$TP/run.err" 1200)
-CPU_S=$(cpu_seconds "$RUN_PID")
-HWM=$(peak_rss_mib "$RUN_PID")
-stop_process "$RUN_PID"
-kill -TERM "$SINK_PID" 2>/dev/null || true
-DOCS=$(kv "$REACHED" docs)
-[ "$DOCS" -eq "$LINES" ] || log "warning: the stand-in counted $DOCS documents for $LINES lines"
-RUN_S=$(seconds_between "$T0" "$(kv "$REACHED" reached_unix)")
-STEADY_S=$(seconds_between "$(kv "$REACHED" first_request_unix)" "$(kv "$REACHED" reached_unix)")
+    log "appliance: shipping and indexing $LINES lines"
+    T0=$(now)
+    start_process "$TP/run" "$BIN" run "$TP/pipeline.toml"
+    RUN_PID=$STARTED_PID
+    REACHED=$(wait_reached "$RUN_DIR/sink.out" "$LINES" "$RUN_PID" "the appliance" "$TP/run.err" 1200)
+    CPU_S=$(cpu_seconds "$RUN_PID")
+    HWM=$(peak_rss_mib "$RUN_PID")
+    stop_process "$RUN_PID"
+    kill -TERM "$SINK_PID" 2>/dev/null || true
+    DOCS=$(kv "$REACHED" docs)
+    [ "$DOCS" -eq "$LINES" ] || log "warning: the stand-in counted $DOCS documents for $LINES lines"
+    RUN_S=$(seconds_between "$T0" "$(kv "$REACHED" reached_unix)")
+    STEADY_S=$(seconds_between "$(kv "$REACHED" first_request_unix)" "$(kv "$REACHED" reached_unix)")
+}
 
 # ---------------------------------------------------------------------------------------------
 # Latency at a steady rate
 
-LAT="$RUN_DIR/latency"
-LAT_EXPECT=$(awk -v r="$LAT_RATE" -v s="$LAT_SECONDS" 'BEGIN { printf "%d", r * s }')
-start_server "$RUN_DIR/latsink" "the latency stand-in" "$PY" "$HELPER" latsink "$LAT_EXPECT" 2 "$LAT_RATE"
-write_pipeline latency "$LISTEN_ADDR"
-: >"$LAT/logs/access.log"
-: >"$LAT/logs/error.log"
-start_process "$LAT/run" "$BIN" run "$LAT/pipeline.toml"
-LAT_PID=$STARTED_PID
-wait_line "$LAT/run.err" 'harvesting new file.*access.log' "$LAT_PID" "the latency appliance" >/dev/null
-"$PY" "$HELPER" warmup "$LAT/logs/access.log"
-wait_line "$RUN_DIR/latsink.out" '^first' "$LAT_PID" "the latency appliance" 60 >/dev/null
-log "latency: $LAT_RATE lines/s for $LAT_SECONDS s (the warm-up line is through)"
-LAT_WRITTEN=$("$PY" "$HELPER" latwrite "$LAT/logs/access.log" "$LAT_RATE" "$LAT_SECONDS")
-LAT_LINE=$(wait_line "$RUN_DIR/latsink.out" '^reached ' "$LAT_PID" "the latency appliance" 120)
-LAT_JSON=${LAT_LINE#reached }
-LAT_HWM=$(peak_rss_mib "$LAT_PID")
-stop_process "$LAT_PID"
+# latency_run N: a fresh appliance and stand-in under RUN_DIR/latency-N; adds the run's report line to LAT_REPORT.
+latency_run() {
+    local lat="$RUN_DIR/latency-$1" expect pid line json written hwm
+    expect=$(awk -v r="$LAT_RATE" -v s="$LAT_SECONDS" 'BEGIN { printf "%d", r * s }')
+    mkdir -p "$lat"
+    start_server "$lat/latsink" "the latency stand-in" "$PY" "$HELPER" latsink "$expect" 2 "$LAT_RATE" "$lat/samples.txt"
+    local sink_pid=$STARTED_PID
+    write_pipeline "latency-$1" "$LISTEN_ADDR"
+    : >"$lat/logs/access.log"
+    : >"$lat/logs/error.log"
+    start_process "$lat/run" "$BIN" run "$lat/pipeline.toml"
+    pid=$STARTED_PID
+    wait_line "$lat/run.err" 'harvesting new file.*access.log' "$pid" "the latency appliance" >/dev/null
+    "$PY" "$HELPER" warmup "$lat/logs/access.log"
+    wait_line "$lat/latsink.out" '^first' "$pid" "the latency appliance" 60 >/dev/null
+    log "latency run $1: $LAT_RATE lines/s for $LAT_SECONDS s (the warm-up line is through)"
+    local probe_pid=
+    if [ "$SPLIT" = 1 ]; then
+        start_process "$lat/probe" "$PY" "$HELPER" probe "$(sed -n 's/^listeners = \["\(.*\)"\]/\1/p' "$lat/pipeline.toml")" \
+            "$(awk -v s="$LAT_SECONDS" 'BEGIN { print s + 10 }')" "$lat/probe.txt"
+        probe_pid=$STARTED_PID
+    fi
+    written=$("$PY" "$HELPER" latwrite "$lat/logs/access.log" "$LAT_RATE" "$LAT_SECONDS")
+    line=$(wait_line "$lat/latsink.out" '^reached ' "$pid" "the latency appliance" 120)
+    json=${line#reached }
+    hwm=$(peak_rss_mib "$pid")
+    [ -z "$probe_pid" ] || stop_process "$probe_pid"
+    stop_process "$pid"
+    kill -TERM "$sink_pid" 2>/dev/null || true
+    LAT_REPORT+=("$(printf '    run %s (%s lines): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; peak RSS %s MiB%s\n' \
+        "$1" "$written" "$(field "$json" p50)" "$(field "$json" p90)" "$(field "$json" p99)" "$(field "$json" max)" "$hwm" \
+        "$([ "$(field "$json" duplicates)" = 0 ] || echo "; warning: $(field "$json" duplicates) documents seen twice")")")
+    if [ -n "$probe_pid" ]; then
+        LAT_REPORT+=("      $("$PY" "$HELPER" split "$lat/samples.txt" "$lat/probe.txt" 2 "$LAT_RATE")")
+    fi
+}
 
 # ---------------------------------------------------------------------------------------------
 # Report
 
 goal() { awk -v v="$1" -v g="$2" -v dir="$3" 'BEGIN { ok = (dir == "min") ? v >= g : v < g; print ok ? "met" : "NOT met" }'; }
-RUN_RPS=$(rate "$LINES" "$RUN_S")
-P99=$(field "$LAT_JSON" p99)
+if [ "$THROUGHPUT" = 1 ]; then
+    throughput
+fi
+LAT_REPORT=()
+for n in $(seq 1 "$LAT_RUNS"); do
+    latency_run "$n"
+done
+
 echo
 echo "end-to-end benchmark: logpipe run on the nginx pipeline (broker, agent acks=all lz4, indexer nginx filters" \
     "and daily routes), Elasticsearch stand-in accepting everything; release build ($(nproc) CPUs)"
-printf '  throughput, file -> indexed document: %s lines/s, %s MiB/s (%s lines, %s MiB, %.1f s from start; goal >= 100,000 lines/s: %s)\n' \
-    "$RUN_RPS" "$(mibs "$BYTES" "$RUN_S")" "$LINES" "$MIB" "$RUN_S" "$(goal "$RUN_RPS" 100000 min)"
-printf '    from the first _bulk request: %s lines/s; CPU %.1f s per million lines (%.2f cores busy on average); peak RSS %s MiB\n' \
-    "$(rate "$LINES" "$STEADY_S")" "$(awk -v c="$CPU_S" -v n="$LINES" 'BEGIN { print c / (n / 1e6) }')" \
-    "$(awk -v c="$CPU_S" -v s="$RUN_S" 'BEGIN { print c / s }')" "$HWM"
-printf '  cat of the same files > /dev/null:   %s lines/s, %s MiB/s (%.2f s); appliance/cat = %.4f\n' \
-    "$(rate "$LINES" "$CAT_S")" "$(mibs "$BYTES" "$CAT_S")" "$CAT_S" \
-    "$(awk -v a="$RUN_S" -v c="$CAT_S" 'BEGIN { print c / a }')"
-printf '  latency at %s lines/s (%s lines; append -> _bulk request arrived, first 2 s excluded): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (goal p99 < 250 ms: %s); peak RSS %s MiB\n' \
-    "$LAT_RATE" "$LAT_WRITTEN" "$(field "$LAT_JSON" p50)" "$(field "$LAT_JSON" p90)" "$P99" "$(field "$LAT_JSON" max)" \
-    "$(goal "$P99" 250 max)" "$LAT_HWM"
-DUPS=$(field "$LAT_JSON" duplicates)
-[ "$DUPS" = 0 ] || echo "  warning: the latency stand-in saw $DUPS documents twice"
+if [ "$THROUGHPUT" = 1 ]; then
+    RUN_RPS=$(rate "$LINES" "$RUN_S")
+    printf '  throughput, file -> indexed document: %s lines/s, %s MiB/s (%s lines, %s MiB, %.1f s from start; goal >= 100,000 lines/s: %s)\n' \
+        "$RUN_RPS" "$(mibs "$BYTES" "$RUN_S")" "$LINES" "$MIB" "$RUN_S" "$(goal "$RUN_RPS" 100000 min)"
+    printf '    from the first _bulk request: %s lines/s; CPU %.1f s per million lines (%.2f cores busy on average); peak RSS %s MiB\n' \
+        "$(rate "$LINES" "$STEADY_S")" "$(awk -v c="$CPU_S" -v n="$LINES" 'BEGIN { print c / (n / 1e6) }')" \
+        "$(awk -v c="$CPU_S" -v s="$RUN_S" 'BEGIN { print c / s }')" "$HWM"
+    printf '  cat of the same files > /dev/null:   %s lines/s, %s MiB/s (%.2f s); appliance/cat = %.4f\n' \
+        "$(rate "$LINES" "$CAT_S")" "$(mibs "$BYTES" "$CAT_S")" "$CAT_S" \
+        "$(awk -v a="$RUN_S" -v c="$CAT_S" 'BEGIN { print c / a }')"
+fi
+P99S=$(printf '%s\n' "${LAT_REPORT[@]}" | sed -n '/^    run /s/.* p99 \([0-9.]*\) ms.*/\1/p')
+WORST=$(printf '%s\n' "$P99S" | sort -g | tail -1)
+printf '  latency at %s lines/s, %s runs of %s s (append -> _bulk request arrived, first 2 s excluded); worst p99 %s ms (goal p99 < 100 ms in every run: %s):\n' \
+    "$LAT_RATE" "$LAT_RUNS" "$LAT_SECONDS" "$WORST" "$(goal "$WORST" 100 max)"
+printf '%s\n' "${LAT_REPORT[@]}"

@@ -345,6 +345,10 @@ pub fn client_config(config: &OutputConfig, queue_max_bytes: usize) -> Result<Cl
         .set("enable.idempotence", config.acks.allows_idempotence().to_string())
         .set("compression.type", config.compression.as_config())
         .set("linger.ms", config.linger_ms.to_string())
+        // TCP_NODELAY, as Kafka's Java clients set it. With Nagle on (librdkafka's default) a produce
+        // request sent while the previous one is unacknowledged waits for the broker's delayed ACK:
+        // at 10,000 lines/s that put p99 append -> indexed at 190-530 ms instead of 78-94 ms.
+        .set("socket.nagle.disable", "true")
         .set("batch.size", config.batch_bytes.min(config.max_message_bytes).to_string())
         .set("message.max.bytes", config.max_message_bytes.to_string())
         // 0 = never time out: records wait for the cluster instead of failing.
