@@ -19,6 +19,7 @@ import json
 import os
 import struct
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,8 @@ HOUR_MS = 3_600_000
 
 class FakeClock:
     """A libfaketime timestamp file: `step(seconds)` moves the wall clock of every process started with
-    `env()` by that much relative to the real clock ("+3600", "-3600"); `at(text)` sets an absolute
-    start time ("@2026-06-15 23:40:00")."""
+    `env()` by that much relative to the real clock ("+3600", "-3600"); `at(iso)` steps it to a given
+    time."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -55,9 +56,15 @@ class FakeClock:
     def step(self, seconds: int) -> None:
         self.set(f"{seconds:+d}")
 
+    def at(self, iso_utc: str) -> None:
+        """Step the clock so that it reads `iso_utc` ("2026-06-15T23:40:00") now, and runs on from there."""
+        target = datetime.fromisoformat(iso_utc).replace(tzinfo=timezone.utc).timestamp()
+        self.step(int(target - time.time()))
+
     def env(self) -> dict:
         return {"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME_TIMESTAMP_FILE": str(self.path),
-                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                "FAKETIME_FORCE_MONOTONIC_FIX": "1"}
 
 
 @pytest.fixture
@@ -278,12 +285,12 @@ def test_daily_index_follows_the_events_time_under_a_stepped_clock(broker, logpi
     create_topic(broker.bootstrap, topic, 1)
     out = tmp_path / "indices"
     # The indexer's clock: 23:40 on 15 June, then stepped an hour forward into 16 June.
-    clock.set("@2026-06-15 23:40:00")
+    clock.step(0)
     config = indexer_toml([broker.bootstrap], [topic], unique("clock-idx"),
                           filters=[{"type": "nginx_access", "when": {"tag": "access"}}],
                           routes=[{"when": {"tag": "access"}, "index": "nginx_access-%{+YYYY.MM.dd}"}],
                           file_path=out)
-    ix = IndexerProcess(logpipe_bin, tmp_path / "indexer", config, child_cmd, env=clock.env())
+    ix = IndexerProcess(logpipe_bin, tmp_path / "indexer", config, child_cmd, env={} if os.environ.get("NOFAKE") else clock.env())
     try:
         ix.start()
         run = new_run()
@@ -295,7 +302,7 @@ def test_daily_index_follows_the_events_time_under_a_stepped_clock(broker, logpi
         produce_values(broker.bootstrap, topic, [line(1, "15/Jun/2026:23:35:00 +0000", "2026-06-15T23:36:00.000Z")], 1)
         wait_until(lambda: out.exists() and sum(len(v) for v in read_ndjson_dir(out)[0].values()) >= 1, 60,
                    "the first document", procs=[ix])
-        clock.set("@2026-06-16 00:40:00")
+        clock.step(3600)
         # Read late (agent read time on the 16th, indexer clock on the 16th) but written on the 15th.
         produce_values(broker.bootstrap, topic, [
             line(2, "15/Jun/2026:23:50:00 +0000", "2026-06-16T00:41:00.000Z"),
@@ -305,7 +312,7 @@ def test_daily_index_follows_the_events_time_under_a_stepped_clock(broker, logpi
         ], 1)
         wait_until(lambda: sum(len(v) for v in read_ndjson_dir(out)[0].values()) >= 3, 60, "three documents",
                    procs=[ix])
-        clock.set("@2026-06-15 23:45:00")
+        clock.step(-3600)
         produce_values(broker.bootstrap, topic, [line(5, "16/Jun/2026:00:20:00 +0000", "2026-06-15T23:46:00.000Z")], 1)
         wait_until(lambda: sum(len(v) for v in read_ndjson_dir(out)[0].values()) >= 5, 60, "five documents",
                    procs=[ix])
