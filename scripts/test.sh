@@ -11,8 +11,9 @@
 #
 # Installs what is missing, once: the third-party peers (scripts/peers.sh: Apache Kafka and its tools,
 # the Java clients, an OpenSearch 2.19 node, Debian's uap-core and the DB-IP Lite data), Debian's chromium
-# and playwright-core for the web console's browser tests, Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we
-# must stay compatible with), Debian's nginx-light (the TLS and auth front of Elasticsearch in the tests) and a
+# and playwright-core for the web console's browser tests, Debian's faketime/libfaketime for the
+# clock-step tests, Debian's kcat (the 1.7.1 / librdkafka 2.0.2 one we must stay compatible with),
+# Debian's nginx-light (the TLS and auth front of Elasticsearch in the tests) and a
 # virtualenv at .venv/ with the pinned clients from
 # tests/python/requirements.txt. A second run skips both.
 set -euo pipefail
@@ -119,6 +120,16 @@ ensure_fuse() {
     fi
 }
 
+# The clock-step tests (tests/python/test_clock_steps.py) run the binary under Debian's libfaketime
+# (0.9.10 in bookworm): LD_PRELOAD of libfaketime.so.1 with a timestamp file the test rewrites mid-run.
+FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+ensure_faketime() {
+    if [ ! -f "$FAKETIME_LIB" ] || ! command -v faketime >/dev/null; then
+        log "installing faketime and libfaketime (Debian packages) for the clock-step tests"
+        apt_install faketime libfaketime
+    fi
+}
+
 # The web console's browser tests (tests/python/test_web_console.py): Debian's chromium, driven by
 # playwright-core pinned in tests/browser/package-lock.json, installed into the ignored
 # tests/browser/node_modules.
@@ -144,6 +155,7 @@ ensure_browser() {
 ensure_kcat
 ensure_browser
 ensure_fuse
+ensure_faketime
 ensure_tls_deps
 ensure_nginx
 ensure_venv

@@ -116,12 +116,13 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// The group coordinator's `now`: the wall clock at the first call plus the monotonic time since.
-/// Session, rebalance and offset-retention timeouts measured with it are immune to wall-clock steps
-/// (NTP, a resumed VM, `date -s`): a step forward must not expire every member at once, nor a step back
-/// keep a dead member for an hour. It still reads as a wall-clock time (commit timestamps) and is
+/// The group coordinator's and log retention's `now`: the wall clock at the first call plus the monotonic
+/// time since. Session, rebalance, offset-retention and log-retention timeouts measured with it are immune
+/// to wall-clock steps (NTP, a resumed VM, `date -s`): a step forward must not expire every member at once
+/// nor delete segments an hour early, and a step back must not keep a dead member, or stall retention, for
+/// an hour. It still reads as a wall-clock time (commit timestamps) and is
 /// anchored again at each start.
-pub fn group_clock_ms() -> i64 {
+pub fn steady_clock_ms() -> i64 {
     static ANCHOR: OnceLock<(i64, Instant)> = OnceLock::new();
     let (wall, start) = ANCHOR.get_or_init(|| (now_ms(), Instant::now()));
     wall.saturating_add(start.elapsed().as_millis() as i64)
@@ -133,11 +134,11 @@ mod clock_tests {
 
     #[test]
     fn the_group_clock_starts_at_the_wall_clock_and_never_goes_back() {
-        let first = group_clock_ms();
+        let first = steady_clock_ms();
         assert!((first - now_ms()).abs() < 60_000, "anchored at the wall clock");
         let mut last = first;
         for _ in 0..1000 {
-            let t = group_clock_ms();
+            let t = steady_clock_ms();
             assert!(t >= last);
             last = t;
         }

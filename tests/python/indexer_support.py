@@ -132,8 +132,9 @@ class IndexerProcess(ManagedProcess):
     NAME = "indexer"
 
     def __init__(self, binary: Path, workdir: Path, config_text: str, child_cmd: Callable,
-                 mode: str = "indexer"):
+                 mode: str = "indexer", env: Optional[dict] = None):
         assert mode in ("indexer", "run")
+        self.env = dict(env or {})  # extra environment, e.g. libfaketime's LD_PRELOAD
         self.binary = Path(binary)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +160,7 @@ class IndexerProcess(ManagedProcess):
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
+        env.update(self.env)
         with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:
             err.write(f"\n----- indexer start #{self.starts + 1} -----\n".encode())
             err.flush()

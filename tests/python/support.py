@@ -240,8 +240,10 @@ class Broker(ManagedProcess):
     STARTUP_TIMEOUT = 30.0
     STOP_TIMEOUT = 30.0
 
-    def __init__(self, binary: Path, workdir: Path, overrides: Optional[dict] = None):
+    def __init__(self, binary: Path, workdir: Path, overrides: Optional[dict] = None,
+                 env: Optional[dict] = None):
         self.binary = Path(binary)
+        self.env = dict(env or {})  # extra environment, e.g. libfaketime's LD_PRELOAD
         self.workdir = Path(workdir)
         self.log_dirs = self.workdir / "data"
         self.config_path = self.workdir / "broker.toml"
@@ -275,6 +277,7 @@ class Broker(ManagedProcess):
         self.write_config(port)
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.env)
         with open(self.stderr_path, "ab") as err:
             err.write(f"\n----- start #{self.starts + 1} (port {port}) -----\n".encode())
             err.flush()

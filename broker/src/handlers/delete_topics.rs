@@ -39,7 +39,7 @@ pub fn handle(
             let result = result.with_name(Some(TopicName(str_bytes(name.clone()))));
             match broker.logs.delete_topic(&name) {
                 Ok(()) => {
-                    broker.groups.delete_topic_offsets(&name, crate::broker::group_clock_ms());
+                    broker.groups.delete_topic_offsets(&name, crate::broker::steady_clock_ms());
                     tracing::info!(topic = %name, "deleted topic");
                     result
                 }

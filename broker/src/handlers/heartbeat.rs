@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, RequestHeader};
 
-use crate::broker::{group_clock_ms, Broker};
+use crate::broker::{steady_clock_ms, Broker};
 use crate::group::error_code;
 
 pub const VERSIONS: (i16, i16) = (0, 4);
@@ -24,7 +24,7 @@ pub fn handle(
         &request.member_id,
         request.group_instance_id.as_deref(),
         request.generation_id,
-        group_clock_ms(),
+        steady_clock_ms(),
     );
     let mut response = HeartbeatResponse::default();
     response.error_code = error_code(error);

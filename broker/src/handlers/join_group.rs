@@ -17,7 +17,7 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
 
 use super::str_bytes;
-use crate::broker::{group_clock_ms, Broker};
+use crate::broker::{steady_clock_ms, Broker};
 use crate::group::{error_code, JoinRequest, JoinResponse, Protocol};
 
 pub const VERSIONS: (i16, i16) = (0, 9);
@@ -33,7 +33,7 @@ pub fn handle_from(
     let version = header.request_api_version;
     let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
     let join = to_join_request(version, request, client_id, client_host);
-    let reply = broker.groups.join(join, group_clock_ms());
+    let reply = broker.groups.join(join, steady_clock_ms());
     async move { to_response(version, reply.wait().await) }
 }
 

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse, RequestHea
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::{group_clock_ms, Broker};
+use crate::broker::{steady_clock_ms, Broker};
 use crate::group::{error_code, LeaveMember};
 
 pub const VERSIONS: (i16, i16) = (0, 5);
@@ -28,7 +28,7 @@ pub fn handle(
 ) -> impl Future<Output = LeaveGroupResponse> + Send + 'static {
     let version = header.request_api_version;
     let members = leaving_members(version, &request);
-    let result = broker.groups.leave(&request.group_id.0, &members, group_clock_ms());
+    let result = broker.groups.leave(&request.group_id.0, &members, steady_clock_ms());
     ready(to_response(version, &members, result))
 }
 

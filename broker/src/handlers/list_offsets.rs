@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use kafka_protocol::ResponseError;
 
 use super::code;
@@ -73,5 +73,10 @@ pub fn handle(
 fn first_record_at_or_after(log: &PartitionLog, batch_offset: i64, timestamp: i64) -> Option<(i64, i64)> {
     let mut records = log.read(batch_offset, 1, true).ok()?.records;
     let batch = RecordBatchDecoder::decode(&mut records).ok()?;
+    // A LogAppendTime batch's records all carry the batch's append time (its maxTimestamp), whatever
+    // create times they were produced with: the batch's own answer is the record's.
+    if batch.records.first().is_some_and(|r| r.timestamp_type == TimestampType::LogAppend) {
+        return None;
+    }
     batch.records.iter().find(|r| r.offset >= batch_offset && r.timestamp >= timestamp).map(|r| (r.offset, r.timestamp))
 }

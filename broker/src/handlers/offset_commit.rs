@@ -16,7 +16,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, RequestHeader};
 
-use crate::broker::{group_clock_ms, Broker};
+use crate::broker::{steady_clock_ms, Broker};
 use crate::group::{error_code, CommitPartition, CommitRequest};
 
 pub const VERSIONS: (i16, i16) = (0, 8);
@@ -28,7 +28,7 @@ pub fn handle(
 ) -> impl Future<Output = OffsetCommitResponse> + Send + 'static {
     let version = header.request_api_version;
     let commit = to_commit_request(version, &request);
-    let outcome = broker.groups.commit_offsets(commit, group_clock_ms());
+    let outcome = broker.groups.commit_offsets(commit, steady_clock_ms());
     async move {
         let errors = outcome.wait().await;
         to_response(&request, errors)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{RequestHeader, SyncGroupRequest, SyncGroupResponse};
 
 use super::str_bytes;
-use crate::broker::{group_clock_ms, Broker};
+use crate::broker::{steady_clock_ms, Broker};
 use crate::group::{error_code, SyncRequest, SyncResponse};
 
 pub const VERSIONS: (i16, i16) = (0, 5);
@@ -23,7 +23,7 @@ pub fn handle(
     _header: &RequestHeader,
     request: SyncGroupRequest,
 ) -> impl Future<Output = SyncGroupResponse> + Send + 'static {
-    let reply = broker.groups.sync(to_sync_request(request), group_clock_ms());
+    let reply = broker.groups.sync(to_sync_request(request), steady_clock_ms());
     async move { to_response(reply.wait().await) }
 }
 

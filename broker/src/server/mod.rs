@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{now_ms, Broker};
+use crate::broker::{steady_clock_ms, Broker};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::security::tls::TlsContext;
@@ -166,7 +166,7 @@ async fn retention_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
         }
         let broker = broker.clone();
-        match tokio::task::spawn_blocking(move || broker.enforce_retention(now_ms())).await {
+        match tokio::task::spawn_blocking(move || broker.enforce_retention(steady_clock_ms())).await {
             Ok(Ok(0)) => {}
             Ok(Ok(deleted)) => tracing::info!(deleted, "retention deleted old segments"),
             Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),

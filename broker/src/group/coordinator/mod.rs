@@ -25,7 +25,7 @@ use super::state::{
     SyncResponse,
 };
 use super::subscription::CONSUMER_PROTOCOL_TYPE;
-use crate::broker::group_clock_ms;
+use crate::broker::steady_clock_ms;
 use crate::config::BrokerConfig;
 use crate::error::Error;
 use crate::storage::LogManager;
@@ -124,7 +124,7 @@ impl GroupCoordinator {
     /// Opens the committed offsets under `<log_dirs>/__consumer_offsets` (replaying and compacting them).
     pub fn open(config: &BrokerConfig, logs: Arc<LogManager>) -> crate::Result<Arc<Self>> {
         let exists: PartitionExists = Arc::new(move |topic, partition| logs.partition(topic, partition).is_some());
-        Self::open_with(config, exists, group_clock_ms())
+        Self::open_with(config, exists, steady_clock_ms())
     }
 
     /// [`open`](Self::open) with the partition-existence check and the current time supplied.
@@ -607,7 +607,7 @@ impl GroupCoordinator {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => {}
             }
-            self.tick(group_clock_ms());
+            self.tick(steady_clock_ms());
             if self.offsets.needs_compaction() {
                 let store = Arc::clone(&self.offsets);
                 match tokio::task::spawn_blocking(move || store.compact()).await {
