@@ -540,17 +540,9 @@ def test_console_tools_over_sasl_ssl(secure_broker, pki, logpipe_bin, tmp_path):
 def test_agent_broker_indexer_over_sasl_ssl(logpipe_bin, tmp_path, pki):
     """The README's multi-host layout, authorization on: the agent's user may only create and write the
     `app` topic, the indexer's only read it in its group. Those ACLs are all the pipeline needs."""
-    from appliance_support import ApplianceProcess, free_port
-    from support import child_cmd
-
-    port = free_port()
-    data = tmp_path / "data"
-    logs = tmp_path / "logs"
-    logs.mkdir()
     secret = tmp_path / "agent.password"
     secret.write_text(PASSWORD + "\n")
     os.chmod(secret, 0o600)
-    cert, key = pki["server"]
 
     def client_security(user: str) -> str:
         return f"""
@@ -560,28 +552,46 @@ sasl.username = "{user}"
 sasl.password_file = "{secret}"
 ssl.ca.location = "{pki['ca']}"
 """
+    run_secure_pipeline(logpipe_bin, tmp_path, pki, "SASL_SSL", "", client_security,
+                        {"shipper": "User:shipper", "indexer": "User:indexer"})
+
+
+def run_secure_pipeline(logpipe_bin, tmp_path, pki, protocol: str, broker_extra: str, client_security,
+                        principals: dict) -> None:
+    """Agent → broker → indexer in one appliance, the broker's listener on `protocol`, each client's
+    settings from `client_security("shipper"|"indexer")`, and only the ACLs each needs, granted to
+    `principals[...]`. SCRAM users `shipper` and `indexer` are added before the first start."""
+    from appliance_support import ApplianceProcess, free_port
+    from support import child_cmd
+
+    port = free_port()
+    data = tmp_path / "data"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cert, key = pki["server"]
     pipeline = f"""
 [broker]
-listeners = ["SASL_SSL://{HOST}:{port}"]
+listeners = ["{protocol}://{HOST}:{port}"]
 log_dirs = "{data / 'broker'}"
 ssl_certificate_location = "{cert}"
 ssl_key_location = "{key}"
 group_initial_rebalance_delay_ms = 0
-# authorization is on (a SASL_SSL broker): these are all the ACLs the pipeline needs
+{broker_extra}
+# authorization is on (not a PLAINTEXT broker): these are all the ACLs the pipeline needs
 [[broker.acls]]
-principal = "User:shipper"
+principal = "{principals['shipper']}"
 resource_type = "topic"
 resource_name = "app"
 operations = ["write", "create"]
 
 [[broker.acls]]
-principal = "User:indexer"
+principal = "{principals['indexer']}"
 resource_type = "topic"
 resource_name = "app"
 operations = ["read"]
 
 [[broker.acls]]
-principal = "User:indexer"
+principal = "{principals['indexer']}"
 resource_type = "group"
 resource_name = "secure-indexer"
 operations = ["read"]
@@ -614,13 +624,14 @@ index = "app"
 [indexer.output.file]
 path = "{data / 'indices'}"
 """
-    # The users exist before the broker first starts.
-    cfg = tmp_path / "pipeline-broker.toml"
-    cfg.write_text(pipeline)
-    for user in ("shipper", "indexer"):
-        p = subprocess.run([str(logpipe_bin), "users", "add", user, "--password-stdin", "-c", str(cfg)],
-                           input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
-        assert p.returncode == 0, p.stderr
+    if protocol.startswith("SASL_"):
+        # The users exist before the broker first starts.
+        cfg = tmp_path / "pipeline-broker.toml"
+        cfg.write_text(pipeline)
+        for user in ("shipper", "indexer"):
+            p = subprocess.run([str(logpipe_bin), "users", "add", user, "--password-stdin", "-c", str(cfg)],
+                               input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0, p.stderr
     lines = [f"secure line {i}" for i in range(200)]
     (logs / "app.log").write_text("\n".join(lines) + "\n")
     app = ApplianceProcess(logpipe_bin, tmp_path / "run", pipeline, child_cmd).start()
@@ -639,6 +650,7 @@ path = "{data / 'indices'}"
         log = ANSI.sub("", app.stderr_text())
         assert PASSWORD not in log
         assert "authentication failed" not in log
+        assert "TLS handshake failed" not in log
         assert "AUTHORIZATION_FAILED" not in log.upper().replace(" ", "_"), log[-3000:]
     finally:
         app.stop()

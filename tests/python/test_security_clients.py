@@ -1,6 +1,7 @@
 """More cells of the security matrix: the Java client (kafka-clients 3.9 and 4.x, as Logstash and Java
-applications embed it) over SASL_SSL with SCRAM-SHA-512, and kafka-python over mTLS (a client
-certificate, no SASL), each with its refusal."""
+applications embed it) over SASL_SSL with SCRAM-SHA-512; and over mTLS (a client certificate, no SASL):
+kafka-python, kcat, the Java client, Kafka's CLI tools and the agent → broker → indexer pipeline, each
+with its refusal."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from peers import KAFKA_CLIENTS, classpath, java_cmd
+from peers import KAFKA_CLIENTS, classpath, java_cmd, run_tool
 from support import unique
-from test_security import PASSWORD, java_props, log_of, pki, secure_broker, tls_settings  # noqa: F401
+from test_security import (CONSUMER, PASSWORD, PRODUCER, TOPICS, java_props, log_of, pki, run_secure_pipeline,  # noqa: F401
+                           secure_broker, tls_settings)
 
 SOURCE = Path(__file__).resolve().parents[1] / "java" / "JavaClient.java"
 
@@ -129,3 +131,113 @@ def test_sarama_filebeat_sasl(secure_broker, pki, tmp_path, mechanism, protocol,
     assert p.returncode != 0
     assert "authentication failed" in log_of(broker) and "user=agent" in log_of(broker)
     broker.check_running()
+
+
+# ---------------------------------------------------------------------------------------------
+# mTLS: the broker's SSL listener with ssl.client.auth=required, clients with the agent's certificate
+
+
+def mtls_broker(secure_broker, pki):
+    return secure_broker("SSL", ssl_ca_location=str(pki["ca"]), ssl_client_auth="required", **tls_settings(pki))
+
+
+def test_kcat_over_mtls(secure_broker, pki):
+    broker = mtls_broker(secure_broker, pki)
+    cert, key = pki["agent"]
+    sec = ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={pki['ca']}",
+           "-X", f"ssl.certificate.location={cert}", "-X", f"ssl.key.location={key}"]
+    topic, lines = unique("kcat-mtls"), [f"line-{i}" for i in range(50)]
+    p = subprocess.run(["kcat", "-b", broker.bootstrap, *sec, "-P", "-t", topic], input="\n".join(lines) + "\n",
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run(["kcat", "-b", broker.bootstrap, *sec, "-C", "-t", topic, "-o", "beginning", "-e", "-q"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == lines
+    assert "principal=User:CN=agent-1,OU=ops,O=logpipe" in log_of(broker)
+    s_cert, s_key = pki["stranger"]
+    bad = [a.replace(str(cert), str(s_cert)).replace(str(key), str(s_key)) for a in sec]
+    p = subprocess.run(["kcat", "-b", broker.bootstrap, *bad, "-L", "-m", "5"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode != 0, p.stdout
+    assert "TLS handshake failed" in log_of(broker)
+    broker.check_running()
+
+
+def java_mtls_props(path: Path, pki, identity: str = "agent") -> Path:
+    """Kafka client settings for mTLS with PEM files: the CA as truststore, the certificate and key
+    inline as a PEM keystore (`\\n` escapes: a properties value is one line)."""
+    cert, key = pki[identity]
+
+    def inline(pem: Path) -> str:
+        return pem.read_text().strip().replace("\n", "\\n")
+
+    path.write_text("\n".join([
+        "security.protocol=SSL",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={pki['ca']}",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.certificate.chain={inline(cert)}",
+        f"ssl.keystore.key={inline(key)}",
+    ]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("version", list(KAFKA_CLIENTS))
+def test_java_client_over_mtls(secure_broker, pki, tmp_path, compiled, version):
+    broker = mtls_broker(secure_broker, pki)
+    props = java_mtls_props(tmp_path / "client.properties", pki)
+    topic, n = unique(f"javamtls{version.replace('.', '')}"), 200
+    produced = java_client(compiled, version, props, "produce", broker.bootstrap, topic, str(n), "lz4")
+    assert produced.returncode == 0, produced.stderr[-3000:]
+    assert produced.stdout.count("ACKED ") == n
+    consumed = java_client(compiled, version, props, "consume", broker.bootstrap, topic, unique("g"), str(n),
+                           "auto.offset.reset=earliest")
+    assert consumed.returncode == 0, consumed.stderr[-3000:]
+    assert sum(1 for line in consumed.stdout.splitlines() if line.startswith("RECORD ")) == n
+    assert "principal=User:CN=agent-1,OU=ops,O=logpipe" in log_of(broker)
+
+    stranger = java_mtls_props(tmp_path / "stranger.properties", pki, "stranger")
+    refused = java_client(compiled, version, stranger, "admin", broker.bootstrap, topic, "g", timeout=120)
+    assert refused.returncode != 0
+    assert "SslAuthenticationException" in refused.stdout + refused.stderr, refused.stderr[-3000:]
+    broker.check_running()
+
+
+def test_kafka_tools_over_mtls(secure_broker, pki, tmp_path):
+    broker = mtls_broker(secure_broker, pki)
+    props = java_mtls_props(tmp_path / "client.properties", pki)
+    topic = unique("tools-mtls")
+    common = ["--bootstrap-server", broker.bootstrap, "--command-config", str(props)]
+    run_tool(TOPICS, [*common, "--create", "--topic", topic, "--partitions", "2"]).check()
+    assert topic in run_tool(TOPICS, [*common, "--list"]).check().stdout.split()
+    lines = [f"tool-{i}" for i in range(30)]
+    run_tool(PRODUCER, [*common, "--topic", topic], stdin="\n".join(lines) + "\n").check()
+    out = run_tool(CONSUMER, [*common, "--topic", topic, "--from-beginning", "--max-messages", "30",
+                              "--timeout-ms", "30000"]).check()
+    assert sorted(out.stdout.split()) == sorted(lines)
+    stranger = java_mtls_props(tmp_path / "stranger.properties", pki, "stranger")
+    bad = run_tool(TOPICS, ["--bootstrap-server", broker.bootstrap, "--command-config", str(stranger), "--list"],
+                   timeout=120)
+    assert bad.returncode != 0 and "SslAuthenticationException" in bad.stdout + bad.stderr
+    broker.check_running()
+
+
+def test_agent_broker_indexer_over_mtls(logpipe_bin, tmp_path, pki):
+    """The multi-host layout with a certificate per client instead of a password: the ACLs name the
+    certificates' subjects, Kafka's way (`User:CN=…,O=…`)."""
+    ca = pki["ca_pki"]
+    identities = {user: ca.issue(f"pipe-{user}", f"/O=logpipe/CN={user}", server=False)
+                  for user in ("shipper", "indexer")}
+
+    def client_security(user: str) -> str:
+        cert, key = identities[user]
+        return f"""
+security.protocol = "SSL"
+ssl.ca.location = "{pki['ca']}"
+ssl.certificate.location = "{cert}"
+ssl.key.location = "{key}"
+"""
+    broker_extra = f'ssl_ca_location = "{pki["ca"]}"\nssl_client_auth = "required"\n'
+    run_secure_pipeline(logpipe_bin, tmp_path, pki, "SSL", broker_extra, client_security,
+                        {user: f"User:CN={user},O=logpipe" for user in identities})
