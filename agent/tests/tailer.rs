@@ -51,6 +51,10 @@ fn rename_rotation_loses_nothing() {
     append(&a, &second);
     h.wait_for_lines(&late);
     h.wait_for_lines(&second);
+    // The status counts the rotation at the path it happened at.
+    let rotations = |h: &Harness, name: &str| h.files().iter().find(|f| f.path == h.path(name)).map(|f| f.rotations);
+    h.wait_for("the rotation in the status", |h| rotations(h, "app.log") == Some(1));
+    assert_eq!(rotations(&h, "app.log.1"), Some(0));
     // The rotated file is closed once idle.
     h.stop();
     assert_exactly_once(&h, &[first, late, second].concat());
@@ -69,7 +73,11 @@ fn copytruncate_reads_the_new_content_from_zero() {
     let after = lines("after", 0..100);
     append(&a, &after);
     h.wait_for_lines(&after);
+    // The truncation counts as a rotation of app.log.
+    let rotations = |h: &Harness| h.files().iter().find(|f| f.path == a).map(|f| f.rotations);
+    h.wait_for("the truncation in the status", |h| rotations(h) == Some(1));
     h.stop();
+    assert_eq!(rotations(&h), Some(1), "the copy is no second rotation");
     // The copy has the same fingerprint as what was already read: not read twice.
     assert_exactly_once(&h, &[before, after].concat());
 }

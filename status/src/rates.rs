@@ -130,6 +130,7 @@ mod tests {
                 bytes_behind: behind,
                 lines_read: lines,
                 events_acked: 0,
+                rotations: 0,
             }],
             groups: vec![GroupReport {
                 group_id: "g".into(),

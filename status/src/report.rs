@@ -47,6 +47,9 @@ pub struct FileReport {
     pub bytes_behind: u64,
     pub lines_read: u64,
     pub events_acked: u64,
+    /// Rotations seen at this path since the agent started (renamed away or truncated).
+    #[serde(default)]
+    pub rotations: u64,
 }
 
 /// An agent stall: a glob that matches no file, or a topic refusing deliveries.
@@ -160,6 +163,7 @@ impl Sources {
                     bytes_behind: f.size.saturating_sub(f.acked_offset),
                     lines_read: f.stats.lines_read,
                     events_acked: f.stats.events_acked,
+                    rotations: f.rotations,
                 })
                 .collect();
         }

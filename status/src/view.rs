@@ -267,6 +267,7 @@ mod tests {
                 bytes_behind: 1024,
                 lines_read: 10,
                 events_acked: 5,
+                rotations: 0,
             }],
             topics: vec![TopicReport {
                 name: "nginx".into(),
@@ -351,6 +352,7 @@ mod tests {
                 bytes_behind: u64::MAX,
                 lines_read: u64::MAX,
                 events_acked: 0,
+                rotations: 0,
             }],
             topics: vec![TopicReport {
                 name: long.clone(),

@@ -102,6 +102,7 @@ await check("the pipeline page's numbers match /status", async () => {
   const want = {
     lines_read: sum(s.files, (f) => f.lines_read),
     events_acked: sum(s.files, (f) => f.events_acked),
+    rotations: sum(s.files, (f) => f.rotations),
     indexed: sum(s.indexer.indices, (i) => i.indexed),
     dead_lettered: sum(s.indexer.indices, (i) => i.dead_lettered),
     lag: sum(s.groups, (g) => g.lag),

@@ -156,6 +156,7 @@ async function pipeline(root) {
     lines_read: sum(files, (f) => f.lines_read),
     events_acked: sum(files, (f) => f.events_acked),
     bytes_behind: sum(files, (f) => f.bytes_behind),
+    rotations: sum(files, (f) => f.rotations || 0),
     topic_end: sum(topics, (t) => sum(t.partitions, (p) => p.log_end_offset)),
     lag: sum(groups, (g) => g.lag),
     committed: sum(groups, (g) => sum(g.partitions, (p) => p.committed)),
@@ -183,7 +184,7 @@ async function pipeline(root) {
 
   const flow = h("div", { class: "flow" },
     stage("files", "Files", [["lines read", "lines_read", num(totals.lines_read)], ["acknowledged", "events_acked", num(totals.events_acked)],
-      ["bytes behind", "bytes_behind", bytes(totals.bytes_behind)], ["rate", "rate_read", perSec("lines_read")]],
+      ["bytes behind", "bytes_behind", bytes(totals.bytes_behind)], ["rotations", "rotations", num(totals.rotations)], ["rate", "rate_read", perSec("lines_read")]],
       h("ul", { class: "small" }, files.map((f) => h("li", {}, h("progress", { max: f.size || 1, value: f.acked_offset, "aria-label": `${f.path} acknowledged` }), ` ${f.path} (${bytes(f.acked_offset)} of ${bytes(f.size)})`)))),
     stage("topics", "Topic partitions", [["partitions", "partitions", num(sum(topics, (t) => t.partitions.length))], ["end offsets", "topic_end", num(totals.topic_end)],
       ["size", "topic_bytes", bytes(sum(topics, (t) => t.size_bytes))], ["rate in", "rate_in", perSec("topic_end")]],
@@ -207,7 +208,8 @@ async function pipeline(root) {
       h("span", { "data-k": "ledger_in_flight" }, num(inFlight)), " in flight"),
     h("p", { class: "muted small" }, "Counts since this process started. Records that reached the topic from elsewhere (or before a restart) count as indexed without having been read here, so “in flight” can go below zero."),
     table("Per file", [{ key: "path", label: "File" }, { key: "lines_read", label: "Lines read", num: true }, { key: "events_acked", label: "Acknowledged", num: true },
-      { key: "bytes_behind", label: "Bytes behind", num: true, render: (f) => bytes(f.bytes_behind) }], files, { id: "ledger-files", rowClass: (f) => (f.bytes_behind > 0 ? "pile" : null) }),
+      { key: "bytes_behind", label: "Bytes behind", num: true, render: (f) => bytes(f.bytes_behind) },
+      { key: "rotations", label: "Rotations", num: true, render: (f) => num(f.rotations || 0) }], files, { id: "ledger-files", rowClass: (f) => (f.bytes_behind > 0 ? "pile" : null) }),
     table("Per index", [{ key: "index", label: "Index" }, { key: "indexed", label: "Indexed", num: true }, { key: "dead_lettered", label: "Dead-lettered", num: true },
       { key: "retried", label: "Retried", num: true }], ix.indices, { id: "ledger-indices", rowClass: (i) => (i.dead_lettered > 0 ? "pile" : null) }));
   const stalls = (s.stalls || []).map((x) => alertBox(`${x.kind} ${x.key}: ${x.reason}`));

@@ -135,6 +135,9 @@ pub(crate) struct FileTable {
     next_slot: u64,
     /// Something the registry records changed since it was last written.
     unsaved: bool,
+    /// Rotations seen since start, by the path they happened at: a file renamed away from it, or the
+    /// file there truncated (copytruncate). Shown beside each file in the status.
+    rotations: HashMap<PathBuf, u64>,
 }
 
 impl FileTable {
@@ -295,6 +298,16 @@ impl FileTable {
     }
 
     /// Something the registry records changed.
+    /// A rotation at `path`: the file read there was renamed away or truncated.
+    pub(crate) fn rotated(&mut self, path: &Path) {
+        *self.rotations.entry(path.to_path_buf()).or_default() += 1;
+    }
+
+    /// Rotations seen at `path` since start.
+    pub(crate) fn rotations(&self, path: &Path) -> u64 {
+        self.rotations.get(path).copied().unwrap_or(0)
+    }
+
     pub(crate) fn mark_unsaved(&mut self) {
         self.unsaved = true;
     }

@@ -74,7 +74,8 @@ impl<S: Sink> Tailer<S> {
             let state = self.files.state_mut(slot);
             state.last_seen_ms = now_ms;
             if state.path != path {
-                state.path = path.to_path_buf();
+                let old = std::mem::replace(&mut state.path, path.to_path_buf());
+                self.files.rotated(&old);
                 self.files.mark_unsaved();
             }
             return Ok(());
@@ -108,8 +109,15 @@ impl<S: Sink> Tailer<S> {
                 self.files.forget(slot);
             } else {
                 if state.path != path || state.dev != dev || state.ino != ino {
-                    state.path = path.to_path_buf();
+                    // The same file under a new name was renamed away (a rotation while it was closed or
+                    // the agent down); another file with its bytes is a copy (copytruncate's `.1`), whose
+                    // truncation was counted already.
+                    let renamed = (state.dev, state.ino) == (dev, ino);
+                    let old = std::mem::replace(&mut state.path, path.to_path_buf());
                     (state.dev, state.ino) = (dev, ino);
+                    if renamed && old != path {
+                        self.files.rotated(&old);
+                    }
                     self.files.mark_unsaved();
                 }
                 if self.files.state(slot).identity != candidate {
@@ -187,9 +195,11 @@ impl<S: Sink> Tailer<S> {
         let state = self.files.state(slot);
         let path = state.path.clone();
         let input = state.input;
+        let fingerprinted = matches!(state.identity, FileIdentity::Fingerprint { .. });
+        self.files.rotated(&path);
         // Keep a fingerprinted identity: a copy of the old content (copytruncate's `.1`) then resumes where
         // reading stopped. A device+inode identity now names the new content, so the old state goes.
-        if !matches!(state.identity, FileIdentity::Fingerprint { .. }) {
+        if !fingerprinted {
             self.files.forget(slot);
         }
         // The copy (if this was copytruncate) holds the rest of the old content; a scan resumes it.

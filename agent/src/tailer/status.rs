@@ -25,6 +25,8 @@ pub struct FileStatus {
     pub read_offset: u64,
     pub size: u64,
     pub stats: FileStats,
+    /// Rotations seen at this path since start (renamed away or truncated).
+    pub rotations: u64,
 }
 
 /// When the summary is logged and the metrics snapshot refreshed, and where it goes.
@@ -96,6 +98,7 @@ impl<S: Sink> Tailer<S> {
                 read_offset: s.read_offset,
                 size: s.size,
                 stats: s.stats,
+                rotations: self.files.rotations(&s.path),
             })
             .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path));
