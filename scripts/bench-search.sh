@@ -73,13 +73,8 @@ log "generating $LINES access lines"
 log "indexing them with logpipe run"
 "$BIN" run "$RUN_DIR/pipeline.toml" >"$RUN_DIR/run.out" 2>"$RUN_DIR/run.err" &
 PIDS+=($!)
-ADMIN=""
-for _ in $(seq 600); do
-    ADMIN=$(sed -n 's/^admin on http:\/\///p' "$RUN_DIR/run.out")
-    [ -n "$ADMIN" ] && break
-    sleep 0.1
-done
-[ -n "$ADMIN" ] || die "no admin address from logpipe run (see $RUN_DIR/run.err)"
+ADMIN=$(wait_line "$RUN_DIR/run.out" '^admin on http://' "${PIDS[-1]}" "logpipe run" 60)
+ADMIN=${ADMIN#admin on http://}
 indexed() {
     curl -sf "http://$ADMIN/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(i["indexed"] for i in (s["indexer"] or {}).get("indices", [])))'
 }

@@ -96,7 +96,6 @@ await check("every page loads without console errors, at 1280×800 and 390×844,
 await check("the pipeline page's numbers match /status", async () => {
   await open(desktop, x.console, "pipeline");
   const s = await status(x.console);
-  await desktop.waitForTimeout(0);
   const shown = async (k) => Number((await desktop.locator(`[data-k="${k}"]`).first().textContent()).replace(/[^0-9-]/g, ""));
   const sum = (a, f) => a.reduce((t, v) => t + f(v), 0);
   const want = {
