@@ -50,7 +50,8 @@ pub struct Broker {
     pub acls: Authorizer,
     /// Failed authentications, logged rate-limited.
     pub auth_failures: FailureLog,
-    /// What retention deleted before groups consumed it, and which groups are at risk.
+    /// What retention deleted before groups consumed it (totals kept across restarts), and which groups
+    /// are at risk.
     pub retention_watch: RetentionWatch,
     next_producer_id: AtomicI64,
 }
@@ -62,6 +63,7 @@ impl Broker {
         let logs = LogManager::open(LogConfig::from_broker(&config))?;
         let groups = GroupCoordinator::open(&config, logs.clone())?;
         let credentials = Arc::new(CredentialStore::open(&config.log_dirs)?);
+        let retention_watch = RetentionWatch::open(&config.log_dirs)?;
         let allow_everyone = crate::security::allow_everyone_if_no_acl_found(&config);
         let acls = Authorizer::open(
             &config.log_dirs,
@@ -88,7 +90,7 @@ impl Broker {
             credentials,
             acls,
             auth_failures: FailureLog::default(),
-            retention_watch: RetentionWatch::default(),
+            retention_watch,
             next_producer_id: AtomicI64::new(seed),
         }))
     }

@@ -9,7 +9,8 @@ each and stops (the outage). `logpipe-indexer` is listed in `protect_groups` and
 on topic `kept`; group `unprotected` holds the only offset on topic `control`, as if the option were
 off. Retention deleting the control topic's unread segments is the oracle that it ran with those ages:
 - `kept` still has every record from offset 10 on, and the group reads them all once it is back;
-- `control` lost records, and /status, /metrics, `logpipe status` and the log count them, not silent.
+- `control` lost records, and /status, /metrics, `logpipe status` and the log count them, not silent;
+- the count is a running total: after a kill -9 and a restart /status and /metrics still report it.
 """
 
 from __future__ import annotations
@@ -110,3 +111,16 @@ def test_an_outage_longer_than_retention_loses_nothing_a_protected_group_has_not
     # The group comes back and reads everything from its committed offset on.
     records = read_topic(bootstrap, kept)[0]
     assert [r.offset for r in records if r.offset >= COMMITTED] == list(range(COMMITTED, RECORDS))
+
+    # The count survives a kill -9 and a restart (records-lost.json under log_dirs). Retention may delete
+    # more of `control` meanwhile; the total stays what was deleted below the committed offset.
+    app.kill9()
+    assert (tmp_path / "broker" / "records-lost.json").is_file()
+    app.start()
+    admin = app.admin_address
+    wait_until(lambda: groups().get("unprotected", {}).get("records_lost") == log_start(control) - COMMITTED, 30,
+               lambda: f"the total after the restart: {groups()}, {status()['topics']}")
+    after = groups()["unprotected"]["records_lost"]
+    assert after >= lost > 0, (after, lost)
+    metrics = get(f"http://{admin}/metrics")
+    assert f'logpipe_broker_group_records_lost_total{{group="unprotected"}} {after}' in metrics, metrics
