@@ -24,6 +24,14 @@ pub struct GenArgs {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub rotate_every: Option<Duration>,
 
+    /// Once, right after line N (both files together), rotate both files like logrotate's
+    /// `copytruncate`: numbered files shift as with --rotate-every, each live file is copied to
+    /// `.1` and then truncated to 0, and writing goes on in the same file. The generator writes
+    /// nothing between the copy and the truncate, so no line falls in copytruncate's window.
+    /// Independent of --rotate-every. Default: never.
+    #[arg(long, value_name = "N")]
+    pub copytruncate_at: Option<u64>,
+
     /// Stop after exactly this many lines (both files together). Default: no limit.
     #[arg(long, value_name = "N")]
     pub lines: Option<u64>,
@@ -70,6 +78,7 @@ impl GenArgs {
             dir: dir.into(),
             rate: 1000,
             rotate_every: None,
+            copytruncate_at: None,
             lines: None,
             duration: None,
             error_ratio: 0.05,

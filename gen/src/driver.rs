@@ -1,5 +1,5 @@
 //! The run loop around a [`Generator`] and the two log files: pacing, the `--lines` and `--duration`
-//! limits, rotation, and shutdown.
+//! limits, rotation (by rename on a schedule, and one copytruncate at a given line), and shutdown.
 //!
 //! Time is tokio's clock, so tests run the loop with paused time and get exact line counts per tick
 //! without sleeping. File writes are plain blocking writes inside the task: they are small, go to the
@@ -30,14 +30,17 @@ pub async fn generate(args: &GenArgs, shutdown: CancellationToken) -> Result<Sum
     let start = Instant::now();
     let limit = args.lines.unwrap_or(u64::MAX);
     let mut rotation = args.rotation_interval().map(|every| Rotation { every, next: start + every });
+    let mut copytruncate = args.copytruncate_at;
     if args.rate == 0 {
         loop {
             let done = logs.summary.total >= limit || args.duration.is_some_and(|d| start.elapsed() >= d);
             if done || shutdown.is_cancelled() {
                 break;
             }
-            logs.write(FLAT_OUT_BATCH.min(limit - logs.summary.total))?;
+            let stop = copytruncate.map_or(limit, |at| at.max(logs.summary.total).min(limit));
+            logs.write(FLAT_OUT_BATCH.min(stop - logs.summary.total))?;
             logs.flush()?;
+            copytruncate_if_due(&mut copytruncate, &mut logs)?;
             if let Some(rotation) = &mut rotation {
                 rotation.rotate_if_due(&mut logs, Instant::now())?;
             }
@@ -58,8 +61,16 @@ pub async fn generate(args: &GenArgs, shutdown: CancellationToken) -> Result<Sum
             let elapsed = now - start;
             let paced = args.duration.map_or(elapsed, |d| elapsed.min(d));
             let due = lines_due(args.rate, paced).min(limit);
+            // Up to the copytruncate line, rotate, then the rest of what is due: the rotation falls
+            // exactly after that line, as between two of a real program's writes.
+            if let Some(at) = copytruncate.filter(|&at| at < due) {
+                logs.write(at.saturating_sub(logs.summary.total))?;
+                logs.flush()?;
+                copytruncate_if_due(&mut copytruncate, &mut logs)?;
+            }
             logs.write(due.saturating_sub(logs.summary.total))?;
             logs.flush()?;
+            copytruncate_if_due(&mut copytruncate, &mut logs)?;
             if let Some(rotation) = &mut rotation {
                 rotation.rotate_if_due(&mut logs, now)?;
             }
@@ -70,6 +81,16 @@ pub async fn generate(args: &GenArgs, shutdown: CancellationToken) -> Result<Sum
     }
     logs.flush()?;
     Ok(logs.summary)
+}
+
+/// Performs the pending copytruncate rotation once its line has been written (and flushed), then clears
+/// it: there is only one.
+fn copytruncate_if_due(pending: &mut Option<u64>, logs: &mut NginxLogs) -> Result<()> {
+    if pending.is_some_and(|at| logs.summary.total >= at) {
+        *pending = None;
+        logs.copy_truncate()?;
+    }
+    Ok(())
 }
 
 /// Lines a steady `rate` per second has produced after `elapsed`.
@@ -120,6 +141,11 @@ impl NginxLogs {
         self.access.rotate(self.keep)?;
         self.error.rotate(self.keep)
     }
+
+    fn copy_truncate(&mut self) -> Result<()> {
+        self.access.copy_truncate(self.keep)?;
+        self.error.copy_truncate(self.keep)
+    }
 }
 
 /// When the logs rotate next.
@@ -147,6 +173,7 @@ impl Rotation {
 mod tests {
     use std::collections::BTreeMap;
     use std::fs;
+    use std::path::PathBuf;
 
     use regex::Regex;
 
@@ -266,6 +293,61 @@ mod tests {
         let oldest = fs::read_to_string(dir.path().join("access.log.3")).unwrap()
             + &fs::read_to_string(dir.path().join("error.log.3")).unwrap();
         assert_eq!(oldest.lines().count(), 1000);
+    }
+
+    /// The numbered files' contents, oldest first, then the live file: (seq of the first line, line count).
+    fn seq_ranges(dir: &Path, name: &str) -> Vec<(u64, usize)> {
+        let rid = Regex::new(r"[?&]rid=(\d+) ").unwrap();
+        let mut files: Vec<PathBuf> =
+            (1..10).map(|i| crate::log_file::numbered(&dir.join(name), i)).filter(|p| p.exists()).collect();
+        files.reverse();
+        files.push(dir.join(name));
+        files
+            .iter()
+            .map(|path| {
+                let text = fs::read_to_string(path).unwrap();
+                let first = text.lines().next().map_or(0, |l| rid.captures(l).unwrap()[1].parse().unwrap());
+                (first, text.lines().count())
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn copytruncate_rotates_once_right_after_its_line() {
+        for rate in [0, 1000] {
+            let dir = tempfile::tempdir().unwrap();
+            // All access lines, so the split is exact: lines 1..=2500 in the copy, the rest in the live file.
+            let args =
+                GenArgs { rate, lines: Some(4000), copytruncate_at: Some(2500), error_ratio: 0.0, ..args(dir.path()) };
+            let summary = generate(&args, CancellationToken::new()).await.unwrap();
+            assert_eq!(summary.total, 4000);
+            assert_files_match(dir.path(), &summary);
+            assert_eq!(seq_ranges(dir.path(), "access.log"), [(1, 2500), (2501, 1500)], "rate {rate}");
+            // error.log was rotated too (empty here): a copy exists beside it.
+            assert!(dir.path().join("error.log.1").exists());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn copytruncate_and_rename_rotation_together_keep_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = GenArgs {
+            rate: 1000,
+            rotate_every: Some(Duration::from_secs(1)),
+            copytruncate_at: Some(1700),
+            duration: Some(Duration::from_millis(3500)),
+            error_ratio: 0.0,
+            keep: 10,
+            ..args(dir.path())
+        };
+        let summary = generate(&args, CancellationToken::new()).await.unwrap();
+        assert_eq!(summary.total, 3500);
+        assert_files_match(dir.path(), &summary);
+        // Renames at 1 s, 2 s and 3 s; the copytruncate after line 1700, in the second second.
+        assert_eq!(
+            seq_ranges(dir.path(), "access.log"),
+            [(1, 1000), (1001, 700), (1701, 300), (2001, 1000), (3001, 500)]
+        );
     }
 
     #[tokio::test(start_paused = true)]

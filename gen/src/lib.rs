@@ -13,6 +13,9 @@
 //! ```text
 //! logpipe gen nginx --dir /tmp/nginx --rate 1000 --rotate-every 60 --duration 300
 //! ```
+//!
+//! Rotation is by rename on a schedule (`--rotate-every`), and optionally once by copytruncate after a
+//! given line (`--copytruncate-at`), done by the generator itself between two writes.
 
 mod args;
 mod combined;
@@ -109,7 +112,7 @@ mod tests {
         assert_eq!(args.rate, 1000);
         assert_eq!(args.error_ratio, 0.05);
         assert_eq!(args.keep, 5);
-        assert_eq!((args.lines, args.duration, args.rotate_every), (None, None, None));
+        assert_eq!((args.lines, args.duration, args.rotate_every, args.copytruncate_at), (None, None, None, None));
         assert!(matches!(args.clock(), Clock::Wall));
         assert!(matches!(Cli::try_parse_from(["logpipe", "status"]).unwrap().command, Command::Status));
     }
@@ -123,6 +126,8 @@ mod tests {
             "0",
             "--rotate-every",
             "1.5",
+            "--copytruncate-at",
+            "5",
             "--lines",
             "10",
             "--duration",
@@ -144,6 +149,7 @@ mod tests {
         assert_eq!(args.rate, 0);
         assert_eq!(args.rotate_every, Some(std::time::Duration::from_millis(1500)));
         assert_eq!(args.lines, Some(10));
+        assert_eq!(args.copytruncate_at, Some(5));
         assert_eq!(args.duration, Some(std::time::Duration::from_secs(2)));
         assert_eq!(args.error_ratio, 0.25);
         assert_eq!(args.seed, Some(7));

@@ -1,5 +1,5 @@
-//! One log file that is appended to in whole lines and rotated by renaming, the way logrotate rotates
-//! nginx's logs (without `copytruncate` or compression).
+//! One log file that is appended to in whole lines and rotated the way logrotate rotates nginx's logs:
+//! by renaming (the default), or by copying and truncating (logrotate's `copytruncate`). No compression.
 //!
 //! Lines are collected in a buffer and written with one `write` per flush, and a flush only ever
 //! writes whole lines: a tailer never sees a line cut between two writes (it may still see a write
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// size.
 const FLUSH_BYTES: usize = 256 * 1024;
 
-/// An append-only log file with rename rotation.
+/// An append-only log file with rename or copytruncate rotation.
 pub struct LogFile {
     path: PathBuf,
     file: File,
@@ -60,25 +60,50 @@ impl LogFile {
     /// so every line written before this call is in `path.1`.
     pub fn rotate(&mut self, keep: u32) -> Result<()> {
         self.flush()?;
-        let rotated = keep.saturating_sub(1);
-        let rotate_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Rotate { path, source }
-        };
-        if rotated == 0 {
+        if keep <= 1 {
             fs::remove_file(&self.path).map_err(rotate_err(&self.path))?;
         } else {
-            let oldest = numbered(&self.path, rotated);
-            remove_if_present(&oldest).map_err(rotate_err(&oldest))?;
-            for i in (1..rotated).rev() {
-                let from = numbered(&self.path, i);
-                rename_if_present(&from, &numbered(&self.path, i + 1)).map_err(rotate_err(&from))?;
-            }
+            self.shift_numbered(keep)?;
             fs::rename(&self.path, numbered(&self.path, 1)).map_err(rotate_err(&self.path))?;
         }
         self.file = open_append(&self.path)?;
         Ok(())
     }
+
+    /// Flushes, then rotates like logrotate's `copytruncate`: the numbered files shift as in
+    /// [`rotate`](Self::rotate), the live file is copied to `path.1`, and the live file is truncated to
+    /// 0 and written on from its start through the same open handle. With `keep` 1 there is no copy;
+    /// the live file is only truncated.
+    ///
+    /// logrotate copies while the program keeps writing, so lines written between the copy and the
+    /// truncate are lost. Here the writer is the one rotating, so nothing is written in between: every
+    /// line written before this call is in `path.1`, every later one in `path`.
+    pub fn copy_truncate(&mut self, keep: u32) -> Result<()> {
+        self.flush()?;
+        if keep > 1 {
+            self.shift_numbered(keep)?;
+            fs::copy(&self.path, numbered(&self.path, 1)).map_err(rotate_err(&self.path))?;
+        }
+        self.file.set_len(0).map_err(rotate_err(&self.path))
+    }
+
+    /// Makes room for a new `path.1`: removes `path.(keep-1)` and renames `path.i` to `path.(i+1)`.
+    fn shift_numbered(&self, keep: u32) -> Result<()> {
+        let rotated = keep.saturating_sub(1);
+        let oldest = numbered(&self.path, rotated);
+        remove_if_present(&oldest).map_err(rotate_err(&oldest))?;
+        for i in (1..rotated).rev() {
+            let from = numbered(&self.path, i);
+            rename_if_present(&from, &numbered(&self.path, i + 1)).map_err(rotate_err(&from))?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps an I/O error of a rotation step to [`Error::Rotate`] naming `path`.
+fn rotate_err(path: &Path) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Rotate { path, source }
 }
 
 /// `access.log` → `access.log.3`.
@@ -195,6 +220,44 @@ mod tests {
         let mut log = LogFile::open(&path).unwrap();
         write_lines(&mut log, 0, 2);
         log.rotate(1).unwrap();
+        write_lines(&mut log, 2, 1);
+        log.flush().unwrap();
+        assert_eq!(read(&path), "line 2\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn copytruncate_copies_then_writes_on_from_the_start_of_the_same_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut log = LogFile::open(&path).unwrap();
+        write_lines(&mut log, 0, 3);
+        log.rotate(4).unwrap();
+        write_lines(&mut log, 3, 4);
+        let inode = fs::metadata(&path).unwrap().ino();
+        // Lines 3..7 are still buffered: copytruncate flushes them into the copy, not after the truncate.
+        log.copy_truncate(4).unwrap();
+        assert_eq!(read(&path), "", "the live file is truncated");
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "and stays the same file");
+        assert_eq!(read(&numbered(&path, 1)), "line 3\nline 4\nline 5\nline 6\n");
+        assert_eq!(read(&numbered(&path, 2)), "line 0\nline 1\nline 2\n", "older rotations shift");
+        write_lines(&mut log, 7, 2);
+        log.flush().unwrap();
+        // Appending writes from the new end (0): no hole of NUL bytes where the old content was.
+        assert_eq!(read(&path), "line 7\nline 8\n");
+        // Every line exactly once, oldest first.
+        let all = read(&numbered(&path, 2)) + &read(&numbered(&path, 1)) + &read(&path);
+        assert_eq!(all, (0..9).map(|n| format!("line {n}\n")).collect::<String>());
+    }
+
+    #[test]
+    fn copytruncate_with_keep_one_only_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut log = LogFile::open(&path).unwrap();
+        write_lines(&mut log, 0, 2);
+        log.copy_truncate(1).unwrap();
         write_lines(&mut log, 2, 1);
         log.flush().unwrap();
         assert_eq!(read(&path), "line 2\n");

@@ -1,14 +1,15 @@
 """The kill matrix: the classic stack as separate processes (`logpipe broker`, `logpipe agent`,
 `logpipe indexer`, each from its section of one pipeline file) into the Elasticsearch stand-in, while
 the generator writes 200,000 nginx lines (LOGPIPE_KILL_MATRIX_LINES; scripts/soak.sh: 1,000,000) at
-20,000 lines/s with rename rotation every 5 s. Each of
+20,000 lines/s with rename rotation every 5 s and one copytruncate rotation at a random line of each
+round (`logpipe gen --copytruncate-at`: the generator copies access.log and error.log to `.1` and
+truncates them between two of its writes, so no line falls in copytruncate's copy-to-truncate window;
+the agent must still hand the copy over to the old file's identity and read the truncated file afresh,
+whatever was killed around it). Each of
 agent, broker and indexer is killed -9 at random moments (5 times each here; scripts/soak.sh runs 10
 rounds, 50 each) and restarted at once. Afterwards every line is in exactly one document, in the daily
 index of its own time stamp. The whole process killed at once is test_appliance.py's
 test_kill9_five_times_under_load.
-
-Not covered yet: the issue's copytruncate rotation in the same run (`logpipe gen` rotates by rename
-only; copytruncate is tested alone in test_agent.py, with its documented window).
 
 LOGPIPE_KILL_MATRIX_SEED replays a round's kill moments; LOGPIPE_KILL_MATRIX_ROUNDS sets the rounds.
 
@@ -118,9 +119,11 @@ def one_round(seed: int, tmp_path: Path, logpipe_bin: Path, es, nginx_gen) -> di
         for name in ("broker", "indexer", "agent"):
             started[name] = len(parts[name].stderr_text())
             parts[name].start()
+        copytruncate_at = rnd.randrange(LINES // 10, LINES * 9 // 10)
+        print(f"copytruncate rotation after line {copytruncate_at}")
         gen = nginx_gen(logs, work / "summary.json", "--rate", str(RATE), "--lines", str(LINES),
-                        "--rotate-every", "5", "--keep", "40", "--start", rfc3339(START), "--step-ms", str(STEP_MS),
-                        "--seed", str(seed))
+                        "--rotate-every", "5", "--copytruncate-at", str(copytruncate_at), "--keep", "40",
+                        "--start", rfc3339(START), "--step-ms", str(STEP_MS), "--seed", str(seed))
         # Kill moments as amounts of progress (documents in the stand-in), in a random order of parts.
         order = [p for p in PARTS for _ in range(KILLS_EACH)]
         rnd.shuffle(order)
@@ -146,6 +149,7 @@ def one_round(seed: int, tmp_path: Path, logpipe_bin: Path, es, nginx_gen) -> di
         missing = stored.missing(1, LINES)
         misplaced = stored.misplaced(START, STEP_MS)
         result = {"test": "kill_matrix", "seed": seed, "kills": kills, "lines": LINES,
+                  "copytruncate_at": copytruncate_at,
                   "lost": len(missing), "duplicates": len(duplicates), "misplaced": len(misplaced)}
         record(result)
         assert not stored.unnumbered, f"documents without a sequence number {summarize(stored.unnumbered, 3)}"
