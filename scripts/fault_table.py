@@ -29,7 +29,9 @@ if kills:
     print("|---|---|---|---|---|---|")
     for part in ("agent", "broker", "indexer"):
         print(f"| {part} | {sum(r['kills'][part] for r in kills)} | | | | |")
-    print(f"| total ({len(kills)} rounds, seeds {' '.join(str(r['seed']) for r in kills)}) "
+    copytruncates = sum(1 for r in kills if r.get("copytruncate_at") is not None)
+    print(f"| total ({len(kills)} rounds, {copytruncates} copytruncate rotations, "
+          f"seeds {' '.join(str(r['seed']) for r in kills)}) "
           f"| {sum(sum(r['kills'].values()) for r in kills)} | {sum(r['lines'] for r in kills):,} "
           f"| {sum(r['lost'] for r in kills):,} | {sum(r['duplicates'] for r in kills):,} "
           f"| {sum(r['misplaced'] for r in kills):,} |")

@@ -121,7 +121,9 @@ ensure_fuse() {
 }
 
 # The clock-step tests (tests/python/test_clock_steps.py) run the binary under Debian's libfaketime
-# (0.9.10 in bookworm): LD_PRELOAD of libfaketime.so.1 with a timestamp file the test rewrites mid-run.
+# (0.9.10 in bookworm): LD_PRELOAD of libfaketime.so.1 with a timestamp file the test rewrites mid-run,
+# preceded by tests/faketime/c11_waits.c, which the test compiles with `cc` (already needed to build
+# logpipe) so that librdkafka's C11 timed waits follow the faked clock too.
 FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 ensure_faketime() {
     if [ ! -f "$FAKETIME_LIB" ] || ! command -v faketime >/dev/null; then
