@@ -39,7 +39,7 @@ pub struct GroupState {
     pub state: String,
     pub members: usize,
     pub offsets: Vec<CommittedState>,
-    /// Records retention deleted before this group consumed them, since the broker started.
+    /// Records retention deleted before this group consumed them, in total across broker restarts.
     pub records_lost: u64,
 }
 

@@ -60,7 +60,7 @@ pub fn render(sources: &Sources) -> String {
     page.family(
         "logpipe_broker_group_records_lost_total",
         Kind::Counter,
-        "Records retention deleted before the group consumed them, since the broker started.",
+        "Records retention deleted before the group consumed them, in total across broker restarts.",
         report.groups.iter().map(|g| ([("group", g.group_id.clone())], g.records_lost)),
     );
     if let Some(ix) = &report.indexer {

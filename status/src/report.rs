@@ -87,7 +87,7 @@ pub struct GroupReport {
     pub members: usize,
     /// Sum over partitions of log end offset minus committed offset.
     pub lag: i64,
-    /// Records retention deleted before the group consumed them, since the broker started.
+    /// Records retention deleted before the group consumed them, in total across broker restarts.
     #[serde(default)]
     pub records_lost: u64,
     pub partitions: Vec<GroupPartitionReport>,
