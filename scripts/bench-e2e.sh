@@ -20,7 +20,9 @@
 # (indexer/examples/bench_sink.rs) has accepted N documents, so it includes startup, the topic's
 # creation and the group's first join. Also printed: the rate from the first `_bulk` request, CPU
 # seconds per million lines (utime+stime from /proc/PID/stat) and peak RSS (VmHWM), read before SIGTERM.
-# Baseline in the same run: `cat` of the same files to /dev/null, and the ratio appliance/cat.
+# Baselines in the same run: `cat` of the same files to /dev/null, and the ratio appliance/cat; and
+# `logpipe indexer` alone (with `logpipe broker`) indexing the same records under a new group, and the
+# ratio appliance/indexer alone, both counted from the first `_bulk` request (goal >= 0.8).
 # Latency: a fresh appliance; one warm-up line goes all the way through first (topic created, group
 # joined); then a writer appends nginx access lines at --latency-rate in 10 ms ticks, each carrying its
 # write time (`&t=<unix ns>` in the URL), and a Python stand-in records, per document, the time its
@@ -49,7 +51,7 @@ while [ $# -gt 0 ]; do
         --split) SPLIT=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -326,6 +328,30 @@ throughput() {
     STEADY_S=$(seconds_between "$(kv "$REACHED" first_request_unix)" "$(kv "$REACHED" reached_unix)")
 }
 
+# indexer_alone: the baseline for the throughput: `logpipe broker` on the data the appliance just wrote and
+# `logpipe indexer` alone (the same [indexer] section, a new group, a fresh stand-in) indexing the same
+# LINES records; sets ALONE_S and ALONE_STEADY_S. The appliance should not be much slower than its
+# slowest part working alone: if the agent and the indexer starved each other, the ratio would show it.
+indexer_alone() {
+    local alone="$TP/alone" reached broker_pid sink_pid indexer_pid t0
+    start_server "$alone-sink" "the indexer-alone stand-in" "$SINK_BIN" --expect "$LINES"
+    sink_pid=$STARTED_PID
+    sed -e 's/^group_id = .*/group_id = "bench-indexer-alone"/' \
+        -e "s|^hosts = .*|hosts = [\"http://$LISTEN_ADDR\"]|" "$TP/pipeline.toml" >"$alone.toml"
+    start_server "$alone-broker" "the broker (indexer alone)" "$BIN" broker -c "$alone.toml"
+    broker_pid=$STARTED_PID
+    log "indexer alone: the same $LINES records, a new group"
+    t0=$(now)
+    start_process "$alone-indexer" "$BIN" indexer -c "$alone.toml"
+    indexer_pid=$STARTED_PID
+    reached=$(wait_reached "$alone-sink.out" "$LINES" "$indexer_pid" "the indexer alone" "$alone-indexer.err" 1200)
+    stop_process "$indexer_pid"
+    stop_process "$broker_pid"
+    kill -TERM "$sink_pid" 2>/dev/null || true
+    ALONE_S=$(seconds_between "$t0" "$(kv "$reached" reached_unix)")
+    ALONE_STEADY_S=$(seconds_between "$(kv "$reached" first_request_unix)" "$(kv "$reached" reached_unix)")
+}
+
 # ---------------------------------------------------------------------------------------------
 # Latency at a steady rate
 
@@ -372,6 +398,7 @@ latency_run() {
 goal() { awk -v v="$1" -v g="$2" -v dir="$3" 'BEGIN { ok = (dir == "min") ? v >= g : v < g; print ok ? "met" : "NOT met" }'; }
 if [ "$THROUGHPUT" = 1 ]; then
     throughput
+    indexer_alone
 fi
 LAT_REPORT=()
 for n in $(seq 1 "$LAT_RUNS"); do
@@ -391,6 +418,12 @@ if [ "$THROUGHPUT" = 1 ]; then
     printf '  cat of the same files > /dev/null:   %s lines/s, %s MiB/s (%.2f s); appliance/cat = %.4f\n' \
         "$(rate "$LINES" "$CAT_S")" "$(mibs "$BYTES" "$CAT_S")" "$CAT_S" \
         "$(awk -v a="$RUN_S" -v c="$CAT_S" 'BEGIN { print c / a }')"
+    ALONE_RPS=$(rate "$LINES" "$ALONE_STEADY_S")
+    printf '  logpipe indexer alone on the same records: %s lines/s from its first _bulk request (%s from its start);' \
+        "$ALONE_RPS" "$(rate "$LINES" "$ALONE_S")"
+    printf ' appliance/indexer alone = %.2f (from the first _bulk request each; goal >= 0.8: %s)\n' \
+        "$(awk -v a="$(rate "$LINES" "$STEADY_S")" -v b="$ALONE_RPS" 'BEGIN { print a / b }')" \
+        "$(goal "$(awk -v a="$(rate "$LINES" "$STEADY_S")" -v b="$ALONE_RPS" 'BEGIN { print a / b }')" 0.8 min)"
 fi
 P99S=$(printf '%s\n' "${LAT_REPORT[@]}" | sed -n '/^    run /s/.* p99 \([0-9.]*\) ms.*/\1/p')
 WORST=$(printf '%s\n' "$P99S" | sort -g | tail -1)
