@@ -27,8 +27,10 @@ if kills:
     print("| kill matrix (kill -9, restart at once) | kills survived | lines | lines lost | duplicate documents "
           "| misplaced |")
     print("|---|---|---|---|---|---|")
-    for part in ("agent", "broker", "indexer"):
-        print(f"| {part} | {sum(r['kills'][part] for r in kills)} | | | | |")
+    for part, label in (("agent", "agent"), ("broker", "broker"), ("indexer", "indexer"),
+                        ("whole", "whole process (`logpipe run`)")):
+        if any(part in r["kills"] for r in kills):
+            print(f"| {label} | {sum(r['kills'].get(part, 0) for r in kills)} | | | | |")
     copytruncates = sum(1 for r in kills if r.get("copytruncate_at") is not None)
     print(f"| total ({len(kills)} rounds, {copytruncates} copytruncate rotations, "
           f"seeds {' '.join(str(r['seed']) for r in kills)}) "

@@ -2,7 +2,8 @@
 # Long fault runs that scripts/test.sh runs only a few times each, with a table of the outcome.
 #
 #   scripts/soak.sh                 50 power cuts of the broker and 50 of the whole appliance (lazyfs),
-#                                   then the kill matrix: 50 kill -9 each of agent, broker and indexer
+#                                   then the kill matrix: 50 kill -9 each of agent, broker and indexer as
+#                                   separate processes, and 50 of the whole `logpipe run` process
 #   SOAK_RUNS=10 scripts/soak.sh    fewer
 #
 # Each run prints its seed first; replay one with
@@ -29,6 +30,11 @@ status=0
 LOGPIPE_KILL_MATRIX_LINES="${SOAK_KILL_LINES:-1000000}" LOGPIPE_KILL_MATRIX_ROUNDS="${SOAK_KILL_ROUNDS:-$(( (RUNS + 4) / 5 ))}" \
     LOGPIPE_KILL_MATRIX_RESULTS="$RESULTS" "$ROOT/.venv/bin/pytest" -q -s tests/python/test_kill_matrix.py -o timeout=0 \
     || status=$?
+# The whole process (`logpipe run`) killed -9: test_appliance.py's 5 kills over 1,000,000 lines, 10 times (50).
+for _ in $(seq "${SOAK_KILL_ROUNDS:-$(( (RUNS + 4) / 5 ))}"); do
+    LOGPIPE_KILL_MATRIX_RESULTS="$RESULTS" "$ROOT/.venv/bin/pytest" -q -s tests/python/test_appliance.py \
+        -k test_kill9_five_times_under_load -o timeout=0 || status=$?
+done
 
 "$ROOT/.venv/bin/python" "$ROOT/scripts/fault_table.py" "$RESULTS"
 rm -f "$RESULTS"

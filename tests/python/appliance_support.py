@@ -44,6 +44,16 @@ ERROR_SEQ_RE = re.compile(rb"\"connection_id\":(\d+)|#\d+: \*(\d+) ")
 INDEXER_LIBRDKAFKA = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
 
 
+def record_fault_run(line: dict) -> None:
+    """Prints one kill -9 run's outcome as a JSON line and, when LOGPIPE_KILL_MATRIX_RESULTS names a file,
+    appends it there; scripts/fault_table.py makes the tables of scripts/test.sh and scripts/soak.sh from
+    it (`kills` maps agent, broker, indexer or whole to a count)."""
+    print(json.dumps(line))
+    if results := os.environ.get("LOGPIPE_KILL_MATRIX_RESULTS"):
+        with open(results, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
 def free_port() -> int:
     """A port that was free a moment ago (bind to 0, read it, close). The broker binds it next."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -38,6 +38,7 @@ from appliance_support import (
     free_port,
     nginx_pipeline,
     port_taken,
+    record_fault_run,
     summarize,
 )
 from support import HOST, REPO, wait_until
@@ -186,13 +187,15 @@ STEP_MS = 50
 
 @pytest.mark.timeout(900)
 def test_kill9_five_times_under_load(appliance_factory, es_standin, nginx_gen, tmp_path):
-    """The generator writes 1,000,000 lines at 20,000 lines/s with rename rotation every 5 s; the whole
-    process is killed -9 five times at random moments and restarted each time. Afterwards every line
-    is in exactly one document, in the right daily index, and the counts per index match the
-    generator's."""
+    """The generator writes 1,000,000 lines at 20,000 lines/s with rename rotation every 5 s and one
+    copytruncate rotation at a random line; the whole process is killed -9 five times at random moments
+    and restarted each time. Afterwards every line is in exactly one document, in the right daily index,
+    and the counts per index match the generator's. The outcome is recorded for the kill-matrix table
+    (scripts/soak.sh runs this test 10 times)."""
     seed = int(os.environ.get("LOGPIPE_TEST_SEED") or random.randrange(1 << 32))
     rnd = random.Random(seed)
     print(f"seed {seed} (LOGPIPE_TEST_SEED={seed} repeats the kill moments and the lines)")
+    copytruncate_at = rnd.randrange(LINES // 10, LINES * 9 // 10)
     logs = tmp_path / "logs"
     app = appliance_factory(nginx_pipeline(port=free_port(), data_dir=tmp_path / "data", logs_dir=logs,
                                            es_url=es_standin.url, group_id=GROUP))
@@ -201,7 +204,7 @@ def test_kill9_five_times_under_load(appliance_factory, es_standin, nginx_gen, t
     # however far behind the agent is.
     gen = nginx_gen(logs, tmp_path / "summary.json", "--rate", str(RATE), "--lines", str(LINES),
                     "--rotate-every", "5", "--keep", "20", "--start", rfc3339(START), "--step-ms", str(STEP_MS),
-                    "--seed", str(seed))
+                    "--seed", str(seed), "--copytruncate-at", str(copytruncate_at))
     t0 = time.monotonic()
     # Random moments, chosen as random amounts of progress: each kill comes once the stand-in holds a
     # planned number of documents, and at least 2 % more than at the kill before.
@@ -231,11 +234,15 @@ def test_kill9_five_times_under_load(appliance_factory, es_standin, nginx_gen, t
     print(f"all {LINES} indexed after {indexed_at:.1f} s; stand-in: {stats}")
 
     stored = Stored.read(es_standin)
+    duplicates, missing, bad = stored.duplicates(), stored.missing(1, LINES), stored.misplaced(START, STEP_MS)
+    record_fault_run({"test": "kill_matrix", "seed": seed, "kills": {"whole": len(kills)}, "lines": LINES,
+                      "copytruncate_at": copytruncate_at,
+                      "lost": len(missing), "duplicates": len(duplicates), "misplaced": len(bad)})
     assert not stored.unnumbered, f"documents without a sequence number {summarize(stored.unnumbered, 3)}"
-    assert not stored.duplicates(), f"lines stored more than once {summarize(stored.duplicates().items())}"
-    assert not (missing := stored.missing(1, LINES)), f"lines never indexed {summarize(missing)}"
+    assert not duplicates, f"lines stored more than once {summarize(duplicates.items())}"
+    assert not missing, f"lines never indexed {summarize(missing)}"
     assert len(stored.where) == LINES
-    assert not (bad := stored.misplaced(START, STEP_MS)), f"documents in the wrong daily index {summarize(bad)}"
+    assert not bad, f"documents in the wrong daily index {summarize(bad)}"
     assert stored.per_index == want, f"per index (stored, generated): {counter_diff(stored.per_index, want)}"
     assert len(want) == 4, f"the run should span two days of both logs: {want}"
     assert stats["rejected"] == 0 and stats["created"] == LINES, stats

@@ -25,7 +25,6 @@ scripts/test.sh prints the table of this run (LOGPIPE_KILL_MATRIX_RESULTS).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import socket
@@ -38,7 +37,8 @@ from typing import Callable, Optional
 import pytest
 
 from es_standin import EsStandin
-from appliance_support import Stored, counter_diff, expected_indices, free_port, nginx_pipeline, summarize
+from appliance_support import (Stored, counter_diff, expected_indices, free_port, nginx_pipeline, record_fault_run,
+                               summarize)
 from support import HOST, ManagedProcess, child_cmd, wait_until
 
 pytestmark = pytest.mark.appliance
@@ -52,7 +52,6 @@ START = datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)
 STEP_MS = 50
 GROUP = "logpipe-indexer"
 PARTS = ("agent", "broker", "indexer")
-RESULTS = os.environ.get("LOGPIPE_KILL_MATRIX_RESULTS")
 
 
 class Part(ManagedProcess):
@@ -91,12 +90,6 @@ def port_open(port: int) -> bool:
 def rfc3339(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-def record(line: dict) -> None:
-    print(json.dumps(line))
-    if RESULTS:
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(line) + "\n")
 
 
 def one_round(seed: int, tmp_path: Path, logpipe_bin: Path, es, nginx_gen) -> dict:
@@ -151,7 +144,7 @@ def one_round(seed: int, tmp_path: Path, logpipe_bin: Path, es, nginx_gen) -> di
         result = {"test": "kill_matrix", "seed": seed, "kills": kills, "lines": LINES,
                   "copytruncate_at": copytruncate_at,
                   "lost": len(missing), "duplicates": len(duplicates), "misplaced": len(misplaced)}
-        record(result)
+        record_fault_run(result)
         assert not stored.unnumbered, f"documents without a sequence number {summarize(stored.unnumbered, 3)}"
         assert not duplicates, f"lines stored more than once {summarize(duplicates.items())}"
         assert not missing, f"lines never indexed {summarize(missing)}"
