@@ -391,7 +391,7 @@ KCAT_CPU_PER_GIB=$(awk -v u="$KCAT_USER" -v s="$KCAT_SYS" -v b="$BYTES" 'BEGIN {
 echo
 echo "agent benchmark: $LINES lines, $MIB MiB nginx combined log, release build ($(nproc) CPUs), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  producer settings, agent and kcat alike: acks=$ACKS enable.idempotence=$IDEMPOTENCE compression=$COMPRESSION linger.ms=$LINGER_MS batch.size=$BATCH_BYTES"
-echo "  (kcat sends bare lines; the agent sends the full envelope, about 2.5x the bytes, and keeps its registry)"
+echo "  (kcat sends bare lines; the agent sends the full envelope, about 2.7x the bytes, and keeps its registry)"
 printf '  agent (logpipe agent):      %s lines/s, %s MiB/s, %.1f s; CPU %s s/GiB; peak RSS %s MiB\n' \
     "$(rate "$LINES" "$AGENT_S")" "$(mibs "$BYTES" "$AGENT_S")" "$AGENT_S" "$CPU_PER_GIB" "$((AGENT_HWM / 1024))"
 printf '  cat FILE > /dev/null:       %s MiB/s (%.2f s)\n' "$(mibs "$BYTES" "$CAT_S")" "$CAT_S"
