@@ -39,7 +39,7 @@ pub struct KafkaSink {
 }
 
 struct Shared {
-    acks: Mutex<Sender<Ack>>,
+    acks: Sender<Ack>,
     failed: Mutex<VecDeque<Failed>>,
     down: AtomicBool,
     /// Events whose message was cut after the broker refused them as too large.
@@ -99,11 +99,8 @@ impl Shared {
         self.stalled.lock().unwrap_or_else(PoisonError::into_inner).stalls(StallKind::Topic).collect()
     }
 
-    /// A delivery to `topic` succeeded: log it if the topic was stalled.
+    /// A delivery to `topic` succeeded while some topic is stalled: log it if it was this one.
     fn delivered(&self, topic: &str) {
-        if !self.any_stalled.load(Ordering::Relaxed) {
-            return;
-        }
         let mut stalled = self.stalled.lock().unwrap_or_else(PoisonError::into_inner);
         if stalled.clear(topic) {
             tracing::info!(topic, "topic {topic} accepts events again; delivering");
@@ -162,11 +159,14 @@ impl ProducerContext for AgentContext {
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Box<Ack>) {
         match result {
             Ok(message) => {
-                if self.shared.down.swap(false, Ordering::Relaxed) {
+                // Once per delivered record: the common case reads two flags and sends the ack.
+                if self.shared.down.load(Ordering::Relaxed) && self.shared.down.swap(false, Ordering::Relaxed) {
                     tracing::info!("Kafka brokers reachable again");
                 }
-                self.shared.delivered(message.topic());
-                let _ = self.shared.acks.lock().unwrap_or_else(PoisonError::into_inner).send(*ack);
+                if self.shared.any_stalled.load(Ordering::Relaxed) {
+                    self.shared.delivered(message.topic());
+                }
+                let _ = self.shared.acks.send(*ack);
             }
             Err((error, message)) => {
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
@@ -190,7 +190,7 @@ impl KafkaSink {
     /// librdkafka's queue so it never refuses what the tailer's budget allows.
     pub fn new(config: &OutputConfig, queue_max_bytes: usize, acks: Sender<Ack>) -> Result<Self> {
         let shared = Arc::new(Shared {
-            acks: Mutex::new(acks),
+            acks,
             failed: Mutex::new(VecDeque::new()),
             down: AtomicBool::new(false),
             too_large: AtomicU64::new(0),

@@ -6,7 +6,7 @@
 //! - [`identity`]: file identity (fingerprint of the first KiB, or device+inode while smaller) and `event.id`.
 //! - [`line_reader`]: splitting bytes into lines with a hard length cap.
 //! - [`multiline`]: Filebeat's multiline joining.
-//! - [`envelope`]: the JSON event envelope.
+//! - [`envelope`]: the JSON event envelope (written by `json`, escaping eight bytes at a time).
 //! - [`registry`]: the on-disk registry and contiguous acknowledgement tracking.
 //! - [`sink`]: where events go ([`Sink`]); [`kafka`] is the real one.
 //! - [`tailer`]: the file server that ties it together.
@@ -18,6 +18,7 @@ pub mod envelope;
 mod error;
 pub mod exec;
 pub mod identity;
+mod json;
 pub mod kafka;
 pub mod line_reader;
 pub mod multiline;
