@@ -8,14 +8,16 @@
 //! Elasticsearch leaves out `name`, and kept for `device.name`, as it does).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value};
 
 /// A compiled uap-core rule set with its cache.
 pub struct UserAgentParser {
-    extractor: ua_parser::Extractor<'static>,
+    /// Set once the rules are compiled: at once by `from_yaml`, on a thread of its own by `load`. None when
+    /// a rule did not compile there (logged once); `parse` then adds nothing.
+    extractor: Arc<OnceLock<Option<ua_parser::Extractor<'static>>>>,
     cache: Cache<Box<str>, Arc<Map<String, Value>>>,
 }
 
@@ -26,18 +28,33 @@ impl std::fmt::Debug for UserAgentParser {
 }
 
 impl UserAgentParser {
-    /// Loads and compiles `regexes.yaml`. The error says which file and what is wrong.
+    /// Reads and parses `regexes.yaml` (the error says which file and what is wrong), then compiles the
+    /// rules in the background: compiling uap-core's ~1,000 regexes takes 3–5 s on the 2-core development
+    /// machine, and held `logpipe run` back from being ready for that long (scripts/bench-startup.sh). The
+    /// first `parse` waits for the compilation; the broker, the agent and the consumer start meanwhile.
     pub fn load(path: &Path, cache_size: usize) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Self::from_yaml(&text, cache_size).map_err(|e| format!("{}: {e}", path.display()))
+        let regexes = parse_rules(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let extractor = Arc::new(OnceLock::new());
+        let (slot, rules) = (extractor.clone(), path.to_owned());
+        std::thread::Builder::new()
+            .name("uap-compile".into())
+            .spawn(move || {
+                let compiled = ua_parser::Extractor::try_from(regexes)
+                    .map_err(|e| {
+                        tracing::warn!("user-agent parsing off: {}: bad rule: {e}; fix the file or set indexer.enrichment.user_agent_regexes", rules.display());
+                    })
+                    .ok();
+                let _ = slot.set(compiled);
+            })
+            .map_err(|e| format!("cannot start the thread compiling {}: {e}", path.display()))?;
+        Ok(Self { extractor, cache: Cache::new(cache_size.max(1)) })
     }
 
+    /// Parses and compiles the rules before returning.
     pub fn from_yaml(text: &str, cache_size: usize) -> Result<Self, String> {
-        // The rules' fields are `Cow`s that serde fills owned, so the extractor borrows nothing.
-        let regexes: ua_parser::Regexes<'static> =
-            serde_yaml::from_str(text).map_err(|e| format!("not a uap-core regexes.yaml: {e}"))?;
-        let extractor = ua_parser::Extractor::try_from(regexes).map_err(|e| format!("bad rule: {e}"))?;
-        Ok(Self { extractor, cache: Cache::new(cache_size.max(1)) })
+        let extractor = ua_parser::Extractor::try_from(parse_rules(text)?).map_err(|e| format!("bad rule: {e}"))?;
+        Ok(Self { extractor: Arc::new(OnceLock::from(Some(extractor))), cache: Cache::new(cache_size.max(1)) })
     }
 
     /// The ECS `user_agent` fields for `original` (without `original` itself).
@@ -45,40 +62,47 @@ impl UserAgentParser {
         if let Some(hit) = self.cache.get(original) {
             return hit;
         }
-        let fields = Arc::new(self.extract(original));
+        let Some(extractor) = self.extractor.wait() else { return Arc::default() };
+        let fields = Arc::new(extract(extractor, original));
         self.cache.insert(original.into(), fields.clone());
         fields
     }
+}
 
-    fn extract(&self, original: &str) -> Map<String, Value> {
-        let (ua, os, device) = self.extractor.extract(original);
-        let mut out = Map::new();
-        if let Some(ua) = ua.filter(|u| u.family != "Other") {
-            out.insert("name".into(), Value::String(ua.family.to_string()));
-            if let Some(version) = join_version([ua.major, ua.minor, ua.patch]) {
-                out.insert("version".into(), Value::String(version));
-            }
+/// The rules as `ua-parser` takes them. Their fields are `Cow`s that serde fills owned, so the extractor
+/// borrows nothing.
+fn parse_rules(text: &str) -> Result<ua_parser::Regexes<'static>, String> {
+    serde_yaml::from_str(text).map_err(|e| format!("not a uap-core regexes.yaml: {e}"))
+}
+
+fn extract(extractor: &ua_parser::Extractor<'static>, original: &str) -> Map<String, Value> {
+    let (ua, os, device) = extractor.extract(original);
+    let mut out = Map::new();
+    if let Some(ua) = ua.filter(|u| u.family != "Other") {
+        out.insert("name".into(), Value::String(ua.family.to_string()));
+        if let Some(version) = join_version([ua.major, ua.minor, ua.patch]) {
+            out.insert("version".into(), Value::String(version));
         }
-        if let Some(os) = os.filter(|o| o.os != "Other") {
-            let mut o = Map::new();
-            let version = join_version([os.major.as_deref(), os.minor.as_deref(), os.patch.as_deref()]);
-            let full = match &version {
-                Some(v) => format!("{} {v}", os.os),
-                None => os.os.to_string(),
-            };
-            o.insert("name".into(), Value::String(os.os.to_string()));
-            if let Some(v) = version {
-                o.insert("version".into(), Value::String(v));
-            }
-            o.insert("full".into(), Value::String(full));
-            out.insert("os".into(), Value::Object(o));
-        }
-        let device = device.map(|d| d.device.to_string()).unwrap_or_else(|| "Other".into());
-        let mut d = Map::new();
-        d.insert("name".into(), Value::String(device));
-        out.insert("device".into(), Value::Object(d));
-        out
     }
+    if let Some(os) = os.filter(|o| o.os != "Other") {
+        let mut o = Map::new();
+        let version = join_version([os.major.as_deref(), os.minor.as_deref(), os.patch.as_deref()]);
+        let full = match &version {
+            Some(v) => format!("{} {v}", os.os),
+            None => os.os.to_string(),
+        };
+        o.insert("name".into(), Value::String(os.os.to_string()));
+        if let Some(v) = version {
+            o.insert("version".into(), Value::String(v));
+        }
+        o.insert("full".into(), Value::String(full));
+        out.insert("os".into(), Value::Object(o));
+    }
+    let device = device.map(|d| d.device.to_string()).unwrap_or_else(|| "Other".into());
+    let mut d = Map::new();
+    d.insert("name".into(), Value::String(device));
+    out.insert("device".into(), Value::Object(d));
+    out
 }
 
 /// `major.minor.patch`, as far as the parts go (empty parts end it).
@@ -121,6 +145,24 @@ device_parsers:
         assert_eq!(Value::Object((*p.parse("x")).clone()), json!({"device": {"name": "Other"}}));
         // Cached: the same Arc comes back.
         assert!(Arc::ptr_eq(&p.parse(ff), &p.parse(ff)));
+    }
+
+    #[test]
+    fn load_compiles_in_the_background_and_parse_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("regexes.yaml");
+        std::fs::write(&path, RULES).unwrap();
+        let p = UserAgentParser::load(&path, 16).unwrap();
+        assert_eq!(p.parse("curl/8.5.0")["name"], "curl");
+
+        // A rule that does not compile turns parsing off (logged), it does not fail the start.
+        std::fs::write(&path, "user_agent_parsers: []\nos_parsers: []\ndevice_parsers:\n  - regex: '('\n").unwrap();
+        let p = UserAgentParser::load(&path, 16).unwrap();
+        assert!(p.parse("curl/8.5.0").is_empty());
+        // Unreadable or not YAML: still an error at once, naming the file.
+        std::fs::write(&path, "a: [").unwrap();
+        assert!(UserAgentParser::load(&path, 16).unwrap_err().contains("regexes.yaml"));
+        assert!(UserAgentParser::load(&dir.path().join("missing.yaml"), 16).unwrap_err().contains("missing.yaml"));
     }
 
     #[test]
