@@ -103,6 +103,10 @@ pub fn client_config(input: &InputConfig) -> Result<ClientConfig> {
         // this long (1 s by default); the indexer drains a full queue faster than that, and every
         // refill cost a half-second stall.
         .set("fetch.queue.backoff.ms", "20")
+        // librdkafka prefetches up to 64 MiB into its local queue by default; under a burst that is RAM
+        // holding what the broker already holds on disk. 16 MiB is still tens of thousands of events
+        // ahead of the pipeline (`[indexer.input.librdkafka]` can raise it).
+        .set("queued.max.messages.kbytes", "16384")
         .set(
             "auto.offset.reset",
             match input.auto_offset_reset {
