@@ -8,11 +8,16 @@
 #   scripts/bench-broker.sh --records 200000    a quicker run
 #   scripts/bench-broker.sh --group             also: a 2-member consumer group and 10 rebalances
 #   scripts/bench-broker.sh --no-kafka          logpipe only
+#   scripts/bench-broker.sh --consume-runs 5    kafka-consumer-perf-test 5 times per broker, the median run
+#                                               (default 3: one run of a few seconds is mostly noise here)
+#   scripts/bench-broker.sh --side-only         only the side-by-side run against Apache Kafka (no logpipe-only
+#                                               phases, no dd)
 #   scripts/bench-broker.sh --security          also: acks=all produce through PLAINTEXT, SSL and SASL_SSL
 #                                               (SCRAM-SHA-512) listeners, ratios to PLAINTEXT, and 5 producers
 #                                               while 50 clients authenticate (scripts/bench-security.sh)
 #
-# Options: --records N, --record-size BYTES, --partitions N, --group, --rebalances N, --no-kafka, --security,
+# Options: --records N, --record-size BYTES, --partitions N, --group, --rebalances N, --no-kafka, --side-only,
+#          --consume-runs N, --security,
 #          --keep (keep the data dir), --no-build.
 # Environment: BENCH_TMP (default: target/bench-tmp, i.e. the repo's disk), CARGO_TARGET_DIR.
 #
@@ -41,6 +46,8 @@ REBALANCES=10
 KEEP=0
 BUILD=1
 KAFKA=1
+SOLO=1
+CONSUME_RUNS=3
 SECURITY=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -50,14 +57,18 @@ while [ $# -gt 0 ]; do
         --group) GROUP=1; shift ;;
         --rebalances) REBALANCES=$2; shift 2 ;;
         --no-kafka) KAFKA=0; shift ;;
+        --side-only) SOLO=0; shift ;;
+        --consume-runs) CONSUME_RUNS=$2; shift 2 ;;
         --security) SECURITY=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
 
+[ "$SOLO" = 0 ] && [ "$GROUP" = 1 ] && { echo "--group needs the logpipe-only phases; drop --side-only" >&2; exit 2; }
+[ "$SOLO" = 0 ] && [ "$KAFKA" = 0 ] && { echo "--side-only and --no-kafka leave nothing to run" >&2; exit 2; }
 bench_init run
 STOP_SECONDS=30 # how long the broker gets to stop after TERM (the library's default is 10 s)
 LOAD="$TARGET_DIR/release/examples/broker_load"
@@ -94,12 +105,14 @@ run_phase() {
         "$(kv "$result" mbps)" "${p50:--}" "${p99:--}" "$cpu_s" "$per_m" "$(peak_rss_mib "$BROKER_PID")")")
 }
 
-run_phase "produce acks=all" --mode produce --topic bench-acks-all --create-topic --acks all --records "$RECORDS"
-PRODUCE_ALL_MBPS=$(kv "$LAST_RESULT" mbps)
-run_phase "consume (acks=all topic)" --mode consume --topic bench-acks-all
-run_phase "produce acks=1" --mode produce --topic bench-acks-1 --create-topic --acks 1 --records "$RECORDS"
-PRODUCE_ONE_MBPS=$(kv "$LAST_RESULT" mbps)
-run_phase "consume (acks=1 topic)" --mode consume --topic bench-acks-1
+if [ "$SOLO" = 1 ]; then
+    run_phase "produce acks=all" --mode produce --topic bench-acks-all --create-topic --acks all --records "$RECORDS"
+    PRODUCE_ALL_MBPS=$(kv "$LAST_RESULT" mbps)
+    run_phase "consume (acks=all topic)" --mode consume --topic bench-acks-all
+    run_phase "produce acks=1" --mode produce --topic bench-acks-1 --create-topic --acks 1 --records "$RECORDS"
+    PRODUCE_ONE_MBPS=$(kv "$LAST_RESULT" mbps)
+    run_phase "consume (acks=1 topic)" --mode consume --topic bench-acks-1
+fi
 
 REBALANCE=""
 if [ "$GROUP" = 1 ]; then
@@ -127,27 +140,29 @@ if [ "$KAFKA" = 1 ]; then
     side_by_side
 fi
 
-MB=$(( (RECORDS * SIZE + 1048575) / 1048576 ))
-log "dd: $MB MiB with conv=fdatasync into $RUN_DIR"
-t0=$(date +%s.%N)
-dd if=/dev/zero of="$RUN_DIR/dd.bin" bs=1M count="$MB" conv=fdatasync status=none
-t1=$(date +%s.%N)
-rm -f "$RUN_DIR/dd.bin"
-DD_MBPS=$(awk -v b=$((MB * 1048576)) -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", b / (t1 - t0) / 1e6}')
-ratio() { awk -v a="$1" -v b="$DD_MBPS" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+if [ "$SOLO" = 1 ]; then
+    MB=$(( (RECORDS * SIZE + 1048575) / 1048576 ))
+    log "dd: $MB MiB with conv=fdatasync into $RUN_DIR"
+    t0=$(date +%s.%N)
+    dd if=/dev/zero of="$RUN_DIR/dd.bin" bs=1M count="$MB" conv=fdatasync status=none
+    t1=$(date +%s.%N)
+    rm -f "$RUN_DIR/dd.bin"
+    DD_MBPS=$(awk -v b=$((MB * 1048576)) -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.1f", b / (t1 - t0) / 1e6}')
+    ratio() { awk -v a="$1" -v b="$DD_MBPS" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
-FS=$(df -PT "$RUN_DIR" | awk 'NR == 2 {print $1 " (" $2 ")"}')
-echo
-echo "logpipe broker benchmark: $RECORDS records x $SIZE B, $PARTITIONS partitions, $(nproc) CPUs, data on $FS"
-echo "(records/s and MB/s as seen by the client; latency = send -> delivery report; MB = 10^6 bytes)"
-echo
-printf '%-26s %12s %9s %9s %9s %10s %12s %10s\n' "phase" "records/s" "MB/s" "p50 ms" "p99 ms" \
-    "CPU s" "CPU s/M rec" "peak RSS MB"
-printf '%s\n' "-------------------------------------------------------------------------------------------------------"
-for row in "${ROWS[@]}"; do printf '%s\n' "$row"; done
-printf '%-26s %12s %9s\n' "dd conv=fdatasync" "-" "$DD_MBPS"
-echo
-echo "broker/dd write throughput: acks=all $(ratio "$PRODUCE_ALL_MBPS"), acks=1 $(ratio "$PRODUCE_ONE_MBPS")"
+    FS=$(df -PT "$RUN_DIR" | awk 'NR == 2 {print $1 " (" $2 ")"}')
+    echo
+    echo "logpipe broker benchmark: $RECORDS records x $SIZE B, $PARTITIONS partitions, $(nproc) CPUs, data on $FS"
+    echo "(records/s and MB/s as seen by the client; latency = send -> delivery report; MB = 10^6 bytes)"
+    echo
+    printf '%-26s %12s %9s %9s %9s %10s %12s %10s\n' "phase" "records/s" "MB/s" "p50 ms" "p99 ms" \
+        "CPU s" "CPU s/M rec" "peak RSS MB"
+    printf '%s\n' "-------------------------------------------------------------------------------------------------------"
+    for row in "${ROWS[@]}"; do printf '%s\n' "$row"; done
+    printf '%-26s %12s %9s\n' "dd conv=fdatasync" "-" "$DD_MBPS"
+    echo
+    echo "broker/dd write throughput: acks=all $(ratio "$PRODUCE_ALL_MBPS"), acks=1 $(ratio "$PRODUCE_ONE_MBPS")"
+fi
 [ "$KAFKA" = 1 ] && print_side_by_side
 [ "$SECURITY" = 1 ] && print_security
 if [ -n "$REBALANCE" ]; then
