@@ -8,6 +8,7 @@
 //! - Kafka protocol guide: <https://kafka.apache.org/protocol>
 //! - KIP-482 (flexible versions, tagged fields), KIP-511 (ApiVersions fallback to v0 on unsupported version)
 
+mod fetch_response;
 pub mod frame;
 mod legacy;
 pub(crate) mod message_set;
@@ -78,6 +79,23 @@ pub struct EncodeError {
     pub api_key: ApiKey,
     pub version: i16,
     pub reason: String,
+}
+
+/// Encodes a response as a complete frame in parts to be written in order. Fetch responses keep their
+/// record batches as the `Bytes` they were read into (`fetch_response`); every other response is one part.
+pub fn encode_response_parts(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<Vec<Bytes>, EncodeError> {
+    if let ResponseKind::Fetch(fetch) = body {
+        let fail = |e: anyhow::Error| EncodeError { api_key, version, reason: e.to_string() };
+        if let Some(parts) = fetch_response::encode(version, correlation_id, fetch).map_err(fail)? {
+            return Ok(parts);
+        }
+    }
+    Ok(vec![encode_response(api_key, version, correlation_id, body)?])
 }
 
 /// Encodes a response as a complete frame: size prefix, response header, body.

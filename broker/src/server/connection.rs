@@ -32,7 +32,7 @@ use super::listener::Listener;
 use crate::broker::{Broker, Session};
 use crate::handlers::{self, sasl_authenticate, sasl_handshake, ResponseFuture};
 use crate::protocol::frame::read_frame;
-use crate::protocol::{decode_request, encode_response, DecodeError, Request};
+use crate::protocol::{decode_request, encode_response_parts, DecodeError, Request};
 use crate::security::sasl::{SaslSession, Step};
 
 /// Requests a connection may have in flight before the reader stops reading (backpressure).
@@ -46,8 +46,10 @@ const MAX_SASL_TOKEN: usize = 64 * 1024;
 /// `socket_request_max_bytes`.
 const MAX_UNAUTHENTICATED_FRAME: i32 = 512 * 1024;
 
-/// A frame the writer owes, in request order; `None` when the response could not be encoded.
-type Outgoing = Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'static>>;
+/// A frame the writer owes, in request order, as parts to write one after the other (a Fetch response's
+/// record batches are parts of their own, never copied into the frame); `None` when the response could
+/// not be encoded.
+type Outgoing = Pin<Box<dyn Future<Output = Option<Vec<Bytes>>> + Send + 'static>>;
 
 /// What the reader does after a frame.
 enum Action {
@@ -144,7 +146,7 @@ fn raw_frame(token: &[u8]) -> Outgoing {
     let mut frame = BytesMut::with_capacity(4 + token.len());
     frame.put_i32(token.len() as i32);
     frame.put_slice(token);
-    Box::pin(futures::future::ready(Some(frame.freeze())))
+    Box::pin(futures::future::ready(Some(vec![frame.freeze()])))
 }
 
 enum Refusal {
@@ -152,9 +154,9 @@ enum Refusal {
     IllegalState(String),
 }
 
-fn encode(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Option<Bytes> {
-    match encode_response(api_key, version, correlation_id, response) {
-        Ok(frame) => Some(frame),
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Option<Vec<Bytes>> {
+    match encode_response_parts(api_key, version, correlation_id, response) {
+        Ok(parts) => Some(parts),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode response; closing connection");
             None
@@ -318,8 +320,12 @@ async fn write_responses<S: AsyncWrite>(
                         tracing::debug!(%peer, "closing connection after an encoding failure");
                         return;
                     };
-                    if writer.write_all(&frame).await.is_err() {
-                        return;
+                    // Small parts gather in the BufWriter; a part larger than its buffer (a partition's
+                    // record batches) goes to the socket straight from where it was read.
+                    for part in frame {
+                        if writer.write_all(&part).await.is_err() {
+                            return;
+                        }
                     }
                     ready = in_flight.next().now_or_never().flatten();
                 }

@@ -17,7 +17,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -149,8 +148,7 @@ fn read_batches(
         return Ok(Some(Vec::new()));
     }
     let len = (max_bytes.max(first.size()) as u64).min(end - first_pos) as usize;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, first_pos).map_err(|e| annotate(e, path))?;
+    let mut buf = read_at_uninit(file, first_pos, len).map_err(|e| annotate(e, path))?;
     let mut used = 0;
     while used + HEADER_LEN <= buf.len() {
         let Ok(h) = BatchHeader::parse(&buf[used..]) else { break };
@@ -161,6 +159,21 @@ fn read_batches(
     }
     buf.truncate(used);
     Ok(Some(buf))
+}
+
+/// `len` bytes at `pos`, read straight into a new buffer's spare capacity: a fetch reads up to a
+/// partition's max_bytes (1 MiB by default) per partition, and zero-filling that first cost as much as
+/// the read from the page cache itself.
+fn read_at_uninit(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = pos + buf.len() as u64;
+        if rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("file ends before {}", pos + len as u64)));
+        }
+    }
+    buf.truncate(len); // the spare capacity may have been larger than asked for
+    Ok(buf)
 }
 
 #[cfg(test)]
