@@ -104,9 +104,11 @@ pub fn client_config(input: &InputConfig) -> Result<ClientConfig> {
         // refill cost a half-second stall.
         .set("fetch.queue.backoff.ms", "20")
         // librdkafka prefetches up to 64 MiB into its local queue by default; under a burst that is RAM
-        // holding what the broker already holds on disk. 16 MiB is still tens of thousands of events
-        // ahead of the pipeline (`[indexer.input.librdkafka]` can raise it).
-        .set("queued.max.messages.kbytes", "16384")
+        // holding what the broker already holds on disk. 4 MiB is still about 8,000 nginx events (tens of
+        // milliseconds at full speed) ahead of the pipeline: scripts/bench-e2e.sh's catch-up of 1,000,000
+        // lines ran as fast as with 16 MiB and peaked 20–35 MiB lower (`[indexer.input.librdkafka]` can
+        // raise it).
+        .set("queued.max.messages.kbytes", "4096")
         .set(
             "auto.offset.reset",
             match input.auto_offset_reset {
