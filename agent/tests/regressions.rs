@@ -221,3 +221,108 @@ fn acks_and_checkpoints_keep_up_during_a_long_catch_up() {
         tailer.turn();
     }
 }
+
+/// A tailer stepped by hand for the copytruncate races below: `app.log*`, a scan every turn, a
+/// `queue_max_bytes` so small that one held chunk of events pauses reading.
+fn copytruncate_stepper(dir: &std::path::Path) -> (AgentConfig, Stepper) {
+    let config = AgentConfig {
+        registry: dir.join("registry.json"),
+        registry_flush: Duration::from_millis(20),
+        host_name: Some("test-host".into()),
+        queue_max_bytes: 1024,
+        inputs: vec![InputConfig {
+            paths: vec![dir.join("app.log*").to_string_lossy().into_owned()],
+            scan_frequency: Duration::from_millis(1),
+            close_inactive: Duration::from_secs(60),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    config.validate().unwrap();
+    let t = Stepper::new(&config);
+    (config, t)
+}
+
+fn assert_each_once(messages: &[String], expected: &[String]) {
+    let c = counts(messages);
+    for l in expected {
+        assert_eq!(c.get(l).copied(), Some(1), "line {l:?} should arrive exactly once");
+    }
+    assert_eq!(c.len(), expected.len(), "nothing else arrives");
+}
+
+/// copytruncate while reading is paused (queue full: the broker is slow): the live file was opened
+/// (after the previous truncation) before its first KiB was written, so the tailer still knows it by
+/// device+inode. The copy, met by a scan, has the fingerprint of the live file's bytes on disk: it is a
+/// copy of a file being read, not a new file. (Before: it was taken for new and read from 0; once
+/// reading resumed, the live file was read too before the truncation, and every line came twice —
+/// `test_copytruncate_every_100ms` with `queue_max_bytes` 16 MiB under load.)
+#[test]
+fn a_copy_made_while_reading_is_paused_is_not_read_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, mut t) = copytruncate_stepper(dir.path());
+    let live = dir.path().join("app.log");
+    create(&live);
+    t.steps(3, Duration::from_millis(1));
+    assert_eq!(t.tailer.status().len(), 1, "the empty live file is open");
+
+    // The broker stops acknowledging; another file fills the queue, so the live file is not read.
+    t.sink.hold_acks(true);
+    let filler = lines("filler", 0..50);
+    append(&dir.path().join("app.log-filler"), &filler);
+    t.step_until("the queue fills", Duration::from_millis(1), |t| t.sink.sent_count() > 0);
+    t.steps(3, Duration::from_millis(1));
+    let sent_while_paused = t.sink.sent_count();
+
+    let gen = lines("generation", 0..100);
+    append(&live, &gen);
+    t.steps(3, Duration::from_millis(1));
+    assert_eq!(t.sink.sent_count(), sent_while_paused, "reading is paused");
+    fs::copy(&live, dir.path().join("app.log.1")).unwrap();
+    t.steps(3, Duration::from_millis(1));
+    // Acknowledgements resume between the copy and the truncation.
+    t.sink.hold_acks(false);
+    t.step_until("the copied lines", Duration::from_millis(1), |t| {
+        let got: std::collections::HashSet<String> = t.messages().into_iter().collect();
+        gen.iter().all(|l| got.contains(l))
+    });
+    fs::OpenOptions::new().write(true).open(&live).unwrap().set_len(0).unwrap();
+    let after = lines("after", 0..100);
+    append(&live, &after);
+    t.step_until("the lines after the truncation", Duration::from_millis(1), |t| {
+        let got: std::collections::HashSet<String> = t.messages().into_iter().collect();
+        after.iter().all(|l| got.contains(l))
+    });
+    t.steps(20, Duration::from_millis(1));
+    assert_each_once(&t.messages(), &[filler, gen, after].concat());
+}
+
+/// copytruncate with lines written between the copy and the truncation, which the tailer read from
+/// the live file: the copy is shorter than what was read of its original. Every line in it was read,
+/// so nothing of it is read. (Before: "shorter than the recorded offset" was taken for a truncation of
+/// the copy and all of it was read again.)
+#[test]
+fn a_copy_shorter_than_what_was_read_of_its_original_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, mut t) = copytruncate_stepper(dir.path());
+    let live = dir.path().join("app.log");
+    let before = lines("before", 0..100);
+    append(&live, &before);
+    t.step_until("the live file", Duration::from_millis(1), |t| t.sink.sent_count() == before.len());
+
+    fs::copy(&live, dir.path().join("app.log.1")).unwrap();
+    t.steps(3, Duration::from_millis(1));
+    let window = lines("between copy and truncate", 0..10);
+    append(&live, &window);
+    t.step_until("the lines written after the copy", Duration::from_millis(1), |t| {
+        t.sink.sent_count() == before.len() + window.len()
+    });
+    fs::OpenOptions::new().write(true).open(&live).unwrap().set_len(0).unwrap();
+    let after = lines("after", 0..100);
+    append(&live, &after);
+    t.step_until("the lines after the truncation", Duration::from_millis(1), |t| {
+        t.sink.sent_count() >= before.len() + window.len() + after.len()
+    });
+    t.steps(20, Duration::from_millis(1));
+    assert_each_once(&t.messages(), &[before, window, after].concat());
+}

@@ -268,6 +268,45 @@ impl FileTable {
             })
     }
 
+    /// Reads again, from disk, the first bytes of the open files that have not read a whole fingerprint's
+    /// worth yet (a file opened small, whose reading is paused or behind), and gives those that now have
+    /// one their fingerprint identity. A file copied from one of them (copytruncate) is then known for a
+    /// copy. Unsettled files are left alone. Returns whether any identity changed.
+    pub(crate) fn learn_open_heads(&mut self) -> bool {
+        let mut learnt = Vec::new();
+        for (slot, state) in &mut self.files {
+            // An unsettled file may itself be such a copy: it must not take the fingerprint first.
+            if let Some(h) = state.harvester.as_mut().filter(|h| !h.head.is_full() && !h.is_unsettled()) {
+                if h.learn_head() && h.head.is_full() {
+                    learnt.push(*slot);
+                }
+            }
+        }
+        let mut changed = false;
+        for slot in learnt {
+            changed |= self.fingerprint_if_full(slot);
+        }
+        changed
+    }
+
+    /// Gives the open file of `slot` its fingerprint identity once its first bytes are known in full.
+    /// Unless another file already has it (this one turned out to be a copy of it after it was taken for
+    /// new): taking that identity over would drop the other file's state, and with it what it still has
+    /// to read. This one then stays known by device+inode. Returns whether the identity changed.
+    pub(crate) fn fingerprint_if_full(&mut self, slot: u64) -> bool {
+        let Some(state) = self.files.get(&slot) else { return false };
+        let Some(h) = state.harvester.as_ref().filter(|h| h.head.is_full()) else { return false };
+        let fingerprint = FileIdentity::Fingerprint { hash: h.head.hash() };
+        if state.identity == fingerprint || self.by_identity.get(&fingerprint).is_some_and(|other| *other != slot) {
+            return false;
+        }
+        if matches!(state.identity, FileIdentity::Fingerprint { .. }) {
+            return false;
+        }
+        self.rekey(slot, fingerprint);
+        true
+    }
+
     /// Whether a file open under `path` (absolute, as file-system events report it) is open.
     pub(crate) fn is_open_at(&self, path: &Path) -> bool {
         self.files.values().any(|s| {

@@ -116,6 +116,19 @@ impl Harvester {
         !self.head.is_empty() && Head::read(&self.file).map_or(true, |now| !now.bytes().starts_with(self.head.bytes()))
     }
 
+    /// Takes the file's first bytes on disk as its head when they extend the head known so far (bytes not
+    /// read yet: reading is paused or behind). Bytes that do not extend it are a truncation, for
+    /// [`Harvester::check`] to find. Returns whether the head grew.
+    pub(crate) fn learn_head(&mut self) -> bool {
+        match Head::read(&self.file) {
+            Ok(now) if now.len() > self.head.len() && now.bytes().starts_with(self.head.bytes()) => {
+                self.head = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a truncation check is due: the file was at its end (that is when copytruncate happens
     /// under a tailer keeping up), or it has been read continuously for `TRUNCATION_CHECK`.
     pub(crate) fn check_due(&self, now: Instant) -> bool {

@@ -148,16 +148,9 @@ impl<S: Sink> Tailer<S> {
         }
         let state = self.files.state_mut(slot);
         state.read_offset = h.resume_offset();
-        let upgrade = h.head.is_full() && !matches!(state.identity, FileIdentity::Fingerprint { .. });
-        let fingerprint = FileIdentity::Fingerprint { hash: h.head.hash() };
         state.harvester = Some(h);
-        // The file just grew past the fingerprint size: from now on it is known by its first bytes. Unless
-        // another file already is (this one turned out to be a copy of it after it was taken for new):
-        // taking that identity over would drop the other file's state, and with it what it still has to
-        // read. This one stays known by device+inode.
-        if upgrade && self.files.slot_of(&fingerprint).is_none_or(|other| other == slot) {
-            self.files.rekey(slot, fingerprint);
-        }
+        // The file just grew past the fingerprint size: from now on it is known by its first bytes.
+        self.files.fingerprint_if_full(slot);
         Ok(n)
     }
 
@@ -169,6 +162,8 @@ impl<S: Sink> Tailer<S> {
         let h = state.harvester.as_mut().expect("open");
         let Settling::Look { head, quiet } = h.watch_unsettled(now, quiet_after) else { return false };
         let (path, input) = (state.path.clone(), state.input);
+        // The original may be open but behind, its first bytes on disk not read yet: compare with those.
+        self.files.learn_open_heads();
         if head.is_full() {
             if self.files.slot_of(&FileIdentity::Fingerprint { hash: head.hash() }).is_some() {
                 // A copy of a known file after all: let the identity rules decide what to read of it.

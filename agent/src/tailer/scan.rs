@@ -87,12 +87,21 @@ impl<S: Sink> Tailer<S> {
         let head = Head::read(&file)?;
         let candidate = FileIdentity::of(&head, dev, ino);
 
-        let mut found = self.files.find(&candidate, |s| s.extended_by(&head));
-        let mut same_file = same_file;
-        if found.is_none() && head.is_full() {
-            // Known while small (by device+inode), grown past the fingerprint size since.
-            found = self.files.find(&FileIdentity::DevInode { dev, ino }, |s| s.extended_by(&head));
+        let lookup = |files: &super::file_table::FileTable| {
+            files.find(&candidate, |s| s.extended_by(&head)).or_else(|| {
+                // Known while small (by device+inode), grown past the fingerprint size since.
+                head.is_full()
+                    .then(|| files.find(&FileIdentity::DevInode { dev, ino }, |s| s.extended_by(&head)))
+                    .flatten()
+            })
+        };
+        let mut found = lookup(&self.files);
+        if found.is_none() && !same_file && self.files.learn_open_heads() {
+            // An open file's bytes on disk were ahead of what it has read (reading paused or behind): this
+            // file may be a copy of it, known by its fingerprint only now.
+            found = lookup(&self.files);
         }
+        let mut same_file = same_file;
 
         if let Some(slot) = found {
             let state = self.files.state_mut(slot);
@@ -101,6 +110,15 @@ impl<S: Sink> Tailer<S> {
             if state.is_open() {
                 // Same first bytes as a file being read: a copy (copytruncate). Reading it too would
                 // send its lines twice.
+                return Ok(());
+            }
+            if state.read_offset > size && (state.dev, state.ino) != (dev, ino) && truncated_in_place(state) {
+                // The file this state was read from was truncated where it is (copytruncate), and this
+                // other file with its first bytes is shorter than what was read of it: a copy made before
+                // the last lines read were written (lines written between logrotate's copy and its
+                // truncate). Every line in it was read from the original; reading it from the start would
+                // send them all again.
+                tracing::debug!(path = %path.display(), offset = state.read_offset, size, "copy of a truncated file, shorter than what was read of it; nothing to read");
                 return Ok(());
             }
             if state.read_offset > size {
@@ -217,4 +235,12 @@ impl<S: Sink> Tailer<S> {
             self.files.forget(slot);
         }
     }
+}
+
+/// Whether the file `state` was read from is still where it was read, with other first bytes: it was
+/// truncated (and maybe written again) in place, as copytruncate does, rather than replaced or deleted.
+fn truncated_in_place(state: &FileState) -> bool {
+    let Ok(file) = File::open(&state.path) else { return false };
+    let same_file = file.metadata().is_ok_and(|m| dev_ino(&m) == (state.dev, state.ino));
+    same_file && Head::read(&file).is_ok_and(|head| !head.extends(state.head_len, state.head_hash))
 }
