@@ -10,7 +10,7 @@
 #   scripts/bench-burst.sh --rate 2000 --seconds 10
 #
 # Options: --rate N, --seconds S, --keep, --no-build, --bin PATH, --bounded (the agent's queue_max_bytes at
-# 8 MiB and librdkafka's consumer prefetch at 8 MiB instead of their 64 MiB and 16 MiB defaults).
+# 8 MiB and librdkafka's consumer prefetch at 8 MiB instead of their 16 MiB and 4 MiB defaults).
 # Goal: peak RSS < 128 MiB.
 set -euo pipefail
 # shellcheck source=bench-lib.sh source-path=SCRIPTDIR
