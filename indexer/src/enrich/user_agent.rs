@@ -13,10 +13,12 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value};
 
+use super::Answer;
+
 /// A compiled uap-core rule set with its cache.
 pub struct UserAgentParser {
     extractor: ua_parser::Extractor<'static>,
-    cache: Cache<Box<str>, Arc<Map<String, Value>>>,
+    cache: Cache<Box<str>, Arc<Answer>>,
 }
 
 impl std::fmt::Debug for UserAgentParser {
@@ -41,11 +43,11 @@ impl UserAgentParser {
     }
 
     /// The ECS `user_agent` fields for `original` (without `original` itself).
-    pub fn parse(&self, original: &str) -> Arc<Map<String, Value>> {
+    pub fn parse(&self, original: &str) -> Arc<Answer> {
         if let Some(hit) = self.cache.get(original) {
             return hit;
         }
-        let fields = Arc::new(self.extract(original));
+        let fields = Answer::new(self.extract(original));
         self.cache.insert(original.into(), fields.clone());
         fields
     }
@@ -113,12 +115,12 @@ device_parsers:
         let p = UserAgentParser::from_yaml(RULES, 16).unwrap();
         let ff = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0";
         assert_eq!(
-            Value::Object((*p.parse(ff)).clone()),
+            Value::Object(p.parse(ff).fields().clone()),
             json!({"name": "Firefox", "version": "120.0", "os": {"name": "Windows", "version": "10", "full": "Windows 10"},
                    "device": {"name": "Other"}})
         );
-        assert_eq!(p.parse("curl/8.5.0")["version"], "8.5.0");
-        assert_eq!(Value::Object((*p.parse("x")).clone()), json!({"device": {"name": "Other"}}));
+        assert_eq!(p.parse("curl/8.5.0").fields()["version"], "8.5.0");
+        assert_eq!(Value::Object(p.parse("x").fields().clone()), json!({"device": {"name": "Other"}}));
         // Cached: the same Arc comes back.
         assert!(Arc::ptr_eq(&p.parse(ff), &p.parse(ff)));
     }
