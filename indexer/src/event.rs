@@ -2,6 +2,7 @@
 //! dotted paths (`a.b`), with the conventions every filter shares: `tags` is a list of strings, and
 //! `@timestamp` is an RFC 3339 UTC string with milliseconds, as Elasticsearch and Kibana expect.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -126,9 +127,12 @@ impl Event {
         Self { fields, shared: Vec::new() }
     }
 
-    /// The whole event as one map (shared entries copied in first).
-    pub fn as_map(&mut self) -> &Map<String, Value> {
-        self.as_map_mut()
+    /// The whole event as one map: borrowed, or a copy with the shared entries in when it has some.
+    pub fn as_map(&self) -> Cow<'_, Map<String, Value>> {
+        if self.shared.is_empty() {
+            return Cow::Borrowed(&self.fields);
+        }
+        Cow::Owned(self.clone().into_map())
     }
 
     /// The whole event as one map, to change (shared entries copied in first).
