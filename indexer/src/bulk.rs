@@ -75,7 +75,7 @@ impl BulkRequest {
         self.body.extend_from_slice(br#","_id":"#);
         serde_json::to_writer(&mut self.body, id)?;
         self.body.extend_from_slice(b"}}\n");
-        serde_json::to_writer(&mut self.body, event.as_map())?;
+        event.write_json(&mut self.body)?;
         self.body.push(b'\n');
         Ok(())
     }

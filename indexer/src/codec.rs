@@ -36,7 +36,7 @@ impl Codec {
             },
             Codec::Plain => plain(value),
         };
-        if !event.as_map().contains_key(TIMESTAMP) {
+        if !event.contains_key(TIMESTAMP) {
             event.as_map_mut().insert(TIMESTAMP.into(), Value::String(format_timestamp(now)));
         }
         event

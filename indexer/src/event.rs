@@ -2,7 +2,9 @@
 //! dotted paths (`a.b`), with the conventions every filter shares: `tags` is a list of strings, and
 //! `@timestamp` is an RFC 3339 UTC string with milliseconds, as Elasticsearch and Kibana expect.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
@@ -73,10 +75,47 @@ impl fmt::Display for FieldRef {
     }
 }
 
+/// A top-level object shared by many events: an enrichment cache's finished answer (the whole
+/// `user_agent` or `source` object), with its JSON written once. Putting it in an event is a reference
+/// count, not a deep copy of a dozen strings and maps, and encoding it is one copy of bytes: together that
+/// was most of the enrichment's cost per event (`Event::merge_into` cloning the cached map into each event).
+#[derive(Debug, PartialEq)]
+pub struct SharedObject {
+    key: Box<str>,
+    value: Value,
+    /// `"key":{...}`, as `serde_json` writes that entry of the enclosing object.
+    entry_json: Box<[u8]>,
+}
+
+impl SharedObject {
+    pub fn new(key: &str, object: Map<String, Value>) -> Arc<Self> {
+        let value = Value::Object(object);
+        let mut entry_json = serde_json::to_vec(key).expect("a string serializes");
+        entry_json.push(b':');
+        serde_json::to_writer(&mut entry_json, &value).expect("a JSON object serializes");
+        Arc::new(Self { key: key.into(), value, entry_json: entry_json.into_boxed_slice() })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// One log event.
+///
+/// Its fields are one JSON object, except that some top-level entries may be [`SharedObject`]s (kept in
+/// `shared`, never also in `fields`). Reads see both; any write under a shared key, or a mutable view of
+/// the whole map, first copies that entry into `fields` (copy on write), so filters never see the
+/// difference. Only [`Event::write_json`] reads the shared entries' pre-serialised JSON.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
     fields: Map<String, Value>,
+    /// Sorted by key; usually empty, at most one per enrichment.
+    shared: Vec<Arc<SharedObject>>,
 }
 
 impl Event {
@@ -85,29 +124,68 @@ impl Event {
     }
 
     pub fn from_map(fields: Map<String, Value>) -> Self {
-        Self { fields }
+        Self { fields, shared: Vec::new() }
     }
 
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.fields
+    /// The whole event as one map: borrowed, or a copy with the shared entries in when it has some.
+    pub fn as_map(&self) -> Cow<'_, Map<String, Value>> {
+        if self.shared.is_empty() {
+            return Cow::Borrowed(&self.fields);
+        }
+        Cow::Owned(self.clone().into_map())
     }
 
+    /// The whole event as one map, to change (shared entries copied in first).
     pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
+        for shared in std::mem::take(&mut self.shared) {
+            self.fields.insert(shared.key.to_string(), shared.value.clone());
+        }
         &mut self.fields
     }
 
-    pub fn into_map(self) -> Map<String, Value> {
+    pub fn into_map(mut self) -> Map<String, Value> {
+        self.as_map_mut();
         self.fields
+    }
+
+    /// Whether the event has a top-level `key`.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.top(key).is_some()
+    }
+
+    /// Puts `object` at its top-level key, replacing what was there, by reference.
+    pub fn insert_shared(&mut self, object: Arc<SharedObject>) {
+        self.fields.remove(object.key());
+        match self.shared.binary_search_by(|s| s.key().cmp(object.key())) {
+            Ok(i) => self.shared[i] = object,
+            Err(i) => self.shared.insert(i, object),
+        }
+    }
+
+    /// The top-level entry `key`, shared or not.
+    fn top(&self, key: &str) -> Option<&Value> {
+        match self.shared.iter().find(|s| s.key() == key) {
+            Some(s) => Some(s.value()),
+            None => self.fields.get(key),
+        }
+    }
+
+    /// Copies the shared entry `key`, if there is one, into `fields`, before a write under it.
+    fn unshare(&mut self, key: &str) {
+        if let Some(i) = self.shared.iter().position(|s| s.key() == key) {
+            let shared = self.shared.remove(i);
+            self.fields.insert(shared.key.to_string(), shared.value.clone());
+        }
     }
 
     /// The value at `path` (e.g. `&["http", "response", "status_code"]` or `FieldRef::parts`).
     pub fn get_path<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
-        let (last, parents) = path.split_last()?;
-        let mut map = &self.fields;
-        for part in parents {
-            map = map.get(part.as_ref())?.as_object()?;
+        let (first, rest) = path.split_first()?;
+        let mut value = self.top(first.as_ref())?;
+        for part in rest {
+            value = value.as_object()?.get(part.as_ref())?;
         }
-        map.get(last.as_ref())
+        Some(value)
     }
 
     pub fn get(&self, field: &FieldRef) -> Option<&Value> {
@@ -122,6 +200,7 @@ impl Event {
     /// The value at `field`, to change in place (no copy of the value, no new key).
     pub fn get_mut(&mut self, field: &FieldRef) -> Option<&mut Value> {
         let (last, parents) = field.parts().split_last()?;
+        self.unshare(field.parts().first()?);
         let mut map = &mut self.fields;
         for part in parents {
             map = map.get_mut(part.as_str())?.as_object_mut()?;
@@ -129,24 +208,11 @@ impl Event {
         map.get_mut(last.as_str())
     }
 
-    /// Sets the value at `path`, creating objects on the way. A non-object in the way is replaced by an
-    /// object: a filter writing `[source][ip]` wins over an earlier scalar `source`.
-    pub fn insert_path<S: AsRef<str>>(&mut self, path: &[S], value: Value) {
-        let Some((last, parents)) = path.split_last() else { return };
-        let mut map = &mut self.fields;
-        for part in parents {
-            let slot = map.entry(part.as_ref()).or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            map = slot.as_object_mut().expect("made an object above");
+    /// The object at `path`, made if missing (a non-object there is replaced), to write into.
+    fn object_at<S: AsRef<str>>(&mut self, path: &[S]) -> &mut Map<String, Value> {
+        if let Some(first) = path.first() {
+            self.unshare(first.as_ref());
         }
-        map.insert(last.as_ref().to_string(), value);
-    }
-
-    /// Copies every entry of `fields` into the object at `path` (made if missing; a non-object there is
-    /// replaced), keeping what the object already holds under other keys.
-    pub fn merge_into<S: AsRef<str>>(&mut self, path: &[S], fields: &Map<String, Value>) {
         let mut map = &mut self.fields;
         for part in path {
             let slot = map.entry(part.as_ref()).or_insert_with(|| Value::Object(Map::new()));
@@ -155,6 +221,23 @@ impl Event {
             }
             map = slot.as_object_mut().expect("made an object above");
         }
+        map
+    }
+
+    /// Sets the value at `path`, creating objects on the way. A non-object in the way is replaced by an
+    /// object: a filter writing `[source][ip]` wins over an earlier scalar `source`.
+    pub fn insert_path<S: AsRef<str>>(&mut self, path: &[S], value: Value) {
+        let Some((last, parents)) = path.split_last() else { return };
+        if parents.is_empty() {
+            self.unshare(last.as_ref());
+        }
+        self.object_at(parents).insert(last.as_ref().to_string(), value);
+    }
+
+    /// Copies every entry of `fields` into the object at `path` (made if missing; a non-object there is
+    /// replaced), keeping what the object already holds under other keys.
+    pub fn merge_into<S: AsRef<str>>(&mut self, path: &[S], fields: &Map<String, Value>) {
+        let map = self.object_at(path);
         for (k, v) in fields {
             map.insert(k.clone(), v.clone());
         }
@@ -167,6 +250,7 @@ impl Event {
     /// Removes and returns the value at `path`. Emptied parent objects are left in place, as Logstash does.
     pub fn remove_path<S: AsRef<str>>(&mut self, path: &[S]) -> Option<Value> {
         let (last, parents) = path.split_last()?;
+        self.unshare(path.first()?.as_ref());
         let mut map = &mut self.fields;
         for part in parents {
             map = map.get_mut(part.as_ref())?.as_object_mut()?;
@@ -180,7 +264,7 @@ impl Event {
 
     /// The event's tags. A single string `tags` (as some shippers send) counts as one tag.
     pub fn tags(&self) -> impl Iterator<Item = &str> {
-        let (list, single) = match self.fields.get("tags") {
+        let (list, single) = match self.top("tags") {
             Some(Value::Array(a)) => (a.as_slice(), None),
             Some(Value::String(s)) => (&[][..], Some(s.as_str())),
             _ => (&[][..], None),
@@ -197,6 +281,7 @@ impl Event {
         if self.has_tag(tag) {
             return;
         }
+        self.unshare("tags");
         let slot = self.fields.entry("tags").or_insert_with(|| Value::Array(Vec::new()));
         match slot {
             Value::Array(a) => a.push(Value::String(tag.to_string())),
@@ -206,6 +291,7 @@ impl Event {
     }
 
     pub fn remove_tag(&mut self, tag: &str) {
+        self.unshare("tags");
         match self.fields.get_mut("tags") {
             Some(Value::Array(a)) => a.retain(|t| t.as_str() != Some(tag)),
             Some(Value::String(s)) if s == tag => {
@@ -217,7 +303,7 @@ impl Event {
 
     /// `@timestamp` parsed, if present and RFC 3339.
     pub fn timestamp(&self) -> Option<DateTime<Utc>> {
-        let text = self.fields.get(TIMESTAMP)?.as_str()?;
+        let text = self.top(TIMESTAMP)?.as_str()?;
         DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
     }
 
@@ -225,11 +311,38 @@ impl Event {
     /// `event.created` unless that is already set, so a second date filter keeps the original read time.
     pub fn set_timestamp(&mut self, time: DateTime<Utc>) {
         let new = Value::String(format_timestamp(time));
+        self.unshare(TIMESTAMP);
         if let Some(old) = self.fields.insert(TIMESTAMP.to_string(), new) {
             if self.get_path(&CREATED).is_none() {
                 self.insert_path(&CREATED, old);
             }
         }
+    }
+
+    /// Appends the event as compact JSON, byte for byte what `serde_json::to_writer` writes for the map
+    /// [`Event::into_map`] would give (keys in order), with each shared entry's JSON copied in.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        if self.shared.is_empty() {
+            return serde_json::to_writer(out, &self.fields);
+        }
+        let mut shared = self.shared.iter().peekable();
+        let mut separator = b'{';
+        for (key, value) in &self.fields {
+            while let Some(s) = shared.next_if(|s| s.key() < key.as_str()) {
+                out.push(std::mem::replace(&mut separator, b','));
+                out.extend_from_slice(&s.entry_json);
+            }
+            out.push(std::mem::replace(&mut separator, b','));
+            serde_json::to_writer(&mut *out, key)?;
+            out.push(b':');
+            serde_json::to_writer(&mut *out, value)?;
+        }
+        for s in shared {
+            out.push(std::mem::replace(&mut separator, b','));
+            out.extend_from_slice(&s.entry_json);
+        }
+        out.push(b'}');
+        Ok(())
     }
 }
 

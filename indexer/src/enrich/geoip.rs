@@ -23,6 +23,8 @@ use quick_cache::sync::Cache;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::Answer;
+
 const COUNTRIES: &str = include_str!("countries.tsv");
 
 /// City and ASN databases (either may be absent) with a cache of answers.
@@ -30,7 +32,7 @@ pub struct GeoIp {
     city: Vec<(PathBuf, Reader<Vec<u8>>)>,
     asn: Option<Asn>,
     countries: HashMap<&'static str, (&'static str, &'static str, &'static str)>,
-    cache: Cache<IpAddr, Arc<Map<String, Value>>>,
+    cache: Cache<IpAddr, Arc<Answer>>,
 }
 
 impl std::fmt::Debug for GeoIp {
@@ -101,11 +103,11 @@ impl GeoIp {
 
     /// The ECS fields under a `source`/`destination`/`client` object: `geo` and `as`. Empty for private
     /// addresses and addresses no database knows.
-    pub fn lookup(&self, ip: IpAddr) -> Arc<Map<String, Value>> {
+    pub fn lookup(&self, ip: IpAddr) -> Arc<Answer> {
         if let Some(hit) = self.cache.get(&ip) {
             return hit;
         }
-        let fields = Arc::new(if is_private(ip) { Map::new() } else { self.fields(ip) });
+        let fields = Answer::new(if is_private(ip) { Map::new() } else { self.fields(ip) });
         self.cache.insert(ip, fields.clone());
         fields
     }
@@ -401,13 +403,13 @@ mod tests {
         let g = GeoIp::open(&[], &[v4.clone(), v6], 16).unwrap();
         assert!(g.has_asn() && !g.has_city());
         assert_eq!(
-            Value::Object((*g.lookup("1.0.0.7".parse().unwrap())).clone()),
+            Value::Object(g.lookup("1.0.0.7".parse().unwrap()).fields().clone()),
             json!({"as": {"number": 13335, "organization": {"name": "Cloudflare, Inc."}}})
         );
-        assert_eq!(g.lookup("8.8.8.8".parse().unwrap())["as"]["number"], 15169);
-        assert_eq!(g.lookup("2001:200::1".parse().unwrap())["as"]["number"], 2500);
-        assert!(g.lookup("8.8.9.1".parse().unwrap()).is_empty());
-        assert!(g.lookup("10.0.0.1".parse().unwrap()).is_empty());
+        assert_eq!(g.lookup("8.8.8.8".parse().unwrap()).fields()["as"]["number"], 15169);
+        assert_eq!(g.lookup("2001:200::1".parse().unwrap()).fields()["as"]["number"], 2500);
+        assert!(g.lookup("8.8.9.1".parse().unwrap()).fields().is_empty());
+        assert!(g.lookup("10.0.0.1".parse().unwrap()).fields().is_empty());
         std::fs::write(&v4, "1.0.0.0,nope,1,x\n").unwrap();
         let err = GeoIp::open(&[], &[v4], 1).unwrap_err();
         assert!(err.contains("asn-ipv4.csv:1"), "{err}");

@@ -2,6 +2,7 @@
 //! loaded once when the indexer starts (never downloaded); a database that is not there turns that
 //! enrichment off with one warning, and everything else goes on.
 
+pub mod answer;
 pub mod geoip;
 pub mod user_agent;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::EnrichmentConfig;
 
+pub use answer::Answer;
 pub use geoip::GeoIp;
 pub use user_agent::UserAgentParser;
 

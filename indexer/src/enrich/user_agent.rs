@@ -13,12 +13,14 @@ use std::sync::{Arc, OnceLock};
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value};
 
+use super::Answer;
+
 /// A compiled uap-core rule set with its cache.
 pub struct UserAgentParser {
     /// Set once the rules are compiled: at once by `from_yaml`, on a thread of its own by `load`. None when
     /// a rule did not compile there (logged once); `parse` then adds nothing.
     extractor: Arc<OnceLock<Option<ua_parser::Extractor<'static>>>>,
-    cache: Cache<Box<str>, Arc<Map<String, Value>>>,
+    cache: Cache<Box<str>, Arc<Answer>>,
 }
 
 impl std::fmt::Debug for UserAgentParser {
@@ -58,12 +60,12 @@ impl UserAgentParser {
     }
 
     /// The ECS `user_agent` fields for `original` (without `original` itself).
-    pub fn parse(&self, original: &str) -> Arc<Map<String, Value>> {
+    pub fn parse(&self, original: &str) -> Arc<Answer> {
         if let Some(hit) = self.cache.get(original) {
             return hit;
         }
-        let Some(extractor) = self.extractor.wait() else { return Arc::default() };
-        let fields = Arc::new(extract(extractor, original));
+        let Some(extractor) = self.extractor.wait() else { return Answer::new(Map::new()) };
+        let fields = Answer::new(extract(extractor, original));
         self.cache.insert(original.into(), fields.clone());
         fields
     }
@@ -137,12 +139,12 @@ device_parsers:
         let p = UserAgentParser::from_yaml(RULES, 16).unwrap();
         let ff = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0";
         assert_eq!(
-            Value::Object((*p.parse(ff)).clone()),
+            Value::Object(p.parse(ff).fields().clone()),
             json!({"name": "Firefox", "version": "120.0", "os": {"name": "Windows", "version": "10", "full": "Windows 10"},
                    "device": {"name": "Other"}})
         );
-        assert_eq!(p.parse("curl/8.5.0")["version"], "8.5.0");
-        assert_eq!(Value::Object((*p.parse("x")).clone()), json!({"device": {"name": "Other"}}));
+        assert_eq!(p.parse("curl/8.5.0").fields()["version"], "8.5.0");
+        assert_eq!(Value::Object(p.parse("x").fields().clone()), json!({"device": {"name": "Other"}}));
         // Cached: the same Arc comes back.
         assert!(Arc::ptr_eq(&p.parse(ff), &p.parse(ff)));
     }
@@ -153,12 +155,12 @@ device_parsers:
         let path = dir.path().join("regexes.yaml");
         std::fs::write(&path, RULES).unwrap();
         let p = UserAgentParser::load(&path, 16).unwrap();
-        assert_eq!(p.parse("curl/8.5.0")["name"], "curl");
+        assert_eq!(p.parse("curl/8.5.0").fields()["name"], "curl");
 
         // A rule that does not compile turns parsing off (logged), it does not fail the start.
         std::fs::write(&path, "user_agent_parsers: []\nos_parsers: []\ndevice_parsers:\n  - regex: '('\n").unwrap();
         let p = UserAgentParser::load(&path, 16).unwrap();
-        assert!(p.parse("curl/8.5.0").is_empty());
+        assert!(p.parse("curl/8.5.0").fields().is_empty());
         // Unreadable or not YAML: still an error at once, naming the file.
         std::fs::write(&path, "a: [").unwrap();
         assert!(UserAgentParser::load(&path, 16).unwrap_err().contains("regexes.yaml"));

@@ -129,7 +129,7 @@ mod tests {
     }
 
     fn ts(e: &Event) -> &Value {
-        &e.as_map()["@timestamp"]
+        e.get_path(&["@timestamp"]).expect("every event has one")
     }
 
     #[test]

@@ -32,7 +32,6 @@ impl Filter for GeoIp {
     fn apply(&self, event: &mut Event) {
         let Some(db) = &self.databases else { return };
         let Some(ip) = event.get_str(&self.source).and_then(|s| s.parse::<IpAddr>().ok()) else { return };
-        let fields = db.lookup(ip);
-        event.merge_into(self.target.parts(), &fields);
+        db.lookup(ip).merge_into(event, &self.target);
     }
 }

@@ -30,7 +30,6 @@ impl Filter for UserAgent {
     fn apply(&self, event: &mut Event) {
         let Some(parser) = &self.parser else { return };
         let Some(original) = event.get_str(&self.source) else { return };
-        let fields = parser.parse(original);
-        event.merge_into(self.target.parts(), &fields);
+        parser.parse(original).merge_into(event, &self.target);
     }
 }
