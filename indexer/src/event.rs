@@ -229,7 +229,8 @@ impl Event {
     pub fn insert_path<S: AsRef<str>>(&mut self, path: &[S], value: Value) {
         let Some((last, parents)) = path.split_last() else { return };
         if parents.is_empty() {
-            self.unshare(last.as_ref());
+            // Replaced whole: the shared entry goes without being copied in first.
+            self.shared.retain(|s| s.key() != last.as_ref());
         }
         self.object_at(parents).insert(last.as_ref().to_string(), value);
     }

@@ -101,6 +101,12 @@ mod tests {
         let mut again = event(raw.clone());
         answer.merge_into(&mut again, &source);
         assert_eq!(json(&again), serde_json::to_string(&want).unwrap());
+        // Replacing the shared object whole drops it from the event, not from the cache.
+        again.insert_path(&["source"], json!("gone"));
+        assert_eq!(json(&again), r#"{"@timestamp":"t","source":"gone","url":{"path":"/"}}"#);
+        let mut third = event(raw.clone());
+        answer.merge_into(&mut third, &source);
+        assert_eq!(json(&third), serde_json::to_string(&want).unwrap());
         // A deeper target is always merged.
         let mut e = event(json!({"client": {"source": {"ip": "1.1.1.1"}}}));
         answer.merge_into(&mut e, &FieldRef::parse("[client][source]").unwrap());
