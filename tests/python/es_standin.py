@@ -753,7 +753,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Union[dict, bytes, None], info: RequestInfo) -> None:
         s = self.server.standin
         if s.latency:
-            time.sleep(s.latency)
+            time.sleep(s.latency)  # the slow node this stand-in was told to be, not a wait for a condition
         payload = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         payload = payload or b""
         info.status = status  # before the answer leaves: a client may look at the log right after
