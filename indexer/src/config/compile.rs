@@ -346,6 +346,9 @@ impl Validate for IndexerConfig {
                 return Err(bad(key("retry_max_backoff"), "needs 0 < retry_initial_backoff <= retry_max_backoff"));
             }
         }
+        if self.output.file.as_ref().is_some_and(|f| f.dedupe_window == 0) {
+            return Err(bad("indexer.output.file.dedupe_window", "must be at least 1 (documents per file)"));
+        }
         if let Some(r) = &self.retention {
             if r.delete_after.is_zero() {
                 return Err(bad("indexer.retention.delete_after", "must be more than 0, e.g. \"30d\""));

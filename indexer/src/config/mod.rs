@@ -543,11 +543,17 @@ impl Default for ElasticsearchConfig {
 pub struct FileOutputConfig {
     /// Directory of `<index>.ndjson` files. Default `"data/indices"`.
     pub path: PathBuf,
+    /// How many of each file's most recent documents an `_id` is checked against, so that replays are
+    /// not written twice. Replays reach back at most over the indexer's uncommitted batches
+    /// (`(concurrency + 1) × batch_max_events`) and an agent's unacknowledged events (its
+    /// `queue_max_bytes`, some 50,000 nginx lines at the default). Memory: about 80 bytes per document
+    /// of the window for each file written to. Default 131072.
+    pub dedupe_window: usize,
 }
 
 impl Default for FileOutputConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("data/indices") }
+        Self { path: PathBuf::from("data/indices"), dedupe_window: 1 << 17 }
     }
 }
 
@@ -660,5 +666,19 @@ mod tests {
             let err = load(toml).unwrap_err().to_string();
             assert!(err.contains(key), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn an_empty_dedupe_window_is_refused_naming_the_key() {
+        let cfg = load(
+            "[indexer.output.file]
+path = \"x\"
+dedupe_window = 0
+",
+        )
+        .unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("indexer.output.file.dedupe_window") && err.contains("at least 1"), "{err}");
+        assert_eq!(FileOutputConfig::default().dedupe_window, 131_072);
     }
 }

@@ -5,6 +5,7 @@
 pub mod elasticsearch;
 pub mod file;
 pub mod index_template;
+mod recent_ids;
 mod stdout;
 mod tls;
 
@@ -45,9 +46,12 @@ impl Outputs {
     pub fn new(config: &OutputConfig, stats: Arc<Stats>) -> Result<Self> {
         let store = match (&config.elasticsearch, &config.file) {
             (Some(es), _) => Store::Elasticsearch(Elasticsearch::new(es, stats.clone())?),
-            (None, Some(file)) => Store::File(Arc::new(FileOutput::open(&file.path)?)),
+            (None, Some(file)) => Store::File(Arc::new(FileOutput::open(&file.path, file.dedupe_window)?)),
             (None, None) if config.stdout => Store::None,
-            (None, None) => Store::File(Arc::new(FileOutput::open(&crate::config::FileOutputConfig::default().path)?)),
+            (None, None) => {
+                let file = crate::config::FileOutputConfig::default();
+                Store::File(Arc::new(FileOutput::open(&file.path, file.dedupe_window)?))
+            }
         };
         Ok(Self { store, stdout: config.stdout, stats })
     }
