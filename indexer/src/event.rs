@@ -451,6 +451,31 @@ mod tests {
     }
 
     #[test]
+    fn raw_and_shared_entries_interleave_in_key_order() {
+        let record = br#"{"zone":"z","agent":{"type":"logpipe"},"source":{"ip":"1.1.1.1"},"message":"m"}"#;
+        let mut e = Event::from_json_text(record).expect("kept as text");
+        let mut ua = Map::new();
+        ua.insert("name".into(), json!("Firefox"));
+        e.insert_shared(SharedObject::new("user_agent", ua));
+        let mut geo = Map::new();
+        geo.insert("ip".into(), json!("8.8.8.8"));
+        // Replaces the raw `source` entry without parsing it.
+        e.insert_shared(SharedObject::new("source", geo));
+        e.insert_path(&["event", "kind"], json!("event"));
+        let mut out = Vec::new();
+        e.write_json(&mut out).unwrap();
+        let want = r#"{"agent":{"type":"logpipe"},"event":{"kind":"event"},"message":"m","source":{"ip":"8.8.8.8"},"user_agent":{"name":"Firefox"},"zone":"z"}"#;
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(serde_json::to_string(&e.as_map()).unwrap(), want);
+        // A mutable view of the whole map holds every entry, parsed.
+        let map = e.as_map_mut();
+        assert_eq!(map.len(), 6);
+        map.remove("zone");
+        assert_eq!(e.get_path(&["agent", "type"]), Some(&json!("logpipe")));
+        assert!(!e.contains_key("zone"));
+    }
+
+    #[test]
     fn set_timestamp_moves_read_time_once() {
         let mut e = event(json!({"@timestamp": "2026-11-21T08:15:30.123Z"}));
         let t1 = DateTime::parse_from_rfc3339("2026-11-20T23:59:59Z").unwrap().with_timezone(&Utc);
