@@ -26,18 +26,21 @@ impl Codec {
     /// Decodes one record value. `now` fills `@timestamp` when the record has none, as Logstash does.
     pub fn decode(self, value: &[u8], now: DateTime<Utc>) -> Event {
         let mut event = match self {
-            Codec::Json => match serde_json::from_slice::<Value>(value) {
-                Ok(Value::Object(map)) => Event::from_map(map),
-                _ => {
-                    let mut event = plain(value);
-                    event.add_tag(JSON_PARSE_FAILURE);
-                    event
-                }
-            },
+            // Entries kept as JSON text until a filter uses them, unless the record must be parsed whole.
+            Codec::Json => {
+                Event::from_json_text(value).unwrap_or_else(|| match serde_json::from_slice::<Value>(value) {
+                    Ok(Value::Object(map)) => Event::from_map(map),
+                    _ => {
+                        let mut event = plain(value);
+                        event.add_tag(JSON_PARSE_FAILURE);
+                        event
+                    }
+                })
+            }
             Codec::Plain => plain(value),
         };
         if !event.contains_key(TIMESTAMP) {
-            event.as_map_mut().insert(TIMESTAMP.into(), Value::String(format_timestamp(now)));
+            event.insert_path(&[TIMESTAMP], Value::String(format_timestamp(now)));
         }
         event
     }
@@ -76,6 +79,38 @@ mod tests {
             assert_eq!(e.as_map()["message"], json!(String::from_utf8_lossy(raw)));
             assert_eq!(e.as_map()["@timestamp"], json!("2026-11-21T08:15:30.500Z"));
         }
+    }
+
+    #[test]
+    fn entries_kept_as_text_read_write_and_encode_as_if_parsed() {
+        let raw = r#"{"message":"GET \"/\" \\ é","tags":["access"],"host":{"name":"web-01"},"event":{"id":"ab"},"@timestamp":"2026-11-21T08:15:30.123Z","n":[1,2.5,{"x":null}]}"#.as_bytes();
+        assert!(Event::from_json_text(raw).is_some(), "kept as text");
+        let lazy = Codec::Json.decode(raw, now());
+        let eager = Event::from_map(serde_json::from_slice::<Value>(raw).unwrap().as_object().unwrap().clone());
+        assert_eq!(lazy, eager);
+        let json = |e: &Event| {
+            let mut out = Vec::new();
+            e.write_json(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(json(&lazy), serde_json::to_string(&eager.as_map()).unwrap());
+        for mut e in [lazy, eager.clone()] {
+            assert!(e.has_tag("access"));
+            assert_eq!(e.get_path(&["host", "name"]), Some(&json!("web-01")));
+            e.add_tag("x");
+            e.insert_path(&["event", "kind"], json!("event"));
+            e.insert_path(&["n"], json!(0));
+            e.insert_path(&["url", "path"], json!("/"));
+            assert_eq!(e.remove_path(&["host", "name"]), Some(json!("web-01")));
+            e.set_timestamp(now());
+            let want = json!({"@timestamp": "2026-11-21T08:15:30.500Z", "host": {}, "message": "GET \"/\" \\ é",
+                "tags": ["access", "x"], "n": 0, "url": {"path": "/"},
+                "event": {"id": "ab", "kind": "event", "created": "2026-11-21T08:15:30.123Z"}});
+            assert_eq!(Value::Object(e.as_map().into_owned()), want);
+            assert_eq!(json(&e), serde_json::to_string(&want).unwrap());
+        }
+        // A record with no @timestamp gets one either way.
+        assert_eq!(Codec::Json.decode(br#"{"a":1}"#, now()).as_map()["@timestamp"], json!("2026-11-21T08:15:30.500Z"));
     }
 
     #[test]

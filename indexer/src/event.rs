@@ -10,6 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::raw_entries::RawEntries;
 
 /// `@timestamp`, the event's own time.
 pub const TIMESTAMP: &str = "@timestamp";
@@ -107,15 +108,25 @@ impl SharedObject {
 
 /// One log event.
 ///
-/// Its fields are one JSON object, except that some top-level entries may be [`SharedObject`]s (kept in
-/// `shared`, never also in `fields`). Reads see both; any write under a shared key, or a mutable view of
-/// the whole map, first copies that entry into `fields` (copy on write), so filters never see the
-/// difference. Only [`Event::write_json`] reads the shared entries' pre-serialised JSON.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Its fields are one JSON object, held in three places, each top-level key in one of them: `fields`
+/// (parsed, and everything written), `shared` ([`SharedObject`]s an enrichment put in by reference) and
+/// `raw` (the decoded record's entries still as its JSON text, see [`RawEntries`]). Reads see all three
+/// (a raw entry is parsed on its first read); any write under a shared or raw key, or a mutable view of
+/// the whole map, first moves that entry into `fields` (copy on write), so filters never see the
+/// difference. Only [`Event::write_json`] reads the shared and raw entries' JSON text.
+#[derive(Debug, Clone, Default)]
 pub struct Event {
     fields: Map<String, Value>,
     /// Sorted by key; usually empty, at most one per enrichment.
     shared: Vec<Arc<SharedObject>>,
+    raw: RawEntries,
+}
+
+/// Events are equal when their fields are, however they are held.
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_map() == other.as_map()
+    }
 }
 
 impl Event {
@@ -124,22 +135,29 @@ impl Event {
     }
 
     pub fn from_map(fields: Map<String, Value>) -> Self {
-        Self { fields, shared: Vec::new() }
+        Self { fields, ..Self::default() }
+    }
+
+    /// A JSON object record as an event whose entries stay JSON text until used, or `None` when the
+    /// record is to be parsed whole (see [`RawEntries::split`]).
+    pub fn from_json_text(record: &[u8]) -> Option<Self> {
+        RawEntries::split(record).map(|raw| Self { raw, ..Self::default() })
     }
 
     /// The whole event as one map: borrowed, or a copy with the shared entries in when it has some.
     pub fn as_map(&self) -> Cow<'_, Map<String, Value>> {
-        if self.shared.is_empty() {
+        if self.shared.is_empty() && self.raw.is_empty() {
             return Cow::Borrowed(&self.fields);
         }
         Cow::Owned(self.clone().into_map())
     }
 
-    /// The whole event as one map, to change (shared entries copied in first).
+    /// The whole event as one map, to change (shared and raw entries copied in first).
     pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
         for shared in std::mem::take(&mut self.shared) {
             self.fields.insert(shared.key.to_string(), shared.value.clone());
         }
+        self.fields.extend(self.raw.drain());
         &mut self.fields
     }
 
@@ -156,25 +174,28 @@ impl Event {
     /// Puts `object` at its top-level key, replacing what was there, by reference.
     pub fn insert_shared(&mut self, object: Arc<SharedObject>) {
         self.fields.remove(object.key());
+        self.raw.remove(object.key());
         match self.shared.binary_search_by(|s| s.key().cmp(object.key())) {
             Ok(i) => self.shared[i] = object,
             Err(i) => self.shared.insert(i, object),
         }
     }
 
-    /// The top-level entry `key`, shared or not.
+    /// The top-level entry `key`, wherever it is held.
     fn top(&self, key: &str) -> Option<&Value> {
         match self.shared.iter().find(|s| s.key() == key) {
             Some(s) => Some(s.value()),
-            None => self.fields.get(key),
+            None => self.raw.get(key).or_else(|| self.fields.get(key)),
         }
     }
 
-    /// Copies the shared entry `key`, if there is one, into `fields`, before a write under it.
+    /// Moves the shared or raw entry `key`, if there is one, into `fields`, before a write under it.
     fn unshare(&mut self, key: &str) {
         if let Some(i) = self.shared.iter().position(|s| s.key() == key) {
             let shared = self.shared.remove(i);
             self.fields.insert(shared.key.to_string(), shared.value.clone());
+        } else if let Some(value) = self.raw.take(key) {
+            self.fields.insert(key.to_string(), value);
         }
     }
 
@@ -229,8 +250,9 @@ impl Event {
     pub fn insert_path<S: AsRef<str>>(&mut self, path: &[S], value: Value) {
         let Some((last, parents)) = path.split_last() else { return };
         if parents.is_empty() {
-            // Replaced whole: the shared entry goes without being copied in first.
+            // Replaced whole: the shared or raw entry goes without being copied in first.
             self.shared.retain(|s| s.key() != last.as_ref());
+            self.raw.remove(last.as_ref());
         }
         self.object_at(parents).insert(last.as_ref().to_string(), value);
     }
@@ -320,31 +342,51 @@ impl Event {
         }
     }
 
-    /// Appends the event as compact JSON, byte for byte what `serde_json::to_writer` writes for the map
-    /// [`Event::into_map`] would give (keys in order), with each shared entry's JSON copied in.
+    /// Appends the event as JSON: what `serde_json::to_writer` writes for the map [`Event::into_map`]
+    /// would give (keys in order), except that each shared entry's JSON is copied in, and so is each raw
+    /// entry's, as the record had it (the same bytes unless the record spelled a value differently from
+    /// `serde_json`, e.g. `1.50` or a space inside an object).
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        if self.shared.is_empty() {
-            return serde_json::to_writer(out, &self.fields);
+        if self.shared.is_empty() && self.raw.is_empty() {
+            return write_value(out, &self.fields);
         }
-        let mut shared = self.shared.iter().peekable();
+        // The entries held as JSON text, in key order (a key is in one place only).
+        let mut shared = self.shared.iter().map(|s| (s.key(), &*s.entry_json)).peekable();
+        let mut raw = self.raw.members().map(|(k, json)| (k, json.as_bytes())).peekable();
+        let mut text = std::iter::from_fn(|| match (shared.peek(), raw.peek()) {
+            (Some(s), Some(r)) if s.0 < r.0 => shared.next(),
+            (Some(_), None) => shared.next(),
+            _ => raw.next(),
+        })
+        .peekable();
         let mut separator = b'{';
         for (key, value) in &self.fields {
-            while let Some(s) = shared.next_if(|s| s.key() < key.as_str()) {
+            while let Some((_, json)) = text.next_if(|(k, _)| *k < key.as_str()) {
                 out.push(std::mem::replace(&mut separator, b','));
-                out.extend_from_slice(&s.entry_json);
+                out.extend_from_slice(json);
             }
             out.push(std::mem::replace(&mut separator, b','));
-            serde_json::to_writer(&mut *out, key)?;
+            write_value(out, key)?;
             out.push(b':');
-            serde_json::to_writer(&mut *out, value)?;
+            write_value(out, value)?;
         }
-        for s in shared {
+        for (_, json) in text {
             out.push(std::mem::replace(&mut separator, b','));
-            out.extend_from_slice(&s.entry_json);
+            out.extend_from_slice(json);
+        }
+        if separator == b'{' {
+            out.push(b'{');
         }
         out.push(b'}');
         Ok(())
     }
+}
+
+/// Compact JSON of `value`, as `serde_json::to_writer` writes it; strings are escaped by `sonic_rs`, whose
+/// SIMD scan copies runs of plain bytes where `serde_json` looks each byte up in a table (that was most
+/// of the bulk encoding's instructions).
+fn write_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> serde_json::Result<()> {
+    sonic_rs::to_writer(out, value).map_err(serde::ser::Error::custom)
 }
 
 /// `2026-11-21T08:15:30.123Z`: UTC with milliseconds, the shape Elasticsearch's default date mapping and
@@ -406,6 +448,31 @@ mod tests {
         let mut e = event(json!({"tags": 5}));
         e.add_tag("x");
         assert_eq!(e.as_map()["tags"], json!(["x"]));
+    }
+
+    #[test]
+    fn raw_and_shared_entries_interleave_in_key_order() {
+        let record = br#"{"zone":"z","agent":{"type":"logpipe"},"source":{"ip":"1.1.1.1"},"message":"m"}"#;
+        let mut e = Event::from_json_text(record).expect("kept as text");
+        let mut ua = Map::new();
+        ua.insert("name".into(), json!("Firefox"));
+        e.insert_shared(SharedObject::new("user_agent", ua));
+        let mut geo = Map::new();
+        geo.insert("ip".into(), json!("8.8.8.8"));
+        // Replaces the raw `source` entry without parsing it.
+        e.insert_shared(SharedObject::new("source", geo));
+        e.insert_path(&["event", "kind"], json!("event"));
+        let mut out = Vec::new();
+        e.write_json(&mut out).unwrap();
+        let want = r#"{"agent":{"type":"logpipe"},"event":{"kind":"event"},"message":"m","source":{"ip":"8.8.8.8"},"user_agent":{"name":"Firefox"},"zone":"z"}"#;
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(serde_json::to_string(&e.as_map()).unwrap(), want);
+        // A mutable view of the whole map holds every entry, parsed.
+        let map = e.as_map_mut();
+        assert_eq!(map.len(), 6);
+        map.remove("zone");
+        assert_eq!(e.get_path(&["agent", "type"]), Some(&json!("logpipe")));
+        assert!(!e.contains_key("zone"));
     }
 
     #[test]

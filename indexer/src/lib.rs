@@ -45,6 +45,7 @@ mod filters;
 mod flow;
 mod output;
 mod pause;
+mod raw_entries;
 pub mod replay;
 pub mod retention;
 mod retry;
