@@ -32,10 +32,11 @@ pub struct AgentConfig {
     pub registry_flush: Duration,
     /// Bytes of encoded events handed to the output and not yet acknowledged. When reached, reading
     /// pauses until acknowledgements arrive; nothing is dropped, the backlog waits in the file. Default
-    /// 8388608 (8 MiB). The agent's peak RSS is about 25 MiB plus 1.6 times this while the backlog is full
-    /// (librdkafka keeps a copy of each record and its bookkeeping), so near 40 MiB by default; larger bounds
-    /// did not ship a file from its start faster (see the README's agent benchmark), and in `logpipe run`
-    /// every MiB here is RAM the indexer's catch-up could use.
+    /// 2097152 (2 MiB): two librdkafka batches of the default `batch_bytes`, one in flight and one filling.
+    /// The idempotent producer of librdkafka 2.12 has one produce request in flight per partition and,
+    /// while a full batch waits behind it, its broker thread polls without sleeping; a deeper queue only
+    /// lengthens that wait (16 MiB cost more CPU per GiB and shipped no faster, see the README's agent
+    /// benchmark). Peak RSS is about 25 MiB plus 1.6 times this bound. Raise it with `batch_bytes`.
     pub queue_max_bytes: usize,
     /// On shutdown, how long to wait for outstanding acknowledgements before writing the registry.
     /// Unacknowledged events are sent again on the next start. Default `"10s"`.
@@ -64,7 +65,7 @@ impl Default for AgentConfig {
             registry: PathBuf::from("data/agent/registry.json"),
             clean_removed: Duration::from_secs(24 * 3600),
             registry_flush: Duration::from_secs(1),
-            queue_max_bytes: 8 << 20,
+            queue_max_bytes: 2 << 20,
             shutdown_timeout: Duration::from_secs(10),
             host_name: None,
             summary_interval: Duration::from_secs(30),

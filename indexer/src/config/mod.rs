@@ -546,7 +546,7 @@ pub struct FileOutputConfig {
     /// How many of each file's most recent documents an `_id` is checked against, so that replays are
     /// not written twice. Replays reach back at most over the indexer's uncommitted batches
     /// (`(concurrency + 1) × batch_max_events`) and an agent's unacknowledged events (its
-    /// `queue_max_bytes`, some 50,000 nginx lines at the default). Memory: about 80 bytes per document
+    /// `queue_max_bytes`, some 4,000 nginx lines at the default). Memory: about 80 bytes per document
     /// of the window for each file written to. Default 131072.
     pub dedupe_window: usize,
 }
