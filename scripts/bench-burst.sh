@@ -10,7 +10,8 @@
 #   scripts/bench-burst.sh --rate 2000 --seconds 10
 #
 # Options: --rate N, --seconds S, --keep, --no-build, --bin PATH, --bounded (the agent's queue_max_bytes at
-# 8 MiB and librdkafka's consumer prefetch at 8 MiB instead of their 16 MiB and 4 MiB defaults).
+# 8 MiB and librdkafka's consumer prefetch at 8 MiB, an earlier comparison's settings; the defaults are now
+# 2 MiB and 1 MiB).
 # Goal: peak RSS < 128 MiB.
 set -euo pipefail
 # shellcheck source=bench-lib.sh source-path=SCRIPTDIR
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --bin) BIN_OVERRIDE=$2; BUILD=0; shift 2 ;;
         --bounded) BOUNDED=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
