@@ -27,7 +27,7 @@ Faults (thread-safe; change them while the indexer runs):
 - `drop_connections(count, apply=False)`: the next `count` requests are read and the connection is
   closed without an answer; with `apply=True` a `_bulk` is applied first (the answer is lost after the
   write, the case that makes `create` + 409 matter).
-- `latency = seconds`: every answer is delayed (in the handler thread, not under the store's lock).
+- `latency = seconds`: every answer is delayed (in the handler thread, not under the store's lock), until `close()`.
 
 Storage: `docs[index][id]` is the source as a dict (parsed on access; raw bytes are kept so hundreds of
 thousands of documents stay cheap). `count()`, `indices()`, `all_ids()`, `sources()` and the counters
@@ -213,6 +213,8 @@ class EsStandin:
         self.max_in_flight_bulk = 0
 
         self._connections: set[socket.socket] = set()
+        # Set by close(): answers held back by `latency` go out at once instead of outliving the server.
+        self._closing = threading.Event()
         self._server = _Server((HOST, 0), _Handler)
         self._server.standin = self
         self.port = self._server.server_address[1]
@@ -228,6 +230,7 @@ class EsStandin:
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         # Keep-alive connections outlive serve_forever; end them so handler threads exit.
@@ -753,7 +756,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Union[dict, bytes, None], info: RequestInfo) -> None:
         s = self.server.standin
         if s.latency:
-            time.sleep(s.latency)  # the slow node this stand-in was told to be, not a wait for a condition
+            # The slow node this stand-in was told to be: each answer is held `latency` seconds, or until
+            # the stand-in closes.
+            s._closing.wait(s.latency)
         payload = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         payload = payload or b""
         info.status = status  # before the answer leaves: a client may look at the log right after
