@@ -7,6 +7,7 @@
 //!
 //! References: Elasticsearch "Bulk API" (NDJSON body, `create` action, `_id`).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
@@ -14,10 +15,10 @@ use crate::error::Result;
 use crate::event::Event;
 
 /// The document id of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DocId<'a> {
     /// The agent's stable `event.id`.
-    Event(&'a str),
+    Event(Cow<'a, str>),
     /// `<topic>-<partition>-<offset>`, for events without one (e.g. from Filebeat): stable per record.
     Record { topic: &'a str, partition: i32, offset: i64 },
 }
@@ -25,7 +26,7 @@ pub enum DocId<'a> {
 impl<'a> DocId<'a> {
     /// `event.id` if it is a non-empty string, else the record's coordinates.
     pub fn of(event: &'a Event, topic: &'a str, partition: i32, offset: i64) -> Self {
-        match event.get_path(&["event", "id"]).and_then(|v| v.as_str()) {
+        match event.get_str_path(&["event", "id"]) {
             Some(id) if !id.is_empty() => DocId::Event(id),
             _ => DocId::Record { topic, partition, offset },
         }

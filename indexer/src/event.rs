@@ -10,7 +10,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::raw_entries::RawEntries;
+use crate::json_text;
+use crate::raw_entries::{parse as parse_json, RawEntries};
 
 /// `@timestamp`, the event's own time.
 pub const TIMESTAMP: &str = "@timestamp";
@@ -166,9 +167,9 @@ impl Event {
         self.fields
     }
 
-    /// Whether the event has a top-level `key`.
+    /// Whether the event has a top-level `key` (without parsing it).
     pub fn contains_key(&self, key: &str) -> bool {
-        self.top(key).is_some()
+        self.raw.contains(key) || self.fields.contains_key(key) || self.shared.iter().any(|s| s.key() == key)
     }
 
     /// Puts `object` at its top-level key, replacing what was there, by reference.
@@ -207,6 +208,33 @@ impl Event {
             value = value.as_object()?.get(part.as_ref())?;
         }
         Some(value)
+    }
+
+    /// The string at `path`, read from the record's JSON text when it is still text (nothing parsed,
+    /// and borrowed unless it has escapes), else as [`Event::get_path`] gives it.
+    pub fn get_str_path(&self, path: &[&str]) -> Option<Cow<'_, str>> {
+        let (first, rest) = path.split_first()?;
+        if let Some(mut text) = self.raw.json_unparsed(first) {
+            let mut found = true;
+            for part in rest {
+                match json_text::member(text, part) {
+                    Some(Some(value)) => text = value,
+                    Some(None) => return None,
+                    None => {
+                        found = false;
+                        break;
+                    }
+                }
+            }
+            if found {
+                return match json_text::plain_str(text) {
+                    Some(s) => Some(Cow::Borrowed(s)),
+                    None if text.starts_with('"') => serde_json::from_str(text).ok().map(Cow::Owned),
+                    None => None,
+                };
+            }
+        }
+        self.get_path(path)?.as_str().map(Cow::Borrowed)
     }
 
     pub fn get(&self, field: &FieldRef) -> Option<&Value> {
@@ -332,13 +360,109 @@ impl Event {
 
     /// Sets `@timestamp` to the event's own time. The previous value (the agent's read time) moves to
     /// `event.created` unless that is already set, so a second date filter keeps the original read time.
+    /// When both are still the record's JSON text, they stay text: nothing is parsed.
     pub fn set_timestamp(&mut self, time: DateTime<Utc>) {
-        let new = Value::String(format_timestamp(time));
+        let new = format_timestamp(time);
+        if let Some(old) = self.raw.json(TIMESTAMP).map(str::to_string) {
+            let mut quoted = String::with_capacity(new.len() + 2);
+            quoted.push('"');
+            quoted.push_str(&new);
+            quoted.push('"');
+            self.raw.insert(TIMESTAMP, &quoted);
+            if !self.try_merge_json(CREATED[0], &[(CREATED[1], &old)]) && self.get_path(&CREATED).is_none() {
+                self.insert_path(&CREATED, parse_json(&old));
+            }
+            return;
+        }
         self.unshare(TIMESTAMP);
-        if let Some(old) = self.fields.insert(TIMESTAMP.to_string(), new) {
+        if let Some(old) = self.fields.insert(TIMESTAMP.to_string(), Value::String(new)) {
             if self.get_path(&CREATED).is_none() {
                 self.insert_path(&CREATED, old);
             }
+        }
+    }
+
+    /// Adds `members` to the top-level object `key`, as [`Event::insert_path`] of each of their leaves
+    /// would (an object member merges into the object there, anything else replaces what was there).
+    /// `members` are `(member key, value as compact JSON)`, sorted by key, each key unique and written by
+    /// JSON as itself (as ECS names are).
+    ///
+    /// When `key` is missing, or is still the record's JSON text and shares no member key, the object is
+    /// kept as JSON text: nothing is parsed or built, and the bulk encoder copies it. That is how the
+    /// nginx parser adds its two dozen ECS fields (building them as `serde_json` maps, then writing and
+    /// freeing them, was most of its cost).
+    pub fn merge_json_members(&mut self, key: &str, members: &[(&str, &str)]) {
+        if self.try_merge_json(key, members) {
+            return;
+        }
+        for (member, json) in members {
+            self.insert_leaves(&mut vec![key.to_string(), member.to_string()], parse_json(json));
+        }
+    }
+
+    /// [`Event::merge_json_members`] as JSON text, or `false` (the event unchanged) when that is not
+    /// possible: `key` parsed or written already, not an object, or sharing a member key.
+    fn try_merge_json(&mut self, key: &str, members: &[(&str, &str)]) -> bool {
+        debug_assert!(members.windows(2).all(|w| w[0].0 < w[1].0), "members sorted and unique");
+        if !plain_key(key) || members.iter().any(|(k, _)| !plain_key(k)) {
+            return false;
+        }
+        let existing_len = self.raw.json(key).map_or(0, str::len);
+        let mut object =
+            String::with_capacity(existing_len + members.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2);
+        let mut new = members.iter().peekable();
+        fn push(object: &mut String, member: &str) {
+            object.push(if object.is_empty() { '{' } else { ',' });
+            object.push_str(member);
+        }
+        fn push_new(object: &mut String, (k, v): &(&str, &str)) {
+            push(object, "\"");
+            object.push_str(k);
+            object.push_str("\":");
+            object.push_str(v);
+        }
+        match self.raw.json(key) {
+            None if self.top(key).is_some() => return false,
+            None => {}
+            Some(existing) => {
+                let Some(mut old) = json_text::members(existing) else { return false };
+                old.sort_unstable_by_key(|(k, _, _)| *k);
+                if old.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return false;
+                }
+                for (old_key, old_member, _) in old {
+                    while let Some(m) = new.next_if(|(k, _)| *k < old_key) {
+                        push_new(&mut object, m);
+                    }
+                    if new.peek().is_some_and(|(k, _)| *k == old_key) {
+                        return false;
+                    }
+                    push(&mut object, old_member);
+                }
+            }
+        }
+        for m in new {
+            push_new(&mut object, m);
+        }
+        if object.is_empty() {
+            object.push('{');
+        }
+        object.push('}');
+        self.raw.insert(key, &object);
+        true
+    }
+
+    /// Inserts `value` at `path`, or, for a non-empty object, each of its entries below `path`.
+    fn insert_leaves(&mut self, path: &mut Vec<String>, value: Value) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    path.push(k);
+                    self.insert_leaves(path, v);
+                    path.pop();
+                }
+            }
+            other => self.insert_path(path, other),
         }
     }
 
@@ -387,6 +511,11 @@ impl Event {
 /// of the bulk encoding's instructions).
 fn write_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> serde_json::Result<()> {
     sonic_rs::to_writer(out, value).map_err(serde::ser::Error::custom)
+}
+
+/// Whether JSON writes `key` as itself between quotes, so it can name an entry kept as JSON text.
+fn plain_key(key: &str) -> bool {
+    !key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
 }
 
 /// `2026-11-21T08:15:30.123Z`: UTC with milliseconds, the shape Elasticsearch's default date mapping and

@@ -43,6 +43,7 @@ mod error;
 mod event;
 mod filters;
 mod flow;
+mod json_text;
 mod output;
 mod pause;
 mod raw_entries;

@@ -19,10 +19,11 @@ use serde_json::Value;
 /// builds a `Value` but not when it skips, so a deeper record must fail where it always failed.
 const MAX_BRACKETS: u32 = 127;
 
-/// A record's text and its top-level entries, sorted by key, each unique.
+/// A record's text and its top-level entries, sorted by key, each unique. Entries a filter writes as JSON
+/// text ([`RawEntries::insert`]) are appended to the same text.
 #[derive(Debug, Clone, Default)]
 pub struct RawEntries {
-    text: Box<str>,
+    text: String,
     entries: Vec<RawEntry>,
 }
 
@@ -60,7 +61,7 @@ impl RawEntries {
         if entries.windows(2).any(|w| bytes[w[0].key.clone()] == bytes[w[1].key.clone()]) {
             return None;
         }
-        Some(Self { text: text.into(), entries })
+        Some(Self { text: text.to_string(), entries })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,6 +77,45 @@ impl RawEntries {
     fn find(&self, key: &str) -> Option<usize> {
         let text = self.text.as_bytes();
         self.entries.iter().position(|e| &text[e.key.clone()] == key.as_bytes())
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// The JSON text of the entry `key`'s value, as the record (or the filter that inserted it) wrote it.
+    pub fn json(&self, key: &str) -> Option<&str> {
+        Some(&self.text[self.entries[self.find(key)?].value.clone()])
+    }
+
+    /// [`RawEntries::json`] while the entry has not been parsed yet (once it has, reading the parsed
+    /// value is cheaper).
+    pub fn json_unparsed(&self, key: &str) -> Option<&str> {
+        let entry = &self.entries[self.find(key)?];
+        entry.parsed.get().is_none().then(|| &self.text[entry.value.clone()])
+    }
+
+    /// Puts the entry `key` with `value_json`, replacing any entry `key`. `value_json` must be one valid,
+    /// compact JSON value, and `key` a string JSON writes as itself (no quote, backslash or control byte).
+    pub fn insert(&mut self, key: &str, value_json: &str) {
+        debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20), "key {key:?} needs escaping");
+        self.remove(key);
+        // Filters add a few entries of a few hundred bytes each: grow once for all of them.
+        let needed = key.len() + value_json.len() + 3;
+        if self.text.capacity() - self.text.len() < needed {
+            self.text.reserve(needed.max(2048));
+        }
+        self.text.push('"');
+        let start = self.text.len();
+        self.text.push_str(key);
+        let key_range = start..self.text.len();
+        self.text.push_str("\":");
+        let start = self.text.len();
+        self.text.push_str(value_json);
+        let entry = RawEntry { key: key_range, value: start..self.text.len(), parsed: OnceCell::new() };
+        let text = self.text.as_bytes();
+        let at = self.entries.partition_point(|e| &text[e.key.clone()] < key.as_bytes());
+        self.entries.insert(at, entry);
     }
 
     /// The entry `key`, parsed on first use.
@@ -115,7 +155,7 @@ impl RawEntries {
 
 /// A value the split accepted. `serde_json` skips a number too large for an `f64` (`1e400`) that it
 /// refuses to parse: such a value reads as its JSON text rather than failing the event this late.
-fn parse(json: &str) -> Value {
+pub fn parse(json: &str) -> Value {
     serde_json::from_str(json).unwrap_or_else(|_| Value::String(json.to_string()))
 }
 

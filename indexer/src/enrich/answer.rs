@@ -18,8 +18,16 @@ use crate::event::{Event, FieldRef, SharedObject};
 #[derive(Debug, Default)]
 pub struct Answer {
     fields: Map<String, Value>,
-    /// The target object before the merge, and after it, from the first event this answer went into.
-    finished: OnceLock<(Option<Value>, Arc<SharedObject>)>,
+    /// From the first event this answer went into: the target object before the merge, and after it.
+    finished: OnceLock<Finished>,
+}
+
+#[derive(Debug)]
+struct Finished {
+    before: Option<Value>,
+    /// `before` as compact JSON with its keys in order, as [`Answer::share_if_before_json`] compares it.
+    before_json: Option<String>,
+    object: Arc<SharedObject>,
 }
 
 impl Answer {
@@ -38,16 +46,39 @@ impl Answer {
     pub fn merge_into(&self, event: &mut Event, target: &FieldRef) {
         let [key] = target.parts() else { return event.merge_into(target.parts(), &self.fields) };
         let before = event.get_path(target.parts());
-        let (first_before, finished) = self.finished.get_or_init(|| {
-            let mut object = before.and_then(Value::as_object).cloned().unwrap_or_default();
-            object.extend(self.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-            (before.cloned(), SharedObject::new(key, object))
-        });
-        if first_before.as_ref() == before {
-            event.insert_shared(finished.clone());
+        let finished = self.finished.get_or_init(|| self.finish(key, before.cloned()));
+        if finished.before.as_ref() == before {
+            event.insert_shared(finished.object.clone());
         } else {
             event.merge_into(target.parts(), &self.fields);
         }
+    }
+
+    /// What [`Answer::merge_into`] does by reference, for an event whose top-level object `key` (not yet
+    /// in the event) would be `before` (built only for the first event), or `before_json` as compact
+    /// JSON with its keys in order, without building or parsing that object: `true` when it is the
+    /// object the first event held, `false` (the event unchanged) otherwise.
+    pub fn share_if_before_json(
+        &self,
+        event: &mut Event,
+        key: &str,
+        before_json: &str,
+        before: impl FnOnce() -> Map<String, Value>,
+    ) -> bool {
+        let f = self.finished.get_or_init(|| self.finish(key, Some(Value::Object(before()))));
+        let shared = f.object.key() == key && f.before_json.as_deref() == Some(before_json);
+        if shared {
+            event.insert_shared(f.object.clone());
+        }
+        shared
+    }
+
+    /// The finished object at `key`: `before`, with the answer's fields merged in.
+    fn finish(&self, key: &str, before: Option<Value>) -> Finished {
+        let mut object = before.as_ref().and_then(Value::as_object).cloned().unwrap_or_default();
+        object.extend(self.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let before_json = before.as_ref().and_then(|v| sonic_rs::to_string(v).ok());
+        Finished { before, before_json, object: SharedObject::new(key, object) }
     }
 }
 

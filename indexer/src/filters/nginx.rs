@@ -19,6 +19,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
+use super::new_fields::{string_object, Leaf, NewFields};
 use super::zone::Zone;
 use super::{Filter, GeoIp, UserAgent, DATE_PARSE_FAILURE, GROK_PARSE_FAILURE};
 use crate::enrich::geoip::is_private;
@@ -156,101 +157,147 @@ fn parse_error_time(s: &str) -> Option<NaiveDateTime> {
     NaiveDate::from_ymd_opt(four(b, 0)?, two(b, 5)?, two(b, 8)?)?.and_hms_opt(two(b, 11)?, two(b, 14)?, two(b, 17)?)
 }
 
+fn strings_map(members: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    members.iter().map(|(k, v)| (k.to_string(), string(v))).collect()
+}
+
 fn string(s: &str) -> Value {
     Value::String(s.to_string())
 }
 
 impl Filter for NginxAccess {
     fn apply(&self, event: &mut Event) {
-        let Some(line) = event.get_str(&self.source) else {
+        // A copy, as the fields borrow from it while they are written into the event.
+        let Some(line) = event.get_str(&self.source).map(str::to_string) else {
             event.add_tag(GROK_PARSE_FAILURE);
             return;
         };
-        let Some(a) = parse_access(line) else {
+        let Some(a) = parse_access(&line) else {
             event.add_tag(GROK_PARSE_FAILURE);
             return;
         };
-        // Copy out of the borrowed line before writing into the event.
         let time = parse_time_local(a.time);
-        let mut fields: Vec<(&[&str], Value)> = Vec::with_capacity(24);
         // The client: the first public address of X-Forwarded-For, then $remote_addr (Filebeat's rule).
         let forwarded: Vec<&str> =
             a.forwarded_for.filter(|x| *x != "-").map(|x| x.split(',').map(str::trim).collect()).unwrap_or_default();
         let candidates = || forwarded.iter().copied().chain(std::iter::once(a.remote_addr));
         let client =
             candidates().find(|c| c.parse::<IpAddr>().is_ok_and(|ip| !is_private(ip))).unwrap_or(a.remote_addr);
-        fields.push((&["source", "address"], string(client)));
-        if client.parse::<IpAddr>().is_ok() {
-            fields.push((&["source", "ip"], string(client)));
-        }
-        let mut related_ip: Vec<Value> = Vec::new();
+        let client_ip = client.parse::<IpAddr>().ok();
+        let mut related_ip: Vec<&str> = Vec::new();
         for c in candidates().filter(|c| c.parse::<IpAddr>().is_ok()) {
-            if !related_ip.iter().any(|v| v == c) {
-                related_ip.push(string(c));
+            if !related_ip.contains(&c) {
+                related_ip.push(c);
             }
-        }
-        if !related_ip.is_empty() {
-            fields.push((&["related", "ip"], Value::Array(related_ip)));
-        }
-        if a.remote_user != "-" {
-            fields.push((&["user", "name"], string(a.remote_user)));
-            fields.push((&["related", "user"], json!([a.remote_user])));
         }
         // `METHOD URI HTTP/x.y`; nginx logs junk request lines (TLS on a plain port, scanners) as they came,
         // and those just keep no method/url.
+        let (mut method, mut version, mut url) = (None, None, None);
         let mut words = a.request.splitn(2, ' ');
-        if let (Some(method), Some(rest)) = (words.next(), words.next()) {
-            if !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()) {
-                fields.push((&["http", "request", "method"], string(method)));
-                let url = match rest.rsplit_once(' ') {
-                    Some((url, version)) if version.starts_with("HTTP/") => {
-                        fields.push((&["http", "version"], string(&version[5..])));
-                        url
+        if let (Some(m), Some(rest)) = (words.next(), words.next()) {
+            if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) {
+                method = Some(m);
+                url = Some(match rest.rsplit_once(' ') {
+                    Some((u, v)) if v.starts_with("HTTP/") => {
+                        version = Some(&v[5..]);
+                        u
                     }
                     _ => rest,
-                };
-                fields.push((&["url", "original"], string(url)));
-                let (path, query) = match url.split_once('?') {
-                    Some((p, q)) => (p, Some(q)),
-                    None => (url, None),
-                };
-                fields.push((&["url", "path"], string(path)));
-                if let Some(q) = query.filter(|q| !q.is_empty()) {
-                    fields.push((&["url", "query"], string(q)));
-                }
+                });
             }
         }
-        fields.push((&["http", "response", "status_code"], Value::from(a.status)));
-        fields.push((&["http", "response", "body", "bytes"], Value::from(a.bytes)));
-        if a.referrer != "-" {
-            fields.push((&["http", "request", "referrer"], string(a.referrer)));
+        // The enrichments' cached objects go in by reference when the event had no such object before.
+        let source_shared = client_ip.is_some_and(|ip| self.share_geoip(event, client, ip));
+        let user_agent_shared = a.user_agent != "-" && self.share_user_agent(event, a.user_agent);
+
+        // The ECS fields, in path order.
+        let mut fields = NewFields::with_capacity(24);
+        fields.push(&["event", "category"], Leaf::Json(r#"["web"]"#));
+        fields.push(&["event", "dataset"], Leaf::Json(r#""nginx.access""#));
+        fields.push(&["event", "kind"], Leaf::Json(r#""event""#));
+        fields.push(&["event", "module"], Leaf::Json(r#""nginx""#));
+        let outcome = if a.status >= 400 { r#""failure""# } else { r#""success""# };
+        fields.push(&["event", "outcome"], Leaf::Json(outcome));
+        fields.push(&["event", "type"], Leaf::Json(r#"["access"]"#));
+        if let Some(m) = method {
+            fields.push(&["http", "request", "method"], Leaf::Str(m));
         }
-        if a.user_agent != "-" {
-            fields.push((&["user_agent", "original"], string(a.user_agent)));
+        if a.referrer != "-" {
+            fields.push(&["http", "request", "referrer"], Leaf::Str(a.referrer));
+        }
+        fields.push(&["http", "response", "body", "bytes"], Leaf::U64(a.bytes));
+        fields.push(&["http", "response", "status_code"], Leaf::U64(a.status));
+        if let Some(v) = version {
+            fields.push(&["http", "version"], Leaf::Str(v));
         }
         if !forwarded.is_empty() {
-            let list = forwarded.iter().map(|ip| string(ip)).collect();
-            fields.push((&["nginx", "access", "remote_ip_list"], Value::Array(list)));
+            fields.push(&["nginx", "access", "remote_ip_list"], Leaf::Strs(forwarded.clone()));
         }
-        fields.push((&["event", "kind"], string("event")));
-        fields.push((&["event", "category"], json!(["web"])));
-        fields.push((&["event", "type"], json!(["access"])));
-        fields.push((&["event", "outcome"], string(if a.status >= 400 { "failure" } else { "success" })));
-        fields.push((&["event", "module"], string("nginx")));
-        fields.push((&["event", "dataset"], string("nginx.access")));
-        for (path, value) in fields {
-            event.insert_path(path, value);
+        if !related_ip.is_empty() {
+            fields.push(&["related", "ip"], Leaf::Strs(related_ip));
         }
+        if a.remote_user != "-" {
+            fields.push(&["related", "user"], Leaf::Strs(vec![a.remote_user]));
+        }
+        if !source_shared {
+            fields.push(&["source", "address"], Leaf::Str(client));
+            if client_ip.is_some() {
+                fields.push(&["source", "ip"], Leaf::Str(client));
+            }
+        }
+        if let Some(u) = url {
+            fields.push(&["url", "original"], Leaf::Str(u));
+            let (path, query) = u.split_once('?').map_or((u, None), |(p, q)| (p, Some(q)));
+            fields.push(&["url", "path"], Leaf::Str(path));
+            if let Some(q) = query.filter(|q| !q.is_empty()) {
+                fields.push(&["url", "query"], Leaf::Str(q));
+            }
+        }
+        if a.remote_user != "-" {
+            fields.push(&["user", "name"], Leaf::Str(a.remote_user));
+        }
+        if a.user_agent != "-" && !user_agent_shared {
+            fields.push(&["user_agent", "original"], Leaf::Str(a.user_agent));
+        }
+        fields.insert_into(event);
         match time {
             Some(t) => event.set_timestamp(t),
             None => event.add_tag(DATE_PARSE_FAILURE),
         }
-        if let Some(f) = &self.user_agent {
+        if let Some(f) = self.user_agent.as_ref().filter(|_| !user_agent_shared) {
             f.apply(event);
         }
-        if let Some(f) = &self.geoip {
+        if let Some(f) = self.geoip.as_ref().filter(|_| !source_shared) {
             f.apply(event);
         }
+    }
+}
+
+impl NginxAccess {
+    /// What the `user_agent` step does, for an event without a `user_agent` object: the cached answer's
+    /// finished object by reference, without writing `{"original": ...}` first and parsing it back.
+    /// `false` when that does not apply (the step then runs as for any event).
+    fn share_user_agent(&self, event: &mut Event, original: &str) -> bool {
+        let Some(parser) = self.user_agent.as_ref().and_then(|f| f.parser.as_ref()) else { return false };
+        !event.contains_key("user_agent")
+            && parser.parse(original).share_if_before_json(
+                event,
+                "user_agent",
+                &string_object(&[("original", original)]),
+                || strings_map(&[("original", original)]),
+            )
+    }
+
+    /// The same for the `geoip` step and the `source` object (`address` and `ip`, both the client).
+    fn share_geoip(&self, event: &mut Event, client: &str, ip: IpAddr) -> bool {
+        let Some(db) = self.geoip.as_ref().and_then(|f| f.databases.as_ref()) else { return false };
+        !event.contains_key("source")
+            && db.lookup(ip).share_if_before_json(
+                event,
+                "source",
+                &string_object(&[("address", client), ("ip", client)]),
+                || strings_map(&[("address", client), ("ip", client)]),
+            )
     }
 }
 
@@ -315,6 +362,34 @@ mod tests {
     }
 
     const COMBINED: &str = r#"203.0.113.9 - alice [21/Nov/2026:08:15:30 +0100] "GET /shop/cart?id=7 HTTP/1.1" 200 5316 "https://example.com/" "Mozilla/5.0 (X11; Linux x86_64)""#;
+
+    /// A record kept as JSON text and the same record parsed give the same event and the same document,
+    /// for the first event of a user agent (merged) and the next ones (its cached object by reference).
+    #[test]
+    fn text_and_parsed_records_give_the_same_document() {
+        use crate::enrich::UserAgentParser;
+        use std::sync::Arc;
+        let rules = "user_agent_parsers:\n  - regex: '(Firefox)/(\\d+)\\.(\\d+)'\nos_parsers: []\ndevice_parsers: []\n";
+        let parser = Arc::new(UserAgentParser::from_yaml(rules, 16).unwrap());
+        let filter = NginxAccess { user_agent: Some(UserAgent::ecs(Some(parser))), ..NginxAccess::default() };
+        let main_format = r#"10.0.0.1 - bob [21/Nov/2026:08:15:30 +0000] "POST /a\\b?q=\xC3\xA9 HTTP/2.0" 503 0 "-" "Firefox/121.0" "198.51.100.7, 10.0.0.2""#;
+        for line in [COMBINED, main_format, "junk"] {
+            let record = json!({"@timestamp": "2026-11-23T10:00:00.000Z", "message": line, "tags": ["access"],
+                                "event": {"id": "abc"}, "host": {"name": "web-01"}});
+            let bytes = serde_json::to_vec(&record).unwrap();
+            for _ in 0..2 {
+                let mut text = Event::from_json_text(&bytes).expect("kept as text");
+                let mut parsed = Event::from_map(record.as_object().unwrap().clone());
+                filter.apply(&mut text);
+                filter.apply(&mut parsed);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                text.write_json(&mut a).unwrap();
+                parsed.write_json(&mut b).unwrap();
+                assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap(), "{line}");
+                assert_eq!(text, parsed, "{line}");
+            }
+        }
+    }
 
     #[test]
     fn combined_line_to_ecs() {

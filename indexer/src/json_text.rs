@@ -1,0 +1,161 @@
+//! Reading an event's entries that are still JSON text without parsing them into `serde_json` values:
+//! finding an object's members, and a string's contents. The text is known to be valid JSON (a record
+//! [`crate::raw_entries::RawEntries::split`] accepted, or what a filter wrote), so the scan only
+//! skips: strings up to their closing quote, nested objects and arrays by depth.
+//!
+//! Why: reading `event.id` for the document id, or the members of `event` to add the nginx fields, by
+//! parsing the whole object cost more than all the rest of the event's fields.
+
+/// The members of the object `text` as `(key, "key":value, value)`, in their order, or `None` when `text` is
+/// not an object or a key is written with escapes (its text is not the key).
+pub fn members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
+    let b = text.as_bytes();
+    let mut at = skip_space(b, 0);
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_space(b, at + 1);
+    let mut out = Vec::with_capacity(12);
+    if b.get(at) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        let key_start = at;
+        let key_end = skip_string(b, at)?;
+        let key = &text[key_start + 1..key_end - 1];
+        if key.contains('\\') {
+            return None;
+        }
+        at = skip_space(b, key_end);
+        if b.get(at) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_space(b, at + 1);
+        let value_end = skip_value(b, value_start)?;
+        out.push((key, &text[key_start..value_end], &text[value_start..value_end]));
+        at = skip_space(b, value_end);
+        match b.get(at) {
+            Some(b',') => at = skip_space(b, at + 1),
+            Some(b'}') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The value of member `key` of the object `text`: `Some(None)` when it has none, `None` when that
+/// cannot be told without parsing (see [`members`]).
+pub fn member<'t>(text: &'t str, key: &str) -> Option<Option<&'t str>> {
+    Some(members(text)?.into_iter().find(|(k, _, _)| *k == key).map(|(_, _, value)| value))
+}
+
+/// The contents of the JSON string `text` when it has no escapes; `None` for anything else.
+pub fn plain_str(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+fn skip_space(b: &[u8], mut at: usize) -> usize {
+    while b.get(at).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// The end (past the closing quote) of the string starting at `at`.
+fn skip_string(b: &[u8], at: usize) -> Option<usize> {
+    if b.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut at = at + 1;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', b.get(at..)?)?;
+        if b[at] == b'"' {
+            return Some(at + 1);
+        }
+        at += 2;
+    }
+}
+
+/// The end of the value starting at `at`.
+fn skip_value(b: &[u8], at: usize) -> Option<usize> {
+    match b.get(at)? {
+        b'"' => skip_string(b, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut at = at;
+            loop {
+                match b.get(at)? {
+                    b'"' => {
+                        at = skip_string(b, at)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+        }
+        _ => Some(at + b[at..].iter().position(|c| matches!(c, b',' | b'}' | b']' | b' ')).unwrap_or(b.len() - at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_of_objects() {
+        let text = r#"{"id":"a\"b","n":-1.5e3,"o":{"x":["}",{"y":"]"}]},"t":true, "s" : "x" }"#;
+        let m = members(text).unwrap();
+        let keys: Vec<_> = m.iter().map(|(k, _, _)| *k).collect();
+        assert_eq!(keys, ["id", "n", "o", "t", "s"]);
+        assert_eq!(m[0].1, r#""id":"a\"b""#);
+        assert_eq!(m[1].2, "-1.5e3");
+        assert_eq!(m[2].2, r#"{"x":["}",{"y":"]"}]}"#);
+        assert_eq!(m[3].2, "true");
+        assert_eq!(m[4].2, r#""x""#);
+        assert_eq!(member(text, "o"), Some(Some(r#"{"x":["}",{"y":"]"}]}"#)));
+        assert_eq!(member(text, "nope"), Some(None));
+        assert_eq!(members("{}").unwrap(), []);
+        for not in ["[1]", "\"s\"", r#"{"a\"b":1}"#, "{\"a\":1", "{\"a\" 1}"] {
+            assert_eq!(members(not), None, "{not}");
+        }
+        assert_eq!(plain_str(r#""abc""#), Some("abc"));
+        assert_eq!(plain_str(r#""a\"c""#), None);
+        assert_eq!(plain_str("12"), None);
+    }
+
+    /// Every member the scan finds is what serde_json parses, over objects nested in many ways.
+    #[test]
+    fn agrees_with_serde_json() {
+        let values = [
+            r#""plain""#,
+            r#""esc \" \\ \/ \n""#,
+            "0",
+            "-12.5E+3",
+            "true",
+            "null",
+            "[]",
+            r#"[1,"]",{"a":"}"}]"#,
+            r#"{"k":{"k":{"k":[[[]]]}}}"#,
+            r#"{ "spaced" : [ 1 , 2 ] }"#,
+        ];
+        for (i, a) in values.iter().enumerate() {
+            for b in &values[i..] {
+                let text = format!(r#"{{"a":{a},"b" : {b} ,"c":{a}}}"#);
+                let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+                let m = members(&text).unwrap_or_else(|| panic!("{text}"));
+                assert_eq!(m.len(), 3, "{text}");
+                for (key, _, value) in m {
+                    assert_eq!(serde_json::from_str::<serde_json::Value>(value).unwrap(), parsed[key], "{text}");
+                }
+            }
+        }
+    }
+}
