@@ -9,15 +9,34 @@
 /// The members of the object `text` as `(key, "key":value, value)`, in their order, or `None` when `text` is
 /// not an object or a key is written with escapes (its text is not the key).
 pub fn members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
+    let mut out = Vec::with_capacity(12);
+    walk(text, |member| out.push(member))?;
+    Some(out)
+}
+
+/// The value of member `key` of the object `text` (the last one, as `serde_json` keeps the last of
+/// repeated keys): `Some(None)` when it has none, `None` when that cannot be told without parsing (see
+/// [`members`]).
+pub fn member<'t>(text: &'t str, key: &str) -> Option<Option<&'t str>> {
+    let mut found = None;
+    walk(text, |(k, _, value)| {
+        if k == key {
+            found = Some(value);
+        }
+    })?;
+    Some(found)
+}
+
+/// Calls `visit` with each member of the object `text`; `None` as for [`members`].
+fn walk<'t>(text: &'t str, mut visit: impl FnMut((&'t str, &'t str, &'t str))) -> Option<()> {
     let b = text.as_bytes();
     let mut at = skip_space(b, 0);
     if b.get(at) != Some(&b'{') {
         return None;
     }
     at = skip_space(b, at + 1);
-    let mut out = Vec::with_capacity(12);
     if b.get(at) == Some(&b'}') {
-        return Some(out);
+        return Some(());
     }
     loop {
         let key_start = at;
@@ -32,20 +51,14 @@ pub fn members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
         }
         let value_start = skip_space(b, at + 1);
         let value_end = skip_value(b, value_start)?;
-        out.push((key, &text[key_start..value_end], &text[value_start..value_end]));
+        visit((key, &text[key_start..value_end], &text[value_start..value_end]));
         at = skip_space(b, value_end);
         match b.get(at) {
             Some(b',') => at = skip_space(b, at + 1),
-            Some(b'}') => return Some(out),
+            Some(b'}') => return Some(()),
             _ => return None,
         }
     }
-}
-
-/// The value of member `key` of the object `text`: `Some(None)` when it has none, `None` when that
-/// cannot be told without parsing (see [`members`]).
-pub fn member<'t>(text: &'t str, key: &str) -> Option<Option<&'t str>> {
-    Some(members(text)?.into_iter().find(|(k, _, _)| *k == key).map(|(_, _, value)| value))
 }
 
 /// The contents of the JSON string `text` when it has no escapes; `None` for anything else.
@@ -122,6 +135,7 @@ mod tests {
         assert_eq!(m[4].2, r#""x""#);
         assert_eq!(member(text, "o"), Some(Some(r#"{"x":["}",{"y":"]"}]}"#)));
         assert_eq!(member(text, "nope"), Some(None));
+        assert_eq!(member(r#"{"id":"a","id":"b"}"#, "id"), Some(Some(r#""b""#)), "the last, as serde_json");
         assert_eq!(members("{}").unwrap(), []);
         for not in ["[1]", "\"s\"", r#"{"a\"b":1}"#, "{\"a\":1", "{\"a\" 1}"] {
             assert_eq!(members(not), None, "{not}");

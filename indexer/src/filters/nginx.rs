@@ -259,11 +259,12 @@ impl Filter for NginxAccess {
         if a.user_agent != "-" && !user_agent_shared {
             fields.push(&["user_agent", "original"], Leaf::Str(a.user_agent));
         }
-        fields.insert_into(event);
+        // The time first: moving the read time into `event.created` is cheaper while `event` is small.
         match time {
             Some(t) => event.set_timestamp(t),
             None => event.add_tag(DATE_PARSE_FAILURE),
         }
+        fields.insert_into(event);
         if let Some(f) = self.user_agent.as_ref().filter(|_| !user_agent_shared) {
             f.apply(event);
         }
