@@ -169,7 +169,10 @@ fn top_level_entries(b: &[u8], entries: &mut Vec<RawEntry>) -> Option<()> {
             pos = spaces(b, pos);
             match *b.get(pos)? {
                 b',' => pos = spaces(b, pos + 1),
-                b'}' => break pos += 1,
+                b'}' => {
+                    pos += 1;
+                    break;
+                }
                 _ => return None,
             }
         }
@@ -195,6 +198,7 @@ fn skip_value(b: &[u8], mut pos: usize) -> Option<usize> {
                     // `{}` or `[]`: `}` and `]` are two bytes after `{` and `[`.
                     pos += 1;
                 } else {
+                    // Never reached while `split` counts brackets first; keeps the stack's bits whole.
                     if depth == MAX_BRACKETS {
                         return None;
                     }
