@@ -38,10 +38,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use logpipe_indexer::IndexerConfig;
 
 const USAGE: &str = "\
-usage: json_baseline --file FILE [--config PIPELINE.toml] [--partitions N]
+usage: json_baseline --file FILE [--config PIPELINE.toml] [--partitions N] [--decode-only]
   --file FILE        record values, one per line (bench_events --out)
   --config FILE      a pipeline file with an [indexer] section: also time the indexer's core
-  --partitions N     partitions the records are spread over for the core's batches (3)";
+  --partitions N     partitions the records are spread over for the core's batches (3)
+  --decode-only      with --config: time only serde_json's parse and the codec's decode of every
+                     value, once each (for a profiler: `valgrind --tool=callgrind
+                     --toggle-collect='*Codec*decode*' --toggle-collect='json_baseline::parse'`)";
 
 /// Record values, as slices of one buffer.
 struct Records {
@@ -149,6 +152,8 @@ impl Rate {
     }
 }
 
+/// Not inlined, so that a profiler can count it apart.
+#[inline(never)]
 fn parse(records: &Records) -> Result<Rate, String> {
     let clock = Clock::start();
     for value in records.iter() {
@@ -287,9 +292,13 @@ fn stages(records: &Records, config: &IndexerConfig) -> Result<Stages, String> {
 }
 
 fn run() -> Result<(), String> {
-    let (mut file, mut config, mut partitions) = (None, None, 3i32);
+    let (mut file, mut config, mut partitions, mut decode_only) = (None, None, 3i32, false);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--decode-only" {
+            decode_only = true;
+            continue;
+        }
         match (flag.as_str(), it.next()) {
             ("--file", Some(v)) => file = Some(v),
             ("--config", Some(v)) => config = Some(v),
@@ -314,6 +323,15 @@ fn run() -> Result<(), String> {
 
     let p = parse(&records)?;
     println!("{}", p.line("serde_json::from_slice::<Value>"));
+    if let (true, Some(config)) = (decode_only, &config) {
+        let compiled = Compiled::try_from(config).map_err(|e| e.to_string())?;
+        let sample: Vec<&[u8]> = records.iter().collect();
+        let decode = pass(&sample, &compiled, batch_events(config), Depth::Decode)?;
+        let ns = decode.as_nanos() as f64 / n as f64;
+        println!("  decode CPU ns/record {ns:.0}");
+        println!("RESULT records={n} bytes={bytes}{} decode_ns={ns:.0}", p.result("parse"));
+        return Ok(());
+    }
     let w = serialize(&records);
     println!("{}", w.line("serde_json::to_vec(&Value) (MiB/s of output)"));
     let mut result = format!("RESULT records={n} bytes={bytes}{}{}", p.result("parse"), w.result("to_vec"));
