@@ -407,12 +407,8 @@ impl Event {
         if !plain_key(key) || members.iter().any(|(k, _)| !plain_key(k)) {
             return false;
         }
-        let existing_len = self.raw.json(key).map_or(0, str::len);
-        let mut object =
-            String::with_capacity(existing_len + members.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2);
-        let mut new = members.iter().peekable();
         fn push(object: &mut String, member: &str) {
-            object.push(if object.is_empty() { '{' } else { ',' });
+            object.push(if object.ends_with(':') { '{' } else { ',' });
             object.push_str(member);
         }
         fn push_new(object: &mut String, (k, v): &(&str, &str)) {
@@ -421,34 +417,45 @@ impl Event {
             object.push_str("\":");
             object.push_str(v);
         }
-        match self.raw.json(key) {
-            None if self.top(key).is_some() => return false,
-            None => {}
-            Some(existing) => {
-                let Some(mut old) = json_text::members(existing) else { return false };
-                old.sort_unstable_by_key(|(k, _, _)| *k);
-                if old.windows(2).any(|w| w[0].0 == w[1].0) {
-                    return false;
-                }
-                for (old_key, old_member, _) in old {
-                    while let Some(m) = new.next_if(|(k, _)| *k < old_key) {
-                        push_new(&mut object, m);
-                    }
-                    if new.peek().is_some_and(|(k, _)| *k == old_key) {
-                        return false;
-                    }
-                    push(&mut object, old_member);
-                }
+        let new_len = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2;
+        let Some(existing) = self.raw.json(key) else {
+            if self.fields.contains_key(key) || self.shared.iter().any(|s| s.key() == key) {
+                return false;
             }
+            // Written straight into the entries' text (`push` opens the object after the key's `:`).
+            self.raw.insert_with(key, new_len, |text| {
+                members.iter().for_each(|m| push_new(text, m));
+                if text.ends_with(':') {
+                    text.push('{');
+                }
+                text.push('}');
+            });
+            return true;
+        };
+        let Some(mut old) = json_text::members(existing) else { return false };
+        old.sort_unstable_by_key(|(k, _, _)| *k);
+        if old.windows(2).any(|w| w[0].0 == w[1].0) {
+            return false;
         }
-        for m in new {
-            push_new(&mut object, m);
+        // `:` stands for the key before the object, so that `push` opens it as in the text.
+        let mut object = String::with_capacity(existing.len() + new_len + 1);
+        object.push(':');
+        let mut new = members.iter().peekable();
+        for (old_key, old_member, _) in old {
+            while let Some(m) = new.next_if(|(k, _)| *k < old_key) {
+                push_new(&mut object, m);
+            }
+            if new.peek().is_some_and(|(k, _)| *k == old_key) {
+                return false;
+            }
+            push(&mut object, old_member);
         }
-        if object.is_empty() {
+        new.for_each(|m| push_new(&mut object, m));
+        if object.ends_with(':') {
             object.push('{');
         }
         object.push('}');
-        self.raw.insert(key, &object);
+        self.raw.insert(key, &object[1..]);
         true
     }
 

@@ -101,10 +101,15 @@ impl RawEntries {
     /// Puts the entry `key` with `value_json`, replacing any entry `key`. `value_json` must be one valid,
     /// compact JSON value, and `key` a string JSON writes as itself (no quote, backslash or control byte).
     pub fn insert(&mut self, key: &str, value_json: &str) {
+        self.insert_with(key, value_json.len(), |text| text.push_str(value_json));
+    }
+
+    /// [`RawEntries::insert`] of the value `write` appends to the text it is given (about `len` bytes).
+    pub fn insert_with(&mut self, key: &str, len: usize, write: impl FnOnce(&mut String)) {
         debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20), "key {key:?} needs escaping");
         self.remove(key);
         // Filters add a few entries of a few hundred bytes each: grow once for all of them.
-        let needed = key.len() + value_json.len() + 3;
+        let needed = key.len() + len + 3;
         if self.text.capacity() - self.text.len() < needed {
             self.text.reserve(needed.max(2048));
         }
@@ -114,7 +119,7 @@ impl RawEntries {
         let key_range = start..self.text.len();
         self.text.push_str("\":");
         let start = self.text.len();
-        self.text.push_str(value_json);
+        write(&mut self.text);
         let entry = RawEntry { key: key_range, value: start..self.text.len(), parsed: OnceCell::new() };
         let text = self.text.as_bytes();
         let at = self.entries.partition_point(|e| &text[e.key.clone()] < key.as_bytes());
