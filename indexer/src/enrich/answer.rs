@@ -25,8 +25,6 @@ pub struct Answer {
 #[derive(Debug)]
 struct Finished {
     before: Option<Value>,
-    /// `before` as compact JSON with its keys in order, as [`Answer::share_if_before_json`] compares it.
-    before_json: Option<String>,
     object: Arc<SharedObject>,
 }
 
@@ -55,18 +53,19 @@ impl Answer {
     }
 
     /// What [`Answer::merge_into`] does by reference, for an event whose top-level object `key` (not yet
-    /// in the event) would be `before` (built only for the first event), or `before_json` as compact
-    /// JSON with its keys in order, without building or parsing that object: `true` when it is the
-    /// object the first event held, `false` (the event unchanged) otherwise.
-    pub fn share_if_before_json(
-        &self,
-        event: &mut Event,
-        key: &str,
-        before_json: &str,
-        before: impl FnOnce() -> Map<String, Value>,
-    ) -> bool {
-        let f = self.finished.get_or_init(|| self.finish(key, Some(Value::Object(before()))));
-        let shared = f.object.key() == key && f.before_json.as_deref() == Some(before_json);
+    /// in the event) would be an object of the strings `before` (in key order), without building or
+    /// parsing it: `true` when that is the object the first event held, `false` (the event unchanged)
+    /// otherwise.
+    pub fn share_if_before_strings(&self, event: &mut Event, key: &str, before: &[(&str, &str)]) -> bool {
+        let f = self.finished.get_or_init(|| {
+            let object = before.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
+            self.finish(key, Some(Value::Object(object)))
+        });
+        let same = |first: &Map<String, Value>| {
+            first.len() == before.len()
+                && first.iter().zip(before).all(|((k, v), (bk, bv))| k == bk && v.as_str() == Some(bv))
+        };
+        let shared = f.object.key() == key && f.before.as_ref().and_then(Value::as_object).is_some_and(same);
         if shared {
             event.insert_shared(f.object.clone());
         }
@@ -77,8 +76,7 @@ impl Answer {
     fn finish(&self, key: &str, before: Option<Value>) -> Finished {
         let mut object = before.as_ref().and_then(Value::as_object).cloned().unwrap_or_default();
         object.extend(self.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let before_json = before.as_ref().and_then(|v| sonic_rs::to_string(v).ok());
-        Finished { before, before_json, object: SharedObject::new(key, object) }
+        Finished { before, object: SharedObject::new(key, object) }
     }
 }
 

@@ -40,22 +40,6 @@ impl Leaf<'_> {
     }
 }
 
-/// `{"k":"v",...}`: an object of strings as compact JSON, `members` in key order.
-pub fn string_object(members: &[(&str, &str)]) -> String {
-    let mut out = Vec::with_capacity(members.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>() + 2);
-    out.push(b'{');
-    for (i, (k, v)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(&mut out, k);
-        out.push(b':');
-        write_str(&mut out, v);
-    }
-    out.push(b'}');
-    String::from_utf8(out).expect("JSON written from strings is UTF-8")
-}
-
 /// A JSON string: most fields need no escaping and are copied as they are (`sonic_rs` reserves six
 /// times a string's length before each write, and growing the buffer for that was a tenth of the cost).
 fn write_str(out: &mut Vec<u8>, s: &str) {

@@ -13,13 +13,14 @@
 //! References: nginx `ngx_http_log_module` (`log_format combined`), ECS field reference, Filebeat's nginx
 //! module (`nginx.access.remote_ip_list`, `nginx.error.connection_id`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use super::new_fields::{string_object, Leaf, NewFields};
+use super::new_fields::{Leaf, NewFields};
 use super::zone::Zone;
 use super::{Filter, GeoIp, UserAgent, DATE_PARSE_FAILURE, GROK_PARSE_FAILURE};
 use crate::enrich::geoip::is_private;
@@ -157,10 +158,6 @@ fn parse_error_time(s: &str) -> Option<NaiveDateTime> {
     NaiveDate::from_ymd_opt(four(b, 0)?, two(b, 5)?, two(b, 8)?)?.and_hms_opt(two(b, 11)?, two(b, 14)?, two(b, 17)?)
 }
 
-fn strings_map(members: &[(&str, &str)]) -> serde_json::Map<String, Value> {
-    members.iter().map(|(k, v)| (k.to_string(), string(v))).collect()
-}
-
 fn string(s: &str) -> Value {
     Value::String(s.to_string())
 }
@@ -168,7 +165,7 @@ fn string(s: &str) -> Value {
 impl Filter for NginxAccess {
     fn apply(&self, event: &mut Event) {
         // A copy, as the fields borrow from it while they are written into the event.
-        let Some(line) = event.get_str(&self.source).map(str::to_string) else {
+        let Some(line) = event.get_str_path(self.source.parts()).map(Cow::into_owned) else {
             event.add_tag(GROK_PARSE_FAILURE);
             return;
         };
@@ -281,24 +278,14 @@ impl NginxAccess {
     fn share_user_agent(&self, event: &mut Event, original: &str) -> bool {
         let Some(parser) = self.user_agent.as_ref().and_then(|f| f.parser.as_ref()) else { return false };
         !event.contains_key("user_agent")
-            && parser.parse(original).share_if_before_json(
-                event,
-                "user_agent",
-                &string_object(&[("original", original)]),
-                || strings_map(&[("original", original)]),
-            )
+            && parser.parse(original).share_if_before_strings(event, "user_agent", &[("original", original)])
     }
 
     /// The same for the `geoip` step and the `source` object (`address` and `ip`, both the client).
     fn share_geoip(&self, event: &mut Event, client: &str, ip: IpAddr) -> bool {
         let Some(db) = self.geoip.as_ref().and_then(|f| f.databases.as_ref()) else { return false };
         !event.contains_key("source")
-            && db.lookup(ip).share_if_before_json(
-                event,
-                "source",
-                &string_object(&[("address", client), ("ip", client)]),
-                || strings_map(&[("address", client), ("ip", client)]),
-            )
+            && db.lookup(ip).share_if_before_strings(event, "source", &[("address", client), ("ip", client)])
     }
 }
 
