@@ -79,16 +79,21 @@ impl PartitionLog {
         let outcome = |records: Option<Found>| ReadOutcome { records, high_watermark, log_start_offset };
         let mut cursor = offset;
         while cursor < high_watermark {
-            let (file, path, start, end, segment_end) = {
+            let (base, file, path, start, end, segment_end) = {
                 let st = lock(&self.state);
                 // Retention may have moved the start since the check above.
-                let Some((_, seg)) = st.segments.range(..=cursor).next_back() else {
+                let Some((&base, seg)) = st.segments.range(..=cursor).next_back() else {
                     return Err(out_of_range(self.log_start_offset()));
                 };
-                (seg.log(), seg.log_path().to_owned(), seg.position_for(cursor)?, seg.size(), seg.next_offset())
+                (base, seg.log(), seg.log_path().to_owned(), seg.position_for(cursor)?, seg.size(), seg.next_offset())
             };
             let limit = Limit { max_bytes, allow_oversize, high_watermark };
-            if let Some(found) = read_batches(&file, &path, start, end, cursor, limit, extent)? {
+            // None when the segment is gone meanwhile: the headers are then walked from the first batch.
+            let indexed = |within: u64| match lock(&self.state).segments.get(&base) {
+                Some(seg) => seg.indexed_batch_start(within, high_watermark),
+                None => Ok(None),
+            };
+            if let Some(found) = read_batches(&file, &path, (start, end), cursor, limit, extent, indexed)? {
                 return Ok(outcome(Some(found)));
             }
             // The segment holds nothing at or after `cursor` (a hole left by a corrupt, truncated old
@@ -219,14 +224,17 @@ impl FileRecords {
 /// Reads whole batches from the one holding `offset`, up to `max_bytes` (but at least one batch if
 /// `allow_oversize`), and none at or past the high watermark. None when the segment holds no batch at or
 /// after `offset`.
+///
+/// An in-place read does not read the records, only batch headers: it skips to the last batch the offset
+/// index places within the limit (`indexed(position)`) and walks the headers from there.
 fn read_batches(
     file: &Arc<File>,
     path: &Path,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     offset: i64,
     limit: Limit,
     extent: Extent,
+    indexed: impl Fn(u64) -> io::Result<Option<u64>>,
 ) -> io::Result<Option<Found>> {
     let Limit { max_bytes, allow_oversize, high_watermark } = limit;
     let mut scanner = BatchScanner::new(file, start, end);
@@ -254,13 +262,17 @@ fn read_batches(
     match extent {
         Extent::Copy => {
             let mut buf = read_at_uninit(file, first_pos, len).map_err(|e| annotate(e, path))?;
-            let used = whole_batches(len, high_watermark, |at| Ok(BatchHeader::parse(&buf[at..]).ok()))?;
+            let used = whole_batches(len, high_watermark, 0, |at| Ok(BatchHeader::parse(&buf[at..]).ok()))?;
             buf.truncate(used);
             Ok(Some(Found::Copied(buf)))
         }
         Extent::InPlace => {
+            let skip = match indexed(first_pos + len as u64)? {
+                Some(pos) if pos > first_pos => (pos - first_pos) as usize,
+                _ => 0,
+            };
             let mut head = [0u8; HEADER_LEN];
-            let used = whole_batches(len, high_watermark, |at| {
+            let used = whole_batches(len, high_watermark, skip, |at| {
                 if at == 0 {
                     return Ok(Some(first));
                 }
@@ -273,15 +285,17 @@ fn read_batches(
     }
 }
 
-/// How many of the `len` bytes from the first batch on are whole batches below the high watermark.
-/// `header_at(at)` is the header `at` bytes in (`None` where none parses); a read ends at the first batch
-/// that does not fit, starts at the high watermark, or is not a valid batch.
+/// How many of the `len` bytes from the first batch on are whole batches below the high watermark, the
+/// first `from` bytes being known to be. `header_at(at)` is the header `at` bytes in (`None` where none
+/// parses); a read ends at the first batch that does not fit, starts at the high watermark, or is not a
+/// valid batch.
 fn whole_batches(
     len: usize,
     high_watermark: i64,
+    from: usize,
     mut header_at: impl FnMut(usize) -> io::Result<Option<BatchHeader>>,
 ) -> io::Result<usize> {
-    let mut used = 0;
+    let mut used = from;
     while used + HEADER_LEN <= len {
         let Some(h) = header_at(used)? else { break };
         if used + h.size() > len || h.base_offset >= high_watermark {
@@ -478,10 +492,17 @@ mod tests {
 
     #[test]
     fn in_place_reads_hold_the_bytes_a_copy_holds() {
+        // Every batch indexed, some, none: in-place reads skip to the last indexed batch within the limit.
+        for interval in [0, 256, 1 << 20] {
+            in_place_reads_match_copies(interval);
+        }
+    }
+
+    fn in_place_reads_match_copies(index_interval_bytes: u64) {
         let dir = tempfile::tempdir().unwrap();
         let mgr = manager(config_with(dir.path(), |c| {
             c.segment_bytes = 2048;
-            c.index_interval_bytes = 256;
+            c.index_interval_bytes = index_interval_bytes;
         }));
         let log = partition(&mgr, "t", &[]);
         for i in 0..40 {
@@ -498,7 +519,8 @@ mod tests {
                     assert_eq!(
                         in_place(&log, offset, max_bytes, allow_oversize),
                         copied.records.to_vec(),
-                        "offset {offset}, max_bytes {max_bytes}, allow_oversize {allow_oversize}"
+                        "offset {offset}, max_bytes {max_bytes}, allow_oversize {allow_oversize}, \
+                         index interval {index_interval_bytes}"
                     );
                 }
             }
