@@ -31,6 +31,9 @@ pub struct Session {
     pub peer: std::net::SocketAddr,
     pub principal: String,
     pub node: NodeInfo,
+    /// The connection sends Fetch record sets from their segment files with `sendfile` (plain TCP), so
+    /// Fetch leaves them there instead of reading them into memory.
+    pub sendfile: bool,
 }
 
 impl Session {

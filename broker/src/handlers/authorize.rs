@@ -784,9 +784,9 @@ mod tests {
 
     async fn call(broker: &Arc<Broker>, who: &str, api_key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
         let header = RequestHeader::default().with_request_api_key(api_key as i16).with_request_api_version(version);
-        let session =
-            Session { peer: "10.1.2.3:5000".parse().unwrap(), principal: who.into(), node: broker.node.clone() };
-        dispatch(broker, Request { api_key, header, body }, &session).await
+        let peer = "10.1.2.3:5000".parse().unwrap();
+        let session = Session { peer, principal: who.into(), node: broker.node.clone(), sendfile: false };
+        dispatch(broker, Request { api_key, header, body }, &session).await.body
     }
 
     fn name(s: &'static str) -> TopicName {

@@ -59,8 +59,23 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 
 use crate::broker::{Broker, Session};
 use crate::protocol::Request;
+use crate::storage::FileRecords;
 
-pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send + 'static>>;
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// A handler's answer: the response, and for a Fetch on a connection that sends record sets with
+/// `sendfile` (`Session::sendfile`), the ones left in their segment files: one entry per partition of the
+/// response in order (topics, then their partitions), `None` where the records are in `body`.
+pub struct Reply {
+    pub body: ResponseKind,
+    pub files: Vec<Option<FileRecords>>,
+}
+
+impl From<ResponseKind> for Reply {
+    fn from(body: ResponseKind) -> Self {
+        Self { body, files: Vec::new() }
+    }
+}
 
 /// Every API this broker implements, with the versions it advertises.
 pub const SUPPORTED: &[(ApiKey, (i16, i16))] = &[
@@ -107,7 +122,7 @@ pub use api_versions::unsupported_version_response;
 
 macro_rules! route {
     ($broker:expr, $header:expr, $request:expr, $module:ident, $variant:ident) => {
-        $module::handle($broker, $header, $request).map(ResponseKind::$variant).boxed()
+        $module::handle($broker, $header, $request).map(ResponseKind::$variant).map(Reply::from).boxed()
     };
 }
 
@@ -126,12 +141,12 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, session: &Session) -> Re
         return route(broker, header, request.body, session);
     }
     match authorize::gate(broker, header, session, request.body) {
-        authorize::Gate::Answer(response) => futures::future::ready(response).boxed(),
+        authorize::Gate::Answer(response) => futures::future::ready(Reply::from(response)).boxed(),
         authorize::Gate::Run(body, None) => route(broker, header, body, session),
         authorize::Gate::Run(body, Some(amend)) => route(broker, header, body, session)
-            .map(move |mut response| {
-                amend(&mut response);
-                response
+            .map(move |mut reply| {
+                amend(&mut reply.body);
+                reply
             })
             .boxed(),
     }
@@ -141,19 +156,21 @@ fn route(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind, sessio
     let peer = session.peer;
     match body {
         RequestKind::Produce(r) => route!(broker, header, r, produce, Produce),
-        RequestKind::Fetch(r) => route!(broker, header, r, fetch, Fetch),
+        RequestKind::Fetch(r) => fetch::handle(broker, header, r, session.sendfile).boxed(),
         RequestKind::ListOffsets(r) => route!(broker, header, r, list_offsets, ListOffsets),
         RequestKind::Metadata(r) => {
-            metadata::handle(broker, header, r, &session.node).map(ResponseKind::Metadata).boxed()
+            metadata::handle(broker, header, r, &session.node).map(ResponseKind::Metadata).map(Reply::from).boxed()
         }
         RequestKind::OffsetCommit(r) => route!(broker, header, r, offset_commit, OffsetCommit),
         RequestKind::OffsetFetch(r) => route!(broker, header, r, offset_fetch, OffsetFetch),
-        RequestKind::FindCoordinator(r) => {
-            find_coordinator::handle(broker, header, r, &session.node).map(ResponseKind::FindCoordinator).boxed()
-        }
-        RequestKind::JoinGroup(r) => {
-            join_group::handle_from(broker, header, r, format!("/{}", peer.ip())).map(ResponseKind::JoinGroup).boxed()
-        }
+        RequestKind::FindCoordinator(r) => find_coordinator::handle(broker, header, r, &session.node)
+            .map(ResponseKind::FindCoordinator)
+            .map(Reply::from)
+            .boxed(),
+        RequestKind::JoinGroup(r) => join_group::handle_from(broker, header, r, format!("/{}", peer.ip()))
+            .map(ResponseKind::JoinGroup)
+            .map(Reply::from)
+            .boxed(),
         RequestKind::Heartbeat(r) => route!(broker, header, r, heartbeat, Heartbeat),
         RequestKind::LeaveGroup(r) => route!(broker, header, r, leave_group, LeaveGroup),
         RequestKind::SyncGroup(r) => route!(broker, header, r, sync_group, SyncGroup),
@@ -175,23 +192,30 @@ fn route(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind, sessio
         RequestKind::DeleteRecords(r) => route!(broker, header, r, delete_records, DeleteRecords),
         RequestKind::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(broker, session, r)
             .map(ResponseKind::DescribeUserScramCredentials)
+            .map(Reply::from)
             .boxed(),
         RequestKind::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(broker, session, r)
             .map(ResponseKind::AlterUserScramCredentials)
+            .map(Reply::from)
             .boxed(),
         RequestKind::DescribeAcls(r) => {
-            futures::future::ready(ResponseKind::DescribeAcls(describe_acls::handle(broker, session, r))).boxed()
+            futures::future::ready(Reply::from(ResponseKind::DescribeAcls(describe_acls::handle(broker, session, r))))
+                .boxed()
         }
-        RequestKind::CreateAcls(r) => create_acls::handle(broker, session, r).map(ResponseKind::CreateAcls).boxed(),
-        RequestKind::DeleteAcls(r) => delete_acls::handle(broker, session, r).map(ResponseKind::DeleteAcls).boxed(),
+        RequestKind::CreateAcls(r) => {
+            create_acls::handle(broker, session, r).map(ResponseKind::CreateAcls).map(Reply::from).boxed()
+        }
+        RequestKind::DeleteAcls(r) => {
+            delete_acls::handle(broker, session, r).map(ResponseKind::DeleteAcls).map(Reply::from).boxed()
+        }
         // The connection answers these (they change its state); reaching here means no SASL exchange.
         RequestKind::SaslHandshake(r) => {
             let (response, _) = sasl_handshake::handle(None, &r);
-            futures::future::ready(ResponseKind::SaslHandshake(response)).boxed()
+            futures::future::ready(Reply::from(ResponseKind::SaslHandshake(response))).boxed()
         }
-        RequestKind::SaslAuthenticate(_) => futures::future::ready(ResponseKind::SaslAuthenticate(
+        RequestKind::SaslAuthenticate(_) => futures::future::ready(Reply::from(ResponseKind::SaslAuthenticate(
             sasl_authenticate::illegal_state("no SASL exchange on this connection"),
-        ))
+        )))
         .boxed(),
         // The decoder only lets through keys listed in SUPPORTED, all of which are matched above.
         other => unreachable!("request {other:?} passed decoding without a handler"),

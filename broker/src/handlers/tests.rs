@@ -23,7 +23,7 @@ const PEER: std::net::SocketAddr =
     std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0));
 
 fn session(broker: &Broker) -> Session {
-    Session { peer: PEER, principal: "User:ANONYMOUS".into(), node: broker.node.clone() }
+    Session { peer: PEER, principal: "User:ANONYMOUS".into(), node: broker.node.clone(), sendfile: false }
 }
 
 fn broker(dir: &tempfile::TempDir) -> Arc<Broker> {
@@ -53,6 +53,7 @@ async fn call(broker: &Arc<Broker>, api_key: ApiKey, version: i16, body: Request
     tokio::time::timeout(Duration::from_secs(10), dispatch(broker, request(api_key, version, body), &session(broker)))
         .await
         .unwrap_or_else(|_| panic!("{api_key:?} v{version} did not answer"))
+        .body
 }
 
 fn default_body(api_key: ApiKey) -> RequestKind {
@@ -233,7 +234,8 @@ async fn fetch_long_poll_wakes_on_new_data_and_reports_out_of_range() {
         tokio::spawn(dispatch(&broker, request(ApiKey::Fetch, 11, fetch("logs", 0, 30_000)), &session(&broker)));
     tokio::task::yield_now().await;
     partition_result(call(&broker, ApiKey::Produce, 9, produce("logs", 0, batch(&["x"], -1, -1), -1)).await);
-    let ResponseKind::Fetch(response) = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap()
+    let ResponseKind::Fetch(response) =
+        tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap().body
     else {
         panic!()
     };

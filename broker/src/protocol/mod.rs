@@ -17,6 +17,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::storage::FileRecords;
+
 /// A decoded request: its header (correlation id, client id, version) and typed body.
 #[derive(Debug)]
 pub struct Request {
@@ -81,21 +83,53 @@ pub struct EncodeError {
     pub reason: String,
 }
 
+/// One piece of a response frame: bytes, or record batches still in their segment file (a Fetch
+/// response's record sets on a connection that can send them with `sendfile`).
+#[derive(Clone, Debug)]
+pub enum Part {
+    Bytes(Bytes),
+    File(FileRecords),
+}
+
+impl Part {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Part::Bytes(b) => b.len(),
+            Part::File(f) => f.len() as usize,
+        }
+    }
+}
+
 /// Encodes a response as a complete frame in parts to be written in order. Fetch responses keep their
-/// record batches as the `Bytes` they were read into (`fetch_response`); every other response is one part.
+/// record batches as the `Bytes` they were read into (`fetch_response`), or in their segment files where
+/// `files` says so: one entry per partition of the response in order (topics, then their partitions),
+/// `None` where the records are in the response itself. Every other response is one part.
 pub fn encode_response_parts(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: &ResponseKind,
-) -> Result<Vec<Bytes>, EncodeError> {
+    files: &[Option<FileRecords>],
+) -> Result<Vec<Part>, EncodeError> {
+    let fail = |reason: String| EncodeError { api_key, version, reason };
     if let ResponseKind::Fetch(fetch) = body {
-        let fail = |e: anyhow::Error| EncodeError { api_key, version, reason: e.to_string() };
-        if let Some(parts) = fetch_response::encode(version, correlation_id, fetch).map_err(fail)? {
+        if let Some(parts) =
+            fetch_response::encode(version, correlation_id, fetch, files).map_err(|e| fail(e.to_string()))?
+        {
             return Ok(parts);
         }
+        if files.iter().any(Option::is_some) {
+            // A response the generic encoder must write: it needs the records in memory.
+            let fetch = fetch_response::with_records_read(fetch, files).map_err(|e| fail(e.to_string()))?;
+            return Ok(vec![Part::Bytes(encode_response(
+                api_key,
+                version,
+                correlation_id,
+                &ResponseKind::Fetch(fetch),
+            )?)]);
+        }
     }
-    Ok(vec![encode_response(api_key, version, correlation_id, body)?])
+    Ok(vec![Part::Bytes(encode_response(api_key, version, correlation_id, body)?)])
 }
 
 /// Encodes a response as a complete frame: size prefix, response header, body.

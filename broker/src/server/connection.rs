@@ -10,6 +10,9 @@
 //! are accepted; anything else closes the connection, as Kafka does. With `connections_max_reauth_ms`
 //! the session expires (KIP-368) and a request after that, other than a re-authentication, closes it.
 //!
+//! On plain TCP the writer sends Fetch record sets from their segment files with `sendfile`
+//! (`super::sendfile`); on TLS they are read into memory and encrypted like everything else.
+//!
 //! Bad input only ever closes this connection: an oversized or truncated frame, an unknown api key, a
 //! body that does not decode or a failed authentication is logged with the peer's address and the
 //! socket is dropped.
@@ -24,16 +27,21 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::listener::Listener;
+use super::sendfile;
 use crate::broker::{Broker, Session};
-use crate::handlers::{self, sasl_authenticate, sasl_handshake, ResponseFuture};
+use crate::handlers::{self, sasl_authenticate, sasl_handshake, Reply, ResponseFuture};
 use crate::protocol::frame::read_frame;
-use crate::protocol::{decode_request, encode_response_parts, DecodeError, Request};
+use crate::protocol::{decode_request, encode_response_parts, DecodeError, Part, Request};
 use crate::security::sasl::{SaslSession, Step};
+use crate::storage::FileRecords;
 
 /// Requests a connection may have in flight before the reader stops reading (backpressure).
 const MAX_IN_FLIGHT: usize = 64;
@@ -47,9 +55,46 @@ const MAX_SASL_TOKEN: usize = 64 * 1024;
 const MAX_UNAUTHENTICATED_FRAME: i32 = 512 * 1024;
 
 /// A frame the writer owes, in request order, as parts to write one after the other (a Fetch response's
-/// record batches are parts of their own, never copied into the frame); `None` when the response could
-/// not be encoded.
-type Outgoing = Pin<Box<dyn Future<Output = Option<Vec<Bytes>>> + Send + 'static>>;
+/// record batches are parts of their own, never copied into the frame, or left in their segment files);
+/// `None` when the response could not be encoded.
+type Outgoing = Pin<Box<dyn Future<Output = Option<Vec<Part>>> + Send + 'static>>;
+
+/// A connection's stream, split into a reader and a writer. Plain TCP also lends the writer its socket,
+/// so that record sets can go from their files with `sendfile`; TLS must encrypt them and has none.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    type Reader: AsyncRead + Send + Unpin + 'static;
+    type Writer: AsyncWrite + Send + Unpin + 'static;
+
+    fn into_halves(self) -> (Self::Reader, Self::Writer);
+
+    fn socket(writer: &Self::Writer) -> Option<&TcpStream>;
+}
+
+impl Stream for TcpStream {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+
+    fn into_halves(self) -> (Self::Reader, Self::Writer) {
+        self.into_split()
+    }
+
+    fn socket(writer: &Self::Writer) -> Option<&TcpStream> {
+        Some(writer.as_ref())
+    }
+}
+
+impl Stream for TlsStream<TcpStream> {
+    type Reader = ReadHalf<Self>;
+    type Writer = WriteHalf<Self>;
+
+    fn into_halves(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self)
+    }
+
+    fn socket(_: &Self::Writer) -> Option<&TcpStream> {
+        None
+    }
+}
 
 /// What the reader does after a frame.
 enum Action {
@@ -70,24 +115,23 @@ struct Connection {
     raw_tokens: bool,
 }
 
-pub async fn serve<S>(
+pub async fn serve<S: Stream>(
     stream: S,
     peer: SocketAddr,
     listener: Arc<Listener>,
     principal: String,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let (mut reader, writer) = tokio::io::split(stream);
+) {
+    let (mut reader, writer) = stream.into_halves();
+    let sendfile = S::socket(&writer).is_some();
     let (pending_tx, pending_rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
-    let writer_task = tokio::spawn(write_responses(writer, pending_rx, peer));
+    let writer_task = tokio::spawn(write_responses::<S>(writer, pending_rx, peer));
 
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let max_frame = broker.config.socket_request_max_bytes;
     let sasl = listener.protocol.uses_sasl().then(|| SaslSession::new(&broker.config.sasl_enabled_mechanisms));
-    let session = Session { peer, principal, node: listener.node.clone() };
+    let session = Session { peer, principal, node: listener.node.clone(), sendfile };
     let mut connection = Connection { broker, listener, session, sasl, raw_tokens: false };
     loop {
         let limit = match &connection.sasl {
@@ -134,11 +178,11 @@ fn ids(request: &Request) -> Ids {
 }
 
 fn response((api_key, version, correlation_id): Ids, response: ResponseFuture) -> Outgoing {
-    Box::pin(response.map(move |response| encode(api_key, version, correlation_id, &response)))
+    Box::pin(response.map(move |reply| encode(api_key, version, correlation_id, &reply)))
 }
 
 fn ready_response(request: &Request, body: ResponseKind) -> Outgoing {
-    response(ids(request), futures::future::ready(body).boxed())
+    response(ids(request), futures::future::ready(Reply::from(body)).boxed())
 }
 
 /// A raw SASL token frame (after SaslHandshake v0): size, then the token.
@@ -146,7 +190,7 @@ fn raw_frame(token: &[u8]) -> Outgoing {
     let mut frame = BytesMut::with_capacity(4 + token.len());
     frame.put_i32(token.len() as i32);
     frame.put_slice(token);
-    Box::pin(futures::future::ready(Some(vec![frame.freeze()])))
+    Box::pin(futures::future::ready(Some(vec![Part::Bytes(frame.freeze())])))
 }
 
 enum Refusal {
@@ -154,8 +198,8 @@ enum Refusal {
     IllegalState(String),
 }
 
-fn encode(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Option<Vec<Bytes>> {
-    match encode_response_parts(api_key, version, correlation_id, response) {
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, reply: &Reply) -> Option<Vec<Part>> {
+    match encode_response_parts(api_key, version, correlation_id, &reply.body, &reply.files) {
         Ok(parts) => Some(parts),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode response; closing connection");
@@ -175,7 +219,7 @@ impl Connection {
             Ok(request) => request,
             Err(DecodeError::UnsupportedVersion { api_key: ApiKey::ApiVersions, version, correlation_id }) => {
                 tracing::debug!(%peer, version, "ApiVersions version unsupported; answering with v0 (KIP-511)");
-                let response = ResponseKind::ApiVersions(handlers::unsupported_version_response());
+                let response = Reply::from(ResponseKind::ApiVersions(handlers::unsupported_version_response()));
                 return Action::Send(Box::pin(futures::future::ready(encode(
                     ApiKey::ApiVersions,
                     0,
@@ -295,11 +339,7 @@ impl Connection {
     }
 }
 
-async fn write_responses<S: AsyncWrite>(
-    writer: WriteHalf<S>,
-    mut pending_rx: mpsc::Receiver<Outgoing>,
-    peer: SocketAddr,
-) {
+async fn write_responses<S: Stream>(writer: S::Writer, mut pending_rx: mpsc::Receiver<Outgoing>, peer: SocketAddr) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut in_flight = FuturesOrdered::new();
     let mut reader_done = false;
@@ -321,9 +361,15 @@ async fn write_responses<S: AsyncWrite>(
                         return;
                     };
                     // Small parts gather in the BufWriter; a part larger than its buffer (a partition's
-                    // record batches) goes to the socket straight from where it was read.
+                    // record batches) goes to the socket straight from where it was read, or from its
+                    // file.
                     for part in frame {
-                        if writer.write_all(&part).await.is_err() {
+                        let written = match part {
+                            Part::Bytes(bytes) => writer.write_all(&bytes).await,
+                            Part::File(records) => send_file::<S>(&mut writer, &records).await,
+                        };
+                        if let Err(e) = written {
+                            tracing::debug!(%peer, error = %e, "closing connection: cannot send a response");
                             return;
                         }
                     }
@@ -338,4 +384,14 @@ async fn write_responses<S: AsyncWrite>(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+/// Record batches from their segment file, after whatever the writer holds.
+async fn send_file<S: Stream>(writer: &mut BufWriter<S::Writer>, records: &FileRecords) -> std::io::Result<()> {
+    writer.flush().await?;
+    match S::socket(writer.get_ref()) {
+        Some(socket) => sendfile::send(socket, records).await,
+        // Fetch leaves records in their files only for connections that send them so (`Session::sendfile`).
+        None => writer.write_all(&records.read()?).await,
+    }
 }

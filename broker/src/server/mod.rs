@@ -7,6 +7,7 @@
 
 mod connection;
 mod listener;
+mod sendfile;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

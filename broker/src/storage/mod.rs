@@ -48,6 +48,7 @@ pub use error::{AppendError, ReadError, TopicError};
 pub use full_disk::DiskShortage;
 pub use log_manager::LogManager;
 pub use partition_log::PartitionLog;
+pub use read::FileRecords;
 pub use retention::Floor;
 pub use topic::TopicMeta;
 pub use topic_changes::DeleteRecordsError;

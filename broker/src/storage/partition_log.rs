@@ -45,10 +45,20 @@ pub struct AppendOutcome {
 }
 
 #[derive(Debug, Clone)]
-pub struct ReadOutcome {
-    pub records: Bytes,
+pub struct ReadOutcome<R = Bytes> {
+    pub records: R,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+}
+
+impl<R> ReadOutcome<R> {
+    pub(super) fn map<S>(self, f: impl FnOnce(R) -> S) -> ReadOutcome<S> {
+        ReadOutcome {
+            records: f(self.records),
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+        }
+    }
 }
 
 /// Why a partition stopped accepting writes. After a failed fsync the kernel may have dropped the dirty

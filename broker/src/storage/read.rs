@@ -10,6 +10,10 @@
 //! is empty, as in Kafka (a consumer that saw the offset must not be told it is out of range). Only
 //! offsets below the log start or past the log end are out of range.
 //!
+//! `read` copies the batches into memory; `read_in_place` only says where they are (`FileRecords`), for a
+//! connection that sends them from the file with `sendfile` (`server::sendfile`). Both stop at the same
+//! batch (`whole_batches`), so a response holds the same bytes either way.
+//!
 //! References: https://kafka.apache.org/documentation/#recordbatch,
 //! KIP-74 (https://cwiki.apache.org/confluence/display/KAFKA/KIP-74%3A+Add+Fetch+Response+Size+Limit+in+Bytes):
 //! the first partition of a fetch response returns at least one whole batch even when it exceeds the
@@ -21,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rustix::buffer::spare_capacity;
 
 use super::batch::{BatchHeader, HEADER_LEN};
 use super::error::ReadError;
@@ -32,6 +37,36 @@ impl PartitionLog {
     /// Whole batches from the one holding `offset`, up to `max_bytes`. With `allow_oversize` a first batch
     /// larger than `max_bytes` is still returned whole (KIP-74); without it the result may be empty.
     pub fn read(&self, offset: i64, max_bytes: usize, allow_oversize: bool) -> Result<ReadOutcome, ReadError> {
+        let outcome = self.read_as(offset, max_bytes, allow_oversize, Extent::Copy)?;
+        Ok(outcome.map(|found| match found {
+            Some(Found::Copied(records)) => Bytes::from(records),
+            _ => Bytes::new(),
+        }))
+    }
+
+    /// The same batches as `read`, left where they are in their segment file: `None` when there are none.
+    /// The file stays open as long as the result lives, so a segment deleted meanwhile (retention, a
+    /// deleted topic) can still be sent.
+    pub fn read_in_place(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        allow_oversize: bool,
+    ) -> Result<ReadOutcome<Option<FileRecords>>, ReadError> {
+        let outcome = self.read_as(offset, max_bytes, allow_oversize, Extent::InPlace)?;
+        Ok(outcome.map(|found| match found {
+            Some(Found::InPlace(records)) if records.len > 0 => Some(records),
+            _ => None,
+        }))
+    }
+
+    fn read_as(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        allow_oversize: bool,
+        extent: Extent,
+    ) -> Result<ReadOutcome<Option<Found>>, ReadError> {
         // In this order, so that high_watermark <= log_end_offset.
         let high_watermark = self.high_watermark();
         let log_end_offset = self.log_end_offset();
@@ -41,21 +76,25 @@ impl PartitionLog {
         if offset < log_start_offset || offset > log_end_offset {
             return Err(out_of_range(log_start_offset));
         }
-        let outcome =
-            |records: Vec<u8>| ReadOutcome { records: Bytes::from(records), high_watermark, log_start_offset };
+        let outcome = |records: Option<Found>| ReadOutcome { records, high_watermark, log_start_offset };
         let mut cursor = offset;
         while cursor < high_watermark {
-            let (file, path, start, end, segment_end) = {
+            let (base, file, path, start, end, segment_end) = {
                 let st = lock(&self.state);
                 // Retention may have moved the start since the check above.
-                let Some((_, seg)) = st.segments.range(..=cursor).next_back() else {
+                let Some((&base, seg)) = st.segments.range(..=cursor).next_back() else {
                     return Err(out_of_range(self.log_start_offset()));
                 };
-                (seg.log(), seg.log_path().to_owned(), seg.position_for(cursor)?, seg.size(), seg.next_offset())
+                (base, seg.log(), seg.log_path().to_owned(), seg.position_for(cursor)?, seg.size(), seg.next_offset())
             };
             let limit = Limit { max_bytes, allow_oversize, high_watermark };
-            if let Some(records) = read_batches(&file, &path, start, end, cursor, limit)? {
-                return Ok(outcome(records));
+            // None when the segment is gone meanwhile: the headers are then walked from the first batch.
+            let indexed = |within: u64| match lock(&self.state).segments.get(&base) {
+                Some(seg) => seg.indexed_batch_start(within, high_watermark),
+                None => Ok(None),
+            };
+            if let Some(found) = read_batches(&file, &path, (start, end), cursor, limit, extent, indexed)? {
+                return Ok(outcome(Some(found)));
             }
             // The segment holds nothing at or after `cursor` (a hole left by a corrupt, truncated old
             // segment): continue in the next one rather than returning nothing forever.
@@ -64,7 +103,7 @@ impl PartitionLog {
             }
             cursor = segment_end;
         }
-        Ok(outcome(Vec::new()))
+        Ok(outcome(None))
     }
 
     /// The first batch whose maxTimestamp is at or after `timestamp_ms`, as (base offset, maxTimestamp).
@@ -124,19 +163,85 @@ struct Limit {
     high_watermark: i64,
 }
 
+/// Whether a read copies the batches or only says where they are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    Copy,
+    InPlace,
+}
+
+enum Found {
+    Copied(Vec<u8>),
+    InPlace(FileRecords),
+}
+
+/// Record batches left in their segment file: `len` bytes at `position`, whole batches below the high
+/// watermark. The file is held open, so the bytes outlive the deletion of the segment; nothing rewrites
+/// bytes below a segment's size while the broker runs (only recovery at start-up truncates).
+#[derive(Clone, Debug)]
+pub struct FileRecords {
+    file: Arc<File>,
+    path: Arc<Path>,
+    position: u64,
+    len: u64,
+}
+
+impl FileRecords {
+    #[cfg(test)]
+    pub(crate) fn new(file: Arc<File>, path: &Path, position: u64, len: u64) -> Self {
+        Self { file, path: path.into(), position, len }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The segment file's path, for error messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes themselves, for a connection that cannot send from a file (TLS).
+    pub fn read(&self) -> io::Result<Bytes> {
+        read_at_uninit(&self.file, self.position, self.len as usize)
+            .map(Bytes::from)
+            .map_err(|e| annotate(e, &self.path))
+    }
+}
+
 /// Reads whole batches from the one holding `offset`, up to `max_bytes` (but at least one batch if
 /// `allow_oversize`), and none at or past the high watermark. None when the segment holds no batch at or
 /// after `offset`.
+///
+/// An in-place read does not read the records, only batch headers: it skips to the last batch the offset
+/// index places within the limit (`indexed(position)`) and walks the headers from there.
 fn read_batches(
-    file: &File,
+    file: &Arc<File>,
     path: &Path,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     offset: i64,
     limit: Limit,
-) -> io::Result<Option<Vec<u8>>> {
+    extent: Extent,
+    indexed: impl Fn(u64) -> io::Result<Option<u64>>,
+) -> io::Result<Option<Found>> {
     let Limit { max_bytes, allow_oversize, high_watermark } = limit;
     let mut scanner = BatchScanner::new(file, start, end);
+    if extent == Extent::InPlace {
+        // Only headers are wanted: do not read the records around them.
+        scanner = scanner.chunk(HEADER_LEN);
+    }
     let (first_pos, first) = loop {
         match scanner.next_batch(false).map_err(|e| scan_error(e, path))? {
             None => return Ok(None),
@@ -144,21 +249,61 @@ fn read_batches(
             Some(b) => break (b.pos, b.header),
         }
     };
+    let found = |len: usize| match extent {
+        Extent::Copy => Found::Copied(Vec::new()),
+        Extent::InPlace => {
+            Found::InPlace(FileRecords { file: file.clone(), path: path.into(), position: first_pos, len: len as u64 })
+        }
+    };
     if first.base_offset >= high_watermark || (first.size() > max_bytes && !allow_oversize) {
-        return Ok(Some(Vec::new()));
+        return Ok(Some(found(0)));
     }
     let len = (max_bytes.max(first.size()) as u64).min(end - first_pos) as usize;
-    let mut buf = read_at_uninit(file, first_pos, len).map_err(|e| annotate(e, path))?;
-    let mut used = 0;
-    while used + HEADER_LEN <= buf.len() {
-        let Ok(h) = BatchHeader::parse(&buf[used..]) else { break };
-        if used + h.size() > buf.len() || h.base_offset >= high_watermark {
+    match extent {
+        Extent::Copy => {
+            let mut buf = read_at_uninit(file, first_pos, len).map_err(|e| annotate(e, path))?;
+            let used = whole_batches(len, high_watermark, 0, |at| Ok(BatchHeader::parse(&buf[at..]).ok()))?;
+            buf.truncate(used);
+            Ok(Some(Found::Copied(buf)))
+        }
+        Extent::InPlace => {
+            let skip = match indexed(first_pos + len as u64)? {
+                Some(pos) if pos > first_pos => (pos - first_pos) as usize,
+                _ => 0,
+            };
+            let mut head = [0u8; HEADER_LEN];
+            let used = whole_batches(len, high_watermark, skip, |at| {
+                if at == 0 {
+                    return Ok(Some(first));
+                }
+                let pos = first_pos + at as u64;
+                rustix::io::pread(&**file, &mut head, pos).map_err(|e| annotate(e.into(), path))?;
+                Ok(BatchHeader::parse(&head).ok())
+            })?;
+            Ok(Some(found(used)))
+        }
+    }
+}
+
+/// How many of the `len` bytes from the first batch on are whole batches below the high watermark, the
+/// first `from` bytes being known to be. `header_at(at)` is the header `at` bytes in (`None` where none
+/// parses); a read ends at the first batch that does not fit, starts at the high watermark, or is not a
+/// valid batch.
+fn whole_batches(
+    len: usize,
+    high_watermark: i64,
+    from: usize,
+    mut header_at: impl FnMut(usize) -> io::Result<Option<BatchHeader>>,
+) -> io::Result<usize> {
+    let mut used = from;
+    while used + HEADER_LEN <= len {
+        let Some(h) = header_at(used)? else { break };
+        if used + h.size() > len || h.base_offset >= high_watermark {
             break;
         }
         used += h.size();
     }
-    buf.truncate(used);
-    Ok(Some(buf))
+    Ok(used)
 }
 
 /// `len` bytes at `pos`, read straight into a new buffer's spare capacity: a fetch reads up to a
@@ -168,7 +313,7 @@ fn read_at_uninit(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len);
     while buf.len() < len {
         let at = pos + buf.len() as u64;
-        if rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at)? == 0 {
+        if rustix::io::pread(file, spare_capacity(&mut buf), at)? == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("file ends before {}", pos + len as u64)));
         }
     }
@@ -338,5 +483,62 @@ mod tests {
         crate::storage::batch::check_crc(&records).unwrap();
         assert_eq!(BatchHeader::parse(&records).unwrap().max_timestamp, 777);
         assert_eq!(log.offset_for_timestamp(700).unwrap(), Some((0, 777)));
+    }
+
+    fn in_place(log: &PartitionLog, offset: i64, max_bytes: usize, allow_oversize: bool) -> Vec<u8> {
+        let out = log.read_in_place(offset, max_bytes, allow_oversize).unwrap();
+        out.records.map(|f| f.read().unwrap().to_vec()).unwrap_or_default()
+    }
+
+    #[test]
+    fn in_place_reads_hold_the_bytes_a_copy_holds() {
+        // Every batch indexed, some, none: in-place reads skip to the last indexed batch within the limit.
+        for interval in [0, 256, 1 << 20] {
+            in_place_reads_match_copies(interval);
+        }
+    }
+
+    fn in_place_reads_match_copies(index_interval_bytes: u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |c| {
+            c.segment_bytes = 2048;
+            c.index_interval_bytes = index_interval_bytes;
+        }));
+        let log = partition(&mgr, "t", &[]);
+        for i in 0..40 {
+            sync_append(&log, &TestBatch::new(1 + i % 4).payload(50 + 97 * (i as usize % 7)).build());
+        }
+        log.append(&TestBatch::new(2).build(), 0).unwrap(); // past the high watermark: never read
+        assert!(log.segment_count() >= 5, "reads cross segment boundaries");
+        for offset in 0..log.log_end_offset() {
+            for max_bytes in [1, 100, 700, 1500, 5000, 1 << 20] {
+                for allow_oversize in [true, false] {
+                    let copied = log.read(offset, max_bytes, allow_oversize).unwrap();
+                    let placed = log.read_in_place(offset, max_bytes, allow_oversize).unwrap();
+                    assert_eq!((placed.high_watermark, placed.log_start_offset), (copied.high_watermark, 0));
+                    assert_eq!(
+                        in_place(&log, offset, max_bytes, allow_oversize),
+                        copied.records.to_vec(),
+                        "offset {offset}, max_bytes {max_bytes}, allow_oversize {allow_oversize}, \
+                         index interval {index_interval_bytes}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_records_outlive_their_deleted_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = manager(config_with(dir.path(), |c| c.segment_bytes = 300));
+        let log = partition(&mgr, "t", &[("retention.ms", "1000")]);
+        for i in 0..20 {
+            sync_append(&log, &TestBatch::new(1).ts(if i < 12 { 1_000 } else { 100_000 }).build());
+        }
+        let expected = log.read(0, 200, true).unwrap().records;
+        let placed = log.read_in_place(0, 200, true).unwrap().records.unwrap();
+        assert!(mgr.enforce_retention(100_500).unwrap() > 0);
+        assert!(!placed.path().exists(), "the segment file is deleted");
+        assert_eq!(placed.read().unwrap(), expected, "the open file still holds the bytes");
     }
 }

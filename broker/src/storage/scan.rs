@@ -38,12 +38,19 @@ pub(crate) struct BatchScanner<'f> {
     end: u64,
     buf: Vec<u8>,
     buf_start: u64,
+    /// How much one read fetches ahead.
+    chunk: usize,
 }
 
 impl<'f> BatchScanner<'f> {
     /// Scans `[start, end)`; `end` must not exceed what has been completely written.
     pub fn new(file: &'f File, start: u64, end: u64) -> Self {
-        Self { file, pos: start, end, buf: Vec::new(), buf_start: start }
+        Self { file, pos: start, end, buf: Vec::new(), buf_start: start, chunk: CHUNK }
+    }
+
+    /// Reads ahead `chunk` bytes at a time instead of 64 KiB (`HEADER_LEN`: headers only).
+    pub fn chunk(self, chunk: usize) -> Self {
+        Self { chunk, ..self }
     }
 
     pub fn position(&self) -> u64 {
@@ -91,7 +98,7 @@ impl<'f> BatchScanner<'f> {
         if have {
             return Ok(());
         }
-        let want = (len.max(CHUNK) as u64).min(self.end - pos) as usize;
+        let want = (len.max(self.chunk) as u64).min(self.end - pos) as usize;
         self.buf.resize(want, 0);
         self.buf_start = pos;
         self.file.read_exact_at(&mut self.buf, pos)

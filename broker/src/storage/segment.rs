@@ -168,6 +168,14 @@ impl Segment {
         Ok(self.offset_index.search_last(|e| e.rel <= rel)?.map_or(0, |e| u64::from(e.pos)))
     }
 
+    /// The start of the last indexed batch that begins at or before `limit` and has a base offset below
+    /// `below`: the batches before it are whole and below `below`, so a read may skip to it.
+    pub fn indexed_batch_start(&self, limit: u64, below: i64) -> io::Result<Option<u64>> {
+        let below = below - self.base_offset;
+        let entry = self.offset_index.search_last(|e| u64::from(e.pos) <= limit && i64::from(e.rel) < below)?;
+        Ok(entry.map(|e| u64::from(e.pos)))
+    }
+
     /// A position from which scanning for the first batch with maxTimestamp ≥ `timestamp` skips nothing.
     pub fn position_for_timestamp(&self, timestamp: i64) -> io::Result<u64> {
         match self.time_index.search_last(|e| e.timestamp < timestamp)? {
