@@ -229,8 +229,7 @@ impl Event {
             if found {
                 return match json_text::plain_str(text) {
                     Some(s) => Some(Cow::Borrowed(s)),
-                    None if text.starts_with('"') => serde_json::from_str(text).ok().map(Cow::Owned),
-                    None => None,
+                    None => json_text::unescape(text).map(Cow::Owned),
                 };
             }
         }

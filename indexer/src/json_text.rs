@@ -67,6 +67,36 @@ pub fn plain_str(text: &str) -> Option<&str> {
     (!inner.contains('\\')).then_some(inner)
 }
 
+/// The contents of the JSON string `text` (valid JSON, quotes included), its escapes undone, or `None`
+/// for anything that is not a string. Copies the runs between backslashes (`serde_json` builds the string
+/// byte by byte); a string with a `\u` escape (surrogate pairs) is left to `serde_json`.
+pub fn unescape(text: &str) -> Option<String> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains("\\u") {
+        return serde_json::from_str(text).ok();
+    }
+    let b = inner.as_bytes();
+    let mut out = String::with_capacity(inner.len());
+    let mut at = 0;
+    while let Some(i) = memchr::memchr(b'\\', &b[at..]) {
+        out.push_str(&inner[at..at + i]);
+        out.push(match b.get(at + i + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => return None,
+        });
+        at += i + 2;
+    }
+    out.push_str(&inner[at..]);
+    Some(out)
+}
+
 fn skip_space(b: &[u8], mut at: usize) -> usize {
     while b.get(at).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
         at += 1;
@@ -143,6 +173,23 @@ mod tests {
         assert_eq!(plain_str(r#""abc""#), Some("abc"));
         assert_eq!(plain_str(r#""a\"c""#), None);
         assert_eq!(plain_str("12"), None);
+    }
+
+    #[test]
+    fn unescapes_as_serde_json_does() {
+        let strings = ["", "plain", "a\"b", "\\", "/", "\u{8}\u{c}\n\r\t", "é \u{1F600}", "\\u0041", "\u{1}"];
+        for s in strings {
+            for t in [s.to_string(), format!("x{s}y{s}"), format!("{s}{s}{s}")] {
+                let text = serde_json::to_string(&t).unwrap();
+                assert_eq!(unescape(&text).as_deref(), Some(t.as_str()), "{text}");
+                let solidus = text.replace('/', "\\/");
+                assert_eq!(unescape(&solidus), serde_json::from_str::<String>(&solidus).ok(), "{solidus}");
+            }
+        }
+        for text in [r#""\u00e9\ud83d\ude00""#, r#""a\u0022b""#] {
+            assert_eq!(unescape(text), serde_json::from_str::<String>(text).ok(), "{text}");
+        }
+        assert_eq!(unescape("12"), None);
     }
 
     /// Every member the scan finds is what serde_json parses, over objects nested in many ways.
