@@ -27,7 +27,9 @@ Faults (thread-safe; change them while the indexer runs):
 - `drop_connections(count, apply=False)`: the next `count` requests are read and the connection is
   closed without an answer; with `apply=True` a `_bulk` is applied first (the answer is lost after the
   write, the case that makes `create` + 409 matter).
-- `latency = seconds`: every answer is delayed (in the handler thread, not under the store's lock), until `close()`.
+- `hold()` / `release()`: `_bulk` answers wait (in their handler threads, not under the store's lock) from
+  `hold()` until `release()` or `close()`: a node that has stopped answering writes, for as long as a test
+  needs; other requests (templates, health) are answered as usual.
 
 Storage: `docs[index][id]` is the source as a dict (parsed on access; raw bytes are kept so hundreds of
 thousands of documents stay cheap). `count()`, `indices()`, `all_ids()`, `sources()` and the counters
@@ -184,7 +186,6 @@ class EsStandin:
         self.max_content_length = max_content_length
         self.accept_json_bulk = accept_json_bulk
         self.compress_responses = compress_responses
-        self.latency = 0.0
         self.cluster_uuid = _b64uuid()
 
         self._lock = threading.Lock()
@@ -213,8 +214,9 @@ class EsStandin:
         self.max_in_flight_bulk = 0
 
         self._connections: set[socket.socket] = set()
-        # Set by close(): answers held back by `latency` go out at once instead of outliving the server.
-        self._closing = threading.Event()
+        # Cleared by hold(), set by release() and close(): `_bulk` answers wait on it.
+        self._answering = threading.Event()
+        self._answering.set()
         self._server = _Server((HOST, 0), _Handler)
         self._server.standin = self
         self.port = self._server.server_address[1]
@@ -226,11 +228,19 @@ class EsStandin:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def hold(self) -> None:
+        """`_bulk` answers wait from now until `release()` (or `close()`); the writes are still applied."""
+        self._answering.clear()
+
+    def release(self) -> None:
+        """Held answers go out, and new ones are no longer held."""
+        self._answering.set()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._closing.set()
+        self._answering.set()
         self._server.shutdown()
         self._server.server_close()
         # Keep-alive connections outlive serve_forever; end them so handler threads exit.
@@ -755,10 +765,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Union[dict, bytes, None], info: RequestInfo) -> None:
         s = self.server.standin
-        if s.latency:
-            # The slow node this stand-in was told to be: each answer is held `latency` seconds, or until
-            # the stand-in closes.
-            s._closing.wait(s.latency)
+        if info.path.split("?")[0].endswith("/_bulk"):
+            s._answering.wait()
         payload = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         payload = payload or b""
         info.status = status  # before the answer leaves: a client may look at the log right after

@@ -30,6 +30,7 @@ from datetime import datetime
 
 import pytest
 from confluent_kafka import Producer
+from kafka import KafkaAdminClient
 
 from agent_support import AgentProcess, agent_toml, file_input
 from indexer_support import (DAY, NGINX_FILTERS, NGINX_ROUTES, commit_offsets, committed_offsets,
@@ -609,6 +610,15 @@ def test_file_output_each_id_once_across_kill9(broker, indexer_factory, tmp_path
 # 8. A rebalance: the leaving owner flushes and commits, so the new owner re-sends nothing
 
 
+def group_state(bootstrap: str, group: str) -> str:
+    """The group's state as the broker gives it (DescribeGroups, through kafka-python's admin client)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=unique("group-state"))
+    try:
+        return admin.describe_groups([group])[group]["group_state"]
+    finally:
+        admin.close()
+
+
 @pytest.mark.timeout(300)
 def test_rebalance_flushes_and_commits_before_revoking(broker, indexer_factory, es_standin):
     es = es_standin
@@ -618,16 +628,19 @@ def test_rebalance_flushes_and_commits_before_revoking(broker, indexer_factory, 
     group = unique("rebalance")
     run = new_run()
     produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(n)), parts)
-    # Small batches and a slow stand-in keep the first indexer mid-stream when the second joins.
-    es.latency = 0.05
     config = indexer_toml([broker.bootstrap], [topic], group, routes=[{"index": "rebalance-%{+YYYY.MM.dd}"}],
                           elasticsearch=es_output(es.url, batch_max_events=500))
     first = indexer_factory(config)
     wait_until(lambda: es.count() >= n // 10, 120, lambda: f"{n // 10} documents (have {es.count()})", procs=[first])
+    # The stand-in stops answering, so the first indexer is mid-stream, bulk requests in flight, when the
+    # second joins; answers resume once the join has started the rebalance, for the revocation's flush.
+    es.hold()
     second = indexer_factory(config)
+    wait_until(lambda: group_state(broker.bootstrap, group) == "PreparingRebalance", 60,
+               "the second indexer's join to start a rebalance", procs=[first, second])
+    es.release()
     wait_until(lambda: "partitions revoked" in first.run_stderr(), 60, "the first indexer's revocation",
                procs=[first, second])
-    es.latency = 0.0
     wait_until(lambda: es.count() >= n, 180, lambda: f"{n} documents (have {es.count()})", procs=[first, second])
     wait_committed_to_end([first, second], broker.bootstrap, group, topic, range(parts), timeout=60)
     assert first.stop() == 0 and second.stop() == 0
