@@ -1,13 +1,15 @@
 //! Reading an event's entries that are still JSON text without parsing them into `serde_json` values:
-//! finding an object's members, and a string's contents. The text is known to be valid JSON (a record
-//! [`crate::raw_entries::RawEntries::split`] accepted, or what a filter wrote), so the scan only
-//! skips: strings up to their closing quote, nested objects and arrays by depth.
+//! finding an object's members, and a string's contents. The values are skipped with the scanner
+//! [`crate::raw_entries::RawEntries::split`] uses; the text is a record that split accepted or what a
+//! filter wrote, so it only declines (and the caller parses) where split would: a `\u` escape.
 //!
 //! Why: reading `event.id` for the document id, or the members of `event` to add the nginx fields, by
 //! parsing the whole object cost more than all the rest of the event's fields.
 
+use crate::raw_entries::{skip_string, skip_value, spaces};
+
 /// The members of the object `text` as `(key, "key":value, value)`, in their order, or `None` when `text` is
-/// not an object or a key is written with escapes (its text is not the key).
+/// not an object, a key is written with escapes (its text is not the key) or a string has a `\u` escape.
 pub fn members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
     let mut out = Vec::with_capacity(12);
     walk(text, |member| out.push(member))?;
@@ -30,31 +32,34 @@ pub fn member<'t>(text: &'t str, key: &str) -> Option<Option<&'t str>> {
 /// Calls `visit` with each member of the object `text`; `None` as for [`members`].
 fn walk<'t>(text: &'t str, mut visit: impl FnMut((&'t str, &'t str, &'t str))) -> Option<()> {
     let b = text.as_bytes();
-    let mut at = skip_space(b, 0);
+    let mut at = spaces(b, 0);
     if b.get(at) != Some(&b'{') {
         return None;
     }
-    at = skip_space(b, at + 1);
+    at = spaces(b, at + 1);
     if b.get(at) == Some(&b'}') {
         return Some(());
     }
     loop {
         let key_start = at;
-        let key_end = skip_string(b, at)?;
+        if b.get(at) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(b, at + 1)?;
         let key = &text[key_start + 1..key_end - 1];
         if key.contains('\\') {
             return None;
         }
-        at = skip_space(b, key_end);
+        at = spaces(b, key_end);
         if b.get(at) != Some(&b':') {
             return None;
         }
-        let value_start = skip_space(b, at + 1);
+        let value_start = spaces(b, at + 1);
         let value_end = skip_value(b, value_start)?;
         visit((key, &text[key_start..value_end], &text[value_start..value_end]));
-        at = skip_space(b, value_end);
+        at = spaces(b, value_end);
         match b.get(at) {
-            Some(b',') => at = skip_space(b, at + 1),
+            Some(b',') => at = spaces(b, at + 1),
             Some(b'}') => return Some(()),
             _ => return None,
         }
@@ -95,57 +100,6 @@ pub fn unescape(text: &str) -> Option<String> {
     }
     out.push_str(&inner[at..]);
     Some(out)
-}
-
-fn skip_space(b: &[u8], mut at: usize) -> usize {
-    while b.get(at).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
-        at += 1;
-    }
-    at
-}
-
-/// The end (past the closing quote) of the string starting at `at`.
-fn skip_string(b: &[u8], at: usize) -> Option<usize> {
-    if b.get(at) != Some(&b'"') {
-        return None;
-    }
-    let mut at = at + 1;
-    loop {
-        at += memchr::memchr2(b'"', b'\\', b.get(at..)?)?;
-        if b[at] == b'"' {
-            return Some(at + 1);
-        }
-        at += 2;
-    }
-}
-
-/// The end of the value starting at `at`.
-fn skip_value(b: &[u8], at: usize) -> Option<usize> {
-    match b.get(at)? {
-        b'"' => skip_string(b, at),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut at = at;
-            loop {
-                match b.get(at)? {
-                    b'"' => {
-                        at = skip_string(b, at)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(at + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                at += 1;
-            }
-        }
-        _ => Some(at + b[at..].iter().position(|c| matches!(c, b',' | b'}' | b']' | b' ')).unwrap_or(b.len() - at)),
-    }
 }
 
 #[cfg(test)]

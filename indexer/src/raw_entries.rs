@@ -227,7 +227,7 @@ fn top_level_entries(b: &[u8], entries: &mut Vec<RawEntry>) -> Option<()> {
 
 /// The end of the JSON value that starts at `pos` (not at a space), or `None` when it is not one.
 /// Nesting is tracked in a 128-bit stack, one bit per open bracket: 1 for an object, 0 for an array.
-fn skip_value(b: &[u8], mut pos: usize) -> Option<usize> {
+pub(crate) fn skip_value(b: &[u8], mut pos: usize) -> Option<usize> {
     let (mut stack, mut depth) = (0u128, 0u32);
     loop {
         match *b.get(pos)? {
@@ -288,7 +288,7 @@ fn skip_member_key(b: &[u8], pos: usize) -> Option<usize> {
 /// Past the closing quote of the string whose text starts at `pos`. Any escape but `\u` is two bytes;
 /// a `\u` escape, or an escaped backslash followed by `u`, ends the split: the record's bytes hold
 /// `\u`, which is parsed whole (see [`RawEntries::split`]).
-fn skip_string(b: &[u8], mut pos: usize) -> Option<usize> {
+pub(crate) fn skip_string(b: &[u8], mut pos: usize) -> Option<usize> {
     loop {
         pos += memchr::memchr2(b'"', b'\\', &b[pos..])?;
         if b[pos] == b'"' {
@@ -336,7 +336,7 @@ fn skip_literal(b: &[u8], pos: usize, literal: &[u8]) -> Option<usize> {
 }
 
 /// Past the spaces at `pos`.
-fn spaces(b: &[u8], pos: usize) -> usize {
+pub(crate) fn spaces(b: &[u8], pos: usize) -> usize {
     pos + b[pos..].iter().take_while(|&&c| c == b' ').count()
 }
 
