@@ -1,0 +1,1 @@
+//! One broker connection (helper: to be written).
