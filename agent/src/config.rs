@@ -102,9 +102,13 @@ pub struct OutputConfig {
     /// The cluster's `message.max.bytes`. A larger event has its message cut to fit and is tagged
     /// `message_truncated`. Default 1000000 (Kafka's default, minus nothing: the cut leaves headroom).
     pub max_message_bytes: usize,
-    /// librdkafka `client.id`. Default `logpipe-agent`.
+    /// The Kafka client: `logpipe` (logpipe's own producer: idempotent, lz4, TLS and SASL; the default)
+    /// or `librdkafka` (for properties only librdkafka has, set in `librdkafka`).
+    pub client: KafkaClient,
+    /// `client.id` on the wire. Default `logpipe-agent`.
     pub client_id: String,
-    /// Extra librdkafka properties, e.g. `{ "socket.keepalive.enable" = "true" }`. Default empty.
+    /// Extra librdkafka properties with `client = "librdkafka"`, e.g.
+    /// `{ "socket.keepalive.enable" = "true" }`. Default empty.
     pub librdkafka: BTreeMap<String, String>,
     /// `security.protocol`: `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
     pub security: Option<SecurityTable>,
@@ -135,6 +139,7 @@ impl Default for OutputConfig {
             linger_ms: 5,
             batch_bytes: 1_000_000,
             max_message_bytes: 1_000_000,
+            client: KafkaClient::Logpipe,
             client_id: "logpipe-agent".into(),
             librdkafka: BTreeMap::new(),
             security: None,
@@ -142,6 +147,14 @@ impl Default for OutputConfig {
             ssl: None,
         }
     }
+}
+
+/// `[agent.output] client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaClient {
+    Logpipe,
+    Librdkafka,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -319,6 +332,17 @@ impl Validate for AgentConfig {
             return bad("agent.output.topic".into(), "must not be empty".into());
         }
         out.security_properties()?;
+        if out.client == KafkaClient::Logpipe && !out.librdkafka.is_empty() {
+            let keys: Vec<&str> = out.librdkafka.keys().map(String::as_str).collect();
+            return bad(
+                "agent.output.librdkafka".into(),
+                format!(
+                    "{} apply to librdkafka only, and the output's client is logpipe's own producer; set \
+                     client = \"librdkafka\" in [agent.output] to use librdkafka with them, or remove them",
+                    keys.join(", ")
+                ),
+            );
+        }
         if out.partitioner == Partitioner::Hash && crate::envelope::KeyField::parse(&out.key).is_none() {
             return bad(
                 "agent.output.key".into(),

@@ -1,11 +1,26 @@
-//! A Kafka producer written against the wire protocol, for the agent's hot path.
+//! A Kafka producer written against the wire protocol, for the agent's hot path: records are encoded
+//! once, straight into their partition's batch, and everything else (compression, requests, answers)
+//! happens on the producer's own thread.
 //!
+//! - [`producer`]: [`Producer`], its settings and what it reports.
 //! - [`security`]: TLS (rustls) and SASL (PLAIN, SCRAM-SHA-256/512) settings, from librdkafka's property names.
-//! - `connection`: one broker connection: TLS, SASL, API version negotiation, framing, pipelined requests.
-//! - `batch`: record batches (magic 2): records appended in place, compression, CRC-32C.
+//! - `accumulator`: the open batch of each partition, filled by the caller's thread.
+//! - `sender`: the producer's thread: sealing, metadata, idempotent sequencing, retries.
+//! - `link`: one broker's pipelined Produce requests; `control`: Metadata and InitProducerId.
+//! - `connection`: one broker connection: TLS, SASL, API version negotiation, framing.
+//! - `batch`: record batches (magic 2): compression, CRC-32C, splitting.
 //! - `partitioner`: Java-compatible murmur2 for keyed records, sticky partitioning for keyless ones.
 
+mod accumulator;
+mod batch;
 mod connection;
+mod control;
+mod link;
+mod partitioner;
+pub mod producer;
 pub mod security;
+mod sender;
 
+pub use batch::Codec;
+pub use producer::{FailedRecord, ProduceError, Producer, ProducerConfig, Report};
 pub use security::Security;
