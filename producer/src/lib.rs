@@ -6,6 +6,7 @@
 //! - `partitioner`: Java-compatible murmur2 for keyed records, sticky partitioning for keyless ones.
 
 mod connection;
+mod scram;
 pub mod security;
 
 pub use security::Security;
