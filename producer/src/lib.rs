@@ -18,6 +18,7 @@ mod control;
 mod link;
 mod partitioner;
 pub mod producer;
+mod scram;
 pub mod security;
 mod sender;
 
