@@ -32,12 +32,13 @@ pub struct AgentConfig {
     pub registry_flush: Duration,
     /// Bytes of encoded events handed to the output and not yet acknowledged. When reached, reading
     /// pauses until acknowledgements arrive; nothing is dropped, the backlog waits in the file. Default
-    /// 2097152 (2 MiB): two librdkafka batches of the default `batch_bytes`, one in flight and one filling.
-    /// The idempotent producer of librdkafka 2.12 has one produce request in flight per partition and,
-    /// while a full batch waits behind it, its broker thread polls without sleeping; a deeper queue only
-    /// lengthens that wait (16 MiB cost more CPU per GiB and shipped no faster, see the README's agent
-    /// benchmark). Peak RSS is about 25 MiB plus 1.6 times this bound. Raise it with `batch_bytes`.
-    pub queue_max_bytes: usize,
+    /// 8388608 (8 MiB) with the agent's own producer: eight batches of the default `batch_bytes`, enough
+    /// for five in flight while the next ones fill (2 MiB shipped a 512 MiB file a fifth slower). With
+    /// `client = "librdkafka"`, 2097152 (2 MiB): librdkafka 2.12's idempotent producer has one request
+    /// in flight per partition and, while a full batch waits behind it, its broker thread polls without
+    /// sleeping; a deeper queue only lengthens that wait (see the README's agent benchmark). Peak RSS
+    /// grows with this bound: about 20 MiB plus twice the bound (librdkafka: 25 MiB plus 1.6 times).
+    pub queue_max_bytes: Option<usize>,
     /// On shutdown, how long to wait for outstanding acknowledgements before writing the registry.
     /// Unacknowledged events are sent again on the next start. Default `"10s"`.
     #[serde(deserialize_with = "duration")]
@@ -65,7 +66,7 @@ impl Default for AgentConfig {
             registry: PathBuf::from("data/agent/registry.json"),
             clean_removed: Duration::from_secs(24 * 3600),
             registry_flush: Duration::from_secs(1),
-            queue_max_bytes: 2 << 20,
+            queue_max_bytes: None,
             shutdown_timeout: Duration::from_secs(10),
             host_name: None,
             summary_interval: Duration::from_secs(30),
@@ -74,6 +75,16 @@ impl Default for AgentConfig {
             output: OutputConfig::default(),
             inputs: Vec::new(),
         }
+    }
+}
+
+impl AgentConfig {
+    /// `queue_max_bytes`, or its default for the output's client.
+    pub fn queue_max_bytes(&self) -> usize {
+        self.queue_max_bytes.unwrap_or(match self.output.client {
+            KafkaClient::Logpipe => 8 << 20,
+            KafkaClient::Librdkafka => 2 << 20,
+        })
     }
 }
 
@@ -310,7 +321,7 @@ impl Validate for AgentConfig {
         if self.registry.as_os_str().is_empty() {
             return bad("agent.registry".into(), "must be a file path".into());
         }
-        if self.queue_max_bytes < 1024 {
+        if self.queue_max_bytes.is_some_and(|bytes| bytes < 1024) {
             return bad("agent.queue_max_bytes".into(), "must be at least 1024".into());
         }
         if self.registry_flush.is_zero() {

@@ -57,7 +57,7 @@ pub async fn run_reporting(
     status: Option<snapshot::SharedSnapshot>,
 ) -> Result<()> {
     let (acks_tx, acks_rx) = std::sync::mpsc::channel();
-    let sink = kafka::KafkaSink::new(&config.output, config.queue_max_bytes, acks_tx)?;
+    let sink = kafka::KafkaSink::new(&config.output, config.queue_max_bytes(), acks_tx)?;
     let mut tailer = Tailer::new(&config, sink, acks_rx)?;
     // Children and servers stop with the agent, including when it stops by itself (stdin at EOF).
     let stop = shutdown.child_token();

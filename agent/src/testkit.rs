@@ -21,7 +21,7 @@ pub struct Sent {
 #[derive(Debug, Clone)]
 pub struct MemorySink {
     inner: Arc<Mutex<MemoryInner>>,
-    acks: Sender<Ack>,
+    acks: Sender<Vec<Ack>>,
 }
 
 #[derive(Debug, Default)]
@@ -32,7 +32,7 @@ struct MemoryInner {
 }
 
 impl MemorySink {
-    pub fn new(acks: Sender<Ack>) -> Self {
+    pub fn new(acks: Sender<Vec<Ack>>) -> Self {
         Self { inner: Arc::default(), acks }
     }
 
@@ -51,7 +51,7 @@ impl MemorySink {
         inner.hold = hold;
         if !hold {
             for ack in inner.held.drain(..) {
-                let _ = self.acks.send(ack);
+                let _ = self.acks.send(vec![ack]);
             }
         }
     }
@@ -62,7 +62,7 @@ impl MemorySink {
     }
 
     /// A sink sharing this one's records but acknowledging to a different tailer.
-    pub fn with_acks(&self, acks: Sender<Ack>) -> Self {
+    pub fn with_acks(&self, acks: Sender<Vec<Ack>>) -> Self {
         Self { inner: self.inner.clone(), acks }
     }
 }
@@ -79,7 +79,7 @@ impl Sink for MemorySink {
         if inner.hold {
             inner.held.push(record.ack);
         } else {
-            let _ = self.acks.send(record.ack);
+            let _ = self.acks.send(vec![record.ack]);
         }
     }
 

@@ -132,7 +132,7 @@ fn a_small_new_file_that_starts_like_a_known_one_is_still_read() {
 /// A sink that acknowledges at once (like a fast broker) and, every `SAMPLE` records, notes the sum of
 /// the offsets in the registry file on disk: what a restart after a crash at that moment would resume.
 struct SamplingSink {
-    acks: Sender<Ack>,
+    acks: Sender<Vec<Ack>>,
     registry: std::path::PathBuf,
     sent: usize,
     samples: Vec<u64>,
@@ -142,7 +142,7 @@ const SAMPLE: usize = 200;
 
 impl Sink for SamplingSink {
     fn send(&mut self, record: Record<'_>) {
-        let _ = self.acks.send(record.ack);
+        let _ = self.acks.send(vec![record.ack]);
         self.sent += 1;
         if self.sent.is_multiple_of(SAMPLE) {
             self.samples.push(registry_sum(&self.registry));
@@ -229,7 +229,7 @@ fn copytruncate_stepper(dir: &std::path::Path) -> (AgentConfig, Stepper) {
         registry: dir.join("registry.json"),
         registry_flush: Duration::from_millis(20),
         host_name: Some("test-host".into()),
-        queue_max_bytes: 1024,
+        queue_max_bytes: Some(1024),
         inputs: vec![InputConfig {
             paths: vec![dir.join("app.log*").to_string_lossy().into_owned()],
             scan_frequency: Duration::from_millis(1),

@@ -52,7 +52,11 @@ pub(crate) enum Wake {
 }
 
 pub(crate) struct Accumulator<T> {
-    topics: HashMap<Arc<str>, TopicBatches<T>>,
+    topics: Vec<TopicBatches<T>>,
+    /// Index in `topics` by name.
+    by_name: HashMap<Arc<str>, usize>,
+    /// The topic of the last append: records come in runs of one topic, so this spares the hashing.
+    last: usize,
     full: Vec<Full<T>>,
     batch_bytes: usize,
     /// Records appended and not yet reported.
@@ -68,7 +72,9 @@ pub(crate) struct Accumulator<T> {
 impl<T> Accumulator<T> {
     pub(crate) fn new(batch_bytes: usize) -> Self {
         Self {
-            topics: HashMap::new(),
+            topics: Vec::new(),
+            by_name: HashMap::new(),
+            last: 0,
             full: Vec::new(),
             batch_bytes,
             pending: 0,
@@ -80,21 +86,8 @@ impl<T> Accumulator<T> {
 
     pub(crate) fn append(&mut self, topic: &str, timestamp: i64, key: Option<&[u8]>, value: &[u8], opaque: T) -> Wake {
         self.pending += 1;
-        let topics = &mut self.topics;
-        let state = match topics.get_mut(topic) {
-            Some(state) => state,
-            None => {
-                let name: Arc<str> = Arc::from(topic);
-                self.new_topics.push(name.clone());
-                topics.entry(name.clone()).or_insert_with(|| TopicBatches {
-                    topic: name,
-                    partitions: 0,
-                    sticky: None,
-                    open: Vec::new(),
-                    waiting: Vec::new(),
-                })
-            }
-        };
+        let index = self.index(topic);
+        let state = &mut self.topics[index];
         if state.partitions == 0 {
             state.waiting.push(Waiting { timestamp, key: key.map(<[u8]>::to_vec), value: value.to_vec(), opaque });
             return if self.new_topics.is_empty() { Wake::No } else { Wake::Yes };
@@ -124,13 +117,43 @@ impl<T> Accumulator<T> {
         wake
     }
 
+    /// The index of `topic` in `topics`, adding it (for the sender to fetch its metadata) if new.
+    fn index(&mut self, topic: &str) -> usize {
+        if self.topics.get(self.last).is_some_and(|state| &*state.topic == topic) {
+            return self.last;
+        }
+        let index = match self.by_name.get(topic) {
+            Some(&index) => index,
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                self.new_topics.push(name.clone());
+                self.by_name.insert(name.clone(), self.topics.len());
+                self.topics.push(TopicBatches {
+                    topic: name,
+                    partitions: 0,
+                    sticky: None,
+                    open: Vec::new(),
+                    waiting: Vec::new(),
+                });
+                self.topics.len() - 1
+            }
+        };
+        self.last = index;
+        index
+    }
+
+    fn get_mut(&mut self, topic: &str) -> Option<&mut TopicBatches<T>> {
+        let index = *self.by_name.get(topic)?;
+        Some(&mut self.topics[index])
+    }
+
     /// Takes the full batches and the open ones whose linger is over (all of them while flushing or
     /// closed). Returns when the next open batch will be due.
     pub(crate) fn take_due(&mut self, now: Instant, linger: Duration, out: &mut Vec<Full<T>>) -> Option<Instant> {
         out.append(&mut self.full);
         let everything = self.flushing || self.closed;
         let mut next: Option<Instant> = None;
-        for state in self.topics.values_mut() {
+        for state in &mut self.topics {
             for partition in 0..state.open.len() {
                 let Some(open) = &state.open[partition] else { continue };
                 let due = open.since + linger;
@@ -147,7 +170,8 @@ impl<T> Accumulator<T> {
     /// Sets `topic`'s partition count (from metadata) and returns the records kept aside for it, to be
     /// appended again.
     pub(crate) fn set_partitions(&mut self, topic: &str, partitions: u32) -> Vec<Waiting<T>> {
-        let Some(state) = self.topics.get_mut(topic) else { return Vec::new() };
+        let Some(&index) = self.by_name.get(topic) else { return Vec::new() };
+        let state = &mut self.topics[index];
         if partitions == 0 || partitions == state.partitions {
             return Vec::new();
         }
@@ -179,7 +203,7 @@ impl<T> Accumulator<T> {
 
     /// Takes the records kept aside for `topic` (its metadata failed: they are reported as failed).
     pub(crate) fn take_waiting(&mut self, topic: &str) -> Vec<Waiting<T>> {
-        let waiting = self.topics.get_mut(topic).map(|s| std::mem::take(&mut s.waiting)).unwrap_or_default();
+        let waiting = self.get_mut(topic).map(|s| std::mem::take(&mut s.waiting)).unwrap_or_default();
         self.pending -= waiting.len();
         waiting
     }

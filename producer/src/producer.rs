@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
@@ -215,6 +215,9 @@ impl<T: Send + 'static> Drop for Producer<T> {
     }
 }
 
+/// The record timestamp: the coarse real-time clock (one to four milliseconds of resolution), which
+/// costs a few nanoseconds where the precise one took about 2% of the agent's CPU.
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    now.tv_sec * 1000 + now.tv_nsec / 1_000_000
 }

@@ -386,8 +386,10 @@ def test_systemd_install_steps_install_everything_the_units_reference(logpipe_bi
 # 5. Stalls say so, once; shutdown summarises what was not delivered
 
 
-# librdkafka waits topic.metadata.propagation.max.ms (30 s) before it calls a topic missing.
-FAST_UNKNOWN_TOPIC = '[agent.output]\nlibrdkafka = { "topic.metadata.propagation.max.ms" = "100" }\n'
+# The agent's own producer calls a topic missing as soon as the metadata says so; librdkafka (`client =
+# "librdkafka"`) waits topic.metadata.propagation.max.ms (30 s), shortened here.
+LIBRDKAFKA_FAST_UNKNOWN_TOPIC = ('[agent.output]\nclient = "librdkafka"\n'
+                                 'librdkafka = { "topic.metadata.propagation.max.ms" = "100" }\n')
 
 
 def test_missing_file_and_missing_topic_are_logged_once_and_when_they_clear(logpipe_bin, tmp_path, broker_factory):
@@ -399,7 +401,7 @@ def test_missing_file_and_missing_topic_are_logged_once_and_when_they_clear(logp
     logs = tmp_path / "logs"
     pattern = str(logs / "app*.log")
     config = agent_toml(tmp_path / "registry.json", [broker.bootstrap], topic, [file_input([pattern])],
-                        shutdown_timeout="1s").replace("[agent.output]\n", FAST_UNKNOWN_TOPIC)
+                        shutdown_timeout="1s")
     agent = AgentProcess(logpipe_bin, tmp_path / "agent", config + "[admin]\nenabled = false\n", child_cmd)
     try:
         agent.start()
@@ -435,7 +437,7 @@ def test_shutdown_summarises_undelivered_events_in_one_line(logpipe_bin, tmp_pat
     logs.mkdir()
     append_lines(logs / "app.log", range(1, 3001))
     config = agent_toml(tmp_path / "registry.json", [broker.bootstrap], "nowhere", [file_input([str(logs / "*.log")])],
-                        shutdown_timeout="1s").replace("[agent.output]\n", FAST_UNKNOWN_TOPIC)
+                        shutdown_timeout="1s").replace("[agent.output]\n", LIBRDKAFKA_FAST_UNKNOWN_TOPIC)
     agent = AgentProcess(logpipe_bin, tmp_path / "agent", config + "[admin]\nenabled = false\n", child_cmd)
     try:
         agent.start()
@@ -541,7 +543,7 @@ registry = {toml_value(tmp_path / "registry.json")}
 [agent.output]
 brokers = [{toml_value(broker)}]
 topic = "app"
-{FAST_UNKNOWN_TOPIC.split(chr(10), 1)[1]}
+
 [[agent.inputs]]
 type = "file"
 paths = [{toml_value(deep / "app*.log")}]

@@ -45,7 +45,7 @@ impl ProducerContext for AgentContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Box<Ack>) {
         match result {
-            Ok(message) => self.shared.delivered(message.topic(), std::iter::once(*ack)),
+            Ok(message) => self.shared.delivered(message.topic(), vec![*ack]),
             Err((error, message)) => {
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 if matches!(code, RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) {

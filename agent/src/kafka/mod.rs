@@ -58,7 +58,7 @@ enum Refusal {
 }
 
 struct Shared {
-    acks: Sender<Ack>,
+    acks: Sender<Vec<Ack>>,
     failed: Mutex<VecDeque<Failed>>,
     down: AtomicBool,
     /// Events whose message was cut after the broker refused them as too large.
@@ -75,8 +75,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// Records of `topic` were acknowledged.
-    fn delivered(&self, topic: &str, acks: impl IntoIterator<Item = Ack>) {
+    /// Records of `topic` were acknowledged: their acks go to the tailer in one message.
+    fn delivered(&self, topic: &str, acks: Vec<Ack>) {
         self.reachable();
         if self.any_stalled.load(Ordering::Relaxed) {
             let mut stalled = self.stalled.lock().unwrap_or_else(PoisonError::into_inner);
@@ -86,9 +86,7 @@ impl Shared {
             }
             self.any_stalled.store(!stalled.is_empty(), Ordering::Relaxed);
         }
-        for ack in acks {
-            let _ = self.acks.send(ack);
-        }
+        let _ = self.acks.send(acks);
     }
 
     /// No broker could be reached: logged once until one answers again.
@@ -194,7 +192,7 @@ struct Failed {
 impl KafkaSink {
     /// A producer for `config`, acknowledging delivered records on `acks`. `queue_max_bytes` sizes
     /// librdkafka's queue (with that client) so it never refuses what the tailer's budget allows.
-    pub fn new(config: &OutputConfig, queue_max_bytes: usize, acks: Sender<Ack>) -> Result<Self> {
+    pub fn new(config: &OutputConfig, queue_max_bytes: usize, acks: Sender<Vec<Ack>>) -> Result<Self> {
         let shared = Arc::new(Shared {
             acks,
             failed: Mutex::new(VecDeque::new()),

@@ -10,7 +10,13 @@ use crate::stream::STREAM_SOURCE;
 impl<S: Sink> Tailer<S> {
     /// Takes in the acknowledgements waiting in the channel, without blocking.
     pub(super) fn drain_acks(&mut self) {
-        while let Ok(ack) = self.acks.try_recv() {
+        while let Ok(acks) = self.acks.try_recv() {
+            self.on_acks(acks);
+        }
+    }
+
+    pub(super) fn on_acks(&mut self, acks: Vec<Ack>) {
+        for ack in acks {
             self.on_ack(ack);
         }
     }

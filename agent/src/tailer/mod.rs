@@ -90,7 +90,7 @@ pub struct Tailer<S: Sink> {
     streams: Vec<StreamInput>,
     files: FileTable,
     emitter: Emitter<S>,
-    acks: Receiver<Ack>,
+    acks: Receiver<Vec<Ack>>,
     checkpointer: Checkpointer,
     reports: Reports,
     read_pass: ReadPass,
@@ -113,12 +113,12 @@ struct Settings {
 impl<S: Sink> Tailer<S> {
     /// Builds the tailer for the `file` inputs of `config` and loads the registry. `acks` must receive
     /// the acknowledgements of everything sent to `sink`.
-    pub fn new(config: &AgentConfig, sink: S, acks: Receiver<Ack>) -> Result<Self> {
+    pub fn new(config: &AgentConfig, sink: S, acks: Receiver<Vec<Ack>>) -> Result<Self> {
         Self::with_clock(config, sink, acks, SystemClock)
     }
 
     /// [`Tailer::new`] with the time taken from `clock`.
-    pub fn with_clock(config: &AgentConfig, sink: S, acks: Receiver<Ack>, clock: impl Clock) -> Result<Self> {
+    pub fn with_clock(config: &AgentConfig, sink: S, acks: Receiver<Vec<Ack>>, clock: impl Clock) -> Result<Self> {
         let host = host_name(config);
         let now = clock.now();
         let mut inputs = Vec::new();
@@ -135,7 +135,7 @@ impl<S: Sink> Tailer<S> {
             inputs,
             streams: Vec::new(),
             files: FileTable::from_registry(checkpointer.load()?),
-            emitter: Emitter::new(sink, encoder, key, config.queue_max_bytes),
+            emitter: Emitter::new(sink, encoder, key, config.queue_max_bytes()),
             acks,
             checkpointer,
             reports: Reports::new(config.summary_interval, now),
@@ -205,7 +205,7 @@ impl<S: Sink> Tailer<S> {
                 events.wait(timeout);
             }
             _ => match self.acks.recv_timeout(timeout) {
-                Ok(ack) => self.on_ack(ack),
+                Ok(acks) => self.on_acks(acks),
                 Err(RecvTimeoutError::Timeout) => {}
                 // Every sender is gone: the sink died; nothing more will be acknowledged.
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
@@ -293,7 +293,7 @@ impl<S: Sink> Tailer<S> {
         while self.emitter.in_flight() > 0 {
             let left = deadline.saturating_duration_since(self.clock.now());
             match self.acks.recv_timeout(left.max(Duration::from_millis(10))) {
-                Ok(ack) => self.on_ack(ack),
+                Ok(acks) => self.on_acks(acks),
                 Err(_) => break,
             }
             if self.clock.now() >= deadline {
