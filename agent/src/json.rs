@@ -7,7 +7,14 @@
 
 /// Appends `s` as a JSON string literal.
 pub(crate) fn string(buf: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
+    string_bytes(buf, s.as_bytes());
+}
+
+/// Appends `bytes` as a JSON string literal, escaping as [`string`] does, and says whether they were all
+/// ASCII. Only ASCII bytes are ever escaped, so for bytes that are valid UTF-8 this is [`string`]'s
+/// text; the caller checks UTF-8 only when this returns false, instead of in a pass of its own.
+pub(crate) fn string_bytes(buf: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    let mut high = 0u64;
     buf.reserve(bytes.len() + 2);
     buf.push(b'"');
     // `bytes[run..i]` needs no escaping and is not copied yet.
@@ -16,7 +23,9 @@ pub(crate) fn string(buf: &mut Vec<u8>, s: &str) {
     while i < bytes.len() {
         let special = match bytes.get(i..i + 8) {
             Some(word) => {
-                let mask = needs_escape(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+                let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                high |= word;
+                let mask = needs_escape(word);
                 if mask == 0 {
                     i += 8;
                     continue;
@@ -26,6 +35,7 @@ pub(crate) fn string(buf: &mut Vec<u8>, s: &str) {
             }
             None if is_special(bytes[i]) => i,
             None => {
+                high |= u64::from(bytes[i]);
                 i += 1;
                 continue;
             }
@@ -37,6 +47,7 @@ pub(crate) fn string(buf: &mut Vec<u8>, s: &str) {
     }
     buf.extend_from_slice(&bytes[run..]);
     buf.push(b'"');
+    high & HIGHS == 0
 }
 
 /// Appends `value` as `serde_json` writes it (numbers, maps of configured `fields`).
@@ -102,6 +113,21 @@ mod tests {
             "exactly8\"",
         ] {
             assert_eq!(ours(s), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn string_bytes_says_whether_the_bytes_were_ascii() {
+        for (bytes, ascii) in [
+            (&b""[..], true),
+            (b"plain \"quoted\" line of some length", true),
+            (b"caf\xc3\xa9 in a line longer than a word", false),
+            (b"tail \xff", false),
+            (b"\xff", false),
+            (b"\x7f\x00\x1f", true),
+        ] {
+            let mut buf = Vec::new();
+            assert_eq!(string_bytes(&mut buf, bytes), ascii, "{bytes:?}");
         }
     }
 

@@ -170,6 +170,7 @@ impl StreamInput {
                 fields_under_root: input.fields_under_root,
                 command_line: (!command.is_empty()).then(|| command.clone()),
                 timezone: crate::envelope::input_timezone(input.timezone.as_deref()),
+                fragments: Default::default(),
             },
             topic: input.topic.clone().unwrap_or_else(|| default_topic.to_string()),
             command,

@@ -58,6 +58,7 @@ pub(super) fn compile(input: &InputConfig, host: &str, default_topic: &str, now:
             fields_under_root: input.fields_under_root,
             command_line: None,
             timezone: crate::envelope::input_timezone(input.timezone.as_deref()),
+            fragments: Default::default(),
         },
         topic: input.topic.clone().unwrap_or_else(|| default_topic.to_string()),
         next_scan: now,
