@@ -624,7 +624,7 @@ fn kafka(ctx: &mut Ctx, body: &Yaml, origin: Origin) {
                     ctx.left_out(here, format!("compression {other:?}"), "expected none, gzip, snappy, lz4 or zstd")
                 }
             },
-            "compression_level" => ctx.report.info(here, "compression_level: librdkafka's default level is used"),
+            "compression_level" => ctx.report.info(here, "compression_level: the codec's default level is used"),
             "partition" => {
                 if let Some(hash) = v.get("hash") {
                     table.set("partitioner", "hash");
@@ -643,7 +643,7 @@ fn kafka(ctx: &mut Ctx, body: &Yaml, origin: Origin) {
                     table.set("partitioner", "round_robin");
                 }
             }
-            "version" => ctx.report.info(here, "version: librdkafka negotiates the protocol version with the broker"),
+            "version" => ctx.report.info(here, "version: the agent negotiates the protocol version with the broker"),
             "client_id" => table.set("client_id", text(v).unwrap_or_default()),
             "max_message_bytes" => {
                 if let Some(n) = v.as_i64() {
@@ -662,12 +662,12 @@ fn kafka(ctx: &mut Ctx, body: &Yaml, origin: Origin) {
                 if p.contains("${") {
                     ctx.report.warn(
                         here,
-                        format!("password is the reference {p}: set librdkafka sasl.password in the pipeline file"),
+                        format!("password is the reference {p}: set sasl.password_file in [agent.output] of the pipeline file"),
                     );
                 } else {
                     ctx.report.warn(
                         here,
-                        "password is written into the pipeline file (librdkafka sasl.password): keep it mode 0600",
+                        "password is written into the pipeline file (sasl.password in [agent.output]): keep it mode 0600",
                     );
                     librdkafka.push(("sasl.password".into(), Toml::String(p)));
                 }
@@ -700,7 +700,7 @@ fn kafka(ctx: &mut Ctx, body: &Yaml, origin: Origin) {
             "codec" => ctx.left_out(here, "output.kafka codec", "logpipe sends the JSON event"),
             "headers" => ctx.left_out(here, "output.kafka headers", "logpipe sends no record headers"),
             "key" => ctx.left_out(here, "output.kafka key format string", "use partition.hash with one field"),
-            _ => ctx.report.info(here, format!("output.kafka `{key}` is left to librdkafka (ignored)")),
+            _ => ctx.report.info(here, format!("output.kafka `{key}` has no logpipe equivalent (ignored)")),
         }
     }
     let has_user = librdkafka.iter().any(|(k, _)| k == "sasl.username");
@@ -715,9 +715,7 @@ fn kafka(ctx: &mut Ctx, body: &Yaml, origin: Origin) {
             librdkafka.push(("sasl.mechanism".into(), Toml::String("PLAIN".into())));
         }
     }
-    if !librdkafka.is_empty() {
-        table.set("librdkafka", inline(librdkafka));
-    }
+    table.set_agent_kafka_properties(librdkafka);
     // brokers first, for the reader.
     if let Some(pos) = table.entries.iter().position(|(k, _, _)| k == "brokers") {
         let b = table.entries.remove(pos);

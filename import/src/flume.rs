@@ -381,13 +381,11 @@ fn kafka_sink(ctx: &mut Ctx, agent: &str, sink: &str) -> Option<String> {
         } else {
             ctx.report.info(
                 Origin::new(ctx.file, prop.line),
-                format!("kafka.producer.{key} is left to librdkafka's default"),
+                format!("kafka.producer.{key} has no logpipe equivalent (the producer's default applies)"),
             );
         }
     }
-    if !librdkafka.is_empty() {
-        table.set("librdkafka", inline(librdkafka));
-    }
+    table.set_agent_kafka_properties(librdkafka);
     for (key, note) in [
         ("flumeBatchSize", "the agent batches by bytes and time (linger_ms, batch_bytes)"),
         ("batchSize", "the agent batches by bytes and time (linger_ms, batch_bytes)"),
