@@ -48,7 +48,7 @@ pub struct Fragments {
 impl Fragments {
     fn new(meta: &InputMeta) -> Self {
         let mut tags_and_fields = Vec::new();
-        write_tags_and_fields(meta, &[], &mut tags_and_fields);
+        write_tags_and_fields(meta, std::iter::empty(), &mut tags_and_fields);
         let mut before_id = Vec::new();
         if let Some(command) = &meta.command_line {
             before_id.extend_from_slice(br#","process":{"command_line":"#);
@@ -193,12 +193,11 @@ fn write(
     json::string(buf, parts.timestamp);
     buf.extend_from_slice(br#","message":"#);
     let ascii = json::string_bytes(buf, message);
-    let flags: Vec<&str> =
-        [parts.truncated.then_some("truncated"), cut.then_some("message_truncated")].into_iter().flatten().collect();
-    if flags.is_empty() {
+    let flags = [parts.truncated.then_some("truncated"), cut.then_some("message_truncated")];
+    if flags == [None, None] {
         buf.extend_from_slice(&fragments.tags_and_fields);
     } else {
-        write_tags_and_fields(meta, &flags, buf);
+        write_tags_and_fields(meta, flags.into_iter().flatten(), buf);
     }
     if let Some((file, offset)) = parts.file {
         buf.extend_from_slice(br#","log":{"file":{"path":"#);
@@ -215,9 +214,9 @@ fn write(
 }
 
 /// `,"tags":[...]` with the input's tags and then `flags`, and the input's fields.
-fn write_tags_and_fields(meta: &InputMeta, flags: &[&str], buf: &mut Vec<u8>) {
+fn write_tags_and_fields<'a>(meta: &'a InputMeta, flags: impl Iterator<Item = &'a str>, buf: &mut Vec<u8>) {
     buf.extend_from_slice(br#","tags":["#);
-    for (i, tag) in meta.tags.iter().map(String::as_str).chain(flags.iter().copied()).enumerate() {
+    for (i, tag) in meta.tags.iter().map(String::as_str).chain(flags).enumerate() {
         if i > 0 {
             buf.push(b',');
         }
