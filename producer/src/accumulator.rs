@@ -89,6 +89,12 @@ impl<T> Accumulator<T> {
         let index = self.index(topic);
         let state = &mut self.topics[index];
         if state.partitions == 0 {
+            // The first record set aside (for a new topic, or one the cluster refused before) asks the
+            // sender for the topic's metadata.
+            let ask = state.waiting.is_empty() && !self.new_topics.contains(&state.topic);
+            if ask {
+                self.new_topics.push(state.topic.clone());
+            }
             state.waiting.push(Waiting { timestamp, key: key.map(<[u8]>::to_vec), value: value.to_vec(), opaque });
             return if self.new_topics.is_empty() { Wake::No } else { Wake::Yes };
         }
@@ -117,7 +123,7 @@ impl<T> Accumulator<T> {
         wake
     }
 
-    /// The index of `topic` in `topics`, adding it (for the sender to fetch its metadata) if new.
+    /// The index of `topic` in `topics`, adding it if new.
     fn index(&mut self, topic: &str) -> usize {
         if self.topics.get(self.last).is_some_and(|state| &*state.topic == topic) {
             return self.last;
@@ -126,7 +132,6 @@ impl<T> Accumulator<T> {
             Some(&index) => index,
             None => {
                 let name: Arc<str> = Arc::from(topic);
-                self.new_topics.push(name.clone());
                 self.by_name.insert(name.clone(), self.topics.len());
                 self.topics.push(TopicBatches {
                     topic: name,
@@ -254,6 +259,19 @@ mod tests {
         let records: usize = out.iter().chain(&rest).map(|f| f.batch.len()).sum();
         assert_eq!(records, 10);
         assert_eq!(acc.pending, 10);
+    }
+
+    #[test]
+    fn a_refused_topic_asks_for_metadata_again_with_its_next_record() {
+        let mut acc = Accumulator::new(100);
+        acc.append("t", 1, None, b"first", 0);
+        assert_eq!(acc.new_topics.len(), 1);
+        acc.new_topics.clear();
+        assert_eq!(acc.take_waiting("t").len(), 1, "the cluster refused the topic");
+        assert_eq!(acc.append("t", 1, None, b"again", 1), Wake::Yes);
+        assert_eq!(acc.new_topics.len(), 1);
+        acc.append("t", 1, None, b"and again", 2);
+        assert_eq!(acc.new_topics.len(), 1, "asked once per records set aside");
     }
 
     #[test]

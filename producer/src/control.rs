@@ -94,6 +94,9 @@ impl Contact<'_> {
                         TopicView::Partitions(leaders)
                     }
                 }
+                // Asked with auto-creation on, a cluster that does not create topics answers this: the
+                // topic is missing (Kafka calls the error retriable, for a topic still propagating).
+                Some(ResponseError::UnknownTopicOrPartition) => TopicView::Refused { code: topic.error_code },
                 // Being created, a leader being elected: ask again shortly.
                 Some(e) if e.is_retriable() => TopicView::NotReady { code: topic.error_code },
                 Some(_) => TopicView::Refused { code: topic.error_code },
