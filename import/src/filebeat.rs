@@ -662,7 +662,10 @@ fn kafka(ctx: &mut Ctx, body: &Yaml, origin: Origin) {
                 if p.contains("${") {
                     ctx.report.warn(
                         here,
-                        format!("password is the reference {p}: set sasl.password_file in [agent.output] of the pipeline file"),
+                        format!(
+                            "password is the reference {p}: give the agent the password in \
+                             LOGPIPE_AGENT__OUTPUT__SASL__PASSWORD, or a file named by sasl.password_file in [agent.output]"
+                        ),
                     );
                 } else {
                     ctx.report.warn(

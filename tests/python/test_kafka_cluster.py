@@ -2,10 +2,12 @@
 127.0.0.1 (replication factor 3, min.insync.replicas=2), `logpipe agent` (acks=all) shipping nginx logs,
 two `logpipe indexer` processes in one group writing to the Elasticsearch stand-in. While it runs, the
 leader of a partition is killed -9 and restarted, and one indexer is stopped so the other takes over its
-partitions. Afterwards every generated line is in exactly one document."""
+partitions. Afterwards every generated line is in exactly one document. The agent's own producer also
+ships with each codec and keyed partitioning to the cluster, whose brokers validate every batch."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -150,3 +152,55 @@ def test_indexer_replaces_a_fenced_consumer(cluster, indexer_factory, es_standin
     assert set(es.all_ids()) == {event_id(run, i) for i in range(first + second)}
     stats = es.stats()
     assert stats["created"] == first + second and stats["rejected"] == 0, stats
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_agent_producer_codecs_and_key_partitioning_on_kafka(cluster, logpipe_bin, tmp_path, request, codec):
+    """The agent's own producer against Kafka's broker, which validates each batch (CRC, sequence
+    numbers, every compressed record) before it appends it: every codec is accepted, each line arrives
+    once and in its file's order, keyed records land where Kafka's own partitioner (here kafka-python's
+    murmur2) puts them, and records carry their CreateTime."""
+    from kafka.partitioner.default import murmur2
+
+    from agent_support import append_lines, file_input
+    from support import read_topic
+
+    topic = f"codec-{codec}"
+    admin = cluster.admin()
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})])[topic].result(timeout=60)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    per_file = 3_000
+    names = [f"app{i}.log" for i in range(4)]
+    for i, name in enumerate(names):
+        append_lines(logs / name, range(i * per_file, (i + 1) * per_file))
+    before_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    agent = AgentProcess(logpipe_bin, tmp_path / "agent", agent_toml(
+        tmp_path / "agent" / "registry.json", cluster.bootstrap.split(","), topic,
+        [file_input([str(logs / "*.log")])],
+        output={"compression": codec, "partitioner": "hash", "key": "log.file.path"}), child_cmd)
+    try:
+        agent.start()
+        total = per_file * len(names)
+
+        def read_all():
+            records = read_topic(cluster.bootstrap, topic)
+            return records if sum(len(r) for r in records.values()) >= total else None
+
+        records = wait_until(read_all, 120, f"{total} records in {topic}", procs=[agent])
+        after_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+        seen = {}
+        for partition, recs in records.items():
+            for r in recs:
+                path = r.key.decode()
+                assert (murmur2(r.key) & 0x7FFFFFFF) % 3 == partition, (path, partition)
+                assert before_ms - 1000 <= r.timestamp[1] <= after_ms + 1000, r.timestamp
+                seen.setdefault(path, []).append(r.value)
+        assert sorted(seen) == sorted(str(logs / n) for n in names)
+        for path, values in seen.items():
+            messages = [json.loads(v)["message"] for v in values]
+            assert len(messages) == per_file, (path, len(messages))
+            assert messages == sorted(messages, key=lambda m: int(m.split()[0])), f"{path} out of order"
+    finally:
+        close_and_report([agent], request, "agent")
