@@ -37,38 +37,21 @@ impl Table {
         self.entries.iter().find(|(k, _, _)| k == key).map(|(_, v, _)| v)
     }
 
-    /// Kafka client properties of `[agent.output]`, librdkafka-named: the security ones the agent's own
-    /// producer understands become its `security`, `sasl` and `ssl` tables; should any other remain, they
-    /// go into `librdkafka` with `client = "librdkafka"`, the only client that reads them.
+    /// Kafka client properties of `[agent.output]`, librdkafka-named, as `librdkafka` with
+    /// `client = "librdkafka"`. The agent's own producer reads the security ones from its `security`,
+    /// `sasl` and `ssl` tables, but checks their files and password when the pipeline loads, and the
+    /// source names files and secrets of its own host: kept as librdkafka properties, the pipeline loads
+    /// here and librdkafka reads them where it runs.
     pub fn set_agent_kafka_properties(&mut self, properties: Vec<(String, Value)>) {
-        let mut tables: [(&str, Vec<(String, Value)>); 3] = [("security", vec![]), ("sasl", vec![]), ("ssl", vec![])];
-        let mut librdkafka = Vec::new();
-        for (key, value) in properties {
-            let native = match key.as_str() {
-                "security.protocol" => Some((0, "protocol".to_string(), value.clone())),
-                "sasl.mechanism" | "sasl.username" | "sasl.password" => {
-                    Some((1, key["sasl.".len()..].to_string(), value.clone()))
-                }
-                "ssl.ca.location" | "ssl.certificate.location" | "ssl.key.location" => {
-                    let name = key["ssl.".len()..key.len() - ".location".len()].to_string();
-                    Some((2, name, inline([("location", value.clone())])))
-                }
-                _ => None,
-            };
-            match native {
-                Some((table, name, value)) => tables[table].1.push((name, value)),
-                None => librdkafka.push((key, value)),
-            }
+        if properties.is_empty() {
+            return;
         }
-        for (name, pairs) in tables {
-            if !pairs.is_empty() {
-                self.set(name, inline(pairs));
-            }
-        }
-        if !librdkafka.is_empty() {
-            self.set("client", "librdkafka");
-            self.set("librdkafka", inline(librdkafka));
-        }
+        self.set_noted(
+            "client",
+            "librdkafka",
+            Some("the source's Kafka security settings (files, secrets of its host) as librdkafka properties"),
+        );
+        self.set("librdkafka", inline(properties));
     }
 
     pub fn comment(&mut self, line: impl Into<String>) {

@@ -663,8 +663,7 @@ fn kafka(ctx: &mut Ctx, body: &Yaml, origin: Origin) {
                     ctx.report.warn(
                         here,
                         format!(
-                            "password is the reference {p}: give the agent the password in \
-                             LOGPIPE_AGENT__OUTPUT__SASL__PASSWORD, or a file named by sasl.password_file in [agent.output]"
+                            "password is the reference {p}: set sasl.password in the librdkafka table of [agent.output]"
                         ),
                     );
                 } else {

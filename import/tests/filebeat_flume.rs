@@ -52,12 +52,13 @@ fn filestream_parsers_processors_topic_per_input_and_sasl() {
     assert_eq!(out["partitioner"].as_str(), Some("hash"));
     assert_eq!(out["key"].as_str(), Some("fields.service"));
     assert_eq!(out["compression"].as_str(), Some("lz4"));
-    // The agent's own producer reads these: no librdkafka table, no client override.
-    assert_eq!(out["security"]["protocol"].as_str(), Some("sasl_ssl"));
-    assert_eq!(out["sasl"]["mechanism"].as_str(), Some("SCRAM-SHA-256"));
-    assert_eq!(out["ssl"]["ca"]["location"].as_str(), Some("/etc/filebeat/kafka-ca.pem"));
-    assert!(out["sasl"].get("password").is_none(), "a ${{}} reference is not written as a password");
-    assert!(out.get("librdkafka").is_none() && out.get("client").is_none(), "{out}");
+    // Files and secrets of the source's host stay librdkafka properties, read where the pipeline runs.
+    assert_eq!(out["client"].as_str(), Some("librdkafka"));
+    let rdk = &out["librdkafka"];
+    assert_eq!(rdk["security.protocol"].as_str(), Some("sasl_ssl"));
+    assert_eq!(rdk["sasl.mechanism"].as_str(), Some("SCRAM-SHA-256"));
+    assert_eq!(rdk["ssl.ca.location"].as_str(), Some("/etc/filebeat/kafka-ca.pem"));
+    assert!(rdk.get("sasl.password").is_none(), "a ${{}} reference is not written as a password");
     // drop_fields needs an indexer; without one it is a warning.
     assert!(imported.report.to_string().contains("drop_fields"), "{}", imported.report);
 }

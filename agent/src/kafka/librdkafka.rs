@@ -148,10 +148,12 @@ pub fn client_config(config: &OutputConfig, queue_max_bytes: usize) -> Result<Cl
         .set("queue.buffering.max.messages", (queue_max_bytes / 16).clamp(100_000, 10_000_000).to_string())
         // Java-compatible hashing for keyed records; keyless records use sticky partitioning.
         .set("partitioner", "murmur2_random");
-    for (k, v) in &config.librdkafka {
+    for (k, v) in config.security_properties()? {
         c.set(k, v);
     }
-    for (k, v) in config.security_properties()? {
+    // Last, so that the table's own properties win: an imported config's `security.protocol` there is
+    // not overridden by the `security` table's default (PLAINTEXT).
+    for (k, v) in &config.librdkafka {
         c.set(k, v);
     }
     Ok(c)
