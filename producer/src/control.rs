@@ -38,19 +38,19 @@ pub(crate) enum TopicView {
 }
 
 /// Where to connect and how.
-pub(crate) struct Contact<'a> {
-    pub addresses: &'a [String],
-    pub security: &'a Security,
-    pub client_id: &'a str,
+pub(crate) struct Contact {
+    pub addresses: Vec<String>,
+    pub security: Security,
+    pub client_id: String,
     pub timeout: Duration,
 }
 
-impl Contact<'_> {
+impl Contact {
     /// Opens a connection to the first address that answers. The error is the last one seen.
     async fn connect(&self) -> Result<Connection, ConnectionError> {
         let mut last = None;
-        for address in self.addresses {
-            match Connection::open(address, self.security, self.client_id, self.timeout).await {
+        for address in &self.addresses {
+            match Connection::open(address, &self.security, &self.client_id, self.timeout).await {
                 Ok(connection) => return Ok(connection),
                 Err(error) if error.is_retriable() => last = Some(error),
                 Err(error) => return Err(error),

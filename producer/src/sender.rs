@@ -251,14 +251,20 @@ impl<T: Send + 'static> Sender<T> {
             .min()
     }
 
-    fn contact(&self) -> (Vec<String>, ProducerConfig) {
+    /// The bootstrap brokers, then every broker the metadata named, for Metadata and InitProducerId.
+    fn contact(&self) -> Contact {
         let mut addresses: Vec<String> = self.config.brokers.clone();
         for address in self.brokers.values() {
             if !addresses.contains(address) {
                 addresses.push(address.clone());
             }
         }
-        (addresses, self.config.clone())
+        Contact {
+            addresses,
+            security: self.config.security.clone(),
+            client_id: self.config.client_id.clone(),
+            timeout: self.config.request_timeout,
+        }
     }
 
     fn fetch_metadata(&mut self, now: Instant) {
@@ -278,15 +284,8 @@ impl<T: Send + 'static> Sender<T> {
                 topics.push(topic.to_string());
             }
         }
-        let (addresses, config) = self.contact();
-        let done = self.done_tx.clone();
+        let (contact, done) = (self.contact(), self.done_tx.clone());
         tokio::spawn(async move {
-            let contact = Contact {
-                addresses: &addresses,
-                security: &config.security,
-                client_id: &config.client_id,
-                timeout: config.request_timeout,
-            };
             let _ = done.send(Done::Metadata(contact.metadata(&topics).await));
         });
     }
@@ -300,15 +299,8 @@ impl<T: Send + 'static> Sender<T> {
             return;
         }
         self.producer_id_pending = true;
-        let (addresses, config) = self.contact();
-        let done = self.done_tx.clone();
+        let (contact, done) = (self.contact(), self.done_tx.clone());
         tokio::spawn(async move {
-            let contact = Contact {
-                addresses: &addresses,
-                security: &config.security,
-                client_id: &config.client_id,
-                timeout: config.request_timeout,
-            };
             let _ = done.send(Done::ProducerId(contact.init_producer_id().await));
         });
     }
