@@ -590,8 +590,9 @@ impl<T: Send + 'static> Sender<T> {
                 match sent.batch.split(ProducerStamp::NONE) {
                     Ok((first, second)) => {
                         tracing::debug!(topic = &*topic, partition, "batch refused as too large; splitting it");
-                        state.requeue(sent.order, second);
+                        // Equal orders queue after each other: the first half goes in first.
                         state.requeue(sent.order, first);
+                        state.requeue(sent.order, second);
                     }
                     Err(single) => {
                         let error = ProduceError::new(code, message);
@@ -729,6 +730,23 @@ fn partition_answer(response: &ProduceResponse, topic: &str, partition: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requeued_batches_keep_their_order_and_halves_stay_in_order() {
+        let batch = |opaque: u32| {
+            let mut open = crate::batch::OpenBatch::new(64);
+            open.push(0, None, b"v", opaque);
+            open.seal(crate::batch::Codec::None, ProducerStamp::NONE)
+        };
+        let mut state = PartitionState::new(Some(1));
+        state.queue.push_back(Queued { order: 5, batch: batch(5) });
+        state.requeue(2, batch(2));
+        state.requeue(3, batch(30));
+        state.requeue(3, batch(31));
+        state.requeue(1, batch(1));
+        let opaques: Vec<u32> = state.queue.iter().map(|q| q.batch.opaques[0]).collect();
+        assert_eq!(opaques, [1, 2, 30, 31, 5]);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
