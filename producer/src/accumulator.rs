@@ -206,11 +206,10 @@ impl<T> Accumulator<T> {
         waiting
     }
 
-    /// Takes the records kept aside for `topic` (its metadata failed: they are reported as failed).
+    /// Takes the records kept aside for `topic` (the cluster refused it: they are reported as failed,
+    /// and stop counting as pending when they are).
     pub(crate) fn take_waiting(&mut self, topic: &str) -> Vec<Waiting<T>> {
-        let waiting = self.get_mut(topic).map(|s| std::mem::take(&mut s.waiting)).unwrap_or_default();
-        self.pending -= waiting.len();
-        waiting
+        self.get_mut(topic).map(|s| std::mem::take(&mut s.waiting)).unwrap_or_default()
     }
 }
 
@@ -268,6 +267,8 @@ mod tests {
         assert_eq!(acc.new_topics.len(), 1);
         acc.new_topics.clear();
         assert_eq!(acc.take_waiting("t").len(), 1, "the cluster refused the topic");
+        assert_eq!(acc.pending, 1, "pending until the sender reports the record");
+        acc.pending -= 1;
         assert_eq!(acc.append("t", 1, None, b"again", 1), Wake::Yes);
         assert_eq!(acc.new_topics.len(), 1);
         acc.append("t", 1, None, b"and again", 2);
