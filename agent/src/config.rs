@@ -96,19 +96,19 @@ pub struct OutputConfig {
     pub brokers: Vec<String>,
     /// Topic for inputs that set none. Default `"logs"`.
     pub topic: String,
-    /// `round_robin` (no record key; librdkafka spreads batches over partitions) or `hash` (key from the
-    /// event field named by `key`). Default `round_robin`.
+    /// `round_robin` (no record key; batches go to one partition at a time, moving on as each fills) or
+    /// `hash` (key from the event field named by `key`). Default `round_robin`.
     pub partitioner: Partitioner,
     /// Event field whose value is the record key with `partitioner = "hash"`, e.g. `host.name`,
     /// `log.file.path`, `fields.service`. Default `host.name`.
     pub key: String,
-    /// `all` (= `-1`), `1` or `0`. Default `all`. Idempotence is enabled with `all` (librdkafka requires it).
+    /// `all` (= `-1`), `1` or `0`. Default `all`. Idempotence is enabled with `all` (it requires it).
     pub acks: Acks,
     /// `lz4`, `zstd`, `gzip`, `snappy` or `none`. Default `lz4`.
     pub compression: Compression,
-    /// librdkafka `linger.ms`: how long to wait to fill a batch. Default 5.
+    /// `linger.ms`: how long to wait to fill a batch. Default 5.
     pub linger_ms: u64,
-    /// librdkafka `batch.size`: bytes per partition batch. Default 1000000.
+    /// `batch.size`: bytes per partition batch. Default 1000000.
     pub batch_bytes: usize,
     /// The cluster's `message.max.bytes`. A larger event has its message cut to fit and is tagged
     /// `message_truncated`. Default 1000000 (Kafka's default, minus nothing: the cut leaves headroom).
