@@ -16,10 +16,11 @@
 //! Errors name the broker and what failed, and tell network trouble that a new connection may cure
 //! ([`ConnectionError::is_retriable`]) from settings that will fail again the same way.
 //!
+//! [`Connection`] with [`Connection::open`], [`Connection::require_version`] and [`Connection::call`] is
+//! public for the console tools (`logpipe topics`), which make the admin requests librdkafka has no API
+//! for over it, with the same TLS and SASL settings as their librdkafka clients.
+//!
 //! References: <https://kafka.apache.org/protocol>, KIP-152 (SaslAuthenticate), KIP-511 (ApiVersions v3).
-
-// The sender (built on another branch) is this module's user; until it is merged, nothing outside the
-// tests calls into the connection layer. `expect` turns into a warning once that is no longer true.
 
 use std::fmt;
 use std::time::Duration;
@@ -55,9 +56,12 @@ const SASL_AUTHENTICATE_VERSIONS: (i16, i16) = (0, 2);
 
 /// What a connection was doing when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub enum Phase {
+    /// The TCP connect.
     Connect,
+    /// The TLS handshake, before any Kafka request.
     TlsHandshake,
+    /// A request of this API and its response (during the open: ApiVersions, SaslHandshake, SaslAuthenticate).
     Request(ApiKey),
 }
 
@@ -71,8 +75,10 @@ impl fmt::Display for Phase {
     }
 }
 
+/// Why a connection could not be opened or a request failed. Every message names the broker; none holds
+/// the SASL password.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectionError {
+pub enum ConnectionError {
     /// The network failed: connection refused, host unreachable, name not resolved.
     #[error("broker {broker}: {during} failed: {error}")]
     Io { broker: String, during: Phase, error: std::io::Error },
@@ -101,7 +107,7 @@ impl ConnectionError {
     /// Network trouble (I/O, a closed connection, a timeout): a new connection, later, may well work.
     /// The other errors come from the settings or the broker's software and will happen again the same
     /// way: report them, don't retry in a tight loop.
-    pub(crate) fn is_retriable(&self) -> bool {
+    pub fn is_retriable(&self) -> bool {
         matches!(self, Self::Io { .. } | Self::Closed { .. } | Self::Timeout { .. })
     }
 
@@ -167,7 +173,7 @@ trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// One open, authenticated connection to one broker.
-pub(crate) struct Connection {
+pub struct Connection {
     broker: String,
     /// The broker's ApiVersions answer: (api key, min version, max version).
     versions: Vec<(i16, i16, i16)>,
@@ -193,8 +199,8 @@ pub(crate) struct ResponseReader {
 
 impl Connection {
     /// Connects to `broker` ("host:port"), does TLS and then SASL as `security` says, and learns the
-    /// broker's API versions. The whole open is bounded by `timeout`.
-    pub(crate) async fn open(
+    /// broker's API versions. Requests carry `client_id`. The whole open is bounded by `timeout`.
+    pub async fn open(
         broker: &str,
         security: &Security,
         client_id: &str,
@@ -353,8 +359,9 @@ impl Connection {
         (best >= ours.0.max(min)).then_some(best)
     }
 
-    /// [`Connection::version`], or an `Unsupported` error saying what each side speaks.
-    pub(crate) fn require_version(&self, api: ApiKey, ours: (i16, i16)) -> Result<i16, ConnectionError> {
+    /// The highest version of `api` in `ours` (min, max) that the broker supports, or an
+    /// [`ConnectionError::Unsupported`] error saying what each side speaks.
+    pub fn require_version(&self, api: ApiKey, ours: (i16, i16)) -> Result<i16, ConnectionError> {
         self.version(api, ours).ok_or_else(|| {
             let theirs = match self.versions.iter().find(|(key, ..)| *key == api as i16) {
                 Some((_, min, max)) => format!("versions {min}..={max}"),
@@ -369,7 +376,7 @@ impl Connection {
 
     /// One request and its response, bounded by `timeout`. After a timeout the connection is out of step
     /// (the response may still come): drop it.
-    pub(crate) async fn call<R: Request>(
+    pub async fn call<R: Request>(
         &mut self,
         request: &R,
         version: i16,
@@ -395,7 +402,8 @@ impl Connection {
         (self.writer, self.reader)
     }
 
-    pub(crate) fn broker(&self) -> &str {
+    /// The address this connection was opened to ("host:port"), as errors name it.
+    pub fn broker(&self) -> &str {
         &self.broker
     }
 }

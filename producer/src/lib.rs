@@ -7,7 +7,8 @@
 //! - `accumulator`: the open batch of each partition, filled by the caller's thread.
 //! - `sender`: the producer's thread: sealing, metadata, idempotent sequencing, retries.
 //! - `link`: one broker's pipelined Produce requests; `control`: Metadata and InitProducerId.
-//! - `connection`: one broker connection: TLS, SASL, API version negotiation, framing.
+//! - `connection`: one broker connection: TLS, SASL, API version negotiation, framing; [`Connection`] is
+//!   public for the console tools' admin requests.
 //! - `batch`: record batches (magic 2): compression, CRC-32C, splitting.
 //! - `partitioner`: Java-compatible murmur2 for keyed records, sticky partitioning for keyless ones.
 
@@ -23,5 +24,6 @@ pub mod security;
 mod sender;
 
 pub use batch::Codec;
+pub use connection::{Connection, ConnectionError, Phase};
 pub use producer::{FailedRecord, ProduceError, Producer, ProducerConfig, Report};
 pub use security::Security;

@@ -94,6 +94,14 @@ impl std::fmt::Debug for Security {
     }
 }
 
+/// librdkafka's other names for properties, and the name this module reads them by.
+const ALIASES: [(&str, &str); 1] = [("sasl.mechanisms", "sasl.mechanism")];
+
+/// A property's name, aliases resolved.
+fn canonical(key: &str) -> &str {
+    ALIASES.iter().find(|(alias, _)| *alias == key).map_or(key, |(_, name)| name)
+}
+
 const PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
 const SASL_KEYS: [&str; 3] = ["sasl.mechanism", "sasl.username", "sasl.password"];
 const SSL_KEYS: [&str; 4] =
@@ -105,18 +113,21 @@ impl Security {
         Security::default()
     }
 
-    /// From librdkafka properties (`security.protocol`, `sasl.*`, `ssl.*`; others are ignored), reading
-    /// the PEM files now. `prefix` names the settings' section in errors (`agent.output`).
+    /// From librdkafka properties (`security.protocol`, `sasl.mechanism` or its librdkafka alias
+    /// `sasl.mechanisms`, `sasl.username`, `sasl.password`, `ssl.*`; others are ignored; of a key given
+    /// twice the last counts), reading the PEM files now. `prefix` names the settings' section in errors
+    /// (`agent.output`); with an empty one, errors name the bare property (the console's `-X`/`-F`).
     pub fn from_properties(properties: &[(&str, String)], prefix: &str) -> Result<Security, String> {
-        let get = |key: &str| properties.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
+        let prefix = &if prefix.is_empty() { String::new() } else { format!("{prefix}.") };
+        let get = |key: &str| properties.iter().rev().find(|(k, _)| canonical(k) == key).map(|(_, v)| v.as_str());
         let protocol = get("security.protocol").unwrap_or("plaintext").to_ascii_lowercase();
         if !PROTOCOLS.contains(&protocol.as_str()) {
-            return Err(format!("{prefix}.security.protocol: `{protocol}` must be one of {}", PROTOCOLS.join(", ")));
+            return Err(format!("{prefix}security.protocol: `{protocol}` must be one of {}", PROTOCOLS.join(", ")));
         }
         let uses_sasl = protocol.starts_with("sasl_");
         let uses_tls = protocol.ends_with("ssl");
         let misplaced = |keys: &[&str], fix: &str| match keys.iter().find(|k| get(k).is_some()) {
-            Some(key) => Err(format!("{prefix}.{key} is set but security.protocol is {protocol}; use {fix}")),
+            Some(key) => Err(format!("{prefix}{key} is set but security.protocol is {protocol}; use {fix}")),
             None => Ok(()),
         };
         if !uses_sasl {
@@ -158,12 +169,12 @@ fn sasl_credentials<'a>(
 ) -> Result<SaslCredentials, String> {
     let name = get("sasl.mechanism").unwrap_or("PLAIN");
     let mechanism = SaslMechanism::parse(name).ok_or_else(|| {
-        format!("{prefix}.sasl.mechanism: `{name}` must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+        format!("{prefix}sasl.mechanism: `{name}` must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
     })?;
     let username = get("sasl.username")
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| format!("{prefix}.sasl.username is required with security.protocol {protocol}"))?;
-    let password = get("sasl.password").ok_or_else(|| format!("{prefix}.sasl.password is required with {protocol}"))?;
+        .ok_or_else(|| format!("{prefix}sasl.username is required with security.protocol {protocol}"))?;
+    let password = get("sasl.password").ok_or_else(|| format!("{prefix}sasl.password is required with {protocol}"))?;
     Ok(SaslCredentials { mechanism, username: username.to_owned(), password: password.to_owned() })
 }
 
@@ -173,7 +184,7 @@ fn client_config<'a>(get: &impl Fn(&str) -> Option<&'a str>, prefix: &str) -> Re
         None | Some("https") => true,
         Some("none") => false,
         Some(other) => {
-            return Err(format!("{prefix}.ssl.endpoint.identification.algorithm: `{other}` must be https or none"))
+            return Err(format!("{prefix}ssl.endpoint.identification.algorithm: `{other}` must be https or none"))
         }
     };
     let roots = match get("ssl.ca.location") {
@@ -181,7 +192,7 @@ fn client_config<'a>(get: &impl Fn(&str) -> Option<&'a str>, prefix: &str) -> Re
             let mut roots = RootCertStore::empty();
             for certificate in read_certificates(prefix, "ssl.ca.location", path)? {
                 roots.add(certificate).map_err(|e| {
-                    format!("{prefix}.ssl.ca.location: {path} holds a certificate that cannot be a CA ({e})")
+                    format!("{prefix}ssl.ca.location: {path} holds a certificate that cannot be a CA ({e})")
                 })?;
             }
             roots
@@ -191,10 +202,10 @@ fn client_config<'a>(get: &impl Fn(&str) -> Option<&'a str>, prefix: &str) -> Re
     let provider: Arc<CryptoProvider> = Arc::new(ring::default_provider());
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| format!("{prefix}.ssl.ca.location: {e}"))?;
+        .map_err(|e| format!("{prefix}ssl.ca.location: {e}"))?;
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("{prefix}: TLS setup: {e}"))?;
+        .map_err(|e| format!("{prefix}security.protocol: cannot set up TLS: {e}"))?;
     let builder = if check_name {
         builder.with_webpki_verifier(verifier)
     } else {
@@ -206,26 +217,26 @@ fn client_config<'a>(get: &impl Fn(&str) -> Option<&'a str>, prefix: &str) -> Re
             let chain = read_certificates(prefix, "ssl.certificate.location", certificate)?;
             let key = read_private_key(prefix, key)?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
-                format!("{prefix}.ssl.key.location: the key does not fit ssl.certificate.location {certificate} ({e})")
+                format!("{prefix}ssl.key.location: the key does not fit ssl.certificate.location {certificate} ({e})")
             })?
         }
-        (Some(_), None) => return Err(format!("{prefix}.ssl.key.location is required with ssl.certificate.location")),
-        (None, Some(_)) => return Err(format!("{prefix}.ssl.certificate.location is required with ssl.key.location")),
+        (Some(_), None) => return Err(format!("{prefix}ssl.key.location is required with ssl.certificate.location")),
+        (None, Some(_)) => return Err(format!("{prefix}ssl.certificate.location is required with ssl.key.location")),
     };
     Ok(Arc::new(config))
 }
 
 fn read_file(prefix: &str, key: &str, path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{prefix}.{key}: cannot read {path}: {e}"))
+    std::fs::read(path).map_err(|e| format!("{prefix}{key}: cannot read {path}: {e}"))
 }
 
 fn read_certificates(prefix: &str, key: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = read_file(prefix, key, path)?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{prefix}.{key}: {path} is not a PEM file ({e})"))?;
+        .map_err(|e| format!("{prefix}{key}: {path} is not a PEM file ({e})"))?;
     if certificates.is_empty() {
-        return Err(format!("{prefix}.{key}: {path} contains no certificate (PEM `BEGIN CERTIFICATE`)"));
+        return Err(format!("{prefix}{key}: {path} contains no certificate (PEM `BEGIN CERTIFICATE`)"));
     }
     Ok(certificates)
 }
@@ -234,7 +245,7 @@ fn read_private_key(prefix: &str, path: &str) -> Result<PrivateKeyDer<'static>, 
     let pem = read_file(prefix, "ssl.key.location", path)?;
     // The parser's own message could quote a line of the file: it is left out.
     PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|_| format!("{prefix}.ssl.key.location: {path} contains no private key (PEM: PKCS#8, PKCS#1 or SEC1)"))
+        .map_err(|_| format!("{prefix}ssl.key.location: {path} contains no private key (PEM: PKCS#8, PKCS#1 or SEC1)"))
 }
 
 fn system_roots(prefix: &str) -> Result<RootCertStore, String> {
@@ -244,7 +255,7 @@ fn system_roots(prefix: &str) -> Result<RootCertStore, String> {
     if roots.is_empty() {
         let why = found.errors.first().map(|e| format!(" ({e})")).unwrap_or_default();
         return Err(format!(
-            "{prefix}.ssl.ca.location is not set and the system has no CA certificates{why}; set it to the \
+            "{prefix}ssl.ca.location is not set and the system has no CA certificates{why}; set it to the \
              CA that signed the broker's certificate"
         ));
     }
@@ -327,6 +338,39 @@ mod tests {
         assert_eq!((sasl.username.as_str(), sasl.password()), ("agent", "s3cret-pw"));
         let debug = format!("{security:?}");
         assert!(!debug.contains("s3cret-pw") && debug.contains("<hidden>") && debug.contains("agent"), "{debug}");
+    }
+
+    #[test]
+    fn librdkafka_alias_sasl_mechanisms_last_one_counts() {
+        let mechanism = |pairs: &[(&'static str, &str)]| {
+            let mut all =
+                properties(&[("security.protocol", "SASL_PLAINTEXT"), ("sasl.username", "u"), ("sasl.password", "pw")]);
+            all.extend(properties(pairs));
+            Security::from_properties(&all, "").unwrap().sasl().unwrap().mechanism
+        };
+        assert_eq!(mechanism(&[("sasl.mechanisms", "SCRAM-SHA-256")]), SaslMechanism::Scram(ScramMechanism::Sha256));
+        assert_eq!(
+            mechanism(&[("sasl.mechanisms", "SCRAM-SHA-256"), ("sasl.mechanism", "PLAIN")]),
+            SaslMechanism::Plain
+        );
+        assert_eq!(
+            mechanism(&[("sasl.mechanism", "PLAIN"), ("sasl.mechanisms", "scram-sha-512")]),
+            SaslMechanism::Scram(ScramMechanism::Sha512)
+        );
+        let e = Security::from_properties(&properties(&[("sasl.mechanisms", "PLAIN")]), "").unwrap_err();
+        assert!(e.starts_with("sasl.mechanism is set but security.protocol is plaintext"), "{e}");
+    }
+
+    #[test]
+    fn without_a_prefix_errors_name_the_bare_property() {
+        let e = Security::from_properties(&properties(&[("security.protocol", "SASL_SSL")]), "").unwrap_err();
+        assert_eq!(e, "sasl.username is required with security.protocol sasl_ssl");
+        let e = Security::from_properties(
+            &properties(&[("security.protocol", "ssl"), ("ssl.ca.location", "/nonexistent/ca.pem")]),
+            "",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("ssl.ca.location: cannot read /nonexistent/ca.pem: "), "{e}");
     }
 
     #[test]
