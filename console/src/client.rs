@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use logpipe_producer::Security;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -84,21 +85,24 @@ impl Connection {
             // Looking at a topic must never create it. AdminClients are producers inside librdkafka, whose
             // metadata requests would otherwise ask brokers with auto_create_topics_enable to create it.
             .set("allow.auto.create.topics", "false");
-        for (key, value) in self.config_file.iter().flat_map(|f| f.0.iter()).chain(&self.properties) {
+        for (key, value) in self.all_properties() {
             config.set(key, value);
         }
         config
     }
 
-    /// Whether the connection is plain TCP (no TLS, no SASL): the raw protocol client only speaks that.
-    pub(crate) fn is_plaintext(&self) -> bool {
-        let mut protocol = "plaintext".to_owned();
-        for (key, value) in self.config_file.iter().flat_map(|f| f.0.iter()).chain(&self.properties) {
-            if key == "security.protocol" {
-                protocol = value.to_ascii_lowercase();
-            }
-        }
-        protocol == "plaintext"
+    /// The `-F` file's properties, then the `-X` ones (a later one overrides an earlier one of its key).
+    fn all_properties(&self) -> impl Iterator<Item = &(String, String)> {
+        self.config_file.iter().flat_map(|f| f.0.iter()).chain(&self.properties)
+    }
+
+    /// TLS and SASL for the console's own connections (`crate::admin_calls`), from the same properties
+    /// the librdkafka clients get (`security.protocol`, `sasl.mechanism` or `sasl.mechanisms`,
+    /// `sasl.username`, `sasl.password`, `ssl.ca.location`, …; the others are librdkafka's alone).
+    /// Reads the PEM files now.
+    pub(crate) fn security(&self) -> Result<Security> {
+        let properties: Vec<(&str, String)> = self.all_properties().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        Security::from_properties(&properties, "").map_err(Error::Security)
     }
 
     /// Wraps a failed request in an error that names this broker.

@@ -3,6 +3,7 @@
 //! Every message names the broker, topic or group involved and says what to do next, because these errors
 //! end up on an operator's terminal as the only output of a failed command.
 
+use logpipe_producer::ConnectionError;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Result of a console command.
@@ -73,9 +74,19 @@ pub enum Error {
     )]
     DeliveryFailed { topic: String, broker: String, total: u64, acknowledged: u64, failed: u64, first_error: String },
 
-    /// The raw protocol client got something it could not use.
+    /// A broker's answer to one of the console's own admin requests (`crate::admin_calls`) cannot be used.
     #[error("{api} request to broker {broker} failed: {message}")]
     Protocol { api: &'static str, broker: String, message: String },
+
+    /// The console's own connection (`crate::admin_calls`) could not be opened, or a request on it failed.
+    /// The error names the broker and, for settings, which property to check.
+    #[error("{action} failed: {error}{}", connection_hint(.error))]
+    Connection { action: String, error: ConnectionError },
+
+    /// The `-X`/`-F` security properties cannot make a connection (read for the console's own connections;
+    /// the librdkafka clients get them as they are).
+    #[error("security settings (-X, -F): {0}")]
+    Security(String),
 
     /// Reading stdin or writing stdout failed (other than a closed pipe, which ends a command cleanly).
     #[error("{what}: {error}")]
@@ -118,6 +129,16 @@ fn hint_suffix(code: RDKafkaErrorCode) -> String {
     hint(code).map(|h| format!("; {h}")).unwrap_or_default()
 }
 
+/// What to do about a connection error: network trouble may pass; the other errors carry their own advice.
+fn connection_hint(error: &ConnectionError) -> &'static str {
+    if error.is_retriable() {
+        "; check that the broker runs and that this host reaches it at that address (the one it advertises), \
+         then retry"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +154,21 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("creating topic 'nginx' on broker 127.0.0.1:9092 failed: TopicAlreadyExists"));
         assert!(msg.contains("logpipe topics delete"), "{msg}");
+    }
+
+    #[test]
+    fn connection_errors_name_the_action_and_broker_and_advise_a_retry_only_for_the_network() {
+        let action = "altering the configs of topic 'nginx'".to_owned();
+        let timeout = ConnectionError::Timeout {
+            broker: "k1:9093".into(),
+            during: logpipe_producer::Phase::TlsHandshake,
+            timeout: std::time::Duration::from_secs(3),
+        };
+        let msg = Error::Connection { action: action.clone(), error: timeout }.to_string();
+        assert!(msg.starts_with("altering the configs of topic 'nginx' failed: broker k1:9093: no answer"), "{msg}");
+        assert!(msg.ends_with("then retry"), "{msg}");
+        let refused = ConnectionError::Authentication { broker: "k1:9093".into(), message: "SASL failed".into() };
+        let msg = Error::Connection { action, error: refused }.to_string();
+        assert!(msg.ends_with("broker k1:9093: SASL failed"), "{msg}");
     }
 }

@@ -1,9 +1,9 @@
 //! Kafka console tools for logpipe: the everyday commands of `kafka-topics.sh`, the console producer and
 //! consumer, and `kafka-consumer-groups.sh`.
 //!
-//! They are plain Kafka clients (librdkafka through `rdkafka`, plus a tiny raw client for the one API
-//! librdkafka does not expose), so they work the same against the embedded broker and against an Apache
-//! Kafka or Redpanda cluster.
+//! They are plain Kafka clients (librdkafka through `rdkafka`, plus the producer crate's connection for the
+//! few admin requests librdkafka does not expose, with the same TLS and SASL settings), so they work the
+//! same against the embedded broker and against an Apache Kafka or Redpanda cluster.
 //!
 //! The binary flattens [`ConsoleCommand`] into its own subcommands and calls [`run`]:
 //!
@@ -14,13 +14,13 @@
 //! logpipe groups list|describe|delete|reset-offsets ...
 //! ```
 
+mod admin_calls;
 mod client;
 mod consume;
 mod consumer_protocol;
 mod error;
 mod groups;
 mod produce;
-mod raw_client;
 mod table;
 mod topic_arg;
 mod topics;

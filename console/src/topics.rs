@@ -2,19 +2,21 @@
 //!
 //! Create and delete go through librdkafka's AdminClient (CreateTopics/DeleteTopics). Describe combines
 //! three sources, because no single Kafka API has it all: Metadata for leaders, replicas and ISR,
-//! ListOffsets (`fetch_watermarks`) for the log start offset and high watermark, and DescribeLogDirs —
-//! which librdkafka does not expose — through [`crate::raw_client`] for the size on disk.
+//! ListOffsets (`fetch_watermarks`) for the log start offset and high watermark, and — through
+//! [`crate::admin_calls`], as librdkafka does not expose them — Metadata v10+ for the topic id and
+//! DescribeLogDirs for the size on disk. `alter --config` is IncrementalAlterConfigs, likewise.
 
 use std::collections::HashMap;
 
+use logpipe_producer::ConnectionError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 
+use crate::admin_calls::{AdminConnection, ConfigChange};
 use crate::client::{blocking, Connection};
 use crate::error::{Error, Result};
-use crate::raw_client::{ConfigChange, RawClient};
 use crate::table::or_dash;
 use crate::topic_arg::{OptionalTopicArg, TopicArg};
 
@@ -320,10 +322,12 @@ async fn alter_configs(
     changes: &[ConfigChange],
     sets: &[(String, String)],
 ) -> Result<()> {
+    let security = connection.security()?;
+    let action = format!("altering the configs of topic '{topic}'");
     let mut last_error = None;
     for address in brokers {
         let answer = async {
-            let mut client = RawClient::connect(address, connection.timeout()).await?;
+            let mut client = AdminConnection::open(address, &security, connection.timeout(), &action).await?;
             client.alter_topic_configs(topic, changes).await
         }
         .await;
@@ -346,6 +350,8 @@ async fn alter_configs(
                 };
                 return Err(Error::ConfigRefused { topic: topic.to_owned(), broker: address.clone(), error });
             }
+            // Settings or software that the next broker would fail on the same way (TLS, SASL, versions).
+            Err(e) if matches!(&e, Error::Connection { error, .. } if !error.is_retriable()) => return Err(e),
             Err(e) => last_error = Some(e),
         }
     }
@@ -445,49 +451,15 @@ async fn describe(connection: Connection, name: Option<String>) -> Result<()> {
     for topic in &mut topics {
         topic.configs = configs.get(&topic.name).cloned().unwrap_or_default();
     }
-    let ids = topic_ids(&connection, &brokers, &topics).await;
+    let (ids, sizes) = ids_and_sizes(&connection, &brokers, &topics).await;
     for topic in &mut topics {
         topic.id = ids.get(&topic.name).cloned();
-    }
-    let sizes = replica_sizes(&connection, &brokers, &topics).await;
-    for topic in &mut topics {
         for partition in &mut topic.partitions {
             partition.size_on_disk = sizes.get(&(partition.leader, topic.name.clone(), partition.id)).copied();
         }
     }
     print!("{}", format_describe(&topics));
     Ok(())
-}
-
-/// The topics' ids from the first broker that answers, in Kafka's notation; none on failure (logged at
-/// debug), as the rest of the description still holds.
-async fn topic_ids(
-    connection: &Connection,
-    brokers: &[(i32, String)],
-    topics: &[TopicInfo],
-) -> HashMap<String, String> {
-    use base64::Engine as _;
-    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    if names.is_empty() {
-        return HashMap::new();
-    }
-    for (_, address) in brokers {
-        let answer = async {
-            let mut client = RawClient::connect(address, connection.timeout()).await?;
-            client.topic_ids(&names).await
-        }
-        .await;
-        match answer {
-            Ok(ids) => {
-                return ids
-                    .into_iter()
-                    .map(|(name, id)| (name, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())))
-                    .collect()
-            }
-            Err(e) => tracing::debug!(broker = %address, "topic ids unavailable: {e}"),
-        }
-    }
-    HashMap::new()
 }
 
 /// DescribeConfigs for each topic: the entries that are not defaults, by topic. A failure only leaves the
@@ -553,29 +525,60 @@ fn topic_infos(metadata: &Metadata) -> Vec<TopicInfo> {
     topics
 }
 
-/// Asks every broker for its replicas' sizes: `(broker id, topic, partition) → bytes`.
+/// The topics' ids (from the first broker that gives them, in Kafka's notation) and every broker's replica
+/// sizes, `(broker id, topic, partition) → bytes`, over one connection to each broker.
 ///
-/// Failures only cost the SizeOnDisk column (printed as `-`), never the whole describe: older brokers may
-/// not support DescribeLogDirs v1+, and the size is the least important column. The raw client speaks
-/// only PLAINTEXT, so over TLS or SASL the column stays `-`.
-async fn replica_sizes(
+/// Failures only cost the SizeOnDisk column and the TopicId field (left out), never the whole describe:
+/// older brokers may not support DescribeLogDirs v1+ or Metadata v10+, and these are the least important
+/// fields. They are logged at debug; security settings the console's own connection cannot use, at warn.
+async fn ids_and_sizes(
     connection: &Connection,
     brokers: &[(i32, String)],
     topics: &[TopicInfo],
-) -> HashMap<(i32, String, i32), i64> {
+) -> (HashMap<String, String>, HashMap<(i32, String, i32), i64>) {
+    use base64::Engine as _;
+    let (mut ids, mut sizes) = (HashMap::new(), HashMap::new());
+    if topics.is_empty() {
+        return (ids, sizes);
+    }
+    let security = match connection.security() {
+        Ok(security) => security,
+        Err(e) => {
+            tracing::warn!("sizes on disk and topic ids left out: {e}");
+            return (ids, sizes);
+        }
+    };
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
     let wanted: Vec<(String, Vec<i32>)> =
         topics.iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.id).collect())).collect();
-    let mut sizes = HashMap::new();
-    if wanted.is_empty() || !connection.is_plaintext() {
-        return sizes;
-    }
+    let mut ids_known = false;
     for (broker_id, address) in brokers {
-        let result = async {
-            let mut client = RawClient::connect(address, connection.timeout()).await?;
-            client.describe_log_dirs(Some(&wanted)).await
+        let action = "reading topic ids and sizes on disk";
+        let mut client = match AdminConnection::open(address, &security, connection.timeout(), action).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::debug!(broker = %address, "topic ids and sizes on disk unavailable: {e}");
+                continue;
+            }
+        };
+        if !ids_known {
+            match client.topic_ids(&names).await {
+                Ok(found) => {
+                    ids_known = !found.is_empty();
+                    ids.extend(found.into_iter().map(|(name, id)| {
+                        (name, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes()))
+                    }));
+                }
+                // A version neither side speaks was never sent; after any other failure the connection may
+                // be out of step.
+                Err(Error::Connection { error: ConnectionError::Unsupported { .. }, .. }) => {}
+                Err(e) => {
+                    tracing::debug!(broker = %address, "topic ids and sizes on disk unavailable: {e}");
+                    continue;
+                }
+            }
         }
-        .await;
-        match result {
+        match client.describe_log_dirs(Some(&wanted)).await {
             Ok(replicas) => {
                 for replica in replicas {
                     // A replica split over several log dirs (JBOD) is summed.
@@ -585,7 +588,7 @@ async fn replica_sizes(
             Err(e) => tracing::debug!(broker = %address, "size on disk unavailable: {e}"),
         }
     }
-    sizes
+    (ids, sizes)
 }
 
 /// `host:port`, bracketing IPv6 literals.

@@ -5,6 +5,7 @@ from another CA, bad SASL frames. After each refusal the broker still serves the
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -15,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from peers import run_tool
 from security_support import Pki, SecureBroker
@@ -535,6 +536,59 @@ def test_console_tools_over_sasl_ssl(secure_broker, pki, logpipe_bin, tmp_path):
     assert bad.returncode != 0, bad.stdout
     assert "wrong" not in bad.stderr and PASSWORD not in bad.stderr
     assert "user=alice reason=Authentication failed" in log_of(broker)
+
+
+
+def describe_fields(text: str) -> list[dict[str, str]]:
+    """Each line of `topics describe`, its tab-separated `Key: value` fields as a dict."""
+    return [dict(f.split(": ", 1) if ": " in f else (f.rstrip(":"), "") for f in line.strip("\t").split("\t"))
+            for line in text.splitlines() if line.strip()]
+
+
+def test_console_sizes_ids_and_config_changes_over_sasl_ssl(secure_broker, pki, logpipe_bin, tmp_path):
+    """What librdkafka has no API for (DescribeLogDirs, Metadata v10+, IncrementalAlterConfigs), the console
+    asks over logpipe's own connection, with the same -F/-X settings, librdkafka's `sasl.mechanisms`
+    spelling included: over SASL_SSL too, describe shows sizes and the topic id, and alter changes configs."""
+    broker = secure_broker("SASL_SSL", users={"alice": "SCRAM-SHA-512"}, **tls_settings(pki))
+    props = tmp_path / "client.properties"
+    props.write_text(f"security.protocol=SASL_SSL\nsasl.mechanisms=SCRAM-SHA-512\nsasl.username=alice\n"
+                     f"sasl.password={PASSWORD}\nssl.ca.location={pki['ca']}\n")
+
+    def cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        argv = [str(logpipe_bin), *args, "--bootstrap-server", broker.bootstrap, "-F", str(props)]
+        p = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert PASSWORD not in p.stdout + p.stderr
+        return p
+
+    topic = unique("console-admin")
+    cli("topics", "create", topic, "--partitions", "2", "--config", "retention.ms=3600000")
+    cli("produce", topic, "--partition", "0", "--acks", "all", input="".join(f"r{i}\n" for i in range(100)))
+
+    described = cli("topics", "describe", topic)
+    assert "left out" not in described.stderr, described.stderr
+    summary, *partitions = describe_fields(described.stdout)
+    conf = sasl_conf(broker, pki=pki)
+    admin = AdminClient(conf)  # referenced until the futures resolve
+    theirs = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=30)
+    # Kafka's notation (kafka-topics.sh): URL-safe base64 of the 16 bytes; librdkafka's str() uses `+/`.
+    mask = (1 << 64) - 1
+    their_id = struct.pack(">QQ", theirs.topic_id.get_most_significant_bits() & mask,
+                           theirs.topic_id.get_least_significant_bits() & mask)
+    assert summary["TopicId"] == base64.urlsafe_b64encode(their_id).decode().rstrip("="), summary
+    assert summary["Configs"] == "retention.ms=3600000", summary
+    sizes = {p["Partition"]: p["SizeOnDisk"] for p in partitions}
+    assert sizes.keys() == {"0", "1"} and all(size.isdigit() for size in sizes.values()), sizes
+    assert int(sizes["0"]) > int(sizes["1"]) >= 0, sizes  # 100 records in partition 0 only
+
+    out = cli("topics", "alter", topic, "--config", "retention.ms=60000", "--config", "segment.bytes=1048576")
+    assert f"Altered topic {topic}." in out.stdout
+    configs = describe_fields(cli("topics", "describe", topic).stdout)[0]["Configs"]
+    assert configs == "retention.ms=60000,segment.bytes=1048576", configs
+    cli("topics", "alter", topic, "--delete-config", "segment.bytes", "-X", "sasl.mechanism=SCRAM-SHA-512")
+    assert describe_fields(cli("topics", "describe", topic).stdout)[0]["Configs"] == "retention.ms=60000"
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    assert admin.describe_configs([res])[res].result(timeout=30)["retention.ms"].value == "60000"
 
 
 def test_agent_broker_indexer_over_sasl_ssl(logpipe_bin, tmp_path, pki):
