@@ -81,6 +81,14 @@ impl Listener {
         };
         let stream = match handshake {
             Ok(Ok(stream)) => stream,
+            Ok(Err(e)) if closed_by_peer(&e) => {
+                // The client went away before it offered or refused anything (a librdkafka client destroyed
+                // while its second connection is still shaking hands does this): a disconnect, as Kafka
+                // counts it, not a failed authentication. A client refusing our certificate sends an alert
+                // instead, which is an error of another kind, below.
+                tracing::debug!(%peer, listener = %self.name, error = %e, "connection closed during the TLS handshake");
+                return;
+            }
             Ok(Err(e)) => {
                 broker.auth_failures.record(peer, &self.name, None, &format!("TLS handshake failed: {e}"));
                 return;
@@ -100,4 +108,10 @@ impl Listener {
         tracing::debug!(%peer, listener = %self.name, %principal, "TLS connection established");
         connection::serve(stream, peer, self.clone(), principal, broker, shutdown).await;
     }
+}
+
+/// The peer closed or reset the connection: no alert, no bytes that fail to parse.
+fn closed_by_peer(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(error.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)
 }
