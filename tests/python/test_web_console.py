@@ -57,19 +57,34 @@ def record_at_time(bootstrap: str, topic: str, partition: int, offset: int) -> d
     after that time (an earlier record may share the millisecond), and the value of that first record."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             consumer_timeout_ms=10_000)
-    try:
-        tp = TopicPartition(topic, partition)
+    tp = TopicPartition(topic, partition)
+
+    def consumer_at(at: int) -> KafkaConsumer:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                 consumer_timeout_ms=30_000)
         consumer.assign([tp])
-        consumer.seek(tp, offset)
-        record = next(iter(consumer))
+        consumer.seek(tp, at)
+        return consumer
+
+    def read_one(consumer: KafkaConsumer, at: int):
+        record = next(iter(consumer), None)
+        assert record is not None, f"kafka-python read nothing at {topic}/{partition} offset {at} in 30 s"
+        return record
+
+    # Each read on a consumer of its own: kafka-python, sought back to offset 0 after reading further on,
+    # sometimes fetched nothing until its timeout.
+    consumer = consumer_at(offset)
+    try:
+        record = read_one(consumer, offset)
         found = consumer.offsets_for_times({tp: record.timestamp})[tp]
-        consumer.seek(tp, found.offset)
-        first = next(iter(consumer))
-        return {"timestamp": record.timestamp, "first_offset": found.offset, "value": first.value.decode()}
     finally:
         consumer.close()
+    consumer = consumer_at(found.offset)
+    try:
+        first = read_one(consumer, found.offset)
+    finally:
+        consumer.close()
+    return {"timestamp": record.timestamp, "first_offset": found.offset, "value": first.value.decode()}
 
 
 def test_web_console_in_chromium(logpipe_bin, tmp_path, es_standin):
@@ -102,11 +117,16 @@ def _run(logpipe_bin, tmp_path, es, stack):
     assert r.returncode == 0, r.stderr
     wait_until(lambda: any(g["group_id"] == IDLE_GROUP for g in a.status()["groups"]), 30, "the idle group in /status")
 
-    # A record in the middle of partition 0, and the offset a seek to its time must land on.
-    p0 = next(t for t in s["topics"] if t["name"] == "nginx")["partitions"][0]
-    offset = (p0["log_start_offset"] + p0["log_end_offset"]) // 2
-    rec = record_at_time(a.broker_address, "nginx", 0, offset)
-    needle = re.search(r"rid=\d+ ", rec["value"])
+    # A record in the middle of the fullest partition (the agent's sticky partitioner can leave a partition
+    # with few records or none after a burst), and the offset a seek to its time must land on. The filter's
+    # needle is that first record's `event.id`, which no other record holds (a burst can give the whole
+    # partition one timestamp, so the first record may be an error.log line, with no `rid=`).
+    fullest = max(next(t for t in s["topics"] if t["name"] == "nginx")["partitions"],
+                  key=lambda p: p["log_end_offset"] - p["log_start_offset"])
+    assert fullest["log_end_offset"] - fullest["log_start_offset"] > 20, fullest
+    offset = (fullest["log_start_offset"] + fullest["log_end_offset"]) // 2
+    rec = record_at_time(a.broker_address, "nginx", fullest["partition"], offset)
+    needle = re.search(r"[0-9a-f]{32}", json.loads(rec["value"])["event"]["id"])
     assert needle, rec
     path, count = path_counts(logs_a).most_common(3)[-1]
 
@@ -139,7 +159,7 @@ def _run(logpipe_bin, tmp_path, es, stack):
         "console": f"http://{a.admin_address}",
         "screenshots": str(SCREENSHOTS),
         "topic": "nginx",
-        "record": {"partition": 0, "offset": rec["first_offset"], "needle": needle.group(0),
+        "record": {"partition": fullest["partition"], "offset": rec["first_offset"], "needle": needle.group(0),
                    "time_iso": _iso(rec["timestamp"])},
         "search": {"path": path, "count": count},
         "idle_group": IDLE_GROUP,
