@@ -538,7 +538,6 @@ def test_console_tools_over_sasl_ssl(secure_broker, pki, logpipe_bin, tmp_path):
     assert "user=alice reason=Authentication failed" in log_of(broker)
 
 
-
 def describe_fields(text: str) -> list[dict[str, str]]:
     """Each line of `topics describe`, its tab-separated `Key: value` fields as a dict."""
     return [dict(f.split(": ", 1) if ": " in f else (f.rstrip(":"), "") for f in line.strip("\t").split("\t"))
