@@ -8,7 +8,9 @@
 #
 # Options: --records N, --partitions N, --batch-events N (indexer batch_max_events, default 5000),
 #          --concurrency N (bulk requests in flight, default 2), --keep (keep the run directory), --no-build.
-# Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR.
+# Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR; BENCH_PROFILE=DIR records a
+# `perf record -g` of the indexer while it runs (DIR/indexer.perf.data; BENCH_PERF_OPTS replaces `-g -F 1999`;
+# perf takes CPU from the same cores).
 #
 # Loading (not timed as part of the indexer): indexer/examples/bench_events.rs produces the envelopes with
 # librdkafka (acks=all, lz4, linger 20 ms, 10,000 per batch) and writes the same values to a file.
@@ -48,7 +50,7 @@ while [ $# -gt 0 ]; do
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -120,16 +122,26 @@ BROKER_T0=$(cpu_ticks "/proc/$BROKER_PID/stat")
 T0=$(now)
 start_process "$RUN_DIR/indexer" "$BIN" indexer -c "$RUN_DIR/indexer.toml"
 INDEXER_PID=$STARTED_PID
+PROFILE_PID=""
+if [ -n "${BENCH_PROFILE:-}" ]; then
+    mkdir -p "$BENCH_PROFILE"
+    # shellcheck disable=SC2086
+    perf record ${BENCH_PERF_OPTS:--g -F 1999} -p "$INDEXER_PID" -o "$BENCH_PROFILE/indexer.perf.data" >/dev/null 2>"$BENCH_PROFILE/perf.err" &
+    PROFILE_PID=$!
+fi
 REACHED=$(wait_reached "$RUN_DIR/sink.out" "$RECORDS" "$INDEXER_PID" "the indexer" "$RUN_DIR/indexer.err" 600)
 # CPU and VmHWM before SIGTERM; the busiest thread as "ticks name".
 CPU_S=$(cpu_seconds "$INDEXER_PID")
 HWM_MIB=$(peak_rss_mib "$INDEXER_PID")
-BUSIEST=$(for t in "/proc/$INDEXER_PID"/task/*; do
+THREADS=$(for t in "/proc/$INDEXER_PID"/task/*; do
     printf '%s %s\n' "$(cpu_ticks "$t/stat" 2>/dev/null || echo 0)" "$(cat "$t/comm" 2>/dev/null)"
-done | sort -rn | head -1)
+done | sort -rn)
+BUSIEST=$(head -1 <<<"$THREADS")
 BROKER_CPU_S=$(ticks_to_seconds $(( $(cpu_ticks "/proc/$BROKER_PID/stat") - BROKER_T0 )))
 SINK_CPU_S=$(cpu_seconds "$SINK_PID")
 stop_process "$INDEXER_PID"
+# perf stops when the indexer has exited (a background job of a script ignores SIGINT).
+[ -z "$PROFILE_PID" ] || wait "$PROFILE_PID" 2>/dev/null || true
 
 DOCS=$(kv "$REACHED" docs)
 [ "$DOCS" -eq "$RECORDS" ] || log "warning: the stand-in counted $DOCS documents for $RECORDS events"
@@ -156,6 +168,11 @@ printf '    from the first _bulk request: %s events/s; %s requests, %s MiB of bu
     "$(rate "$RECORDS" "$STEADY_S")" "$(kv "$REACHED" requests)" "$(mibs "$(kv "$REACHED" bytes)" 1)" "$BATCH_EVENTS" "$CONCURRENCY"
 printf '    busiest indexer thread: %s, %s of %s CPU s; over the same time the broker used %s CPU s, the stand-in %s CPU s\n' \
     "${BUSIEST#* }" "$(ticks_to_seconds "${BUSIEST%% *}")" "$CPU_S" "$BROKER_CPU_S" "$SINK_CPU_S"
+printf '    indexer threads (CPU s):'
+while read -r ticks name; do
+    [ "$ticks" -gt 0 ] && printf ' %s %s;' "$name" "$(ticks_to_seconds "$ticks")"
+done <<<"$THREADS"
+echo
 INDEXER_CPU_US=$(awk -v c="$CPU_S" -v n="$RECORDS" 'BEGIN { printf "%.2f", c * 1e6 / n }')
 printf '  serde_json::from_slice::<Value> (1 thread):     %s records/s, %s MiB/s, %s CPU us/record\n' \
     "$(kv "$BASE" parse_rps)" "$(kv "$BASE" parse_mibs)" "$(kv "$BASE" parse_cpu_us)"

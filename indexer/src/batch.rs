@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::bulk::{BulkRequest, DocId};
+use crate::bulk::{BodyPool, BulkRequest, DocId};
 use crate::config::Compiled;
 use crate::route::Routed;
 use crate::tracker::{BatchId, TopicPartition};
@@ -71,7 +71,8 @@ impl RecordBatch {
 /// One document of a batch, in bulk order.
 #[derive(Debug, Clone)]
 pub struct Item {
-    pub index: String,
+    /// Shared by the items of a run of one index.
+    pub index: Arc<str>,
     pub id: String,
     pub topic: Arc<str>,
     pub partition: i32,
@@ -88,11 +89,13 @@ pub struct Batch {
     pub records: usize,
     /// Records dropped as unmatched.
     pub dropped: usize,
+    /// Where the body's buffer goes back to once the batch is done.
+    bodies: Option<Arc<BodyPool>>,
 }
 
 impl Batch {
     pub fn new(id: BatchId) -> Self {
-        Self { id, bulk: BulkRequest::new(), items: Vec::new(), records: 0, dropped: 0 }
+        Self { id, bulk: BulkRequest::new(), items: Vec::new(), records: 0, dropped: 0, bodies: None }
     }
 
     /// The document (second NDJSON line) of item `i`.
@@ -102,6 +105,14 @@ impl Batch {
         let start = item.iter().position(|b| *b == b'\n').map_or(0, |n| n + 1);
         let doc = &item[start..];
         doc.strip_suffix(b"\n").unwrap_or(doc)
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(bodies) = self.bodies.take() {
+            bodies.put(std::mem::take(&mut self.bulk).into_buffer());
+        }
     }
 }
 
@@ -117,11 +128,12 @@ pub enum Processed {
 /// Decodes, filters, routes and encodes records into batches. Shared by the workers.
 pub struct Processor {
     compiled: Compiled,
+    bodies: Arc<BodyPool>,
 }
 
 impl Processor {
     pub fn new(compiled: Compiled) -> Self {
-        Self { compiled }
+        Self { compiled, bodies: Arc::default() }
     }
 
     /// Processes every record of `records` into batch `id`.
@@ -129,9 +141,9 @@ impl Processor {
         let mut batch = Batch::new(id);
         // Sized for the body, so it is never copied to grow: an nginx access record becomes a bulk item of
         // about 2.6 times its bytes once the ECS and enrichment fields are in (bench-indexer.sh: 1,490 B
-        // from 485 + 96). A body this large is mapped fresh, and pages it does not reach are never
-        // touched, so reserving more than is written costs no memory.
-        batch.bulk = BulkRequest::with_capacity(records.bytes * 3);
+        // from 485 + 96). The buffer is a finished batch's when one fits (see `BodyPool`).
+        batch.bulk = BulkRequest::from_buffer(self.bodies.take(records.bytes * 3));
+        batch.bodies = Some(self.bodies.clone());
         batch.items.reserve(records.len());
         let now = Utc::now();
         let mut index = String::new();
@@ -165,10 +177,14 @@ impl Processor {
             }
             Routed::Default => {}
         }
-        let id = DocId::of(&event, &record.topic, record.partition, record.offset).to_string();
+        let id = DocId::of(&event, &record.topic, record.partition, record.offset).into_string();
         batch.bulk.push(index, &id, &event).expect("a JSON map always serializes");
+        let index = match batch.items.last() {
+            Some(last) if *last.index == **index => last.index.clone(),
+            _ => Arc::from(index.as_str()),
+        };
         batch.items.push(Item {
-            index: index.clone(),
+            index,
             id,
             topic: record.topic.clone(),
             partition: record.partition,
@@ -230,7 +246,7 @@ mod tests {
         let batch = p.build(7, raw);
         assert_eq!((batch.id, batch.records, batch.dropped), (7, 3, 1));
         assert_eq!(batch.items.len(), 2);
-        assert_eq!(batch.items[0].index, "a-2026.11.20");
+        assert_eq!(&*batch.items[0].index, "a-2026.11.20");
         assert_eq!(batch.items[0].id, "e1");
         assert_eq!(batch.items[1].id, "nginx-0-3");
         assert_eq!(

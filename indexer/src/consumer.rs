@@ -167,6 +167,8 @@ fn consume_once(
 
     let mut full_since: Option<Instant> = None;
     let mut last_error: Option<String> = None;
+    // A poll's result left for the next turn of the loop (see below).
+    let mut pending = None;
     let ended = loop {
         if shutdown.is_cancelled() {
             break Ended::Done(Ok(()));
@@ -196,13 +198,30 @@ fn consume_once(
         if full && !pause {
             continue;
         }
-        match consumer.poll(if full { Duration::ZERO } else { timeout }) {
+        let polled = match pending.take() {
+            Some(result) => Some(result),
+            None => consumer.poll(if full { Duration::ZERO } else { timeout }),
+        };
+        match polled {
             None => {}
             Some(Ok(message)) => {
                 if last_error.take().is_some() {
                     tracing::info!("consuming again");
                 }
                 lock(flow).add(&message);
+                // Records librdkafka has already fetched are taken without waiting, up to the open
+                // batch's bounds, so the checks above (the completions, the commit, two clock reads)
+                // run once per run of records instead of once per record. Not under one lock: a
+                // rebalance callback inside `poll` takes it.
+                while !lock(flow).is_full() {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(message)) => lock(flow).add(&message),
+                        other => {
+                            pending = other;
+                            break;
+                        }
+                    }
+                }
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                 break Ended::Done(Err(Error::NoCommittedOffset {

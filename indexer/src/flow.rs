@@ -109,12 +109,15 @@ impl Flow {
         self.in_flight < self.limits.concurrency
     }
 
+    /// Whether the open batch has reached its bound in events or bytes.
+    pub fn is_full(&self) -> bool {
+        self.batch.len() >= self.limits.max_events || self.batch.bytes >= self.limits.max_bytes
+    }
+
     /// Whether the open batch should be sent: full, or open longer than the batch timeout.
     pub fn due(&self) -> bool {
         !self.batch.is_empty()
-            && (self.batch.len() >= self.limits.max_events
-                || self.batch.bytes >= self.limits.max_bytes
-                || self.batch.opened.is_some_and(|t| t.elapsed() >= self.limits.timeout))
+            && (self.is_full() || self.batch.opened.is_some_and(|t| t.elapsed() >= self.limits.timeout))
     }
 
     /// How long the consumer may wait for the next record before the open batch is due.
@@ -161,6 +164,8 @@ impl Flow {
                 None => false,
             };
             tracing::debug!(batch = id, records = batch.records, ?gathered, ?built, total = ?started.elapsed(), settled = delivered, "batch done");
+            // Freed before the consumer hears of it, so the next batch reuses its body's buffer.
+            drop(batch);
             let _ = done.send(if delivered { Completion::Settled(id) } else { Completion::Abandoned });
         });
     }

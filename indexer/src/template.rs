@@ -258,24 +258,48 @@ fn write_value(value: &Value, out: &mut String) {
 }
 
 fn write_date<T: Datelike + Timelike>(token: &DateToken, t: &T, out: &mut String) {
-    let _ = match *token {
-        DateToken::Year(w) => write!(out, "{:0w$}", t.year()),
-        DateToken::YearTwoDigit => write!(out, "{:02}", t.year().rem_euclid(100)),
-        DateToken::WeekYear(w) => write!(out, "{:0w$}", t.iso_week().year()),
-        DateToken::Week(w) => write!(out, "{:0w$}", t.iso_week().week()),
-        DateToken::Month(w) => write!(out, "{:0w$}", t.month()),
-        DateToken::MonthShortName => write!(out, "{}", &MONTHS[t.month0() as usize][..3]),
-        DateToken::MonthName => write!(out, "{}", MONTHS[t.month0() as usize]),
-        DateToken::Day(w) => write!(out, "{:0w$}", t.day()),
-        DateToken::Hour(w) => write!(out, "{:0w$}", t.hour()),
-        DateToken::Minute(w) => write!(out, "{:0w$}", t.minute()),
-        DateToken::Second(w) => write!(out, "{:0w$}", t.second()),
+    match *token {
+        DateToken::Year(w) => push_padded(out, t.year().into(), w),
+        DateToken::YearTwoDigit => push_padded(out, t.year().rem_euclid(100).into(), 2),
+        DateToken::WeekYear(w) => push_padded(out, t.iso_week().year().into(), w),
+        DateToken::Week(w) => push_padded(out, t.iso_week().week().into(), w),
+        DateToken::Month(w) => push_padded(out, t.month().into(), w),
+        DateToken::MonthShortName => out.push_str(&MONTHS[t.month0() as usize][..3]),
+        DateToken::MonthName => out.push_str(MONTHS[t.month0() as usize]),
+        DateToken::Day(w) => push_padded(out, t.day().into(), w),
+        DateToken::Hour(w) => push_padded(out, t.hour().into(), w),
+        DateToken::Minute(w) => push_padded(out, t.minute().into(), w),
+        DateToken::Second(w) => push_padded(out, t.second().into(), w),
         DateToken::Fraction(n) => {
             let nanos = format!("{:09}", t.nanosecond() % 1_000_000_000);
-            write!(out, "{}", &nanos[..n.min(9)])
+            out.push_str(&nanos[..n.min(9)]);
         }
-        DateToken::Literal(ref s) => write!(out, "{s}"),
-    };
+        DateToken::Literal(ref s) => out.push_str(s),
+    }
+}
+
+/// `n` in decimal, zero-padded to `width` digits, as `{:0width$}` writes it (a sign counts in the
+/// width). By hand, because `fmt` was half of rendering a daily index name, once per event.
+fn push_padded(out: &mut String, n: i64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let sign = usize::from(n < 0);
+    if n < 0 {
+        out.push('-');
+    }
+    for _ in (digits.len() - at + sign)..width {
+        out.push('0');
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 /// Parses a Joda pattern: runs of one letter are fields, `'text'` is literal (`''` is a quote), and
@@ -381,6 +405,17 @@ mod tests {
         assert_eq!(render("%{+yy-M-d MMM MMMM}", &e, Tz::UTC), "26-11-21 Nov November");
         assert_eq!(render("w-%{+xxxx.ww}", &e, Tz::UTC), "w-2026.47");
         assert_eq!(render("%{+'week'ww''}", &e, Tz::UTC), "week47'");
+    }
+
+    #[test]
+    fn padded_numbers_as_fmt_writes_them() {
+        for n in [0i64, 7, -7, 42, 2026, -2026, 123_456, i64::MIN, i64::MAX] {
+            for width in [0, 1, 2, 4, 6] {
+                let mut out = String::from("x");
+                push_padded(&mut out, n, width);
+                assert_eq!(out, format!("x{n:0width$}"), "{n} in {width}");
+            }
+        }
     }
 
     #[test]

@@ -406,12 +406,12 @@ impl Elasticsearch {
     fn count(&self, batch: &Batch, dead: &DeadLetters, retried: &[usize]) {
         let mut counts = count_by_index(batch, |c| c.indexed += 1);
         for (i, _) in dead {
-            let c = counts.entry(batch.items[*i].index.as_str()).or_insert_with(IndexCounts::default);
+            let c = counts.entry(&*batch.items[*i].index).or_insert_with(IndexCounts::default);
             c.indexed -= 1;
             c.dead_lettered += 1;
         }
         for &i in retried {
-            counts.entry(batch.items[i].index.as_str()).or_default().retried += 1;
+            counts.entry(&*batch.items[i].index).or_default().retried += 1;
         }
         self.stats.add(counts);
     }

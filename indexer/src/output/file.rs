@@ -138,14 +138,15 @@ impl FileOutput {
     ) -> Result<usize> {
         let mut written = 0;
         for (i, item) in batch.items.iter().enumerate() {
-            if !files.contains_key(&item.index) {
-                let file = IndexFile::open(&self.path_of(&item.index), self.dedupe_window)?;
-                files.insert(item.index.clone(), file);
+            let index = &*item.index;
+            if !files.contains_key(index) {
+                let file = IndexFile::open(&self.path_of(index), self.dedupe_window)?;
+                files.insert(index.to_string(), file);
             }
-            if !touched.contains(&item.index) {
-                touched.push(item.index.clone());
+            if !touched.iter().any(|t| t == index) {
+                touched.push(index.to_string());
             }
-            let file = files.get_mut(&item.index).expect("opened above");
+            let file = files.get_mut(index).expect("opened above");
             if !file.ids.insert(xxh3_128(item.id.as_bytes())) {
                 continue;
             }

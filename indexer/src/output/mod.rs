@@ -143,7 +143,7 @@ pub(crate) fn index_pattern(template: &str) -> Option<String> {
 pub(crate) fn count_by_index(batch: &Batch, add: impl Fn(&mut IndexCounts)) -> BTreeMap<&str, IndexCounts> {
     let mut counts: BTreeMap<&str, IndexCounts> = BTreeMap::new();
     for item in &batch.items {
-        add(counts.entry(item.index.as_str()).or_default());
+        add(counts.entry(&*item.index).or_default());
     }
     counts
 }
