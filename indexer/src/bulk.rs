@@ -10,7 +10,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Mutex, PoisonError};
 
 use crate::error::Result;
 use crate::event::Event;
@@ -66,18 +65,7 @@ impl BulkRequest {
     }
 
     pub fn with_capacity(bytes: usize) -> Self {
-        Self::from_buffer(Vec::with_capacity(bytes))
-    }
-
-    /// A request writing into `buffer` (emptied first), as [`BodyPool::take`] gives it.
-    pub fn from_buffer(mut buffer: Vec<u8>) -> Self {
-        buffer.clear();
-        Self { body: buffer, items: Vec::new() }
-    }
-
-    /// The body's buffer, to give back to a [`BodyPool`].
-    pub fn into_buffer(self) -> Vec<u8> {
-        self.body
+        Self { body: Vec::with_capacity(bytes), ..Self::default() }
     }
 
     /// Appends a `create` of `event` into `index` with `id` (a [`DocId`], formatted once by the caller,
@@ -140,50 +128,6 @@ impl BulkRequest {
     }
 }
 
-/// Buffers of finished bulk bodies, kept for the next batches.
-///
-/// Why: a full batch's body is reserved at about 8.7 MiB (5,000 nginx events), above jemalloc's
-/// `oversize_threshold` (8 MiB), so freeing it handed the pages back to the kernel and the next body
-/// page-faulted every page in again, zeroed: half a fault per event, 12 % of the indexer's CPU in
-/// `scripts/bench-indexer.sh`. Reusing a few buffers keeps those pages mapped.
-///
-/// Memory: at most [`BodyPool::KEPT`] buffer waits here, and a buffer more than
-/// [`BodyPool::OVERSIZED`] times larger than the body asked for is freed rather than reused, so after a
-/// burst the quiet flow's small batches give the large buffers back.
-#[derive(Debug, Default)]
-pub struct BodyPool(Mutex<Vec<Vec<u8>>>);
-
-impl BodyPool {
-    /// A finished batch is freed before the consumer learns of it and dispatches the next one (see
-    /// `Flow::dispatch`), so one kept buffer is enough for a steady flow; each one more would add a
-    /// full body (8.7 MiB) to the peak RSS.
-    const KEPT: usize = 2;
-    const OVERSIZED: usize = 4;
-
-    /// An empty buffer of at least `capacity` bytes: a kept one when one fits, else a new one.
-    pub fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.retain(|b| b.capacity() <= capacity.saturating_mul(Self::OVERSIZED).max(1 << 20));
-        match kept.iter().position(|b| b.capacity() >= capacity) {
-            Some(i) => kept.swap_remove(i),
-            None => Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Keeps `buffer` for a later [`take`](Self::take), in place of a smaller one when full.
-    pub fn put(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() < Self::KEPT {
-            kept.push(buffer);
-        } else if let Some(smallest) = kept.iter_mut().min_by_key(|b| b.capacity()) {
-            if smallest.capacity() < buffer.capacity() {
-                *smallest = buffer;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,29 +168,6 @@ mod tests {
         let cap = bulk.body().len();
         bulk.clear();
         assert!(bulk.is_empty() && bulk.body().is_empty() && bulk.body.capacity() >= cap);
-    }
-
-    #[test]
-    fn body_pool_reuses_buffers_that_fit_and_frees_oversized_ones() {
-        let pool = BodyPool::default();
-        let mut big = pool.take(8 << 20);
-        big.extend_from_slice(b"old");
-        let address = big.as_ptr();
-        pool.put(big);
-        let again = pool.take(6 << 20);
-        assert_eq!((again.as_ptr(), again.len()), (address, 0), "the kept buffer, emptied");
-        pool.put(again);
-        // A small body does not keep an 8 MiB buffer alive.
-        let small = pool.take(100 << 10);
-        assert!(small.capacity() < 8 << 20);
-        assert!(pool.0.lock().unwrap().is_empty());
-        for _ in 0..=BodyPool::KEPT {
-            pool.put(Vec::with_capacity(1 << 10));
-        }
-        pool.put(Vec::with_capacity(2 << 20));
-        let kept: Vec<usize> = pool.0.lock().unwrap().iter().map(Vec::capacity).collect();
-        assert_eq!(kept.len(), BodyPool::KEPT);
-        assert!(kept.contains(&(2 << 20)));
     }
 
     #[test]

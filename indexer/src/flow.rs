@@ -164,8 +164,6 @@ impl Flow {
                 None => false,
             };
             tracing::debug!(batch = id, records = batch.records, ?gathered, ?built, total = ?started.elapsed(), settled = delivered, "batch done");
-            // Freed before the consumer hears of it, so the next batch reuses its body's buffer.
-            drop(batch);
             let _ = done.send(if delivered { Completion::Settled(id) } else { Completion::Abandoned });
         });
     }

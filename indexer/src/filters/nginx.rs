@@ -177,16 +177,20 @@ impl Filter for NginxAccess {
         // The client: the first public address of X-Forwarded-For, then $remote_addr (Filebeat's rule).
         let forwarded: Vec<&str> =
             a.forwarded_for.filter(|x| *x != "-").map(|x| x.split(',').map(str::trim).collect()).unwrap_or_default();
-        let candidates = || forwarded.iter().copied().chain(std::iter::once(a.remote_addr));
-        let client =
-            candidates().find(|c| c.parse::<IpAddr>().is_ok_and(|ip| !is_private(ip))).unwrap_or(a.remote_addr);
-        let client_ip = client.parse::<IpAddr>().ok();
-        let mut related_ip: Vec<&str> = Vec::new();
-        for c in candidates().filter(|c| c.parse::<IpAddr>().is_ok()) {
-            if !related_ip.contains(&c) {
-                related_ip.push(c);
+        // Each candidate parsed once: the addresses, in order, with their text.
+        let mut related: Vec<(&str, IpAddr)> = Vec::new();
+        for c in forwarded.iter().copied().chain(std::iter::once(a.remote_addr)) {
+            if let Ok(ip) = c.parse::<IpAddr>() {
+                if !related.iter().any(|(r, _)| *r == c) {
+                    related.push((c, ip));
+                }
             }
         }
+        let (client, client_ip) = match related.iter().find(|(_, ip)| !is_private(*ip)) {
+            Some(&(c, ip)) => (c, Some(ip)),
+            None => (a.remote_addr, related.iter().find(|(r, _)| *r == a.remote_addr).map(|(_, ip)| *ip)),
+        };
+        let related_ip: Vec<&str> = related.iter().map(|(c, _)| *c).collect();
         // `METHOD URI HTTP/x.y`; nginx logs junk request lines (TLS on a plain port, scanners) as they came,
         // and those just keep no method/url.
         let (mut method, mut version, mut url) = (None, None, None);
