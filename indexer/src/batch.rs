@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::bulk::{BulkRequest, DocId};
+use crate::bulk::{BodyPool, BulkRequest, DocId};
 use crate::config::Compiled;
 use crate::route::Routed;
 use crate::tracker::{BatchId, TopicPartition};
@@ -89,11 +89,13 @@ pub struct Batch {
     pub records: usize,
     /// Records dropped as unmatched.
     pub dropped: usize,
+    /// Where the body's buffer goes back to once the batch is done.
+    bodies: Option<Arc<BodyPool>>,
 }
 
 impl Batch {
     pub fn new(id: BatchId) -> Self {
-        Self { id, bulk: BulkRequest::new(), items: Vec::new(), records: 0, dropped: 0 }
+        Self { id, bulk: BulkRequest::new(), items: Vec::new(), records: 0, dropped: 0, bodies: None }
     }
 
     /// The document (second NDJSON line) of item `i`.
@@ -103,6 +105,14 @@ impl Batch {
         let start = item.iter().position(|b| *b == b'\n').map_or(0, |n| n + 1);
         let doc = &item[start..];
         doc.strip_suffix(b"\n").unwrap_or(doc)
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(bodies) = self.bodies.take() {
+            bodies.put(std::mem::take(&mut self.bulk).into_buffer());
+        }
     }
 }
 
@@ -118,11 +128,18 @@ pub enum Processed {
 /// Decodes, filters, routes and encodes records into batches. Shared by the workers.
 pub struct Processor {
     compiled: Compiled,
+    bodies: Option<Arc<BodyPool>>,
 }
 
 impl Processor {
     pub fn new(compiled: Compiled) -> Self {
-        Self { compiled }
+        Self { compiled, bodies: None }
+    }
+
+    /// Reuses the body buffers of finished batches, for at most `in_flight` batches alive at once (see
+    /// [`BodyPool`]).
+    pub fn reusing_bodies(self, in_flight: usize) -> Self {
+        Self { bodies: Some(Arc::new(BodyPool::new(in_flight))), ..self }
     }
 
     /// Processes every record of `records` into batch `id`.
@@ -130,11 +147,16 @@ impl Processor {
         let mut batch = Batch::new(id);
         // Sized for the body, so it is never copied to grow: an nginx access record becomes a bulk item of
         // about 2.6 times its bytes once the ECS and enrichment fields are in (bench-indexer.sh: 1,490 B
-        // from 485 + 96). A body this large is mapped fresh, and pages it does not reach are never
-        // touched, so reserving more than is written costs no memory. (Reusing the buffers of finished
-        // batches saved the page faults, 7–12 % of the indexer's CPU, but raised the appliance's peak
-        // RSS in a full-speed catch-up by a body's 6 MiB, which its goal has no room for: see the README.)
-        batch.bulk = BulkRequest::with_capacity(records.bytes * 3);
+        // from 485 + 96). A new body this large is mapped fresh, and pages it does not reach are never
+        // touched, so reserving more than is written costs no memory.
+        let capacity = records.bytes * 3;
+        batch.bulk = match &self.bodies {
+            Some(bodies) => {
+                batch.bodies = Some(bodies.clone());
+                BulkRequest::from_buffer(bodies.take(capacity))
+            }
+            None => BulkRequest::with_capacity(capacity),
+        };
         batch.items.reserve(records.len());
         let now = Utc::now();
         let mut index = String::new();

@@ -164,6 +164,9 @@ impl Flow {
                 None => false,
             };
             tracing::debug!(batch = id, records = batch.records, ?gathered, ?built, total = ?started.elapsed(), settled = delivered, "batch done");
+            // Freed before the consumer hears of it and dispatches the next batch, which then reuses its
+            // body's buffer (see `BodyPool`).
+            drop(batch);
             let _ = done.send(if delivered { Completion::Settled(id) } else { Completion::Abandoned });
         });
     }

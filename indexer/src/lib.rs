@@ -155,7 +155,7 @@ impl Indexer {
             ),
         };
         let flow = Flow::new(
-            Processor::new(compiled),
+            Processor::new(compiled).reusing_bodies(limits.concurrency),
             limits,
             tokio::runtime::Handle::current(),
             outputs,
