@@ -255,16 +255,32 @@ mod tests {
         let pool = BodyPool::new(2);
         let first = pool.take(8 << 20);
         let second = pool.take(8 << 20);
-        let (a, b) = (first.as_ptr(), second.as_ptr());
+        let kept_first = first.as_ptr();
         // Two alive: giving one back leaves one alive, so it is kept; the other then is not.
         pool.put(first);
         pool.put(second);
+        {
+            let state = pool.state();
+            assert_eq!(state.alive, 0);
+            assert_eq!(state.kept.as_ref().map(|b| b.as_ptr()), Some(kept_first));
+        }
         let mut again = pool.take(6 << 20);
-        assert_eq!(again.as_ptr(), a, "the kept buffer");
+        assert_eq!(again.as_ptr(), kept_first, "the kept buffer");
         assert!(again.is_empty());
+        // While another body is alive (limit 2: one alive plus one kept), a finished one is kept...
+        let other = pool.take(6 << 20);
         again.extend_from_slice(b"body");
         pool.put(again);
-        assert_ne!(pool.take(6 << 20).as_ptr(), b);
+        assert!(pool.state().kept.as_ref().is_some_and(Vec::is_empty));
+        // ...but one given back while two others are still alive (three in all) is freed.
+        let third = pool.take(6 << 20);
+        let fourth = pool.take(6 << 20);
+        pool.put(third);
+        assert_eq!(pool.state().alive, 2);
+        assert!(pool.state().kept.is_none());
+        pool.put(fourth);
+        pool.put(other);
+        assert_eq!(pool.state().alive, 0);
         // A buffer far larger than asked for is freed rather than reused.
         let pool = BodyPool::new(1);
         let big = pool.take(8 << 20);
