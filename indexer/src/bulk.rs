@@ -32,9 +32,7 @@ impl<'a> DocId<'a> {
             _ => DocId::Record { topic, partition, offset },
         }
     }
-}
 
-impl<'a> DocId<'a> {
     /// The id as text; `event.id` without going through `fmt`.
     pub fn into_string(self) -> String {
         match self {
