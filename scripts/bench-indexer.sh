@@ -170,7 +170,7 @@ printf '    busiest indexer thread: %s, %s of %s CPU s; over the same time the b
     "${BUSIEST#* }" "$(ticks_to_seconds "${BUSIEST%% *}")" "$CPU_S" "$BROKER_CPU_S" "$SINK_CPU_S"
 printf '    indexer threads (CPU s):'
 while read -r ticks name; do
-    [ "$ticks" -gt 0 ] && printf ' %s %s;' "$name" "$(ticks_to_seconds "$ticks")"
+    if [ "$ticks" -gt 0 ]; then printf ' %s %s;' "$name" "$(ticks_to_seconds "$ticks")"; fi
 done <<<"$THREADS"
 echo
 INDEXER_CPU_US=$(awk -v c="$CPU_S" -v n="$RECORDS" 'BEGIN { printf "%.2f", c * 1e6 / n }')
