@@ -196,12 +196,14 @@ fn batch_events(config: &IndexerConfig) -> usize {
 }
 
 /// [`Processor::build`] over every record, a fresh batch every `batch_events` records as in the
-/// indexer's flow (the finished batch is dropped, as it is after delivery). Copying the values into
-/// [`Record`]s is part of the figure, as the consumer thread does it.
+/// indexer's flow (the finished batch is dropped, as it is after delivery, and its body's buffer reused
+/// as the indexer's `concurrency` allows). Copying the values into [`Record`]s is part of the figure,
+/// as the consumer thread does it.
 fn processor(records: &Records, config: &IndexerConfig, partitions: i32) -> Result<(Rate, usize), String> {
     let compiled =
         Compiled::with_enrichment(config, &Enrichment::load(&config.enrichment)).map_err(|e| e.to_string())?;
-    let processor = Processor::new(compiled);
+    let concurrency = config.output.elasticsearch.as_ref().map_or(1, |es| es.concurrency);
+    let processor = Processor::new(compiled).reusing_bodies(concurrency);
     let max = batch_events(config);
     let topic: Arc<str> = "nginx".into();
     let (mut raw, mut id, mut documents) = (RecordBatch::default(), 0, 0);
