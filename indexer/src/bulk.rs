@@ -138,19 +138,19 @@ impl BulkRequest {
     }
 }
 
-/// The buffer of a finished batch's body, kept for the next batch, within a bound on the bodies held.
+/// The buffers of finished batches' bodies, kept for the next batches, within a bound on the bodies held.
 ///
 /// Why: a full batch's body is reserved at about 8.7 MiB (5,000 nginx events), above jemalloc's
 /// `oversize_threshold` (8 MiB), so freeing it handed its pages back to the kernel, and the next body
 /// page-faulted every page in again, zeroed: half a fault per event, 12 % of the indexer's CPU in
 /// `scripts/bench-indexer.sh`.
 ///
-/// Memory: a kept buffer's pages stay resident, so one is kept only while fewer bodies than `limit` (the
-/// batches that may be in flight at once) are alive: the bodies held, alive or kept, are never more than
-/// without the pool. Keeping one more regardless raised the appliance's peak RSS in a full-speed
-/// catch-up by 5.5 MiB on average (README, "Where the whole indexer's CPU goes"). A kept buffer much
-/// larger than the body asked for is freed instead, so a quiet flow's small batches give back a
-/// burst's large one.
+/// Memory: a kept buffer's pages stay resident, so buffers are kept only while the bodies alive plus
+/// those kept are fewer than `limit` (the batches that may be in flight at once): never more bodies are
+/// held than could be alive without the pool. Keeping one more regardless raised the appliance's peak
+/// RSS in a full-speed catch-up by 5.5 MiB on average (README, "Where the whole indexer's CPU goes"). A
+/// kept buffer much larger than the body asked for is freed instead, so a quiet flow's small batches
+/// give back a burst's large ones.
 #[derive(Debug)]
 pub struct BodyPool {
     limit: usize,
@@ -161,14 +161,14 @@ pub struct BodyPool {
 struct PoolState {
     /// Buffers taken and not yet given back.
     alive: usize,
-    kept: Option<Vec<u8>>,
+    kept: Vec<Vec<u8>>,
 }
 
 impl BodyPool {
     /// A kept buffer more than this many times the capacity asked for (and over 1 MiB) is not reused.
     const OVERSIZED: usize = 4;
 
-    /// A pool for at most `limit` bodies alive at once.
+    /// A pool for at most `limit` bodies alive or kept at once.
     pub fn new(limit: usize) -> Self {
         Self { limit, state: Mutex::default() }
     }
@@ -177,31 +177,32 @@ impl BodyPool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An empty buffer of at least `capacity` bytes: the kept one when it fits, else a new one.
+    /// An empty buffer of at least `capacity` bytes: a kept one that fits, else a new one (freeing a
+    /// kept one if the bound needs it).
     pub fn take(&self, capacity: usize) -> Vec<u8> {
-        let kept = {
+        let fits = |b: &Vec<u8>| {
+            b.capacity() >= capacity && b.capacity() <= capacity.saturating_mul(Self::OVERSIZED).max(1 << 20)
+        };
+        let (reused, freed) = {
             let mut state = self.state();
             state.alive += 1;
-            state.kept.take()
-        };
-        match kept {
-            Some(b)
-                if b.capacity() >= capacity
-                    && b.capacity() <= capacity.saturating_mul(Self::OVERSIZED).max(1 << 20) =>
-            {
-                b
+            match state.kept.iter().position(fits) {
+                Some(i) => (Some(state.kept.swap_remove(i)), None),
+                None if state.alive + state.kept.len() > self.limit => (None, state.kept.pop()),
+                None => (None, None),
             }
-            _ => Vec::with_capacity(capacity),
-        }
+        };
+        drop(freed);
+        reused.unwrap_or_else(|| Vec::with_capacity(capacity))
     }
 
     /// Gives back a buffer [`take`](Self::take) gave: kept if the bound allows, else freed.
     pub fn put(&self, mut buffer: Vec<u8>) {
         let mut state = self.state();
         state.alive = state.alive.saturating_sub(1);
-        if state.kept.is_none() && state.alive < self.limit {
+        if state.alive + state.kept.len() < self.limit {
             buffer.clear();
-            state.kept = Some(buffer);
+            state.kept.push(buffer);
         }
     }
 }
@@ -249,46 +250,40 @@ mod tests {
     }
 
     #[test]
-    fn body_pool_keeps_a_buffer_only_within_its_bound() {
+    fn body_pool_keeps_buffers_only_within_its_bound() {
         let pool = BodyPool::new(2);
+        let kept = |pool: &BodyPool| pool.state().kept.iter().map(|b| b.as_ptr()).collect::<Vec<_>>();
         let first = pool.take(8 << 20);
         let second = pool.take(8 << 20);
-        let kept_first = first.as_ptr();
-        // Two alive: giving one back leaves one alive, so it is kept; the other then is not.
+        let (a, b) = (first.as_ptr(), second.as_ptr());
+        // Both given back before another is taken: both kept (0 alive + 2 kept).
         pool.put(first);
         pool.put(second);
-        {
-            let state = pool.state();
-            assert_eq!(state.alive, 0);
-            assert_eq!(state.kept.as_ref().map(|b| b.as_ptr()), Some(kept_first));
-        }
+        assert_eq!(kept(&pool), [a, b]);
         let mut again = pool.take(6 << 20);
-        assert_eq!(again.as_ptr(), kept_first, "the kept buffer");
-        assert!(again.is_empty());
-        // While another body is alive (limit 2: one alive plus one kept), a finished one is kept...
+        assert!(again.is_empty() && [a, b].contains(&again.as_ptr()), "a kept buffer");
         let other = pool.take(6 << 20);
+        assert!(kept(&pool).is_empty());
+        // Three alive (the third new): one given back leaves two alive, so it is freed, not kept.
+        let third = pool.take(6 << 20);
         again.extend_from_slice(b"body");
         pool.put(again);
-        assert!(pool.state().kept.as_ref().is_some_and(Vec::is_empty));
-        // ...but one given back while two others are still alive (three in all) is freed.
-        let third = pool.take(6 << 20);
-        let fourth = pool.take(6 << 20);
+        assert!(kept(&pool).is_empty());
         pool.put(third);
-        assert_eq!(pool.state().alive, 2);
-        assert!(pool.state().kept.is_none());
-        pool.put(fourth);
+        assert_eq!(kept(&pool).len(), 1, "one alive + one kept");
         pool.put(other);
-        assert_eq!(pool.state().alive, 0);
-        // A buffer far larger than asked for is freed rather than reused.
-        let pool = BodyPool::new(1);
-        let big = pool.take(8 << 20);
-        pool.put(big);
-        assert!(pool.take(100 << 10).capacity() < 8 << 20);
+        assert_eq!(kept(&pool).len(), 2);
+        assert!(pool.state().kept.iter().all(Vec::is_empty));
+        // A body that fits none of the kept buffers frees one, so alive + kept stays within the bound.
+        let small = pool.take(100 << 10);
+        assert!(small.capacity() < 8 << 20, "a far larger buffer is not reused");
+        let alive = pool.state().alive;
+        assert_eq!((alive, kept(&pool).len()), (1, 1));
         // With no room (limit 0), nothing is kept.
         let pool = BodyPool::new(0);
         let one = pool.take(1 << 20);
         pool.put(one);
-        assert!(pool.state().kept.is_none());
+        assert!(kept(&pool).is_empty());
     }
 
     #[test]
