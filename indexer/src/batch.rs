@@ -136,8 +136,8 @@ impl Processor {
         Self { compiled, bodies: None }
     }
 
-    /// Reuses the body buffers of finished batches, for at most `in_flight` batches alive at once (see
-    /// [`BodyPool`]).
+    /// Reuses the body buffers of finished batches, keeping them only while the bodies alive plus those
+    /// kept are fewer than `in_flight`, the batches that may be in flight at once (see [`BodyPool`]).
     pub fn reusing_bodies(self, in_flight: usize) -> Self {
         Self { bodies: Some(Arc::new(BodyPool::new(in_flight))), ..self }
     }

@@ -21,6 +21,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 
@@ -208,14 +209,20 @@ fn consume_once(
                 if last_error.take().is_some() {
                     tracing::info!("consuming again");
                 }
-                lock(flow).add(&message);
+                // Adds a record; whether the open batch is now full.
+                let add = |message: &BorrowedMessage<'_>| {
+                    let mut f = lock(flow);
+                    f.add(message);
+                    f.is_full()
+                };
                 // Records librdkafka has already fetched are taken without waiting, up to the open
                 // batch's bounds, so the checks above (the completions, the commit, two clock reads)
-                // run once per run of records instead of once per record. Not under one lock: a
-                // rebalance callback inside `poll` takes it.
-                while !lock(flow).is_full() {
+                // run once per run of records instead of once per record. The lock is not held across
+                // `poll`: a rebalance callback inside it takes the lock.
+                let mut batch_full = add(&message);
+                while !batch_full {
                     match consumer.poll(Duration::ZERO) {
-                        Some(Ok(message)) => lock(flow).add(&message),
+                        Some(Ok(message)) => batch_full = add(&message),
                         other => {
                             pending = other;
                             break;
