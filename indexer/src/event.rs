@@ -361,24 +361,41 @@ impl Event {
     /// `event.created` unless that is already set, so a second date filter keeps the original read time.
     /// When both are still the record's JSON text, they stay text: nothing is parsed.
     pub fn set_timestamp(&mut self, time: DateTime<Utc>) {
-        let new = format_timestamp(time);
-        if let Some(old) = self.raw.json(TIMESTAMP).map(str::to_string) {
-            let mut quoted = String::with_capacity(new.len() + 2);
-            quoted.push('"');
-            quoted.push_str(&new);
-            quoted.push('"');
-            self.raw.insert(TIMESTAMP, &quoted);
-            if !self.try_merge_json(CREATED[0], &[(CREATED[1], &old)]) && self.get_path(&CREATED).is_none() {
+        if let Some(old) = self.replace_timestamp(time) {
+            if !self.try_merge_json(CREATED[0], &[(CREATED[1], &old)]) {
                 self.insert_path(&CREATED, parse_json(&old));
             }
-            return;
+        }
+    }
+
+    /// [`Event::set_timestamp`], except that when the previous `@timestamp` is still the record's JSON
+    /// text and is to move to `event.created`, that text is returned for the caller to write there, with
+    /// the other `event` fields it adds (the nginx parser: one merge into `event` instead of two).
+    pub fn replace_timestamp(&mut self, time: DateTime<Utc>) -> Option<String> {
+        let new = format_timestamp(time);
+        if let Some(old) = self.raw.json(TIMESTAMP).map(str::to_string) {
+            self.raw.insert_with(TIMESTAMP, new.len() + 2, |text| {
+                text.push('"');
+                text.push_str(&new);
+                text.push('"');
+            });
+            return (!self.has_created()).then_some(old);
         }
         self.unshare(TIMESTAMP);
         if let Some(old) = self.fields.insert(TIMESTAMP.to_string(), Value::String(new)) {
-            if self.get_path(&CREATED).is_none() {
+            if !self.has_created() {
                 self.insert_path(&CREATED, old);
             }
         }
+        None
+    }
+
+    /// Whether `event.created` is set, read from the record's text while `event` is still text.
+    fn has_created(&self) -> bool {
+        if let Some(found) = self.raw.json_unparsed(CREATED[0]).and_then(|text| json_text::member(text, CREATED[1])) {
+            return found.is_some();
+        }
+        self.get_path(&CREATED).is_some()
     }
 
     /// Adds `members` to the top-level object `key`, as [`Event::insert_path`] of each of their leaves

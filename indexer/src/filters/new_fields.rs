@@ -17,7 +17,7 @@ pub enum Leaf<'a> {
     /// An array of strings.
     Strs(Vec<&'a str>),
     /// A value already written as compact JSON, e.g. a constant `["web"]`.
-    Json(&'static str),
+    Json(&'a str),
 }
 
 impl Leaf<'_> {

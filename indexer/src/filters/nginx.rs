@@ -211,9 +211,20 @@ impl Filter for NginxAccess {
         let source_shared = client_ip.is_some_and(|ip| self.share_geoip(event, client, ip));
         let user_agent_shared = a.user_agent != "-" && self.share_user_agent(event, a.user_agent);
 
+        // The agent's read time, when it moves to `event.created`, goes in with the other `event` fields.
+        let created = match time {
+            Some(t) => event.replace_timestamp(t),
+            None => {
+                event.add_tag(DATE_PARSE_FAILURE);
+                None
+            }
+        };
         // The ECS fields, in path order.
         let mut fields = NewFields::with_capacity(24);
         fields.push(&["event", "category"], Leaf::Json(r#"["web"]"#));
+        if let Some(old) = &created {
+            fields.push(&["event", "created"], Leaf::Json(old));
+        }
         fields.push(&["event", "dataset"], Leaf::Json(r#""nginx.access""#));
         fields.push(&["event", "kind"], Leaf::Json(r#""event""#));
         fields.push(&["event", "module"], Leaf::Json(r#""nginx""#));
@@ -259,11 +270,6 @@ impl Filter for NginxAccess {
         }
         if a.user_agent != "-" && !user_agent_shared {
             fields.push(&["user_agent", "original"], Leaf::Str(a.user_agent));
-        }
-        // The time first: moving the read time into `event.created` is cheaper while `event` is small.
-        match time {
-            Some(t) => event.set_timestamp(t),
-            None => event.add_tag(DATE_PARSE_FAILURE),
         }
         fields.insert_into(event);
         if let Some(f) = self.user_agent.as_ref().filter(|_| !user_agent_shared) {
@@ -360,14 +366,20 @@ mod tests {
     #[test]
     fn text_and_parsed_records_give_the_same_document() {
         use crate::enrich::UserAgentParser;
+        use crate::event::CREATED as CREATED_PATH;
         use std::sync::Arc;
         let rules = "user_agent_parsers:\n  - regex: '(Firefox)/(\\d+)\\.(\\d+)'\nos_parsers: []\ndevice_parsers: []\n";
         let parser = Arc::new(UserAgentParser::from_yaml(rules, 16).unwrap());
         let filter = NginxAccess { user_agent: Some(UserAgent::ecs(Some(parser))), ..NginxAccess::default() };
         let main_format = r#"10.0.0.1 - bob [21/Nov/2026:08:15:30 +0000] "POST /a\\b?q=\xC3\xA9 HTTP/2.0" 503 0 "-" "Firefox/121.0" "198.51.100.7, 10.0.0.2""#;
-        for line in [COMBINED, main_format, "junk"] {
-            let record = json!({"@timestamp": "2026-11-23T10:00:00.000Z", "message": line, "tags": ["access"],
-                                "event": {"id": "abc"}, "host": {"name": "web-01"}});
+        // `event` as the agent sends it, one that already has `created` (kept), and none.
+        let events = [json!({"id": "abc"}), json!({"created": "2026-11-01T00:00:00.000Z", "id": "abc"}), Value::Null];
+        for (line, event) in [COMBINED, main_format, "junk"].into_iter().flat_map(|l| events.iter().map(move |e| (l, e))) {
+            let mut record = json!({"@timestamp": "2026-11-23T10:00:00.000Z", "message": line, "tags": ["access"],
+                                    "host": {"name": "web-01"}});
+            if !event.is_null() {
+                record["event"] = event.clone();
+            }
             let bytes = serde_json::to_vec(&record).unwrap();
             for _ in 0..2 {
                 let mut text = Event::from_json_text(&bytes).expect("kept as text");
@@ -379,6 +391,12 @@ mod tests {
                 parsed.write_json(&mut b).unwrap();
                 assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap(), "{line}");
                 assert_eq!(text, parsed, "{line}");
+                let created = match (line, event.get("created")) {
+                    (_, Some(kept)) => Some(kept.clone()),
+                    ("junk", None) => None,
+                    (_, None) => Some(json!("2026-11-23T10:00:00.000Z")),
+                };
+                assert_eq!(text.get_path(&CREATED_PATH).cloned(), created, "{line} {event}");
             }
         }
     }
