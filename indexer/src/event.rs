@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::json_text;
-use crate::raw_entries::{parse as parse_json, RawEntries};
+use crate::raw_entries::{key_cmp, key_eq, parse as parse_json, RawEntries};
 
 /// `@timestamp`, the event's own time.
 pub const TIMESTAMP: &str = "@timestamp";
@@ -102,6 +102,11 @@ impl SharedObject {
         &self.key
     }
 
+    /// Whether its key is `key`.
+    pub fn is(&self, key: &str) -> bool {
+        key_eq(self.key.as_bytes(), key.as_bytes())
+    }
+
     pub fn value(&self) -> &Value {
         &self.value
     }
@@ -169,14 +174,14 @@ impl Event {
 
     /// Whether the event has a top-level `key` (without parsing it).
     pub fn contains_key(&self, key: &str) -> bool {
-        self.raw.contains(key) || self.fields.contains_key(key) || self.shared.iter().any(|s| s.key() == key)
+        self.raw.contains(key) || self.fields.contains_key(key) || self.shared.iter().any(|s| s.is(key))
     }
 
     /// Puts `object` at its top-level key, replacing what was there, by reference.
     pub fn insert_shared(&mut self, object: Arc<SharedObject>) {
         self.fields.remove(object.key());
         self.raw.remove(object.key());
-        match self.shared.binary_search_by(|s| s.key().cmp(object.key())) {
+        match self.shared.binary_search_by(|s| key_cmp(s.key().as_bytes(), object.key().as_bytes())) {
             Ok(i) => self.shared[i] = object,
             Err(i) => self.shared.insert(i, object),
         }
@@ -184,7 +189,7 @@ impl Event {
 
     /// The top-level entry `key`, wherever it is held.
     fn top(&self, key: &str) -> Option<&Value> {
-        match self.shared.iter().find(|s| s.key() == key) {
+        match self.shared.iter().find(|s| s.is(key)) {
             Some(s) => Some(s.value()),
             None => self.raw.get(key).or_else(|| self.fields.get(key)),
         }
@@ -192,7 +197,7 @@ impl Event {
 
     /// Moves the shared or raw entry `key`, if there is one, into `fields`, before a write under it.
     fn unshare(&mut self, key: &str) {
-        if let Some(i) = self.shared.iter().position(|s| s.key() == key) {
+        if let Some(i) = self.shared.iter().position(|s| s.is(key)) {
             let shared = self.shared.remove(i);
             self.fields.insert(shared.key.to_string(), shared.value.clone());
         } else if let Some(value) = self.raw.take(key) {
@@ -435,7 +440,7 @@ impl Event {
         }
         let new_len = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2;
         let Some(existing) = self.raw.json(key) else {
-            if self.fields.contains_key(key) || self.shared.iter().any(|s| s.key() == key) {
+            if self.fields.contains_key(key) || self.shared.iter().any(|s| s.is(key)) {
                 return false;
             }
             // Written straight into the entries' text (`push` opens the object after the key's `:`).
@@ -449,8 +454,8 @@ impl Event {
             return true;
         };
         let Some(mut old) = json_text::members(existing) else { return false };
-        old.sort_unstable_by_key(|(k, _, _)| *k);
-        if old.windows(2).any(|w| w[0].0 == w[1].0) {
+        old.sort_unstable_by(|a, b| key_cmp(a.0.as_bytes(), b.0.as_bytes()));
+        if old.windows(2).any(|w| key_eq(w[0].0.as_bytes(), w[1].0.as_bytes())) {
             return false;
         }
         // `:` stands for the key before the object, so that `push` opens it as in the text.
@@ -458,10 +463,10 @@ impl Event {
         object.push(':');
         let mut new = members.iter().peekable();
         for (old_key, old_member, _) in old {
-            while let Some(m) = new.next_if(|(k, _)| *k < old_key) {
+            while let Some(m) = new.next_if(|(k, _)| key_cmp(k.as_bytes(), old_key.as_bytes()).is_lt()) {
                 push_new(&mut object, m);
             }
-            if new.peek().is_some_and(|(k, _)| *k == old_key) {
+            if new.peek().is_some_and(|(k, _)| key_eq(k.as_bytes(), old_key.as_bytes())) {
                 return false;
             }
             push(&mut object, old_member);
@@ -501,14 +506,14 @@ impl Event {
         let mut shared = self.shared.iter().map(|s| (s.key(), &*s.entry_json)).peekable();
         let mut raw = self.raw.members().map(|(k, json)| (k, json.as_bytes())).peekable();
         let mut text = std::iter::from_fn(|| match (shared.peek(), raw.peek()) {
-            (Some(s), Some(r)) if s.0 < r.0 => shared.next(),
+            (Some(s), Some(r)) if key_cmp(s.0.as_bytes(), r.0.as_bytes()).is_lt() => shared.next(),
             (Some(_), None) => shared.next(),
             _ => raw.next(),
         })
         .peekable();
         let mut separator = b'{';
         for (key, value) in &self.fields {
-            while let Some((_, json)) = text.next_if(|(k, _)| *k < key.as_str()) {
+            while let Some((_, json)) = text.next_if(|(k, _)| key_cmp(k.as_bytes(), key.as_bytes()).is_lt()) {
                 out.push(std::mem::replace(&mut separator, b','));
                 out.extend_from_slice(json);
             }

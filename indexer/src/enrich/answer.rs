@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::event::{Event, FieldRef, SharedObject};
+use crate::raw_entries::key_eq;
 
 #[derive(Debug, Default)]
 pub struct Answer {
@@ -63,9 +64,12 @@ impl Answer {
         });
         let same = |first: &Map<String, Value>| {
             first.len() == before.len()
-                && first.iter().zip(before).all(|((k, v), (bk, bv))| k == bk && v.as_str() == Some(bv))
+                && first
+                    .iter()
+                    .zip(before)
+                    .all(|((k, v), (bk, bv))| key_eq(k.as_bytes(), bk.as_bytes()) && v.as_str() == Some(bv))
         };
-        let shared = f.object.key() == key && f.before.as_ref().and_then(Value::as_object).is_some_and(same);
+        let shared = f.object.is(key) && f.before.as_ref().and_then(Value::as_object).is_some_and(same);
         if shared {
             event.insert_shared(f.object.clone());
         }

@@ -8,6 +8,7 @@
 //! written, and the only allocation is the text.
 
 use crate::event::Event;
+use crate::raw_entries::key_eq;
 
 /// A field's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,10 +79,10 @@ impl<'a> NewFields<'a> {
     pub fn insert_into(self, event: &mut Event) {
         let mut text = Vec::with_capacity(512);
         let mut ranges = Vec::with_capacity(8);
-        for object in self.fields.chunk_by(|a, b| a.0[0] == b.0[0]) {
+        for object in self.fields.chunk_by(|a, b| key_eq(a.0[0].as_bytes(), b.0[0].as_bytes())) {
             text.clear();
             ranges.clear();
-            for member in object.chunk_by(|a, b| a.0[1] == b.0[1]) {
+            for member in object.chunk_by(|a, b| key_eq(a.0[1].as_bytes(), b.0[1].as_bytes())) {
                 let start = text.len();
                 write_value(&mut text, member, 2);
                 ranges.push((member[0].0[1], start..text.len()));

@@ -374,7 +374,9 @@ mod tests {
         let main_format = r#"10.0.0.1 - bob [21/Nov/2026:08:15:30 +0000] "POST /a\\b?q=\xC3\xA9 HTTP/2.0" 503 0 "-" "Firefox/121.0" "198.51.100.7, 10.0.0.2""#;
         // `event` as the agent sends it, one that already has `created` (kept), and none.
         let events = [json!({"id": "abc"}), json!({"created": "2026-11-01T00:00:00.000Z", "id": "abc"}), Value::Null];
-        for (line, event) in [COMBINED, main_format, "junk"].into_iter().flat_map(|l| events.iter().map(move |e| (l, e))) {
+        for (line, event) in
+            [COMBINED, main_format, "junk"].into_iter().flat_map(|l| events.iter().map(move |e| (l, e)))
+        {
             let mut record = json!({"@timestamp": "2026-11-23T10:00:00.000Z", "message": line, "tags": ["access"],
                                     "host": {"name": "web-01"}});
             if !event.is_null() {
