@@ -15,6 +15,7 @@ use chrono::Utc;
 
 use crate::bulk::{BodyPool, BulkRequest, DocId};
 use crate::config::Compiled;
+use crate::event::Event;
 use crate::route::Routed;
 use crate::tracker::{BatchId, TopicPartition};
 
@@ -129,11 +130,14 @@ pub enum Processed {
 pub struct Processor {
     compiled: Compiled,
     bodies: Option<Arc<BodyPool>>,
+    /// No filter can change `event.id`, so the document id is read before the filters run.
+    id_before_filters: bool,
 }
 
 impl Processor {
     pub fn new(compiled: Compiled) -> Self {
-        Self { compiled, bodies: None }
+        let id_before_filters = compiled.filters.keeps_event_id();
+        Self { compiled, bodies: None, id_before_filters }
     }
 
     /// Reuses the body buffers of finished batches, keeping them only while the bodies alive plus those
@@ -180,6 +184,8 @@ impl Processor {
     ) -> Processed {
         batch.records += 1;
         let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
+        let doc_id = |event: &Event| DocId::of(event, &record.topic, record.partition, record.offset).into_string();
+        let early_id = self.id_before_filters.then(|| doc_id(&event));
         self.compiled.filters.apply(&mut event);
         match self.compiled.routes.route(&event, index) {
             Routed::Dropped => return Processed::Dropped,
@@ -190,7 +196,7 @@ impl Processor {
             }
             Routed::Default => {}
         }
-        let id = DocId::of(&event, &record.topic, record.partition, record.offset).into_string();
+        let id = early_id.unwrap_or_else(|| doc_id(&event));
         batch.bulk.push(index, &id, &event).expect("a JSON map always serializes");
         let index = match batch.items.last() {
             Some(last) if *last.index == **index => last.index.clone(),
@@ -266,6 +272,28 @@ mod tests {
             batch.document(0),
             br#"{"@timestamp":"2026-11-20T23:59:59.000Z","event":{"id":"e1"},"message":"m","tags":["access"]}"#
         );
+    }
+
+    /// The document id is `event.id` as the filters leave it, whether it is read before them (no filter
+    /// can change it) or after.
+    #[test]
+    fn the_id_is_event_id_after_the_filters() {
+        let line = r#"203.0.113.9 - - [21/Nov/2026:08:15:30 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8.0""#;
+        let record = serde_json::to_vec(&serde_json::json!({"message": line, "event": {"id": "e1"}})).unwrap();
+        let topic: Arc<str> = "t".into();
+        let cases = [
+            ("[[filters]]\ntype = \"nginx_access\"\n", true, "e1"),
+            ("[[filters]]\ntype = \"date\"\nmatch = [\"[event][id]\", \"ISO8601\"]\n", true, "e1"),
+            ("[[filters]]\ntype = \"mutate\"\nreplace = { \"[event][id]\" = \"e2\" }\n", false, "e2"),
+            ("[[filters]]\ntype = \"mutate\"\nremove_field = [\"event\"]\n", false, "t-0-0"),
+            ("[[filters]]\ntype = \"nginx_error\"\nsource = \"[event][id]\"\n", false, "e1"),
+        ];
+        for (filters, before, id) in cases {
+            let p = processor(filters);
+            assert_eq!(p.id_before_filters, before, "{filters}");
+            let batch = p.build(1, records(&topic, &[(0, 0, Some(&record))]));
+            assert_eq!(batch.items[0].id, id, "{filters}");
+        }
     }
 
     #[test]

@@ -63,6 +63,11 @@ impl FieldRef {
     pub fn parts(&self) -> &[String] {
         &self.parts
     }
+
+    /// Whether writing this field can change `event.id`: it is `event.id`, a field below it, or `event`.
+    pub fn covers_event_id(&self) -> bool {
+        self.parts.iter().zip(["event", "id"]).all(|(part, id)| part == id)
+    }
 }
 
 impl fmt::Debug for FieldRef {
@@ -594,6 +599,10 @@ mod tests {
             assert!(FieldRef::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(FieldRef::parse("a.b").unwrap().to_string(), "[a][b]");
+        for (field, covers) in [("event.id", true), ("event", true), ("[event][id][x]", true), ("event.kind", false)] {
+            assert_eq!(FieldRef::parse(field).unwrap().covers_event_id(), covers, "{field}");
+        }
+        assert!(!FieldRef::parse("id").unwrap().covers_event_id());
     }
 
     #[test]

@@ -100,6 +100,11 @@ impl DateFilter {
 }
 
 impl Filter for DateFilter {
+    /// It writes its target (and, for `@timestamp`, `event.created`) and tags.
+    fn may_change_event_id(&self) -> bool {
+        self.target.covers_event_id()
+    }
+
     fn apply(&self, event: &mut Event) {
         let zone = Zone::of_event(event, self.time_zone);
         let time = event.get(&self.source).and_then(|v| self.formats.iter().find_map(|f| f.read(v, zone)));

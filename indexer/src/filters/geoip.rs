@@ -29,6 +29,10 @@ impl GeoIp {
 }
 
 impl Filter for GeoIp {
+    fn may_change_event_id(&self) -> bool {
+        self.target.covers_event_id()
+    }
+
     fn apply(&self, event: &mut Event) {
         let Some(db) = &self.databases else { return };
         let Some(ip) = event.get_str(&self.source).and_then(|s| s.parse::<IpAddr>().ok()) else { return };

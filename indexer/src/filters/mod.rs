@@ -39,6 +39,12 @@ pub const DATE_PARSE_FAILURE: &str = "_dateparsefailure";
 /// One filter. Implementations are compiled at load time and shared across threads.
 pub trait Filter: Debug + Send + Sync {
     fn apply(&self, event: &mut Event);
+
+    /// Whether the filter may change `event.id`, which names the document (see
+    /// [`FilterChain::keeps_event_id`]). Only a filter that writes fixed fields can answer no.
+    fn may_change_event_id(&self) -> bool {
+        true
+    }
 }
 
 /// The filters of a pipeline, in config order.
@@ -63,6 +69,13 @@ impl FilterChain {
 
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// Whether no filter can change `event.id`. The document id can then be read before the filters,
+    /// while the agent's `event` object is still `{"id": ...}`: after the nginx filter it holds a dozen
+    /// members to walk past, and that walk was 8 % of the indexer core's instructions.
+    pub fn keeps_event_id(&self) -> bool {
+        !self.steps.iter().any(|(_, filter)| filter.may_change_event_id())
     }
 
     pub fn apply(&self, event: &mut Event) {

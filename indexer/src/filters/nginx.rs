@@ -163,6 +163,13 @@ fn string(s: &str) -> Value {
 }
 
 impl Filter for NginxAccess {
+    /// It writes fixed ECS fields (none under `event.id`), tags, and what its user agent and GeoIP steps
+    /// write.
+    fn may_change_event_id(&self) -> bool {
+        self.user_agent.as_ref().is_some_and(|f| f.may_change_event_id())
+            || self.geoip.as_ref().is_some_and(|f| f.may_change_event_id())
+    }
+
     fn apply(&self, event: &mut Event) {
         // A copy, as the fields borrow from it while they are written into the event.
         let Some(line) = event.get_str_path(self.source.parts()).map(Cow::into_owned) else {
@@ -300,6 +307,11 @@ impl NginxAccess {
 }
 
 impl Filter for NginxError {
+    /// It writes fixed ECS fields (none under `event.id`), tags, and the message back into its source.
+    fn may_change_event_id(&self) -> bool {
+        self.source.covers_event_id()
+    }
+
     fn apply(&self, event: &mut Event) {
         let parsed = event.get_str(&self.source).and_then(|line| {
             let mut c = Cursor(line);

@@ -27,6 +27,10 @@ impl UserAgent {
 }
 
 impl Filter for UserAgent {
+    fn may_change_event_id(&self) -> bool {
+        self.target.covers_event_id()
+    }
+
     fn apply(&self, event: &mut Event) {
         let Some(parser) = &self.parser else { return };
         let Some(original) = event.get_str(&self.source) else { return };
