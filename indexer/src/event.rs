@@ -583,7 +583,9 @@ pub fn format_timestamp(time: DateTime<Utc>) -> String {
     if !(0..=9999).contains(&time.year()) || time.nanosecond() >= 1_000_000_000 {
         return time.to_rfc3339_opts(SecondsFormat::Millis, true);
     }
+    // Read from the naive time: each accessor of a `DateTime` converts it to local time first.
     let millis = time.timestamp_subsec_millis();
+    let time = time.naive_utc();
     let parts = [
         (time.year() as u32, 4, b'-'),
         (time.month(), 2, b'-'),
@@ -594,10 +596,13 @@ pub fn format_timestamp(time: DateTime<Utc>) -> String {
         (millis, 3, b'Z'),
     ];
     let mut out = Vec::with_capacity(24);
-    for (n, width, then) in parts {
-        for i in (0..width).rev() {
-            out.push(b'0' + (n / 10u32.pow(i) % 10) as u8);
+    for (mut n, width, then) in parts {
+        let start = out.len();
+        for _ in 0..width {
+            out.push(b'0' + (n % 10) as u8);
+            n /= 10;
         }
+        out[start..].reverse();
         out.push(then);
     }
     String::from_utf8(out).expect("ASCII digits")

@@ -28,6 +28,9 @@ use serde_json::Value;
 /// builds a `Value` but not when it skips, so a deeper record must fail where it always failed.
 const MAX_BRACKETS: u32 = 127;
 
+/// Room in the text for the entries filters add (the nginx parser's come to about 700 bytes).
+const SPARE: usize = 2048;
+
 /// A record's text and its top-level entries, sorted by key, each unique. Entries a filter writes as JSON
 /// text ([`RawEntries::insert`]) are appended to the same text.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +68,10 @@ impl RawEntries {
         if entries.windows(2).any(|w| key_eq(&bytes[w[0].key.clone()], &bytes[w[1].key.clone()])) {
             return None;
         }
-        Some(Self { text: text.to_string(), entries })
+        // Room for what filters add (see `insert_with`), so the text is not copied to grow.
+        let mut owned = String::with_capacity(text.len() + SPARE);
+        owned.push_str(text);
+        Some(Self { text: owned, entries })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,7 +118,7 @@ impl RawEntries {
         // Filters add a few entries of a few hundred bytes each: grow once for all of them.
         let needed = key.len() + len + 3;
         if self.text.capacity() - self.text.len() < needed {
-            self.text.reserve(needed.max(2048));
+            self.text.reserve(needed.max(SPARE));
         }
         self.text.push('"');
         let start = self.text.len();
