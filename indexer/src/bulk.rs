@@ -14,6 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::error::Result;
 use crate::event::Event;
+use crate::json_text::write_str;
 
 /// The document id of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +93,9 @@ impl BulkRequest {
 
     fn encode(&mut self, index: &str, id: &str, event: &Event) -> Result<()> {
         self.body.extend_from_slice(br#"{"create":{"_index":"#);
-        serde_json::to_writer(&mut self.body, index)?;
+        write_str(&mut self.body, index);
         self.body.extend_from_slice(br#","_id":"#);
-        serde_json::to_writer(&mut self.body, id)?;
+        write_str(&mut self.body, id);
         self.body.extend_from_slice(b"}}\n");
         event.write_json(&mut self.body)?;
         self.body.push(b'\n');

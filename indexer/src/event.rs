@@ -332,7 +332,12 @@ impl Event {
         list.iter().filter_map(Value::as_str).chain(single)
     }
 
+    /// Whether the event has `tag`, read from the record's text while `tags` is still text (conditions and
+    /// routes ask this of every event).
     pub fn has_tag(&self, tag: &str) -> bool {
+        if let Some(found) = self.raw.json_unparsed("tags").and_then(|text| json_text::holds_str(text, tag)) {
+            return found;
+        }
         self.tags().any(|t| t == tag)
     }
 

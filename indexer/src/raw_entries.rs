@@ -114,7 +114,9 @@ impl RawEntries {
     /// [`RawEntries::insert`] of the value `write` appends to the text it is given (about `len` bytes).
     pub fn insert_with(&mut self, key: &str, len: usize, write: impl FnOnce(&mut String)) {
         debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20), "key {key:?} needs escaping");
-        self.remove(key);
+        // Where the key is, or would go: the entries are sorted by key.
+        let text = self.text.as_bytes();
+        let at = self.entries.binary_search_by(|e| key_cmp(&text[e.key.clone()], key.as_bytes()));
         // Filters add a few entries of a few hundred bytes each: grow once for all of them.
         let needed = key.len() + len + 3;
         if self.text.capacity() - self.text.len() < needed {
@@ -128,9 +130,10 @@ impl RawEntries {
         let start = self.text.len();
         write(&mut self.text);
         let entry = RawEntry { key: key_range, value: start..self.text.len(), parsed: OnceCell::new() };
-        let text = self.text.as_bytes();
-        let at = self.entries.partition_point(|e| key_cmp(&text[e.key.clone()], key.as_bytes()).is_lt());
-        self.entries.insert(at, entry);
+        match at {
+            Ok(i) => self.entries[i] = entry,
+            Err(i) => self.entries.insert(i, entry),
+        }
     }
 
     /// The entry `key`, parsed on first use.

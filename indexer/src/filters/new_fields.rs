@@ -8,6 +8,7 @@
 //! written, and the only allocation is the text.
 
 use crate::event::Event;
+use crate::json_text::write_str;
 use crate::raw_entries::key_eq;
 
 /// A field's value.
@@ -38,18 +39,6 @@ impl Leaf<'_> {
             }
             Leaf::Json(json) => out.extend_from_slice(json.as_bytes()),
         }
-    }
-}
-
-/// A JSON string: most fields need no escaping and are copied as they are (`sonic_rs` reserves six
-/// times a string's length before each write, and growing the buffer for that was a tenth of the cost).
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        sonic_rs::to_writer(out, s).expect("writing a string to a Vec does not fail")
     }
 }
 
