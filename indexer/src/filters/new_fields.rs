@@ -64,21 +64,25 @@ impl<'a> NewFields<'a> {
         self.fields.push((path, leaf));
     }
 
-    /// Writes every field into `event`, as [`Event::insert_path`] of each would.
+    /// Writes every field into `event`, as [`Event::insert_path`] of each would: every member's value
+    /// written into one buffer first, then each top-level object's members merged into the event.
     pub fn insert_into(self, event: &mut Event) {
-        let mut text = Vec::with_capacity(512);
-        let mut ranges = Vec::with_capacity(8);
-        for object in self.fields.chunk_by(|a, b| key_eq(a.0[0].as_bytes(), b.0[0].as_bytes())) {
-            text.clear();
-            ranges.clear();
-            for member in object.chunk_by(|a, b| key_eq(a.0[1].as_bytes(), b.0[1].as_bytes())) {
-                let start = text.len();
-                write_value(&mut text, member, 2);
-                ranges.push((member[0].0[1], start..text.len()));
-            }
-            let json = std::str::from_utf8(&text).expect("JSON written from strings is UTF-8");
-            let members: Vec<(&str, &str)> = ranges.iter().map(|(key, range)| (*key, &json[range.clone()])).collect();
-            event.merge_json_members(object[0].0[0], &members);
+        let same =
+            |i: usize| move |a: &(&[&str], Leaf), b: &(&[&str], Leaf)| key_eq(a.0[i].as_bytes(), b.0[i].as_bytes());
+        let mut text = Vec::with_capacity(1024);
+        let mut ranges = Vec::with_capacity(self.fields.len());
+        for member in self.fields.chunk_by(|a, b| same(0)(a, b) && same(1)(a, b)) {
+            let start = text.len();
+            write_value(&mut text, member, 2);
+            ranges.push((member[0].0[1], start..text.len()));
+        }
+        let json = std::str::from_utf8(&text).expect("JSON written from strings is UTF-8");
+        let members: Vec<(&str, &str)> = ranges.into_iter().map(|(key, range)| (key, &json[range])).collect();
+        let mut rest = &members[..];
+        for object in self.fields.chunk_by(same(0)) {
+            let (these, next) = rest.split_at(object.chunk_by(same(1)).count());
+            event.merge_json_members(object[0].0[0], these);
+            rest = next;
         }
     }
 }
