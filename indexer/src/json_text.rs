@@ -120,9 +120,6 @@ pub fn plain_str(text: &str) -> Option<&str> {
 /// byte by byte); a string with a `\u` escape (surrogate pairs) is left to `serde_json`.
 pub fn unescape(text: &str) -> Option<String> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.contains("\\u") {
-        return serde_json::from_str(text).ok();
-    }
     let b = inner.as_bytes();
     let mut out = String::with_capacity(inner.len());
     let mut at = 0;
@@ -137,6 +134,7 @@ pub fn unescape(text: &str) -> Option<String> {
             b'n' => '\n',
             b'r' => '\r',
             b't' => '\t',
+            b'u' => return serde_json::from_str(text).ok(),
             _ => return None,
         });
         at += i + 2;

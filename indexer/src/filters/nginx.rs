@@ -74,13 +74,16 @@ impl<'a> Cursor<'a> {
         self.0 = self.0.strip_prefix(s)?;
         Some(())
     }
-    fn until(&mut self, delim: char) -> Option<&'a str> {
-        let (field, rest) = self.0.split_once(delim)?;
-        self.0 = rest;
+    /// Up to the ASCII `delim` (found with `memchr`: `split_once` on a `char` searches through a
+    /// general pattern, a tenth of the parse).
+    fn until(&mut self, delim: u8) -> Option<&'a str> {
+        let at = memchr::memchr(delim, self.0.as_bytes())?;
+        let field = &self.0[..at];
+        self.0 = &self.0[at + 1..];
         Some(field)
     }
     fn number(&mut self) -> Option<u64> {
-        let end = self.0.find(|c: char| !c.is_ascii_digit()).unwrap_or(self.0.len());
+        let end = self.0.bytes().position(|c| !c.is_ascii_digit()).unwrap_or(self.0.len());
         let n = self.0[..end].parse().ok()?;
         self.0 = &self.0[end..];
         Some(n)
@@ -89,24 +92,24 @@ impl<'a> Cursor<'a> {
 
 fn parse_access(line: &str) -> Option<Access<'_>> {
     let mut c = Cursor(line);
-    let remote_addr = c.until(' ')?;
+    let remote_addr = c.until(b' ')?;
     c.lit("- ")?;
-    let remote_user = c.until(' ')?;
+    let remote_user = c.until(b' ')?;
     c.lit("[")?;
-    let time = c.until(']')?;
+    let time = c.until(b']')?;
     c.lit(" \"")?;
     // nginx escapes `"` inside variables as `\x22`, so the next quote ends the field.
-    let request = c.until('"')?;
+    let request = c.until(b'"')?;
     c.lit(" ")?;
     let status = c.number()?;
     c.lit(" ")?;
     let bytes = c.number()?;
     c.lit(" \"")?;
-    let referrer = c.until('"')?;
+    let referrer = c.until(b'"')?;
     c.lit(" \"")?;
-    let user_agent = c.until('"')?;
+    let user_agent = c.until(b'"')?;
     let forwarded_for = match c.lit(" \"") {
-        Some(()) => Some(c.until('"')?),
+        Some(()) => Some(c.until(b'"')?),
         None => None,
     };
     Some(Access { remote_addr, remote_user, time, request, status, bytes, referrer, user_agent, forwarded_for })
@@ -318,9 +321,9 @@ impl Filter for NginxError {
             let time = c.0.get(..19)?;
             c.0 = &c.0[19..];
             c.lit(" [")?;
-            let level = c.until(']')?;
+            let level = c.until(b']')?;
             c.lit(" ")?;
-            let pid: u64 = c.until('#')?.parse().ok()?;
+            let pid: u64 = c.until(b'#')?.parse().ok()?;
             let tid = c.number()?;
             c.lit(": ")?;
             let connection = match c.lit("*") {
