@@ -100,13 +100,24 @@ pub fn holds_str(text: &str, s: &str) -> Option<bool> {
 /// as they are (`sonic_rs`, which escapes the others, reserves six times a string's length before each
 /// write, and growing the buffer for that was a tenth of the nginx fields' cost).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
     } else {
         sonic_rs::to_writer(out, s).expect("writing a string to a Vec does not fail")
     }
+}
+
+/// Whether JSON escapes any byte of `s`: a control byte, `"` or `\`. Checked 16 bytes at a time without a
+/// branch, which the compiler turns into vector instructions (a byte-by-byte check was a third of
+/// writing the nginx fields).
+fn needs_escape(s: &[u8]) -> bool {
+    let escaped = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let chunks = s.chunks_exact(16);
+    let rest = chunks.remainder();
+    chunks.into_iter().any(|chunk| chunk.iter().fold(false, |any, &b| any | escaped(b)))
+        || rest.iter().any(|&b| escaped(b))
 }
 
 /// The contents of the JSON string `text` when it has no escapes; `None` for anything else.
@@ -168,6 +179,21 @@ mod tests {
         assert_eq!(plain_str(r#""abc""#), Some("abc"));
         assert_eq!(plain_str(r#""a\"c""#), None);
         assert_eq!(plain_str("12"), None);
+    }
+
+    #[test]
+    fn writes_strings_as_serde_json_does() {
+        for len in [0, 1, 15, 16, 17, 33, 100] {
+            for at in 0..len {
+                for c in ['"', '\\', '\n', '\u{1}', '\u{7f}', 'é'] {
+                    let mut s: String = "a".repeat(len);
+                    s.replace_range(at..at + 1, &c.to_string());
+                    let mut out = Vec::new();
+                    write_str(&mut out, &s);
+                    assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]
