@@ -67,8 +67,12 @@ impl<'a> NewFields<'a> {
     /// Writes every field into `event`, as [`Event::insert_path`] of each would: every member's value
     /// written into one buffer first, then each top-level object's members merged into the event.
     pub fn insert_into(self, event: &mut Event) {
-        let same =
-            |i: usize| move |a: &(&[&str], Leaf), b: &(&[&str], Leaf)| key_eq(a.0[i].as_bytes(), b.0[i].as_bytes());
+        // Path parts are literals, mostly the same one (`"event"`), so the pointers are compared first.
+        let same = |i: usize| {
+            move |a: &(&[&str], Leaf), b: &(&[&str], Leaf)| {
+                std::ptr::eq(a.0[i], b.0[i]) || key_eq(a.0[i].as_bytes(), b.0[i].as_bytes())
+            }
+        };
         let mut text = Vec::with_capacity(1024);
         let mut ranges = Vec::with_capacity(self.fields.len());
         for member in self.fields.chunk_by(|a, b| same(0)(a, b) && same(1)(a, b)) {
