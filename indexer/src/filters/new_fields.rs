@@ -67,12 +67,7 @@ impl<'a> NewFields<'a> {
     /// Writes every field into `event`, as [`Event::insert_path`] of each would: every member's value
     /// written into one buffer first, then each top-level object's members merged into the event.
     pub fn insert_into(self, event: &mut Event) {
-        // Path parts are literals, mostly the same one (`"event"`), so the pointers are compared first.
-        let same = |i: usize| {
-            move |a: &(&[&str], Leaf), b: &(&[&str], Leaf)| {
-                std::ptr::eq(a.0[i], b.0[i]) || key_eq(a.0[i].as_bytes(), b.0[i].as_bytes())
-            }
-        };
+        let same = |i: usize| move |a: &(&[&str], Leaf), b: &(&[&str], Leaf)| same_part(a.0[i], b.0[i]);
         let mut text = Vec::with_capacity(1024);
         let mut ranges = Vec::with_capacity(self.fields.len());
         for member in self.fields.chunk_by(|a, b| same(0)(a, b) && same(1)(a, b)) {
@@ -100,15 +95,29 @@ fn write_value(out: &mut Vec<u8>, group: &[(&[&str], Leaf)], depth: usize) {
         }
     }
     out.push(b'{');
-    for (i, inner) in group.chunk_by(|a, b| a.0[depth] == b.0[depth]).enumerate() {
+    for (i, inner) in group.chunk_by(|a, b| same_part(a.0[depth], b.0[depth])).enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_str(out, inner[0].0[depth]);
+        write_key(out, inner[0].0[depth]);
         out.push(b':');
         write_value(out, inner, depth + 1);
     }
     out.push(b'}');
+}
+
+/// Whether two path parts are the same. They are literals, mostly the same one (`"event"`), so the
+/// pointers are compared first.
+fn same_part(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || key_eq(a.as_bytes(), b.as_bytes())
+}
+
+/// A path part as a JSON key: a literal ECS name, which JSON writes as itself (checked in debug builds).
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20), "{key:?} needs escaping");
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'"');
 }
 
 #[cfg(test)]
