@@ -552,7 +552,7 @@ fn write_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> se
 
 /// Whether JSON writes `key` as itself between quotes, so it can name an entry kept as JSON text.
 fn plain_key(key: &str) -> bool {
-    !key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+    !json_text::needs_escape(key.as_bytes())
 }
 
 /// An RFC 3339 time, as `DateTime::parse_from_rfc3339` reads it. The shape [`format_timestamp`] writes

@@ -112,7 +112,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// Whether JSON escapes any byte of `s`: a control byte, `"` or `\`. Checked 16 bytes at a time without a
 /// branch, which the compiler turns into vector instructions (a byte-by-byte check was a third of
 /// writing the nginx fields).
-fn needs_escape(s: &[u8]) -> bool {
+pub fn needs_escape(s: &[u8]) -> bool {
     let escaped = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
     let chunks = s.chunks_exact(16);
     let rest = chunks.remainder();

@@ -113,7 +113,7 @@ impl RawEntries {
 
     /// [`RawEntries::insert`] of the value `write` appends to the text it is given (about `len` bytes).
     pub fn insert_with(&mut self, key: &str, len: usize, write: impl FnOnce(&mut String)) {
-        debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20), "key {key:?} needs escaping");
+        debug_assert!(!crate::json_text::needs_escape(key.as_bytes()), "key {key:?} needs escaping");
         // Where the key is, or would go: the entries are sorted by key.
         let text = self.text.as_bytes();
         let at = self.entries.binary_search_by(|e| key_cmp(&text[e.key.clone()], key.as_bytes()));

@@ -8,7 +8,7 @@
 //! written, and the only allocation is the text.
 
 use crate::event::Event;
-use crate::json_text::write_str;
+use crate::json_text::{needs_escape, write_str};
 use crate::raw_entries::key_eq;
 
 /// A field's value.
@@ -114,7 +114,7 @@ fn same_part(a: &str, b: &str) -> bool {
 
 /// A path part as a JSON key: a literal ECS name, which JSON writes as itself (checked in debug builds).
 fn write_key(out: &mut Vec<u8>, key: &str) {
-    debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20), "{key:?} needs escaping");
+    debug_assert!(!needs_escape(key.as_bytes()), "{key:?} needs escaping");
     out.push(b'"');
     out.extend_from_slice(key.as_bytes());
     out.push(b'"');
