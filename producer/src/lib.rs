@@ -5,7 +5,8 @@
 //! - [`producer`]: [`Producer`], its settings and what it reports.
 //! - [`security`]: TLS (rustls) and SASL (PLAIN, SCRAM-SHA-256/512) settings, from librdkafka's property names.
 //! - `accumulator`: the open batch of each partition, filled by the caller's thread.
-//! - `sender`: the producer's thread: sealing, metadata, idempotent sequencing, retries.
+//! - `sender`: the producer's thread: metadata, idempotent sequencing, retries.
+//! - `sealer`: the compression thread, which seals full batches in the order the sender hands them over.
 //! - `link`: one broker's pipelined Produce requests; `control`: Metadata and InitProducerId.
 //! - `connection`: one broker connection: TLS, SASL, API version negotiation, framing; [`Connection`] is
 //!   public for the console tools' admin requests.
@@ -20,6 +21,7 @@ mod link;
 mod partitioner;
 pub mod producer;
 mod scram;
+mod sealer;
 pub mod security;
 mod sender;
 

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::accumulator::{Accumulator, Wake};
 use crate::batch::Codec;
+use crate::sealer::Sealer;
 use crate::security::Security;
 use crate::sender;
 
@@ -157,9 +158,10 @@ impl<T: Send + 'static> Producer<T> {
             reported: Condvar::new(),
         });
         let thread_shared = shared.clone();
+        let sealer = Sealer::start(config.compression)?;
         let thread = std::thread::Builder::new()
             .name("kafka-producer".into())
-            .spawn(move || sender::run(config, thread_shared, Box::new(report)))?;
+            .spawn(move || sender::run(config, thread_shared, sealer, Box::new(report)))?;
         Ok(Self { shared, thread: Some(thread) })
     }
 

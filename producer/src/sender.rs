@@ -1,7 +1,8 @@
-//! The producer's thread: a single-threaded tokio runtime that seals (compresses) batches, learns the
-//! cluster's metadata, keeps one pipelined connection per partition leader, and reports each batch's fate.
+//! The producer's thread: a single-threaded tokio runtime that hands full batches to the compression
+//! thread ([`crate::sealer`]), learns the cluster's metadata, keeps one pipelined connection per partition
+//! leader, and reports each batch's fate.
 //!
-//! Per partition, batches go out in the order they were sealed, up to [`MAX_IN_FLIGHT`] at a time (the
+//! Per partition, batches go out in the order they were handed over for sealing, up to [`MAX_IN_FLIGHT`] at a time (the
 //! broker remembers the last five batches of each producer for duplicate detection). With idempotence
 //! (`acks=all`) each batch is stamped with its sequence number when it is sent:
 //! - after the last batch in flight (`its sequence + its records`), or
@@ -31,6 +32,7 @@ use crate::connection::{Connection, ConnectionError};
 use crate::control::{ClusterView, Contact, TopicView};
 use crate::link::{self, Event, Link, Outgoing};
 use crate::producer::{FailedRecord, ProduceError, ProducerConfig, Report, Shared};
+use crate::sealer::{Ready, Sealer};
 
 /// Batches in flight per partition at most (Kafka keeps the last five per producer for deduplication).
 const MAX_IN_FLIGHT: usize = 5;
@@ -44,9 +46,14 @@ const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
 pub(crate) type Reporter<T> = Box<dyn FnMut(Report<T>) + Send>;
 
 /// Runs the sender until the producer is closed; returns how many records were never reported.
-pub(crate) fn run<T: Send + 'static>(config: ProducerConfig, shared: Arc<Shared<T>>, report: Reporter<T>) -> usize {
+pub(crate) fn run<T: Send + 'static>(
+    config: ProducerConfig,
+    shared: Arc<Shared<T>>,
+    sealer: (Sealer<T>, mpsc::UnboundedReceiver<Ready<T>>),
+    report: Reporter<T>,
+) -> usize {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    runtime.block_on(Sender::new(config, shared, report).run())
+    runtime.block_on(Sender::new(config, shared, sealer, report).run())
 }
 
 /// Results of the background tasks the sender starts.
@@ -116,6 +123,8 @@ enum LinkState {
 struct Sender<T> {
     config: ProducerConfig,
     shared: Arc<Shared<T>>,
+    sealer: Sealer<T>,
+    sealed: mpsc::UnboundedReceiver<Ready<T>>,
     report: Reporter<T>,
     events: mpsc::UnboundedReceiver<Event>,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -146,12 +155,19 @@ struct Sender<T> {
 }
 
 impl<T: Send + 'static> Sender<T> {
-    fn new(config: ProducerConfig, shared: Arc<Shared<T>>, report: Reporter<T>) -> Self {
+    fn new(
+        config: ProducerConfig,
+        shared: Arc<Shared<T>>,
+        (sealer, sealed): (Sealer<T>, mpsc::UnboundedReceiver<Ready<T>>),
+        report: Reporter<T>,
+    ) -> Self {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (done_tx, done) = mpsc::unbounded_channel();
         Self {
             config,
             shared,
+            sealer,
+            sealed,
             report,
             events,
             events_tx,
@@ -194,7 +210,7 @@ impl<T: Send + 'static> Sender<T> {
                 return self.shared.lock().pending;
             }
             for batch in full.drain(..) {
-                self.queue(batch);
+                self.hand_off(batch);
             }
             self.fetch_metadata(now);
             self.fetch_producer_id(now);
@@ -210,6 +226,7 @@ impl<T: Send + 'static> Sender<T> {
                 () = self.shared.wake.notified() => {}
                 Some(event) = self.events.recv() => self.on_event(event),
                 Some(done) = self.done.recv() => self.on_done(done),
+                Some(ready) = self.sealed.recv() => self.on_sealed(ready),
                 () = sleep => {}
             }
             while let Ok(event) = self.events.try_recv() {
@@ -218,20 +235,27 @@ impl<T: Send + 'static> Sender<T> {
             while let Ok(done) = self.done.try_recv() {
                 self.on_done(done);
             }
+            while let Ok(ready) = self.sealed.try_recv() {
+                self.on_sealed(ready);
+            }
         }
     }
 
-    /// Compresses a batch and queues it on its partition.
-    fn queue(&mut self, full: Full<T>) {
-        let batch = full.batch.seal(self.config.compression, ProducerStamp::NONE);
+    /// Gives a full batch to the compression thread; it comes back to [`Self::on_sealed`].
+    fn hand_off(&mut self, full: Full<T>) {
         let order = self.next_order;
         self.next_order += 1;
-        let key = (full.topic, full.partition);
-        if !self.partitions.contains_key(&key) {
-            self.metadata_wanted.insert(key.0.clone());
+        if !self.partitions.contains_key(&(full.topic.clone(), full.partition)) {
+            self.metadata_wanted.insert(full.topic.clone());
         }
-        let state = self.partitions.entry(key).or_insert_with(|| PartitionState::new(None));
-        state.queue.push_back(Queued { order, batch });
+        self.sealer.seal(order, full);
+    }
+
+    /// Queues a sealed batch on its partition. Batches come back in the order they were handed over, so
+    /// the queue stays in that order (a batch put back for a retry came earlier still).
+    fn on_sealed(&mut self, ready: Ready<T>) {
+        let state = self.partitions.entry((ready.topic, ready.partition)).or_insert_with(|| PartitionState::new(None));
+        state.queue.push_back(Queued { order: ready.order, batch: ready.batch });
     }
 
     /// The earliest time a backoff ends.
