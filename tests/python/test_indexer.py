@@ -606,6 +606,29 @@ def test_file_output_each_id_once_across_kill9(broker, indexer_factory, tmp_path
     fig("file output", events=n, kills_at_bytes=kills_at, bytes=ndjson_dir_size(out))
 
 
+@pytest.mark.timeout(300)
+def test_file_output_keeps_the_partitions_order(broker, indexer_factory, tmp_path):
+    """A file's lines are in the partition's order, across batches (the file output's hold 5,000 events
+    each): someone reading `order-<day>.ndjson` reads the log as it was written."""
+    n = 30_000
+    topic = new_topic(broker, "files-order", 1)
+    group = unique("files-order")
+    run = new_run()
+    out = tmp_path / "indices"
+    produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(n)), 1)
+    indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, default_index="order-%{+YYYY.MM.dd}",
+                                           file_path=out))
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, [0], timeout=240)
+    assert indexer.stop() == 0, indexer.stderr_tail()
+    docs, bad_lines = read_ndjson_dir(out)
+    assert not bad_lines, f"{len(bad_lines)} lines are not JSON documents, e.g. {bad_lines[:3]}"
+    ids = [d["_id"] for d in docs[f"order-{INDEX_DAY}"]]
+    expected = [event_id(run, i) for i in range(n)]
+    first_wrong = next((i for i, (a, b) in enumerate(zip(ids, expected)) if a != b), None)
+    assert len(ids) == n and first_wrong is None, \
+        f"{len(ids)} lines for {n} events; first out of order at line {first_wrong}"
+
+
 # --------------------------------------------------------------------------------------------
 # 8. A rebalance: the leaving owner flushes and commits, so the new owner re-sends nothing
 
