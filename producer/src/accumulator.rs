@@ -1,7 +1,7 @@
 //! Where records wait between the caller's `send` and the sender thread: one open batch per partition,
 //! and the batches that are full. The caller encodes each record straight into its partition's open
 //! batch under one short lock; the sender takes full batches, and open ones whose linger is over, and
-//! compresses them on its own thread.
+//! hands them to the compression thread (`sealer`).
 //!
 //! A topic whose partition count is not known yet (first use, before the sender's metadata answer) keeps
 //! its records aside, copied, until it is ([`Accumulator::set_partitions`]).

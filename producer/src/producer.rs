@@ -198,8 +198,8 @@ impl<T: Send + 'static> Producer<T> {
         accumulator.pending == 0
     }
 
-    /// Stops the producer's thread at once; returns how many records were never reported (neither
-    /// delivered nor given back).
+    /// Stops the producer's threads at once (the compression thread after the batch it is sealing);
+    /// returns how many records were never reported (neither delivered nor given back).
     pub fn close(mut self) -> usize {
         self.stop()
     }

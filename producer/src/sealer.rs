@@ -21,17 +21,19 @@ pub(crate) struct Ready<T> {
     pub batch: Sealed<T>,
 }
 
-/// The compression thread; it ends when this is dropped, after the batch it is sealing.
+/// The compression thread; it ends when this is dropped, after the batch it is sealing (the batches
+/// still waiting are dropped with it: the producer is closing).
 pub(crate) struct Sealer<T> {
     jobs: Option<mpsc::Sender<(u64, Full<T>)>>,
+    sealed: tokio_mpsc::UnboundedReceiver<Ready<T>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl<T: Send + 'static> Sealer<T> {
-    /// Starts the thread; sealed batches come out of the receiver.
-    pub(crate) fn start(codec: Codec) -> std::io::Result<(Self, tokio_mpsc::UnboundedReceiver<Ready<T>>)> {
+    /// Starts the thread.
+    pub(crate) fn start(codec: Codec) -> std::io::Result<Self> {
         let (jobs, inbox) = mpsc::channel::<(u64, Full<T>)>();
-        let (ready, outbox) = tokio_mpsc::unbounded_channel();
+        let (ready, sealed) = tokio_mpsc::unbounded_channel();
         let thread = std::thread::Builder::new().name("kafka-compress".into()).spawn(move || {
             for (order, full) in inbox {
                 let batch = full.batch.seal(codec, ProducerStamp::NONE);
@@ -40,7 +42,7 @@ impl<T: Send + 'static> Sealer<T> {
                 }
             }
         })?;
-        Ok((Self { jobs: Some(jobs), thread: Some(thread) }, outbox))
+        Ok(Self { jobs: Some(jobs), sealed, thread: Some(thread) })
     }
 
     pub(crate) fn seal(&self, order: u64, full: Full<T>) {
@@ -49,10 +51,22 @@ impl<T: Send + 'static> Sealer<T> {
         let jobs = self.jobs.as_ref().expect("jobs until dropped");
         jobs.send((order, full)).expect("the compression thread is running");
     }
+
+    /// The next sealed batch, waiting for it. `None` only if the thread is gone (a codec panicked).
+    pub(crate) async fn next(&mut self) -> Option<Ready<T>> {
+        self.sealed.recv().await
+    }
+
+    /// The next sealed batch if one is ready.
+    pub(crate) fn try_next(&mut self) -> Option<Ready<T>> {
+        self.sealed.try_recv().ok()
+    }
 }
 
 impl<T> Drop for Sealer<T> {
     fn drop(&mut self) {
+        // Closed first, so the thread stops at its next send instead of sealing the rest of the queue.
+        self.sealed.close();
         drop(self.jobs.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -65,9 +79,9 @@ mod tests {
     use super::*;
     use crate::batch::OpenBatch;
 
-    #[test]
-    fn batches_come_back_sealed_in_the_order_they_were_handed_over() {
-        let (sealer, mut sealed) = Sealer::<u32>::start(Codec::Lz4).unwrap();
+    #[tokio::test]
+    async fn batches_come_back_sealed_in_the_order_they_were_handed_over() {
+        let mut sealer = Sealer::<u32>::start(Codec::Lz4).unwrap();
         let topic: Arc<str> = Arc::from("logs");
         for order in 0..40u64 {
             // Batches of very different sizes, so a quick one would overtake a slow one if it could.
@@ -79,13 +93,12 @@ mod tests {
             sealer.seal(order, Full { topic: topic.clone(), partition: (order % 2) as u32, batch });
         }
         for order in 0..40u64 {
-            let ready = sealed.blocking_recv().expect("a sealed batch");
+            let ready = sealer.next().await.expect("a sealed batch");
             assert_eq!((ready.order, ready.partition), (order, (order % 2) as u32));
             assert_eq!(ready.batch.opaques.len(), if order % 3 == 0 { 2000 } else { 1 });
             let last = ready.batch.into_records().pop().expect("records");
             assert_eq!(last.1, format!("batch {order} record {}", last.2).into_bytes());
         }
-        drop(sealer);
-        assert!(sealed.blocking_recv().is_none(), "the thread ends when the sealer is dropped");
+        assert!(sealer.try_next().is_none(), "nothing more than was handed over");
     }
 }

@@ -49,7 +49,7 @@ pub(crate) type Reporter<T> = Box<dyn FnMut(Report<T>) + Send>;
 pub(crate) fn run<T: Send + 'static>(
     config: ProducerConfig,
     shared: Arc<Shared<T>>,
-    sealer: (Sealer<T>, mpsc::UnboundedReceiver<Ready<T>>),
+    sealer: Sealer<T>,
     report: Reporter<T>,
 ) -> usize {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
@@ -124,7 +124,6 @@ struct Sender<T> {
     config: ProducerConfig,
     shared: Arc<Shared<T>>,
     sealer: Sealer<T>,
-    sealed: mpsc::UnboundedReceiver<Ready<T>>,
     report: Reporter<T>,
     events: mpsc::UnboundedReceiver<Event>,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -155,19 +154,13 @@ struct Sender<T> {
 }
 
 impl<T: Send + 'static> Sender<T> {
-    fn new(
-        config: ProducerConfig,
-        shared: Arc<Shared<T>>,
-        (sealer, sealed): (Sealer<T>, mpsc::UnboundedReceiver<Ready<T>>),
-        report: Reporter<T>,
-    ) -> Self {
+    fn new(config: ProducerConfig, shared: Arc<Shared<T>>, sealer: Sealer<T>, report: Reporter<T>) -> Self {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (done_tx, done) = mpsc::unbounded_channel();
         Self {
             config,
             shared,
             sealer,
-            sealed,
             report,
             events,
             events_tx,
@@ -226,7 +219,7 @@ impl<T: Send + 'static> Sender<T> {
                 () = self.shared.wake.notified() => {}
                 Some(event) = self.events.recv() => self.on_event(event),
                 Some(done) = self.done.recv() => self.on_done(done),
-                Some(ready) = self.sealed.recv() => self.on_sealed(ready),
+                Some(ready) = self.sealer.next() => self.on_sealed(ready),
                 () = sleep => {}
             }
             while let Ok(event) = self.events.try_recv() {
@@ -235,7 +228,7 @@ impl<T: Send + 'static> Sender<T> {
             while let Ok(done) = self.done.try_recv() {
                 self.on_done(done);
             }
-            while let Ok(ready) = self.sealed.try_recv() {
+            while let Some(ready) = self.sealer.try_next() {
                 self.on_sealed(ready);
             }
         }
@@ -448,7 +441,8 @@ impl<T: Send + 'static> Sender<T> {
                         });
                     }
                     // Batches queued for a topic that went away are refused too; those in flight get
-                    // their own answer.
+                    // their own answer, and one still being compressed is refused once it is queued and
+                    // the metadata asked again.
                     for ((t, _), state) in self.partitions.iter_mut().filter(|((t, _), _)| **t == *topic) {
                         for queued in state.queue.drain(..) {
                             for (key, value, opaque) in queued.batch.into_records() {
