@@ -2,9 +2,9 @@
 //! thread ([`crate::sealer`]), learns the cluster's metadata, keeps one pipelined connection per partition
 //! leader, and reports each batch's fate.
 //!
-//! Per partition, batches go out in the order they were handed over for sealing, up to [`MAX_IN_FLIGHT`] at a time (the
-//! broker remembers the last five batches of each producer for duplicate detection). With idempotence
-//! (`acks=all`) each batch is stamped with its sequence number when it is sent:
+//! Per partition, batches go out in the order they were handed over for sealing, up to [`MAX_IN_FLIGHT`]
+//! at a time (the broker remembers the last five batches of each producer for duplicate detection). With
+//! idempotence (`acks=all`) each batch is stamped with its sequence number when it is sent:
 //! - after the last batch in flight (`its sequence + its records`), or
 //! - when nothing is in flight, at `acked`: the sequence the broker expects next.
 //!
