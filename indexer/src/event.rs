@@ -436,7 +436,10 @@ impl Event {
         // The callers' keys are literals (ECS names), checked here in debug builds only: scanning every
         // key of every event was 1 % of the indexer core's instructions.
         debug_assert!(members.windows(2).all(|w| w[0].0 < w[1].0), "members sorted and unique");
-        debug_assert!(plain_key(key) && members.iter().all(|(k, _)| plain_key(k)), "keys JSON writes as themselves");
+        debug_assert!(
+            [key].into_iter().chain(members.iter().map(|(k, _)| *k)).all(|k| !json_text::needs_escape(k.as_bytes())),
+            "keys JSON writes as themselves"
+        );
         fn push(object: &mut String, member: &str) {
             object.push(if object.ends_with(':') { '{' } else { ',' });
             object.push_str(member);
@@ -548,11 +551,6 @@ impl Event {
 /// of the bulk encoding's instructions).
 fn write_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> serde_json::Result<()> {
     sonic_rs::to_writer(out, value).map_err(serde::ser::Error::custom)
-}
-
-/// Whether JSON writes `key` as itself between quotes, so it can name an entry kept as JSON text.
-fn plain_key(key: &str) -> bool {
-    !json_text::needs_escape(key.as_bytes())
 }
 
 /// An RFC 3339 time, as `DateTime::parse_from_rfc3339` reads it. The shape [`format_timestamp`] writes
