@@ -10,13 +10,13 @@
 //!
 //! The split finds the entries with a scanner of its own rather than `serde_json`'s deserializer (which
 //! took 6,600 of the 11,500 instructions a split cost per agent envelope): a pass over 64-byte chunks that
-//! the compiler vectorizes refuses control bytes and deep nesting, `from_utf8` checks the text, then one
-//! walk over the object skips each string with `memchr2` (to its next `"` or `\`) and checks every value
-//! as `serde_json` checks one it skips: escapes, numbers (`-`, no leading zero, digits after `.` and
-//! `e`, but any size), `true`/`false`/`null`, and the commas, colons and brackets of nested values. It
-//! accepts the same records as the `serde_json` split did and finds the same spans: the tests keep that
-//! split as their reference and compare both, and `serde_json::from_slice::<Value>`, on generated records,
-//! valid and broken.
+//! the compiler vectorizes refuses control bytes and deep nesting, `simdutf8` checks the text, then one
+//! walk over the object skips each string eight bytes at a time (to its next `"` or `\`) and checks
+//! every value as `serde_json` checks one it skips: escapes, numbers (`-`, no leading zero, digits after
+//! `.` and `e`, but any size), `true`/`false`/`null`, and the commas, colons and brackets of nested
+//! values. It accepts the same records as the `serde_json` split did and finds the same spans: the tests
+//! keep that split as their reference and compare both, and `serde_json::from_slice::<Value>`, on
+//! generated records, valid and broken.
 
 use std::cell::OnceCell;
 use std::cmp::Ordering;
@@ -43,6 +43,8 @@ pub struct RawEntries {
 struct RawEntry {
     /// The key, without its quotes, in `text` (it has no escapes).
     key: Range<usize>,
+    /// The key's [`KeyPrefix`], which tells most keys apart without reading `text`.
+    prefix: KeyPrefix,
     /// The value's JSON in `text`.
     value: Range<usize>,
     parsed: OnceCell<Value>,
@@ -60,11 +62,13 @@ impl RawEntries {
         if !plain_and_shallow(value) {
             return None;
         }
-        let text = std::str::from_utf8(value).ok()?;
+        let text = simdutf8::basic::from_utf8(value).ok()?;
         let bytes = text.as_bytes();
         let mut entries = Vec::with_capacity(12);
         top_level_entries(bytes, &mut entries)?;
-        entries.sort_unstable_by(|a, b| key_cmp(&bytes[a.key.clone()], &bytes[b.key.clone()]));
+        entries.sort_unstable_by(|a, b| {
+            a.prefix.cmp(&b.prefix).then_with(|| key_cmp(&bytes[a.key.clone()], &bytes[b.key.clone()]))
+        });
         if entries.windows(2).any(|w| key_eq(&bytes[w[0].key.clone()], &bytes[w[1].key.clone()])) {
             return None;
         }
@@ -82,11 +86,11 @@ impl RawEntries {
         &self.text[entry.key.clone()]
     }
 
-    /// Where `key` is: a scan of a dozen entries that compares lengths first is cheaper than a binary
-    /// search comparing strings, and most lookups are for keys a filter is about to add.
+    /// Where `key` is: a scan of a dozen entries comparing prefixes is cheaper than a binary search, and
+    /// most lookups are for keys a filter is about to add.
     fn find(&self, key: &str) -> Option<usize> {
-        let text = self.text.as_bytes();
-        self.entries.iter().position(|e| key_eq(&text[e.key.clone()], key.as_bytes()))
+        let (text, prefix) = (self.text.as_bytes(), KeyPrefix::of(key.as_bytes()));
+        self.entries.iter().position(|e| e.prefix == prefix && key_eq(&text[e.key.clone()], key.as_bytes()))
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -115,8 +119,10 @@ impl RawEntries {
     pub fn insert_with(&mut self, key: &str, len: usize, write: impl FnOnce(&mut String)) {
         debug_assert!(!crate::json_text::needs_escape(key.as_bytes()), "key {key:?} needs escaping");
         // Where the key is, or would go: the entries are sorted by key.
-        let text = self.text.as_bytes();
-        let at = self.entries.binary_search_by(|e| key_cmp(&text[e.key.clone()], key.as_bytes()));
+        let (text, prefix) = (self.text.as_bytes(), KeyPrefix::of(key.as_bytes()));
+        let at = self
+            .entries
+            .binary_search_by(|e| e.prefix.cmp(&prefix).then_with(|| key_cmp(&text[e.key.clone()], key.as_bytes())));
         // Filters add a few entries of a few hundred bytes each: grow once for all of them.
         let needed = key.len() + len + 3;
         if self.text.capacity() - self.text.len() < needed {
@@ -129,7 +135,7 @@ impl RawEntries {
         self.text.push_str("\":");
         let start = self.text.len();
         write(&mut self.text);
-        let entry = RawEntry { key: key_range, value: start..self.text.len(), parsed: OnceCell::new() };
+        let entry = RawEntry { key: key_range, prefix, value: start..self.text.len(), parsed: OnceCell::new() };
         match at {
             Ok(i) => self.entries[i] = entry,
             Err(i) => self.entries.insert(i, entry),
@@ -176,6 +182,23 @@ impl RawEntries {
 /// indexer's CPU (sorting, searching and merging entries by key, several dozen times per event).
 pub(crate) fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
     a.iter().cmp(b.iter())
+}
+
+/// A key's first eight bytes as a big-endian number, zero-padded. Keys hold no zero byte (JSON escapes
+/// it, and an escaped key is parsed whole), so two prefixes order two keys as their bytes do, and only
+/// keys longer than eight bytes with the same first eight need their bytes compared (350 fewer
+/// instructions per agent envelope through `nginx_access` than comparing bytes: a sort of eight keys and
+/// a few dozen lookups among a dozen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct KeyPrefix(u64);
+
+impl KeyPrefix {
+    fn of(key: &[u8]) -> Self {
+        let mut first = [0u8; 8];
+        let n = key.len().min(8);
+        first[..n].copy_from_slice(&key[..n]);
+        Self(u64::from_be_bytes(first))
+    }
 }
 
 /// Whether two keys (or other short strings) are equal, compared inline (see [`key_cmp`]).
@@ -226,13 +249,14 @@ fn top_level_entries(b: &[u8], entries: &mut Vec<RawEntry>) -> Option<()> {
             if *b.get(pos)? != b'"' {
                 return None;
             }
-            let key = pos + 1..pos + 1 + memchr::memchr2(b'"', b'\\', &b[pos + 1..])?;
+            let key = pos + 1..pos + 1 + quote_or_backslash(&b[pos + 1..])?;
             if b[key.end] != b'"' || b.get(key.end + 1) != Some(&b':') {
                 return None;
             }
             let start = key.end + 2;
             pos = skip_value(b, start)?;
-            entries.push(RawEntry { key, value: start..pos, parsed: OnceCell::new() });
+            let prefix = KeyPrefix::of(&b[key.clone()]);
+            entries.push(RawEntry { key, prefix, value: start..pos, parsed: OnceCell::new() });
             pos = spaces(b, pos);
             match *b.get(pos)? {
                 b',' => pos = spaces(b, pos + 1),
@@ -312,7 +336,7 @@ fn skip_member_key(b: &[u8], pos: usize) -> Option<usize> {
 /// `\u`, which is parsed whole (see [`RawEntries::split`]).
 pub(crate) fn skip_string(b: &[u8], mut pos: usize) -> Option<usize> {
     loop {
-        pos += memchr::memchr2(b'"', b'\\', &b[pos..])?;
+        pos += quote_or_backslash(&b[pos..])?;
         if b[pos] == b'"' {
             return Some(pos + 1);
         }
@@ -322,6 +346,28 @@ pub(crate) fn skip_string(b: &[u8], mut pos: usize) -> Option<usize> {
             _ => return None,
         }
     }
+}
+
+/// Where the first `"` or `\` of `b` is. Eight bytes at a time in a `u64`: most strings of a record are
+/// keys and short values, for which `memchr2`'s set-up cost more than its vector search saved (with
+/// `simdutf8` for the UTF-8 check, this took the split from 6,800 to 6,200 instructions per agent
+/// envelope).
+fn quote_or_backslash(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const LOW7: u64 = u64::from_le_bytes([0x7f; 8]);
+    // The high bit of each byte of `x` that is zero, and of no other (no carry crosses a byte).
+    let zero_bytes = |x: u64| !(((x & LOW7) + LOW7) | x) & !LOW7;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
+        let found = zero_bytes(x ^ (ONES * u64::from(b'"'))) | zero_bytes(x ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    chunks.remainder().iter().position(|&c| c == b'"' || c == b'\\').map(|i| at + i)
 }
 
 /// Past a number as JSON writes one: `-`, then `0` or digits not starting with `0`, then maybe `.` and
@@ -421,6 +467,25 @@ mod tests {
                 spans.push((key, value));
             }
             Ok(spans)
+        }
+    }
+
+    /// The search finds what `memchr2` finds, for the byte at every position of strings of every
+    /// length around a chunk's eight, and next to every other byte value (none may be taken for one).
+    #[test]
+    fn quote_or_backslash_finds_what_memchr2_finds() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for other in 0..=255u8 {
+                    for special in [b'"', b'\\'] {
+                        let mut b = vec![other; len];
+                        if at < len {
+                            b[at] = special;
+                        }
+                        assert_eq!(quote_or_backslash(&b), memchr::memchr2(b'"', b'\\', &b), "{b:?}");
+                    }
+                }
+            }
         }
     }
 
