@@ -184,9 +184,9 @@ pub(crate) fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
     a.iter().cmp(b.iter())
 }
 
-/// A key's first eight bytes as a big-endian number, zero-padded. Keys hold no zero byte (JSON escapes
-/// it, and an escaped key is parsed whole), so two prefixes order two keys as their bytes do, and only
-/// keys longer than eight bytes with the same first eight need their bytes compared (350 fewer
+/// A key's first eight bytes as a big-endian number, zero-padded. Two different prefixes order two keys
+/// as their bytes do (a key that ends early is padded with the smallest byte); only keys whose prefixes
+/// are equal, mostly the same key, need their bytes compared (350 fewer
 /// instructions per agent envelope through `nginx_access` than comparing bytes: a sort of eight keys and
 /// a few dozen lookups among a dozen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
