@@ -100,5 +100,7 @@ mod tests {
             assert_eq!(last.1, format!("batch {order} record {}", last.2).into_bytes());
         }
         assert!(sealer.try_next().is_none(), "nothing more than was handed over");
+        // Dropping joins the compression thread: this returns only once the thread has ended.
+        drop(sealer);
     }
 }
