@@ -36,7 +36,7 @@ pub struct AgentConfig {
     /// for five in flight while the next ones fill (2 MiB shipped a 512 MiB file a fifth slower). With
     /// `client = "librdkafka"`, 2097152 (2 MiB): librdkafka 2.12's idempotent producer has one request
     /// in flight per partition and, while a full batch waits behind it, its broker thread polls without
-    /// sleeping; a deeper queue only lengthens that wait (see the README's agent benchmark). Peak RSS
+    /// sleeping; a deeper queue only lengthens that wait (docs/PERFORMANCE.md, "The agent"). Peak RSS
     /// grows with this bound: about 20 MiB plus twice the bound (librdkafka: 25 MiB plus 1.6 times).
     pub queue_max_bytes: Option<usize>,
     /// On shutdown, how long to wait for outstanding acknowledgements before writing the registry.
