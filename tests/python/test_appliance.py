@@ -11,6 +11,7 @@ with the Elasticsearch stand-in (es_standin.py) as the cluster.
 - `logpipe status --once` and `/status` show the files, the topic, the group and the indices, with the
   stand-in's counts.
 - `logpipe check` rejects a typo'd key and names the key and the file.
+- The binary's jemalloc runs with the two arenas `.cargo/config.toml` builds in.
 
 Generated lines carry the generator's sequence number (`rid=<seq>` / `*<seq>`, see
 appliance_support.py), which is how each line is found again in the stand-in.
@@ -391,6 +392,26 @@ def test_check_names_the_typo_and_the_file(logpipe_bin, tmp_path, section, right
     assert str(bad) in message, f"the message does not name the file {bad}:\n{message}"
     assert "panicked" not in message and "backtrace" not in message.lower(), message
     assert "ok" not in r.stdout, r.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# The allocator
+
+
+def test_jemalloc_runs_with_two_arenas_unless_told_otherwise(logpipe_bin):
+    """`.cargo/config.toml` builds jemalloc's options into the binary: two arenas instead of four per CPU,
+    which kept the end-to-end catch-up's peak RSS under its 128 MiB bound. jemalloc's own report of its
+    options (`stats_print`, on stderr at exit) says which it runs with; `_RJEM_MALLOC_CONF` still wins."""
+    def narenas(conf: str) -> int:
+        env = {**os.environ, "_RJEM_MALLOC_CONF": conf}
+        r = subprocess.run([str(logpipe_bin), "--version"], capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 0, r.stderr
+        found = re.search(r"opt\.narenas: (\d+)", r.stderr)
+        assert found, f"no jemalloc option report on stderr with _RJEM_MALLOC_CONF={conf}:\n{r.stderr[:2000]}"
+        return int(found.group(1))
+
+    assert narenas("stats_print:true") == 2, "the binary was built without .cargo/config.toml's malloc conf"
+    assert narenas("stats_print:true,narenas:8") == 8
 
 
 # --------------------------------------------------------------------------------------------
