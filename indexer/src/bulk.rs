@@ -149,9 +149,9 @@ impl BulkRequest {
 /// Memory: a kept buffer's pages stay resident, so buffers are kept only while the bodies alive plus
 /// those kept are fewer than `limit` (the batches that may be in flight at once): never more bodies are
 /// held than could be alive without the pool. Keeping one more regardless raised the appliance's peak
-/// RSS in a full-speed catch-up by 5.5 MiB on average (docs/PERFORMANCE.md, "Where the whole indexer's CPU goes"). A
-/// kept buffer much larger than the body asked for is freed instead, so a quiet flow's small batches
-/// give back a burst's large ones.
+/// RSS in a full-speed catch-up by 5.5 MiB on average (docs/PERFORMANCE.md, "Where the whole indexer's
+/// CPU goes"). A kept buffer much larger than the body asked for is freed instead, so a quiet flow's
+/// small batches give back a burst's large ones.
 #[derive(Debug)]
 pub struct BodyPool {
     limit: usize,

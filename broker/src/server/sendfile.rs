@@ -2,10 +2,10 @@
 //!
 //! Why: a Fetch response is almost all record batches, stored exactly as they are sent. Read into a
 //! buffer and written out, every byte is copied twice by the kernel (page cache → buffer → socket), about
-//! half of the broker's CPU while it serves consumers (docs/PERFORMANCE.md, "Where the broker's fetch time goes").
-//! `sendfile` hands the page-cache pages to the socket instead, as Kafka's `FileChannel.transferTo` does
-//! on PLAINTEXT listeners. TLS must encrypt the bytes in user space, so TLS connections keep the
-//! buffered path.
+//! half of the broker's CPU while it serves consumers (docs/PERFORMANCE.md, "Where the broker's fetch
+//! time goes"). `sendfile` hands the page-cache pages to the socket instead, as Kafka's
+//! `FileChannel.transferTo` does on PLAINTEXT listeners. TLS must encrypt the bytes in user space, so TLS
+//! connections keep the buffered path.
 //!
 //! The socket is non-blocking: each `sendfile` sends what fits in the socket buffer and the loop waits
 //! for writability in between (`TcpStream::writable` + `try_io`, which clears the readiness on
