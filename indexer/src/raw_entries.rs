@@ -50,6 +50,17 @@ struct RawEntry {
     parsed: OnceCell<Value>,
 }
 
+impl RawEntry {
+    /// This entry's key against `key` (whose prefix is `prefix`) in the entries' order: by prefix, then
+    /// by bytes, which is byte order. The split sorts by it and `insert_with` searches by it, so both
+    /// use this one. `key` is only called when the prefixes are equal. Always inlined: left to the
+    /// compiler, it cost 70 more instructions per agent envelope (callgrind).
+    #[inline(always)]
+    fn order<'k>(&self, text: &[u8], prefix: KeyPrefix, key: impl FnOnce() -> &'k [u8]) -> Ordering {
+        self.prefix.cmp(&prefix).then_with(|| key_cmp(&text[self.key.clone()], key()))
+    }
+}
+
 impl RawEntries {
     /// Splits a JSON object into its top-level entries without parsing their values, or `None` when the
     /// record is to be parsed whole: not UTF-8, not an object, a key with escapes, a repeated key, or
@@ -66,9 +77,7 @@ impl RawEntries {
         let bytes = text.as_bytes();
         let mut entries = Vec::with_capacity(12);
         top_level_entries(bytes, &mut entries)?;
-        entries.sort_unstable_by(|a, b| {
-            a.prefix.cmp(&b.prefix).then_with(|| key_cmp(&bytes[a.key.clone()], &bytes[b.key.clone()]))
-        });
+        entries.sort_unstable_by(|a, b| a.order(bytes, b.prefix, || &bytes[b.key.clone()]));
         if entries.windows(2).any(|w| key_eq(&bytes[w[0].key.clone()], &bytes[w[1].key.clone()])) {
             return None;
         }
@@ -120,9 +129,7 @@ impl RawEntries {
         debug_assert!(!crate::json_text::needs_escape(key.as_bytes()), "key {key:?} needs escaping");
         // Where the key is, or would go: the entries are sorted by key.
         let (text, prefix) = (self.text.as_bytes(), KeyPrefix::of(key.as_bytes()));
-        let at = self
-            .entries
-            .binary_search_by(|e| e.prefix.cmp(&prefix).then_with(|| key_cmp(&text[e.key.clone()], key.as_bytes())));
+        let at = self.entries.binary_search_by(|e| e.order(text, prefix, || key.as_bytes()));
         // Filters add a few entries of a few hundred bytes each: grow once for all of them.
         let needed = key.len() + len + 3;
         if self.text.capacity() - self.text.len() < needed {
@@ -186,9 +193,9 @@ pub(crate) fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
 
 /// A key's first eight bytes as a big-endian number, zero-padded. Two different prefixes order two keys
 /// as their bytes do (a key that ends early is padded with the smallest byte); only keys whose prefixes
-/// are equal, mostly the same key, need their bytes compared (350 fewer
-/// instructions per agent envelope through `nginx_access` than comparing bytes: a sort of eight keys and
-/// a few dozen lookups among a dozen).
+/// are equal, mostly the same key, need their bytes compared (350 fewer instructions per agent envelope
+/// through `nginx_access` than comparing bytes: a sort of eight keys and a few dozen lookups among a
+/// dozen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct KeyPrefix(u64);
 
