@@ -186,6 +186,13 @@ impl Processor {
         let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
         let doc_id = |event: &Event| DocId::of(event, &record.topic, record.partition, record.offset).into_string();
         let early_id = self.id_before_filters.then(|| doc_id(&event));
+        if let (Some(direct), Some(id)) = (&self.compiled.direct, &early_id) {
+            match direct.encode(&event, &self.compiled.routes, index, id, &mut batch.bulk) {
+                Some(Routed::Dropped) => return Processed::Dropped,
+                Some(_) => return push_item(batch, index, early_id.unwrap_or_default(), record),
+                None => {}
+            }
+        }
         self.compiled.filters.apply(&mut event);
         match self.compiled.routes.route(&event, index) {
             Routed::Dropped => return Processed::Dropped,
@@ -198,19 +205,24 @@ impl Processor {
         }
         let id = early_id.unwrap_or_else(|| doc_id(&event));
         batch.bulk.push(index, &id, &event).expect("a JSON map always serializes");
-        let index = match batch.items.last() {
-            Some(last) if *last.index == **index => last.index.clone(),
-            _ => Arc::from(index.as_str()),
-        };
-        batch.items.push(Item {
-            index,
-            id,
-            topic: record.topic.clone(),
-            partition: record.partition,
-            offset: record.offset,
-        });
-        Processed::Document
+        push_item(batch, index, id, record)
     }
+}
+
+/// Adds the item of the document just appended to `batch`'s body.
+fn push_item(batch: &mut Batch, index: &str, id: String, record: &Record) -> Processed {
+    let index = match batch.items.last() {
+        Some(last) if *last.index == *index => last.index.clone(),
+        _ => Arc::from(index),
+    };
+    batch.items.push(Item {
+        index,
+        id,
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+    });
+    Processed::Document
 }
 
 #[cfg(test)]

@@ -92,14 +92,27 @@ impl BulkRequest {
     }
 
     fn encode(&mut self, index: &str, id: &str, event: &Event) -> Result<()> {
+        self.action(index, id);
+        event.write_json(&mut self.body)?;
+        self.body.push(b'\n');
+        Ok(())
+    }
+
+    /// Appends a `create` into `index` with `id` of the document `write` appends (one line of JSON).
+    pub fn push_written(&mut self, index: &str, id: &str, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.body.len();
+        self.action(index, id);
+        write(&mut self.body);
+        self.body.push(b'\n');
+        self.items.push(start..self.body.len());
+    }
+
+    fn action(&mut self, index: &str, id: &str) {
         self.body.extend_from_slice(br#"{"create":{"_index":"#);
         write_str(&mut self.body, index);
         self.body.extend_from_slice(br#","_id":"#);
         write_str(&mut self.body, id);
         self.body.extend_from_slice(b"}}\n");
-        event.write_json(&mut self.body)?;
-        self.body.push(b'\n');
-        Ok(())
     }
 
     /// Appends an item (both lines) taken from another request's [`item`](Self::item).

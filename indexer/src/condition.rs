@@ -38,6 +38,16 @@ impl Condition {
             Condition::Not(c) => !c.matches(event),
         }
     }
+
+    /// Whether the condition reads nothing but `tags`.
+    pub fn reads_only_tags(&self) -> bool {
+        match self {
+            Condition::Tag(_) => true,
+            Condition::Exists(_) | Condition::Equals(..) | Condition::Matches(..) => false,
+            Condition::And(all) | Condition::Or(all) => all.iter().all(Condition::reads_only_tags),
+            Condition::Not(c) => c.reads_only_tags(),
+        }
+    }
 }
 
 #[cfg(test)]

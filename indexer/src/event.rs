@@ -115,6 +115,11 @@ impl SharedObject {
     pub fn value(&self) -> &Value {
         &self.value
     }
+
+    /// `"key":{...}`, as `serde_json` writes that entry of the enclosing object.
+    pub fn entry_json(&self) -> &[u8] {
+        &self.entry_json
+    }
 }
 
 /// One log event.
@@ -175,6 +180,12 @@ impl Event {
     pub fn into_map(mut self) -> Map<String, Value> {
         self.as_map_mut();
         self.fields
+    }
+
+    /// The record's entries, when the event holds nothing else: as decoded from a JSON record that
+    /// [`RawEntries::split`] took, before any filter wrote to it.
+    pub fn raw_only(&self) -> Option<&RawEntries> {
+        (self.fields.is_empty() && self.shared.is_empty()).then_some(&self.raw)
     }
 
     /// Whether the event has a top-level `key` (without parsing it).

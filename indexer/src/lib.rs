@@ -38,6 +38,7 @@ mod condition;
 mod config;
 mod consumer;
 mod dead_letter;
+mod direct;
 mod enrich;
 mod error;
 mod event;

@@ -4,6 +4,7 @@
 //!
 //! Unlike Logstash's independent `if` blocks, one event goes to one index: the first match wins.
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::condition::Condition;
@@ -90,16 +91,42 @@ impl RouteTable {
     /// Picks the index for `event`, clearing `index` and writing the name into it (the buffer is reused
     /// across events, so routing allocates only when a name outgrows it).
     pub fn route(&self, event: &Event, index: &mut String) -> Routed {
+        self.route_with(event, index, |template, time_zone, out| template.render(event, time_zone, out))
+    }
+
+    /// Whether every condition reads only `tags`, no index name reads a field and no route writes to a
+    /// data stream (which marks the event): then [`RouteTable::route_at`] routes an event before a filter
+    /// that adds no tag and sets `@timestamp` as the filter would after it.
+    pub fn reads_only_tags_and_time(&self) -> bool {
+        let default_reads_fields = match &self.unmatched {
+            Unmatched::Index { index, .. } => index.reads_fields(),
+            Unmatched::Drop => false,
+        };
+        !default_reads_fields
+            && self.routes.iter().all(|r| {
+                r.when.as_ref().is_none_or(Condition::reads_only_tags)
+                    && !r.index.reads_fields()
+                    && r.data_stream.is_none()
+            })
+    }
+
+    /// [`RouteTable::route`] of `event` with its `@timestamp` set to `time`, for a table that
+    /// [`reads_only_tags_and_time`](RouteTable::reads_only_tags_and_time).
+    pub fn route_at(&self, event: &Event, time: DateTime<Utc>, index: &mut String) -> Routed {
+        self.route_with(event, index, |template, time_zone, out| template.render_at(time, time_zone, out))
+    }
+
+    fn route_with(&self, event: &Event, index: &mut String, render: impl Fn(&Template, Tz, &mut String)) -> Routed {
         index.clear();
         for (i, route) in self.routes.iter().enumerate() {
             if route.when.as_ref().is_none_or(|c| c.matches(event)) {
-                route.index.render(event, route.time_zone, index);
+                render(&route.index, route.time_zone, index);
                 return Routed::Route(i);
             }
         }
         match &self.unmatched {
             Unmatched::Index { index: template, time_zone } => {
-                template.render(event, *time_zone, index);
+                render(template, *time_zone, index);
                 Routed::Default
             }
             Unmatched::Drop => Routed::Dropped,

@@ -10,7 +10,7 @@
 
 use std::fmt::Write;
 
-use chrono::{Datelike, Timelike};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
@@ -107,18 +107,43 @@ impl Template {
 
     /// Appends the rendering for `event` to `out`; dates are taken from `@timestamp` in `time_zone`.
     pub fn render(&self, event: &Event, time_zone: Tz, out: &mut String) {
-        // Parsed at most once per render, only if a date part needs it.
+        self.render_with(|field| event.get(field), || event.timestamp(), time_zone, out);
+    }
+
+    /// Whether the template names a field (`%{[host][name]}`), not only the time.
+    pub fn reads_fields(&self) -> bool {
+        self.parts.iter().any(|part| matches!(part, Part::Field(..)))
+    }
+
+    /// [`Template::render`] for an event whose `@timestamp` is `time`, of a template that reads no
+    /// field (see [`Template::reads_fields`]; a field would render as unresolved).
+    pub fn render_at(&self, time: DateTime<Utc>, time_zone: Tz, out: &mut String) {
+        debug_assert!(!self.reads_fields(), "{} reads a field", self.source);
+        self.render_with(|_| None, || Some(time), time_zone, out);
+    }
+
+    fn render_with<'v>(
+        &self,
+        field: impl Fn(&FieldRef) -> Option<&'v Value>,
+        timestamp: impl FnOnce() -> Option<DateTime<Utc>>,
+        time_zone: Tz,
+        out: &mut String,
+    ) {
+        // Read at most once per render, only if a date part needs it.
+        let mut timestamp = Some(timestamp);
         let mut time = None;
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Field(field, raw) => match event.get(field) {
+                Part::Field(f, raw) => match field(f) {
                     None | Some(Value::Null) => out.push_str(raw),
                     Some(value) => write_value(value, out),
                 },
                 Part::Date(tokens, raw) => {
-                    let t = *time.get_or_insert_with(|| event.timestamp().map(|t| t.with_timezone(&time_zone)));
-                    match t {
+                    if let Some(read) = timestamp.take() {
+                        time = read().map(|t| t.with_timezone(&time_zone));
+                    }
+                    match time {
                         Some(t) => tokens.iter().for_each(|token| write_date(token, &t, out)),
                         None => out.push_str(raw),
                     }

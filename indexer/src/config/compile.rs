@@ -7,9 +7,10 @@ use chrono_tz::Tz;
 use logpipe_config::Validate;
 use regex::Regex;
 
-use super::{DataStreamConfig, FilterConfig, IndexerConfig, WhenConfig};
+use super::{DataStreamConfig, FilterConfig, IndexerConfig, NginxAccessConfig, WhenConfig};
 use crate::codec::Codec;
 use crate::condition::Condition;
+use crate::direct::DirectNginx;
 use crate::enrich::Enrichment;
 use crate::error::{Error, Result};
 use crate::event::FieldRef;
@@ -24,6 +25,8 @@ pub struct Compiled {
     pub codec: Codec,
     pub filters: FilterChain,
     pub routes: RouteTable,
+    /// The nginx pipeline's direct encoder, when the config is that pipeline.
+    pub direct: Option<DirectNginx>,
 }
 
 fn bad(key: impl Into<String>, why: impl std::fmt::Display) -> Error {
@@ -119,14 +122,10 @@ impl FilterConfig {
     pub fn compile_with(&self, key: &str, enrichment: &Enrichment) -> Result<(Option<Condition>, Box<dyn Filter>)> {
         let k = |name: &str| format!("{key}.{name}");
         Ok(match self {
-            FilterConfig::NginxAccess(c) => (
-                when(key, &c.when)?,
-                Box::new(NginxAccess {
-                    source: field(&k("source"), &c.source)?,
-                    user_agent: c.user_agent.then(|| UserAgent::ecs(enrichment.user_agent.clone())),
-                    geoip: c.geoip.then(|| GeoIp::ecs(enrichment.geoip.clone())),
-                }),
-            ),
+            FilterConfig::NginxAccess(c) => {
+                let (when, filter) = nginx_access(key, c, enrichment)?;
+                (when, Box::new(filter))
+            }
             FilterConfig::UserAgent(c) => (
                 when(key, &c.when)?,
                 Box::new(UserAgent {
@@ -232,6 +231,27 @@ impl FilterConfig {
     }
 }
 
+fn nginx_access(key: &str, c: &NginxAccessConfig, enrichment: &Enrichment) -> Result<(Option<Condition>, NginxAccess)> {
+    let filter = NginxAccess {
+        source: field(&format!("{key}.source"), &c.source)?,
+        user_agent: c.user_agent.then(|| UserAgent::ecs(enrichment.user_agent.clone())),
+        geoip: c.geoip.then(|| GeoIp::ecs(enrichment.geoip.clone())),
+    };
+    Ok((when(key, &c.when)?, filter))
+}
+
+/// The direct encoder, for a pipeline of the `json` codec, one `nginx_access` filter and routes that
+/// read only tags and time (see [`DirectNginx`]).
+fn direct(config: &IndexerConfig, enrichment: &Enrichment, routes: &RouteTable) -> Result<Option<DirectNginx>> {
+    let [FilterConfig::NginxAccess(c)] = config.filters.as_slice() else { return Ok(None) };
+    if config.input.codec != Codec::Json || !routes.reads_only_tags_and_time() {
+        return Ok(None);
+    }
+    let (when, filter) = nginx_access("indexer.filters[0]", c, enrichment)?;
+    // The document id is read before the filter, as `Processor` does when no filter can change it.
+    Ok(if filter.may_change_event_id() { None } else { DirectNginx::new(when, filter) })
+}
+
 impl TryFrom<&IndexerConfig> for Compiled {
     type Error = Error;
 
@@ -287,7 +307,9 @@ impl Compiled {
         } else {
             Unmatched::Index { index: template("indexer.default_index", &config.default_index)?, time_zone: Tz::UTC }
         };
-        Ok(Compiled { codec: config.input.codec, filters, routes: RouteTable::new(routes, unmatched) })
+        let routes = RouteTable::new(routes, unmatched);
+        let direct = direct(config, enrichment, &routes)?;
+        Ok(Compiled { codec: config.input.codec, filters, routes, direct })
     }
 }
 

@@ -53,11 +53,11 @@ impl Answer {
         }
     }
 
-    /// What [`Answer::merge_into`] does by reference, for an event whose top-level object `key` (not yet
-    /// in the event) would be an object of the strings `before` (in key order), without building or
-    /// parsing it: `true` when that is the object the first event held, `false` (the event unchanged)
-    /// otherwise.
-    pub fn share_if_before_strings(&self, event: &mut Event, key: &str, before: &[(&str, &str)]) -> bool {
+    /// The finished top-level object `key` for [`Answer::merge_into`] to put in by reference, for an
+    /// event whose `key` (not yet in the event) would be an object of the strings `before` (in key
+    /// order), found without building or parsing that object: `Some` when it is the object the first
+    /// event held, `None` otherwise (the caller then merges as for any event).
+    pub fn shared_if_before_strings(&self, key: &str, before: &[(&str, &str)]) -> Option<Arc<SharedObject>> {
         let f = self.finished.get_or_init(|| {
             let object = before.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
             self.finish(key, Some(Value::Object(object)))
@@ -70,10 +70,7 @@ impl Answer {
                     .all(|((k, v), (bk, bv))| key_eq(k.as_bytes(), bk.as_bytes()) && v.as_str() == Some(bv))
         };
         let shared = f.object.is(key) && f.before.as_ref().and_then(Value::as_object).is_some_and(same);
-        if shared {
-            event.insert_shared(f.object.clone());
-        }
-        shared
+        shared.then(|| f.object.clone())
     }
 
     /// The finished object at `key`: `before`, with the answer's fields merged in.

@@ -11,7 +11,7 @@ pub mod json;
 pub mod kv;
 pub mod mutate;
 pub mod mutate_values;
-mod new_fields;
+pub(crate) mod new_fields;
 pub mod nginx;
 pub mod user_agent;
 pub mod zone;

@@ -67,23 +67,41 @@ impl<'a> NewFields<'a> {
     /// Writes every field into `event`, as [`Event::insert_path`] of each would: every member's value
     /// written into one buffer first, then each top-level object's members merged into the event.
     pub fn insert_into(self, event: &mut Event) {
-        let same = |i: usize| move |a: &(&[&str], Leaf), b: &(&[&str], Leaf)| same_part(a.0[i], b.0[i]);
         let mut text = Vec::with_capacity(1024);
-        let mut ranges = Vec::with_capacity(self.fields.len());
-        for member in self.fields.chunk_by(|a, b| same(0)(a, b) && same(1)(a, b)) {
-            let start = text.len();
-            write_value(&mut text, member, 2);
-            ranges.push((member[0].0[1], start..text.len()));
-        }
+        let members = self.write_members(&mut text);
         let json = std::str::from_utf8(&text).expect("JSON written from strings is UTF-8");
-        let members: Vec<(&str, &str)> = ranges.into_iter().map(|(key, range)| (key, &json[range])).collect();
-        let mut rest = &members[..];
-        for object in self.fields.chunk_by(same(0)) {
-            let (these, next) = rest.split_at(object.chunk_by(same(1)).count());
-            event.merge_json_members(object[0].0[0], these);
+        let all: Vec<(&str, &str)> = members.iter().map(|m| (m.key, &json[m.value.clone()])).collect();
+        let mut rest = &all[..];
+        for object in members.chunk_by(|a, b| same_part(a.object, b.object)) {
+            let (these, next) = rest.split_at(object.len());
+            event.merge_json_members(object[0].object, these);
             rest = next;
         }
     }
+
+    /// Appends the value of every member of a top-level object to `text`, as JSON, and says where each
+    /// is, in path order (so the members of an object are next to each other, in key order).
+    pub fn write_members(&self, text: &mut Vec<u8>) -> Vec<Member> {
+        let same = |i: usize| move |a: &(&[&str], Leaf), b: &(&[&str], Leaf)| same_part(a.0[i], b.0[i]);
+        let mut members = Vec::with_capacity(self.fields.len());
+        for member in self.fields.chunk_by(|a, b| same(0)(a, b) && same(1)(a, b)) {
+            let start = text.len();
+            write_value(text, member, 2);
+            members.push(Member { object: member[0].0[0], key: member[0].0[1], value: start..text.len() });
+        }
+        members
+    }
+}
+
+/// A member of a top-level object, as [`NewFields::write_members`] wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The top-level key, e.g. `http`.
+    pub object: &'static str,
+    /// The member's key, e.g. `response`.
+    pub key: &'static str,
+    /// Where its value's JSON is in the text.
+    pub value: std::ops::Range<usize>,
 }
 
 /// The value of the fields in `group`, which share their first `depth` path parts: the one field's

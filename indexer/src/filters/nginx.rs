@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -24,7 +25,7 @@ use super::new_fields::{Leaf, NewFields};
 use super::zone::Zone;
 use super::{Filter, GeoIp, UserAgent, DATE_PARSE_FAILURE, GROK_PARSE_FAILURE};
 use crate::enrich::geoip::is_private;
-use crate::event::{Event, FieldRef};
+use crate::event::{Event, FieldRef, SharedObject};
 
 /// Parses nginx access lines from `source` (default `message`), then enriches the event with `user_agent`
 /// and `geoip` when they are set (and their databases loaded).
@@ -179,15 +180,67 @@ impl Filter for NginxAccess {
             event.add_tag(GROK_PARSE_FAILURE);
             return;
         };
-        let Some(a) = parse_access(&line) else {
+        let Some(parsed) = ParsedAccess::of(&line) else {
             event.add_tag(GROK_PARSE_FAILURE);
             return;
         };
+        // The enrichments' cached objects go in by reference when the event had no such object before.
+        let source_shared = match parsed.client_ip {
+            Some(ip) if !event.contains_key("source") => {
+                self.shared_source(parsed.client, ip).map(|s| event.insert_shared(s)).is_some()
+            }
+            _ => false,
+        };
+        let user_agent_shared = match parsed.user_agent() {
+            Some(original) if !event.contains_key("user_agent") => {
+                self.shared_user_agent(original).map(|s| event.insert_shared(s)).is_some()
+            }
+            _ => false,
+        };
+        // The agent's read time, when it moves to `event.created`, goes in with the other `event` fields.
+        let created = match parsed.time {
+            Some(t) => event.replace_timestamp(t),
+            None => {
+                event.add_tag(DATE_PARSE_FAILURE);
+                None
+            }
+        };
+        parsed.fields(created.as_deref(), source_shared, user_agent_shared).insert_into(event);
+        if let Some(f) = self.user_agent.as_ref().filter(|_| !user_agent_shared) {
+            f.apply(event);
+        }
+        if let Some(f) = self.geoip.as_ref().filter(|_| !source_shared) {
+            f.apply(event);
+        }
+    }
+}
+
+/// An access line parsed, with what the filter derives from it before writing anything: shared by the
+/// filter and by [`crate::direct::DirectNginx`], which writes the same fields straight into the bulk body.
+pub(crate) struct ParsedAccess<'a> {
+    access: Access<'a>,
+    /// `$time_local`, `None` when it does not read as one.
+    pub time: Option<DateTime<Utc>>,
+    /// `X-Forwarded-For`'s entries, when it has any.
+    forwarded: Vec<&'a str>,
+    /// The addresses among the candidates, in order, each once, with their text.
+    related: Vec<(&'a str, IpAddr)>,
+    /// The client: the first public address of `X-Forwarded-For`, then `$remote_addr` (Filebeat's rule).
+    pub client: &'a str,
+    pub client_ip: Option<IpAddr>,
+    method: Option<&'a str>,
+    version: Option<&'a str>,
+    url: Option<&'a str>,
+}
+
+impl<'a> ParsedAccess<'a> {
+    /// `None` when `line` is not an access line.
+    pub fn of(line: &'a str) -> Option<Self> {
+        let a = parse_access(line)?;
         let time = parse_time_local(a.time);
-        // The client: the first public address of X-Forwarded-For, then $remote_addr (Filebeat's rule).
         let forwarded: Vec<&str> =
             a.forwarded_for.filter(|x| *x != "-").map(|x| x.split(',').map(str::trim).collect()).unwrap_or_default();
-        // Each candidate parsed once: the addresses, in order, with their text.
+        // Each candidate parsed once.
         let mut related: Vec<(&str, IpAddr)> = Vec::new();
         for c in forwarded.iter().copied().chain(std::iter::once(a.remote_addr)) {
             if let Ok(ip) = c.parse::<IpAddr>() {
@@ -200,7 +253,6 @@ impl Filter for NginxAccess {
             Some(&(c, ip)) => (c, Some(ip)),
             None => (a.remote_addr, related.iter().find(|(r, _)| *r == a.remote_addr).map(|(_, ip)| *ip)),
         };
-        let related_ip: Vec<&str> = related.iter().map(|(c, _)| *c).collect();
         // `METHOD URI HTTP/x.y`; nginx logs junk request lines (TLS on a plain port, scanners) as they came,
         // and those just keep no method/url.
         let (mut method, mut version, mut url) = (None, None, None);
@@ -217,22 +269,27 @@ impl Filter for NginxAccess {
                 });
             }
         }
-        // The enrichments' cached objects go in by reference when the event had no such object before.
-        let source_shared = client_ip.is_some_and(|ip| self.share_geoip(event, client, ip));
-        let user_agent_shared = a.user_agent != "-" && self.share_user_agent(event, a.user_agent);
+        Some(Self { access: a, time, forwarded, related, client, client_ip, method, version, url })
+    }
 
-        // The agent's read time, when it moves to `event.created`, goes in with the other `event` fields.
-        let created = match time {
-            Some(t) => event.replace_timestamp(t),
-            None => {
-                event.add_tag(DATE_PARSE_FAILURE);
-                None
-            }
-        };
-        // The ECS fields, in path order.
+    /// `$http_user_agent`, unless nginx logged none (`-`).
+    pub fn user_agent(&self) -> Option<&'a str> {
+        Some(self.access.user_agent).filter(|ua| *ua != "-")
+    }
+
+    /// The ECS fields, in path order. `created` is the JSON of `event.created` when the filter sets it
+    /// (the agent's read time); `source` and `user_agent` are left out where an enrichment's shared
+    /// object stands for them.
+    pub fn fields<'f>(
+        &'f self,
+        created: Option<&'f str>,
+        source_shared: bool,
+        user_agent_shared: bool,
+    ) -> NewFields<'f> {
+        let a = &self.access;
         let mut fields = NewFields::with_capacity(24);
         fields.push(&["event", "category"], Leaf::Json(r#"["web"]"#));
-        if let Some(old) = &created {
+        if let Some(old) = created {
             fields.push(&["event", "created"], Leaf::Json(old));
         }
         fields.push(&["event", "dataset"], Leaf::Json(r#""nginx.access""#));
@@ -241,7 +298,7 @@ impl Filter for NginxAccess {
         let outcome = if a.status >= 400 { r#""failure""# } else { r#""success""# };
         fields.push(&["event", "outcome"], Leaf::Json(outcome));
         fields.push(&["event", "type"], Leaf::Json(r#"["access"]"#));
-        if let Some(m) = method {
+        if let Some(m) = self.method {
             fields.push(&["http", "request", "method"], Leaf::Str(m));
         }
         if a.referrer != "-" {
@@ -249,25 +306,25 @@ impl Filter for NginxAccess {
         }
         fields.push(&["http", "response", "body", "bytes"], Leaf::U64(a.bytes));
         fields.push(&["http", "response", "status_code"], Leaf::U64(a.status));
-        if let Some(v) = version {
+        if let Some(v) = self.version {
             fields.push(&["http", "version"], Leaf::Str(v));
         }
-        if !forwarded.is_empty() {
-            fields.push(&["nginx", "access", "remote_ip_list"], Leaf::Strs(forwarded.clone()));
+        if !self.forwarded.is_empty() {
+            fields.push(&["nginx", "access", "remote_ip_list"], Leaf::Strs(self.forwarded.clone()));
         }
-        if !related_ip.is_empty() {
-            fields.push(&["related", "ip"], Leaf::Strs(related_ip));
+        if !self.related.is_empty() {
+            fields.push(&["related", "ip"], Leaf::Strs(self.related.iter().map(|(c, _)| *c).collect()));
         }
         if a.remote_user != "-" {
             fields.push(&["related", "user"], Leaf::Strs(vec![a.remote_user]));
         }
         if !source_shared {
-            fields.push(&["source", "address"], Leaf::Str(client));
-            if client_ip.is_some() {
-                fields.push(&["source", "ip"], Leaf::Str(client));
+            fields.push(&["source", "address"], Leaf::Str(self.client));
+            if self.client_ip.is_some() {
+                fields.push(&["source", "ip"], Leaf::Str(self.client));
             }
         }
-        if let Some(u) = url {
+        if let Some(u) = self.url {
             fields.push(&["url", "original"], Leaf::Str(u));
             let (path, query) = u.split_once('?').map_or((u, None), |(p, q)| (p, Some(q)));
             fields.push(&["url", "path"], Leaf::Str(path));
@@ -278,34 +335,36 @@ impl Filter for NginxAccess {
         if a.remote_user != "-" {
             fields.push(&["user", "name"], Leaf::Str(a.remote_user));
         }
-        if a.user_agent != "-" && !user_agent_shared {
-            fields.push(&["user_agent", "original"], Leaf::Str(a.user_agent));
+        if let Some(ua) = self.user_agent().filter(|_| !user_agent_shared) {
+            fields.push(&["user_agent", "original"], Leaf::Str(ua));
         }
-        fields.insert_into(event);
-        if let Some(f) = self.user_agent.as_ref().filter(|_| !user_agent_shared) {
-            f.apply(event);
-        }
-        if let Some(f) = self.geoip.as_ref().filter(|_| !source_shared) {
-            f.apply(event);
-        }
+        fields
     }
 }
 
 impl NginxAccess {
-    /// What the `user_agent` step does, for an event without a `user_agent` object: the cached answer's
-    /// finished object by reference, without writing `{"original": ...}` first and parsing it back.
-    /// `false` when that does not apply (the step then runs as for any event).
-    fn share_user_agent(&self, event: &mut Event, original: &str) -> bool {
-        let Some(parser) = self.user_agent.as_ref().and_then(|f| f.parser.as_ref()) else { return false };
-        !event.contains_key("user_agent")
-            && parser.parse(original).share_if_before_strings(event, "user_agent", &[("original", original)])
+    /// What the `user_agent` step puts in an event without a `user_agent` object: the cached answer's
+    /// finished object, shared by reference, without writing `{"original": ...}` first and parsing it
+    /// back. `None` when that does not apply (the step then runs as for any event).
+    pub(crate) fn shared_user_agent(&self, original: &str) -> Option<Arc<SharedObject>> {
+        let parser = self.user_agent.as_ref()?.parser.as_ref()?;
+        parser.parse(original).shared_if_before_strings("user_agent", &[("original", original)])
     }
 
     /// The same for the `geoip` step and the `source` object (`address` and `ip`, both the client).
-    fn share_geoip(&self, event: &mut Event, client: &str, ip: IpAddr) -> bool {
-        let Some(db) = self.geoip.as_ref().and_then(|f| f.databases.as_ref()) else { return false };
-        !event.contains_key("source")
-            && db.lookup(ip).share_if_before_strings(event, "source", &[("address", client), ("ip", client)])
+    pub(crate) fn shared_source(&self, client: &str, ip: IpAddr) -> Option<Arc<SharedObject>> {
+        let db = self.geoip.as_ref()?.databases.as_ref()?;
+        db.lookup(ip).shared_if_before_strings("source", &[("address", client), ("ip", client)])
+    }
+
+    /// Whether the `user_agent` step, when the line has one, would parse it (its rules are loaded).
+    pub(crate) fn parses_user_agents(&self) -> bool {
+        self.user_agent.as_ref().is_some_and(|f| f.parser.is_some())
+    }
+
+    /// Whether the `geoip` step would look the client up (its databases are loaded).
+    pub(crate) fn looks_up_addresses(&self) -> bool {
+        self.geoip.as_ref().is_some_and(|f| f.databases.is_some())
     }
 }
 
