@@ -15,6 +15,7 @@ use chrono::Utc;
 
 use crate::bulk::{BodyPool, BulkRequest, DocId};
 use crate::config::Compiled;
+use crate::direct::Memo;
 use crate::event::Event;
 use crate::route::Routed;
 use crate::tracker::{BatchId, TopicPartition};
@@ -126,6 +127,14 @@ pub enum Processed {
     Dropped,
 }
 
+/// What the records of one batch reuse from one to the next.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The index name's buffer (routing allocates only when a name outgrows it).
+    index: String,
+    direct: Memo,
+}
+
 /// Decodes, filters, routes and encodes records into batches. Shared by the workers.
 pub struct Processor {
     compiled: Compiled,
@@ -163,9 +172,9 @@ impl Processor {
         };
         batch.items.reserve(records.len());
         let now = Utc::now();
-        let mut index = String::new();
+        let mut scratch = Scratch::default();
         for record in &records.records {
-            if self.process(record, now, &mut index, &mut batch) == Processed::Dropped {
+            if self.process(record, now, &mut scratch, &mut batch) == Processed::Dropped {
                 batch.dropped += 1;
             }
         }
@@ -173,23 +182,24 @@ impl Processor {
     }
 
     /// Adds `record` to `batch`. A record without a value (a tombstone) is decoded as an empty message,
-    /// like any other bad input: it is indexed, not lost. `now` fills a missing `@timestamp`; `index` is
-    /// a reused buffer.
+    /// like any other bad input: it is indexed, not lost. `now` fills a missing `@timestamp`; `scratch`
+    /// is reused from record to record.
     pub fn process(
         &self,
         record: &Record,
         now: chrono::DateTime<Utc>,
-        index: &mut String,
+        scratch: &mut Scratch,
         batch: &mut Batch,
     ) -> Processed {
+        let index = &mut scratch.index;
         batch.records += 1;
         let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
         let doc_id = |event: &Event| DocId::of(event, &record.topic, record.partition, record.offset).into_string();
         let early_id = self.id_before_filters.then(|| doc_id(&event));
         if let (Some(direct), Some(id)) = (&self.compiled.direct, &early_id) {
-            match direct.encode(&event, &self.compiled.routes, index, id, &mut batch.bulk) {
+            match direct.encode(&event, &self.compiled.routes, &mut scratch.direct, id, &mut batch.bulk) {
                 Some(Routed::Dropped) => return Processed::Dropped,
-                Some(_) => return push_item(batch, index, early_id.unwrap_or_default(), record),
+                Some(_) => return push_item(batch, scratch.direct.index(), early_id.unwrap_or_default(), record),
                 None => {}
             }
         }

@@ -91,12 +91,17 @@ impl RouteTable {
     /// Picks the index for `event`, clearing `index` and writing the name into it (the buffer is reused
     /// across events, so routing allocates only when a name outgrows it).
     pub fn route(&self, event: &Event, index: &mut String) -> Routed {
-        self.route_with(event, index, |template, time_zone, out| template.render(event, time_zone, out))
+        let routed = self.pick(event);
+        index.clear();
+        if let Some((template, time_zone)) = self.template(routed) {
+            template.render(event, time_zone, index);
+        }
+        routed
     }
 
     /// Whether every condition reads only `tags`, no index name reads a field and no route writes to a
-    /// data stream (which marks the event): then [`RouteTable::route_at`] routes an event before a filter
-    /// that adds no tag and sets `@timestamp` as the filter would after it.
+    /// data stream (which marks the event): then [`RouteTable::pick`] and [`RouteTable::render_at`] route
+    /// an event before a filter that adds no tag and sets `@timestamp` as the filter would after it.
     pub fn reads_only_tags_and_time(&self) -> bool {
         let default_reads_fields = match &self.unmatched {
             Unmatched::Index { index, .. } => index.reads_fields(),
@@ -110,26 +115,31 @@ impl RouteTable {
             })
     }
 
-    /// [`RouteTable::route`] of `event` with its `@timestamp` set to `time`, for a table that
-    /// [`reads_only_tags_and_time`](RouteTable::reads_only_tags_and_time).
-    pub fn route_at(&self, event: &Event, time: DateTime<Utc>, index: &mut String) -> Routed {
-        self.route_with(event, index, |template, time_zone, out| template.render_at(time, time_zone, out))
+    /// Which route takes `event`, as [`RouteTable::route`] picks it, without writing the index name.
+    pub fn pick(&self, event: &Event) -> Routed {
+        match self.routes.iter().position(|route| route.when.as_ref().is_none_or(|c| c.matches(event))) {
+            Some(i) => Routed::Route(i),
+            None if matches!(self.unmatched, Unmatched::Drop) => Routed::Dropped,
+            None => Routed::Default,
+        }
     }
 
-    fn route_with(&self, event: &Event, index: &mut String, render: impl Fn(&Template, Tz, &mut String)) -> Routed {
+    /// Writes the index name of `routed` (as [`RouteTable::pick`] gave it) for an event whose
+    /// `@timestamp` is `time` into `index`, cleared first, for a table that
+    /// [`reads_only_tags_and_time`](RouteTable::reads_only_tags_and_time).
+    pub fn render_at(&self, routed: Routed, time: DateTime<Utc>, index: &mut String) {
         index.clear();
-        for (i, route) in self.routes.iter().enumerate() {
-            if route.when.as_ref().is_none_or(|c| c.matches(event)) {
-                render(&route.index, route.time_zone, index);
-                return Routed::Route(i);
-            }
+        if let Some((template, time_zone)) = self.template(routed) {
+            template.render_at(time, time_zone, index);
         }
-        match &self.unmatched {
-            Unmatched::Index { index: template, time_zone } => {
-                render(template, *time_zone, index);
-                Routed::Default
-            }
-            Unmatched::Drop => Routed::Dropped,
+    }
+
+    /// The index template of `routed` and its time zone; `None` for `Dropped`.
+    fn template(&self, routed: Routed) -> Option<(&Template, Tz)> {
+        match (routed, &self.unmatched) {
+            (Routed::Route(i), _) => Some((&self.routes[i].index, self.routes[i].time_zone)),
+            (Routed::Default, Unmatched::Index { index, time_zone }) => Some((index, *time_zone)),
+            _ => None,
         }
     }
 }

@@ -68,40 +68,61 @@ impl<'a> NewFields<'a> {
     /// written into one buffer first, then each top-level object's members merged into the event.
     pub fn insert_into(self, event: &mut Event) {
         let mut text = Vec::with_capacity(1024);
-        let members = self.write_members(&mut text);
+        // Per object, how many members; per member, its key and where its value is in `text`.
+        let (mut counts, mut ranges) = (Vec::with_capacity(8), Vec::with_capacity(self.fields.len()));
+        for object in self.objects() {
+            counts.push(object.members().map(|member| ranges.push(member.write_value(&mut text))).count());
+        }
         let json = std::str::from_utf8(&text).expect("JSON written from strings is UTF-8");
-        let all: Vec<(&str, &str)> = members.iter().map(|m| (m.key, &json[m.value.clone()])).collect();
-        let mut rest = &all[..];
-        for object in members.chunk_by(|a, b| same_part(a.object, b.object)) {
-            let (these, next) = rest.split_at(object.len());
-            event.merge_json_members(object[0].object, these);
+        let members: Vec<(&str, &str)> = ranges.into_iter().map(|(key, range)| (key, &json[range])).collect();
+        let mut rest = &members[..];
+        for (object, count) in self.objects().zip(counts) {
+            let (these, next) = rest.split_at(count);
+            event.merge_json_members(object.key(), these);
             rest = next;
         }
     }
 
-    /// Appends the value of every member of a top-level object to `text`, as JSON, and says where each
-    /// is, in path order (so the members of an object are next to each other, in key order).
-    pub fn write_members(&self, text: &mut Vec<u8>) -> Vec<Member> {
-        let same = |i: usize| move |a: &(&[&str], Leaf), b: &(&[&str], Leaf)| same_part(a.0[i], b.0[i]);
-        let mut members = Vec::with_capacity(self.fields.len());
-        for member in self.fields.chunk_by(|a, b| same(0)(a, b) && same(1)(a, b)) {
-            let start = text.len();
-            write_value(text, member, 2);
-            members.push(Member { object: member[0].0[0], key: member[0].0[1], value: start..text.len() });
-        }
-        members
+    /// The top-level objects, in key order.
+    pub fn objects(&self) -> impl Iterator<Item = Entry<'_, 'a>> {
+        self.fields.chunk_by(|a, b| same_part(a.0[0], b.0[0])).map(|fields| Entry { fields, depth: 1 })
     }
 }
 
-/// A member of a top-level object, as [`NewFields::write_members`] wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// The top-level key, e.g. `http`.
-    pub object: &'static str,
-    /// The member's key, e.g. `response`.
-    pub key: &'static str,
-    /// Where its value's JSON is in the text.
-    pub value: std::ops::Range<usize>,
+/// The fields under one key: a top-level object (depth 1) or one of its members (depth 2).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'f, 'a> {
+    /// Each with the same first `depth` path parts.
+    fields: &'f [(&'static [&'static str], Leaf<'a>)],
+    depth: usize,
+}
+
+impl<'f, 'a> Entry<'f, 'a> {
+    pub fn key(&self) -> &'static str {
+        self.fields[0].0[self.depth - 1]
+    }
+
+    /// Appends `"key":value`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        write_key(out, self.key());
+        out.push(b':');
+        write_value(out, self.fields, self.depth);
+    }
+
+    /// Appends the value; returns the key and where the value is in `out`.
+    fn write_value(&self, out: &mut Vec<u8>) -> (&'static str, std::ops::Range<usize>) {
+        let start = out.len();
+        write_value(out, self.fields, self.depth);
+        (self.key(), start..out.len())
+    }
+
+    /// The entries one level down, in key order.
+    pub fn members(&self) -> impl Iterator<Item = Entry<'f, 'a>> {
+        let depth = self.depth;
+        self.fields
+            .chunk_by(move |a, b| same_part(a.0[depth], b.0[depth]))
+            .map(move |fields| Entry { fields, depth: depth + 1 })
+    }
 }
 
 /// The value of the fields in `group`, which share their first `depth` path parts: the one field's
