@@ -15,7 +15,7 @@ use chrono::Utc;
 
 use crate::bulk::{BodyPool, BulkRequest, DocId};
 use crate::config::Compiled;
-use crate::direct::Memo;
+use crate::direct::{Encoded, Memo};
 use crate::event::Event;
 use crate::route::Routed;
 use crate::tracker::{BatchId, TopicPartition};
@@ -194,15 +194,15 @@ impl Processor {
         let index = &mut scratch.index;
         batch.records += 1;
         let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
-        let doc_id = |event: &Event| DocId::of(event, &record.topic, record.partition, record.offset).into_string();
-        let early_id = self.id_before_filters.then(|| doc_id(&event));
-        if let (Some(direct), Some(id)) = (&self.compiled.direct, &early_id) {
-            match direct.encode(&event, &self.compiled.routes, &mut scratch.direct, id, &mut batch.bulk) {
-                Some(Routed::Dropped) => return Processed::Dropped,
-                Some(_) => return push_item(batch, scratch.direct.index(), early_id.unwrap_or_default(), record),
+        if let Some(direct) = &self.compiled.direct {
+            match direct.encode(&event, record, &self.compiled.routes, &mut scratch.direct, &mut batch.bulk) {
+                Some(Encoded::Dropped) => return Processed::Dropped,
+                Some(Encoded::Document { id }) => return push_item(batch, scratch.direct.index(), id, record),
                 None => {}
             }
         }
+        let doc_id = |event: &Event| DocId::of(event, &record.topic, record.partition, record.offset).into_string();
+        let early_id = self.id_before_filters.then(|| doc_id(&event));
         self.compiled.filters.apply(&mut event);
         match self.compiled.routes.route(&event, index) {
             Routed::Dropped => return Processed::Dropped,

@@ -28,7 +28,12 @@ pub enum DocId<'a> {
 impl<'a> DocId<'a> {
     /// `event.id` if it is a non-empty string, else the record's coordinates.
     pub fn of(event: &'a Event, topic: &'a str, partition: i32, offset: i64) -> Self {
-        match event.get_str_path(&["event", "id"]) {
+        Self::with_event_id(event.get_str_path(&["event", "id"]), topic, partition, offset)
+    }
+
+    /// [`DocId::of`] an event whose `event.id`, if it is a string, is `event_id`.
+    pub fn with_event_id(event_id: Option<Cow<'a, str>>, topic: &'a str, partition: i32, offset: i64) -> Self {
+        match event_id {
             Some(id) if !id.is_empty() => DocId::Event(id),
             _ => DocId::Record { topic, partition, offset },
         }

@@ -22,7 +22,8 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
-use crate::bulk::BulkRequest;
+use crate::batch::Record;
+use crate::bulk::{BulkRequest, DocId};
 use crate::condition::Condition;
 use crate::event::{format_timestamp, Event, SharedObject, TIMESTAMP};
 use crate::filters::new_fields::Entry;
@@ -71,20 +72,20 @@ impl DirectNginx {
         (plain && when.as_ref().is_none_or(Condition::reads_only_tags)).then_some(Self { when, nginx })
     }
 
-    /// Appends `event`'s document, as the filter and `routes` would make it, to `bulk` with `id`, and
-    /// returns where it was routed (`Dropped`: nothing appended), its index name in `memo`; or `None`,
-    /// with nothing appended, when the record is one to leave to the event path (see the module's doc).
-    /// `routes` must [`read only tags and time`](RouteTable::reads_only_tags_and_time).
+    /// Appends the document of `record`, decoded as `event`, as the filter and `routes` would make it,
+    /// to `bulk` (its index name in `memo`); or `None`, with nothing appended, when the record is one to
+    /// leave to the event path (see the module's doc). `routes` must
+    /// [`read only tags and time`](RouteTable::reads_only_tags_and_time).
     pub fn encode(
         &self,
         event: &Event,
+        record: &Record,
         routes: &RouteTable,
         memo: &mut Memo,
-        id: &str,
         bulk: &mut BulkRequest,
-    ) -> Option<Routed> {
+    ) -> Option<Encoded> {
         let raw = event.raw_only()?;
-        if !self.when.as_ref().is_none_or(|c| c.matches(event)) || OBJECTS.iter().any(|k| raw.contains(k)) {
+        if !self.when.as_ref().is_none_or(|c| c.matches(event)) || raw.keys().any(|k| OBJECTS.contains(&k)) {
             return None;
         }
         let message = raw.json("message")?;
@@ -100,7 +101,7 @@ impl DirectNginx {
             Some(text) => Some(sorted_members(text)?),
             None => None,
         };
-        let kept_created = old_event.as_ref().is_some_and(|m| m.iter().any(|(k, _)| *k == "created"));
+        let kept_created = old_event.as_ref().is_some_and(|m| m.iter().any(|(k, ..)| *k == "created"));
         let created = if kept_created { None } else { Some(raw.json(TIMESTAMP)?) };
         let source = match parsed.client_ip {
             Some(ip) if self.nginx.looks_up_addresses() => Some(self.nginx.shared_source(parsed.client, ip)?),
@@ -112,8 +113,15 @@ impl DirectNginx {
         };
         let routed = routes.pick(event);
         if routed == Routed::Dropped {
-            return Some(routed);
+            return Some(Encoded::Dropped);
         }
+        // `event.id` read from the members found above rather than walked to again (as `DocId::of` would).
+        let event_id = old_event.as_ref().and_then(|members| members.iter().find(|(k, ..)| *k == "id"));
+        let event_id = event_id.and_then(|(.., value)| match json_text::plain_str(value) {
+            Some(plain) => Some(Cow::Borrowed(plain)),
+            None => json_text::unescape(value).map(Cow::Owned),
+        });
+        let id = DocId::with_event_id(event_id, &record.topic, record.partition, record.offset).into_string();
         memo.set(routes, routed, time);
         let fields = parsed.fields(created, source.is_some(), user_agent.is_some());
         let mut added: Vec<Added> = fields
@@ -123,9 +131,18 @@ impl DirectNginx {
             .collect();
         added.sort_by(|a, b| key_cmp(a.key().as_bytes(), b.key().as_bytes()));
         let document = Document { raw, time: &memo.timestamp, old_event: old_event.as_deref() };
-        bulk.push_written(&memo.index, id, |out| document.write(out, &added));
-        Some(routed)
+        bulk.push_written(&memo.index, &id, |out| document.write(out, &added));
+        Some(Encoded::Document { id })
     }
+}
+
+/// What [`DirectNginx::encode`] did with a record it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoded {
+    /// No route takes it and such records are dropped; nothing was appended.
+    Dropped,
+    /// Its document was appended with this id.
+    Document { id: String },
 }
 
 /// What consecutive documents of one second share: their `@timestamp` and index name, formatted once
@@ -156,13 +173,14 @@ impl Memo {
     }
 }
 
-/// The members of the object `text` as `(key, "key":value)`, sorted by key, or `None` when the filter
-/// would not merge its members as text: not an object, a repeated key, or one of the members it writes.
-fn sorted_members(text: &str) -> Option<Vec<(&str, &str)>> {
-    let mut members: Vec<(&str, &str)> = json_text::members(text)?.into_iter().map(|(k, m, _)| (k, m)).collect();
+/// The members of the object `text` as `(key, "key":value, value)`, sorted by key, or `None` when the
+/// filter would not merge its members as text: not an object, a repeated key, or one of the members it
+/// writes.
+fn sorted_members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
+    let mut members = json_text::members(text)?;
     members.sort_unstable_by(|a, b| key_cmp(a.0.as_bytes(), b.0.as_bytes()));
     let repeated = members.windows(2).any(|w| key_eq(w[0].0.as_bytes(), w[1].0.as_bytes()));
-    (!repeated && !members.iter().any(|(k, _)| EVENT_MEMBERS.contains(k))).then_some(members)
+    (!repeated && !members.iter().any(|(k, ..)| EVENT_MEMBERS.contains(k))).then_some(members)
 }
 
 /// What one document is written from.
@@ -171,7 +189,7 @@ struct Document<'a> {
     /// The new `@timestamp`, formatted.
     time: &'a str,
     /// The record's `event` members, sorted.
-    old_event: Option<&'a [(&'a str, &'a str)]>,
+    old_event: Option<&'a [(&'a str, &'a str, &'a str)]>,
 }
 
 impl Document<'_> {
@@ -222,14 +240,15 @@ impl Document<'_> {
         let mut old = self.old_event.unwrap_or_default().iter().peekable();
         let mut separator = b'{';
         for member in new.members() {
-            while let Some((_, json)) = old.next_if(|(k, _)| key_cmp(k.as_bytes(), member.key().as_bytes()).is_lt()) {
+            while let Some((_, json, _)) = old.next_if(|(k, ..)| key_cmp(k.as_bytes(), member.key().as_bytes()).is_lt())
+            {
                 out.push(std::mem::replace(&mut separator, b','));
                 out.extend_from_slice(json.as_bytes());
             }
             out.push(std::mem::replace(&mut separator, b','));
             member.write(out);
         }
-        for (_, json) in old {
+        for (_, json, _) in old {
             out.push(std::mem::replace(&mut separator, b','));
             out.extend_from_slice(json.as_bytes());
         }
@@ -311,8 +330,9 @@ mod tests {
     fn takes(compiled: &Compiled, value: &[u8]) -> bool {
         let direct = compiled.direct.as_ref().expect("the pipeline is encoded directly");
         let event = compiled.codec.decode(value, now());
+        let record = Record { topic: "t".into(), partition: 0, offset: 0, value: Some(value.to_vec()) };
         let mut bulk = BulkRequest::new();
-        direct.encode(&event, &compiled.routes, &mut Memo::default(), "id", &mut bulk).is_some()
+        direct.encode(&event, &record, &compiled.routes, &mut Memo::default(), &mut bulk).is_some()
     }
 
     /// Processes `values` (twice over, so that enrichment answers are seen first and then cached) with
@@ -366,6 +386,10 @@ mod tests {
             json!({"event": {"timezone": "UTC", "id": "e3"}, "0first": 1, "ev": true, "eventual": null,
                    "user_agentx": "y", "zz": {"k": [{}]}}),
             json!({"@timestamp": 1700000000, "tags": ["x", "access"]}),
+            // Ids that are not used as they are: empty, not a string, escaped.
+            json!({"event": {"id": ""}}),
+            json!({"event": {"id": 7}}),
+            json!({"event": {"id": "a\"b\\c/é"}}),
         ];
         lines.iter().flat_map(|l| extras.iter().map(|e| envelope(l, e.clone()))).collect()
     }

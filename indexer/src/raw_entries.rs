@@ -177,6 +177,11 @@ impl RawEntries {
         })
     }
 
+    /// Every entry's key, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| self.key(e))
+    }
+
     /// `(key, "key":value)` of every entry in key order: the JSON of each as an object member, the
     /// record's own bytes.
     pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
