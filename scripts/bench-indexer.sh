@@ -24,8 +24,9 @@
 # Baseline in the same run (indexer/examples/json_baseline.rs, one thread, values in memory):
 # serde_json::from_slice::<Value> of the same values, serde_json::to_vec of them, and the ratio
 # indexer/serde_json, by throughput and by CPU time per event; also the indexer's core
-# (Processor::process) on the same values without Kafka or HTTP, with its time per stage, including what
-# the enrichment (user agent, GeoIP, ASN from .peers/geoip and Debian's uap-core, cached) adds per event.
+# (Processor::process) on the same values without Kafka or HTTP, and the time per stage of its event
+# path (the nginx records mostly take the direct encoder, which has no stages), including what the
+# enrichment (user agent, GeoIP, ASN from .peers/geoip and Debian's uap-core, cached) adds per event.
 # The baseline runs on jemalloc, as the logpipe binary does (on glibc's malloc the core's figures tripled
 # once the enrichment databases were loaded: every multi-megabyte batch body page-faulted anew).
 #
@@ -194,6 +195,6 @@ printf '  serde_json::to_vec(&Value) (1 thread):          %s records/s, %s MiB/s
     "$(kv "$BASE" to_vec_rps)" "$(kv "$BASE" to_vec_mibs)" "$(kv "$BASE" to_vec_cpu_us)"
 printf '  indexer core, Processor::process (1 thread):    %s records/s, %s MiB/s, %s CPU us/record;\n' \
     "$(kv "$BASE" core_rps)" "$(kv "$BASE" core_mibs)" "$(kv "$BASE" core_cpu_us)"
-printf '    CPU ns/record by stage (each with its frees): decode %s, filters %s, enrichment %s, route %s, doc id + bulk encode %s\n' \
+printf '    CPU ns/record by stage of the event path (each with its frees; the direct encoder skips them): decode %s, filters %s, enrichment %s, route %s, doc id + bulk encode %s\n' \
     "$(kv "$BASE" decode_ns)" "$(kv "$BASE" filters_ns)" "$(kv "$BASE" enrich_ns)" "$(kv "$BASE" route_ns)" "$(kv "$BASE" encode_ns)"
 printf '    enrichment (user agent, GeoIP and ASN, cached): %s ns per event (goal: at most 2,000)\n' "$(kv "$BASE" enrich_ns)"

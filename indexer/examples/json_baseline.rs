@@ -6,7 +6,9 @@
 //! - with `--config`, the indexer's own core on the same values: [`Processor::process`] (decode,
 //!   filters, route, bulk encode) into batches of the config's `batch_max_events`, with no Kafka and no
 //!   HTTP; then, to show where the time goes, passes over the first 200,000 values that stop after
-//!   decode, filters, route and encode, whose differences are the stages' costs.
+//!   decode, filters, route and encode, whose differences are the stages' costs. The passes take the
+//!   event path; the nginx pipeline's records mostly take the direct encoder (`indexer/src/direct.rs`),
+//!   which has no such stages, so for that pipeline they show what the event path costs.
 //!
 //! Each phase reports wall time and this thread's CPU time (`/proc/thread-self/schedstat`): on a shared
 //! machine the wall time also counts other processes' turns on the CPU, the CPU time does not.
@@ -347,7 +349,7 @@ fn run() -> Result<(), String> {
         let s = stages(&records, config)?;
         let ns = |d: Duration| d.as_nanos() as f64 / s.records as f64;
         println!(
-            "  CPU ns/record by stage (each with its frees): decode {:.0}, filters {:.0}, enrichment {:.0}, route {:.0}, doc id + bulk encode {:.0}",
+            "  CPU ns/record by stage of the event path (each with its frees; records the direct encoder takes skip the stages): decode {:.0}, filters {:.0}, enrichment {:.0}, route {:.0}, doc id + bulk encode {:.0}",
             ns(s.decode),
             ns(s.filters),
             ns(s.enrich),
