@@ -124,12 +124,12 @@ impl DirectNginx {
         let id = DocId::with_event_id(event_id, &record.topic, record.partition, record.offset).into_string();
         memo.set(routes, routed, time);
         let fields = parsed.fields(created, source.is_some(), user_agent.is_some());
-        let mut added: Vec<Added> = fields
-            .objects()
-            .map(Added::Fields)
-            .chain([&source, &user_agent].into_iter().flatten().map(|shared| Added::Shared(shared)))
-            .collect();
-        added.sort_by(|a, b| key_cmp(a.key().as_bytes(), b.key().as_bytes()));
+        // The fields' objects come in key order; each shared object goes in at its place.
+        let mut added: Vec<Added> = fields.objects().map(Added::Fields).collect();
+        for shared in [&source, &user_agent].into_iter().flatten() {
+            let at = added.partition_point(|a| key_cmp(a.key().as_bytes(), shared.key().as_bytes()).is_lt());
+            added.insert(at, Added::Shared(shared));
+        }
         let document = Document { raw, time: &memo.timestamp, old_event: old_event.as_deref() };
         bulk.push_written(&memo.index, &id, |out| document.write(out, &added));
         Some(Encoded::Document { id })
