@@ -461,14 +461,11 @@ mod tests {
             "[[filters]]\ntype = \"nginx_access\"\n[[filters]]\ntype = \"mutate\"\nadd_tag = [\"x\"]\n",
             "[[filters]]\ntype = \"nginx_access\"\n[[routes]]\nwhen = { exists = \"source\" }\nindex = \"a\"\n",
             "[[filters]]\ntype = \"nginx_access\"\n[[routes]]\nindex = \"a-%{[host][name]}\"\n",
-            "[[filters]]\ntype = \"nginx_access\"\ndefault_index = \"a-%{[host][name]}\"\n",
+            "default_index = \"a-%{[host][name]}\"\n[[filters]]\ntype = \"nginx_access\"\n",
             "[[filters]]\ntype = \"nginx_access\"\n[[routes]]\ndata_stream = { type = \"logs\", dataset = \"nginx.access\", namespace = \"default\" }\n",
             "[input]\ncodec = \"plain\"\n[[filters]]\ntype = \"nginx_access\"\n",
         ] {
-            let config: Result<IndexerConfig, _> = figment::Figment::from(Toml::string(toml)).extract();
-            let Ok(config) = config else { continue };
-            let c = Compiled::with_enrichment(&config, &none).unwrap();
-            assert!(c.direct.is_none(), "{toml}");
+            assert!(compiled(toml, &none).direct.is_none(), "{toml}");
         }
         assert!(compiled("[[filters]]\ntype = \"nginx_access\"\n", &none).direct.is_some());
     }
