@@ -191,7 +191,6 @@ impl Processor {
         scratch: &mut Scratch,
         batch: &mut Batch,
     ) -> Processed {
-        let index = &mut scratch.index;
         batch.records += 1;
         let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
         if let Some(direct) = &self.compiled.direct {
@@ -201,6 +200,7 @@ impl Processor {
                 None => {}
             }
         }
+        let index = &mut scratch.index;
         let doc_id = |event: &Event| DocId::of(event, &record.topic, record.partition, record.offset).into_string();
         let early_id = self.id_before_filters.then(|| doc_id(&event));
         self.compiled.filters.apply(&mut event);

@@ -18,8 +18,6 @@
 //! would not merge as text, and an enrichment answer not shared by reference. The tests compare both
 //! paths on the same records, those it takes and those it declines.
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Utc};
 
 use crate::batch::Record;
@@ -29,7 +27,7 @@ use crate::event::{format_timestamp, Event, SharedObject, TIMESTAMP};
 use crate::filters::new_fields::Entry;
 use crate::filters::nginx::{NginxAccess, ParsedAccess};
 use crate::json_text;
-use crate::raw_entries::{key_cmp, key_eq, RawEntries};
+use crate::raw_entries::{key_cmp, RawEntries};
 use crate::route::{RouteTable, Routed};
 
 /// The top-level objects the filter writes besides `event` (and `@timestamp`): a record that has one of
@@ -89,10 +87,7 @@ impl DirectNginx {
             return None;
         }
         let message = raw.json("message")?;
-        let line = match json_text::plain_str(message) {
-            Some(plain) => Cow::Borrowed(plain),
-            None => Cow::Owned(json_text::unescape(message)?),
-        };
+        let line = json_text::string(message)?;
         let parsed = ParsedAccess::of(&line)?;
         let time = parsed.time?;
         // The agent's `event` object, its members in key order; the filter moves the old `@timestamp`
@@ -117,10 +112,7 @@ impl DirectNginx {
         }
         // `event.id` read from the members found above rather than walked to again (as `DocId::of` would).
         let event_id = old_event.as_ref().and_then(|members| members.iter().find(|(k, ..)| *k == "id"));
-        let event_id = event_id.and_then(|(.., value)| match json_text::plain_str(value) {
-            Some(plain) => Some(Cow::Borrowed(plain)),
-            None => json_text::unescape(value).map(Cow::Owned),
-        });
+        let event_id = event_id.and_then(|(.., value)| json_text::string(value));
         let id = DocId::with_event_id(event_id, &record.topic, record.partition, record.offset).into_string();
         memo.set(routes, routed, time);
         let fields = parsed.fields(created, source.is_some(), user_agent.is_some());
@@ -177,10 +169,7 @@ impl Memo {
 /// filter would not merge its members as text: not an object, a repeated key, or one of the members it
 /// writes.
 fn sorted_members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
-    let mut members = json_text::members(text)?;
-    members.sort_unstable_by(|a, b| key_cmp(a.0.as_bytes(), b.0.as_bytes()));
-    let repeated = members.windows(2).any(|w| key_eq(w[0].0.as_bytes(), w[1].0.as_bytes()));
-    (!repeated && !members.iter().any(|(k, ..)| EVENT_MEMBERS.contains(k))).then_some(members)
+    json_text::sorted_members(text).filter(|members| !members.iter().any(|(k, ..)| EVENT_MEMBERS.contains(k)))
 }
 
 /// What one document is written from.

@@ -248,10 +248,7 @@ impl Event {
                 }
             }
             if found {
-                return match json_text::plain_str(text) {
-                    Some(s) => Some(Cow::Borrowed(s)),
-                    None => json_text::unescape(text).map(Cow::Owned),
-                };
+                return json_text::string(text);
             }
         }
         self.get_path(path)?.as_str().map(Cow::Borrowed)
@@ -476,11 +473,7 @@ impl Event {
             });
             return true;
         };
-        let Some(mut old) = json_text::members(existing) else { return false };
-        old.sort_unstable_by(|a, b| key_cmp(a.0.as_bytes(), b.0.as_bytes()));
-        if old.windows(2).any(|w| key_eq(w[0].0.as_bytes(), w[1].0.as_bytes())) {
-            return false;
-        }
+        let Some(old) = json_text::sorted_members(existing) else { return false };
         // `:` stands for the key before the object, so that `push` opens it as in the text.
         let mut object = String::with_capacity(existing.len() + new_len + 1);
         object.push(':');

@@ -7,7 +7,9 @@
 //! Why: reading `event.id` for the document id, or the members of `event` to add the nginx fields, by
 //! parsing the whole object cost more than all the rest of the event's fields.
 
-use crate::raw_entries::{skip_string, skip_value, spaces};
+use std::borrow::Cow;
+
+use crate::raw_entries::{key_cmp, key_eq, skip_string, skip_value, spaces};
 
 /// The members of the object `text` as `(key, "key":value, value)`, in their order, or `None` when `text` is
 /// not an object, a key is written with escapes (its text is not the key) or a string has a `\u` escape.
@@ -15,6 +17,15 @@ pub fn members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
     let mut out = Vec::with_capacity(12);
     walk(text, |member| out.push(member))?;
     Some(out)
+}
+
+/// [`members`] sorted by key, or `None` also when a key is repeated (which of them `serde_json` keeps
+/// depends on their order, so they cannot be merged as text).
+pub fn sorted_members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
+    let mut members = members(text)?;
+    members.sort_unstable_by(|a, b| key_cmp(a.0.as_bytes(), b.0.as_bytes()));
+    let repeated = members.windows(2).any(|w| key_eq(w[0].0.as_bytes(), w[1].0.as_bytes()));
+    (!repeated).then_some(members)
 }
 
 /// The value of member `key` of the object `text` (the last one, as `serde_json` keeps the last of
@@ -118,6 +129,15 @@ pub fn needs_escape(s: &[u8]) -> bool {
     let rest = chunks.remainder();
     chunks.into_iter().any(|chunk| chunk.iter().fold(false, |any, &b| any | escaped(b)))
         || rest.iter().any(|&b| escaped(b))
+}
+
+/// The contents of the JSON string `text`, borrowed when it has no escapes, or `None` for anything that is
+/// not a string (see [`unescape`]).
+pub fn string(text: &str) -> Option<Cow<'_, str>> {
+    match plain_str(text) {
+        Some(plain) => Some(Cow::Borrowed(plain)),
+        None => unescape(text).map(Cow::Owned),
+    }
 }
 
 /// The contents of the JSON string `text` when it has no escapes; `None` for anything else.

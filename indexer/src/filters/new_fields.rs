@@ -71,7 +71,11 @@ impl<'a> NewFields<'a> {
         // Per object, how many members; per member, its key and where its value is in `text`.
         let (mut counts, mut ranges) = (Vec::with_capacity(8), Vec::with_capacity(self.fields.len()));
         for object in self.objects() {
-            counts.push(object.members().map(|member| ranges.push(member.write_value(&mut text))).count());
+            let before = ranges.len();
+            for member in object.members() {
+                ranges.push(member.write_value(&mut text));
+            }
+            counts.push(ranges.len() - before);
         }
         let json = std::str::from_utf8(&text).expect("JSON written from strings is UTF-8");
         let members: Vec<(&str, &str)> = ranges.into_iter().map(|(key, range)| (key, &json[range])).collect();
