@@ -214,8 +214,14 @@ fn compress(codec: Codec, records: &[u8], out: &mut BytesMut) {
 
 /// lz4 frame with independent 64 KiB blocks at the fast level, as librdkafka and the Java client write
 /// it. (`kafka-protocol`'s own lz4 compressor uses the HC level 4, several times slower.)
+///
+/// Unlike theirs, the frame states its content size, an optional field of the lz4 frame format that
+/// librdkafka and the Java client read or skip. Without it librdkafka's consumer (the indexer's) guesses
+/// four times the compressed size and grows its buffer by three quarters, copying, until the batch fits:
+/// a megabyte of agent envelopes of nginx lines is about five times its lz4 frame (`lz4 -1 -B4`: 189 KiB).
 fn compress_lz4(records: &[u8], out: &mut BytesMut) {
     let mut encoder = lz4::EncoderBuilder::new()
+        .content_size(records.len() as u64)
         .level(0)
         .block_size(lz4::BlockSize::Max64KB)
         .block_mode(lz4::BlockMode::Independent)
@@ -355,6 +361,22 @@ mod tests {
             }
             assert_eq!(sealed.wire[ATTRIBUTES_AT + 1] & 7, codec as u8);
         }
+    }
+
+    /// The lz4 frame states the uncompressed size of the records (FLG bit 3, then eight bytes after BD).
+    #[test]
+    fn lz4_frames_state_their_content_size() {
+        let values: Vec<String> = (0..500).map(|i| format!("line {i}")).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let sealed = batch(Codec::Lz4, &values);
+        let frame = &sealed.wire[HEADER_BYTES..];
+        assert_eq!(frame[..4], [0x04, 0x22, 0x4d, 0x18], "lz4 frame magic");
+        assert_eq!(frame[4] & 0x08, 0x08, "content size flag");
+        let stated = u64::from_le_bytes(frame[6..14].try_into().unwrap());
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(&mut lz4::Decoder::new(frame).unwrap(), &mut decoded).unwrap();
+        assert_eq!(stated, decoded.len() as u64);
+        assert_eq!(decode(&sealed.wire).len(), values.len());
     }
 
     #[test]
