@@ -117,7 +117,10 @@ impl DirectNginx {
         memo.set(routes, routed, time);
         let fields = parsed.fields(created, source.is_some(), user_agent.is_some());
         // The fields' objects come in key order; each shared object goes in at its place.
-        let mut added: Vec<Added> = fields.objects().map(Added::Fields).collect();
+        // Room for every object the filter writes, `event` and OBJECTS (a shared object stands in for one
+        // of them): growing the list cost a reallocation per event (470 instructions, callgrind).
+        let mut added: Vec<Added> = Vec::with_capacity(OBJECTS.len() + 1);
+        added.extend(fields.objects().map(Added::Fields));
         for shared in [&source, &user_agent].into_iter().flatten() {
             let at = added.partition_point(|a| key_cmp(a.key().as_bytes(), shared.key().as_bytes()).is_lt());
             added.insert(at, Added::Shared(shared));
