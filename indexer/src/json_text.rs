@@ -93,7 +93,16 @@ pub fn holds_str(text: &str, s: &str) -> Option<bool> {
     if b.get(at) == Some(&b']') {
         return Some(false);
     }
+    // `s` written as JSON is `"s"` when it needs no escape: then an element whose bytes are those is `s`
+    // (no byte of it can escape the closing quote), found without reading the element as a string.
+    let literal = (!needs_escape(s.as_bytes())).then_some(s.as_bytes());
     loop {
+        if let Some(literal) = literal {
+            let after = at + 1 + literal.len();
+            if b[at] == b'"' && b.get(at + 1..after) == Some(literal) && b.get(after) == Some(&b'"') {
+                return Some(true);
+            }
+        }
         let end = skip_value(b, at)?;
         if b[at] == b'"' && plain_str(&text[at..end])? == s {
             return Some(true);
@@ -238,6 +247,10 @@ mod tests {
             assert!(holds_str(text, "access").is_none_or(|found| found == parsed), "{text}");
         }
         assert_eq!(holds_str(r#"["x","access"]"#, "access"), Some(true));
+        assert_eq!(holds_str(r#"["access2","accessaccess","acces","access"]"#, "access"), Some(true));
+        assert_eq!(holds_str(r#"["access2","accessaccess","acces"]"#, "access"), Some(false));
+        assert_eq!(holds_str(r#"["a\"b"]"#, "a\\"), None);
+        assert_eq!(holds_str(r#"["a\\b","a\"b"]"#, "a\"b"), None);
         assert_eq!(holds_str(r#"["acc\"ess","access"]"#, "access"), None);
     }
 
