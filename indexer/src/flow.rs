@@ -5,7 +5,7 @@
 //! blocking pool (so `concurrency` batches are processed in parallel), delivery on its async workers,
 //! and settled batches report back through a channel.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,7 +57,9 @@ pub struct Flow {
     in_flight: usize,
     dispatcher: Dispatcher,
     done: Receiver<Completion>,
-    topics: HashMap<String, Arc<str>>,
+    /// Each topic's name, shared by its records. A consumer reads few topics: comparing names is cheaper
+    /// than hashing one per record.
+    topics: Vec<Arc<str>>,
     stats: Arc<Stats>,
 }
 
@@ -81,18 +83,19 @@ impl Flow {
             in_flight: 0,
             dispatcher,
             done: rx,
-            topics: HashMap::new(),
+            topics: Vec::new(),
             stats,
         }
     }
 
     /// Adds a consumed record to the open batch.
     pub fn add(&mut self, message: &BorrowedMessage<'_>) {
-        let topic = match self.topics.get(message.topic()) {
+        let name = message.topic();
+        let topic = match self.topics.iter().find(|t| ***t == *name) {
             Some(t) => t.clone(),
             None => {
-                let t: Arc<str> = message.topic().into();
-                self.topics.insert(message.topic().to_string(), t.clone());
+                let t: Arc<str> = name.into();
+                self.topics.push(t.clone());
                 t
             }
         };
