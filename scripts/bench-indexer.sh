@@ -29,6 +29,11 @@
 # enrichment (user agent, GeoIP, ASN from .peers/geoip and Debian's uap-core, cached) adds per event.
 # The baseline runs on jemalloc, as the logpipe binary does (on glibc's malloc the core's figures tripled
 # once the enrichment databases were loaded: every multi-megabyte batch body page-faulted anew).
+# Consumer baselines on the same topic, which read the records and do nothing else with them (CPU from
+# /usr/bin/time): `kcat -G` (librdkafka's balanced consumer, one message at a time, as the indexer
+# consumes) and indexer/examples/fetch_baseline.rs (plain Fetch requests, record batches decoded whole
+# with kafka-protocol): what consuming costs the indexer before any work, and what a fetch path of its
+# own could cost.
 #
 # Everything runs on this machine: the broker serving fetches and the stand-in compete with the indexer
 # for CPU, and so does anything else running. The header shows the load average before the run; when it
@@ -53,7 +58,7 @@ while [ $# -gt 0 ]; do
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -64,9 +69,12 @@ EXAMPLES="$TARGET_DIR/release/examples"
 if [ "$BUILD" = 1 ]; then
     log "cargo build --release (logpipe; bench_events, bench_sink, json_baseline)"
     cargo build --release -p logpipe --bin logpipe
-    cargo build --release -p logpipe-indexer --example bench_events --example bench_sink --example json_baseline
+    cargo build --release -p logpipe-indexer --example bench_events --example bench_sink --example json_baseline \
+        --example fetch_baseline
 fi
-require_executables "$BIN" "$EXAMPLES/bench_events" "$EXAMPLES/bench_sink" "$EXAMPLES/json_baseline"
+require_executables "$BIN" "$EXAMPLES/bench_events" "$EXAMPLES/bench_sink" "$EXAMPLES/json_baseline" \
+    "$EXAMPLES/fetch_baseline"
+command -v kcat >/dev/null || die "kcat not found; run LOGPIPE_TEST_SETUP_ONLY=1 scripts/test.sh first"
 
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -157,6 +165,23 @@ STEADY_S=$(seconds_between "$(kv "$REACHED" first_request_unix)" "$(kv "$REACHED
 INDEXER_RPS=$(rate "$RECORDS" "$INDEXER_S")
 
 # ---------------------------------------------------------------------------------------------
+# Consumer baselines: the same records read and dropped
+
+# timed_cpu NAME CMD...: runs CMD (stdout discarded) under /usr/bin/time; prints its user + system CPU s.
+timed_cpu() {
+    local name=$1
+    shift
+    /usr/bin/time -f '%U %S' -o "$RUN_DIR/$name.time" "$@" >"$RUN_DIR/$name.out" 2>"$RUN_DIR/$name.err" \
+        || { tail -5 "$RUN_DIR/$name.err" >&2; die "$name failed"; }
+    awk '{ print $1 + $2 }' "$RUN_DIR/$name.time"
+}
+log "consumer baselines: kcat -G, fetch_baseline"
+KCAT_CPU_S=$(timed_cpu kcat kcat -b "$BOOTSTRAP" -G "bench-kcat-$$" -o beginning -e -q nginx)
+FETCH_CPU_S=$(timed_cpu fetch "$EXAMPLES/fetch_baseline" --bootstrap "$BOOTSTRAP" --topic nginx --partitions "$PARTITIONS")
+FETCHED=$(kv "$(cat "$RUN_DIR/fetch.out")" records)
+[ "$FETCHED" -eq "$RECORDS" ] || log "warning: fetch_baseline read $FETCHED records for $RECORDS events"
+
+# ---------------------------------------------------------------------------------------------
 # serde_json baseline and the indexer's core, on the same values
 
 log "json_baseline on $VALUES"
@@ -184,6 +209,9 @@ INDEXER_CPU_US=$(awk -v c="$CPU_S" -v n="$RECORDS" 'BEGIN { printf "%.2f", c * 1
 STEADY_CPU_US=$(awk -v c="$CPU_S" -v s="$START_CPU_S" -v n="$RECORDS" 'BEGIN { printf "%.2f", (c - s) * 1e6 / n }')
 printf '    start-up until the consumer starts (enrichment, template): %s CPU s; after it: %s CPU us per event\n' \
     "$START_CPU_S" "$STEADY_CPU_US"
+per_record() { awk -v c="$1" -v n="$RECORDS" 'BEGIN { printf "%.2f", c * 1e6 / n }'; }
+printf '  consumers reading the same records and nothing else: kcat -G (librdkafka, as the indexer) %s CPU us/record; fetch_baseline (Fetch requests, batches decoded whole) %s CPU us/record\n' \
+    "$(per_record "$KCAT_CPU_S")" "$(per_record "$FETCH_CPU_S")"
 printf '  serde_json::from_slice::<Value> (1 thread):     %s records/s, %s MiB/s, %s CPU us/record\n' \
     "$(kv "$BASE" parse_rps)" "$(kv "$BASE" parse_mibs)" "$(kv "$BASE" parse_cpu_us)"
 printf '  indexer/serde_json: %.2f by throughput (events/s over records/s); %.2f by CPU (parse CPU per record over indexer CPU per event, %s us)\n' \
