@@ -67,7 +67,7 @@ bench_init indexer-run
 EXAMPLES="$TARGET_DIR/release/examples"
 
 if [ "$BUILD" = 1 ]; then
-    log "cargo build --release (logpipe; bench_events, bench_sink, json_baseline)"
+    log "cargo build --release (logpipe; bench_events, bench_sink, json_baseline, fetch_baseline)"
     cargo build --release -p logpipe --bin logpipe
     cargo build --release -p logpipe-indexer --example bench_events --example bench_sink --example json_baseline \
         --example fetch_baseline
