@@ -15,7 +15,7 @@ use chrono::Utc;
 
 use crate::bulk::{BodyPool, BulkRequest, DocId};
 use crate::config::Compiled;
-use crate::direct::{Encoded, Memo};
+use crate::direct::{Encoded, Memo, UserAgents};
 use crate::event::Event;
 use crate::route::Routed;
 use crate::tracker::{BatchId, TopicPartition};
@@ -133,6 +133,7 @@ pub struct Scratch {
     /// The index name's buffer (routing allocates only when a name outgrows it).
     index: String,
     direct: Memo,
+    user_agents: UserAgents,
 }
 
 /// Decodes, filters, routes and encodes records into batches. Shared by the workers.
@@ -194,7 +195,8 @@ impl Processor {
         batch.records += 1;
         let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
         if let Some(direct) = &self.compiled.direct {
-            match direct.encode(&event, record, &self.compiled.routes, &mut scratch.direct, &mut batch.bulk) {
+            let (memo, user_agents) = (&mut scratch.direct, &mut scratch.user_agents);
+            match direct.encode(&event, record, &self.compiled.routes, memo, user_agents, &mut batch.bulk) {
                 Some(Encoded::Dropped) => return Processed::Dropped,
                 Some(Encoded::Document { id }) => return push_item(batch, scratch.direct.index(), id, record),
                 None => {}

@@ -18,6 +18,8 @@
 //! would not merge as text, and an enrichment answer not shared by reference. The tests compare both
 //! paths on the same records, those it takes and those it declines.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::batch::Record;
@@ -80,6 +82,7 @@ impl DirectNginx {
         record: &Record,
         routes: &RouteTable,
         memo: &mut Memo,
+        user_agents: &mut UserAgents,
         bulk: &mut BulkRequest,
     ) -> Option<Encoded> {
         let raw = event.raw_only()?;
@@ -103,7 +106,9 @@ impl DirectNginx {
             _ => None,
         };
         let user_agent = match parsed.user_agent() {
-            Some(original) if self.nginx.parses_user_agents() => Some(self.nginx.shared_user_agent(original)?),
+            Some(original) if self.nginx.parses_user_agents() => {
+                Some(user_agents.get(original, || self.nginx.shared_user_agent(original))?)
+            }
             _ => None,
         };
         let routed = routes.pick(event);
@@ -121,7 +126,7 @@ impl DirectNginx {
         // of them): growing the list cost a reallocation per event (470 instructions, callgrind).
         let mut added: Vec<Added> = Vec::with_capacity(OBJECTS.len() + 1);
         added.extend(fields.objects().map(Added::Fields));
-        for shared in [&source, &user_agent].into_iter().flatten() {
+        for shared in [source.as_deref(), user_agent].into_iter().flatten() {
             let at = added.partition_point(|a| key_cmp(a.key().as_bytes(), shared.key().as_bytes()).is_lt());
             added.insert(at, Added::Shared(shared));
         }
@@ -165,6 +170,45 @@ impl Memo {
         }
         routes.render_at(routed, time, &mut self.index);
         self.key = Some((time, routed));
+    }
+}
+
+/// The `user_agent` objects of the user agents a batch has seen, by the agent's text, so most documents
+/// take theirs from here rather than from the parser's shared cache. That cache's look-up takes a lock and
+/// counts references to the answer and to its object; with both workers on the same few agents, each of
+/// those moved a cache line from one core to the other. An object depends only on the agent's text, so
+/// the documents are the same either way. At most [`UserAgents::MAX`] are kept, the oldest replaced
+/// first.
+#[derive(Debug, Default)]
+pub struct UserAgents {
+    seen: Vec<(Box<str>, Arc<SharedObject>)>,
+    /// Where the next new agent goes once `seen` is full.
+    next: usize,
+}
+
+impl UserAgents {
+    /// A busy site's most common agents; more would make the search longer than the cache's look-up.
+    const MAX: usize = 64;
+
+    /// The object for `original`, from `share` when this batch has not seen it (`None` when `share` gives
+    /// none, which is not kept).
+    fn get(&mut self, original: &str, share: impl FnOnce() -> Option<Arc<SharedObject>>) -> Option<&SharedObject> {
+        let at = match self.seen.iter().position(|(seen, _)| **seen == *original) {
+            Some(at) => at,
+            None => {
+                let entry = (Box::from(original), share()?);
+                if self.seen.len() < Self::MAX {
+                    self.seen.push(entry);
+                    self.seen.len() - 1
+                } else {
+                    let at = self.next;
+                    self.seen[at] = entry;
+                    self.next = (at + 1) % Self::MAX;
+                    at
+                }
+            }
+        };
+        Some(&self.seen[at].1)
     }
 }
 
@@ -318,13 +362,51 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc)
     }
 
+    /// The batch's agents: each agent's own object, asked for once while it is kept, the oldest replaced
+    /// once `MAX` are kept, and nothing kept for an agent without one.
+    #[test]
+    fn user_agents_are_kept_per_agent_and_the_oldest_replaced() {
+        let object = |ua: &str| {
+            SharedObject::new("user_agent", serde_json::json!({ "original": ua }).as_object().unwrap().clone())
+        };
+        let mut agents = UserAgents::default();
+        let asked = std::cell::Cell::new(0);
+        let get = |agents: &mut UserAgents, ua: &str| {
+            agents
+                .get(ua, || {
+                    asked.set(asked.get() + 1);
+                    Some(object(ua))
+                })
+                .map(|o| o.value()["original"].as_str().unwrap().to_string())
+        };
+        let names: Vec<String> = (0..UserAgents::MAX + 10).map(|i| format!("agent {i}")).collect();
+        for round in 0..2 {
+            for name in &names[..UserAgents::MAX] {
+                assert_eq!(get(&mut agents, name).as_deref(), Some(name.as_str()), "round {round}");
+            }
+        }
+        assert_eq!(asked.get(), UserAgents::MAX, "each kept agent asked for once");
+        for name in &names[UserAgents::MAX..] {
+            assert_eq!(get(&mut agents, name).as_deref(), Some(name.as_str()));
+        }
+        assert_eq!(asked.get(), UserAgents::MAX + 10);
+        // The ten oldest made room; the others are still kept.
+        assert_eq!(get(&mut agents, &names[10]).as_deref(), Some(names[10].as_str()));
+        assert_eq!(asked.get(), UserAgents::MAX + 10);
+        assert_eq!(get(&mut agents, &names[0]).as_deref(), Some(names[0].as_str()));
+        assert_eq!(asked.get(), UserAgents::MAX + 11);
+        assert!(agents.get("none", || None).is_none());
+        assert!(!agents.seen.iter().any(|(ua, _)| &**ua == "none"));
+    }
+
     /// Whether the direct encoder takes `value` (and what it writes, which the comparison checks).
     fn takes(compiled: &Compiled, value: &[u8]) -> bool {
         let direct = compiled.direct.as_ref().expect("the pipeline is encoded directly");
         let event = compiled.codec.decode(value, now());
         let record = Record { topic: "t".into(), partition: 0, offset: 0, value: Some(value.to_vec()) };
         let mut bulk = BulkRequest::new();
-        direct.encode(&event, &record, &compiled.routes, &mut Memo::default(), &mut bulk).is_some()
+        let (mut memo, mut user_agents) = (Memo::default(), UserAgents::default());
+        direct.encode(&event, &record, &compiled.routes, &mut memo, &mut user_agents, &mut bulk).is_some()
     }
 
     /// Processes `values` (twice over, so that enrichment answers are seen first and then cached) with
