@@ -188,6 +188,7 @@ pub struct UserAgents {
 
 impl UserAgents {
     /// A busy site's most common agents; more would make the search longer than the cache's look-up.
+    /// A batch of many more different agents pays that search on top of the look-up for each new one.
     const MAX: usize = 64;
 
     /// The object for `original`, from `share` when this batch has not seen it (`None` when `share` gives
