@@ -30,7 +30,7 @@ use chrono::Utc;
 use figment::providers::{Format, Toml};
 use serde_json::Value;
 
-use logpipe_indexer::benchmarking::{BulkRequest, Compiled, DocId, Enrichment, Processor, Record, RecordBatch, Routed};
+use logpipe_indexer::benchmarking::{BulkRequest, Compiled, DocId, Enrichment, Processor, RecordBatch, Routed};
 
 /// The allocator the `logpipe` binary uses, so the core's figures are the indexer's. (glibc's malloc,
 /// after the enrichment databases are loaded, page-faults on every multi-megabyte batch body: its
@@ -199,7 +199,7 @@ fn batch_events(config: &IndexerConfig) -> usize {
 
 /// [`Processor::build`] over every record, a fresh batch every `batch_events` records as in the
 /// indexer's flow (the finished batch is dropped, as it is after delivery, and its body's buffer reused
-/// as the indexer's `concurrency` allows). Copying the values into [`Record`]s is part of the figure,
+/// as the indexer's `concurrency` allows). Copying the values into a [`RecordBatch`] is part of the figure,
 /// as the consumer thread does it.
 fn processor(records: &Records, config: &IndexerConfig, partitions: i32) -> Result<(Rate, usize), String> {
     let compiled =
@@ -212,10 +212,11 @@ fn processor(records: &Records, config: &IndexerConfig, partitions: i32) -> Resu
     let clock = Clock::start();
     for (i, value) in records.iter().enumerate() {
         let (partition, offset) = ((i as i32) % partitions, (i as i64) / i64::from(partitions));
-        raw.push(Record { topic: topic.clone(), partition, offset, value: Some(value.to_vec()) });
+        raw.push(&topic, partition, offset, Some(value));
         if raw.len() >= max {
             id += 1;
-            documents += processor.build(id, std::mem::take(&mut raw)).items.len();
+            let next = RecordBatch::with_capacity(raw.value_bytes());
+            documents += processor.build(id, std::mem::replace(&mut raw, next)).items.len();
         }
     }
     documents += processor.build(id + 1, raw).items.len();

@@ -8,52 +8,91 @@
 //! still registered in consumption order. [`Processor`] does the per-record work: decode, filters,
 //! route, encode.
 
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use chrono::Utc;
 
 use crate::bulk::{BodyPool, BulkRequest, DocId};
 use crate::config::Compiled;
-use crate::direct::{Encoded, Memo, UserAgents};
+use crate::direct::{Encoded, Memo, SharedObjects};
 use crate::event::Event;
 use crate::route::Routed;
 use crate::tracker::{BatchId, TopicPartition};
 
-/// A consumed record, copied off the consumer.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub topic: Arc<str>,
+/// A record of a [`RecordBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub topic: &'a Arc<str>,
     pub partition: i32,
     pub offset: i64,
-    pub value: Option<Vec<u8>>,
+    pub value: Option<&'a [u8]>,
 }
 
-/// Records gathered on the consumer thread, not yet processed.
+/// Records gathered on the consumer thread, not yet processed. Their values are copied end to end into
+/// one buffer and their topics kept once: gathering a record allocates nothing and counts no reference
+/// that a worker then drops on another core, and the batch is freed at once.
 #[derive(Debug, Default)]
 pub struct RecordBatch {
-    pub records: Vec<Record>,
-    /// Last offset per partition (few partitions per batch: a list beats a map).
-    covers: Vec<(Arc<str>, i32, i64)>,
+    records: Vec<Gathered>,
+    topics: Vec<Arc<str>>,
+    values: Vec<u8>,
+    /// Last offset per partition, by index in `topics` (few partitions per batch: a list beats a map).
+    covers: Vec<(usize, i32, i64)>,
     /// Value bytes plus a per-record allowance for the action line, for the byte bound.
     pub bytes: usize,
     /// When the first record arrived, for the batch timeout.
     pub opened: Option<Instant>,
 }
 
+/// A record as a [`RecordBatch`] keeps it.
+#[derive(Debug)]
+struct Gathered {
+    /// In the batch's `topics`.
+    topic: usize,
+    partition: i32,
+    offset: i64,
+    /// In the batch's `values`.
+    value: Option<Range<usize>>,
+}
+
 /// Per-record allowance for the bulk action line and `_id`.
 const ACTION_BYTES: usize = 96;
 
 impl RecordBatch {
-    pub fn push(&mut self, record: Record) {
+    /// An empty batch with room for `value_bytes` of values, so the buffer is not copied to grow.
+    pub fn with_capacity(value_bytes: usize) -> Self {
+        Self { values: Vec::with_capacity(value_bytes), ..Self::default() }
+    }
+
+    /// Bytes of values held, to size the next batch with.
+    pub fn value_bytes(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Adds a copy of a record (`value` `None` for a tombstone).
+    pub fn push(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>) {
         self.opened.get_or_insert_with(Instant::now);
-        self.bytes += record.value.as_ref().map_or(0, Vec::len) + ACTION_BYTES;
+        self.bytes += value.map_or(0, <[u8]>::len) + ACTION_BYTES;
+        let topic = match self.topics.iter().position(|t| Arc::ptr_eq(t, topic) || **t == **topic) {
+            Some(i) => i,
+            None => {
+                self.topics.push(topic.clone());
+                self.topics.len() - 1
+            }
+        };
         // Records of a partition arrive in order, so the last one seen is the highest.
-        match self.covers.iter_mut().find(|(t, p, _)| *p == record.partition && Arc::ptr_eq(t, &record.topic)) {
-            Some(cover) => cover.2 = record.offset,
-            None => self.covers.push((record.topic.clone(), record.partition, record.offset)),
+        match self.covers.iter_mut().find(|(t, p, _)| *p == partition && *t == topic) {
+            Some(cover) => cover.2 = offset,
+            None => self.covers.push((topic, partition, offset)),
         }
-        self.records.push(record);
+        let value = value.map(|v| {
+            let start = self.values.len();
+            self.values.extend_from_slice(v);
+            start..self.values.len()
+        });
+        self.records.push(Gathered { topic, partition, offset, value });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,9 +103,20 @@ impl RecordBatch {
         self.records.len()
     }
 
+    /// The records, in the order they were pushed.
+    pub fn records(&self) -> impl Iterator<Item = Record<'_>> {
+        self.records.iter().map(|r| Record {
+            topic: &self.topics[r.topic],
+            partition: r.partition,
+            offset: r.offset,
+            value: r.value.clone().map(|range| &self.values[range]),
+        })
+    }
+
     /// The last offset covered per partition.
     pub fn covers(&self) -> impl Iterator<Item = (TopicPartition, i64)> + '_ {
-        self.covers.iter().map(|(t, p, o)| (TopicPartition { topic: t.to_string(), partition: *p }, *o))
+        let topics = &self.topics;
+        self.covers.iter().map(|(t, p, o)| (TopicPartition { topic: topics[*t].to_string(), partition: *p }, *o))
     }
 }
 
@@ -127,13 +177,13 @@ pub enum Processed {
     Dropped,
 }
 
-/// What the records of one batch reuse from one to the next.
+/// What a worker reuses from one record to the next, and from one batch to the next.
 #[derive(Debug, Default)]
 pub struct Scratch {
     /// The index name's buffer (routing allocates only when a name outgrows it).
     index: String,
     direct: Memo,
-    user_agents: UserAgents,
+    shared: SharedObjects,
 }
 
 /// Decodes, filters, routes and encodes records into batches. Shared by the workers.
@@ -142,12 +192,15 @@ pub struct Processor {
     bodies: Option<Arc<BodyPool>>,
     /// No filter can change `event.id`, so the document id is read before the filters run.
     id_before_filters: bool,
+    /// Scratches of finished batches, one per batch processed at once at most: what the direct encoder
+    /// keeps ([`SharedObjects`]) serves the next batches too.
+    scratches: Mutex<Vec<Scratch>>,
 }
 
 impl Processor {
     pub fn new(compiled: Compiled) -> Self {
         let id_before_filters = compiled.filters.keeps_event_id();
-        Self { compiled, bodies: None, id_before_filters }
+        Self { compiled, bodies: None, id_before_filters, scratches: Mutex::default() }
     }
 
     /// Reuses the body buffers of finished batches, keeping them only while the bodies alive plus those
@@ -173,13 +226,18 @@ impl Processor {
         };
         batch.items.reserve(records.len());
         let now = Utc::now();
-        let mut scratch = Scratch::default();
-        for record in &records.records {
-            if self.process(record, now, &mut scratch, &mut batch) == Processed::Dropped {
+        let mut scratch = self.scratches().pop().unwrap_or_default();
+        for record in records.records() {
+            if self.process(&record, now, &mut scratch, &mut batch) == Processed::Dropped {
                 batch.dropped += 1;
             }
         }
+        self.scratches().push(scratch);
         batch
+    }
+
+    fn scratches(&self) -> std::sync::MutexGuard<'_, Vec<Scratch>> {
+        self.scratches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds `record` to `batch`. A record without a value (a tombstone) is decoded as an empty message,
@@ -187,23 +245,23 @@ impl Processor {
     /// is reused from record to record.
     pub fn process(
         &self,
-        record: &Record,
+        record: &Record<'_>,
         now: chrono::DateTime<Utc>,
         scratch: &mut Scratch,
         batch: &mut Batch,
     ) -> Processed {
         batch.records += 1;
-        let mut event = self.compiled.codec.decode(record.value.as_deref().unwrap_or_default(), now);
+        let mut event = self.compiled.codec.decode(record.value.unwrap_or_default(), now);
         if let Some(direct) = &self.compiled.direct {
-            let (memo, user_agents) = (&mut scratch.direct, &mut scratch.user_agents);
-            match direct.encode(&event, record, &self.compiled.routes, memo, user_agents, &mut batch.bulk) {
+            let (memo, shared) = (&mut scratch.direct, &mut scratch.shared);
+            match direct.encode(&event, record, &self.compiled.routes, memo, shared, &mut batch.bulk) {
                 Some(Encoded::Dropped) => return Processed::Dropped,
                 Some(Encoded::Document { id }) => return push_item(batch, scratch.direct.index(), id, record),
                 None => {}
             }
         }
         let index = &mut scratch.index;
-        let doc_id = |event: &Event| DocId::of(event, &record.topic, record.partition, record.offset).into_string();
+        let doc_id = |event: &Event| DocId::of(event, record.topic, record.partition, record.offset).into_string();
         let early_id = self.id_before_filters.then(|| doc_id(&event));
         self.compiled.filters.apply(&mut event);
         match self.compiled.routes.route(&event, index) {
@@ -222,7 +280,7 @@ impl Processor {
 }
 
 /// Adds the item of the document just appended to `batch`'s body.
-fn push_item(batch: &mut Batch, index: &str, id: String, record: &Record) -> Processed {
+fn push_item(batch: &mut Batch, index: &str, id: String, record: &Record<'_>) -> Processed {
     let index = match batch.items.last() {
         Some(last) if *last.index == *index => last.index.clone(),
         _ => Arc::from(index),
@@ -251,12 +309,7 @@ mod tests {
     pub(crate) fn records(topic: &Arc<str>, values: &[(i32, i64, Option<&[u8]>)]) -> RecordBatch {
         let mut batch = RecordBatch::default();
         for (partition, offset, value) in values {
-            batch.push(Record {
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
-                value: value.map(<[u8]>::to_vec),
-            });
+            batch.push(topic, *partition, *offset, *value);
         }
         batch
     }

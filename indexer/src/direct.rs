@@ -21,6 +21,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::batch::Record;
 use crate::bulk::{BulkRequest, DocId};
@@ -79,10 +80,10 @@ impl DirectNginx {
     pub fn encode(
         &self,
         event: &Event,
-        record: &Record,
+        record: &Record<'_>,
         routes: &RouteTable,
         memo: &mut Memo,
-        user_agents: &mut UserAgents,
+        shared: &mut SharedObjects,
         bulk: &mut BulkRequest,
     ) -> Option<Encoded> {
         let raw = event.raw_only()?;
@@ -102,12 +103,14 @@ impl DirectNginx {
         let kept_created = old_event.as_ref().is_some_and(|m| m.iter().any(|(k, ..)| *k == "created"));
         let created = if kept_created { None } else { Some(raw.json(TIMESTAMP)?) };
         let source = match parsed.client_ip {
-            Some(ip) if self.nginx.looks_up_addresses() => Some(self.nginx.shared_source(parsed.client, ip)?),
+            Some(ip) if self.nginx.looks_up_addresses() => {
+                Some(shared.sources.get(parsed.client, || self.nginx.shared_source(parsed.client, ip))?)
+            }
             _ => None,
         };
         let user_agent = match parsed.user_agent() {
             Some(original) if self.nginx.parses_user_agents() => {
-                Some(user_agents.get(original, || self.nginx.shared_user_agent(original))?)
+                Some(shared.user_agents.get(original, || self.nginx.shared_user_agent(original))?)
             }
             _ => None,
         };
@@ -118,7 +121,7 @@ impl DirectNginx {
         // `event.id` read from the members found above rather than walked to again (as `DocId::of` would).
         let event_id = old_event.as_ref().and_then(|members| members.iter().find(|(k, ..)| *k == "id"));
         let event_id = event_id.and_then(|(.., value)| json_text::string(value));
-        let id = DocId::with_event_id(event_id, &record.topic, record.partition, record.offset).into_string();
+        let id = DocId::with_event_id(event_id, record.topic, record.partition, record.offset).into_string();
         memo.set(routes, routed, time);
         let fields = parsed.fields(created, source.is_some(), user_agent.is_some());
         // The fields' objects come in key order; each shared object goes in at its place.
@@ -126,9 +129,9 @@ impl DirectNginx {
         // of them): growing the list cost a reallocation per event (470 instructions, callgrind).
         let mut added: Vec<Added> = Vec::with_capacity(OBJECTS.len() + 1);
         added.extend(fields.objects().map(Added::Fields));
-        for shared in [source.as_deref(), user_agent].into_iter().flatten() {
-            let at = added.partition_point(|a| key_cmp(a.key().as_bytes(), shared.key().as_bytes()).is_lt());
-            added.insert(at, Added::Shared(shared));
+        for object in [source, user_agent].into_iter().flatten() {
+            let at = added.partition_point(|a| key_cmp(a.key().as_bytes(), object.key().as_bytes()).is_lt());
+            added.insert(at, Added::Shared(object));
         }
         let document = Document { raw, time: &memo.timestamp, old_event: old_event.as_deref() };
         bulk.push_written(&memo.index, &id, |out| document.write(out, &added));
@@ -173,43 +176,48 @@ impl Memo {
     }
 }
 
-/// The `user_agent` objects of the user agents a batch has seen, by the agent's text, so most documents
-/// take theirs from here rather than from the parser's shared cache. That cache's look-up takes a lock and
-/// counts references to the answer and to its object; with both workers on the same few agents, each of
-/// those moved a cache line from one core to the other. An object depends only on the agent's text, so
-/// the documents are the same either way. At most [`UserAgents::MAX`] are kept, the oldest replaced
-/// first.
+/// The enrichments' finished objects a worker has seen, by the text they were made from: `user_agent` by
+/// the agent's text, `source` by the client's address. Most documents take theirs from here rather than
+/// from the enrichment's shared cache, whose look-up takes a shard lock and counts references to the
+/// answer and to its object: with both workers on the same addresses and agents, each of those moved a
+/// cache line from one core to the other (perf put 6 % of the indexer's CPU in the `source` look-up
+/// alone). An object depends only on its text, so the documents are the same either way. Kept from one
+/// batch to the next (see `Processor`).
 #[derive(Debug, Default)]
-pub struct UserAgents {
-    seen: Vec<(Box<str>, Arc<SharedObject>)>,
-    /// Where the next new agent goes once `seen` is full.
-    next: usize,
+pub struct SharedObjects {
+    user_agents: ByText,
+    sources: ByText,
 }
 
-impl UserAgents {
-    /// A busy site's most common agents; more would make the search longer than the cache's look-up.
-    /// A batch of many more different agents pays that search on top of the look-up for each new one.
-    const MAX: usize = 64;
+/// Objects by text in a fixed table of [`ByText::BUCKETS`] buckets of two, the one used last first: a new
+/// text takes the place of the other. A look-up is a hash and at most two comparisons, and memory stays
+/// bounded whatever the traffic.
+#[derive(Debug, Default)]
+struct ByText {
+    /// Empty until the first look-up.
+    slots: Vec<Option<(Box<str>, Arc<SharedObject>)>>,
+}
 
-    /// The object for `original`, from `share` when this batch has not seen it (`None` when `share` gives
-    /// none, which is not kept).
-    fn get(&mut self, original: &str, share: impl FnOnce() -> Option<Arc<SharedObject>>) -> Option<&SharedObject> {
-        let at = match self.seen.iter().position(|(seen, _)| **seen == *original) {
-            Some(at) => at,
-            None => {
-                let entry = (Box::from(original), share()?);
-                if self.seen.len() < Self::MAX {
-                    self.seen.push(entry);
-                    self.seen.len() - 1
-                } else {
-                    let at = self.next;
-                    self.seen[at] = entry;
-                    self.next = (at + 1) % Self::MAX;
-                    at
-                }
+impl ByText {
+    /// 4,096 buckets: a busy site's addresses mostly fit, and the table is 192 KiB.
+    const BUCKETS: usize = 4096;
+
+    /// The object for `text`, from `share` when it is not kept (`None` when `share` gives none, which
+    /// is not kept).
+    fn get(&mut self, text: &str, share: impl FnOnce() -> Option<Arc<SharedObject>>) -> Option<&SharedObject> {
+        if self.slots.is_empty() {
+            self.slots.resize_with(2 * Self::BUCKETS, || None);
+        }
+        let at = 2 * (xxh3_64(text.as_bytes()) as usize % Self::BUCKETS);
+        let bucket = &mut self.slots[at..at + 2];
+        let kept = |slot: &Option<(Box<str>, Arc<SharedObject>)>| slot.as_ref().is_some_and(|(t, _)| **t == *text);
+        if !kept(&bucket[0]) {
+            if !kept(&bucket[1]) {
+                bucket[1] = Some((Box::from(text), share()?));
             }
-        };
-        Some(&self.seen[at].1)
+            bucket.swap(0, 1);
+        }
+        bucket[0].as_ref().map(|(_, object)| &**object)
     }
 }
 
@@ -352,8 +360,7 @@ mod tests {
         let topic: Arc<str> = "nginx".into();
         let (mut batch, mut scratch) = (Batch::new(1), Scratch::default());
         for (offset, value) in values.iter().enumerate() {
-            let record =
-                Record { topic: topic.clone(), partition: 0, offset: offset as i64, value: Some(value.clone()) };
+            let record = Record { topic: &topic, partition: 0, offset: offset as i64, value: Some(value) };
             processor.process(&record, now(), &mut scratch, &mut batch);
         }
         batch
@@ -363,51 +370,53 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc)
     }
 
-    /// The batch's agents: each agent's own object, asked for once while it is kept, the oldest replaced
-    /// once `MAX` are kept, and nothing kept for an agent without one.
+    /// Each text's own object, asked for once while it is kept; a third text of a bucket takes the place
+    /// of the one of its two used longest ago; nothing kept for a text without one.
     #[test]
-    fn user_agents_are_kept_per_agent_and_the_oldest_replaced() {
-        let object = |ua: &str| {
-            SharedObject::new("user_agent", serde_json::json!({ "original": ua }).as_object().unwrap().clone())
-        };
-        let mut agents = UserAgents::default();
-        let asked = std::cell::Cell::new(0);
-        let get = |agents: &mut UserAgents, ua: &str| {
-            agents
-                .get(ua, || {
-                    asked.set(asked.get() + 1);
-                    Some(object(ua))
-                })
-                .map(|o| o.value()["original"].as_str().unwrap().to_string())
-        };
-        let names: Vec<String> = (0..UserAgents::MAX + 10).map(|i| format!("agent {i}")).collect();
+    fn shared_objects_are_kept_by_text_two_to_a_bucket() {
+        fn get(kept: &mut ByText, asked: &mut usize, text: &str) -> Option<String> {
+            let object = kept.get(text, || {
+                *asked += 1;
+                Some(SharedObject::new("user_agent", json!({ "original": text }).as_object().unwrap().clone()))
+            });
+            object.map(|o| o.value()["original"].as_str().unwrap().to_string())
+        }
+        let (mut kept, mut asked) = (ByText::default(), 0);
+        let bucket = |text: &str| xxh3_64(text.as_bytes()) as usize % ByText::BUCKETS;
+        let texts: Vec<String> = (0..100).map(|i| format!("agent {i}")).collect();
+        assert!(texts.iter().all(|t| texts.iter().filter(|u| bucket(u) == bucket(t)).count() <= 2));
         for round in 0..2 {
-            for name in &names[..UserAgents::MAX] {
-                assert_eq!(get(&mut agents, name).as_deref(), Some(name.as_str()), "round {round}");
+            for text in &texts {
+                assert_eq!(get(&mut kept, &mut asked, text).as_deref(), Some(text.as_str()), "round {round}");
             }
         }
-        assert_eq!(asked.get(), UserAgents::MAX, "each kept agent asked for once");
-        for name in &names[UserAgents::MAX..] {
-            assert_eq!(get(&mut agents, name).as_deref(), Some(name.as_str()));
+        assert_eq!(asked, texts.len(), "each text asked for once");
+        // Three texts of one bucket, a, b and c: c takes the place of a, used longest ago.
+        let first = bucket(&texts[0]);
+        let mut same = (0..).map(|i| format!("other {i}")).filter(|t| bucket(t) == first);
+        let (a, b, c) = (same.next().unwrap(), same.next().unwrap(), same.next().unwrap());
+        for text in [&a, &b, &a, &b, &c] {
+            assert_eq!(get(&mut kept, &mut asked, text).as_deref(), Some(text.as_str()));
         }
-        assert_eq!(asked.get(), UserAgents::MAX + 10);
-        // The ten oldest made room; the others are still kept.
-        assert_eq!(get(&mut agents, &names[10]).as_deref(), Some(names[10].as_str()));
-        assert_eq!(asked.get(), UserAgents::MAX + 10);
-        assert_eq!(get(&mut agents, &names[0]).as_deref(), Some(names[0].as_str()));
-        assert_eq!(asked.get(), UserAgents::MAX + 11);
-        assert!(agents.get("none", || None).is_none());
-        assert!(!agents.seen.iter().any(|(ua, _)| &**ua == "none"));
+        let before = asked;
+        for text in [&b, &c, &b] {
+            get(&mut kept, &mut asked, text);
+        }
+        assert_eq!(asked, before, "b and c kept");
+        get(&mut kept, &mut asked, &a);
+        assert_eq!(asked, before + 1, "a asked for again");
+        assert!(kept.get("none", || None).is_none());
+        assert!(!kept.slots.iter().flatten().any(|(text, _)| &**text == "none"));
     }
 
     /// Whether the direct encoder takes `value` (and what it writes, which the comparison checks).
     fn takes(compiled: &Compiled, value: &[u8]) -> bool {
         let direct = compiled.direct.as_ref().expect("the pipeline is encoded directly");
         let event = compiled.codec.decode(value, now());
-        let record = Record { topic: "t".into(), partition: 0, offset: 0, value: Some(value.to_vec()) };
+        let record = Record { topic: &"t".into(), partition: 0, offset: 0, value: Some(value) };
         let mut bulk = BulkRequest::new();
-        let (mut memo, mut user_agents) = (Memo::default(), UserAgents::default());
-        direct.encode(&event, &record, &compiled.routes, &mut memo, &mut user_agents, &mut bulk).is_some()
+        let (mut memo, mut shared) = (Memo::default(), SharedObjects::default());
+        direct.encode(&event, &record, &compiled.routes, &mut memo, &mut shared, &mut bulk).is_some()
     }
 
     /// Processes `values` (twice over, so that enrichment answers are seen first and then cached) with

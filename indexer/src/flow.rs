@@ -16,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Processor, Record, RecordBatch};
+use crate::batch::{Processor, RecordBatch};
 use crate::dead_letter::DeadLetterTopic;
 use crate::output::Outputs;
 use crate::stats::Stats;
@@ -91,20 +91,14 @@ impl Flow {
     /// Adds a consumed record to the open batch.
     pub fn add(&mut self, message: &BorrowedMessage<'_>) {
         let name = message.topic();
-        let topic = match self.topics.iter().find(|t| ***t == *name) {
-            Some(t) => t.clone(),
+        let topic = match self.topics.iter().position(|t| **t == *name) {
+            Some(i) => &self.topics[i],
             None => {
-                let t: Arc<str> = name.into();
-                self.topics.push(t.clone());
-                t
+                self.topics.push(name.into());
+                &self.topics[self.topics.len() - 1]
             }
         };
-        self.batch.push(Record {
-            topic,
-            partition: message.partition(),
-            offset: message.offset(),
-            value: message.payload().map(<[u8]>::to_vec),
-        });
+        self.batch.push(topic, message.partition(), message.offset(), message.payload());
     }
 
     /// Whether another batch may be sent now.
@@ -137,7 +131,9 @@ impl Flow {
         if self.batch.is_empty() {
             return;
         }
-        let records = std::mem::take(&mut self.batch);
+        // The next batch's values buffer sized as this one's: a batch is mostly as large as the last.
+        let next = RecordBatch::with_capacity(self.batch.value_bytes());
+        let records = std::mem::replace(&mut self.batch, next);
         let id = self.next_id;
         self.next_id += 1;
         for (partition, last) in records.covers() {

@@ -15,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Processor, Record, RecordBatch};
+use crate::batch::{Processor, RecordBatch};
 
 use crate::consumer::client_config;
 use crate::error::{Error, Result};
@@ -89,12 +89,7 @@ pub async fn replay(
                 open.remove(&p);
                 continue;
             }
-            records.push(Record {
-                topic: topic_name.clone(),
-                partition: p,
-                offset,
-                value: message.payload().map(<[u8]>::to_vec),
-            });
+            records.push(&topic_name, p, offset, message.payload());
             if offset + 1 >= end {
                 open.remove(&p);
             }

@@ -290,7 +290,7 @@ pub(super) async fn deliver(output: Arc<FileOutput>, batch: Arc<Batch>, stop: &C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Processor, Record, RecordBatch};
+    use crate::batch::{Processor, RecordBatch};
     use crate::config::{Compiled, IndexerConfig};
 
     fn batch(ids: &[&str]) -> Batch {
@@ -301,12 +301,7 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             let value =
                 format!(r#"{{"@timestamp":"2026-11-21T01:00:00.000Z","message":"m{i}","event":{{"id":"{id}"}}}}"#);
-            records.push(Record {
-                topic: topic.clone(),
-                partition: 0,
-                offset: i as i64,
-                value: Some(value.into_bytes()),
-            });
+            records.push(&topic, 0, i as i64, Some(value.as_bytes()));
         }
         p.build(1, records)
     }
