@@ -216,10 +216,10 @@ fn processor(records: &Records, config: &IndexerConfig, partitions: i32) -> Resu
         if raw.len() >= max {
             id += 1;
             let next = RecordBatch::with_capacity(raw.value_bytes());
-            documents += processor.build(id, std::mem::replace(&mut raw, next)).items.len();
+            documents += processor.build(id, std::mem::replace(&mut raw, next)).items().len();
         }
     }
-    documents += processor.build(id + 1, raw).items.len();
+    documents += processor.build(id + 1, raw).items().len();
     Ok((Rate::new(clock.elapsed(), records.len(), records.bytes()), documents))
 }
 

@@ -120,13 +120,12 @@ impl RecordBatch {
     }
 }
 
-/// One document of a batch, in bulk order.
-#[derive(Debug, Clone)]
-pub struct Item {
-    /// Shared by the items of a run of one index.
-    pub index: Arc<str>,
-    pub id: String,
-    pub topic: Arc<str>,
+/// One document of a batch: where it goes and where its record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item<'a> {
+    pub index: &'a str,
+    pub id: &'a str,
+    pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
 }
@@ -136,7 +135,13 @@ pub struct Item {
 pub struct Batch {
     pub id: BatchId,
     pub bulk: BulkRequest,
-    pub items: Vec<Item>,
+    /// The items, in bulk order. Their ids are kept end to end in `ids`, and their index names and
+    /// topics once per run in `indices` and `topics`: an item allocates nothing and counts no
+    /// reference, and the batch, which the output drops on another thread, is freed at once.
+    items: Vec<Kept>,
+    ids: String,
+    indices: Vec<Box<str>>,
+    topics: Vec<Arc<str>>,
     /// Records consumed into this batch (documents plus dropped records).
     pub records: usize,
     /// Records dropped as unmatched.
@@ -145,9 +150,67 @@ pub struct Batch {
     bodies: Option<Arc<BodyPool>>,
 }
 
+/// An [`Item`] as a [`Batch`] keeps it.
+#[derive(Debug)]
+struct Kept {
+    /// In the batch's `indices` and `topics`.
+    index: u32,
+    topic: u32,
+    /// Where its id ends in the batch's `ids` (the item before it ends where it starts).
+    id_end: usize,
+    partition: i32,
+    offset: i64,
+}
+
 impl Batch {
     pub fn new(id: BatchId) -> Self {
-        Self { id, bulk: BulkRequest::new(), items: Vec::new(), records: 0, dropped: 0, bodies: None }
+        Self {
+            id,
+            bulk: BulkRequest::new(),
+            items: Vec::new(),
+            ids: String::new(),
+            indices: Vec::new(),
+            topics: Vec::new(),
+            records: 0,
+            dropped: 0,
+            bodies: None,
+        }
+    }
+
+    /// Item `i`.
+    pub fn item(&self, i: usize) -> Item<'_> {
+        let kept = &self.items[i];
+        let id_start = if i == 0 { 0 } else { self.items[i - 1].id_end };
+        Item {
+            index: &self.indices[kept.index as usize],
+            id: &self.ids[id_start..kept.id_end],
+            topic: &self.topics[kept.topic as usize],
+            partition: kept.partition,
+            offset: kept.offset,
+        }
+    }
+
+    /// Every item, in bulk order.
+    pub fn items(&self) -> impl ExactSizeIterator<Item = Item<'_>> {
+        (0..self.items.len()).map(|i| self.item(i))
+    }
+
+    /// Adds the item of the document just appended to the body.
+    fn push_item(&mut self, index: &str, id: &str, record: &Record<'_>) {
+        if self.indices.last().is_none_or(|last| **last != *index) {
+            self.indices.push(index.into());
+        }
+        if self.topics.last().is_none_or(|last| !Arc::ptr_eq(last, record.topic)) {
+            self.topics.push(record.topic.clone());
+        }
+        self.ids.push_str(id);
+        self.items.push(Kept {
+            index: (self.indices.len() - 1) as u32,
+            topic: (self.topics.len() - 1) as u32,
+            id_end: self.ids.len(),
+            partition: record.partition,
+            offset: record.offset,
+        });
     }
 
     /// The document (second NDJSON line) of item `i`.
@@ -225,6 +288,8 @@ impl Processor {
             None => BulkRequest::with_capacity(capacity),
         };
         batch.items.reserve(records.len());
+        // An event's id is 32 characters as the agent writes it.
+        batch.ids.reserve(records.len() * 32);
         let now = Utc::now();
         let mut scratch = self.scratches().pop().unwrap_or_default();
         for record in records.records() {
@@ -256,7 +321,10 @@ impl Processor {
             let (memo, shared) = (&mut scratch.direct, &mut scratch.shared);
             match direct.encode(&event, record, &self.compiled.routes, memo, shared, &mut batch.bulk) {
                 Some(Encoded::Dropped) => return Processed::Dropped,
-                Some(Encoded::Document { id }) => return push_item(batch, scratch.direct.index(), id, record),
+                Some(Encoded::Document { id }) => {
+                    batch.push_item(scratch.direct.index(), &id, record);
+                    return Processed::Document;
+                }
                 None => {}
             }
         }
@@ -275,24 +343,9 @@ impl Processor {
         }
         let id = early_id.unwrap_or_else(|| doc_id(&event));
         batch.bulk.push(index, &id, &event).expect("a JSON map always serializes");
-        push_item(batch, index, id, record)
+        batch.push_item(index, &id, record);
+        Processed::Document
     }
-}
-
-/// Adds the item of the document just appended to `batch`'s body.
-fn push_item(batch: &mut Batch, index: &str, id: String, record: &Record<'_>) -> Processed {
-    let index = match batch.items.last() {
-        Some(last) if *last.index == *index => last.index.clone(),
-        _ => Arc::from(index),
-    };
-    batch.items.push(Item {
-        index,
-        id,
-        topic: record.topic.clone(),
-        partition: record.partition,
-        offset: record.offset,
-    });
-    Processed::Document
 }
 
 #[cfg(test)]
@@ -341,10 +394,10 @@ mod tests {
         );
         let batch = p.build(7, raw);
         assert_eq!((batch.id, batch.records, batch.dropped), (7, 3, 1));
-        assert_eq!(batch.items.len(), 2);
-        assert_eq!(&*batch.items[0].index, "a-2026.11.20");
-        assert_eq!(batch.items[0].id, "e1");
-        assert_eq!(batch.items[1].id, "nginx-0-3");
+        assert_eq!(batch.items().len(), 2);
+        assert_eq!(batch.item(0).index, "a-2026.11.20");
+        assert_eq!(batch.item(0).id, "e1");
+        assert_eq!(batch.item(1).id, "nginx-0-3");
         assert_eq!(
             batch.document(0),
             br#"{"@timestamp":"2026-11-20T23:59:59.000Z","event":{"id":"e1"},"message":"m","tags":["access"]}"#
@@ -369,7 +422,7 @@ mod tests {
             let p = processor(filters);
             assert_eq!(p.id_before_filters, before, "{filters}");
             let batch = p.build(1, records(&topic, &[(0, 0, Some(&record))]));
-            assert_eq!(batch.items[0].id, id, "{filters}");
+            assert_eq!(batch.item(0).id, id, "{filters}");
         }
     }
 
@@ -378,7 +431,7 @@ mod tests {
         let p = processor("");
         let topic: Arc<str> = "t".into();
         let batch = p.build(1, records(&topic, &[(0, 0, None), (0, 1, Some(b"not json {"))]));
-        assert_eq!(batch.items.len(), 2);
+        assert_eq!(batch.items().len(), 2);
         let doc: serde_json::Value = serde_json::from_slice(batch.document(1)).unwrap();
         assert_eq!(doc["message"], "not json {");
         assert_eq!(doc["tags"][0], "_jsonparsefailure");

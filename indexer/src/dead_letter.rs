@@ -53,17 +53,17 @@ impl DeadLetterTopic {
 
     /// The dead-letter record value for item `i` of `batch`.
     pub fn value(batch: &Batch, i: usize, reason: &str) -> Vec<u8> {
-        let item = &batch.items[i];
+        let item = batch.item(i);
         let mut value = Vec::with_capacity(batch.document(i).len() + 256);
         let json = |v: &mut Vec<u8>, s: &str| serde_json::to_writer(v, s).expect("strings serialize");
         value.extend_from_slice(br#"{"reason":"#);
         json(&mut value, reason);
         value.extend_from_slice(br#","index":"#);
-        json(&mut value, &item.index);
+        json(&mut value, item.index);
         value.extend_from_slice(br#","_id":"#);
-        json(&mut value, &item.id);
+        json(&mut value, item.id);
         value.extend_from_slice(br#","topic":"#);
-        json(&mut value, &item.topic);
+        json(&mut value, item.topic);
         value.extend_from_slice(
             format!(r#","partition":{},"offset":{},"event":"#, item.partition, item.offset).as_bytes(),
         );
@@ -76,7 +76,7 @@ impl DeadLetterTopic {
     pub async fn send(&self, batch: &Batch, dead: &DeadLetters, stop: &CancellationToken) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         for (i, reason) in dead {
-            let item = &batch.items[*i];
+            let item = batch.item(*i);
             let topic = format!("{}{}", item.topic, self.suffix);
             let value = Self::value(batch, *i, reason);
             loop {

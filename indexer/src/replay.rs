@@ -100,11 +100,11 @@ pub async fn replay(
         report.records += records.len() as u64;
         batch_id += 1;
         let batch = Arc::new(processor.build(batch_id, records));
-        for item in &batch.items {
+        for item in batch.items() {
             *report.documents.entry(item.index.to_string()).or_default() += 1;
         }
         let Some(refused) = outputs.deliver(batch.clone(), stop).await else { break };
-        report.refused.extend(refused.into_iter().map(|(i, reason)| (batch.items[i].id.clone(), reason)));
+        report.refused.extend(refused.into_iter().map(|(i, reason)| (batch.item(i).id.to_string(), reason)));
     }
     Ok(report)
 }

@@ -288,13 +288,13 @@ impl Elasticsearch {
         // The first request sends the batch's body itself, shared rather than copied.
         let whole = Bytes::from_owner(BulkBody(batch.clone()));
         // Batch positions of the items still to send; the first request is the batch's own body.
-        let mut pending: Vec<usize> = (0..batch.items.len()).collect();
+        let mut pending: Vec<usize> = (0..batch.items().len()).collect();
         let mut retry_body = BulkRequest::new();
         let mut retried = Vec::new();
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         while !pending.is_empty() {
             let host = self.pick_host();
-            let body = if pending.len() == batch.items.len() {
+            let body = if pending.len() == batch.items().len() {
                 whole.clone()
             } else {
                 retry_body.clear();
@@ -406,12 +406,12 @@ impl Elasticsearch {
     fn count(&self, batch: &Batch, dead: &DeadLetters, retried: &[usize]) {
         let mut counts = count_by_index(batch, |c| c.indexed += 1);
         for (i, _) in dead {
-            let c = counts.entry(&*batch.items[*i].index).or_insert_with(IndexCounts::default);
+            let c = counts.entry(batch.item(*i).index).or_insert_with(IndexCounts::default);
             c.indexed -= 1;
             c.dead_lettered += 1;
         }
         for &i in retried {
-            counts.entry(&*batch.items[i].index).or_default().retried += 1;
+            counts.entry(batch.item(i).index).or_default().retried += 1;
         }
         self.stats.add(counts);
     }

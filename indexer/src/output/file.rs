@@ -137,8 +137,8 @@ impl FileOutput {
         touched: &mut Vec<String>,
     ) -> Result<usize> {
         let mut written = 0;
-        for (i, item) in batch.items.iter().enumerate() {
-            let index = &*item.index;
+        for (i, item) in batch.items().enumerate() {
+            let index = item.index;
             if !files.contains_key(index) {
                 let file = IndexFile::open(&self.path_of(index), self.dedupe_window)?;
                 files.insert(index.to_string(), file);
@@ -151,7 +151,7 @@ impl FileOutput {
                 continue;
             }
             file.pending.extend_from_slice(br#"{"_id":"#);
-            serde_json::to_writer(&mut file.pending, &item.id)?;
+            serde_json::to_writer(&mut file.pending, item.id)?;
             let doc = batch.document(i);
             match doc.strip_prefix(b"{") {
                 Some(rest) if rest != b"}" => {
@@ -163,7 +163,7 @@ impl FileOutput {
             file.pending.push(b'\n');
             file.unsynced = true;
             if file.pending.len() >= PENDING_MAX {
-                file.flush(false).map_err(|e| self.write_error(&item.index, e))?;
+                file.flush(false).map_err(|e| self.write_error(item.index, e))?;
             }
             written += 1;
         }

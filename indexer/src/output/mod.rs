@@ -142,8 +142,8 @@ pub(crate) fn index_pattern(template: &str) -> Option<String> {
 /// Applies `add` once per item to its index's counts.
 pub(crate) fn count_by_index(batch: &Batch, add: impl Fn(&mut IndexCounts)) -> BTreeMap<&str, IndexCounts> {
     let mut counts: BTreeMap<&str, IndexCounts> = BTreeMap::new();
-    for item in &batch.items {
-        add(counts.entry(&*item.index).or_default());
+    for item in batch.items() {
+        add(counts.entry(item.index).or_default());
     }
     counts
 }
