@@ -61,7 +61,7 @@ struct Gathered {
 const ACTION_BYTES: usize = 96;
 
 impl RecordBatch {
-    /// An empty batch with room for `value_bytes` of values, so the buffer is not copied to grow.
+    /// An empty batch with room for `value_bytes` of values (beyond them, the buffer is copied to grow).
     pub fn with_capacity(value_bytes: usize) -> Self {
         Self { values: Vec::with_capacity(value_bytes), ..Self::default() }
     }
