@@ -240,7 +240,8 @@ pub enum Processed {
     Dropped,
 }
 
-/// What a worker reuses from one record to the next, and from one batch to the next.
+/// What a batch's records reuse from one to the next; it then goes back to the [`Processor`]'s pool for a
+/// later batch.
 #[derive(Debug, Default)]
 pub struct Scratch {
     /// The index name's buffer (routing allocates only when a name outgrows it).
