@@ -215,7 +215,7 @@ fn processor(records: &Records, config: &IndexerConfig, partitions: i32) -> Resu
         raw.push(&topic, partition, offset, Some(value));
         if raw.len() >= max {
             id += 1;
-            let next = RecordBatch::with_capacity(raw.value_bytes());
+            let next = raw.next();
             documents += processor.build(id, std::mem::replace(&mut raw, next)).items().len();
         }
     }

@@ -61,14 +61,11 @@ struct Gathered {
 const ACTION_BYTES: usize = 96;
 
 impl RecordBatch {
-    /// An empty batch with room for `value_bytes` of values (beyond them, the buffer is copied to grow).
-    pub fn with_capacity(value_bytes: usize) -> Self {
-        Self { values: Vec::with_capacity(value_bytes), ..Self::default() }
-    }
-
-    /// Bytes of values held, to size the next batch with.
-    pub fn value_bytes(&self) -> usize {
-        self.values.len()
+    /// An empty batch to gather after this one, with room for a quarter more values than this one holds:
+    /// a batch is mostly about as large as the last, and growing the buffer would copy it.
+    pub fn next(&self) -> Self {
+        let bytes = self.values.len();
+        Self { values: Vec::with_capacity(bytes + bytes / 4), ..Self::default() }
     }
 
     /// Adds a copy of a record (`value` `None` for a tombstone).

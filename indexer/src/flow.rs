@@ -131,10 +131,7 @@ impl Flow {
         if self.batch.is_empty() {
             return;
         }
-        // The next batch's values buffer sized as this one's and a quarter: a batch is mostly about as
-        // large as the last, and growing the buffer would copy it on this thread.
-        let bytes = self.batch.value_bytes();
-        let next = RecordBatch::with_capacity(bytes + bytes / 4);
+        let next = self.batch.next();
         let records = std::mem::replace(&mut self.batch, next);
         let id = self.next_id;
         self.next_id += 1;
