@@ -1,17 +1,20 @@
-//! The Kafka input: a librdkafka consumer-group member with manual commits, and the loop that feeds
-//! its records into the [`Flow`]. It runs on its own thread, because librdkafka calls the rebalance
-//! callback from inside `poll`, and that callback must be able to wait.
+//! The Kafka input: a librdkafka consumer-group member with manual commits, the [`Fetcher`] that
+//! reads its partitions, and the loop that feeds their records into the [`Flow`]. It runs on its own
+//! thread, because librdkafka calls the rebalance callback from inside `poll`, and that callback must be
+//! able to wait.
 //!
+//! - librdkafka joins the group, heartbeats, takes assignments and commits; every partition it assigns
+//!   is paused at once, so it never fetches. The fetcher reads them (see `fetch`).
 //! - `enable.auto.commit = false`: offsets are committed by the flow, only once safe.
-//! - Before partitions are revoked (a rebalance, or leaving the group) the open batch is sent, the
-//!   batches holding their records are awaited (up to `revoke_timeout`), and what is safe is committed
-//!   synchronously, so the next owner starts right after the last indexed event.
-//! - While `concurrency` batches are in flight no more records are read. If that lasts (Elasticsearch
-//!   slow or down), the assignment is paused and polling continues, so the member keeps its place in the
-//!   group (`max.poll.interval.ms`). The pause is applied again to every new assignment ([`PauseSwitch`]):
-//!   librdkafka keeps it on the partition across a rebalance.
-//! - `auto_offset_reset = none` maps to librdkafka's `error` policy: the first partition without a
-//!   committed offset stops the indexer with [`Error::NoCommittedOffset`].
+//! - Before partitions are revoked (a rebalance, or leaving the group) the fetcher drops what it holds
+//!   of them, the open batch is sent, the batches holding their records are awaited (up to
+//!   `revoke_timeout`), and what is safe is committed synchronously, so the next owner starts right
+//!   after the last indexed event.
+//! - While `concurrency` batches are in flight nothing more is fetched; the loop still polls librdkafka,
+//!   so the member keeps its place in the group (`max.poll.interval.ms`) however long Elasticsearch is
+//!   slow or down.
+//! - `auto_offset_reset = none`: the first partition without a committed offset stops the indexer with
+//!   [`Error::NoCommittedOffset`].
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,32 +23,30 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::TopicPartitionList;
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AutoOffsetReset, InputConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::fetch::Fetcher;
 use crate::flow::Flow;
-use crate::pause::PauseSwitch;
 use crate::tracker::TopicPartition;
 
 /// How long a revocation waits for in-flight batches of the revoked partitions.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the outputs may be saturated before the assignment is paused.
-const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 pub struct IndexerContext {
     flow: Arc<Mutex<Flow>>,
     /// Set once the indexer has settled and committed for good; later revocations have nothing to do.
     closing: std::sync::atomic::AtomicBool,
-    /// Whether the assignment is paused (outputs saturated), applied again to each new assignment.
-    pause: PauseSwitch,
+    fetcher: Mutex<Fetcher>,
 }
 
-fn lock(flow: &Mutex<Flow>) -> MutexGuard<'_, Flow> {
-    flow.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn partitions(list: &TopicPartitionList) -> BTreeSet<TopicPartition> {
@@ -72,6 +73,7 @@ impl ConsumerContext for IndexerContext {
         match rebalance {
             Rebalance::Revoke(list) if !self.closing.load(std::sync::atomic::Ordering::Relaxed) => {
                 let revoked = partitions(list);
+                lock(&self.fetcher).revoke(&revoked);
                 let mut flow = lock(&self.flow);
                 flow.settle(Some(&revoked), Instant::now() + REVOKE_TIMEOUT);
                 flow.commit(consumer, CommitMode::Sync);
@@ -86,7 +88,14 @@ impl ConsumerContext for IndexerContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            self.pause.on_assigned(consumer, list);
+            // librdkafka would fetch them too: paused, it does not. The pause stays on the partition
+            // across rebalances; each assignment is paused again all the same.
+            if list.count() > 0 {
+                if let Err(e) = consumer.pause(list) {
+                    tracing::warn!("cannot pause librdkafka's fetching of the assignment: {e}");
+                }
+            }
+            lock(&self.fetcher).assign(partitions(list));
         }
     }
 }
@@ -100,15 +109,8 @@ pub fn client_config(input: &InputConfig) -> Result<ClientConfig> {
         .set("client.id", &input.client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        // librdkafka stops fetching a partition whose local queue is full and looks again only after
-        // this long (1 s by default); the indexer drains a full queue faster than that, and every
-        // refill cost a half-second stall.
-        .set("fetch.queue.backoff.ms", "20")
-        // librdkafka prefetches up to 64 MiB into its local queue by default; under a burst that is RAM
-        // holding what the broker already holds on disk, and more than the setting says: the appliance's
-        // peak during a full-speed catch-up of 1,000,000 lines fell by about 30 MiB from 4 MiB to 1 MiB
-        // (160–165 → 128–133 MiB, three runs each, the same CPU per line), 60 from 16 MiB.
-        // `[indexer.input.librdkafka]` can raise it.
+        // The partitions are paused (the fetcher reads them); should a fetch slip in before the pause,
+        // it holds little.
         .set("queued.max.messages.kbytes", "1024")
         .set(
             "auto.offset.reset",
@@ -160,21 +162,19 @@ fn consume_once(
     shutdown: &CancellationToken,
     shutdown_timeout: Duration,
 ) -> Result<Ended> {
-    let context = IndexerContext { flow: flow.clone(), closing: false.into(), pause: PauseSwitch::default() };
+    let fetcher = Mutex::new(Fetcher::new(input, Handle::current())?);
+    let context = IndexerContext { flow: flow.clone(), closing: false.into(), fetcher };
     let consumer: BaseConsumer<IndexerContext> = client_config(input)?.create_with_context(context)?;
     let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(group = %input.group_id, topics = ?topics, "consuming");
 
-    let mut full_since: Option<Instant> = None;
     let mut last_error: Option<String> = None;
-    // A poll's result left for the next turn of the loop (see below).
-    let mut pending = None;
     let ended = loop {
         if shutdown.is_cancelled() {
             break Ended::Done(Ok(()));
         }
-        let (full, timeout) = {
+        let (more, timeout) = {
             let mut f = lock(flow);
             f.drain();
             if f.due() && f.has_capacity() {
@@ -185,56 +185,32 @@ fn consume_once(
                 // Back-pressure: wait for a batch to settle instead of reading more.
                 f.wait_one(Duration::from_millis(50));
             }
-            (!f.has_capacity(), f.poll_timeout())
+            (f.has_capacity(), f.poll_timeout())
         };
-        // Pausing drops librdkafka's prefetched records, so a short wait only stops polling; once the
-        // outputs have been busy for PAUSE_AFTER (Elasticsearch slow or down), the assignment is paused
-        // and polling resumes, to keep the member in the group past `max.poll.interval.ms`.
-        full_since = if full { full_since.or_else(|| Some(Instant::now())) } else { None };
-        let pause = full_since.is_some_and(|t| t.elapsed() >= PAUSE_AFTER);
-        let switch = &consumer.context().pause;
-        if pause != switch.is_paused() {
-            switch.set(&consumer, pause);
+        {
+            let mut fetcher = lock(&consumer.context().fetcher);
+            if let Err(e) = fetcher.prepare(&consumer) {
+                break Ended::Done(Err(e));
+            }
+            // The next fetch goes out before this one's values are handed on, so the broker works
+            // meanwhile.
+            fetcher.request(more);
+            if more {
+                fetcher.feed(&mut lock(flow));
+            }
+            // Waits for the next answer only when nothing else is to be done before it.
+            let idle = more && !fetcher.has_ready();
+            fetcher.receive(if idle { timeout } else { Duration::ZERO });
         }
-        if full && !pause {
-            continue;
-        }
-        let polled = match pending.take() {
-            Some(result) => Some(result),
-            None => consumer.poll(if full { Duration::ZERO } else { timeout }),
-        };
-        match polled {
+        // Rebalances (their callbacks take the locks above), and the client's errors.
+        match consumer.poll(Duration::ZERO) {
             None => {}
             Some(Ok(message)) => {
-                if last_error.take().is_some() {
-                    tracing::info!("consuming again");
-                }
-                // Adds a record; whether the open batch is now full.
-                let add = |message: &BorrowedMessage<'_>| {
-                    let mut f = lock(flow);
-                    f.add(message);
-                    f.is_full()
-                };
-                // Records librdkafka has already fetched are taken without waiting, up to the open
-                // batch's bounds, so the checks above (the completions, the commit, two clock reads)
-                // run once per run of records instead of once per record. The lock is not held across
-                // `poll`: a rebalance callback inside it takes the lock.
-                let mut batch_full = add(&message);
-                while !batch_full {
-                    match consumer.poll(Duration::ZERO) {
-                        Some(Ok(message)) => batch_full = add(&message),
-                        other => {
-                            pending = other;
-                            break;
-                        }
-                    }
-                }
-            }
-            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                break Ended::Done(Err(Error::NoCommittedOffset {
-                    group: input.group_id.clone(),
-                    topics: input.topics.join(", "),
-                }));
+                tracing::debug!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    "librdkafka fetched despite the pause; ignored"
+                );
             }
             Some(Err(e)) => {
                 if let Some((code, reason)) = consumer.client().fatal_error() {

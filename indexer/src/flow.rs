@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -88,9 +87,8 @@ impl Flow {
         }
     }
 
-    /// Adds a consumed record to the open batch.
-    pub fn add(&mut self, message: &BorrowedMessage<'_>) {
-        let name = message.topic();
+    /// Adds a fetched record to the open batch.
+    pub fn add(&mut self, name: &str, partition: i32, offset: i64, value: Option<&[u8]>) {
         let topic = match self.topics.iter().position(|t| **t == *name) {
             Some(i) => &self.topics[i],
             None => {
@@ -98,7 +96,7 @@ impl Flow {
                 &self.topics[self.topics.len() - 1]
             }
         };
-        self.batch.push(topic, message.partition(), message.offset(), message.payload());
+        self.batch.push(topic, partition, offset, value);
     }
 
     /// Whether another batch may be sent now.

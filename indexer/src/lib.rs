@@ -20,9 +20,9 @@
 //! - [`tracker`]: which offsets are safe to commit when batches settle out of order.
 //!
 //! The runtime:
-//! - [`consumer`]: the librdkafka group member, rebalance handling and the poll loop.
+//! - [`consumer`]: the librdkafka group member, rebalance handling and the consumer loop.
+//! - [`fetch`]: the fetch path of the indexer's own: Fetch requests, whole record batches decoded.
 //! - [`flow`]: batches in flight and commits.
-//! - [`pause`]: pausing the assignment while the outputs are saturated, across rebalances.
 //! - [`output`]: Elasticsearch (`reqwest`), NDJSON files, stdout.
 //! - [`dead_letter`]: the `<topic>-dlq` producer.
 //! - [`replay`]: `logpipe replay`, re-indexing a time range of a topic outside the live group.
@@ -42,11 +42,11 @@ mod direct;
 mod enrich;
 mod error;
 mod event;
+mod fetch;
 mod filters;
 mod flow;
 mod json_text;
 mod output;
-mod pause;
 mod raw_entries;
 pub mod replay;
 pub mod retention;

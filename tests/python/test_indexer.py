@@ -12,7 +12,7 @@ The contract under test:
   answered 429/5xx are retried alone; items answered 400/404 go to `<topic>-dlq` (key `_id`, value
   `{"reason","index","_id","topic","partition","offset","event"}`).
 - `auto_offset_reset` earliest | latest | none (none: exit non-zero naming `auto_offset_reset` when the
-  group has no committed offset).
+  group has no committed offset); a committed offset out of range starts again by it.
 - Malformed JSON becomes an event tagged `_jsonparsefailure` with the raw text in `message`.
 - `[indexer.output.file]` writes DIR/<index>.ndjson, each id once even across kill -9.
 """
@@ -508,6 +508,27 @@ def test_auto_offset_reset_none(broker, indexer_factory, es_standin):
     wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=60)
     assert set(es.all_ids()) == want
     assert indexer.stop() == 0
+
+
+@pytest.mark.timeout(180)
+def test_an_out_of_range_committed_offset_starts_again_by_auto_offset_reset(broker, indexer_factory, es_standin):
+    """A committed offset past the log's end (offsets set by hand, a topic made again under the same
+    name) is out of range: the fetch gets OFFSET_OUT_OF_RANGE, the indexer says so naming the partition,
+    and starts again where auto_offset_reset says (earliest here: every record), as librdkafka and the
+    Java client do."""
+    es = es_standin
+    parts = 2
+    topic = new_topic(broker, "out-of-range", parts)
+    group = unique("out-of-range")
+    run = new_run()
+    produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(200)), parts)
+    commit_offsets(broker.bootstrap, group, topic, {p: 1_000_000 for p in range(parts)})
+    indexer = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, auto_offset_reset="earliest",
+                                           elasticsearch=es_output(es.url)))
+    wait_until(lambda: es.count() >= 200, 60, lambda: f"200 documents (have {es.count()})", procs=[indexer])
+    wait_committed_to_end([indexer], broker.bootstrap, group, topic, range(parts), timeout=60)
+    assert set(es.all_ids()) == {event_id(run, i) for i in range(200)}
+    assert f"{topic}/0: offset 1000000 is out of range" in indexer.run_stderr(), indexer.stderr_tail()
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,13 +11,13 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
 
 from agent_support import AgentProcess, agent_toml
 from appliance_support import Stored, expected_indices, summarize
-from indexer_support import (NGINX_FILTERS, NGINX_ROUTES, envelope, es_output, event_id, indexer_toml, new_run,
-                             produce_values, wait_committed_to_end)
+from indexer_support import (FAST_GROUP, NGINX_FILTERS, NGINX_ROUTES, envelope, es_output, event_id, indexer_toml,
+                             new_run, produce_values, wait_committed_to_end)
 from kafka_cluster import KafkaCluster
 from support import child_cmd, close_and_report, unique, wait_until
 
@@ -152,6 +152,44 @@ def test_indexer_replaces_a_fenced_consumer(cluster, indexer_factory, es_standin
     assert set(es.all_ids()) == {event_id(run, i) for i in range(first + second)}
     stats = es.stats()
     assert stats["created"] == first + second and stats["rejected"] == 0, stats
+
+
+@pytest.mark.parametrize("isolation", ["read_committed", "read_uncommitted"])
+def test_indexer_reads_committed_transactions_only(cluster, indexer_factory, es_standin, isolation):
+    """The indexer's fetch path under `isolation.level`: a transactional producer (confluent-kafka)
+    commits a transaction, aborts one and commits a third, across two partitions of the cluster. Under
+    read_committed (the default, as in librdkafka and the Java client) the aborted events are left out;
+    under read_uncommitted they are indexed too. The transaction markers never become documents. The
+    last transaction is committed after the aborted one, so once its events are in, any aborted event
+    would have been read before them."""
+    topic, group, run, partitions = unique("txn"), unique("logpipe-indexer"), new_run(), 2
+    admin = cluster.admin()
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)])[topic].result(60)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": unique("txn-producer"),
+                         "linger.ms": 5, "log_level": 0})
+    producer.init_transactions(60)
+    transactions = [(range(0, 100), True), (range(100, 200), False), (range(200, 300), True)]
+    for seqs, commit in transactions:
+        producer.begin_transaction()
+        for i in seqs:
+            producer.produce(topic, envelope(run, i), partition=i % partitions)
+        producer.flush(60)
+        if commit:
+            producer.commit_transaction(60)
+        else:
+            producer.abort_transaction(60)
+    expected = {event_id(run, i) for seqs, commit in transactions for i in seqs
+                if commit or isolation == "read_uncommitted"}
+    es = es_standin
+    ix = indexer_factory(indexer_toml(cluster.bootstrap.split(","), [topic], group, default_index="txn-docs",
+                                      elasticsearch=es_output(es.url),
+                                      librdkafka={**FAST_GROUP, "isolation.level": isolation}))
+    last = {event_id(run, i) for i in range(200, 300)}
+    wait_until(lambda: last <= set(es.all_ids()), 120, lambda: f"the last transaction's events, have {es.count()}",
+               procs=[ix])
+    assert set(es.all_ids()) == expected
+    stats = es.stats()
+    assert stats["created"] == len(expected) and stats["rejected"] == 0, stats
 
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])

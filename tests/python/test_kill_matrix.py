@@ -18,8 +18,9 @@ with UNKNOWN_MEMBER_ID (the restarted broker no longer knew the member), librdka
 re-assigned the partitions, and the indexer never fetched again (seed 1739515359 at 200,000 lines:
 179,852 indexed, stalled for 10 minutes). The cause: a pause the indexer applied while its outputs were
 saturated stays on the partition in librdkafka across the rebalance, and the resume, issued between the
-revocation and the next assignment, reached no partition. indexer/src/pause.rs applies the wanted state
-again to each new assignment; its unit test reproduces the stall against librdkafka's mock cluster.
+revocation and the next assignment, reached no partition. The indexer now pauses nothing to wait:
+librdkafka never fetches (each assignment is paused at once), and the indexer's own fetcher simply asks
+for nothing while the outputs are saturated (indexer/src/fetch/).
 scripts/test.sh prints the table of this run (LOGPIPE_KILL_MATRIX_RESULTS).
 """
 

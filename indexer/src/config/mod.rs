@@ -186,6 +186,17 @@ pub enum AutoOffsetReset {
     None,
 }
 
+impl AutoOffsetReset {
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            AutoOffsetReset::Earliest => "earliest",
+            AutoOffsetReset::Latest => "latest",
+            AutoOffsetReset::None => "none",
+        }
+    }
+}
+
 /// A condition as written: exactly one of `tag`, `exists`, `field` with `equals` or `matches`, `and`,
 /// `or`, `not`. E.g. `{ tag = "access" }`, `{ field = "[fields][env]", equals = "prod" }`,
 /// `{ not = { tag = "debug" } }`.
