@@ -10,9 +10,10 @@
 //!   of them, the open batch is sent, the batches holding their records are awaited (up to
 //!   `revoke_timeout`), and what is safe is committed synchronously, so the next owner starts right
 //!   after the last indexed event.
-//! - While `concurrency` batches are in flight nothing more is fetched; the loop still polls librdkafka,
-//!   so the member keeps its place in the group (`max.poll.interval.ms`) however long Elasticsearch is
-//!   slow or down.
+//! - While `concurrency` batches are in flight, the next batch fills, and then fetched values wait up
+//!   to their bound (`queued.max.messages.kbytes`); beyond that nothing more is fetched. The loop still
+//!   polls librdkafka, so the member keeps its place in the group (`max.poll.interval.ms`) however long
+//!   Elasticsearch is slow or down.
 //! - `auto_offset_reset = none`: the first partition without a committed offset stops the indexer with
 //!   [`Error::NoCommittedOffset`].
 
@@ -174,33 +175,40 @@ fn consume_once(
         if shutdown.is_cancelled() {
             break Ended::Done(Ok(()));
         }
-        let (more, timeout) = {
+        let timeout = {
             let mut f = lock(flow);
             f.drain();
             if f.due() && f.has_capacity() {
                 f.dispatch();
             }
             f.commit(&consumer, CommitMode::Async);
-            if !f.has_capacity() {
-                // Back-pressure: wait for a batch to settle instead of reading more.
-                f.wait_one(Duration::from_millis(50));
-            }
-            (f.has_capacity(), f.poll_timeout())
+            f.poll_timeout()
         };
         {
             let mut fetcher = lock(&consumer.context().fetcher);
             if let Err(e) = fetcher.prepare(&consumer) {
                 break Ended::Done(Err(e));
             }
-            // The next fetch goes out before this one's values are handed on, so the broker works
-            // meanwhile.
-            fetcher.request(more);
-            if more {
-                fetcher.feed(&mut lock(flow));
+            // The next fetch goes out before the last one's values are handed on, so the broker works
+            // meanwhile, and again after, should handing them on have made room below the bound. The
+            // open batch is filled even while `concurrency` batches are in flight, so it is ready when
+            // one settles.
+            fetcher.request();
+            let mut f = lock(flow);
+            fetcher.feed(&mut f);
+            fetcher.request();
+            if f.is_full() {
+                if !f.has_capacity() {
+                    // Back-pressure: wait for a batch to settle.
+                    f.wait_one(Duration::from_millis(50));
+                }
+                drop(f);
+                fetcher.receive(Duration::ZERO);
+            } else {
+                // Every fetched value is in the open batch: wait for the next answer.
+                drop(f);
+                fetcher.receive(timeout);
             }
-            // Waits for the next answer only when nothing else is to be done before it.
-            let idle = more && !fetcher.has_ready();
-            fetcher.receive(if idle { timeout } else { Duration::ZERO });
         }
         // Rebalances (their callbacks take the locks above), and the client's errors.
         match consumer.poll(Duration::ZERO) {

@@ -16,8 +16,9 @@
 //!   (NOT_LEADER_OR_FOLLOWER and the like) or whose broker could not be reached.
 //! - **Isolation.** `isolation.level` as librdkafka reads it (`[indexer.input.librdkafka]`), by default
 //!   `read_committed`: aborted transactions are left out (`records`).
-//! - **Back-pressure.** Nothing is fetched while the flow cannot take more, or while more than
-//!   `queued.max.messages.kbytes` of fetched values wait to be handed on (`settings`). The group keeps this member while
+//! - **Back-pressure.** Nothing is fetched while more than `queued.max.messages.kbytes` of fetched
+//!   values wait to be handed on (`settings`): the flow takes none while its open batch is full and
+//!   `concurrency` batches are in flight. The group keeps this member while
 //!   it waits, because the consumer loop still polls librdkafka.
 //! - **Revocation.** A revoked partition's fetched values are dropped and its answers in flight ignored;
 //!   the next owner starts after the last committed offset.
@@ -253,15 +254,14 @@ impl Fetcher {
     }
 
     /// Sends orders to the brokers that have none in flight: ListOffsets for partitions to reset, and,
-    /// when `more` (the flow can take records) and few fetched values wait, a Fetch for the partitions
-    /// each leads.
-    pub fn request(&mut self, more: bool) {
+    /// while the fetched values waiting are below their bound, a Fetch for the partitions each leads.
+    pub fn request(&mut self) {
         let now = Instant::now();
         let timestamp = match self.reset {
             AutoOffsetReset::Earliest => -2,
             AutoOffsetReset::Latest | AutoOffsetReset::None => -1,
         };
-        let fetch = more && self.ready_bytes < self.settings.ready_limit;
+        let fetch = self.ready_bytes < self.settings.ready_limit;
         // By leader: the partitions to reset, and those to fetch.
         let mut orders: HashMap<i32, (Vec<Asked>, Vec<Asked>)> = HashMap::new();
         let mut entries: Vec<(&TopicPartition, &mut Partition)> = self.partitions.iter_mut().collect();
@@ -310,11 +310,6 @@ impl Fetcher {
         while let Ok(answer) = self.answers.try_recv() {
             self.take_in(answer);
         }
-    }
-
-    /// Whether fetched values wait to be handed on.
-    pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
     }
 
     /// Hands fetched values to the flow, in the order they came, until its open batch is full.
