@@ -31,9 +31,9 @@
 # once the enrichment databases were loaded: every multi-megabyte batch body page-faulted anew).
 # Consumer baselines on the same topic, which read the records and do nothing else with them (CPU from
 # /usr/bin/time): `kcat -G` (librdkafka's balanced consumer, one message at a time, as the indexer
-# consumes) and indexer/examples/fetch_baseline.rs (plain Fetch requests, record batches decoded whole
-# with kafka-protocol): what consuming costs the indexer before any work, and what a fetch path of its
-# own could cost.
+# consumed before it had a fetch path of its own) and indexer/examples/fetch_baseline.rs (plain Fetch
+# requests, record batches decoded whole with kafka-protocol, as the indexer's fetch path reads them):
+# what consuming costs before any work.
 #
 # Everything runs on this machine: the broker serving fetches and the stand-in compete with the indexer
 # for CPU, and so does anything else running. The header shows the load average before the run; when it
@@ -210,7 +210,7 @@ STEADY_CPU_US=$(awk -v c="$CPU_S" -v s="$START_CPU_S" -v n="$RECORDS" 'BEGIN { p
 printf '    start-up until the consumer starts (enrichment, template): %s CPU s; after it: %s CPU us per event\n' \
     "$START_CPU_S" "$STEADY_CPU_US"
 per_record() { awk -v c="$1" -v n="$RECORDS" 'BEGIN { printf "%.2f", c * 1e6 / n }'; }
-printf '  consumers reading the same records and nothing else: kcat -G (librdkafka, as the indexer) %s CPU us/record; fetch_baseline (Fetch requests, batches decoded whole) %s CPU us/record\n' \
+printf '  consumers reading the same records and nothing else: kcat -G (librdkafka) %s CPU us/record; fetch_baseline (Fetch requests, batches decoded whole) %s CPU us/record\n' \
     "$(per_record "$KCAT_CPU_S")" "$(per_record "$FETCH_CPU_S")"
 printf '  serde_json::from_slice::<Value> (1 thread):     %s records/s, %s MiB/s, %s CPU us/record\n' \
     "$(kv "$BASE" parse_rps)" "$(kv "$BASE" parse_mibs)" "$(kv "$BASE" parse_cpu_us)"

@@ -1,9 +1,9 @@
 //! A consumer baseline for `scripts/bench-indexer.sh`: reads every record of a topic's partitions with
 //! plain Fetch requests on one connection and decodes their record batches (lz4 included) with
 //! `kafka-protocol`'s decoder, doing nothing else with the values. Run under `/usr/bin/time` beside
-//! `kcat -G` (librdkafka's consumer, which the indexer uses), it shows what reading the same records
-//! costs without librdkafka's one queued message per record: what a fetch path of the indexer's own
-//! could save.
+//! `kcat -G` (librdkafka's consumer, one queued message per record), it shows what reading the same
+//! records costs at the least: the floor for the indexer's own fetch path (`indexer/src/fetch/`), which
+//! also filters transactions, tracks positions and hands the values to the consumer's thread.
 //!
 //! No consumer group, no commits, one partition after another from offset 0 to the high watermark seen
 //! when it is reached; the connection is the agent's producer's (`logpipe-producer`), plaintext.

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AutoOffsetReset, InputConfig};
 use crate::error::Result;
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, FETCH_KEYS};
 use crate::flow::Flow;
 use crate::tracker::TopicPartition;
 
@@ -110,21 +110,20 @@ pub fn client_config(input: &InputConfig) -> Result<ClientConfig> {
         .set("client.id", &input.client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        // The partitions are paused (the fetcher reads them); should a fetch slip in before the pause,
-        // it holds little.
+        // The partitions are paused (the fetcher reads them); a fetch that slips in before the pause
+        // holds little.
         .set("queued.max.messages.kbytes", "1024")
         .set(
             "auto.offset.reset",
             match input.auto_offset_reset {
-                AutoOffsetReset::Earliest => "earliest",
-                AutoOffsetReset::Latest => "latest",
                 AutoOffsetReset::None => "error",
+                other => other.name(),
             },
         );
     if let Some(instance) = &input.group_instance_id {
         config.set("group.instance.id", instance);
     }
-    for (key, value) in &input.librdkafka {
+    for (key, value) in input.librdkafka.iter().filter(|(key, _)| !FETCH_KEYS.contains(&key.as_str())) {
         config.set(key, value);
     }
     for (key, value) in input.security_properties()? {
@@ -175,15 +174,14 @@ fn consume_once(
         if shutdown.is_cancelled() {
             break Ended::Done(Ok(()));
         }
-        let timeout = {
+        {
             let mut f = lock(flow);
             f.drain();
             if f.due() && f.has_capacity() {
                 f.dispatch();
             }
             f.commit(&consumer, CommitMode::Async);
-            f.poll_timeout()
-        };
+        }
         {
             let mut fetcher = lock(&consumer.context().fetcher);
             if let Err(e) = fetcher.prepare(&consumer) {
@@ -195,7 +193,7 @@ fn consume_once(
             // one settles.
             fetcher.request();
             let mut f = lock(flow);
-            fetcher.feed(&mut f);
+            fetcher.feed(&mut *f);
             fetcher.request();
             if f.is_full() {
                 if !f.has_capacity() {
@@ -205,7 +203,9 @@ fn consume_once(
                 drop(f);
                 fetcher.receive(Duration::ZERO);
             } else {
-                // Every fetched value is in the open batch: wait for the next answer.
+                // Every fetched value is in the open batch: wait for the next answer, or until the
+                // batch is due.
+                let timeout = f.poll_timeout();
                 drop(f);
                 fetcher.receive(timeout);
             }

@@ -44,10 +44,11 @@ impl OffsetTracker {
     }
 
     /// Records that `batch` covers `partition` up to and including `last_offset`. Batches must be
-    /// registered in the order their records were consumed.
+    /// registered in the order their records were consumed. The offsets of a partition grow, except
+    /// after a reset by `auto_offset_reset` (its log was truncated or made again under the consumer):
+    /// the later batch's offset is then committed after the earlier one's, as it was read.
     pub fn register(&mut self, batch: BatchId, partition: TopicPartition, last_offset: i64) {
         let queue = self.partitions.entry(partition).or_default();
-        debug_assert!(queue.back().is_none_or(|p| p.last_offset < last_offset), "offsets must grow");
         queue.push_back(Pending { batch, last_offset, done: false });
     }
 

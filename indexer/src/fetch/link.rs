@@ -1,16 +1,18 @@
 //! One broker's side of the fetcher: a task on the runtime that holds a connection to the broker (opened
 //! at the first order, and again after a failure), carries out each order in turn, and sends the answer
-//! back to the consumer's thread. Fetch answers are decoded here, on the runtime's workers, so the
+//! back to the consumer's thread; every order is answered, a failure or a panic included. Fetch answers are decoded here, on the runtime's workers, so the
 //! consumer's thread only copies values into the open batch.
 //!
 //! The connection is the agent's producer's ([`Connection`]): TLS and SASL as `[indexer.input]` says,
 //! API versions negotiated. Fetch v4–v12 name topics (v13 and later name them by id); ListOffsets v1–v7.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -18,7 +20,7 @@ use kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionRespons
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use logpipe_producer::{Connection, ConnectionError};
+use logpipe_producer::{Connection, ConnectionError, Phase};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -31,11 +33,13 @@ const LIST_OFFSETS_VERSIONS: (i16, i16) = (1, 7);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A partition, and the offset to fetch from or the time to list an offset for (-2 earliest, -1 latest).
+/// `order` numbers the order it was named in, so that an answer to an older one is recognised.
 #[derive(Debug, Clone)]
 pub(super) struct Asked {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    pub order: u64,
 }
 
 #[derive(Debug)]
@@ -44,12 +48,20 @@ pub(super) enum Order {
     ListOffsets(Vec<Asked>),
 }
 
+impl Order {
+    fn asked(&self) -> &[Asked] {
+        match self {
+            Order::Fetch(asked) | Order::ListOffsets(asked) => asked,
+        }
+    }
+}
+
 /// What one partition got.
 #[derive(Debug)]
 pub(super) enum Got {
     Records(Fetched),
     Offset(i64),
-    /// The broker's error code for the partition.
+    /// The broker's error code for the partition (or for the whole request).
     Refused(i16),
     /// The records do not decode.
     Corrupt(String),
@@ -57,7 +69,8 @@ pub(super) enum Got {
 
 #[derive(Debug)]
 pub(super) struct Answer {
-    pub broker: i32,
+    /// The link's serial number ([`start`]): a link replaced since (its broker moved) is told apart.
+    pub link: u64,
     pub was_fetch: bool,
     /// Each partition asked for, and what it got; or the connection's failure, for all of them.
     pub outcome: Result<Vec<(Asked, Got)>, Failed>,
@@ -70,21 +83,22 @@ pub(super) struct Failed {
     pub error: ConnectionError,
 }
 
-/// Starts a broker's task; orders go into the returned channel, answers come out of `answers`.
+/// Starts a broker's task, numbered `link`; orders go into the returned channel, answers come out of
+/// `answers`.
 pub(super) fn start(
     runtime: &Handle,
-    broker: i32,
+    link: u64,
     address: String,
     settings: Arc<Settings>,
     answers: Sender<Answer>,
 ) -> UnboundedSender<Order> {
     let (orders, received) = unbounded_channel();
-    runtime.spawn(serve(broker, address, settings, received, answers));
+    runtime.spawn(serve(link, address, settings, received, answers));
     orders
 }
 
 async fn serve(
-    broker: i32,
+    link: u64,
     address: String,
     settings: Arc<Settings>,
     mut orders: UnboundedReceiver<Order>,
@@ -93,38 +107,65 @@ async fn serve(
     let mut connection: Option<Connection> = None;
     while let Some(order) = orders.recv().await {
         let was_fetch = matches!(order, Order::Fetch(_));
-        let outcome = carry_out(&mut connection, &address, &settings, order).await;
+        let asked = order.asked().to_vec();
+        // A panic here would leave the order unanswered and its partitions waiting for good: it is
+        // answered as a failure instead.
+        let carried = AssertUnwindSafe(carry_out(&mut connection, &address, &settings, order)).catch_unwind().await;
+        let (outcome, throttle) = carried.unwrap_or_else(|_| {
+            let message = "the fetch task failed (a bug); the partitions are fetched again".to_owned();
+            let error =
+                ConnectionError::Protocol { broker: address.clone(), during: Phase::Request(ApiKey::Fetch), message };
+            (Err(Failed { asked, error }), Duration::ZERO)
+        });
         if outcome.is_err() {
             // Out of step or broken: the next order opens a new one.
             connection = None;
         }
-        if answers.send(Answer { broker, was_fetch, outcome }).is_err() {
+        if answers.send(Answer { link, was_fetch, outcome }).is_err() {
             return;
+        }
+        // A broker over its quota says how long to wait before the next request (KIP-219).
+        if !throttle.is_zero() {
+            tokio::time::sleep(throttle).await;
         }
     }
 }
 
+/// Carries out `order` on the connection, opening one if there is none. A connection kept from before
+/// that fails at once (the broker closed it while it was idle, as brokers do after
+/// `connections.max.idle.ms`) is replaced once, quietly. Also returns how long the broker asked to be
+/// left alone.
 async fn carry_out(
     connection: &mut Option<Connection>,
     address: &str,
     settings: &Settings,
     order: Order,
-) -> Result<Vec<(Asked, Got)>, Failed> {
-    let asked = match &order {
-        Order::Fetch(asked) | Order::ListOffsets(asked) => asked,
-    };
-    let connection = match connection {
-        Some(c) => c,
-        None => match Connection::open(address, &settings.security, &settings.client_id, REQUEST_TIMEOUT).await {
-            Ok(c) => connection.insert(c),
-            Err(error) => return Err(Failed { asked: asked.clone(), error }),
-        },
-    };
-    let done = match &order {
-        Order::Fetch(asked) => fetch(connection, settings, asked).await,
-        Order::ListOffsets(asked) => list_offsets(connection, settings, asked).await,
-    };
-    done.map_err(|error| Failed { asked: asked.clone(), error })
+) -> (Result<Vec<(Asked, Got)>, Failed>, Duration) {
+    let asked = order.asked();
+    let failed = |error| (Err(Failed { asked: asked.to_vec(), error }), Duration::ZERO);
+    let mut kept = connection.is_some();
+    loop {
+        let open = match connection {
+            Some(c) => c,
+            None => match Connection::open(address, &settings.security, &settings.client_id, REQUEST_TIMEOUT).await {
+                Ok(c) => connection.insert(c),
+                Err(error) => return failed(error),
+            },
+        };
+        let done = match &order {
+            Order::Fetch(asked) => fetch(open, settings, asked).await,
+            Order::ListOffsets(asked) => list_offsets(open, settings, asked).await.map(|got| (got, Duration::ZERO)),
+        };
+        match done {
+            Ok((got, throttle)) => return (Ok(got), throttle),
+            Err(error) if kept && matches!(error, ConnectionError::Closed { .. }) => {
+                tracing::debug!("{error}; connecting again");
+                *connection = None;
+                kept = false;
+            }
+            Err(error) => return failed(error),
+        }
+    }
 }
 
 /// Names each topic once, with its partitions, in the order asked.
@@ -159,11 +200,12 @@ fn pair<'a, R>(
         .collect()
 }
 
+/// A Fetch, and how long the broker asked to be left alone (its throttle time).
 async fn fetch(
     connection: &mut Connection,
     settings: &Settings,
     asked: &[Asked],
-) -> Result<Vec<(Asked, Got)>, ConnectionError> {
+) -> Result<(Vec<(Asked, Got)>, Duration), ConnectionError> {
     let version = connection.require_version(ApiKey::Fetch, FETCH_VERSIONS)?;
     let topics = by_topic(asked, |a| {
         let partition = FetchPartition::default().with_partition(a.partition).with_fetch_offset(a.offset);
@@ -179,6 +221,11 @@ async fn fetch(
             topics.into_iter().map(|(name, p)| FetchTopic::default().with_topic(name).with_partitions(p)).collect(),
         );
     let response = connection.call(&request, version, settings.max_wait + REQUEST_TIMEOUT).await?;
+    let throttle = Duration::from_millis(response.throttle_time_ms.max(0) as u64);
+    if response.error_code != 0 {
+        // The whole request was refused (fetch sessions, v7 and later, which this client does not use).
+        return Ok((asked.iter().map(|a| (a.clone(), Got::Refused(response.error_code))).collect(), throttle));
+    }
     let mut answered = HashMap::new();
     for topic in &response.responses {
         for p in &topic.partitions {
@@ -201,7 +248,7 @@ async fn fetch(
             Err(e) => Got::Corrupt(e),
         }
     };
-    Ok(pair(asked, answered, got, nothing))
+    Ok((pair(asked, answered, got, nothing), throttle))
 }
 
 async fn list_offsets(

@@ -7,7 +7,7 @@
 //!   transaction by its producer and first offset; a producer's transactional batches are skipped from
 //!   that offset until its abort marker, as the Java consumer does. The broker answers only up to the
 //!   last stable offset, so nothing of an open transaction arrives.
-//! - A batch the broker cut short at the end of the answer (its size limit): it is fetched again whole.
+//! - A batch the broker cut short at the end of the answer (its size limit): the next fetch starts at it.
 //!
 //! `next` is the offset after the last whole batch, so the next fetch does not ask again for a batch
 //! whose last records were compacted away.
@@ -33,14 +33,14 @@ const ABORT_MARKER: i16 = 0;
 
 /// One record handed on: its offset and value.
 #[derive(Debug)]
-pub struct Value {
+pub(super) struct Value {
     pub offset: i64,
     pub value: Option<Bytes>,
 }
 
 /// A partition's part of a Fetch answer.
-#[derive(Debug, Default)]
-pub struct Fetched {
+#[derive(Debug)]
+pub(super) struct Fetched {
     pub values: Vec<Value>,
     /// The offset to fetch next; the offset asked for when no whole batch came.
     pub next: i64,
@@ -48,7 +48,7 @@ pub struct Fetched {
 
 /// An aborted transaction as the answer lists it: its producer and first offset.
 #[derive(Debug, Clone, Copy)]
-pub struct Aborted {
+pub(super) struct Aborted {
     pub producer_id: i64,
     pub first_offset: i64,
 }
@@ -83,23 +83,28 @@ fn header(batch: &[u8]) -> Result<Header, String> {
 }
 
 /// The whole batches of `records`, in order (a broker may cut the last one short).
-fn whole_batches(mut records: Bytes) -> impl Iterator<Item = Bytes> {
+fn whole_batches(mut records: Bytes) -> impl Iterator<Item = Result<Bytes, String>> {
     std::iter::from_fn(move || {
         let length = i32::from_be_bytes(records.get(LENGTH..LENGTH_END)?.try_into().ok()?);
-        let size = LENGTH_END + usize::try_from(length).ok()?;
-        (records.remaining() >= size).then(|| records.split_to(size))
+        let Ok(length) = usize::try_from(length) else {
+            records.clear();
+            return Some(Err(format!("a record batch of length {length}")));
+        };
+        let size = LENGTH_END + length;
+        (records.remaining() >= size).then(|| Ok(records.split_to(size)))
     })
 }
 
 /// The records of one partition's answer from offset `from` on. `aborted` is the answer's list of
 /// aborted transactions, `None` under `read_uncommitted`.
-pub fn decode(records: Bytes, from: i64, aborted: Option<&[Aborted]>) -> Result<Fetched, String> {
+pub(super) fn decode(records: Bytes, from: i64, aborted: Option<&[Aborted]>) -> Result<Fetched, String> {
     let mut fetched = Fetched { values: Vec::new(), next: from };
     let mut aborted: Vec<Aborted> = aborted.map(<[Aborted]>::to_vec).unwrap_or_default();
     aborted.sort_by_key(|a| std::cmp::Reverse(a.first_offset));
     // Producers whose aborted transaction has started at or before the current batch, until their marker.
     let mut aborting: Vec<i64> = Vec::new();
-    for mut batch in whole_batches(records) {
+    for batch in whole_batches(records) {
+        let mut batch = batch?;
         let header = header(&batch)?;
         fetched.next = fetched.next.max(header.last_offset + 1);
         if header.last_offset < from {
@@ -219,6 +224,14 @@ mod tests {
         assert_eq!(committed.next, 7);
         let uncommitted = decode(bytes, 0, None).unwrap();
         assert_eq!(offsets(&uncommitted), [0, 1, 2, 4, 6], "read_uncommitted: markers only left out");
+    }
+
+    #[test]
+    fn a_negative_batch_length_is_an_error() {
+        let mut bytes = batches(&[vec![record(0, "x", -1, false, false)]]);
+        bytes[LENGTH..LENGTH_END].copy_from_slice(&(-5i32).to_be_bytes());
+        let e = decode(bytes.freeze(), 0, None).unwrap_err();
+        assert!(e.contains("length -5"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! | `max.partition.fetch.bytes` (or `fetch.message.max.bytes`) | 256 KiB | 1 MiB |
 //! | `queued.max.messages.kbytes` | 1,024: fetched values waiting to be handed on, beyond which nothing more is fetched | 64 MiB of prefetched messages |
 //!
+//! The byte limits go up to 32 MiB. These keys are not passed on to librdkafka, which does not fetch.
+//!
 //! The byte limits are small for the appliance's memory: an lz4 batch of envelopes is about a fifth of
 //! its values, so 256 KiB fetched is about 1.25 MiB of records.
 
@@ -21,8 +23,24 @@ use logpipe_producer::Security;
 use crate::config::InputConfig;
 use crate::error::{Error, Result};
 
+/// The most a fetch may ask for: a connection refuses answers over 64 MiB, and a broker may send one
+/// batch beyond the limit.
+const MAX_FETCH_BYTES: i32 = 32 << 20;
+
+/// The `[indexer.input.librdkafka]` keys that are the fetch path's, kept from librdkafka (which would
+/// refuse some of its values, e.g. a `fetch.max.bytes` below its `message.max.bytes`).
+pub const FETCH_KEYS: [&str; 7] = [
+    "isolation.level",
+    "fetch.wait.max.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.message.max.bytes",
+    "queued.max.messages.kbytes",
+];
+
 /// How every link connects, and what its requests ask for.
-pub struct Settings {
+pub(super) struct Settings {
     pub security: Security,
     pub client_id: String,
     /// 1 for `read_committed`, 0 for `read_uncommitted`.
@@ -42,13 +60,12 @@ impl Settings {
         properties.extend(input.librdkafka.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let security = Security::from_properties(&properties, "indexer.input").map_err(Error::Config)?;
         let get = |key: &str| input.librdkafka.get(key).map(String::as_str);
-        let number = |keys: &[&str], default: i32, min: i32| -> Result<i32> {
+        let number = |keys: &[&str], default: i32, min: i32, max: i32| -> Result<i32> {
             let Some((key, value)) = keys.iter().find_map(|k| get(k).map(|v| (k, v))) else { return Ok(default) };
             match value.trim().parse::<i32>() {
-                Ok(n) if n >= min => Ok(n),
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
                 _ => Err(Error::Config(format!(
-                    "indexer.input.librdkafka.{key}: `{value}` must be a whole number from {min} to {}",
-                    i32::MAX
+                    "indexer.input.librdkafka.{key}: `{value}` must be a whole number from {min} to {max}"
                 ))),
             }
         };
@@ -65,11 +82,16 @@ impl Settings {
             security,
             client_id: input.client_id.clone(),
             isolation_level,
-            max_wait: Duration::from_millis(number(&["fetch.wait.max.ms"], 500, 0)? as u64),
-            min_bytes: number(&["fetch.min.bytes"], 1, 1)?,
-            max_bytes: number(&["fetch.max.bytes"], 256 << 10, 1)?,
-            partition_max_bytes: number(&["max.partition.fetch.bytes", "fetch.message.max.bytes"], 256 << 10, 1)?,
-            ready_limit: number(&["queued.max.messages.kbytes"], 1024, 1)? as usize * 1024,
+            max_wait: Duration::from_millis(number(&["fetch.wait.max.ms"], 500, 0, 300_000)? as u64),
+            min_bytes: number(&["fetch.min.bytes"], 1, 1, MAX_FETCH_BYTES)?,
+            max_bytes: number(&["fetch.max.bytes"], 256 << 10, 1, MAX_FETCH_BYTES)?,
+            partition_max_bytes: number(
+                &["max.partition.fetch.bytes", "fetch.message.max.bytes"],
+                256 << 10,
+                1,
+                MAX_FETCH_BYTES,
+            )?,
+            ready_limit: number(&["queued.max.messages.kbytes"], 1024, 1, 2_097_151)? as usize * 1024,
         })
     }
 }
@@ -91,19 +113,21 @@ mod tests {
         let s = Settings::new(&input(&[
             ("isolation.level", "read_uncommitted"),
             ("fetch.wait.max.ms", "100"),
-            ("fetch.max.bytes", "52428800"),
+            ("fetch.max.bytes", "33554432"),
             ("fetch.message.max.bytes", "1048576"),
             ("queued.max.messages.kbytes", "8192"),
         ]))
         .unwrap();
         assert_eq!((s.isolation_level, s.max_wait), (0, Duration::from_millis(100)));
-        assert_eq!((s.max_bytes, s.partition_max_bytes, s.ready_limit), (52428800, 1 << 20, 8 << 20));
+        assert_eq!((s.max_bytes, s.partition_max_bytes, s.ready_limit), (32 << 20, 1 << 20, 8 << 20));
     }
 
     #[test]
     fn a_bad_value_names_its_key() {
         let e = Settings::new(&input(&[("fetch.max.bytes", "lots")])).err().unwrap().to_string();
         assert!(e.contains("indexer.input.librdkafka.fetch.max.bytes: `lots`"), "{e}");
+        let e = Settings::new(&input(&[("max.partition.fetch.bytes", "104857600")])).err().unwrap().to_string();
+        assert!(e.contains("from 1 to 33554432"), "{e}");
         let e = Settings::new(&input(&[("isolation.level", "dirty")])).err().unwrap().to_string();
         assert!(e.contains("isolation.level: `dirty`"), "{e}");
     }
