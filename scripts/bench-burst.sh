@@ -10,8 +10,8 @@
 #   scripts/bench-burst.sh --rate 2000 --seconds 10
 #
 # Options: --rate N, --seconds S, --keep, --no-build, --bin PATH, --bounded (the agent's queue_max_bytes at
-# 8 MiB and librdkafka's consumer prefetch at 8 MiB, an earlier comparison's settings; the defaults are now
-# 2 MiB and 1 MiB).
+# 8 MiB and the indexer's prefetch, queued.max.messages.kbytes, at 8 MiB: an earlier comparison's
+# settings; the defaults are now 8 MiB with the agent's own producer and 1 MiB).
 # Goal: peak RSS < 128 MiB.
 set -euo pipefail
 # shellcheck source=bench-lib.sh source-path=SCRIPTDIR

@@ -184,9 +184,14 @@ impl Fetcher {
         let fetch = self.ready_bytes < self.settings.ready_limit;
         // By leader: the partitions to reset, and those to fetch, in the map's order.
         let mut orders: HashMap<i32, (Vec<&TopicPartition>, Vec<&TopicPartition>)> = HashMap::new();
-        for (tp, p) in &self.partitions {
+        for (tp, p) in self.partitions.iter_mut() {
             let Some(id) = p.leader else { continue };
-            if p.waiting(now) || self.links.get(&id).is_none_or(|l| l.busy > 0) {
+            let Some(link) = self.links.get(&id) else {
+                // Its link was dropped (see `send`): the leader is looked up again.
+                p.leader = None;
+                continue;
+            };
+            if p.waiting(now) || link.busy > 0 {
                 continue;
             }
             let (resets, fetches) = orders.entry(id).or_default();
@@ -201,8 +206,7 @@ impl Fetcher {
             .map(|(id, (r, f))| (id, r.into_iter().cloned().collect(), f.into_iter().cloned().collect()))
             .collect();
         for (id, resets, mut fetches) in orders {
-            if !fetches.is_empty() {
-                let link = self.links.get_mut(&id).expect("a link for each leader");
+            if let Some(link) = self.links.get_mut(&id).filter(|_| !fetches.is_empty()) {
                 let turn = link.turn % fetches.len();
                 link.turn = link.turn.wrapping_add(1);
                 fetches.rotate_left(turn);
@@ -230,12 +234,13 @@ impl Fetcher {
             asked.push(Asked { topic: p.topic.clone(), partition: tp.partition, offset, order });
             p.in_flight = Some(order);
         }
-        let link = self.links.get_mut(&id).expect("a link for each leader");
-        if link.orders.send(kind(asked)).is_ok() {
-            link.busy += 1;
-            return;
+        if let Some(link) = self.links.get_mut(&id) {
+            if link.orders.send(kind(asked)).is_ok() {
+                link.busy += 1;
+                return;
+            }
+            self.links.remove(&id);
         }
-        self.links.remove(&id);
         for tp in named {
             if let Some(p) = self.partitions.get_mut(tp) {
                 p.in_flight = None;
