@@ -40,13 +40,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use logpipe_indexer::IndexerConfig;
 
 const USAGE: &str = "\
-usage: json_baseline --file FILE [--config PIPELINE.toml] [--partitions N] [--decode-only]
+usage: json_baseline --file FILE [--config PIPELINE.toml] [--partitions N] [--decode-only | --core-only]
   --file FILE        record values, one per line (bench_events --out)
   --config FILE      a pipeline file with an [indexer] section: also time the indexer's core
   --partitions N     partitions the records are spread over for the core's batches (3)
   --decode-only      with --config: time only serde_json's parse and the codec's decode of every
                      value, once each (for a profiler: `valgrind --tool=callgrind
-                     --toggle-collect='*Codec*decode*' --toggle-collect='json_baseline::parse'`)";
+                     --toggle-collect='*Codec*decode*' --toggle-collect='json_baseline::parse'`)
+  --core-only        with --config: time only the indexer's core, Processor::process (for `perf record`,
+                     or `valgrind --tool=callgrind --toggle-collect='*Processor*build*'`)";
 
 /// Record values, as slices of one buffer.
 struct Records {
@@ -297,18 +299,19 @@ fn stages(records: &Records, config: &IndexerConfig) -> Result<Stages, String> {
 }
 
 fn run() -> Result<(), String> {
-    let (mut file, mut config, mut partitions, mut decode_only) = (None, None, 3i32, false);
+    let (mut file, mut config, mut partitions) = (None, None, 3i32);
+    let (mut decode_only, mut core_only) = (false, false);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--decode-only" {
-            decode_only = true;
-            continue;
-        }
-        match (flag.as_str(), it.next()) {
-            ("--file", Some(v)) => file = Some(v),
-            ("--config", Some(v)) => config = Some(v),
-            ("--partitions", Some(v)) => partitions = v.parse().map_err(|e| format!("--partitions {v}: {e}"))?,
-            _ => return Err(USAGE.into()),
+        match flag.as_str() {
+            "--decode-only" => decode_only = true,
+            "--core-only" => core_only = true,
+            _ => match (flag.as_str(), it.next()) {
+                ("--file", Some(v)) => file = Some(v),
+                ("--config", Some(v)) => config = Some(v),
+                ("--partitions", Some(v)) => partitions = v.parse().map_err(|e| format!("--partitions {v}: {e}"))?,
+                _ => return Err(USAGE.into()),
+            },
         }
     }
     let file = file.ok_or(USAGE)?;
@@ -326,6 +329,12 @@ fn run() -> Result<(), String> {
         black_box(serde_json::from_slice::<Value>(value).ok());
     }
 
+    if let (true, Some(config)) = (core_only, &config) {
+        let (c, _) = processor(&records, config, partitions)?;
+        println!("{}", c.line("Processor::process (decode, filters, route, bulk encode)"));
+        println!("RESULT records={n} bytes={bytes}{}", c.result("core"));
+        return Ok(());
+    }
     let p = parse(&records)?;
     println!("{}", p.line("serde_json::from_slice::<Value>"));
     if let (true, Some(config)) = (decode_only, &config) {

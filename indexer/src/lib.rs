@@ -45,6 +45,7 @@ mod event;
 mod fetch;
 mod filters;
 mod flow;
+mod json_marks;
 mod json_text;
 mod output;
 mod raw_entries;
