@@ -266,6 +266,24 @@ mod tests {
         assert_eq!(holds_str(r#"["acc\"ess","access"]"#, "access"), None);
     }
 
+    /// The vector check says what checking each byte says, for the byte at every position of strings of
+    /// every length around the sixteen-byte chunks, among bytes that need no escape.
+    #[test]
+    fn needs_escape_checks_every_byte() {
+        for len in 0..50 {
+            for at in 0..=len {
+                for byte in 0..=255u8 {
+                    let mut b = vec![b'a'; len];
+                    if at < len {
+                        b[at] = byte;
+                    }
+                    let expected = b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+                    assert_eq!(needs_escape(&b), expected, "{b:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn unescapes_as_serde_json_does() {
         let strings = ["", "plain", "a\"b", "\\", "/", "\u{8}\u{c}\n\r\t", "é \u{1F600}", "\\u0041", "\u{1}"];
