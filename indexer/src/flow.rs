@@ -56,9 +56,6 @@ pub struct Flow {
     in_flight: usize,
     dispatcher: Dispatcher,
     done: Receiver<Completion>,
-    /// Each topic's name, shared by its records. A consumer reads few topics: comparing names is cheaper
-    /// than hashing one per record.
-    topics: Vec<Arc<str>>,
     stats: Arc<Stats>,
 }
 
@@ -82,20 +79,12 @@ impl Flow {
             in_flight: 0,
             dispatcher,
             done: rx,
-            topics: Vec::new(),
             stats,
         }
     }
 
-    /// Adds a fetched record to the open batch.
-    pub fn add(&mut self, name: &str, partition: i32, offset: i64, value: Option<&[u8]>) {
-        let topic = match self.topics.iter().position(|t| **t == *name) {
-            Some(i) => &self.topics[i],
-            None => {
-                self.topics.push(name.into());
-                &self.topics[self.topics.len() - 1]
-            }
-        };
+    /// Adds a fetched record to the open batch; `topic` is the fetcher's name for it, shared by its records.
+    pub fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>) {
         self.batch.push(topic, partition, offset, value);
     }
 

@@ -401,7 +401,7 @@ impl Fetcher {
 pub trait Sink {
     /// Whether it takes no more now.
     fn is_full(&self) -> bool;
-    fn add(&mut self, topic: &str, partition: i32, offset: i64, value: Option<&[u8]>);
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>);
 }
 
 impl Sink for Flow {
@@ -409,7 +409,7 @@ impl Sink for Flow {
         Flow::is_full(self)
     }
 
-    fn add(&mut self, topic: &str, partition: i32, offset: i64, value: Option<&[u8]>) {
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>) {
         Flow::add(self, topic, partition, offset, value);
     }
 }

@@ -3,6 +3,7 @@
 //! and the fetcher's values go to a list instead of the flow.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -30,8 +31,8 @@ impl Sink for Taken {
         self.room == 0
     }
 
-    fn add(&mut self, topic: &str, partition: i32, offset: i64, value: Option<&[u8]>) {
-        assert_eq!(topic, TOPIC);
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>) {
+        assert_eq!(&**topic, TOPIC);
         self.room -= 1;
         let value = String::from_utf8(value.unwrap_or_default().to_vec()).unwrap();
         self.values.entry(partition).or_default().push((offset, value));
@@ -100,6 +101,13 @@ impl Mock {
     }
 }
 
+/// Commits `offset` for `partition` in `member`'s group.
+fn commit(member: &BaseConsumer, partition: i32, offset: i64) {
+    let mut committed = TopicPartitionList::new();
+    committed.add_partition_offset(TOPIC, partition, Offset::Offset(offset)).unwrap();
+    member.commit(&committed, CommitMode::Sync).unwrap();
+}
+
 fn partitions(n: i32) -> Vec<TopicPartition> {
     (0..n).map(|partition| TopicPartition { topic: TOPIC.into(), partition }).collect()
 }
@@ -135,9 +143,7 @@ fn reads_every_partition_from_the_committed_offset_or_by_the_reset_policy() {
     let input = mock.input(AutoOffsetReset::Earliest);
     let member = mock.member(&input);
     // Partition 1 has a committed offset; the others start by auto_offset_reset.
-    let mut committed = TopicPartitionList::new();
-    committed.add_partition_offset(TOPIC, 1, Offset::Offset(120)).unwrap();
-    member.commit(&committed, CommitMode::Sync).unwrap();
+    commit(&member, 1, 120);
 
     let mut fetcher = mock.fetcher(&input);
     fetcher.assign(partitions(3));
@@ -187,9 +193,7 @@ fn an_offset_out_of_range_goes_by_the_reset_policy() {
     mock.produce(1, 0, 100);
     let input = mock.input(AutoOffsetReset::Earliest);
     let member = mock.member(&input);
-    let mut committed = TopicPartitionList::new();
-    committed.add_partition_offset(TOPIC, 0, Offset::Offset(1_000_000)).unwrap();
-    member.commit(&committed, CommitMode::Sync).unwrap();
+    commit(&member, 0, 1_000_000);
     let mut fetcher = mock.fetcher(&input);
     fetcher.assign(partitions(1));
     let mut taken = Taken::default();
@@ -225,9 +229,7 @@ fn goes_on_through_fetch_errors_a_leader_move_and_a_revoke_in_flight() {
 
     // Revoked with an order in flight and assigned again at once: the old answer does not count, and
     // the partition is read again from its committed offset, without a gap.
-    let mut committed = TopicPartitionList::new();
-    committed.add_partition_offset(TOPIC, 1, Offset::Offset(500)).unwrap();
-    member.commit(&committed, CommitMode::Sync).unwrap();
+    commit(&member, 1, 500);
     mock.produce(2, 500, 100);
     fetcher.request();
     let in_flight = fetcher.partitions.values().filter(|p| p.in_flight.is_some()).count();
