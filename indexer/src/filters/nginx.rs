@@ -83,6 +83,41 @@ impl<'a> Cursor<'a> {
         self.0 = &self.0[at + 1..];
         Some(field)
     }
+    /// [`Cursor::until`] in a line `written` as it is; in one written in JSON, a field with an escape is
+    /// refused.
+    fn field(&mut self, delim: u8, written: Written) -> Option<&'a str> {
+        match written {
+            Written::Plain => self.until(delim),
+            Written::InJson => {
+                let at = memchr::memchr2(delim, b'\\', self.0.as_bytes())?;
+                (self.0.as_bytes()[at] == delim).then(|| self.take(at, 1))
+            }
+        }
+    }
+    /// The opening quote of a quoted field.
+    fn open_quote(&mut self, written: Written) -> Option<()> {
+        self.lit(match written {
+            Written::Plain => "\"",
+            Written::InJson => "\\\"",
+        })
+    }
+    /// Up to the closing quote (nginx escapes `"` inside variables as `\x22`, so the next quote ends the
+    /// field); in JSON, a field with an escape of its own is refused.
+    fn quoted(&mut self, written: Written) -> Option<&'a str> {
+        match written {
+            Written::Plain => self.until(b'"'),
+            Written::InJson => {
+                let at = memchr::memchr(b'\\', self.0.as_bytes())?;
+                (self.0.as_bytes().get(at + 1) == Some(&b'"')).then(|| self.take(at, 2))
+            }
+        }
+    }
+    /// The first `len` bytes, then `skip` more skipped.
+    fn take(&mut self, len: usize, skip: usize) -> &'a str {
+        let field = &self.0[..len];
+        self.0 = &self.0[len + skip..];
+        field
+    }
     fn number(&mut self) -> Option<u64> {
         let end = self.0.bytes().position(|c| !c.is_ascii_digit()).unwrap_or(self.0.len());
         let n = self.0[..end].parse().ok()?;
@@ -91,26 +126,40 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn parse_access(line: &str) -> Option<Access<'_>> {
+/// How an access line's text is written.
+#[derive(Debug, Clone, Copy)]
+enum Written {
+    /// As it is.
+    Plain,
+    /// As the contents of a JSON string, its quotes `\"`, read only while no field has an escape: a
+    /// field without one is the same text escaped or not, and the quotes around the fields are where the
+    /// line has them.
+    InJson,
+}
+
+/// The line's fields.
+fn parse_access(line: &str, written: Written) -> Option<Access<'_>> {
     let mut c = Cursor(line);
-    let remote_addr = c.until(b' ')?;
+    let remote_addr = c.field(b' ', written)?;
     c.lit("- ")?;
-    let remote_user = c.until(b' ')?;
+    let remote_user = c.field(b' ', written)?;
     c.lit("[")?;
-    let time = c.until(b']')?;
-    c.lit(" \"")?;
-    // nginx escapes `"` inside variables as `\x22`, so the next quote ends the field.
-    let request = c.until(b'"')?;
+    let time = c.field(b']', written)?;
+    c.lit(" ")?;
+    c.open_quote(written)?;
+    let request = c.quoted(written)?;
     c.lit(" ")?;
     let status = c.number()?;
     c.lit(" ")?;
     let bytes = c.number()?;
-    c.lit(" \"")?;
-    let referrer = c.until(b'"')?;
-    c.lit(" \"")?;
-    let user_agent = c.until(b'"')?;
-    let forwarded_for = match c.lit(" \"") {
-        Some(()) => Some(c.until(b'"')?),
+    c.lit(" ")?;
+    c.open_quote(written)?;
+    let referrer = c.quoted(written)?;
+    c.lit(" ")?;
+    c.open_quote(written)?;
+    let user_agent = c.quoted(written)?;
+    let forwarded_for = match c.lit(" ").and_then(|()| c.open_quote(written)) {
+        Some(()) => Some(c.quoted(written)?),
         None => None,
     };
     Some(Access { remote_addr, remote_user, time, request, status, bytes, referrer, user_agent, forwarded_for })
@@ -236,7 +285,21 @@ pub(crate) struct ParsedAccess<'a> {
 impl<'a> ParsedAccess<'a> {
     /// `None` when `line` is not an access line.
     pub fn of(line: &'a str) -> Option<Self> {
-        let a = parse_access(line)?;
+        Self::from(parse_access(line, Written::Plain)?)
+    }
+
+    /// [`ParsedAccess::of`] the line whose JSON string is `text` (valid JSON, quotes included), read in
+    /// place (see [`Written::InJson`]). `None` when a field has an escape or it is not an access line;
+    /// the caller then unescapes it and calls `of`.
+    ///
+    /// Why: unescaping the agent's `message` into a new string, only to parse it, was 1,100 instructions
+    /// per nginx event, half the parse.
+    pub fn in_json_string(text: &'a str) -> Option<Self> {
+        let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+        Self::from(parse_access(inner, Written::InJson)?)
+    }
+
+    fn from(a: Access<'a>) -> Option<Self> {
         let time = parse_time_local(a.time);
         let forwarded: Vec<&str> =
             a.forwarded_for.filter(|x| *x != "-").map(|x| x.split(',').map(str::trim).collect()).unwrap_or_default();
@@ -547,6 +610,38 @@ mod tests {
         let mut e = Event::new();
         NginxAccess::default().apply(&mut e);
         assert!(e.has_tag(GROK_PARSE_FAILURE));
+    }
+
+    /// A line read in its JSON string, escaped quotes and all, gives what the line itself gives; one with
+    /// other escapes, or a quote in a field that is not quoted, is left to be unescaped first.
+    #[test]
+    fn lines_read_in_their_json_string() {
+        let fields = |p: &ParsedAccess| {
+            let summary = (p.time, p.client, p.client_ip, p.user_agent());
+            format!("{summary:?} {:?}", p.fields(Some("\"t\""), false, false))
+        };
+        let read_in_place = [
+            r#"203.0.113.9 - alice [21/Nov/2026:08:15:30 +0100] "GET /a?b=c HTTP/1.1" 200 5316 "https://ex.com/" "Mozilla/5.0 (X11)""#,
+            r#"10.0.0.1 - - [21/Nov/2026:08:15:30 +0000] "POST /é HTTP/2.0" 503 0 "-" "curl/8.4.0" "198.51.100.7, 10.0.0.2""#,
+            r#"10.0.0.1 - - [21/Nov/2026:08:15:30 +0000] "" 400 0 "" """#,
+            r#"::1 - - [21/Nov/2026:08:15:30 +0000] "GET / HTTP/1.1" 200 1 "-" "-" "-" trailing"#,
+        ];
+        for line in read_in_place {
+            let json = serde_json::to_string(line).unwrap();
+            let in_place = ParsedAccess::in_json_string(&json).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(fields(&in_place), fields(&ParsedAccess::of(line).unwrap()), "{line}");
+        }
+        let unescaped_first = [
+            r#"10.0.0.1 - - [21/Nov/2026:08:15:30 +0000] "GET /\x22 HTTP/1.1" 200 1 "-" "a\\b""#,
+            r#"10.0.0.1 - a"b [21/Nov/2026:08:15:30 +0000] "GET / HTTP/1.1" 200 1 "-" "-""#,
+            "10.0.0.1 - - [21/Nov/2026:08:15:30 +0000] \"GET /\t HTTP/1.1\" 200 1 \"-\" \"-\"",
+            "not an access line",
+        ];
+        for line in unescaped_first {
+            let json = serde_json::to_string(line).unwrap();
+            assert!(ParsedAccess::in_json_string(&json).is_none(), "{line}");
+        }
+        assert!(ParsedAccess::of(unescaped_first[1]).is_some(), "a quote in the user is read once unescaped");
     }
 
     #[test]
