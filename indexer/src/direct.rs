@@ -27,7 +27,7 @@ use crate::batch::Record;
 use crate::bulk::{BulkRequest, DocId};
 use crate::condition::Condition;
 use crate::event::{format_timestamp, Event, SharedObject, TIMESTAMP};
-use crate::filters::new_fields::Entry;
+use crate::filters::nginx::objects::{Object, Objects};
 use crate::filters::nginx::{NginxAccess, ParsedAccess};
 use crate::json_text;
 use crate::raw_entries::{key_cmp, RawEntries};
@@ -48,14 +48,14 @@ pub struct DirectNginx {
 }
 
 /// A top-level entry the filter adds, other than `@timestamp`.
-enum Added<'f, 'a> {
-    /// An object of new fields.
-    Fields(Entry<'f, 'a>),
+enum Added<'f> {
+    /// An object of the line's fields.
+    Fields(Object),
     /// An enrichment's finished object.
     Shared(&'f SharedObject),
 }
 
-impl Added<'_, '_> {
+impl Added<'_> {
     fn key(&self) -> &str {
         match self {
             Added::Fields(object) => object.key(),
@@ -130,17 +130,17 @@ impl DirectNginx {
         let event_id = event_id.and_then(|(.., value)| json_text::string(value));
         let id = DocId::with_event_id(event_id, record.topic, record.partition, record.offset).into_string();
         memo.set(routes, routed, time);
-        let fields = parsed.fields(created, source.is_some(), user_agent.is_some());
-        // The fields' objects come in key order; each shared object goes in at its place.
+        let objects = Objects::new(&parsed, created, source.is_some(), user_agent.is_some());
+        // The line's objects come in key order; each shared object goes in at its place.
         // Room for every object the filter writes, `event` and OBJECTS (a shared object stands in for one
         // of them): growing the list cost a reallocation per event (470 instructions, callgrind).
         let mut added: Vec<Added> = Vec::with_capacity(OBJECTS.len() + 1);
-        added.extend(fields.objects().map(Added::Fields));
+        added.extend(objects.present().map(Added::Fields));
         for object in [source, user_agent].into_iter().flatten() {
             let at = added.partition_point(|a| key_cmp(a.key().as_bytes(), object.key().as_bytes()).is_lt());
             added.insert(at, Added::Shared(object));
         }
-        let document = Document { raw, time: &memo.timestamp, old_event: old_event.as_deref() };
+        let document = Document { raw, time: &memo.timestamp, old_event: old_event.as_deref(), objects };
         bulk.push_written(&memo.index, &id, |out| document.write(out, &added));
         Some(Encoded::Document { id })
     }
@@ -290,15 +290,17 @@ fn sorted_members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
 }
 
 /// What one document is written from.
-struct Document<'a> {
+struct Document<'a, 'l> {
     raw: &'a RawEntries,
+    /// The line's objects.
+    objects: Objects<'a, 'l>,
     /// The new `@timestamp`, formatted.
     time: &'a str,
     /// The record's `event` members, sorted.
     old_event: Option<&'a [(&'a str, &'a str, &'a str)]>,
 }
 
-impl Document<'_> {
+impl Document<'_, '_> {
     /// Writes the document: the record's entries and `added`, in key order, as `Event::write_json`
     /// writes the event the filter leaves.
     fn write(&self, out: &mut Vec<u8>, added: &[Added]) {
@@ -316,7 +318,7 @@ impl Document<'_> {
                 out.push(b'"');
             } else if key == "event" {
                 match added.next() {
-                    Some(Added::Fields(new)) if new.key() == "event" => self.write_event(out, new),
+                    Some(Added::Fields(Object::Event)) => self.write_event(out),
                     _ => unreachable!("the filter always writes `event`"),
                 }
             } else {
@@ -335,17 +337,18 @@ impl Document<'_> {
 
     fn write_added(&self, out: &mut Vec<u8>, added: &Added) {
         match added {
-            Added::Fields(object) => object.write(out),
+            Added::Fields(Object::Event) => self.write_event(out),
+            Added::Fields(object) => self.objects.write(*object, out),
             Added::Shared(object) => out.extend_from_slice(object.entry_json()),
         }
     }
 
-    /// `"event":{...}`: the record's members (sorted, none of them new) and the `new` ones, in key order.
-    fn write_event(&self, out: &mut Vec<u8>, new: &Entry) {
+    /// `"event":{...}`: the record's members (sorted, none of them new) and the line's, in key order.
+    fn write_event(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(br#""event":"#);
         let mut old = self.old_event.unwrap_or_default().iter().peekable();
         let mut separator = b'{';
-        for member in new.members() {
+        for member in self.objects.event_members() {
             while let Some((_, json, _)) = old.next_if(|(k, ..)| key_cmp(k.as_bytes(), member.key().as_bytes()).is_lt())
             {
                 out.push(std::mem::replace(&mut separator, b','));

@@ -106,13 +106,6 @@ impl<'f, 'a> Entry<'f, 'a> {
         self.fields[0].0[self.depth - 1]
     }
 
-    /// Appends `"key":value`.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        write_key(out, self.key());
-        out.push(b':');
-        write_value(out, self.fields, self.depth);
-    }
-
     /// Appends the value; returns the key and where the value is in `out`.
     fn write_value(&self, out: &mut Vec<u8>) -> (&'static str, std::ops::Range<usize>) {
         let start = out.len();

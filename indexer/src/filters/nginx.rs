@@ -13,6 +13,8 @@
 //! References: nginx `ngx_http_log_module` (`log_format combined`), ECS field reference, Filebeat's nginx
 //! module (`nginx.access.remote_ip_list`, `nginx.error.connection_id`).
 
+pub(crate) mod objects;
+
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
