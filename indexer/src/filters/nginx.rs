@@ -249,7 +249,7 @@ impl Filter for NginxAccess {
             _ => false,
         };
         // The agent's read time, when it moves to `event.created`, goes in with the other `event` fields.
-        let created = match parsed.time {
+        let created = match parse_time_local(parsed.time_local()) {
             Some(t) => event.replace_timestamp(t),
             None => {
                 event.add_tag(DATE_PARSE_FAILURE);
@@ -270,8 +270,6 @@ impl Filter for NginxAccess {
 /// filter and by [`crate::direct::DirectNginx`], which writes the same fields straight into the bulk body.
 pub(crate) struct ParsedAccess<'a> {
     access: Access<'a>,
-    /// `$time_local`, `None` when it does not read as one.
-    pub time: Option<DateTime<Utc>>,
     /// `X-Forwarded-For`'s entries, when it has any.
     forwarded: Vec<&'a str>,
     /// The addresses among the candidates, in order, each once, with their text.
@@ -302,7 +300,6 @@ impl<'a> ParsedAccess<'a> {
     }
 
     fn from(a: Access<'a>) -> Option<Self> {
-        let time = parse_time_local(a.time);
         let forwarded: Vec<&str> =
             a.forwarded_for.filter(|x| *x != "-").map(|x| x.split(',').map(str::trim).collect()).unwrap_or_default();
         // Each candidate parsed once.
@@ -334,7 +331,12 @@ impl<'a> ParsedAccess<'a> {
                 });
             }
         }
-        Some(Self { access: a, time, forwarded, related, client, client_ip, method, version, url })
+        Some(Self { access: a, forwarded, related, client, client_ip, method, version, url })
+    }
+
+    /// `$time_local`, as the line has it (see [`parse_time_local`]).
+    pub fn time_local(&self) -> &'a str {
+        self.access.time
     }
 
     /// `$http_user_agent`, unless nginx logged none (`-`).
@@ -619,7 +621,7 @@ mod tests {
     #[test]
     fn lines_read_in_their_json_string() {
         let fields = |p: &ParsedAccess| {
-            let summary = (p.time, p.client, p.client_ip, p.user_agent());
+            let summary = (p.time_local(), p.client, p.client_ip, p.user_agent());
             format!("{summary:?} {:?}", p.fields(Some("\"t\""), false, false))
         };
         let read_in_place = [

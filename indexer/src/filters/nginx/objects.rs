@@ -77,18 +77,22 @@ impl<'p, 'a> Objects<'p, 'a> {
 
     /// The members of `event` it writes, in key order.
     pub fn event_members(&self) -> impl Iterator<Item = EventMember<'p>> {
-        let outcome = if self.parsed.access.status >= 400 { r#""failure""# } else { r#""success""# };
+        let outcome = if self.parsed.access.status >= 400 {
+            EventMember::Literal("outcome", r#""outcome":"failure""#)
+        } else {
+            EventMember::Literal("outcome", r#""outcome":"success""#)
+        };
         [
-            ("category", Some(r#"["web"]"#)),
-            ("created", self.created),
-            ("dataset", Some(r#""nginx.access""#)),
-            ("kind", Some(r#""event""#)),
-            ("module", Some(r#""nginx""#)),
-            ("outcome", Some(outcome)),
-            ("type", Some(r#"["access"]"#)),
+            Some(EventMember::Literal("category", r#""category":["web"]"#)),
+            self.created.map(EventMember::Created),
+            Some(EventMember::Literal("dataset", r#""dataset":"nginx.access""#)),
+            Some(EventMember::Literal("kind", r#""kind":"event""#)),
+            Some(EventMember::Literal("module", r#""module":"nginx""#)),
+            Some(outcome),
+            Some(EventMember::Literal("type", r#""type":["access"]"#)),
         ]
         .into_iter()
-        .filter_map(|(key, json)| json.map(|json| EventMember { key, json }))
+        .flatten()
     }
 
     /// Appends `"key":{...}` of `object`, one of [`Objects::present`] other than `event`.
@@ -163,24 +167,33 @@ impl<'p, 'a> Objects<'p, 'a> {
     }
 }
 
-/// A member of `event` the filter writes: its key and its value's JSON.
+/// A member of `event` the filter writes. Most are written whole from one literal: key by key, writing
+/// them was 900 instructions per document.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct EventMember<'p> {
-    key: &'static str,
-    json: &'p str,
+pub(crate) enum EventMember<'p> {
+    /// Its key and `"key":value`.
+    Literal(&'static str, &'static str),
+    /// `created`, and the JSON of its value.
+    Created(&'p str),
 }
 
 impl EventMember<'_> {
     pub fn key(&self) -> &'static str {
-        self.key
+        match self {
+            EventMember::Literal(key, _) => key,
+            EventMember::Created(_) => "created",
+        }
     }
 
     /// Appends `"key":value`.
     pub fn write(&self, out: &mut Vec<u8>) {
-        out.push(b'"');
-        out.extend_from_slice(self.key.as_bytes());
-        out.extend_from_slice(b"\":");
-        out.extend_from_slice(self.json.as_bytes());
+        match self {
+            EventMember::Literal(_, member) => out.extend_from_slice(member.as_bytes()),
+            EventMember::Created(json) => {
+                out.extend_from_slice(br#""created":"#);
+                out.extend_from_slice(json.as_bytes());
+            }
+        }
     }
 }
 
