@@ -47,23 +47,6 @@ pub struct DirectNginx {
     nginx: NginxAccess,
 }
 
-/// A top-level entry the filter adds, other than `@timestamp`.
-enum Added<'f> {
-    /// An object of the line's fields.
-    Fields(Object),
-    /// An enrichment's finished object.
-    Shared(&'f SharedObject),
-}
-
-impl Added<'_> {
-    fn key(&self) -> &str {
-        match self {
-            Added::Fields(object) => object.key(),
-            Added::Shared(object) => object.key(),
-        }
-    }
-}
-
 impl DirectNginx {
     /// The encoder for the filter `nginx` run when `when` holds, or `None` when it would not write what
     /// the filter writes: a source other than `message`, or a condition that reads more than tags (the
@@ -130,18 +113,9 @@ impl DirectNginx {
         let event_id = event_id.and_then(|(.., value)| json_text::string(value));
         let id = DocId::with_event_id(event_id, record.topic, record.partition, record.offset).into_string();
         memo.set(routes, routed, time);
-        let objects = Objects::new(&parsed, created, source.is_some(), user_agent.is_some());
-        // The line's objects come in key order; each shared object goes in at its place.
-        // Room for every object the filter writes, `event` and OBJECTS (a shared object stands in for one
-        // of them): growing the list cost a reallocation per event (470 instructions, callgrind).
-        let mut added: Vec<Added> = Vec::with_capacity(OBJECTS.len() + 1);
-        added.extend(objects.present().map(Added::Fields));
-        for object in [source, user_agent].into_iter().flatten() {
-            let at = added.partition_point(|a| key_cmp(a.key().as_bytes(), object.key().as_bytes()).is_lt());
-            added.insert(at, Added::Shared(object));
-        }
+        let objects = Objects::new(&parsed, created, source, user_agent);
         let document = Document { raw, time: &memo.timestamp, old_event: old_event.as_deref(), objects };
-        bulk.push_written(&memo.index, &id, |out| document.write(out, &added));
+        bulk.push_written(&memo.index, &id, |out| document.write(out));
         Some(Encoded::Document { id })
     }
 }
@@ -316,10 +290,10 @@ struct Document<'a, 'l> {
 }
 
 impl Document<'_, '_> {
-    /// Writes the document: the record's entries and `added`, in key order, as `Event::write_json`
-    /// writes the event the filter leaves.
-    fn write(&self, out: &mut Vec<u8>, added: &[Added]) {
-        let mut added = added.iter().peekable();
+    /// Writes the document: the record's entries and the line's objects, in key order, as
+    /// `Event::write_json` writes the event the filter leaves.
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut added = self.objects.present().peekable();
         let mut separator = b'{';
         for (key, member) in self.raw.members() {
             while let Some(new) = added.next_if(|a| key_cmp(a.key().as_bytes(), key.as_bytes()).is_lt()) {
@@ -333,7 +307,7 @@ impl Document<'_, '_> {
                 out.push(b'"');
             } else if key == "event" {
                 match added.next() {
-                    Some(Added::Fields(Object::Event)) => self.write_event(out),
+                    Some(Object::Event) => self.write_event(out),
                     _ => unreachable!("the filter always writes `event`"),
                 }
             } else {
@@ -350,11 +324,10 @@ impl Document<'_, '_> {
         out.push(b'}');
     }
 
-    fn write_added(&self, out: &mut Vec<u8>, added: &Added) {
-        match added {
-            Added::Fields(Object::Event) => self.write_event(out),
-            Added::Fields(object) => self.objects.write(*object, out),
-            Added::Shared(object) => out.extend_from_slice(object.entry_json()),
+    fn write_added(&self, out: &mut Vec<u8>, object: Object) {
+        match object {
+            Object::Event => self.write_event(out),
+            object => self.objects.write(object, out),
         }
     }
 

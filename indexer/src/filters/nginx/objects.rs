@@ -8,6 +8,7 @@
 //! written here from its literal parts costs a fraction of that.
 
 use super::ParsedAccess;
+use crate::event::SharedObject;
 use crate::json_text::write_str;
 
 /// A top-level object the filter writes, in key order.
@@ -43,21 +44,24 @@ pub(crate) struct Objects<'p, 'a> {
     parsed: &'p ParsedAccess<'a>,
     /// The JSON of `event.created`, when the filter sets it.
     created: Option<&'p str>,
-    source_shared: bool,
-    user_agent_shared: bool,
+    /// The enrichments' finished objects, when they stand for the line's `source` and `user_agent`.
+    source: Option<&'p SharedObject>,
+    user_agent: Option<&'p SharedObject>,
 }
 
 impl<'p, 'a> Objects<'p, 'a> {
     pub fn new(
         parsed: &'p ParsedAccess<'a>,
         created: Option<&'p str>,
-        source_shared: bool,
-        user_agent_shared: bool,
+        source: Option<&'p SharedObject>,
+        user_agent: Option<&'p SharedObject>,
     ) -> Self {
-        Self { parsed, created, source_shared, user_agent_shared }
+        debug_assert!(source.is_none_or(|s| s.key() == "source") && user_agent.is_none_or(|u| u.key() == "user_agent"));
+        Self { parsed, created, source, user_agent }
     }
 
-    /// The objects written, in key order: `event` and `http` always, the others when they have a field.
+    /// The objects written, in key order: `event`, `http` and `source` always, the others when they have
+    /// a field or an enrichment's object stands for them.
     pub fn present(&self) -> impl Iterator<Item = Object> + '_ {
         let p = self.parsed;
         let user = p.access.remote_user != "-";
@@ -66,10 +70,10 @@ impl<'p, 'a> Objects<'p, 'a> {
             (Object::Http, true),
             (Object::Nginx, !p.forwarded.is_empty()),
             (Object::Related, !p.related.is_empty() || user),
-            (Object::Source, !self.source_shared),
+            (Object::Source, true),
             (Object::Url, p.url.is_some()),
             (Object::User, user),
-            (Object::UserAgent, p.user_agent().is_some() && !self.user_agent_shared),
+            (Object::UserAgent, p.user_agent().is_some() || self.user_agent.is_some()),
         ]
         .into_iter()
         .filter_map(|(object, present)| present.then_some(object))
@@ -97,6 +101,14 @@ impl<'p, 'a> Objects<'p, 'a> {
 
     /// Appends `"key":{...}` of `object`, one of [`Objects::present`] other than `event`.
     pub fn write(&self, object: Object, out: &mut Vec<u8>) {
+        let shared = match object {
+            Object::Source => self.source,
+            Object::UserAgent => self.user_agent,
+            _ => None,
+        };
+        if let Some(shared) = shared {
+            return out.extend_from_slice(shared.entry_json());
+        }
         let p = self.parsed;
         let a = &p.access;
         match object {
