@@ -455,6 +455,22 @@ mod tests {
         }
     }
 
+    /// Records of one to sixty keys, in scrambled order, some sharing their first eight bytes: the entries
+    /// come out in byte order.
+    #[test]
+    fn entries_are_sorted_by_key() {
+        for n in [1, 2, 3, 12, 31, 32, 33, 60] {
+            let keys: Vec<String> = (0..n)
+                .map(|i| if i % 3 == 0 { format!("same_prefix_{}", (i * 7) % n) } else { format!("k{}", (i * 13) % n) })
+                .collect();
+            let record = format!("{{{}}}", keys.iter().map(|k| format!("\"{k}\":1")).collect::<Vec<_>>().join(","));
+            let entries = RawEntries::split(record.as_bytes()).unwrap();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(entries.keys().collect::<Vec<_>>(), sorted, "{record}");
+        }
+    }
+
     #[test]
     fn splits_and_parses_on_demand() {
         let raw = br#"{"message":"GET \"/\"","host":{"name":"web-01"},"@timestamp":"t","n":1.50}"#;
