@@ -158,7 +158,10 @@ impl<'p, 'a> Objects<'p, 'a> {
             }
             Object::Url => {
                 let url = p.url.expect("present only with a url");
-                let (path, query) = url.split_once('?').map_or((url, None), |(path, query)| (path, Some(query)));
+                let (path, query) = match memchr::memchr(b'?', url.as_bytes()) {
+                    Some(at) => (&url[..at], Some(&url[at + 1..])),
+                    None => (url, None),
+                };
                 out.extend_from_slice(br#""url":"#);
                 members(
                     out,
