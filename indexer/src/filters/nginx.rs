@@ -283,12 +283,14 @@ pub(crate) struct ParsedAccess<'a> {
     method: Option<&'a str>,
     version: Option<&'a str>,
     url: Option<&'a str>,
+    /// Whether it was read in the line's JSON string ([`ParsedAccess::in_json_string`]).
+    in_json: bool,
 }
 
 impl<'a> ParsedAccess<'a> {
     /// `None` when `line` is not an access line.
     pub fn of(line: &'a str) -> Option<Self> {
-        Self::from(parse_access(line, Written::Plain)?)
+        Self::from(parse_access(line, Written::Plain)?, false)
     }
 
     /// [`ParsedAccess::of`] the line whose JSON string is `text` (valid JSON, quotes included), read in
@@ -299,10 +301,10 @@ impl<'a> ParsedAccess<'a> {
     /// per nginx event, half the parse.
     pub fn in_json_string(text: &'a str) -> Option<Self> {
         let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-        Self::from(parse_access(inner, Written::InJson)?)
+        Self::from(parse_access(inner, Written::InJson)?, true)
     }
 
-    fn from(a: Access<'a>) -> Option<Self> {
+    fn from(a: Access<'a>, in_json: bool) -> Option<Self> {
         let forwarded: Vec<&str> =
             a.forwarded_for.filter(|x| *x != "-").map(|x| x.split(',').map(str::trim).collect()).unwrap_or_default();
         // Each candidate parsed once.
@@ -336,7 +338,7 @@ impl<'a> ParsedAccess<'a> {
                 });
             }
         }
-        Some(Self { access: a, forwarded, related, client, client_ip, method, version, url })
+        Some(Self { access: a, forwarded, related, client, client_ip, method, version, url, in_json })
     }
 
     /// `$time_local`, as the line has it (see [`parse_time_local`]).

@@ -118,7 +118,7 @@ impl<'p, 'a> Objects<'p, 'a> {
                 let referrer = Some(a.referrer).filter(|r| *r != "-");
                 if p.method.is_some() || referrer.is_some() {
                     out.extend_from_slice(br#""request":"#);
-                    members(out, [("method", p.method), ("referrer", referrer)]);
+                    self.members(out, [("method", p.method), ("referrer", referrer)]);
                     out.push(b',');
                 }
                 out.extend_from_slice(br#""response":{"body":{"bytes":"#);
@@ -128,33 +128,33 @@ impl<'p, 'a> Objects<'p, 'a> {
                 out.push(b'}');
                 if let Some(version) = p.version {
                     out.extend_from_slice(br#","version":"#);
-                    write_str(out, version);
+                    self.string(out, version);
                 }
                 out.push(b'}');
             }
             Object::Nginx => {
                 out.extend_from_slice(br#""nginx":{"access":{"remote_ip_list":"#);
-                strs(out, p.forwarded.iter().copied());
+                self.strs(out, p.forwarded.iter().copied());
                 out.extend_from_slice(b"}}");
             }
             Object::Related => {
                 out.extend_from_slice(br#""related":{"#);
                 if !p.related.is_empty() {
                     out.extend_from_slice(br#""ip":"#);
-                    strs(out, p.related.iter().map(|(text, _)| *text));
+                    self.strs(out, p.related.iter().map(|(text, _)| *text));
                 }
                 if a.remote_user != "-" {
                     if !p.related.is_empty() {
                         out.push(b',');
                     }
                     out.extend_from_slice(br#""user":"#);
-                    strs(out, [a.remote_user]);
+                    self.strs(out, [a.remote_user]);
                 }
                 out.push(b'}');
             }
             Object::Source => {
                 out.extend_from_slice(br#""source":"#);
-                members(out, [("address", Some(p.client)), ("ip", p.client_ip.map(|_| p.client))]);
+                self.members(out, [("address", Some(p.client)), ("ip", p.client_ip.map(|_| p.client))]);
             }
             Object::Url => {
                 let url = p.url.expect("present only with a url");
@@ -163,19 +163,19 @@ impl<'p, 'a> Objects<'p, 'a> {
                     None => (url, None),
                 };
                 out.extend_from_slice(br#""url":"#);
-                members(
+                self.members(
                     out,
                     [("original", Some(url)), ("path", Some(path)), ("query", query.filter(|q| !q.is_empty()))],
                 );
             }
             Object::User => {
                 out.extend_from_slice(br#""user":{"name":"#);
-                write_str(out, a.remote_user);
+                self.string(out, a.remote_user);
                 out.push(b'}');
             }
             Object::UserAgent => {
                 out.extend_from_slice(br#""user_agent":{"original":"#);
-                write_str(out, a.user_agent);
+                self.string(out, a.user_agent);
                 out.push(b'}');
             }
         }
@@ -212,30 +212,46 @@ impl EventMember<'_> {
     }
 }
 
-/// `{"key":"value",...}` of the members that have a value; at least one has.
-fn members<const N: usize>(out: &mut Vec<u8>, members: [(&str, Option<&str>); N]) {
-    let mut separator = b'{';
-    for (key, value) in members {
-        if let Some(value) = value {
-            out.push(std::mem::replace(&mut separator, b','));
+impl Objects<'_, '_> {
+    /// `"s"`: as it is when the line was read in its JSON string, whose fields have no byte JSON escapes
+    /// (no quote or backslash, or it was unescaped first; no control byte, or the split refused the
+    /// record), without looking for one (500 instructions per document).
+    fn string(&self, out: &mut Vec<u8>, s: &str) {
+        if self.parsed.in_json {
+            debug_assert!(!crate::json_text::needs_escape(s.as_bytes()), "{s:?}");
             out.push(b'"');
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\":");
-            write_str(out, value);
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        } else {
+            write_str(out, s);
         }
     }
-    out.push(b'}');
-}
 
-/// `["a","b"]`.
-fn strs<'s>(out: &mut Vec<u8>, list: impl IntoIterator<Item = &'s str>) {
-    let mut separator = b'[';
-    for s in list {
-        out.push(std::mem::replace(&mut separator, b','));
-        write_str(out, s);
+    /// `{"key":"value",...}` of the members that have a value; at least one has.
+    fn members<const N: usize>(&self, out: &mut Vec<u8>, members: [(&str, Option<&str>); N]) {
+        let mut separator = b'{';
+        for (key, value) in members {
+            if let Some(value) = value {
+                out.push(std::mem::replace(&mut separator, b','));
+                out.push(b'"');
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":");
+                self.string(out, value);
+            }
+        }
+        out.push(b'}');
     }
-    if separator == b'[' {
-        out.push(b'[');
+
+    /// `["a","b"]`.
+    fn strs<'s>(&self, out: &mut Vec<u8>, list: impl IntoIterator<Item = &'s str>) {
+        let mut separator = b'[';
+        for s in list {
+            out.push(std::mem::replace(&mut separator, b','));
+            self.string(out, s);
+        }
+        if separator == b'[' {
+            out.push(b'[');
+        }
+        out.push(b']');
     }
-    out.push(b']');
 }
