@@ -334,25 +334,7 @@ impl Document<'_, '_> {
     /// `"event":{...}`: the record's members (sorted, none of them new) and the line's, in key order.
     fn write_event(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(br#""event":"#);
-        let mut old = self.old_event.unwrap_or_default().iter().peekable();
-        let mut separator = b'{';
-        for member in self.objects.event_members() {
-            while let Some((_, json, _)) = old.next_if(|(k, ..)| key_cmp(k.as_bytes(), member.key().as_bytes()).is_lt())
-            {
-                out.push(std::mem::replace(&mut separator, b','));
-                out.extend_from_slice(json.as_bytes());
-            }
-            out.push(std::mem::replace(&mut separator, b','));
-            member.write(out);
-        }
-        for (_, json, _) in old {
-            out.push(std::mem::replace(&mut separator, b','));
-            out.extend_from_slice(json.as_bytes());
-        }
-        if separator == b'{' {
-            out.push(b'{');
-        }
-        out.push(b'}');
+        self.objects.write_event(out, self.old_event.unwrap_or_default());
     }
 }
 
@@ -522,6 +504,8 @@ mod tests {
             json!({"event": null}),
             json!({"event": {}}),
             json!({"event": {"id": "e2", "created": "2026-11-01T00:00:00.000Z", "zone": {"a": [1, 2]}}}),
+            json!({"event": {"action": "a", "code": 1, "id": "e4", "ingested": "x", "provider": "p", "severity": 2,
+                             "url": "u"}}),
             json!({"event": {"timezone": "UTC", "id": "e3"}, "0first": 1, "ev": true, "eventual": null,
                    "user_agentx": "y", "zz": {"k": [{}]}}),
             json!({"@timestamp": 1700000000, "tags": ["x", "access"]}),
