@@ -30,7 +30,7 @@ use crate::event::{format_timestamp, Event, SharedObject, TIMESTAMP};
 use crate::filters::nginx::objects::{Object, Objects};
 use crate::filters::nginx::{parse_time_local, NginxAccess, ParsedAccess};
 use crate::json_text;
-use crate::raw_entries::{key_cmp, RawEntries};
+use crate::raw_entries::RawEntries;
 use crate::route::{RouteTable, Routed};
 
 /// The top-level objects the filter writes besides `event` (and `@timestamp`): a record that has one of
@@ -295,8 +295,8 @@ impl Document<'_, '_> {
     fn write(&self, out: &mut Vec<u8>) {
         let mut added = self.objects.present().peekable();
         let mut separator = b'{';
-        for (key, member) in self.raw.members() {
-            while let Some(new) = added.next_if(|a| key_cmp(a.key().as_bytes(), key.as_bytes()).is_lt()) {
+        for (prefix, key, member) in self.raw.members_with_prefixes() {
+            while let Some(new) = added.next_if(|a| a.prefix().order(a.key(), prefix, key).is_lt()) {
                 out.push(std::mem::replace(&mut separator, b','));
                 self.write_added(out, new);
             }

@@ -192,6 +192,11 @@ impl RawEntries {
     pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|e| (self.key(e), &self.text[e.key.start - 1..e.value.end]))
     }
+
+    /// [`RawEntries::members`] with each key's prefix, for placing other keys among them.
+    pub(crate) fn members_with_prefixes(&self) -> impl Iterator<Item = (KeyPrefix, &str, &str)> {
+        self.entries.iter().map(|e| (e.prefix, self.key(e), &self.text[e.key.start - 1..e.value.end]))
+    }
 }
 
 /// The order of two keys (or other short strings), byte by byte as `<[u8]>::cmp` orders them, compared
@@ -207,9 +212,24 @@ pub(crate) fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
 /// through `nginx_access` than comparing bytes: a sort of eight keys and a few dozen lookups among a
 /// dozen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct KeyPrefix(u64);
+pub(crate) struct KeyPrefix(u64);
 
 impl KeyPrefix {
+    /// [`KeyPrefix::of`] a literal key, worked out when compiling.
+    pub(crate) const fn literal(key: &str) -> Self {
+        let (key, mut prefix, mut i) = (key.as_bytes(), 0u64, 0);
+        while i < key.len() && i < 8 {
+            prefix |= (key[i] as u64) << (56 - 8 * i);
+            i += 1;
+        }
+        Self(prefix)
+    }
+
+    /// The order of the keys `a` and `b`, whose prefixes these are (see [`key_cmp`]).
+    pub(crate) fn order(self, a: &str, other: Self, b: &str) -> Ordering {
+        self.cmp(&other).then_with(|| key_cmp(a.as_bytes(), b.as_bytes()))
+    }
+
     /// The prefix of the key at `key` in `text`: its first eight bytes read at once when the text goes on
     /// that far (a key is followed by at least `":` and a value), the bytes past the key masked off.
     /// [`KeyPrefix::of`] copies a short key into a zeroed array, a call to `memcpy` for each key of
@@ -471,6 +491,13 @@ mod tests {
                 spans.push((key, value));
             }
             Ok(spans)
+        }
+    }
+
+    #[test]
+    fn literal_key_prefixes_are_those_of_the_keys() {
+        for key in ["", "a", "event", "category", "user_agent", "@timestamp"] {
+            assert_eq!(KeyPrefix::literal(key), KeyPrefix::of(key.as_bytes()), "{key}");
         }
     }
 

@@ -10,7 +10,7 @@
 use super::ParsedAccess;
 use crate::event::SharedObject;
 use crate::json_text::write_str;
-use crate::raw_entries::key_cmp;
+use crate::raw_entries::{key_cmp, KeyPrefix};
 
 /// `event.category`, the first member of `event` the filter writes.
 const CATEGORY: &str = r#""category":["web"]"#;
@@ -38,6 +38,21 @@ pub(crate) enum Object {
 }
 
 impl Object {
+    /// [`Object::key`]'s prefix, for placing it among a record's keys.
+    pub fn prefix(self) -> KeyPrefix {
+        const PREFIXES: [KeyPrefix; 8] = [
+            KeyPrefix::literal("event"),
+            KeyPrefix::literal("http"),
+            KeyPrefix::literal("nginx"),
+            KeyPrefix::literal("related"),
+            KeyPrefix::literal("source"),
+            KeyPrefix::literal("url"),
+            KeyPrefix::literal("user"),
+            KeyPrefix::literal("user_agent"),
+        ];
+        PREFIXES[self as usize]
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             Object::Event => "event",
@@ -283,6 +298,14 @@ impl Objects<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_are_the_keys() {
+        use Object::*;
+        for object in [Event, Http, Nginx, Related, Source, Url, User, UserAgent] {
+            assert_eq!(object.prefix(), KeyPrefix::literal(object.key()), "{object:?}");
+        }
+    }
 
     /// The members after `created` are cut at the places and keys given for them, each followed by a comma.
     #[test]
