@@ -29,18 +29,11 @@ use crate::batch::Record;
 use crate::bulk::{BulkRequest, DocId};
 use crate::condition::Condition;
 use crate::event::{format_timestamp, Event, SharedObject, TIMESTAMP};
-use crate::filters::nginx::objects::{Object, Objects};
+use crate::filters::nginx::objects::{Object, Objects, EVENT_MEMBERS};
 use crate::filters::nginx::{parse_time_local, NginxAccess, ParsedAccess};
 use crate::json_text;
 use crate::raw_entries::RawEntries;
 use crate::route::{RouteTable, Routed};
-
-/// The top-level objects the filter writes besides `event` (and `@timestamp`): a record that has one of
-/// them already is left to the event path, which merges into it.
-const OBJECTS: [&str; 7] = ["http", "nginx", "related", "source", "url", "user", "user_agent"];
-
-/// The members the filter writes into `event`, besides `created`.
-const EVENT_MEMBERS: [&str; 6] = ["category", "dataset", "kind", "module", "outcome", "type"];
 
 /// `nginx_access` on `message`, gated by a condition on tags, written straight into bulk bodies.
 #[derive(Debug)]
@@ -74,7 +67,7 @@ impl DirectNginx {
         let raw = event.raw_only()?;
         let (taken, routed) = memo
             .by_tags(raw.json("tags"), || (self.when.as_ref().is_none_or(|c| c.matches(event)), routes.pick(event)));
-        if !taken || raw.keys().any(|k| OBJECTS.contains(&k)) {
+        if !taken || raw.keys().any(|k| Object::OTHER_KEYS.contains(&k)) {
             return None;
         }
         let message = raw.json("message")?;

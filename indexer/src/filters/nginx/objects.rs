@@ -12,6 +12,9 @@ use crate::event::SharedObject;
 use crate::json_text::write_str;
 use crate::raw_entries::{key_cmp, KeyPrefix};
 
+/// The members the filter writes into `event`, besides `created` (which it writes after the first).
+pub(crate) const EVENT_MEMBERS: [&str; 6] = ["category", "dataset", "kind", "module", "outcome", "type"];
+
 /// `event.category`, the first member of `event` the filter writes.
 const CATEGORY: &str = r#""category":["web"]"#;
 /// The members of `event` it writes after `created`, each followed by a comma (the last one's is not
@@ -21,7 +24,7 @@ const REST_SUCCESS: &str =
     r#""dataset":"nginx.access","kind":"event","module":"nginx","outcome":"success","type":["access"],"#;
 const REST_FAILURE: &str =
     r#""dataset":"nginx.access","kind":"event","module":"nginx","outcome":"failure","type":["access"],"#;
-const REST_KEYS: [&str; 5] = ["dataset", "kind", "module", "outcome", "type"];
+const REST_KEYS: &[&str] = EVENT_MEMBERS.split_at(1).1;
 const REST_STARTS: [usize; 6] = [0, 25, 40, 57, 77, 95];
 
 /// A top-level object the filter writes, in key order.
@@ -38,22 +41,45 @@ pub(crate) enum Object {
 }
 
 impl Object {
+    /// Every one, in key order.
+    const ALL: [Object; 8] = [
+        Object::Event,
+        Object::Http,
+        Object::Nginx,
+        Object::Related,
+        Object::Source,
+        Object::Url,
+        Object::User,
+        Object::UserAgent,
+    ];
+
+    /// The keys of the objects other than `event`: a record that has one of them already is left to the
+    /// event path, which merges into it.
+    pub(crate) const OTHER_KEYS: [&'static str; 7] = {
+        let mut keys = [""; 7];
+        let mut i = 0;
+        while i < keys.len() {
+            keys[i] = Self::ALL[i + 1].key();
+            i += 1;
+        }
+        keys
+    };
+
     /// [`Object::key`]'s prefix, for placing it among a record's keys.
     pub fn prefix(self) -> KeyPrefix {
-        const PREFIXES: [KeyPrefix; 8] = [
-            KeyPrefix::literal("event"),
-            KeyPrefix::literal("http"),
-            KeyPrefix::literal("nginx"),
-            KeyPrefix::literal("related"),
-            KeyPrefix::literal("source"),
-            KeyPrefix::literal("url"),
-            KeyPrefix::literal("user"),
-            KeyPrefix::literal("user_agent"),
-        ];
+        const PREFIXES: [KeyPrefix; 8] = {
+            let mut prefixes = [KeyPrefix::literal(""); 8];
+            let mut i = 0;
+            while i < prefixes.len() {
+                prefixes[i] = KeyPrefix::literal(Object::ALL[i].key());
+                i += 1;
+            }
+            prefixes
+        };
         PREFIXES[self as usize]
     }
 
-    pub fn key(self) -> &'static str {
+    pub const fn key(self) -> &'static str {
         match self {
             Object::Event => "event",
             Object::Http => "http",
@@ -299,12 +325,15 @@ impl Objects<'_, '_> {
 mod tests {
     use super::*;
 
+    /// Listed in key order, each at its own place, so that the prefixes are found by position.
     #[test]
-    fn prefixes_are_the_keys() {
-        use Object::*;
-        for object in [Event, Http, Nginx, Related, Source, Url, User, UserAgent] {
+    fn objects_are_listed_in_key_order() {
+        for (i, object) in Object::ALL.iter().enumerate() {
+            assert_eq!(*object as usize, i, "{object:?}");
             assert_eq!(object.prefix(), KeyPrefix::literal(object.key()), "{object:?}");
         }
+        assert!(Object::ALL.windows(2).all(|w| w[0].key() < w[1].key()));
+        assert!(!Object::OTHER_KEYS.contains(&"event"));
     }
 
     /// The members after `created` are cut at the places and keys given for them, each followed by a comma.
