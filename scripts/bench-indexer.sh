@@ -11,7 +11,9 @@
 #          --repeat N (index the same records N times, each with a fresh group and stand-in, and print every
 #          run's CPU per event and their median: one run's figure moves by about a tenth with the machine),
 #          --against BIN (another `logpipe` binary, e.g. the build before a change, run as many times,
-#          alternated with this one on the same records and against the same serde_json baseline).
+#          alternated with this one on the same records). With either, serde_json's parse is timed again
+#          right after each run and the run's ratio is taken against that: the median of those ratios
+#          is the figure to read, as the machine's speed drifts from one minute to the next.
 # Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR; BENCH_PROFILE=DIR records a
 # `perf record -g` of the indexer while it runs (DIR/indexer.perf.data; BENCH_PERF_OPTS replaces `-g -F 1999`;
 # perf takes CPU from the same cores).
@@ -171,7 +173,12 @@ index_once() {
 # run_figures: "us_per_event_after_start-up events_per_s" of the last index_once.
 run_figures() {
     awk -v c="$CPU_S" -v s="$START_CPU_S" -v n="$RECORDS" 'BEGIN { printf "%.2f ", (c - s) * 1e6 / n }'
-    rate "$RECORDS" "$(seconds_between "$T0" "$(kv "$REACHED" reached_unix)")"
+    printf '%s ' "$(rate "$RECORDS" "$(seconds_between "$T0" "$(kv "$REACHED" reached_unix)")")"
+    if [ "$REPEAT" -gt 1 ] || [ -n "$AGAINST" ]; then
+        # serde_json's parse again, right after the run: the machine's speed drifts by a quarter or more
+        # over a few minutes, so each run is set against a baseline of its own moment.
+        kv "$(run_result "json_baseline --parse-only" "$EXAMPLES/json_baseline" --file "$VALUES" --parse-only 2>/dev/null)" parse_cpu_us
+    fi
 }
 
 log "indexer: batch_max_events=$BATCH_EVENTS, concurrency=$CONCURRENCY"
@@ -265,18 +272,19 @@ printf '    CPU ns/record by stage of the event path (each with its frees; the d
 printf '    enrichment (user agent, GeoIP and ASN, cached): %s ns per event (goal: at most 2,000)\n' "$(kv "$BASE" enrich_ns)"
 if [ "$REPEAT" -gt 1 ] || [ -n "$AGAINST" ]; then
     # Every run, in the order run, then each binary's median: the figures to compare two builds by.
-    echo "  every run, in order (CPU us per event after start-up, by CPU of serde_json's parse, events/s):"
-    awk -v p="$(kv "$BASE" parse_cpu_us)" -v against="$AGAINST" '
-        { name = ($1 == "this") ? "this build" : "--against"; us[$1, ++n[$1]] = $2
-          printf "    %-10s %s us, %.2f by CPU, %s events/s\n", name, $2, p / $2, $3 }
-        function median(k,    i, j, t, a, m) {
-            m = n[k]; for (i = 1; i <= m; i++) a[i] = us[k, i]
+    echo "  every run, in order (CPU us per event after start-up; serde_json's parse CPU us per record, taken"
+    echo "  right after the run; the ratio of the two, by CPU; events/s):"
+    awk -v against="$AGAINST" '
+        { name = ($1 == "this") ? "this build" : "--against"; k = $1; i = ++n[k]; us[k, i] = $2; ratio[k, i] = $4 / $2
+          printf "    %-10s %s us, serde_json %s us, %.2f by CPU, %s events/s\n", name, $2, $4, $4 / $2, $3 }
+        function median(v, k,    i, j, t, a, m) {
+            m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]
             for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
             return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
         }
         END {
-            printf "  median of %d runs: this build %.2f us, %.2f by CPU", n["this"], median("this"), p / median("this")
-            if (n["against"]) printf "; --against (%s) %.2f us, %.2f by CPU; this / against %.3f", against, median("against"), p / median("against"), median("this") / median("against")
+            printf "  median of %d runs: this build %.2f us, %.2f by CPU", n["this"], median(us, "this"), median(ratio, "this")
+            if (n["against"]) printf "; --against (%s) %.2f us, %.2f by CPU; this / against %.3f", against, median(us, "against"), median(ratio, "against"), median(us, "this") / median(us, "against")
             print ""
         }' <<<"$RUNS"
 fi

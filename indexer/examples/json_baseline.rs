@@ -40,10 +40,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use logpipe_indexer::IndexerConfig;
 
 const USAGE: &str = "\
-usage: json_baseline --file FILE [--config PIPELINE.toml] [--partitions N] [--decode-only | --core-only]
+usage: json_baseline --file FILE [--config PIPELINE.toml] [--partitions N]
+                     [--parse-only | --decode-only | --core-only]
   --file FILE        record values, one per line (bench_events --out)
   --config FILE      a pipeline file with an [indexer] section: also time the indexer's core
   --partitions N     partitions the records are spread over for the core's batches (3)
+  --parse-only       time only serde_json's parse (the baseline bench-indexer.sh takes again beside
+                     each indexer run when it repeats them)
   --decode-only      with --config: time only serde_json's parse and the codec's decode of every
                      value, once each (for a profiler: `valgrind --tool=callgrind
                      --toggle-collect='*Codec*decode*' --toggle-collect='json_baseline::parse'`)
@@ -300,10 +303,11 @@ fn stages(records: &Records, config: &IndexerConfig) -> Result<Stages, String> {
 
 fn run() -> Result<(), String> {
     let (mut file, mut config, mut partitions) = (None, None, 3i32);
-    let (mut decode_only, mut core_only) = (false, false);
+    let (mut parse_only, mut decode_only, mut core_only) = (false, false, false);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
+            "--parse-only" => parse_only = true,
             "--decode-only" => decode_only = true,
             "--core-only" => core_only = true,
             _ => match (flag.as_str(), it.next()) {
@@ -337,6 +341,10 @@ fn run() -> Result<(), String> {
     }
     let p = parse(&records)?;
     println!("{}", p.line("serde_json::from_slice::<Value>"));
+    if parse_only {
+        println!("RESULT records={n} bytes={bytes}{}", p.result("parse"));
+        return Ok(());
+    }
     if let (true, Some(config)) = (decode_only, &config) {
         let compiled = Compiled::try_from(config).map_err(|e| e.to_string())?;
         let sample: Vec<&[u8]> = records.iter().collect();

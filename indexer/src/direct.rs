@@ -199,13 +199,15 @@ pub struct SharedObjects {
     sources: ByText,
 }
 
-/// Objects by text in a fixed table of [`ByText::BUCKETS`] buckets of two, the one used last first: a new
-/// text takes the place of the other. A look-up is a hash and at most two comparisons, and the table
-/// keeps at most `2 × BUCKETS` objects whatever the traffic.
+/// Objects' JSON by text in a fixed table of [`ByText::BUCKETS`] buckets of two, the one used last first:
+/// a new text takes the place of the other. A look-up is a hash and at most two comparisons, and the
+/// table keeps at most `2 × BUCKETS` objects' JSON whatever the traffic.
 #[derive(Debug, Default)]
 struct ByText {
-    /// Empty until the first look-up.
-    slots: Vec<Option<(Text, Arc<SharedObject>)>>,
+    /// Empty until the first look-up. Each keeps its object's [`SharedObject::entry_json`], all that is
+    /// written of it: read through the object, it was a cache miss more per document (perf put half of
+    /// the time `Objects::write` took on its own on loading that field).
+    slots: Vec<Option<(Text, Arc<[u8]>)>>,
 }
 
 /// A text [`ByText`] keeps: in its slot when it is as short as an address, so that finding it reads no
@@ -241,28 +243,28 @@ impl Text {
 }
 
 impl ByText {
-    /// 4,096 buckets: a busy site's addresses mostly fit, and the table is 448 KiB. The objects it keeps
-    /// are recently used, so with the default `cache_size` (100,000 answers) nearly all are in the
-    /// enrichment's shared cache as well; with a `cache_size` below 8,192 these tables keep more objects
-    /// alive than the cache does.
+    /// 4,096 buckets: a busy site's addresses mostly fit, and the table is 512 KiB (a slot is 64 bytes).
+    /// The JSON it keeps is recently used, so with the default `cache_size` (100,000 answers) nearly all
+    /// of it is in the enrichment's shared cache as well; with a `cache_size` below 8,192 these tables
+    /// keep more objects' JSON alive than the cache does.
     const BUCKETS: usize = 4096;
 
-    /// The object for `text`, from `share` when it is not kept (`None` when `share` gives none, which
-    /// is not kept).
-    fn get(&mut self, text: &str, share: impl FnOnce() -> Option<Arc<SharedObject>>) -> Option<&SharedObject> {
+    /// The JSON of the object for `text`, from `share` when it is not kept (`None` when `share` gives
+    /// none, which is not kept).
+    fn get(&mut self, text: &str, share: impl FnOnce() -> Option<Arc<SharedObject>>) -> Option<&[u8]> {
         if self.slots.is_empty() {
             self.slots.resize_with(2 * Self::BUCKETS, || None);
         }
         let at = 2 * (xxh3_64(text.as_bytes()) as usize % Self::BUCKETS);
         let bucket = &mut self.slots[at..at + 2];
-        let kept = |slot: &Option<(Text, Arc<SharedObject>)>| slot.as_ref().is_some_and(|(t, _)| t.is(text));
+        let kept = |slot: &Option<(Text, Arc<[u8]>)>| slot.as_ref().is_some_and(|(t, _)| t.is(text));
         if !kept(&bucket[0]) {
             if !kept(&bucket[1]) {
-                bucket[1] = Some((Text::new(text), share()?));
+                bucket[1] = Some((Text::new(text), share()?.shared_entry_json()));
             }
             bucket.swap(0, 1);
         }
-        bucket[0].as_ref().map(|(_, object)| &**object)
+        bucket[0].as_ref().map(|(_, entry_json)| &**entry_json)
     }
 }
 
@@ -408,7 +410,8 @@ mod tests {
                 *asked += 1;
                 Some(SharedObject::new("user_agent", json!({ "original": text }).as_object().unwrap().clone()))
             });
-            object.map(|o| o.value()["original"].as_str().unwrap().to_string())
+            let entry: Option<Value> = object.map(|o| serde_json::from_slice(&[b"{", o, b"}"].concat()).unwrap());
+            entry.map(|e| e["user_agent"]["original"].as_str().unwrap().to_string())
         }
         let (mut kept, mut asked) = (ByText::default(), 0);
         let bucket = |text: &str| xxh3_64(text.as_bytes()) as usize % ByText::BUCKETS;
@@ -571,6 +574,12 @@ mod tests {
             0,
             "the client is unshared"
         );
+    }
+
+    /// A slot of the objects' tables is one cache line, as `ByText::BUCKETS` says.
+    #[test]
+    fn a_by_text_slot_is_a_cache_line() {
+        assert_eq!(std::mem::size_of::<Option<(Text, Arc<[u8]>)>>(), 64);
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub struct SharedObject {
     key: Box<str>,
     value: Value,
     /// `"key":{...}`, as `serde_json` writes that entry of the enclosing object.
-    entry_json: Box<[u8]>,
+    entry_json: Arc<[u8]>,
 }
 
 impl SharedObject {
@@ -100,7 +100,7 @@ impl SharedObject {
         let mut entry_json = serde_json::to_vec(key).expect("a string serializes");
         entry_json.push(b':');
         serde_json::to_writer(&mut entry_json, &value).expect("a JSON object serializes");
-        Arc::new(Self { key: key.into(), value, entry_json: entry_json.into_boxed_slice() })
+        Arc::new(Self { key: key.into(), value, entry_json: entry_json.into() })
     }
 
     pub fn key(&self) -> &str {
@@ -119,6 +119,12 @@ impl SharedObject {
     /// `"key":{...}`, as `serde_json` writes that entry of the enclosing object.
     pub fn entry_json(&self) -> &[u8] {
         &self.entry_json
+    }
+
+    /// [`SharedObject::entry_json`], shared: for a table that writes the entry and nothing else, which
+    /// then reads its bytes without reading this object first.
+    pub fn shared_entry_json(&self) -> Arc<[u8]> {
+        self.entry_json.clone()
     }
 }
 

@@ -113,7 +113,7 @@ pub(super) fn decode(records: Bytes, from: i64, aborted: Option<&[Aborted]>) -> 
         while aborted.last().is_some_and(|a| a.first_offset <= header.last_offset) {
             aborting.push(aborted.pop().expect("checked").producer_id);
         }
-        let set = RecordBatchDecoder::decode(&mut batch)
+        let mut set = RecordBatchDecoder::decode(&mut batch)
             .map_err(|e| format!("a record batch at offset {} does not decode: {e:#}", header.base_offset))?;
         if header.control {
             if set.records.iter().any(|r| r.key.as_ref().is_some_and(|k| is_abort_marker(k))) {
@@ -124,8 +124,12 @@ pub(super) fn decode(records: Bytes, from: i64, aborted: Option<&[Aborted]>) -> 
         if header.transactional && aborting.contains(&header.producer_id) {
             continue;
         }
-        let values = set.records.into_iter().filter(|r| r.offset >= from);
-        fetched.values.extend(values.map(|r| Value { offset: r.offset, value: r.value }));
+        // Each value taken out of its record in place: a `kafka-protocol` record is large (its header
+        // fields, key, value and a map of headers), and moving every one out of the set, in a vector
+        // grown as it went, was 1 % of the indexer's CPU in `memmove` (perf).
+        fetched.values.reserve(set.records.len());
+        let values = set.records.iter_mut().filter(|r| r.offset >= from);
+        fetched.values.extend(values.map(|r| Value { offset: r.offset, value: r.value.take() }));
     }
     Ok(fetched)
 }

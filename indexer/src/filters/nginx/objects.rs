@@ -8,7 +8,6 @@
 //! written here from its literal parts costs a fraction of that.
 
 use super::ParsedAccess;
-use crate::event::SharedObject;
 use crate::json_text::write_str;
 use crate::raw_entries::{key_cmp, KeyPrefix};
 
@@ -98,19 +97,23 @@ pub(crate) struct Objects<'p, 'a> {
     parsed: &'p ParsedAccess<'a>,
     /// The JSON of `event.created`, when the filter sets it.
     created: Option<&'p str>,
-    /// The enrichments' finished objects, when they stand for the line's `source` and `user_agent`.
-    source: Option<&'p SharedObject>,
-    user_agent: Option<&'p SharedObject>,
+    /// The enrichments' finished objects, when they stand for the line's `source` and `user_agent`: their
+    /// [`entry_json`](crate::event::SharedObject::entry_json).
+    source: Option<&'p [u8]>,
+    user_agent: Option<&'p [u8]>,
 }
 
 impl<'p, 'a> Objects<'p, 'a> {
     pub fn new(
         parsed: &'p ParsedAccess<'a>,
         created: Option<&'p str>,
-        source: Option<&'p SharedObject>,
-        user_agent: Option<&'p SharedObject>,
+        source: Option<&'p [u8]>,
+        user_agent: Option<&'p [u8]>,
     ) -> Self {
-        debug_assert!(source.is_none_or(|s| s.key() == "source") && user_agent.is_none_or(|u| u.key() == "user_agent"));
+        debug_assert!(
+            source.is_none_or(|s| s.starts_with(br#""source":"#))
+                && user_agent.is_none_or(|u| u.starts_with(br#""user_agent":"#))
+        );
         Self { parsed, created, source, user_agent }
     }
 
@@ -166,8 +169,8 @@ impl<'p, 'a> Objects<'p, 'a> {
             Object::UserAgent => self.user_agent,
             _ => None,
         };
-        if let Some(shared) = shared {
-            return out.extend_from_slice(shared.entry_json());
+        if let Some(entry_json) = shared {
+            return out.extend_from_slice(entry_json);
         }
         let p = self.parsed;
         let a = &p.access;
