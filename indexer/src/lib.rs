@@ -33,6 +33,7 @@
 mod backoff;
 mod batch;
 mod bulk;
+mod checked_values;
 mod codec;
 mod condition;
 mod config;

@@ -25,6 +25,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
+use crate::checked_values::{with_checked_values, CheckedValues};
 use crate::json_marks::Marks;
 
 /// Nesting allowed before a record is parsed whole: `serde_json` refuses deeper than 128 levels when it
@@ -77,7 +78,7 @@ impl RawEntries {
         let text = simdutf8::basic::from_utf8(value).ok()?;
         let bytes = text.as_bytes();
         let mut entries = Vec::with_capacity(12);
-        top_level_entries(bytes, &marks, &mut entries)?;
+        with_checked_values(|checked| top_level_entries(bytes, &marks, checked, &mut entries))?;
         entries.sort_unstable_by(|a, b| a.order(bytes, b.prefix, || &bytes[b.key.clone()]));
         if entries.windows(2).any(|w| key_eq(&bytes[w[0].key.clone()], &bytes[w[1].key.clone()])) {
             return None;
@@ -269,7 +270,7 @@ pub fn parse(json: &str) -> Value {
 /// with nothing between, and every value valid JSON as `serde_json` validates it when it skips one
 /// (numbers of any size). `b` has no control byte (so the only whitespace is the space) and no more
 /// than [`MAX_BRACKETS`] brackets.
-fn top_level_entries(b: &[u8], marks: &Marks, entries: &mut Vec<RawEntry>) -> Option<()> {
+fn top_level_entries(b: &[u8], marks: &Marks, checked: &mut CheckedValues, entries: &mut Vec<RawEntry>) -> Option<()> {
     let mut pos = spaces(b, 0);
     if *b.get(pos)? != b'{' {
         return None;
@@ -287,7 +288,15 @@ fn top_level_entries(b: &[u8], marks: &Marks, entries: &mut Vec<RawEntry>) -> Op
                 return None;
             }
             let start = key.end + 2;
-            pos = skip_marked_value(b, marks, start)?;
+            let place = entries.len();
+            pos = match checked.known(place, &b[start..]) {
+                Some(len) => start + len,
+                None => {
+                    let end = skip_marked_value(b, marks, start)?;
+                    checked.remember(place, &b[start..end]);
+                    end
+                }
+            };
             let prefix = KeyPrefix::in_text(b, key.clone());
             entries.push(RawEntry { key, prefix, value: start..pos, parsed: OnceCell::new() });
             pos = spaces(b, pos);
@@ -574,6 +583,28 @@ mod tests {
         assert!(RawEntries::split(b"{}").unwrap().is_empty());
     }
 
+    /// A value the split checked before, in the same place, is taken as it was only when the text goes on
+    /// as a record should after it: records that hold it and are broken after it, or in it, or hold more
+    /// than it, are still refused.
+    #[test]
+    fn values_checked_before_do_not_let_broken_records_through() {
+        let seen = br#"{"a":{"x":[1,{"y":"z"}]},"b":[true]}"#;
+        check(seen).unwrap();
+        for record in [
+            &br#"{"a":{"x":[1,{"y":"z"}]},"b":[true]}"#[..],
+            br#"{"a":{"x":[1,{"y":"z"}]}x,"b":[true]}"#,
+            br#"{"a":{"x":[1,{"y":"z"}]}}}"#,
+            br#"{"a":{"x":[1,{"y":"z"}],"b":[true]}"#,
+            br#"{"a":{"x":[1,{"y":"z"}]},"b":[true]"#,
+            br#"{"a":{"x":[1,{"y":"z"}]},"b":[true]]}"#,
+            br#"{"a":{"x":[1,{"y":"z"}]},"b":[true],"c":{"x":[1,{"y":"z"}]}}"#,
+            br#"{"c":{"x":[1,{"y":"z"}]},"a":{"x":[1,{"y":"z"}]}}"#,
+        ] {
+            check(seen).unwrap();
+            check(record).unwrap();
+        }
+    }
+
     #[test]
     fn a_number_serde_json_refuses_reads_as_its_text() {
         let entries = RawEntries::split(br#"{"big":1e400}"#).unwrap();
@@ -623,7 +654,7 @@ mod tests {
     /// The sorted top-level keys of a valid object, repeats kept.
     fn sorted_keys(record: &[u8]) -> Option<Vec<String>> {
         let mut entries = Vec::new();
-        top_level_entries(record, &Marks::NONE, &mut entries)?;
+        top_level_entries(record, &Marks::NONE, &mut CheckedValues::EMPTY, &mut entries)?;
         let mut keys: Vec<String> =
             entries.iter().map(|e| String::from_utf8_lossy(&record[e.key.clone()]).into_owned()).collect();
         keys.sort();
