@@ -33,7 +33,6 @@
 mod backoff;
 mod batch;
 mod bulk;
-mod checked_values;
 mod codec;
 mod condition;
 mod config;
@@ -54,6 +53,7 @@ pub mod replay;
 pub mod retention;
 mod retry;
 mod route;
+mod split_memo;
 mod start_position;
 mod stats;
 mod template;

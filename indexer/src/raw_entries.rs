@@ -17,7 +17,9 @@
 //! `true`/`false`/`null`, and the commas, colons and brackets of nested values. It accepts the same
 //! records as the `serde_json` split did and finds the same spans: the tests keep that split as their
 //! reference and compare both, and `serde_json::from_slice::<Value>`, on generated records, valid and
-//! broken.
+//! broken, each split twice (the second time, [`crate::split_memo`] knows it). What the split remembers of
+//! the last records on its thread spares it checking again a short object it has just checked in the same
+//! place, and comparing keys it has just sorted in the same order.
 
 use std::cell::OnceCell;
 use std::cmp::Ordering;
@@ -25,8 +27,8 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use crate::checked_values::{with_checked_values, CheckedValues};
 use crate::json_marks::Marks;
+use crate::split_memo::{with_split_memo, CheckedValues, KeyOrder, PLACES};
 
 /// Nesting allowed before a record is parsed whole: `serde_json` refuses deeper than 128 levels when it
 /// builds a `Value` but not when it skips, so a deeper record must fail where it always failed.
@@ -78,11 +80,10 @@ impl RawEntries {
         let text = simdutf8::basic::from_utf8(value).ok()?;
         let bytes = text.as_bytes();
         let mut entries = Vec::with_capacity(12);
-        with_checked_values(|checked| top_level_entries(bytes, &marks, checked, &mut entries))?;
-        entries.sort_unstable_by(|a, b| a.order(bytes, b.prefix, || &bytes[b.key.clone()]));
-        if entries.windows(2).any(|w| key_eq(&bytes[w[0].key.clone()], &bytes[w[1].key.clone()])) {
-            return None;
-        }
+        with_split_memo(|memo| {
+            top_level_entries(bytes, &marks, &mut memo.values, &mut entries)?;
+            sort_entries(bytes, &mut entries, &mut memo.order).then_some(())
+        })?;
         // Room for what filters add (see `insert_with`), so the text is not copied to grow.
         let mut owned = String::with_capacity(text.len() + SPARE);
         owned.push_str(text);
@@ -197,6 +198,51 @@ impl RawEntries {
     /// [`RawEntries::members`] with each key's prefix, for placing other keys among them.
     pub(crate) fn members_with_prefixes(&self) -> impl Iterator<Item = (KeyPrefix, &str, &str)> {
         self.entries.iter().map(|e| (e.prefix, self.key(e), &self.text[e.key.start - 1..e.value.end]))
+    }
+}
+
+/// Sorts `entries`, in the record's order, by key, in the order `order` knows when it knows the record's
+/// keys; `false` when two keys are the same.
+fn sort_entries(text: &[u8], entries: &mut [RawEntry], order: &mut KeyOrder) -> bool {
+    if let Some(sorted) = order.known(entries.iter().map(|e| e.prefix)) {
+        gather(entries, sorted);
+        return true;
+    }
+    let mut prefixes = [KeyPrefix::literal(""); PLACES];
+    let fits = entries.len() <= PLACES;
+    if fits {
+        prefixes.iter_mut().zip(entries.iter()).for_each(|(p, e)| *p = e.prefix);
+    }
+    entries.sort_unstable_by(|a, b| a.order(text, b.prefix, || &text[b.key.clone()]));
+    if entries.windows(2).any(|w| key_eq(&text[w[0].key.clone()], &text[w[1].key.clone()])) {
+        return false;
+    }
+    if fits {
+        // An entry's place is the number of keys before its own in the record.
+        let mut sorted = [0u8; PLACES];
+        for (place, e) in sorted.iter_mut().zip(entries.iter()) {
+            *place = entries.iter().filter(|other| other.key.start < e.key.start).count() as u8;
+        }
+        order.remember(&prefixes[..entries.len()], &sorted[..entries.len()]);
+    }
+    true
+}
+
+/// Puts the entry at place `sorted[k]` at place `k`, for every `k`, following each cycle of the
+/// permutation with swaps.
+fn gather(entries: &mut [RawEntry], sorted: &[u8]) {
+    let mut done = 0u32;
+    for start in 0..sorted.len() {
+        let mut at = start;
+        while done & (1 << at) == 0 {
+            done |= 1 << at;
+            let from = usize::from(sorted[at]);
+            if from == start {
+                break;
+            }
+            entries.swap(at, from);
+            at = from;
+        }
     }
 }
 
@@ -626,6 +672,11 @@ mod tests {
         if ours != theirs {
             return Err(format!("{shown}: scanner {ours:?}, serde_json {theirs:?}"));
         }
+        // Again, now that the split has this record's values and key order in its memo.
+        let again = spans(record);
+        if again != theirs {
+            return Err(format!("{shown}: scanner again {again:?}, serde_json {theirs:?}"));
+        }
         let whole = serde_json::from_slice::<Value>(record);
         match (RawEntries::split(record), whole) {
             (Some(mut entries), Ok(whole)) => {
@@ -654,7 +705,8 @@ mod tests {
     /// The sorted top-level keys of a valid object, repeats kept.
     fn sorted_keys(record: &[u8]) -> Option<Vec<String>> {
         let mut entries = Vec::new();
-        top_level_entries(record, &Marks::NONE, &mut CheckedValues::EMPTY, &mut entries)?;
+        let mut checked = CheckedValues::EMPTY;
+        top_level_entries(record, &Marks::NONE, &mut checked, &mut entries)?;
         let mut keys: Vec<String> =
             entries.iter().map(|e| String::from_utf8_lossy(&record[e.key.clone()]).into_owned()).collect();
         keys.sort();
