@@ -134,6 +134,24 @@ impl RouteTable {
         }
     }
 
+    /// Whether [`RouteTable::render_at`] writes the same name for `routed` at every time of the UTC minute
+    /// of `time`: its template writes no second, and its time zone's offset is the same all that minute
+    /// and whole minutes (as every offset in use since the 1970s is; the local mean times of old dates
+    /// are not).
+    pub fn same_for_the_minute(&self, routed: Routed, time: DateTime<Utc>) -> bool {
+        use chrono::{Offset, TimeDelta, Timelike};
+        self.template(routed).is_none_or(|(template, time_zone)| {
+            let start = time
+                - TimeDelta::seconds(i64::from(time.second()))
+                - TimeDelta::nanoseconds(i64::from(time.nanosecond()));
+            let offset = |t: DateTime<Utc>| t.with_timezone(&time_zone).offset().fix().local_minus_utc();
+            let first = offset(start);
+            !template.reads_seconds()
+                && first % 60 == 0
+                && offset(start + TimeDelta::nanoseconds(59_999_999_999)) == first
+        })
+    }
+
     /// The index template of `routed` and its time zone; `None` for `Dropped`.
     fn template(&self, routed: Routed) -> Option<(&Template, Tz)> {
         match (routed, &self.unmatched) {

@@ -115,6 +115,13 @@ impl Template {
         self.parts.iter().any(|part| matches!(part, Part::Field(..)))
     }
 
+    /// Whether the rendering for a time can differ from that for another time of the same minute (in
+    /// `time_zone`): a second or a fraction of one is written.
+    pub fn reads_seconds(&self) -> bool {
+        let seconds = |t: &DateToken| matches!(t, DateToken::Second(_) | DateToken::Fraction(_));
+        self.parts.iter().any(|part| matches!(part, Part::Date(tokens, _) if tokens.iter().any(seconds)))
+    }
+
     /// [`Template::render`] for an event whose `@timestamp` is `time`, of a template that reads no
     /// field (see [`Template::reads_fields`]; a field would render as unresolved).
     pub fn render_at(&self, time: DateTime<Utc>, time_zone: Tz, out: &mut String) {
