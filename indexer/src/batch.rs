@@ -319,8 +319,8 @@ impl Processor {
             let (memo, shared) = (&mut scratch.direct, &mut scratch.shared);
             match direct.encode(&event, record, &self.compiled.routes, memo, shared, &mut batch.bulk) {
                 Some(Encoded::Dropped) => return Processed::Dropped,
-                Some(Encoded::Document { id }) => {
-                    batch.push_item(scratch.direct.index(), &id, record);
+                Some(Encoded::Document) => {
+                    batch.push_item(scratch.direct.index(), scratch.direct.id(), record);
                     return Processed::Document;
                 }
                 None => {}

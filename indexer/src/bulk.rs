@@ -46,6 +46,18 @@ impl<'a> DocId<'a> {
             record => record.to_string(),
         }
     }
+
+    /// Puts the id as text in `out`, in place of what it held.
+    pub fn write_into(&self, out: &mut String) {
+        out.clear();
+        match self {
+            DocId::Event(id) => out.push_str(id),
+            record => {
+                use fmt::Write;
+                write!(out, "{record}").expect("a String takes any text");
+            }
+        }
+    }
 }
 
 impl fmt::Display for DocId<'_> {

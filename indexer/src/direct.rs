@@ -106,12 +106,12 @@ impl DirectNginx {
         // `event.id` read from the members found above rather than walked to again (as `DocId::of` would).
         let event_id = old_event.as_ref().and_then(|members| members.iter().find(|(k, ..)| *k == "id"));
         let event_id = event_id.and_then(|(.., value)| json_text::string(value));
-        let id = DocId::with_event_id(event_id, record.topic, record.partition, record.offset).into_string();
+        DocId::with_event_id(event_id, record.topic, record.partition, record.offset).write_into(&mut memo.id);
         memo.set(routes, routed, time);
         let objects = Objects::new(&parsed, created, source, user_agent);
         let document = Document { raw, time: &memo.timestamp, old_event: old_event.as_deref(), objects };
-        bulk.push_written(&memo.index, &id, |out| document.write(out));
-        Some(Encoded::Document { id })
+        bulk.push_written(&memo.index, &memo.id, |out| document.write(out));
+        Some(Encoded::Document)
     }
 }
 
@@ -120,19 +120,23 @@ impl DirectNginx {
 pub enum Encoded {
     /// No route takes it and such records are dropped; nothing was appended.
     Dropped,
-    /// Its document was appended with this id.
-    Document { id: String },
+    /// Its document was appended, with the id and into the index the memo holds ([`Memo::id`],
+    /// [`Memo::index`]).
+    Document,
 }
 
-/// What consecutive documents share: their `@timestamp` and index name, formatted once per second
-/// (1,000 and 1,500 instructions per event otherwise; a busy server logs many lines per second); and
-/// what the filter's `when` and the routes make of their `tags`.
+/// What consecutive documents share: their `@timestamp` and index name, written when the second changes
+/// (1,000 and 1,500 instructions per event otherwise; a busy server logs many lines per second), and then
+/// mostly in part (see [`Memo::set`]); and what the filter's `when` and the routes make of their `tags`.
+/// Also the last document's id.
 #[derive(Debug, Default)]
 pub struct Memo {
     /// The second and route these are for.
     key: Option<(DateTime<Utc>, Routed)>,
     timestamp: String,
     index: String,
+    /// The last document's id (written here rather than into a new string for each document).
+    id: String,
     /// The UTC minute (in seconds since the epoch, over 60) and route `index` holds for all of, when it
     /// does (see [`RouteTable::same_for_the_minute`]).
     index_minute: Option<(i64, Routed)>,
@@ -147,6 +151,11 @@ impl Memo {
     /// The last document's index name.
     pub fn index(&self) -> &str {
         &self.index
+    }
+
+    /// The last document's id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// `$time_local` read with [`parse_time_local`], or the last line's answer when it has the same
@@ -295,7 +304,7 @@ impl ByText {
 /// The members of the object `text` as `(key, "key":value, value)`, sorted by key, or `None` when the
 /// filter would not merge its members as text: not an object, a repeated key, or one of the members it
 /// writes.
-fn sorted_members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
+fn sorted_members(text: &str) -> Option<json_text::Members<'_>> {
     json_text::sorted_members(text).filter(|members| !members.iter().any(|(k, ..)| EVENT_MEMBERS.contains(k)))
 }
 

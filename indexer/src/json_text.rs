@@ -9,21 +9,26 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
 use wide::u8x16;
 
 use crate::raw_entries::{key_cmp, key_eq, skip_string, skip_value, spaces};
 
+/// An object's members as `(key, "key":value, value)`; the few of most objects kept in place (allocating
+/// them was 200 instructions per nginx event, callgrind).
+pub type Members<'t> = SmallVec<[(&'t str, &'t str, &'t str); 4]>;
+
 /// The members of the object `text` as `(key, "key":value, value)`, in their order, or `None` when `text` is
 /// not an object, a key is written with escapes (its text is not the key) or a string has a `\u` escape.
-pub fn members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
-    let mut out = Vec::with_capacity(12);
+pub fn members(text: &str) -> Option<Members<'_>> {
+    let mut out = Members::new();
     walk(text, |member| out.push(member))?;
     Some(out)
 }
 
 /// [`members`] sorted by key, or `None` also when a key is repeated (which of them `serde_json` keeps
 /// depends on their order, so they cannot be merged as text).
-pub fn sorted_members(text: &str) -> Option<Vec<(&str, &str, &str)>> {
+pub fn sorted_members(text: &str) -> Option<Members<'_>> {
     let mut members = members(text)?;
     members.sort_unstable_by(|a, b| key_cmp(a.0.as_bytes(), b.0.as_bytes()));
     let repeated = members.windows(2).any(|w| key_eq(w[0].0.as_bytes(), w[1].0.as_bytes()));
@@ -213,7 +218,7 @@ mod tests {
         assert_eq!(member(text, "o"), Some(Some(r#"{"x":["}",{"y":"]"}]}"#)));
         assert_eq!(member(text, "nope"), Some(None));
         assert_eq!(member(r#"{"id":"a","id":"b"}"#, "id"), Some(Some(r#""b""#)), "the last, as serde_json");
-        assert_eq!(members("{}").unwrap(), []);
+        assert!(members("{}").unwrap().is_empty());
         for not in ["[1]", "\"s\"", r#"{"a\"b":1}"#, "{\"a\":1", "{\"a\" 1}"] {
             assert_eq!(members(not), None, "{not}");
         }

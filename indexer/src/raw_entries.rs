@@ -108,6 +108,8 @@ impl RawEntries {
         self.entries.iter().position(|e| e.prefix == prefix && key_eq(&text[e.key.clone()], key.as_bytes()))
     }
 
+    /// Inlined, as `find` is.
+    #[inline(always)]
     pub fn contains(&self, key: &str) -> bool {
         self.find(key).is_some()
     }

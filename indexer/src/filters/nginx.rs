@@ -22,6 +22,7 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
+use smallvec::SmallVec;
 
 use super::new_fields::{Leaf, NewFields};
 use super::zone::Zone;
@@ -275,8 +276,9 @@ pub(crate) struct ParsedAccess<'a> {
     access: Access<'a>,
     /// `X-Forwarded-For`'s entries, when it has any.
     forwarded: Vec<&'a str>,
-    /// The addresses among the candidates, in order, each once, with their text.
-    related: Vec<(&'a str, IpAddr)>,
+    /// The addresses among the candidates, in order, each once, with their text. Mostly just the client:
+    /// kept in place (allocating it was 330 instructions per line, callgrind).
+    related: SmallVec<[(&'a str, IpAddr); 2]>,
     /// The client: the first public address of `X-Forwarded-For`, then `$remote_addr` (Filebeat's rule).
     pub client: &'a str,
     pub client_ip: Option<IpAddr>,
@@ -308,7 +310,7 @@ impl<'a> ParsedAccess<'a> {
         let forwarded: Vec<&str> =
             a.forwarded_for.filter(|x| *x != "-").map(|x| x.split(',').map(str::trim).collect()).unwrap_or_default();
         // Each candidate parsed once.
-        let mut related: Vec<(&str, IpAddr)> = Vec::new();
+        let mut related: SmallVec<[(&str, IpAddr); 2]> = SmallVec::new();
         for c in forwarded.iter().copied().chain(std::iter::once(a.remote_addr)) {
             if let Ok(ip) = c.parse::<IpAddr>() {
                 if !related.iter().any(|(r, _)| *r == c) {
