@@ -195,6 +195,7 @@ impl Event {
     }
 
     /// Whether the event has a top-level `key` (without parsing it).
+    ///
     /// Inlined, so that a literal `key`'s prefix is worked out when compiling (see `RawEntries::find`;
     /// `Codec::decode`'s check for `@timestamp` cost 147 instructions per record otherwise).
     #[inline]

@@ -14,8 +14,8 @@ use wide::u8x16;
 
 use crate::raw_entries::{key_cmp, key_eq, skip_string, skip_value, spaces};
 
-/// An object's members as `(key, "key":value, value)`; the few of most objects kept in place (allocating
-/// them was 200 instructions per nginx event, callgrind).
+/// An object's members as `(key, "key":value, value)`; the few of most objects (the agent's `event` has
+/// one or two) kept in place rather than allocated for each event.
 pub type Members<'t> = SmallVec<[(&'t str, &'t str, &'t str); 4]>;
 
 /// The members of the object `text` as `(key, "key":value, value)`, in their order, or `None` when `text` is

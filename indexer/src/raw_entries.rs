@@ -203,8 +203,9 @@ impl RawEntries {
     }
 }
 
-/// Sorts `entries`, in the record's order, by key, in the order `order` knows when it knows the record's
-/// keys; `false` when two keys are the same.
+/// Sorts `entries` (in the record's order) by key: into the order `order` kept, when the record's keys
+/// are those it knows; else by comparing them, keeping their order for the next record. `false` when two
+/// keys are the same.
 fn sort_entries(text: &[u8], entries: &mut [RawEntry], order: &mut KeyOrder) -> bool {
     if let Some(sorted) = order.known(entries.iter().map(|e| e.prefix)) {
         gather(entries, sorted);

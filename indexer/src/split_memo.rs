@@ -105,8 +105,8 @@ impl KeyOrder {
     /// order at `sorted` (places, as [`KeyOrder::known`] gives them), when the prefixes are all different
     /// and the places fit.
     pub(crate) fn remember(&mut self, prefixes: &[KeyPrefix], sorted: &[u8]) {
-        let distinct = sorted.windows(2).all(|w| prefixes[usize::from(w[0])] < prefixes[usize::from(w[1])]);
-        if prefixes.len() <= PLACES && sorted.len() == prefixes.len() && distinct {
+        let fits = prefixes.len() <= PLACES && sorted.len() == prefixes.len();
+        if fits && sorted.windows(2).all(|w| prefixes[usize::from(w[0])] < prefixes[usize::from(w[1])]) {
             self.len = prefixes.len() as u8;
             self.prefixes[..prefixes.len()].copy_from_slice(prefixes);
             self.sorted[..sorted.len()].copy_from_slice(sorted);
