@@ -156,8 +156,8 @@ fn decompress(records: &mut Bytes, compression: Compression) -> anyhow::Result<B
 ///
 /// Why: `kafka-protocol`'s own copies the frame out through `io::copy`'s 8 KiB buffer, smaller than a
 /// block, so each 64 KiB block is decompressed into lz4's own buffer, copied into that one and then into
-/// a `BytesMut` that grows by doubling. This takes three quarters of its time on a 1 MiB batch of agent
-/// envelopes (PERFORMANCE.md).
+/// a `BytesMut` that grows by doubling. This one takes three quarters of that time on a 1 MiB batch of
+/// agent envelopes (docs/PERFORMANCE.md).
 fn lz4_frame(frame: &mut Bytes) -> anyhow::Result<Bytes> {
     /// A content size is believed up to this many times the frame (lz4 cannot do better than about
     /// 255): a frame that claims more is sized by the guess and grows as it is read.
