@@ -8,7 +8,9 @@
 #
 # Options: --size SIZE, --latency-seconds N (default 20), --latency-rate N (default 10000),
 #          --no-rsyslog, --no-build, --keep (keep the run directory).
-# Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR.
+# Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR; BENCH_PROFILE=DIR records a
+# `perf record -g` of the agent while it ships the file (DIR/agent.perf.data; BENCH_PERF_OPTS replaces
+# `-g -F 1999`; perf takes CPU from the same cores).
 #
 # Prints, for the agent: lines/s, MiB/s (file bytes), agent CPU seconds per GiB (utime+stime from
 # /proc/PID/stat), agent peak RSS (VmHWM). Measured from the agent's start until the topic's high
@@ -50,7 +52,7 @@ while [ $# -gt 0 ]; do
         --no-rsyslog) RSYSLOG=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -293,8 +295,17 @@ log "agent: shipping $FILE"
 T0=$(now)
 start_process "$RUN_DIR/agent" "$BIN" agent -c "$RUN_DIR/agent.toml"
 AGENT_PID=$STARTED_PID
+PROFILE_PID=""
+if [ -n "${BENCH_PROFILE:-}" ]; then
+    mkdir -p "$BENCH_PROFILE"
+    # shellcheck disable=SC2086
+    perf record ${BENCH_PERF_OPTS:--g -F 1999} -p "$AGENT_PID" -o "$BENCH_PROFILE/agent.perf.data" >/dev/null 2>"$BENCH_PROFILE/perf.err" &
+    PROFILE_PID=$!
+fi
 AGENT_JSON=$("$PY" "$HELPER" wait_hw "$BOOTSTRAP" bench-agent "$LINES" "$AGENT_PID" "$T0" 3600)
 stop_process "$AGENT_PID"
+# perf stops when the agent has exited (a background job of a script ignores SIGINT).
+[ -z "$PROFILE_PID" ] || wait "$PROFILE_PID" 2>/dev/null || true
 case "$AGENT_JSON" in *error*) die "agent: $AGENT_JSON; $(tail -5 "$RUN_DIR/agent.err")" ;; esac
 AGENT_S=$(field "$AGENT_JSON" seconds)
 AGENT_CPU=$(field "$AGENT_JSON" cpu)
