@@ -122,23 +122,17 @@ impl Encoder {
     /// Encodes into `buf` (cleared first). An event over the limit has its message cut at a character
     /// boundary and gains the tag `message_truncated`; it is never dropped.
     pub fn encode(&mut self, meta: &InputMeta, parts: &EventParts<'_>, buf: &mut Vec<u8>) {
-        // The message is escaped as it is; only when it holds non-ASCII bytes is it checked for UTF-8,
-        // and written again, lossily, if invalid. (Checking first cost a second pass over every line.)
-        let ascii = write(meta, parts, parts.message, false, buf, &mut self.path);
-        let message = match ascii || std::str::from_utf8(parts.message).is_ok() {
-            true => Cow::Borrowed(parts.message),
-            false => {
-                let lossy = String::from_utf8_lossy(parts.message).into_owned().into_bytes();
-                write(meta, parts, &lossy, false, buf, &mut self.path);
-                Cow::Owned(lossy)
-            }
+        // A message that is not valid UTF-8 is written lossily (U+FFFD for each bad sequence).
+        let message = match simdutf8::basic::from_utf8(parts.message) {
+            Ok(message) => Cow::Borrowed(message),
+            Err(_) => String::from_utf8_lossy(parts.message),
         };
+        write(meta, parts, &message, false, buf, &mut self.path);
         if buf.len() <= self.limit {
             return;
         }
         self.message_truncated += 1;
-        // Valid UTF-8 by now: cut only at character boundaries.
-        let message = std::str::from_utf8(&message).expect("valid UTF-8");
+        // Cut only at character boundaries.
         let mut keep = message.len();
         loop {
             // Escapes make a byte of message take 1 to 6 bytes of JSON: shrink in proportion, a bit more.
@@ -147,7 +141,7 @@ impl Encoder {
             while !message.is_char_boundary(keep) {
                 keep -= 1;
             }
-            write(meta, parts, &message.as_bytes()[..keep], true, buf, &mut self.path);
+            write(meta, parts, &message[..keep], true, buf, &mut self.path);
             if buf.len() <= self.limit || keep == 0 {
                 return;
             }
@@ -177,22 +171,14 @@ impl PathCache {
 /// Writes the envelope into `buf` (cleared first), by hand rather than through serde: this runs once per
 /// line, and a derived `Serialize` escaping every string byte by byte was about a tenth of the agent's
 /// CPU. Strings are escaped exactly as `serde_json` escapes them (`json`'s tests compare the two); what
-/// is the same for every event of the input comes from its [`Fragments`]. Returns whether the message
-/// was all ASCII.
-fn write(
-    meta: &InputMeta,
-    parts: &EventParts<'_>,
-    message: &[u8],
-    cut: bool,
-    buf: &mut Vec<u8>,
-    path: &mut PathCache,
-) -> bool {
+/// is the same for every event of the input comes from its [`Fragments`].
+fn write(meta: &InputMeta, parts: &EventParts<'_>, message: &str, cut: bool, buf: &mut Vec<u8>, path: &mut PathCache) {
     let fragments = meta.fragments.get_or_init(|| Fragments::new(meta));
     buf.clear();
     buf.extend_from_slice(br#"{"@timestamp":"#);
     json::string(buf, parts.timestamp);
     buf.extend_from_slice(br#","message":"#);
-    let ascii = json::string_bytes(buf, message);
+    json::string(buf, message);
     let flags = [parts.truncated.then_some("truncated"), cut.then_some("message_truncated")];
     if flags == [None, None] {
         buf.extend_from_slice(&fragments.tags_and_fields);
@@ -210,7 +196,6 @@ fn write(
     // The id is 32 ASCII hex digits by construction: nothing to escape.
     buf.extend_from_slice(parts.id);
     buf.extend_from_slice(&fragments.after_id);
-    ascii
 }
 
 /// `,"tags":[...]` with the input's tags and then `flags`, and the input's fields.

@@ -1,92 +1,21 @@
-//! Writing JSON text by hand for the envelope, the agent's per-line hot path.
+//! Writing the envelope's JSON text, the agent's per-line hot path.
 //!
-//! [`string`] escapes exactly as `serde_json` does (`"`, `\`, and control bytes; `\n`, `\t` and friends
-//! by name, the rest as `\u00XX`), but looks at eight bytes at a time and copies the runs between the
-//! bytes that need escaping: a log line holds a handful of those at most, and serde_json's byte-by-byte
-//! loop was about a tenth of the agent's CPU.
+//! [`string`] escapes with `sonic-rs`, exactly as `serde_json` does (`"`, `\`, and control bytes; `\n`,
+//! `\t` and friends by name, the rest as `\u00XX`), sixteen or thirty-two bytes at a time, copying them
+//! to the output as it scans. A log line holds a handful of bytes to escape at most; escaping the message
+//! was an eighth of the agent's CPU with a hand-written loop over eight-byte words, and takes 0.7 of
+//! that loop's time with `sonic-rs` (docs/PERFORMANCE.md, "The agent").
 
 /// Appends `s` as a JSON string literal.
 pub(crate) fn string(buf: &mut Vec<u8>, s: &str) {
-    string_bytes(buf, s.as_bytes());
-}
-
-/// Appends `bytes` as a JSON string literal, escaping as [`string`] does, and says whether they were all
-/// ASCII. Only ASCII bytes are ever escaped, so for bytes that are valid UTF-8 this is [`string`]'s
-/// text; the caller checks UTF-8 only when this returns false, instead of in a pass of its own.
-pub(crate) fn string_bytes(buf: &mut Vec<u8>, bytes: &[u8]) -> bool {
-    let mut high = 0u64;
-    buf.reserve(bytes.len() + 2);
-    buf.push(b'"');
-    // `bytes[run..i]` needs no escaping and is not copied yet.
-    let mut run = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let special = match bytes.get(i..i + 8) {
-            Some(word) => {
-                let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-                high |= word;
-                let mask = needs_escape(word);
-                if mask == 0 {
-                    i += 8;
-                    continue;
-                }
-                // The lowest flagged byte is exact: a false flag only ever sits above a true one.
-                i + (mask.trailing_zeros() / 8) as usize
-            }
-            None if is_special(bytes[i]) => i,
-            None => {
-                high |= u64::from(bytes[i]);
-                i += 1;
-                continue;
-            }
-        };
-        buf.extend_from_slice(&bytes[run..special]);
-        escape(buf, bytes[special]);
-        i = special + 1;
-        run = i;
-    }
-    buf.extend_from_slice(&bytes[run..]);
-    buf.push(b'"');
-    high & HIGHS == 0
+    // Writing into a Vec cannot fail.
+    sonic_rs::to_writer(buf, s).expect("a string serializes");
 }
 
 /// Appends `value` as `serde_json` writes it (numbers, maps of configured `fields`).
 pub(crate) fn value<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
     // Writing into a Vec cannot fail, and these values have string keys.
     serde_json::to_writer(buf, value).expect("JSON value serializes");
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// A word with the high bit set in (at least) the lowest byte of `word` that JSON must escape, and
-/// zero when no byte must be: the bit tricks for "has a zero byte" and "has a byte less than n".
-fn needs_escape(word: u64) -> u64 {
-    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    control | zero_byte(word ^ (ONES * u64::from(b'"'))) | zero_byte(word ^ (ONES * u64::from(b'\\')))
-}
-
-fn is_special(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
-}
-
-fn escape(buf: &mut Vec<u8>, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let named = match b {
-        b'"' => b'"',
-        b'\\' => b'\\',
-        b'\n' => b'n',
-        b'\r' => b'r',
-        b'\t' => b't',
-        0x08 => b'b',
-        0x0c => b'f',
-        _ => {
-            buf.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-            return;
-        }
-    };
-    buf.extend_from_slice(&[b'\\', named]);
 }
 
 #[cfg(test)]
@@ -114,20 +43,12 @@ mod tests {
         ] {
             assert_eq!(ours(s), serde_json::to_string(s).unwrap(), "{s:?}");
         }
-    }
-
-    #[test]
-    fn string_bytes_says_whether_the_bytes_were_ascii() {
-        for (bytes, ascii) in [
-            (&b""[..], true),
-            (b"plain \"quoted\" line of some length", true),
-            (b"caf\xc3\xa9 in a line longer than a word", false),
-            (b"tail \xff", false),
-            (b"\xff", false),
-            (b"\x7f\x00\x1f", true),
-        ] {
-            let mut buf = Vec::new();
-            assert_eq!(string_bytes(&mut buf, bytes), ascii, "{bytes:?}");
+        // Every ASCII byte, and an escape on each side of the 16- and 32-byte steps.
+        let ascii: String = (0u8..0x80).map(char::from).collect();
+        assert_eq!(ours(&ascii), serde_json::to_string(&ascii).unwrap());
+        for at in 0..70 {
+            let s = format!("{}\"{}", "x".repeat(at), "y".repeat(70 - at));
+            assert_eq!(ours(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
         }
     }
 
