@@ -1,5 +1,6 @@
 //! The nginx access pipeline written straight into the bulk body: for the pipeline most users run (the
-//! `json` codec, one `nginx_access` filter, routes by tag to dated indices), each record's document is
+//! `json` codec, an `nginx_access` filter, other filters such as `nginx_error` only on other tags, routes
+//! by tag to dated indices), each access record's document is
 //! written from the record's own entries and the parsed line, in one pass, without building an [`Event`]
 //! the filter writes into and the bulk encoder then walks.
 //!
@@ -15,7 +16,7 @@
 //!
 //! It takes only records it writes exactly as the filter and the bulk encoder would, byte for byte, and
 //! declines any other (the caller then runs the event path): a record the split did not keep as text, one
-//! whose `when` does not hold, a line that does not parse or whose time does not read, a record that has
+//! whose `when` does not hold or that another filter's `when` holds for, a line that does not parse or whose time does not read, a record that has
 //! one of the objects the filter writes (`http`, `source`, ...) or an `event` whose members the filter
 //! would not merge as text, and an enrichment answer not shared by reference. The tests compare both
 //! paths on the same records, those it takes and those it declines.
@@ -39,16 +40,24 @@ use crate::route::{RouteTable, Routed};
 #[derive(Debug)]
 pub struct DirectNginx {
     when: Option<Condition>,
+    /// The conditions of the pipeline's other filters: a record one of them holds for is not taken.
+    others: Vec<Condition>,
     nginx: NginxAccess,
 }
 
 impl DirectNginx {
-    /// The encoder for the filter `nginx` run when `when` holds, or `None` when it would not write what
-    /// the filter writes: a source other than `message`, or a condition that reads more than tags (the
-    /// record is checked before the filter runs).
-    pub fn new(when: Option<Condition>, nginx: NginxAccess) -> Option<Self> {
+    /// The encoder for the filter `nginx` run when `when` holds and none of `others` does, or `None`
+    /// when it would not write what the filter writes: a source other than `message`, or a condition
+    /// that reads more than tags (the record is checked before any filter runs).
+    pub fn new(when: Option<Condition>, others: Vec<Condition>, nginx: NginxAccess) -> Option<Self> {
         let plain = matches!(nginx.source.parts(), [message] if message == "message");
-        (plain && when.as_ref().is_none_or(Condition::reads_only_tags)).then_some(Self { when, nginx })
+        let on_tags = when.iter().chain(&others).all(Condition::reads_only_tags);
+        (plain && on_tags).then_some(Self { when, others, nginx })
+    }
+
+    /// Whether the filter runs on `event` and no other filter does.
+    fn runs_alone(&self, event: &Event) -> bool {
+        self.when.as_ref().is_none_or(|c| c.matches(event)) && !self.others.iter().any(|c| c.matches(event))
     }
 
     /// Appends the document of `record`, decoded as `event`, as the filter and `routes` would make it,
@@ -65,8 +74,7 @@ impl DirectNginx {
         bulk: &mut BulkRequest,
     ) -> Option<Encoded> {
         let raw = event.raw_only()?;
-        let (taken, routed) = memo
-            .by_tags(raw.json("tags"), || (self.when.as_ref().is_none_or(|c| c.matches(event)), routes.pick(event)));
+        let (taken, routed) = memo.by_tags(raw.json("tags"), || (self.runs_alone(event), routes.pick(event)));
         if !taken || raw.keys().any(|k| Object::OTHER_KEYS.contains(&k)) {
             return None;
         }
@@ -587,6 +595,30 @@ mod tests {
         }
     }
 
+    /// The nginx pipeline's other filter (`nginx_error` on tag `error`) and any other filter that runs
+    /// only on other tags leave the access records to the direct encoder, and take theirs to the event
+    /// path; a filter that would also run on an access record takes that record to the event path.
+    #[test]
+    fn other_filters_on_other_tags_leave_the_access_records_direct() {
+        let dir = tempfile::tempdir().unwrap();
+        let enrichment = enrichment(dir.path());
+        let error_line = "2026/11/21 08:15:30 [error] 7#7: *1 open() failed, client: 203.0.113.9";
+        let error = || envelope(error_line, json!({"tags": ["error"]}));
+        let with_errors: Vec<Vec<u8>> = taken_records().into_iter().flat_map(|t| [t, error()]).collect();
+        let access = taken_records().len();
+        let nginx_error = "[[filters]]\ntype = \"nginx_error\"\nwhen = { tag = \"error\" }\n";
+        // After the access filter, before it, and one that could change `event.id` (on other records).
+        let rename_id =
+            "[[filters]]\ntype = \"mutate\"\nwhen = { tag = \"error\" }\nrename = { \"event.id\" = \"x\" }\n";
+        for toml in [format!("{ROUTES}{nginx_error}"), format!("{nginx_error}{ROUTES}"), format!("{ROUTES}{rename_id}")]
+        {
+            assert_eq!(same_both_ways(&toml, &enrichment, &with_errors), access, "{toml}");
+        }
+        let also_on_access = "[[filters]]\ntype = \"mutate\"\nwhen = { tag = \"access\" }\nadd_tag = [\"seen\"]\n";
+        let toml = format!("{ROUTES}{also_on_access}");
+        assert_eq!(same_both_ways(&toml, &enrichment, &with_errors), 0, "{toml}");
+    }
+
     /// A user agent or client whose cached answer was first built for an event whose object held more
     /// is not shared, and records with it are left to the event path.
     #[test]
@@ -665,6 +697,7 @@ mod tests {
             "[[filters]]\ntype = \"nginx_access\"\nsource = \"line\"\n",
             "[[filters]]\ntype = \"nginx_access\"\nwhen = { field = \"a\", equals = 1 }\n",
             "[[filters]]\ntype = \"nginx_access\"\n[[filters]]\ntype = \"mutate\"\nadd_tag = [\"x\"]\n",
+            "[[filters]]\ntype = \"nginx_access\"\n[[filters]]\ntype = \"nginx_error\"\nwhen = { exists = \"a\" }\n",
             "[[filters]]\ntype = \"nginx_access\"\n[[routes]]\nwhen = { exists = \"source\" }\nindex = \"a\"\n",
             "[[filters]]\ntype = \"nginx_access\"\n[[routes]]\nindex = \"a-%{[host][name]}\"\n",
             "default_index = \"a-%{[host][name]}\"\n[[filters]]\ntype = \"nginx_access\"\n",

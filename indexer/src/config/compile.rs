@@ -240,16 +240,33 @@ fn nginx_access(key: &str, c: &NginxAccessConfig, enrichment: &Enrichment) -> Re
     Ok((when(key, &c.when)?, filter))
 }
 
-/// The direct encoder, for a pipeline of the `json` codec, one `nginx_access` filter and routes that
-/// read only tags and time (see [`DirectNginx`]).
-fn direct(config: &IndexerConfig, enrichment: &Enrichment, routes: &RouteTable) -> Result<Option<DirectNginx>> {
-    let [FilterConfig::NginxAccess(c)] = config.filters.as_slice() else { return Ok(None) };
+/// The direct encoder, for a pipeline of the `json` codec, an `nginx_access` filter, routes that read
+/// only tags and time, and other filters only under conditions on tags, as in the nginx pipeline (its
+/// `nginx_error` filter runs on tag `error`): a record that one of them would run on is left to the event
+/// path (see [`DirectNginx`]).
+fn direct(
+    config: &IndexerConfig,
+    filters: &FilterChain,
+    enrichment: &Enrichment,
+    routes: &RouteTable,
+) -> Result<Option<DirectNginx>> {
     if config.input.codec != Codec::Json || !routes.reads_only_tags_and_time() {
         return Ok(None);
     }
-    let (when, filter) = nginx_access("indexer.filters[0]", c, enrichment)?;
+    let mut nginx = None;
+    let mut others = Vec::new();
+    for (i, (filter, when)) in config.filters.iter().zip(filters.conditions()).enumerate() {
+        match (filter, when) {
+            (FilterConfig::NginxAccess(c), _) if nginx.is_none() => {
+                nginx = Some(nginx_access(&format!("indexer.filters[{i}]"), c, enrichment)?);
+            }
+            (_, Some(when)) if when.reads_only_tags() => others.push(when.clone()),
+            _ => return Ok(None),
+        }
+    }
+    let Some((when, filter)) = nginx else { return Ok(None) };
     // The document id is read before the filter, as `Processor` does when no filter can change it.
-    Ok(if filter.may_change_event_id() { None } else { DirectNginx::new(when, filter) })
+    Ok(if filter.may_change_event_id() { None } else { DirectNginx::new(when, others, filter) })
 }
 
 impl TryFrom<&IndexerConfig> for Compiled {
@@ -308,7 +325,7 @@ impl Compiled {
             Unmatched::Index { index: template("indexer.default_index", &config.default_index)?, time_zone: Tz::UTC }
         };
         let routes = RouteTable::new(routes, unmatched);
-        let direct = direct(config, enrichment, &routes)?;
+        let direct = direct(config, &filters, enrichment, &routes)?;
         Ok(Compiled { codec: config.input.codec, filters, routes, direct })
     }
 }

@@ -67,6 +67,11 @@ impl FilterChain {
         self.steps.len()
     }
 
+    /// Each filter's `when`, in order (`None` for a filter that runs on every event).
+    pub fn conditions(&self) -> impl Iterator<Item = Option<&Condition>> {
+        self.steps.iter().map(|(when, _)| when.as_ref())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
