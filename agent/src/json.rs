@@ -1,10 +1,10 @@
 //! Writing the envelope's JSON text, the agent's per-line hot path.
 //!
 //! [`string`] escapes with `sonic-rs`, exactly as `serde_json` does (`"`, `\`, and control bytes; `\n`,
-//! `\t` and friends by name, the rest as `\u00XX`), sixteen or thirty-two bytes at a time, copying them
-//! to the output as it scans. A log line holds a handful of bytes to escape at most; escaping the message
-//! was an eighth of the agent's CPU with a hand-written loop over eight-byte words, and takes 0.7 of
-//! that loop's time with `sonic-rs` (docs/PERFORMANCE.md, "The agent").
+//! `\t` and friends by name, the rest as `\u00XX`), thirty-two bytes at a time (sixteen on ARM), copying
+//! them to the output as it scans. A log line holds a handful of bytes to escape at most; escaping the
+//! message was an eighth of the agent's CPU with a hand-written loop over eight-byte words, and takes 0.7
+//! of that loop's time with `sonic-rs` (docs/PERFORMANCE.md, "The agent").
 
 /// Appends `s` as a JSON string literal.
 pub(crate) fn string(buf: &mut Vec<u8>, s: &str) {

@@ -1,8 +1,8 @@
 //! The nginx access pipeline written straight into the bulk body: for the pipeline most users run (the
 //! `json` codec, an `nginx_access` filter, other filters such as `nginx_error` only on other tags, routes
-//! by tag to dated indices), each access record's document is
-//! written from the record's own entries and the parsed line, in one pass, without building an [`Event`]
-//! the filter writes into and the bulk encoder then walks.
+//! by tag to dated indices), each access record's document is written from the record's own entries and
+//! the parsed line, in one pass, without building an [`Event`] the filter writes into and the bulk
+//! encoder then walks.
 //!
 //! Why: through the event, the indexer's core cost about 30,000 instructions per agent envelope, and
 //! most of them went to the event model, not to the work: inserting the nginx fields as entries of the
@@ -16,9 +16,10 @@
 //!
 //! It takes only records it writes exactly as the filter and the bulk encoder would, byte for byte, and
 //! declines any other (the caller then runs the event path): a record the split did not keep as text, one
-//! whose `when` does not hold or that another filter's `when` holds for, a line that does not parse or whose time does not read, a record that has
-//! one of the objects the filter writes (`http`, `source`, ...) or an `event` whose members the filter
-//! would not merge as text, and an enrichment answer not shared by reference. The tests compare both
+//! whose `when` does not hold or that another filter's `when` holds for, a line that does not parse or
+//! whose time does not read, a record that has one of the objects the filter writes (`http`, `source`,
+//! ...) or an `event` whose members the filter would not merge as text, and an enrichment answer not
+//! shared by reference. The tests compare both
 //! paths on the same records, those it takes and those it declines.
 
 use std::sync::Arc;
