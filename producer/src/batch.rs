@@ -212,14 +212,6 @@ fn compress(codec: Codec, records: &[u8], out: &mut BytesMut) {
     }
 }
 
-/// lz4 frame with independent 64 KiB blocks, as librdkafka and the Java client write it, at lz4's fast
-/// level with acceleration 2. (`kafka-protocol`'s own lz4 compressor uses the HC level 4, several times
-/// slower.)
-///
-/// Unlike theirs, the frame states its content size, an optional field of the lz4 frame format that
-/// librdkafka and the Java client read or skip. Without it librdkafka's consumer (the indexer's) guesses
-/// four times the compressed size and grows its buffer by three quarters, copying, until the batch fits:
-/// a megabyte of agent envelopes of nginx lines is about five times its lz4 frame (`lz4 -1 -B4`: 189 KiB).
 /// LZ4F reads a negative compression level as an acceleration factor (`lz4 --fast=2`): it skips ahead
 /// faster where it finds no match. The lz4 crate hands its `u32` level to LZ4F's `int` as it is, so
 /// this is -2. On agent envelopes of nginx lines, in 1 MB batches, it compresses 1.2 times as fast as
@@ -228,6 +220,14 @@ fn compress(codec: Codec, records: &[u8], out: &mut BytesMut) {
 /// (docs/PERFORMANCE.md, "The agent"). Any lz4 reader reads the frames: the format is the same.
 const LZ4_ACCELERATION_2: u32 = -2i32 as u32;
 
+/// lz4 frame with independent 64 KiB blocks, as librdkafka and the Java client write it, at lz4's fast
+/// level with acceleration 2. (`kafka-protocol`'s own lz4 compressor uses the HC level 4, several times
+/// slower.)
+///
+/// Unlike theirs, the frame states its content size, an optional field of the lz4 frame format that
+/// librdkafka and the Java client read or skip. Without it librdkafka's consumer (the indexer's) guesses
+/// four times the compressed size and grows its buffer by three quarters, copying, until the batch fits:
+/// a megabyte of agent envelopes of nginx lines is about five times its lz4 frame (`lz4 -1 -B4`: 189 KiB).
 fn compress_lz4(records: &[u8], out: &mut BytesMut) {
     let mut encoder = lz4::EncoderBuilder::new()
         .content_size(records.len() as u64)
