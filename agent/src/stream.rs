@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::identity::event_id;
 use crate::line_reader::{LineReader, RawLine};
 use crate::multiline::Multiline;
-use crate::sink::{Ack, Sink};
+use crate::sink::Sink;
 use crate::tailer::clock::Clock;
 use crate::tailer::emitter::{Emitter, Origin};
 
@@ -201,9 +201,10 @@ impl StreamInput {
         }
     }
 
-    pub(crate) fn on_ack(&mut self, ack: &Ack) {
-        self.stats.events_acked += 1;
-        self.stats.bytes_acked += ack.end.saturating_sub(ack.start);
+    /// Counts `events` acknowledged events, `bytes` of the stream's output.
+    pub(crate) fn on_acks(&mut self, events: u64, bytes: u64) {
+        self.stats.events_acked += events;
+        self.stats.bytes_acked += bytes;
     }
 
     /// Drains messages while the queue budget allows, at most `budget` bytes. Returns whether anything

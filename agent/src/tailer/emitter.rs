@@ -60,11 +60,11 @@ impl<S: Sink> Emitter<S> {
         Sent { too_large }
     }
 
-    /// An acknowledgement came back: its bytes leave the budget.
-    pub(crate) fn acked(&mut self, ack: &Ack) {
-        self.in_flight = self.in_flight.saturating_sub(ack.bytes);
-        self.totals.events_acked += 1;
-        self.totals.bytes_acked += ack.bytes as u64;
+    /// Acknowledgements came back: `events` events, `bytes` encoded bytes in all, leave the budget.
+    pub(crate) fn acked(&mut self, events: u64, bytes: usize) {
+        self.in_flight = self.in_flight.saturating_sub(bytes);
+        self.totals.events_acked += events;
+        self.totals.bytes_acked += bytes as u64;
     }
 
     /// Whether the queue budget allows sending more.
