@@ -11,8 +11,8 @@
 #          --latency-runs N (default 5, each with a fresh appliance), --latency-only,
 #          --split (a second consumer group also reads the topic, and each run prints how much of the
 #          latency was spent before the records were readable from the broker and how much after),
-#          --repeat N (the throughput part N times, each pair of runs on fresh files; the goal is judged on
-#          the median ratio, since one pair swings by a tenth on a noisy machine),
+#          --repeat N (default 3: the throughput part N times, each pair of runs on fresh files; the goal
+#          is judged on the median ratio, since one pair swings by a tenth on a noisy machine),
 #          --no-build, --keep (keep the run directory, with each run's samples in latency-N/samples.txt:
 #          rid, write time and latency in ms per document).
 # Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR; BENCH_PROFILE=DIR records a
@@ -44,7 +44,7 @@ LINES=2000000
 LAT_SECONDS=20
 LAT_RATE=10000
 LAT_RUNS=5
-REPEAT=1
+REPEAT=3
 THROUGHPUT=1
 SPLIT=0
 KEEP=0
@@ -60,7 +60,7 @@ while [ $# -gt 0 ]; do
         --split) SPLIT=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
