@@ -29,7 +29,7 @@ impl<S: Sink> Tailer<S> {
         if run.source & STREAM_SOURCE != 0 {
             let index = (run.source & !STREAM_SOURCE) as usize;
             if let Some(stream) = self.streams.iter_mut().find(|s| s.index() == index) {
-                stream.on_acks(run.events, run.end - run.start);
+                stream.on_acks(run.events, run.end.saturating_sub(run.start));
             }
             return;
         }
