@@ -197,8 +197,8 @@ pub(crate) struct ResponseReader {
     stream: ReadHalf<Box<dyn Stream>>,
     /// Bytes read and not yet handed out: the start of the next frames. Each frame is split off it and
     /// frozen, so once the caller has dropped a frame its memory is read into again, neither zeroed
-    /// nor taken fresh from the system (a new zeroed buffer per fetch response was 3 % of the indexer's
-    /// CPU, in page faults and clearing). It keeps about the largest response's size.
+    /// nor taken fresh from the system (a new zeroed buffer per fetch response made a third of the
+    /// indexer's page faults). It keeps about the largest response's size.
     buffer: BytesMut,
 }
 
