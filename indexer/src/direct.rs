@@ -19,8 +19,8 @@
 //! whose `when` does not hold or that another filter's `when` holds for, a line that does not parse or
 //! whose time does not read, a record that has one of the objects the filter writes (`http`, `source`,
 //! ...) or an `event` whose members the filter would not merge as text, and an enrichment answer not
-//! shared by reference. The tests compare both
-//! paths on the same records, those it takes and those it declines.
+//! shared by reference. The tests compare both paths on the same records, those it takes and those it
+//! declines.
 
 use std::sync::Arc;
 
