@@ -10,6 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
@@ -83,9 +84,10 @@ impl Flow {
         }
     }
 
-    /// Adds a fetched record to the open batch; `topic` is the fetcher's name for it, shared by its records.
-    pub fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>) {
-        self.batch.push(topic, partition, offset, value);
+    /// Adds a fetched record to the open batch, keeping its value as the fetcher decoded it; `topic` is the
+    /// fetcher's name for it, shared by its records.
+    pub fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>) {
+        self.batch.push_shared(topic, partition, offset, value);
     }
 
     /// Whether another batch may be sent now.

@@ -43,6 +43,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
@@ -268,8 +269,8 @@ impl Fetcher {
                 if sink.is_full() {
                     return;
                 }
-                let v = &ready.values[ready.next];
-                sink.add(&ready.topic, ready.partition, v.offset, v.value.as_deref());
+                let v = &mut ready.values[ready.next];
+                sink.add(&ready.topic, ready.partition, v.offset, v.value.take());
                 ready.next += 1;
             }
             self.ready_bytes -= ready.bytes;
@@ -401,7 +402,7 @@ impl Fetcher {
 pub trait Sink {
     /// Whether it takes no more now.
     fn is_full(&self) -> bool;
-    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>);
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>);
 }
 
 impl Sink for Flow {
@@ -409,7 +410,7 @@ impl Sink for Flow {
         Flow::is_full(self)
     }
 
-    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>) {
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>) {
         Flow::add(self, topic, partition, offset, value);
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -31,7 +32,7 @@ impl Sink for Taken {
         self.room == 0
     }
 
-    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>) {
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>) {
         assert_eq!(&**topic, TOPIC);
         self.room -= 1;
         let value = String::from_utf8(value.unwrap_or_default().to_vec()).unwrap();
