@@ -151,17 +151,14 @@ fn decompress(records: &mut Bytes, compression: Compression) -> anyhow::Result<B
 }
 
 /// An lz4 frame's contents, decompressed into one buffer sized from the frame's content size when it
-/// has one (logpipe's agent writes it; the Java client's and librdkafka's frames may not), else four
-/// times the frame, grown as it is read.
+/// has one (logpipe's agent writes it; the Java client's and librdkafka's frames may not), else from
+/// its blocks ([`blocks_hold_at_most`]).
 ///
 /// Why: `kafka-protocol`'s own copies the frame out through `io::copy`'s 8 KiB buffer, smaller than a
 /// block, so each 64 KiB block is decompressed into lz4's own buffer, copied into that one and then into
 /// a `BytesMut` that grows by doubling. This one takes three quarters of that time on a 1 MiB batch of
 /// agent envelopes (docs/PERFORMANCE.md).
 fn lz4_frame(frame: &mut Bytes) -> anyhow::Result<Bytes> {
-    /// A content size is believed up to this many times the frame (lz4 cannot do better than about
-    /// 255): a frame that claims more is sized by the guess and grows as it is read.
-    const MOST_PER_BYTE: usize = 255;
     // Magic number (4 bytes), FLG (bit 3: an 8-byte content size follows BD), BD.
     let declared = match frame.get(..14) {
         Some(header) if header[4] & 0x08 != 0 => {
@@ -169,13 +166,56 @@ fn lz4_frame(frame: &mut Bytes) -> anyhow::Result<Bytes> {
         }
         _ => None,
     };
-    let declared = declared.filter(|&n| n <= frame.len().saturating_mul(MOST_PER_BYTE));
-    let mut out = Vec::with_capacity(declared.unwrap_or(frame.len().saturating_mul(4)));
+    let declared = declared.filter(|&n| n <= frame.len().saturating_mul(LZ4_MOST_PER_BYTE));
+    let capacity = declared.or_else(|| blocks_hold_at_most(frame)).unwrap_or(frame.len().saturating_mul(4));
+    let mut out = Vec::with_capacity(capacity);
     lz4::Decoder::new(std::mem::take(frame).reader())?.read_to_end(&mut out)?;
     if let Some(declared) = declared.filter(|&n| n != out.len()) {
         anyhow::bail!("the lz4 frame declares {declared} bytes of records but holds {}", out.len());
     }
     Ok(out.into())
+}
+
+/// lz4 cannot make a block more than about 255 times smaller: a content size or block that claims more
+/// is not believed when sizing the buffer (the frame then grows it as it is read, or fails to decode).
+const LZ4_MOST_PER_BYTE: usize = 255;
+
+/// The most an lz4 frame's blocks can hold, from the headers of its blocks (lz4 frame format: each block
+/// is its length in four bytes, then its bytes; the high bit marks one stored as it is). `None` when the
+/// frame does not read as one.
+///
+/// Why: a frame without a content size (librdkafka's and the Java client's) was read into a buffer of a
+/// guessed four times its size. Kafka batches of log lines compress about five times, so the buffer
+/// filled, and growing it copied the whole batch into a new allocation: 1.3 % of the indexer's CPU on
+/// librdkafka's batches (perf, bench-indexer.sh), and the new allocation's page faults. A bound larger
+/// than what is written costs no memory: pages never written are never touched.
+fn blocks_hold_at_most(frame: &[u8]) -> Option<usize> {
+    const BLOCK_CHECKSUM: u8 = 1 << 4;
+    const CONTENT_SIZE: u8 = 1 << 3;
+    const DICTIONARY_ID: u8 = 1;
+    const UNCOMPRESSED: u32 = 1 << 31;
+    let (flags, block_max) = (*frame.get(4)?, *frame.get(5)?);
+    // BD's bits 4 to 6: 4 is 64 KiB, 5 256 KiB, 6 1 MiB, 7 4 MiB.
+    let block_max = match (block_max >> 4) & 0x07 {
+        code @ 4..=7 => 1usize << (8 + 2 * usize::from(code)),
+        _ => return None,
+    };
+    let checksum = if flags & BLOCK_CHECKSUM != 0 { 4 } else { 0 };
+    // Magic number, FLG, BD, the content size and dictionary id if present, the header checksum.
+    let mut at = 7 + if flags & CONTENT_SIZE != 0 { 8 } else { 0 } + if flags & DICTIONARY_ID != 0 { 4 } else { 0 };
+    let mut most = 0usize;
+    loop {
+        let header = u32::from_le_bytes(frame.get(at..at + 4)?.try_into().expect("4 bytes"));
+        if header == 0 {
+            return Some(most);
+        }
+        let len = (header & !UNCOMPRESSED) as usize;
+        most += match header & UNCOMPRESSED {
+            0 => block_max.min(len.saturating_mul(LZ4_MOST_PER_BYTE)),
+            _ => len,
+        };
+        at = at.checked_add(4 + len + checksum).filter(|&end| end <= frame.len())?;
+    }
 }
 
 fn is_abort_marker(key: &[u8]) -> bool {
@@ -254,7 +294,7 @@ mod tests {
             std::io::Write::write_all(&mut encoder, &text).unwrap();
             let (frame, result) = encoder.finish();
             result.unwrap();
-            // Without a content size the buffer starts at four times the frame and has to grow.
+            // More than four times smaller: the buffer's old guess without a content size.
             assert!(text.len() > 4 * frame.len(), "{} from {}", text.len(), frame.len());
             assert_eq!(lz4_frame(&mut Bytes::from(frame.clone())).unwrap(), text, "content size {content_size}");
             if content_size {
@@ -264,6 +304,55 @@ mod tests {
             }
         }
         assert!(lz4_frame(&mut Bytes::from_static(b"not a frame")).is_err());
+    }
+
+    /// Frames as the lz4 library writes them, with each block size and checksum setting, compressible and
+    /// not (stored blocks): the bound from the block headers holds what the frame decodes to, and at most
+    /// one block more. A frame cut short or with a block size it does not name has none.
+    #[test]
+    fn the_blocks_bound_what_a_frame_holds_within_a_block() {
+        use lz4::liblz4::BlockChecksum;
+        use lz4::{BlockMode, BlockSize, ContentChecksum};
+        let lines: Vec<u8> =
+            (0..40_000).flat_map(|i| format!("line {i} {}\n", "x".repeat(i % 37)).into_bytes()).collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..300_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let sizes = [(BlockSize::Max64KB, 64 << 10), (BlockSize::Max256KB, 256 << 10), (BlockSize::Max1MB, 1 << 20)];
+        for text in [&lines[..], &noise[..], &lines[..100], &[][..]] {
+            for (size, block_max) in &sizes {
+                for (block_checksum, mode) in [
+                    (BlockChecksum::NoBlockChecksum, BlockMode::Independent),
+                    (BlockChecksum::BlockChecksumEnabled, BlockMode::Linked),
+                ] {
+                    let mut encoder = lz4::EncoderBuilder::new()
+                        .block_size(size.clone())
+                        .block_mode(mode)
+                        .block_checksum(block_checksum)
+                        .checksum(ContentChecksum::ChecksumEnabled)
+                        .build(Vec::new())
+                        .unwrap();
+                    std::io::Write::write_all(&mut encoder, text).unwrap();
+                    let (frame, result) = encoder.finish();
+                    result.unwrap();
+                    if text.len() == noise.len() {
+                        assert!(frame.len() > text.len(), "noise is stored, not compressed");
+                    }
+                    let most = blocks_hold_at_most(&frame).unwrap();
+                    assert!(most >= text.len() && most < text.len() + block_max, "{most} for {}", text.len());
+                    assert_eq!(lz4_frame(&mut Bytes::from(frame.clone())).unwrap(), text);
+                    assert_eq!(blocks_hold_at_most(&frame[..frame.len() - 8]), None, "cut short");
+                }
+            }
+        }
+        assert_eq!(blocks_hold_at_most(b"not a frame"), None);
+        assert_eq!(blocks_hold_at_most(&[0x04, 0x22, 0x4d, 0x18, 0x60, 0x30, 0, 0, 0, 0, 0]), None, "block size 3");
     }
 
     #[test]
