@@ -71,6 +71,15 @@ enum Stored {
     Shared(Bytes),
 }
 
+impl Stored {
+    fn len(&self) -> usize {
+        match self {
+            Stored::Copied(range) => range.len(),
+            Stored::Shared(bytes) => bytes.len(),
+        }
+    }
+}
+
 /// Per-record allowance for the bulk action line and `_id`.
 const ACTION_BYTES: usize = 96;
 
@@ -104,12 +113,7 @@ impl RecordBatch {
 
     fn gather(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Stored>) {
         self.opened.get_or_insert_with(Instant::now);
-        self.bytes += ACTION_BYTES
-            + match &value {
-                Some(Stored::Copied(range)) => range.len(),
-                Some(Stored::Shared(bytes)) => bytes.len(),
-                None => 0,
-            };
+        self.bytes += ACTION_BYTES + value.as_ref().map_or(0, Stored::len);
         let topic = match self.topics.iter().position(|t| Arc::ptr_eq(t, topic) || **t == **topic) {
             Some(i) => i,
             None => {

@@ -152,22 +152,18 @@ fn decompress(records: &mut Bytes, compression: Compression) -> anyhow::Result<B
 
 /// An lz4 frame's contents, decompressed into one buffer sized from the frame's content size when it
 /// has one (logpipe's agent writes it; the Java client's and librdkafka's frames may not), else from
-/// its blocks ([`blocks_hold_at_most`]).
+/// its blocks ([`Lz4Header::blocks_hold_at_most`]).
 ///
 /// Why: `kafka-protocol`'s own copies the frame out through `io::copy`'s 8 KiB buffer, smaller than a
 /// block, so each 64 KiB block is decompressed into lz4's own buffer, copied into that one and then into
 /// a `BytesMut` that grows by doubling. This one takes three quarters of that time on a 1 MiB batch of
 /// agent envelopes (docs/PERFORMANCE.md).
 fn lz4_frame(frame: &mut Bytes) -> anyhow::Result<Bytes> {
-    // Magic number (4 bytes), FLG (bit 3: an 8-byte content size follows BD), BD.
-    let declared = match frame.get(..14) {
-        Some(header) if header[4] & 0x08 != 0 => {
-            usize::try_from(u64::from_le_bytes(header[6..14].try_into().expect("8 bytes"))).ok()
-        }
-        _ => None,
-    };
+    let header = Lz4Header::read(frame);
+    let declared = header.as_ref().and_then(|h| h.content_size).and_then(|n| usize::try_from(n).ok());
     let declared = declared.filter(|&n| n <= frame.len().saturating_mul(LZ4_MOST_PER_BYTE));
-    let capacity = declared.or_else(|| blocks_hold_at_most(frame)).unwrap_or(frame.len().saturating_mul(4));
+    let capacity =
+        declared.or_else(|| header.and_then(|h| h.blocks_hold_at_most(frame))).unwrap_or(frame.len().saturating_mul(4));
     let mut out = Vec::with_capacity(capacity);
     lz4::Decoder::new(std::mem::take(frame).reader())?.read_to_end(&mut out)?;
     if let Some(declared) = declared.filter(|&n| n != out.len()) {
@@ -180,41 +176,64 @@ fn lz4_frame(frame: &mut Bytes) -> anyhow::Result<Bytes> {
 /// is not believed when sizing the buffer (the frame then grows it as it is read, or fails to decode).
 const LZ4_MOST_PER_BYTE: usize = 255;
 
-/// The most an lz4 frame's blocks can hold, from the headers of its blocks (lz4 frame format: each block
-/// is its length in four bytes, then its bytes; the high bit marks one stored as it is). `None` when the
-/// frame does not read as one.
-///
-/// Why: a frame without a content size (librdkafka's and the Java client's) was read into a buffer of a
-/// guessed four times its size. Kafka batches of log lines compress about five times, so the buffer
-/// filled, and growing it copied the whole batch into a new allocation: 1.3 % of the indexer's CPU on
-/// librdkafka's batches (perf, bench-indexer.sh), and the new allocation's page faults. A bound larger
-/// than what is written costs no memory: pages never written are never touched.
-fn blocks_hold_at_most(frame: &[u8]) -> Option<usize> {
-    const BLOCK_CHECKSUM: u8 = 1 << 4;
-    const CONTENT_SIZE: u8 = 1 << 3;
-    const DICTIONARY_ID: u8 = 1;
-    const UNCOMPRESSED: u32 = 1 << 31;
-    let (flags, block_max) = (*frame.get(4)?, *frame.get(5)?);
-    // BD's bits 4 to 6: 4 is 64 KiB, 5 256 KiB, 6 1 MiB, 7 4 MiB.
-    let block_max = match (block_max >> 4) & 0x07 {
-        code @ 4..=7 => 1usize << (8 + 2 * usize::from(code)),
-        _ => return None,
-    };
-    let checksum = if flags & BLOCK_CHECKSUM != 0 { 4 } else { 0 };
-    // Magic number, FLG, BD, the content size and dictionary id if present, the header checksum.
-    let mut at = 7 + if flags & CONTENT_SIZE != 0 { 8 } else { 0 } + if flags & DICTIONARY_ID != 0 { 4 } else { 0 };
-    let mut most = 0usize;
-    loop {
-        let header = u32::from_le_bytes(frame.get(at..at + 4)?.try_into().expect("4 bytes"));
-        if header == 0 {
-            return Some(most);
-        }
-        let len = (header & !UNCOMPRESSED) as usize;
-        most += match header & UNCOMPRESSED {
-            0 => block_max.min(len.saturating_mul(LZ4_MOST_PER_BYTE)),
-            _ => len,
+/// What an lz4 frame's header says (lz4 frame format: magic number, FLG, BD, the content size and the
+/// dictionary id if FLG says so, a checksum of the header).
+struct Lz4Header {
+    content_size: Option<u64>,
+    /// The most a block holds (BD).
+    block_max: usize,
+    /// Whether each block is followed by a four-byte checksum.
+    block_checksum: bool,
+    /// Where the first block starts.
+    len: usize,
+}
+
+impl Lz4Header {
+    /// `None` when the frame does not start with a header this reads.
+    fn read(frame: &[u8]) -> Option<Self> {
+        const BLOCK_CHECKSUM: u8 = 1 << 4;
+        const CONTENT_SIZE: u8 = 1 << 3;
+        const DICTIONARY_ID: u8 = 1;
+        let (flags, block_max) = (*frame.get(4)?, *frame.get(5)?);
+        // BD's bits 4 to 6: 4 is 64 KiB, 5 256 KiB, 6 1 MiB, 7 4 MiB.
+        let block_max = match (block_max >> 4) & 0x07 {
+            code @ 4..=7 => 1usize << (8 + 2 * usize::from(code)),
+            _ => return None,
         };
-        at = at.checked_add(4 + len + checksum).filter(|&end| end <= frame.len())?;
+        let content_size = match flags & CONTENT_SIZE {
+            0 => None,
+            _ => Some(u64::from_le_bytes(frame.get(6..14)?.try_into().expect("8 bytes"))),
+        };
+        let dictionary_id = if flags & DICTIONARY_ID != 0 { 4 } else { 0 };
+        let len = 7 + if content_size.is_some() { 8 } else { 0 } + dictionary_id;
+        Some(Self { content_size, block_max, block_checksum: flags & BLOCK_CHECKSUM != 0, len })
+    }
+
+    /// The most the blocks of `frame` (the frame this header was read from) can hold, from their headers:
+    /// each block is its length in four bytes, then its bytes; the high bit marks one stored as it is.
+    /// `None` when the blocks do not read as such.
+    ///
+    /// Why: a frame without a content size (librdkafka's and the Java client's) was read into a buffer of
+    /// a guessed four times its size. Kafka batches of log lines compress about five times, so the buffer
+    /// filled, and growing it copied the whole batch into a new allocation: 1.3 % of the indexer's CPU on
+    /// librdkafka's batches (perf, bench-indexer.sh), and the new allocation's page faults. A bound larger
+    /// than what is written costs no memory: pages never written are never touched.
+    fn blocks_hold_at_most(&self, frame: &[u8]) -> Option<usize> {
+        const UNCOMPRESSED: u32 = 1 << 31;
+        let checksum = if self.block_checksum { 4 } else { 0 };
+        let (mut at, mut most) = (self.len, 0usize);
+        loop {
+            let header = u32::from_le_bytes(frame.get(at..at + 4)?.try_into().expect("4 bytes"));
+            if header == 0 {
+                return Some(most);
+            }
+            let len = (header & !UNCOMPRESSED) as usize;
+            most += match header & UNCOMPRESSED {
+                0 => self.block_max.min(len.saturating_mul(LZ4_MOST_PER_BYTE)),
+                _ => len,
+            };
+            at = at.checked_add(4 + len + checksum).filter(|&end| end <= frame.len())?;
+        }
     }
 }
 
@@ -304,6 +323,10 @@ mod tests {
             }
         }
         assert!(lz4_frame(&mut Bytes::from_static(b"not a frame")).is_err());
+    }
+
+    fn blocks_hold_at_most(frame: &[u8]) -> Option<usize> {
+        Lz4Header::read(frame)?.blocks_hold_at_most(frame)
     }
 
     /// Frames as the lz4 library writes them, with each block size and checksum setting, compressible and
