@@ -1,7 +1,7 @@
 //! Request decoding and response encoding, on top of the `kafka-protocol` crate.
 //!
 //! Pure functions: bytes in, typed request out (and typed response in, framed bytes out). The only I/O in
-//! this module is [`frame::read_frame`]. Which versions are accepted is decided by the caller's table
+//! this module is [`frame::FrameReader`]. Which versions are accepted is decided by the caller's table
 //! (`handlers::supported_versions`), so ApiVersions, decoding and dispatch can never disagree.
 //!
 //! References:

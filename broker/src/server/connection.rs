@@ -38,7 +38,7 @@ use super::listener::Listener;
 use super::sendfile;
 use crate::broker::{Broker, Session};
 use crate::handlers::{self, sasl_authenticate, sasl_handshake, Reply, ResponseFuture};
-use crate::protocol::frame::read_frame;
+use crate::protocol::frame::FrameReader;
 use crate::protocol::{decode_request, encode_response_parts, DecodeError, Part, Request};
 use crate::security::sasl::{SaslSession, Step};
 use crate::storage::FileRecords;
@@ -133,13 +133,14 @@ pub async fn serve<S: Stream>(
     let sasl = listener.protocol.uses_sasl().then(|| SaslSession::new(&broker.config.sasl_enabled_mechanisms));
     let session = Session { peer, principal, node: listener.node.clone(), sendfile };
     let mut connection = Connection { broker, listener, session, sasl, raw_tokens: false };
+    let mut frames = FrameReader::default();
     loop {
         let limit = match &connection.sasl {
             Some(sasl) if !sasl.is_authenticated(Instant::now()) => max_frame.min(MAX_UNAUTHENTICATED_FRAME),
             _ => max_frame,
         };
         let frame = tokio::select! {
-            frame = tokio::time::timeout(idle, read_frame(&mut reader, limit)) => frame,
+            frame = tokio::time::timeout(idle, frames.next(&mut reader, limit)) => frame,
             _ = shutdown.cancelled() => break,
         };
         let frame = match frame {
