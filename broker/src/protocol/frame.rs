@@ -27,7 +27,8 @@ pub enum FrameError {
 /// in as the socket's bytes were copied into them: 70,000 page faults of the appliance's agent and
 /// broker in shipping two million nginx lines, 7,600 with this reader (docs/PERFORMANCE.md). Each frame
 /// is split off this buffer and frozen, so once the request is handled and dropped its memory is read
-/// into again. What a connection keeps is bounded by [`KEPT_AT_MOST`].
+/// into again. Between requests a connection keeps about the largest frame up to [`KEPT_AT_MOST`]
+/// (up to twice that as the buffer grows).
 #[derive(Debug, Default)]
 pub struct FrameReader {
     /// Bytes read and not yet handed out: the start of the next frames.
