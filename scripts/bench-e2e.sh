@@ -17,8 +17,8 @@
 #          rid, write time and latency in ms per document),
 #          --geoip (the indexer also looks up GeoIP and ASN, from DB-IP Lite in .peers/geoip, which
 #          scripts/peers.sh installs, as bench-indexer.sh does; without it, the pipeline's default paths,
-#          data/geoip, are missing in a checkout and only the user agent is enriched, as in every run
-#          reported before 2026-12-07 11:20 UTC).
+#          data/geoip, are missing in a checkout and only the user agent is enriched, as in the runs
+#          that docs/PERFORMANCE.md reports unless they say `--geoip`).
 # Environment: BENCH_TMP (default: target/bench-tmp), CARGO_TARGET_DIR; BENCH_PROFILE=DIR records a
 # `perf record -a -g` of the whole machine while the appliance works in the throughput part
 # (DIR/appliance.perf.data; `perf report --pid $(cat DIR/appliance.pid)` keeps the appliance's samples;
