@@ -6,6 +6,8 @@
 //!
 //! References: <https://kafka.apache.org/protocol#protocol_common>
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -27,8 +29,9 @@ pub enum FrameError {
 /// in as the socket's bytes were copied into them: 70,000 page faults of the appliance's agent and
 /// broker in shipping two million nginx lines, 7,600 with this reader (docs/PERFORMANCE.md). Each frame
 /// is split off this buffer and frozen, so once the request is handled and dropped its memory is read
-/// into again. Between requests a connection keeps about the largest frame up to [`KEPT_AT_MOST`]
-/// (up to twice that as the buffer grows).
+/// into again. While requests keep coming a connection keeps about the largest frame up to
+/// [`KEPT_AT_MOST`] (up to twice that as the buffer grows); once it has waited [`KEPT_WHILE_IDLE`] for
+/// the next request, it keeps nothing, as a new buffer per request kept nothing.
 #[derive(Debug, Default)]
 pub struct FrameReader {
     /// Bytes read and not yet handed out: the start of the next frames.
@@ -38,9 +41,13 @@ pub struct FrameReader {
 /// Bytes asked of the socket at least, so that small requests come in one read.
 const READ_AHEAD: usize = 64 << 10;
 
-/// A frame larger than this is read into memory of its own, freed with it, so that an idle connection
-/// does not keep the largest request it ever sent (`socket.request.max.bytes` is 100 MiB).
+/// A frame larger than this is read into memory of its own, freed with it, so that a connection does
+/// not keep the largest request it ever sent (`socket.request.max.bytes` is 100 MiB).
 const KEPT_AT_MOST: usize = 1 << 20;
+
+/// How long a connection waits for its next request with the buffer before it lets the buffer go, so
+/// that a broker with many quiet clients does not hold a buffer for each.
+const KEPT_WHILE_IDLE: Duration = Duration::from_secs(1);
 
 impl FrameReader {
     /// Reads the next frame. `Ok(None)` is a clean end of stream between frames. Safe to cancel: bytes
@@ -72,7 +79,21 @@ impl FrameReader {
     async fn fill<R: AsyncRead + Unpin>(&mut self, reader: &mut R, n: usize) -> std::io::Result<bool> {
         while self.buffer.len() < n {
             self.buffer.reserve((n - self.buffer.len()).max(READ_AHEAD));
-            if reader.read_buf(&mut self.buffer).await? == 0 {
+            let read = if self.buffer.is_empty() {
+                // Between requests: wait with the buffer for a while, then without it.
+                match tokio::time::timeout(KEPT_WHILE_IDLE, reader.read_buf(&mut self.buffer)).await {
+                    Ok(read) => read?,
+                    Err(_) => {
+                        self.buffer = BytesMut::new();
+                        // The next frame's size only: the memory for the frame comes with it.
+                        self.buffer.reserve(4);
+                        reader.read_buf(&mut self.buffer).await?
+                    }
+                }
+            } else {
+                reader.read_buf(&mut self.buffer).await?
+            };
+            if read == 0 {
                 return Ok(false);
             }
         }
@@ -160,6 +181,30 @@ mod tests {
         assert!(frames.buffer.capacity() < KEPT_AT_MOST, "kept {} bytes", frames.buffer.capacity());
         assert_eq!(frames.next(&mut input, i32::MAX).await.unwrap().unwrap()[..], [4; 30]);
         assert!(frames.next(&mut input, i32::MAX).await.unwrap().is_none());
+    }
+
+    /// While requests keep coming the buffer stays; once the connection has waited long enough for the
+    /// next one, it holds next to nothing, and the next request is read as before.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_lets_its_buffer_go() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let mut frames = FrameReader::default();
+        client.write_all(&frame(1000, 1)).await.unwrap();
+        assert_eq!(frames.next(&mut server, i32::MAX).await.unwrap().unwrap()[..], [1; 1000]);
+
+        let waiting = tokio::time::timeout(KEPT_WHILE_IDLE / 2, frames.next(&mut server, i32::MAX)).await;
+        assert!(waiting.is_err(), "no request yet");
+        assert!(frames.buffer.capacity() >= READ_AHEAD / 2, "kept {} bytes", frames.buffer.capacity());
+
+        let waiting = tokio::time::timeout(KEPT_WHILE_IDLE * 2, frames.next(&mut server, i32::MAX)).await;
+        assert!(waiting.is_err(), "no request yet");
+        assert!(frames.buffer.capacity() < 64, "kept {} bytes", frames.buffer.capacity());
+
+        client.write_all(&frame(2000, 2)).await.unwrap();
+        assert_eq!(frames.next(&mut server, i32::MAX).await.unwrap().unwrap()[..], [2; 2000]);
+        drop(client);
+        assert!(frames.next(&mut server, i32::MAX).await.unwrap().is_none());
     }
 
     #[tokio::test]
