@@ -31,7 +31,7 @@ pub enum FrameError {
 /// is split off this buffer and frozen, so once the request is handled and dropped its memory is read
 /// into again. While requests keep coming a connection keeps about the largest frame up to
 /// [`KEPT_AT_MOST`] (up to twice that as the buffer grows); once it has waited [`KEPT_WHILE_IDLE`] for
-/// the next request, it keeps nothing, as a new buffer per request kept nothing.
+/// the next request, it keeps next to nothing, as a new buffer per request did.
 #[derive(Debug, Default)]
 pub struct FrameReader {
     /// Bytes read and not yet handed out: the start of the next frames.
