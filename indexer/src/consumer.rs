@@ -170,6 +170,8 @@ fn consume_once(
     tracing::info!(group = %input.group_id, topics = ?topics, "consuming");
 
     let mut last_error: Option<String> = None;
+    // Whether the fetcher had handed on all there was, as of the last turn.
+    let mut caught_up = false;
     let ended = loop {
         if shutdown.is_cancelled() {
             break Ended::Done(Ok(()));
@@ -177,7 +179,7 @@ fn consume_once(
         {
             let mut f = lock(flow);
             f.drain();
-            if f.due() && f.has_capacity() {
+            if f.has_capacity() && (f.due() || caught_up) {
                 f.dispatch();
             }
             f.commit(&consumer, CommitMode::Async);
@@ -194,8 +196,17 @@ fn consume_once(
             fetcher.request();
             let mut f = lock(flow);
             fetcher.feed(&mut *f);
+            // A consumer that has read all there is sends what it has as soon as a request may go,
+            // rather than waiting out the batch timeout for records that are not there yet: the
+            // latency at a steady rate is then a fetch and a bulk request, not the timeout. Batches
+            // still grow while `concurrency` requests are in flight, and fill to their bound while the
+            // consumer is behind, so a backlog is indexed in full batches.
+            caught_up = fetcher.caught_up();
+            if caught_up && f.has_capacity() {
+                f.dispatch();
+            }
             fetcher.request();
-            if f.is_full() {
+            if f.is_full() || caught_up && f.has_records() {
                 if !f.has_capacity() {
                     // Back-pressure: wait for a batch to settle.
                     f.wait_one(Duration::from_millis(50));

@@ -100,6 +100,11 @@ impl Flow {
         self.batch.len() >= self.limits.max_events || self.batch.bytes >= self.limits.max_bytes
     }
 
+    /// Whether the open batch holds any record.
+    pub fn has_records(&self) -> bool {
+        !self.batch.is_empty()
+    }
+
     /// Whether the open batch should be sent: full, or open longer than the batch timeout.
     pub fn due(&self) -> bool {
         !self.batch.is_empty()

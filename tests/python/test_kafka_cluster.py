@@ -192,6 +192,30 @@ def test_indexer_reads_committed_transactions_only(cluster, indexer_factory, es_
     assert stats["created"] == len(expected) and stats["rejected"] == 0, stats
 
 
+def test_indexer_sends_a_backlog_in_full_batches_and_new_records_at_once(cluster, indexer_factory, es_standin):
+    """When the indexer sends a batch, judged by the cluster's high watermarks (three partitions, their
+    leaders spread over the nodes, so the fetcher reads over several connections). A backlog of 3,000 records goes in
+    three full batches of 1,000. Once the indexer has read everything, each new record is sent at once,
+    although `batch_timeout` is ten minutes: a consumer that has caught up has nothing to wait for, so
+    the latency at a steady rate is a fetch and a bulk request rather than the timeout."""
+    topic, group, run, partitions = unique("batches"), unique("logpipe-indexer"), new_run(), 3
+    admin = cluster.admin()
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)])[topic].result(60)
+    backlog = 3000
+    produce_values(cluster.bootstrap, topic, (envelope(run, i) for i in range(backlog)), partitions)
+    es = es_standin
+    output = es_output(es.url, batch_max_events=1000, batch_timeout="10m")
+    ix = indexer_factory(indexer_toml(cluster.bootstrap.split(","), [topic], group, default_index="batch-docs",
+                                      elasticsearch=output))
+    wait_until(lambda: es.count() >= backlog, 120, lambda: f"{backlog} documents, have {es.count()}", procs=[ix])
+    assert es.bulk_requests_total == 3, es.stats()
+    for i in range(backlog, backlog + 5):
+        produce_values(cluster.bootstrap, topic, [envelope(run, i)], partitions)
+        wait_until(lambda i=i: es.count() > i, 60, lambda i=i: f"document {i}, have {es.count()}", procs=[ix])
+    assert es.bulk_requests_total == 3 + 5, es.stats()
+    assert set(es.all_ids()) == {event_id(run, i) for i in range(backlog + 5)}
+
+
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_agent_producer_codecs_and_key_partitioning_on_kafka(cluster, logpipe_bin, tmp_path, request, codec):
     """The agent's own producer against Kafka's broker, which validates each batch (CRC, sequence

@@ -234,7 +234,7 @@ async fn fetch(
     }
     let read_committed = settings.isolation_level == 1;
     // A partition the answer leaves out got nothing new.
-    let nothing = |a: &Asked| Got::Records(Fetched { values: Vec::new(), next: a.offset });
+    let nothing = |a: &Asked| Got::Records(Fetched { values: Vec::new(), next: a.offset, at_end: true });
     let got = |a: &Asked, p: &PartitionData| {
         if p.error_code != 0 {
             return Got::Refused(p.error_code);
@@ -243,8 +243,9 @@ async fn fetch(
             let listed = p.aborted_transactions.iter().flatten();
             listed.map(|t| Aborted { producer_id: t.producer_id.0, first_offset: t.first_offset }).collect()
         });
+        let end = if read_committed && p.last_stable_offset >= 0 { p.last_stable_offset } else { p.high_watermark };
         match records::decode(p.records.clone().unwrap_or_default(), a.offset, aborted.as_deref()) {
-            Ok(fetched) => Got::Records(fetched),
+            Ok(fetched) => Got::Records(fetched.at(end)),
             Err(e) => Got::Corrupt(e),
         }
     };

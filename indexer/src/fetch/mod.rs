@@ -53,7 +53,7 @@ use crate::error::Result;
 use crate::flow::Flow;
 use crate::tracker::TopicPartition;
 use link::{Answer, Asked, Got, Order};
-use records::Value;
+use records::{Fetched, Value};
 use settings::Settings;
 
 /// How long a partition waits after its leader moved or its broker failed, before asking again.
@@ -81,11 +81,20 @@ struct Partition {
     in_flight: Option<u64>,
     /// Not asked for again before this.
     not_before: Option<Instant>,
+    /// Whether its last answer reached the end of the partition as its leader then knew it.
+    at_end: bool,
 }
 
 impl Partition {
     fn new(topic: Arc<str>) -> Partition {
-        Partition { topic, position: Position::Committed, leader: None, in_flight: None, not_before: None }
+        Partition {
+            topic,
+            position: Position::Committed,
+            leader: None,
+            in_flight: None,
+            not_before: None,
+            at_end: false,
+        }
     }
 
     fn waiting(&self, now: Instant) -> bool {
@@ -262,6 +271,13 @@ impl Fetcher {
         }
     }
 
+    /// Whether every value the brokers held at their last answers has been handed on: nothing waits here,
+    /// and each assigned partition's last answer reached its end. The open batch then holds all there is
+    /// for now, and waiting longer only adds latency (see `consumer`).
+    pub fn caught_up(&self) -> bool {
+        self.ready.is_empty() && !self.partitions.is_empty() && self.partitions.values().all(|p| p.at_end)
+    }
+
     /// Hands fetched values to `sink` (the flow), in the order they came, until it is full.
     pub fn feed(&mut self, sink: &mut impl Sink) {
         while let Some(ready) = self.ready.front_mut() {
@@ -313,6 +329,7 @@ impl Fetcher {
                 p.in_flight = None;
                 p.leader = None;
                 p.not_before = Some(now + retry);
+                p.at_end = false;
             }
         }
     }
@@ -322,6 +339,7 @@ impl Fetcher {
         let reset = self.reset;
         let Some(p) = waiting_for(&mut self.partitions, &asked) else { return };
         p.in_flight = None;
+        p.at_end = matches!(got, Got::Records(Fetched { at_end: true, .. }));
         let tp = format!("{}/{}", asked.topic, asked.partition);
         let warning = match got {
             Got::Records(fetched) => {

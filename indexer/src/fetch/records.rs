@@ -47,6 +47,17 @@ pub(super) struct Fetched {
     pub values: Vec<Value>,
     /// The offset to fetch next; the offset asked for when no whole batch came.
     pub next: i64,
+    /// Whether `next` reached the end of what the partition's leader could serve (see [`Fetched::at`]).
+    pub at_end: bool,
+}
+
+impl Fetched {
+    /// Marks whether the answer reached `end`: the high watermark, or under `read_committed` the last
+    /// stable offset when the answer gives one.
+    pub fn at(mut self, end: i64) -> Fetched {
+        self.at_end = self.next >= end;
+        self
+    }
 }
 
 /// An aborted transaction as the answer lists it: its producer and first offset.
@@ -101,7 +112,7 @@ fn whole_batches(mut records: Bytes) -> impl Iterator<Item = Result<Bytes, Strin
 /// The records of one partition's answer from offset `from` on. `aborted` is the answer's list of
 /// aborted transactions, `None` under `read_uncommitted`.
 pub(super) fn decode(records: Bytes, from: i64, aborted: Option<&[Aborted]>) -> Result<Fetched, String> {
-    let mut fetched = Fetched { values: Vec::new(), next: from };
+    let mut fetched = Fetched { values: Vec::new(), next: from, at_end: false };
     let mut aborted: Vec<Aborted> = aborted.map(<[Aborted]>::to_vec).unwrap_or_default();
     aborted.sort_by_key(|a| std::cmp::Reverse(a.first_offset));
     // Producers whose aborted transaction has started at or before the current batch, until their marker.

@@ -243,3 +243,32 @@ fn goes_on_through_fetch_errors_a_leader_move_and_a_revoke_in_flight() {
     again.check_in_order();
     assert_eq!(again.values[&1][0].0, 500);
 }
+
+#[test]
+fn caught_up_only_once_every_value_there_is_has_been_handed_on() {
+    let mock = Mock::new(3, 3);
+    mock.produce(3, 0, 400);
+    let mut input = mock.input(AutoOffsetReset::Earliest);
+    // Answers of a few records each, handed on a few at a time, so reading to the end takes many turns.
+    input.librdkafka.insert("max.partition.fetch.bytes".into(), "512".into());
+    let member = mock.member(&input);
+    let mut fetcher = mock.fetcher(&input);
+    fetcher.assign(partitions(3));
+    let mut taken = Taken::default();
+    let turns_behind = std::cell::Cell::new(0);
+    run_until(&mut fetcher, &member, &mut taken, 7, |f, t| {
+        if !f.caught_up() {
+            turns_behind.set(turns_behind.get() + 1);
+            return false;
+        }
+        assert_eq!(t.count(), 1200, "caught up with values still unread");
+        true
+    });
+    assert!(turns_behind.get() > 10, "behind for {} turns only", turns_behind.get());
+    taken.check_in_order();
+
+    // New records: handed on, and caught up again once they are.
+    mock.produce(3, 400, 5);
+    run_until(&mut fetcher, &member, &mut taken, 7, |f, t| t.count() == 1215 && f.caught_up());
+    taken.check_in_order();
+}
