@@ -37,7 +37,8 @@
 # joined); then a writer appends nginx access lines at --latency-rate in 10 ms ticks, each carrying its
 # write time (`&t=<unix ns>` in the URL), and a Python stand-in records, per document, the time its
 # `_bulk` request had arrived whole minus the write time. The first 2 s are warm-up and not counted.
-# After the throughput part, `sync` writes its files back before the first latency run.
+# Before each latency run, `sync` writes back the files of what ran before it (the throughput part, the
+# latency run before).
 #
 # Everything runs on this machine: the generators and stand-ins compete with the appliance for CPU.
 set -euo pipefail
@@ -66,7 +67,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --geoip) GEOIP_ON=1; shift ;;
-        -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -456,14 +457,16 @@ if [ "$THROUGHPUT" = 1 ]; then
             "$(awk -v c="$ALONE_CPU_S" -v s="$ALONE_S" 'BEGIN { print c / s }')" "${RATIOS[-1]}")")
         [ "$KEEP" = 1 ] || [ "$n" = "$REPEAT" ] || rm -rf "$TP" "$TP"-*
     done
-    # The throughput part leaves about a gigabyte of dirty pages (segments, indices) for the kernel to
-    # write back; the first latency run's fsyncs queued behind them (p99 168–206 ms in 5 of 6 runs with
-    # either build, the later runs 64–66 ms). Written back first, so each run measures the appliance.
-    log "sync (writing back the throughput part's files before the latency runs)"
-    sync
 fi
 LAT_REPORT=()
 for n in $(seq 1 "$LAT_RUNS"); do
+    # What ran before leaves dirty pages for the kernel to write back, and a run's acks=all fsyncs queue
+    # behind them: the throughput part about a gigabyte (the first latency run's p99 168–206 ms in 5 of 6
+    # runs with either build, the later runs 64–66 ms), each latency run its 50 MB access.log, which the
+    # kernel writes back 30 s after it was written, in the next run (its slowest line 120–440 ms, the
+    # first run's 20–70 ms). Written back first, so each run measures the appliance.
+    log "sync (writing back the files of what ran before latency run $n)"
+    sync
     latency_run "$n"
 done
 
