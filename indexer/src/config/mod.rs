@@ -477,7 +477,8 @@ pub struct ElasticsearchConfig {
     /// Bytes per bulk request: record values plus ~96 B per item for its action line. The encoded body
     /// is larger by what the filters add. Default 5242880 (5 MiB).
     pub batch_max_bytes: usize,
-    /// Send a partial batch after this long (Logstash's `pipeline.batch.delay`). Default `"50ms"`.
+    /// Send a partial batch after this long (Logstash's `pipeline.batch.delay`). Default `"50ms"`. A
+    /// consumer that has read all there is sends it sooner, as soon as a request may go.
     #[serde(deserialize_with = "duration")]
     pub batch_timeout: Duration,
     /// Bulk requests in flight. Default 2.
