@@ -22,13 +22,17 @@ use crate::output::Outputs;
 use crate::stats::Stats;
 use crate::tracker::{BatchId, OffsetTracker, TopicPartition};
 
-/// When a batch is sent and how many may be in flight.
+/// When a batch is sent, how many may be in flight, and how often what is safe is committed.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_events: usize,
     pub max_bytes: usize,
     pub timeout: Duration,
     pub concurrency: usize,
+    /// Between asynchronous commits, at least (see [`InputConfig::commit_interval`]).
+    ///
+    /// [`InputConfig::commit_interval`]: crate::config::InputConfig::commit_interval
+    pub commit_interval: Duration,
 }
 
 enum Completion {
@@ -58,6 +62,8 @@ pub struct Flow {
     dispatcher: Dispatcher,
     done: Receiver<Completion>,
     stats: Arc<Stats>,
+    /// When offsets were last committed.
+    committed_at: Option<Instant>,
 }
 
 impl Flow {
@@ -81,6 +87,7 @@ impl Flow {
             dispatcher,
             done: rx,
             stats,
+            committed_at: None,
         }
     }
 
@@ -205,12 +212,21 @@ impl Flow {
         }
     }
 
-    /// Commits the offsets that became safe. Synchronously when the group is about to change hands.
+    /// Commits the offsets that became safe: synchronously when the group is about to change hands, else
+    /// at most once per `commit_interval`. Each commit is an OffsetCommit request that the broker makes
+    /// durable (logpipe's broker syncs it to disk), and once batches go out as soon as the consumer has
+    /// caught up there can be a hundred of them a second; what is not committed yet is only read again,
+    /// and indexed under the same ids, after a crash.
     pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, mode: CommitMode) {
+        let asynchronous = matches!(mode, CommitMode::Async);
+        if asynchronous && self.committed_at.is_some_and(|t| t.elapsed() < self.limits.commit_interval) {
+            return;
+        }
         let offsets: BTreeMap<TopicPartition, i64> = self.tracker.take_committable();
         if offsets.is_empty() {
             return;
         }
+        self.committed_at = Some(Instant::now());
         let mut list = TopicPartitionList::new();
         for (tp, offset) in &offsets {
             if let Err(e) = list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset)) {

@@ -33,7 +33,7 @@ from confluent_kafka import Producer
 from kafka import KafkaAdminClient
 
 from agent_support import AgentProcess, agent_toml, file_input
-from indexer_support import (DAY, NGINX_FILTERS, NGINX_ROUTES, commit_offsets, committed_offsets,
+from indexer_support import (DAY, FAST_GROUP, NGINX_FILTERS, NGINX_ROUTES, commit_offsets, committed_offsets,
                              committed_total, envelope, es_output, event_id,
                              fast_producer_conf, get, id_counts, indexer_toml, ndjson_dir_size,
                              new_run, produce_values, read_ndjson_dir, wait_committed_to_end)
@@ -695,6 +695,28 @@ def test_rebalance_flushes_and_commits_before_revoking(broker, indexer_factory, 
     assert es.conflicts_total == 0, f"{es.conflicts_total} documents were re-sent after the rebalance"
     assert "partitions assigned" in second.run_stderr()
     fig("rebalance", events=n, conflicts=es.conflicts_total)
+
+
+@pytest.mark.timeout(180)
+def test_commits_wait_for_the_commit_interval_and_go_at_once_on_shutdown(broker, indexer_factory, es_standin):
+    """`auto.commit.interval.ms` (librdkafka's key, auto-commit itself off) spaces the commits of what is
+    safe: with ten minutes of it, the indexer commits its first settled batch and then nothing more while
+    it indexes the other batches; on SIGTERM it commits everything at once."""
+    es = es_standin
+    parts, n = 2, 200
+    topic = new_topic(broker, "commit-interval", parts)
+    group = unique("commit-interval")
+    run = new_run()
+    produce_values(broker.bootstrap, topic, (envelope(run, i) for i in range(n)), parts)
+    ix = indexer_factory(indexer_toml([broker.bootstrap], [topic], group, routes=[{"index": "commits"}],
+                                      elasticsearch=es_output(es.url, batch_max_events=10),
+                                      librdkafka={**FAST_GROUP, "auto.commit.interval.ms": "600000"}))
+    wait_until(lambda: es.count() >= n, 60, lambda: f"{n} documents (have {es.count()})", procs=[ix])
+    held = committed_total(broker.bootstrap, group, topic, range(parts))
+    assert 0 < held < n, f"{held} of {n} committed while the interval runs"
+    assert ix.stop() == 0
+    assert committed_total(broker.bootstrap, group, topic, range(parts)) == n
+    fig("commit interval", committed_while_running=held, events=n)
 
 
 # --------------------------------------------------------------------------------------------

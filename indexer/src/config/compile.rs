@@ -347,6 +347,7 @@ impl Validate for IndexerConfig {
             Regex::new(t).map_err(|e| bad(format!("indexer.input.topics[{i}]"), e))?;
         }
         input.security_properties()?;
+        input.commit_interval()?;
         if input.group_id.trim().is_empty() {
             return Err(bad("indexer.input.group_id", "must not be empty"));
         }

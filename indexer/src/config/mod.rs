@@ -147,6 +147,21 @@ pub struct InputConfig {
 }
 
 impl InputConfig {
+    /// How often the offsets that became safe are committed while the assignment holds:
+    /// `auto.commit.interval.ms` in `librdkafka`, the key a Kafka user knows (librdkafka's own auto-commit
+    /// stays off). Default 1000; 0 commits after every settled batch. Before partitions are revoked and at
+    /// shutdown, what is safe is committed at once whatever this says.
+    pub fn commit_interval(&self) -> crate::error::Result<Duration> {
+        const KEY: &str = "auto.commit.interval.ms";
+        let Some(value) = self.librdkafka.get(KEY) else { return Ok(Duration::from_millis(1000)) };
+        match value.trim().parse::<u64>() {
+            Ok(ms) if ms <= 86_400_000 => Ok(Duration::from_millis(ms)),
+            _ => Err(crate::error::Error::Config(format!(
+                "indexer.input.librdkafka.{KEY}: `{value}` must be a whole number of milliseconds from 0 to 86400000"
+            ))),
+        }
+    }
+
     /// The librdkafka properties of `security`, `sasl` and `ssl` (reads `sasl.password_file`); the
     /// consumer and the dead-letter producer both use them.
     pub fn security_properties(&self) -> crate::error::Result<Vec<(&'static str, String)>> {
@@ -677,6 +692,20 @@ mod tests {
         ] {
             let err = load(toml).unwrap_err().to_string();
             assert!(err.contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_commit_interval_is_auto_commit_interval_ms_and_a_bad_one_names_the_key() {
+        let interval = |toml: &str| load(toml).unwrap().input.commit_interval();
+        assert_eq!(interval("[indexer]\n").unwrap(), Duration::from_secs(1));
+        let set = |v: &str| format!("[indexer.input.librdkafka]\n\"auto.commit.interval.ms\" = \"{v}\"\n");
+        assert_eq!(interval(&set("5000")).unwrap(), Duration::from_secs(5));
+        assert_eq!(interval(&set("0")).unwrap(), Duration::ZERO);
+        for bad in ["soon", "-1", "86400001"] {
+            let cfg = load(&set(bad)).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("indexer.input.librdkafka.auto.commit.interval.ms") && err.contains(bad), "{err}");
         }
     }
 
