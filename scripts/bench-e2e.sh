@@ -37,6 +37,7 @@
 # joined); then a writer appends nginx access lines at --latency-rate in 10 ms ticks, each carrying its
 # write time (`&t=<unix ns>` in the URL), and a Python stand-in records, per document, the time its
 # `_bulk` request had arrived whole minus the write time. The first 2 s are warm-up and not counted.
+# Each run also prints how many `_bulk` requests the stand-in got and the appliance's CPU from its start.
 # Before each latency run, `sync` writes back the files of what ran before it (the throughput part, the
 # latency run before).
 #
@@ -67,7 +68,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --geoip) GEOIP_ON=1; shift ;;
-        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -140,14 +141,15 @@ def latsink(expect, warmup_s, rate, samples_path):
     lat_ms = []
     samples = []
     seen = set()
-    state = {"first": False, "reached": False, "dups": 0}
+    state = {"first": False, "reached": False, "dups": 0, "bulks": 0}
 
     def say(s):
         sys.stdout.write(s + "\n"); sys.stdout.flush()
 
     def report():
         lat = sorted(lat_ms)
-        return json.dumps({"docs": len(seen), "samples": len(lat), "duplicates": state["dups"], **percentiles(lat)})
+        return json.dumps({"docs": len(seen), "samples": len(lat), "duplicates": state["dups"],
+                           "bulk_requests": state["bulks"], **percentiles(lat)})
 
     async def handle(reader, writer):
         try:
@@ -163,6 +165,7 @@ def latsink(expect, warmup_s, rate, samples_path):
                 body = await reader.readexactly(length) if length else b""
                 arrived = time.time_ns()
                 if path.split("?")[0].endswith("/_bulk"):
+                    state["bulks"] += 1
                     lines = body.split(b"\n")
                     for src in lines[1::2]:
                         m = SEQ_T.search(src)
@@ -400,7 +403,7 @@ indexer_alone() {
 
 # latency_run N: a fresh appliance and stand-in under RUN_DIR/latency-N; adds the run's report line to LAT_REPORT.
 latency_run() {
-    local lat="$RUN_DIR/latency-$1" expect pid line json written hwm
+    local lat="$RUN_DIR/latency-$1" expect pid line json written hwm cpu
     expect=$(awk -v r="$LAT_RATE" -v s="$LAT_SECONDS" 'BEGIN { printf "%d", r * s }')
     mkdir -p "$lat"
     start_server "$lat/latsink" "the latency stand-in" "$PY" "$HELPER" latsink "$expect" 2 "$LAT_RATE" "$lat/samples.txt"
@@ -424,11 +427,13 @@ latency_run() {
     line=$(wait_line "$lat/latsink.out" '^reached ' "$pid" "the latency appliance" 120)
     json=${line#reached }
     hwm=$(peak_rss_mib "$pid")
+    cpu=$(cpu_seconds "$pid")
     [ -z "$probe_pid" ] || stop_process "$probe_pid"
     stop_process "$pid"
     kill -TERM "$sink_pid" 2>/dev/null || true
-    LAT_REPORT+=("$(printf '    run %s (%s lines): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; peak RSS %s MiB%s\n' \
+    LAT_REPORT+=("$(printf '    run %s (%s lines): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; peak RSS %s MiB; %s _bulk requests; CPU %s s from start%s\n' \
         "$1" "$written" "$(field "$json" p50)" "$(field "$json" p90)" "$(field "$json" p99)" "$(field "$json" max)" "$hwm" \
+        "$(field "$json" bulk_requests)" "$cpu" \
         "$([ "$(field "$json" duplicates)" = 0 ] || echo "; warning: $(field "$json" duplicates) documents seen twice")")")
     if [ -n "$probe_pid" ]; then
         LAT_REPORT+=("      $("$PY" "$HELPER" split "$lat/samples.txt" "$lat/probe.txt" 2 "$LAT_RATE")")

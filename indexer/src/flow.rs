@@ -36,8 +36,9 @@ pub struct Limits {
 }
 
 enum Completion {
-    /// Every item is indexed, already there, or dead-lettered: the batch's offsets may be committed.
-    Settled(BatchId),
+    /// Every item is indexed, already there, or dead-lettered: the batch's offsets may be committed. With
+    /// the number of records it held.
+    Settled(BatchId, usize),
     /// Given up at shutdown: nothing of it may be committed.
     Abandoned,
 }
@@ -64,6 +65,8 @@ pub struct Flow {
     stats: Arc<Stats>,
     /// When offsets were last committed.
     committed_at: Option<Instant>,
+    /// Records of the batches settled since then.
+    settled_since_commit: usize,
 }
 
 impl Flow {
@@ -88,6 +91,7 @@ impl Flow {
             done: rx,
             stats,
             committed_at: None,
+            settled_since_commit: 0,
         }
     }
 
@@ -145,6 +149,7 @@ impl Flow {
             (d.outputs.clone(), d.dead_letters.clone(), d.done.clone(), d.abandon.clone());
         let (processor, stats) = (self.processor.clone(), self.stats.clone());
         let gathered = records.opened.map_or(Duration::ZERO, |t| t.elapsed());
+        let count = records.len();
         d.runtime.spawn(async move {
             let started = Instant::now();
             let Ok(batch) = tokio::task::spawn_blocking(move || processor.build(id, records)).await else {
@@ -166,7 +171,7 @@ impl Flow {
             // Freed before the consumer hears of it and dispatches the next batch, which then reuses its
             // body's buffer (see `BodyPool`).
             drop(batch);
-            let _ = done.send(if delivered { Completion::Settled(id) } else { Completion::Abandoned });
+            let _ = done.send(if delivered { Completion::Settled(id, count) } else { Completion::Abandoned });
         });
     }
 
@@ -190,8 +195,9 @@ impl Flow {
 
     fn complete(&mut self, completion: Completion) {
         self.in_flight -= 1;
-        if let Completion::Settled(id) = completion {
+        if let Completion::Settled(id, count) = completion {
             self.tracker.complete(id);
+            self.settled_since_commit += count;
         }
     }
 
@@ -213,13 +219,15 @@ impl Flow {
     }
 
     /// Commits the offsets that became safe: synchronously when the group is about to change hands, else
-    /// at most once per `commit_interval`. Each commit is an OffsetCommit request that the broker makes
-    /// durable (logpipe's broker syncs it to disk), and once batches go out as soon as the consumer has
-    /// caught up there can be a hundred of them a second; what is not committed yet is only read again,
-    /// and indexed under the same ids, after a crash.
+    /// once `commit_interval` has passed or a full batch's worth of records has settled since the last
+    /// commit. Each commit is an OffsetCommit request that the broker makes durable (logpipe's broker
+    /// syncs it to disk), and once batches go out as soon as the consumer has caught up there can be a
+    /// hundred small ones a second. What is not committed is read again after a crash: at most the open
+    /// batch, the `concurrency` in flight and one batch's worth settled, which the file output's window of
+    /// ids covers (docs/DESIGN.md).
     pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, mode: CommitMode) {
-        let asynchronous = matches!(mode, CommitMode::Async);
-        if asynchronous && self.committed_at.is_some_and(|t| t.elapsed() < self.limits.commit_interval) {
+        let recently = self.committed_at.is_some_and(|t| t.elapsed() < self.limits.commit_interval);
+        if matches!(mode, CommitMode::Async) && recently && self.settled_since_commit < self.limits.max_events {
             return;
         }
         let offsets: BTreeMap<TopicPartition, i64> = self.tracker.take_committable();
@@ -227,6 +235,7 @@ impl Flow {
             return;
         }
         self.committed_at = Some(Instant::now());
+        self.settled_since_commit = 0;
         let mut list = TopicPartitionList::new();
         for (tp, offset) in &offsets {
             if let Err(e) = list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset)) {
