@@ -194,10 +194,10 @@ def test_indexer_reads_committed_transactions_only(cluster, indexer_factory, es_
 
 def test_indexer_sends_a_backlog_in_full_batches_and_new_records_at_once(cluster, indexer_factory, es_standin):
     """When the indexer sends a batch, judged by the cluster's high watermarks (three partitions, their
-    leaders spread over the nodes, so the fetcher reads over several connections). A backlog of 3,000 records goes in
-    three full batches of 1,000. Once the indexer has read everything, each new record is sent at once,
-    although `batch_timeout` is ten minutes: a consumer that has caught up has nothing to wait for, so
-    the latency at a steady rate is a fetch and a bulk request rather than the timeout."""
+    leaders spread over the nodes, so the fetcher reads over several connections). A backlog of 3,000
+    records goes in three full batches of 1,000. Once the indexer has read everything, each new record
+    is sent at once, although `batch_timeout` is ten minutes: a consumer that has caught up has nothing
+    to wait for, so the latency at a steady rate is a fetch and a bulk request rather than the timeout."""
     topic, group, run, partitions = unique("batches"), unique("logpipe-indexer"), new_run(), 3
     admin = cluster.admin()
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)])[topic].result(60)
