@@ -179,7 +179,7 @@ fn consume_once(
         {
             let mut f = lock(flow);
             f.drain();
-            if f.has_capacity() && (f.due() || caught_up) {
+            if f.has_capacity() && f.due(caught_up) {
                 f.dispatch();
             }
             f.commit(&consumer, CommitMode::Async);
@@ -202,15 +202,13 @@ fn consume_once(
             // still grow while `concurrency` requests are in flight, and fill to their bound while the
             // consumer is behind, so a backlog is indexed in full batches.
             caught_up = fetcher.caught_up();
-            if caught_up && f.has_capacity() {
-                f.dispatch();
-            }
             fetcher.request();
-            if f.is_full() || caught_up && f.has_records() {
+            if f.due(caught_up) {
                 if !f.has_capacity() {
                     // Back-pressure: wait for a batch to settle.
                     f.wait_one(Duration::from_millis(50));
                 }
+                // The top of the loop sends it.
                 drop(f);
                 fetcher.receive(Duration::ZERO);
             } else {

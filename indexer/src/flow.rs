@@ -111,15 +111,12 @@ impl Flow {
         self.batch.len() >= self.limits.max_events || self.batch.bytes >= self.limits.max_bytes
     }
 
-    /// Whether the open batch holds any record.
-    pub fn has_records(&self) -> bool {
+    /// Whether the open batch should be sent: full, open longer than the batch timeout, or holding all
+    /// there is for now (`caught_up`: the fetcher has handed on everything the brokers had, so waiting
+    /// longer only adds latency).
+    pub fn due(&self, caught_up: bool) -> bool {
         !self.batch.is_empty()
-    }
-
-    /// Whether the open batch should be sent: full, or open longer than the batch timeout.
-    pub fn due(&self) -> bool {
-        !self.batch.is_empty()
-            && (self.is_full() || self.batch.opened.is_some_and(|t| t.elapsed() >= self.limits.timeout))
+            && (caught_up || self.is_full() || self.batch.opened.is_some_and(|t| t.elapsed() >= self.limits.timeout))
     }
 
     /// How long the consumer may wait for the next record before the open batch is due.

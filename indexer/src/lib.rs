@@ -136,6 +136,7 @@ impl Indexer {
             let retention = retention::Retention::new(&compiled.routes);
             tokio::spawn(retention.run(outputs.clone(), r.delete_after, r.check_interval, shutdown.clone()));
         }
+        let commit_interval = config.input.commit_interval()?;
         let (limits, dead_letters) = match &config.output.elasticsearch {
             Some(es) => (
                 Limits {
@@ -143,7 +144,7 @@ impl Indexer {
                     max_bytes: es.batch_max_bytes,
                     timeout: es.batch_timeout,
                     concurrency: es.concurrency,
-                    commit_interval: config.input.commit_interval()?,
+                    commit_interval,
                 },
                 Some(Arc::new(DeadLetterTopic::new(&config.input, &es.dead_letter_topic_suffix)?)),
             ),
@@ -154,7 +155,7 @@ impl Indexer {
                     max_bytes: 5 << 20,
                     timeout: std::time::Duration::from_millis(50),
                     concurrency: 1,
-                    commit_interval: config.input.commit_interval()?,
+                    commit_interval,
                 },
                 None,
             ),
