@@ -189,7 +189,23 @@ await check("a reset from the groups page is refused while a member is active", 
 });
 
 await check("a reset from the groups page works: dry run, then execute", async () => {
+  // The active group's page is still open and refreshes every 2 s. One of its refreshes is held until the
+  // idle group's page is drawn, then let go: finishing late, it must not take over the idle group's form.
+  const stale = `/api/groups/${encodeURIComponent(x.active_group)}`;
+  let hold;
+  const held = new Promise((resolve) => { hold = resolve; });
+  await desktop.route((url) => url.pathname === stale, (route) => {
+    if (!hold) return route.continue();
+    hold(route);
+    hold = null;
+  });
+  const late = await held;
   await open(desktop, x.console, `groups/${x.idle_group}`);
+  await desktop.locator("#reset-form").waitFor();
+  const answered = desktop.waitForResponse((r) => new URL(r.url()).pathname === stale);
+  await late.continue();
+  await (await answered).finished();
+  assert.equal(await desktop.locator("#reset-form").count(), 1, "the late refresh took the reset form off the page");
   await desktop.locator("#reset-form").getByLabel("Move to").selectOption("latest");
   await desktop.getByRole("button", { name: "Dry run" }).click();
   await desktop.locator("#reset-plan").waitFor();

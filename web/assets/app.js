@@ -233,6 +233,7 @@ async function topics(root, name) {
       { key: "size_bytes", label: "Size", num: true, render: (t) => bytes(t.size_bytes) }], s.topics || [], { id: "topics" }));
     return;
   }
+  if (!root.isConnected) return; // the user moved on while this refresh waited: leave the browser's state alone
   const topic = (s.topics || []).find((t) => t.name === name);
   if (browser.topic !== name) Object.assign(browser, { topic: name, partition: 0, mode: "offset", at: "0", filter: "", page: null, error: null, configs: null });
   let part = root.querySelector("#partitions");
@@ -319,7 +320,6 @@ function tryParse(text) { try { return JSON.parse(text); } catch (e) { return te
 
 const groupSort = { key: "lag", desc: true };
 const partSort = { key: "lag", desc: true };
-const reset = { group: null, plan: null, message: null, error: null, form: null };
 
 async function groups(root, id) {
   const s = await api("/status");
@@ -333,7 +333,6 @@ async function groups(root, id) {
   }
   const g = (s.groups || []).find((x) => x.group_id === id) || { group_id: id, state: "unknown", members: 0, lag: 0, partitions: [] };
   const detail = await api(`/api/groups/${encodeURIComponent(id)}`);
-  if (reset.group !== id) Object.assign(reset, { group: id, plan: null, message: null, error: null, form: null });
   const d = detail.describe || {};
   const partsTable = () => table("Lag per partition, sortable", [{ key: "topic", label: "Topic" }, { key: "partition", label: "Partition", num: true },
     { key: "committed", label: "Committed", num: true }, { key: "log_end_offset", label: "End offset", num: true }, { key: "lag", label: "Lag", num: true }],
@@ -341,46 +340,48 @@ async function groups(root, id) {
   const members = d.error ? alertBox(d.error) : table("Members", [{ key: "client_id", label: "Client" }, { key: "host", label: "Host" }, { key: "id", label: "Member id" },
     { key: "assignment", label: "Assignment", render: (m) => m.assignment.map((a) => `${a.topic}:${a.partition}`).join(", ") }], d.members || [], { id: "members" });
   const chart = lineChart(`Lag of ${id} over the last hour`, detail.lag_history || []);
-  const existing = document.getElementById("reset");
+  const existing = root.querySelector("#reset"); // kept across refreshes, with what the user typed
   root.replaceChildren(h("h1", {}, h("a", { href: "#groups" }, "Consumer groups"), " / ", id),
     h("p", {}, "State ", h("strong", { id: "group-state" }, d.state || g.state), `, ${num(g.members)} members, lag `, h("strong", { id: "group-lag" }, num(g.lag))),
     h("section", { "aria-labelledby": "hist-h" }, h("h2", { id: "hist-h" }, "Lag, last hour"), chart),
-    partsTable(), members, existing || resetSection(g));
+    partsTable(), members, existing || resetSection(g, id));
 }
 
-function resetSection(g) {
+// The section, its form and its handlers belong to one group's page: a refresh of another group's page
+// that finishes late cannot redirect them.
+function resetSection(g, group) {
   const topicsOf = [...new Set(g.partitions.map((p) => p.topic))];
-  const form = h("form", { class: "row", id: "reset-form", onsubmit: (ev) => { ev.preventDefault(); dryRun(form); } },
+  const result = h("div", { id: "reset-result", "aria-live": "polite" });
+  const form = h("form", { class: "row", id: "reset-form", onsubmit: (ev) => { ev.preventDefault(); dryRun(group, resetRequest(form), result); } },
     h("fieldset", {}, h("legend", {}, "Topics"), topicsOf.map((t) => h("label", {}, h("input", { type: "checkbox", name: "topic", value: t, checked: true }), ` ${t}`))),
     h("label", {}, "Move to ", h("select", { name: "to" }, ["earliest", "latest", "offset", "time"].map((v) => h("option", { value: v }, v)))),
     h("label", {}, "Offset or time ", h("input", { name: "value", placeholder: "for offset / time" })),
     h("button", { type: "submit" }, "Dry run"));
   return h("section", { id: "reset", "aria-labelledby": "reset-h" }, h("h2", { id: "reset-h" }, "Reset offsets"),
     h("p", { class: "muted small" }, "A dry run shows the new offsets; then Execute commits them. Refused while the group has active members: stop its consumers first."),
-    form, h("div", { id: "reset-result", "aria-live": "polite" }));
+    form, result);
 }
 
-function resetRequest(form, execute) {
+function resetRequest(form) {
   const f = new FormData(form);
-  return { topics: f.getAll("topic"), to: f.get("to"), value: String(f.get("value") || "").trim() || null, execute };
+  return { topics: f.getAll("topic"), to: f.get("to"), value: String(f.get("value") || "").trim() || null, execute: false };
 }
 
-async function dryRun(form) {
-  const box = document.getElementById("reset-result");
-  const request = resetRequest(form, false);
+const resetUrl = (group) => `/api/groups/${encodeURIComponent(group)}/reset`;
+
+async function dryRun(group, request, box) {
   try {
-    const answer = await post(`/api/groups/${encodeURIComponent(reset.group)}/reset`, request);
+    const answer = await post(resetUrl(group), request);
     box.replaceChildren(table("Dry run: new offsets", [{ key: "topic", label: "Topic" }, { key: "partition", label: "Partition", num: true }, { key: "offset", label: "New offset", num: true }], answer.plan, { id: "reset-plan" }),
-      h("button", { type: "button", id: "reset-execute", onclick: () => execute(request) }, "Execute this reset"));
+      h("button", { type: "button", id: "reset-execute", onclick: () => execute(group, request, box) }, "Execute this reset"));
   } catch (e) {
     box.replaceChildren(alertBox(`Refused: ${e.message}`));
   }
 }
 
-async function execute(request) {
-  const box = document.getElementById("reset-result");
+async function execute(group, request, box) {
   try {
-    const answer = await post(`/api/groups/${encodeURIComponent(reset.group)}/reset`, { ...request, execute: true });
+    const answer = await post(resetUrl(group), { ...request, execute: true });
     box.replaceChildren(h("p", { class: "ok", role: "status", id: "reset-done" }, `Committed ${answer.plan.length} offsets: `,
       answer.plan.map((p) => `${p.topic}:${p.partition}→${p.offset}`).join(", ")));
   } catch (e) {
