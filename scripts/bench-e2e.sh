@@ -13,6 +13,9 @@
 #          latency was spent before the records were readable from the broker and how much after),
 #          --repeat N (default 3: the throughput part N times, each pair of runs on fresh files; the goal
 #          is judged on the median ratio, since one pair swings by a tenth on a noisy machine),
+#          --phases (each throughput run also prints its catch-up in two phases, while the agent ships and
+#          after: seconds, documents indexed, cores busy, and the CPU of the named threads on the agent's
+#          path: lz4, the producer's sender, the broker's flusher),
 #          --no-build, --keep (keep the run directory, with each run's samples in latency-N/samples.txt:
 #          rid, write time and latency in ms per document),
 #          --geoip (the indexer also looks up GeoIP and ASN, from DB-IP Lite in .peers/geoip, which
@@ -53,6 +56,7 @@ LAT_RUNS=5
 REPEAT=3
 THROUGHPUT=1
 SPLIT=0
+PHASES=0
 KEEP=0
 BUILD=1
 GEOIP_ON=0
@@ -65,10 +69,11 @@ while [ $# -gt 0 ]; do
         --latency-only) THROUGHPUT=0; shift ;;
         --repeat) REPEAT=$2; shift 2 ;;
         --split) SPLIT=1; shift ;;
+        --phases) PHASES=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --geoip) GEOIP_ON=1; shift ;;
-        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -247,6 +252,48 @@ def split(samples, probed, warmup_s, rate):
     fmt = lambda q: "p50 %.1f, p99 %.1f, max %.1f ms" % (q["p50"], q["p99"], q["max"])
     print(f"append -> readable from the broker {fmt(percentiles(sorted(before)))}; "
           f"readable -> _bulk arrived {fmt(percentiles(sorted(after)))}")
+
+def phases(pid, sink, log_dir, expect):
+    """Samples the appliance PID every 0.2 s until the stand-in at SINK has EXPECT documents: its CPU
+    (utime + stime) and each thread's, the stand-in's documents (`/_bench/stats`) and the bytes of the
+    broker's segments under LOG_DIR. Prints the catch-up in two phases: while the agent ships (until the
+    segments reach 99 % of their last size; the group's offset commits grow them a little afterwards),
+    and the rest; then the CPU, in the first, of the named threads on the agent's path: the producer's
+    compression (kafka-compress) and sender (kafka-producer) and the broker's flusher (logpipe-flusher)."""
+    import urllib.request
+    pid, expect, hz = int(pid), int(expect), os.sysconf("SC_CLK_TCK")
+    def cpu(stat):
+        f = open(stat).read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / hz
+    def sample():
+        threads = {}
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                name = open(f"/proc/{pid}/task/{t}/comm").read().strip()
+                threads[name] = threads.get(name, 0) + cpu(f"/proc/{pid}/task/{t}/stat")
+            except OSError:
+                pass  # a thread that ended between the listing and the read
+        docs = json.load(urllib.request.urlopen(f"http://{sink}/_bench/stats", timeout=2))["docs"]
+        segments = (os.path.join(d, f) for d, _, fs in os.walk(log_dir) for f in fs if f.endswith(".log"))
+        seg = sum(os.path.getsize(path) for path in segments)
+        return time.monotonic(), cpu(f"/proc/{pid}/stat"), threads, docs, seg
+    rows = []
+    while not rows or rows[-1][3] < expect:
+        try:
+            rows.append(sample())
+        except (OSError, ValueError):  # a segment deleted while it was read, a slow answer
+            if not os.path.exists(f"/proc/{pid}"):
+                break  # the appliance stopped: report what there is
+        time.sleep(0.2)  # the sampling interval
+    if len(rows) < 3:
+        print("      too few samples"); return
+    end = next(i for i, r in enumerate(rows) if r[4] >= 0.99 * rows[-1][4])
+    first, mid, last = rows[0], rows[end], rows[-1]
+    for name, a, b in (("while the agent ships", first, mid), ("after", mid, last)):
+        s, c, d = b[0] - a[0], b[1] - a[1], b[3] - a[3]
+        print(f"      {name}: {s:.1f} s, {d} documents ({d / s if s else 0:.0f}/s), {c / s if s else 0:.2f} cores")
+    agent = {n: mid[2].get(n, 0) - first[2].get(n, 0) for n in ("kafka-compress", "kafka-producer", "logpipe-flusher")}
+    print("        CPU of the agent's path while it ships: " + ", ".join(f"{n} {v:.2f} s" for n, v in agent.items()))
 PYEOF
 
 # write_pipeline NAME ES_ADDR: the nginx pipeline (pipelines/nginx.toml) on a free port, data under
@@ -348,6 +395,11 @@ throughput() {
     T0=$(now)
     start_process "$TP/run" "$BIN" run "$TP/pipeline.toml"
     RUN_PID=$STARTED_PID
+    local phases_pid=""
+    if [ "$PHASES" = 1 ]; then
+        "$PY" "$HELPER" phases "$RUN_PID" "$SINK" "$TP/broker" "$LINES" >"$TP-phases.txt" 2>&1 &
+        phases_pid=$!
+    fi
     local profile_pid=""
     if [ -n "${BENCH_PROFILE:-}" ]; then
         mkdir -p "$BENCH_PROFILE"
@@ -360,6 +412,7 @@ throughput() {
     REACHED=$(wait_reached "$TP-sink.out" "$LINES" "$RUN_PID" "the appliance" "$TP/run.err" 1200)
     CPU_S=$(cpu_seconds "$RUN_PID")
     HWM=$(peak_rss_mib "$RUN_PID")
+    [ -z "$phases_pid" ] || wait "$phases_pid" || true
     if [ -n "$profile_pid" ]; then
         kill -INT "$profile_pid" 2>/dev/null || true
         wait "$profile_pid" 2>/dev/null || true
@@ -447,6 +500,7 @@ goal() { awk -v v="$1" -v g="$2" -v dir="$3" 'BEGIN { ok = (dir == "min") ? v >=
 ratio() { awk -v a="$(rate "$LINES" "$1")" -v b="$(rate "$LINES" "$2")" 'BEGIN { printf "%.2f", a / b }'; }
 per_million() { awk -v c="$1" -v n="$LINES" 'BEGIN { printf "%.1f", c / (n / 1e6) }'; }
 TP_REPORT=()
+PHASE_REPORT=()
 RATIOS=()
 MAX_HWM=0
 if [ "$THROUGHPUT" = 1 ]; then
@@ -460,6 +514,7 @@ if [ "$THROUGHPUT" = 1 ]; then
             "$(awk -v c="$CPU_S" -v s="$RUN_S" 'BEGIN { print c / s }')" "$HWM" \
             "$(rate "$LINES" "$ALONE_STEADY_S")" "$(per_million "$ALONE_CPU_S")" \
             "$(awk -v c="$ALONE_CPU_S" -v s="$ALONE_S" 'BEGIN { print c / s }')" "${RATIOS[-1]}")")
+        [ "$PHASES" = 0 ] || PHASE_REPORT+=("    run $n:" "$(cat "$TP-phases.txt")")
         [ "$KEEP" = 1 ] || [ "$n" = "$REPEAT" ] || rm -rf "$TP" "$TP"-*
     done
 fi
@@ -500,6 +555,10 @@ if [ "$THROUGHPUT" = 1 ]; then
         printf '  appliance/indexer alone, median of %s pairs = %s (from the first _bulk request each; goal >= 0.8: %s); each pair:\n' \
             "$REPEAT" "$MEDIAN" "$(goal "$MEDIAN" 0.8 min)"
         printf '%s\n' "${TP_REPORT[@]}"
+    fi
+    if [ "$PHASES" = 1 ]; then
+        echo "  the appliance's catch-up in two phases (--phases; sampled every 0.2 s):"
+        printf '%s\n' "${PHASE_REPORT[@]}"
     fi
 fi
 if [ "$LAT_RUNS" -gt 0 ]; then
