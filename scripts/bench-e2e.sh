@@ -15,7 +15,7 @@
 #          is judged on the median ratio, since one pair swings by a tenth on a noisy machine),
 #          --phases (each throughput run also prints its catch-up in two phases, while the agent ships and
 #          after: seconds, documents indexed, cores busy, and the CPU of the named threads on the agent's
-#          path: lz4, the producer's sender, the broker's flusher),
+#          path: the tailer, lz4, the producer's sender, the broker's flusher),
 #          --no-build, --keep (keep the run directory, with each run's samples in latency-N/samples.txt:
 #          rid, write time and latency in ms per document),
 #          --geoip (the indexer also looks up GeoIP and ASN, from DB-IP Lite in .peers/geoip, which
@@ -258,8 +258,9 @@ def phases(pid, sink, log_dir, expect):
     (utime + stime) and each thread's, the stand-in's documents (`/_bench/stats`) and the bytes of the
     broker's segments under LOG_DIR. Prints the catch-up in two phases: while the agent ships (until the
     segments reach 99 % of their last size; the group's offset commits grow them a little afterwards),
-    and the rest; then the CPU, in the first, of the named threads on the agent's path: the producer's
-    compression (kafka-compress) and sender (kafka-producer) and the broker's flusher (logpipe-flusher)."""
+    and the rest; then the CPU, in the first, of the named threads on the agent's path: the tailer
+    (logpipe-tailer), the producer's compression (kafka-compress) and sender (kafka-producer), and the
+    broker's flusher (logpipe-flusher)."""
     import urllib.request
     pid, expect, hz = int(pid), int(expect), os.sysconf("SC_CLK_TCK")
     def cpu(stat):
@@ -292,7 +293,8 @@ def phases(pid, sink, log_dir, expect):
     for name, a, b in (("while the agent ships", first, mid), ("after", mid, last)):
         s, c, d = b[0] - a[0], b[1] - a[1], b[3] - a[3]
         print(f"      {name}: {s:.1f} s, {d} documents ({d / s if s else 0:.0f}/s), {c / s if s else 0:.2f} cores")
-    agent = {n: mid[2].get(n, 0) - first[2].get(n, 0) for n in ("kafka-compress", "kafka-producer", "logpipe-flusher")}
+    path = ("logpipe-tailer", "kafka-compress", "kafka-producer", "logpipe-flusher")
+    agent = {n: mid[2].get(n, 0) - first[2].get(n, 0) for n in path}
     print("        CPU of the agent's path while it ships: " + ", ".join(f"{n} {v:.2f} s" for n, v in agent.items()))
 PYEOF
 

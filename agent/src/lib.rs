@@ -89,10 +89,14 @@ pub async fn run_reporting(
         inputs = config.inputs.len(),
         "agent started"
     );
+    // A thread of its own, named, so that `top -H` and profiles tell the tailer from the runtime's workers.
     let tailer_stop = stop.clone();
-    let result = tokio::task::spawn_blocking(move || tailer.run(&tailer_stop))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)));
+    let (finished, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("logpipe-tailer".into()).spawn(move || {
+        let _ = finished.send(tailer.run(&tailer_stop));
+    })?;
+    // The tailer's thread drops `finished` unsent only if it panicked.
+    let result = result.await.map_err(|_| Error::Io(std::io::Error::other("the tailer's thread panicked")));
     stop.cancel();
     result?
 }
