@@ -255,23 +255,25 @@ def split(samples, probed, warmup_s, rate):
 
 def phases(pid, sink, log_dir, expect):
     """Samples the appliance PID every 0.2 s until the stand-in at SINK has EXPECT documents: its CPU
-    (utime + stime) and each thread's, the stand-in's documents (`/_bench/stats`) and the bytes of the
-    broker's segments under LOG_DIR. Prints the catch-up in two phases: while the agent ships (until the
-    segments reach 99 % of their last size; the group's offset commits grow them a little afterwards),
-    and the rest; then the CPU, in the first, of the named threads on the agent's path: the tailer
-    (logpipe-tailer), the producer's compression (kafka-compress) and sender (kafka-producer), and the
-    broker's flusher (logpipe-flusher)."""
+    (utime + stime) and that of the named threads on the agent's path, the stand-in's documents
+    (`/_bench/stats`) and the bytes of the broker's segments under LOG_DIR. Prints the catch-up in two
+    phases: while the agent ships (until the segments reach 99 % of their last size; the group's offset
+    commits grow them a little afterwards), and the rest; then the CPU, in the first, of those threads:
+    the tailer (logpipe-tailer), the producer's compression (kafka-compress) and sender (kafka-producer),
+    and the broker's flusher (logpipe-flusher)."""
     import urllib.request
     pid, expect, hz = int(pid), int(expect), os.sysconf("SC_CLK_TCK")
+    path = ("logpipe-tailer", "kafka-compress", "kafka-producer", "logpipe-flusher")
     def cpu(stat):
         f = open(stat).read().rsplit(")", 1)[1].split()
         return (int(f[11]) + int(f[12])) / hz
     def sample():
-        threads = {}
+        threads = {}  # only the agent's path: the sampler itself takes CPU from the cores it measures
         for t in os.listdir(f"/proc/{pid}/task"):
             try:
                 name = open(f"/proc/{pid}/task/{t}/comm").read().strip()
-                threads[name] = threads.get(name, 0) + cpu(f"/proc/{pid}/task/{t}/stat")
+                if name in path:
+                    threads[name] = cpu(f"/proc/{pid}/task/{t}/stat")
             except OSError:
                 pass  # a thread that ended between the listing and the read
         docs = json.load(urllib.request.urlopen(f"http://{sink}/_bench/stats", timeout=2))["docs"]
@@ -293,7 +295,6 @@ def phases(pid, sink, log_dir, expect):
     for name, a, b in (("while the agent ships", first, mid), ("after", mid, last)):
         s, c, d = b[0] - a[0], b[1] - a[1], b[3] - a[3]
         print(f"      {name}: {s:.1f} s, {d} documents ({d / s if s else 0:.0f}/s), {c / s if s else 0:.2f} cores")
-    path = ("logpipe-tailer", "kafka-compress", "kafka-producer", "logpipe-flusher")
     agent = {n: mid[2].get(n, 0) - first[2].get(n, 0) for n in path}
     print("        CPU of the agent's path while it ships: " + ", ".join(f"{n} {v:.2f} s" for n, v in agent.items()))
 PYEOF
