@@ -85,9 +85,14 @@ impl Multiline {
 
     /// Sends the pending event if no line arrived for `timeout`.
     pub fn flush_if_stale(&mut self, now: Instant, emit: impl FnMut(RawLine<'_>)) {
-        if self.pending.as_ref().is_some_and(|p| now.saturating_duration_since(p.last_line_at) >= self.timeout) {
+        if self.is_stale(now) {
             self.flush(emit);
         }
+    }
+
+    /// Whether an event is pending and its last line was taken `timeout` or more before `now`.
+    pub fn is_stale(&self, now: Instant) -> bool {
+        self.pending.as_ref().is_some_and(|p| now.saturating_duration_since(p.last_line_at) >= self.timeout)
     }
 
     pub fn flush(&mut self, mut emit: impl FnMut(RawLine<'_>)) {

@@ -225,7 +225,12 @@ fn acks_and_checkpoints_keep_up_during_a_long_catch_up() {
 /// A tailer stepped by hand for the copytruncate races below: `app.log*`, a scan every turn, a
 /// `queue_max_bytes` so small that one held chunk of events pauses reading.
 fn copytruncate_stepper(dir: &std::path::Path) -> (AgentConfig, Stepper) {
-    let config = AgentConfig {
+    paused_stepper(dir, |_| {})
+}
+
+/// [`copytruncate_stepper`] with the input changed by `edit`.
+fn paused_stepper(dir: &std::path::Path, edit: impl FnOnce(&mut InputConfig)) -> (AgentConfig, Stepper) {
+    let mut config = AgentConfig {
         registry: dir.join("registry.json"),
         registry_flush: Duration::from_millis(20),
         host_name: Some("test-host".into()),
@@ -238,9 +243,80 @@ fn copytruncate_stepper(dir: &std::path::Path) -> (AgentConfig, Stepper) {
         }],
         ..Default::default()
     };
+    edit(&mut config.inputs[0]);
     config.validate().unwrap();
     let t = Stepper::new(&config);
     (config, t)
+}
+
+/// Holds acknowledgements and fills the queue from another file, so that reading pauses.
+fn pause_reading(t: &mut Stepper, dir: &std::path::Path) -> Vec<String> {
+    t.sink.hold_acks(true);
+    let filler = lines("filler", 0..50);
+    append(&dir.join("app.log-filler"), &filler);
+    t.step_until("the queue fills", Duration::from_millis(1), |t| t.sink.sent_count() > 0);
+    t.steps(3, Duration::from_millis(1));
+    filler
+}
+
+/// A file at its end when reading paused (the queue full: the broker is down), then written and deleted
+/// (logrotate's `rotate 0`, a cleanup) before reading resumed. Its last read had found the end, so it
+/// passed for idle, and the deletion closed it with its new lines unread: lost. It must stay open until
+/// read to its end.
+#[test]
+fn a_file_deleted_while_reading_is_paused_is_read_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, mut t) = copytruncate_stepper(dir.path());
+    let live = dir.path().join("app.log");
+    create(&live);
+    t.steps(3, Duration::from_millis(1));
+    assert_eq!(t.tailer.status().len(), 1, "the empty live file is open, at its end");
+    let filler = pause_reading(&mut t, dir.path());
+    let sent_while_paused = t.sink.sent_count();
+
+    let gen = lines("written while paused", 0..100);
+    append(&live, &gen);
+    fs::remove_file(&live).unwrap();
+    t.steps(5, Duration::from_millis(1));
+    assert_eq!(t.sink.sent_count(), sent_while_paused, "reading is paused");
+    t.sink.hold_acks(false);
+    t.step_until("the deleted file's lines", Duration::from_millis(1), |t| {
+        let got: std::collections::HashSet<String> = t.messages().into_iter().collect();
+        gen.iter().all(|l| got.contains(l))
+    });
+    t.step_until("the deleted file closed", Duration::from_millis(1), |t| {
+        t.tailer.status().iter().all(|s| !(s.open && s.path.ends_with("app.log")))
+    });
+    assert_each_once(&t.messages(), &[filler, gen].concat());
+}
+
+/// A multiline event pending when reading paused, its next lines written meanwhile: the timeout (no new
+/// line for 5 s) must not send it, as its next lines are on disk, only unread. Before, the event was
+/// cut in two: the lines read before the pause, and the rest once reading resumed.
+#[test]
+fn a_multiline_event_is_not_cut_while_reading_is_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, mut t) = paused_stepper(dir.path(), |i| {
+        i.multiline = Some(logpipe_agent::config::MultilineConfig { pattern: r"^\s".into(), ..Default::default() });
+    });
+    let live = dir.path().join("app.log");
+    append(&live, &["Exception in thread main".into(), "  at first".into()]);
+    t.steps(3, Duration::from_millis(1));
+    let filler = pause_reading(&mut t, dir.path());
+    let sent_while_paused = t.sink.sent_count();
+
+    append(&live, &["  at second".into(), "  at third".into(), "next event".into()]);
+    t.steps(10, Duration::from_secs(1));
+    t.sink.hold_acks(false);
+    let whole = "Exception in thread main\n  at first\n  at second\n  at third".to_string();
+    t.step_until("the whole event", Duration::from_millis(1), |t| t.messages().contains(&whole));
+    t.step_until("the next event, at its timeout", Duration::from_secs(1), |t| {
+        t.messages().iter().any(|m| m == "next event")
+    });
+    assert!(t.sink.sent_count() > sent_while_paused);
+    let mut expected = filler;
+    expected.extend([whole, "next event".to_string()]);
+    assert_each_once(&t.messages(), &expected);
 }
 
 fn assert_each_once(messages: &[String], expected: &[String]) {

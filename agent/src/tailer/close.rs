@@ -16,9 +16,14 @@ impl<S: Sink> Tailer<S> {
         for (slot, state) in self.files.states_mut() {
             let Some(mut h) = state.harvester.take() else { continue };
             let input = &self.inputs[state.input];
-            if let Some(ml) = h.multiline.as_mut().filter(|ml| ml.has_pending()) {
+            // The timeout is for an event with no new line since: not for one whose next lines are on disk
+            // but unread (reading paused while the queue was full), which would be cut in two.
+            let stale = h.multiline.as_ref().is_some_and(|ml| ml.is_stale(now));
+            if stale && !h.has_unread() {
                 let mut lines = FileLines::new(&mut self.emitter, input, slot, state, &h.path, &h.head, unix_ms);
-                ml.flush_if_stale(now, |e| lines.emit(e));
+                if let Some(ml) = h.multiline.as_mut() {
+                    ml.flush(|e| lines.emit(e));
+                }
                 acked_moved |= lines.acked_moved;
                 state.read_offset = h.resume_offset();
             }

@@ -150,8 +150,22 @@ impl Harvester {
     }
 
     /// Whether the file is done for now: at its end, and deleted or without new data for `close_inactive`.
-    pub(crate) fn idle(&self, now: Instant, close_inactive: Duration) -> bool {
-        self.at_eof && (self.deleted || now.saturating_duration_since(self.last_data) >= close_inactive)
+    /// The end is looked at again through the handle first, as `at_eof` only says what the last read found:
+    /// reading may have paused since (the queue full while the broker is slow or down), and a deleted
+    /// file can still be written through another process's handle. Closing such a file would lose its
+    /// unread lines, for a deleted or renamed file for good.
+    pub(crate) fn idle(&mut self, now: Instant, close_inactive: Duration) -> bool {
+        let quiet = self.at_eof && (self.deleted || now.saturating_duration_since(self.last_data) >= close_inactive);
+        if quiet && self.has_unread() {
+            self.at_eof = false;
+            return false;
+        }
+        quiet
+    }
+
+    /// Whether the file holds bytes past those read (looked at through the handle).
+    pub(crate) fn has_unread(&self) -> bool {
+        self.file.metadata().is_ok_and(|meta| meta.len() > self.reader.position())
     }
 
     /// Where a reopen continues: the start of the first line not handed on (a partial line or a pending
