@@ -123,7 +123,7 @@ impl PartitionLog {
     /// Fsyncs everything appended so far and advances the durable offset (= high watermark).
     pub(crate) fn flush(&self) -> io::Result<()> {
         let _serial = lock(&self.flush_lock);
-        let (target, files, dir_dirty) = {
+        let (target, files, dir_dirty, unsynced_from) = {
             let mut st = lock(&self.state);
             if let Some(f) = &st.failed {
                 return Err(f.to_io());
@@ -137,7 +137,7 @@ impl PartitionLog {
             if behind {
                 files.push(st.active().log());
             }
-            (target, files, mem::take(&mut st.dir_dirty))
+            (target, files, mem::take(&mut st.dir_dirty), st.unsynced_from.take())
         };
         let synced = files.iter().try_for_each(|f| f.sync_data().map_err(|e| annotate(e, &self.dir))).and_then(|()| {
             if dir_dirty {
@@ -147,6 +147,9 @@ impl PartitionLog {
             }
         });
         if let Err(e) = synced {
+            let mut st = lock(&self.state);
+            st.unsynced_from = st.unsynced_from.into_iter().chain(unsynced_from).min();
+            drop(st);
             self.fail(&e);
             return Err(e);
         }
@@ -156,6 +159,18 @@ impl PartitionLog {
 
     pub(crate) fn durable_offset(&self) -> i64 {
         self.durable.borrow().offset
+    }
+
+    /// What the recovery checkpoint may record: the durable offset, but not past the base of a segment
+    /// that a roll left with unsynced files. After a crash, recovery rechecks the segment holding the
+    /// point and trusts the indexes of those before it; an index that lost its last entries to a power
+    /// cut passes that check and would answer ListOffsets by timestamp late. Taken under the flush lock,
+    /// so no flush is between taking those files and syncing them.
+    pub(crate) fn recovery_point(&self) -> i64 {
+        let _serial = lock(&self.flush_lock);
+        let unsynced_from = lock(&self.state).unsynced_from;
+        let durable = self.durable_offset();
+        unsynced_from.map_or(durable, |base| durable.min(base))
     }
 
     fn advance_durable(&self, offset: i64) {
@@ -222,6 +237,28 @@ mod tests {
         // Already durable: resolves without another flush; never-written offsets are an error.
         log.wait_durable(0).await.unwrap();
         assert!(log.wait_durable(5).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_recovery_point_stops_at_a_rolled_segment_until_its_files_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every append after the first in a segment rolls; only waiters trigger flushes.
+        let mgr = manager(config_with(dir.path(), |c| {
+            c.segment_bytes = 1;
+            c.flush_interval_ms = 3_600_000;
+        }));
+        let log = partition(&mgr, "t", &[]);
+        let first = log.append(&TestBatch::new(1).build(), 0).unwrap();
+        log.wait_durable(first.last_offset).await.unwrap();
+        assert_eq!(log.recovery_point(), 1, "the first segment is synced up to its end");
+
+        // The roll seals the first segment: its log is synced, its indexes are not yet.
+        let second = log.append(&TestBatch::new(1).build(), 0).unwrap();
+        assert_eq!(log.durable_offset(), 1);
+        assert_eq!(log.recovery_point(), 0, "recovery must recheck the rolled segment");
+
+        log.wait_durable(second.last_offset).await.unwrap();
+        assert_eq!(log.recovery_point(), 2, "synced: the point moves on");
     }
 
     #[test]

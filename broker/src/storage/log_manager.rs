@@ -104,7 +104,7 @@ impl Shared {
     }
 
     fn write_recovery_checkpoint(&self) -> io::Result<()> {
-        let c = self.checkpoint(PartitionLog::durable_offset);
+        let c = self.checkpoint(PartitionLog::recovery_point);
         let mut last = lock(&self.last_checkpoint);
         if last.1.as_ref() != Some(&c) {
             c.write(&self.dir.join(RECOVERY_POINT_FILE))?;

@@ -96,6 +96,9 @@ pub(crate) struct LogState {
     /// Files of rolled segments (log and indexes) not yet fsynced. They are synced before any offset of a
     /// later segment counts as durable.
     pub unsynced: Vec<Arc<File>>,
+    /// The base offset of the oldest segment among them. Recovery trusts the indexes of the segments
+    /// before the one holding the recovery point, so the checkpoint stops there until they are synced.
+    pub unsynced_from: Option<i64>,
     /// A segment file was created since the last fsync of the partition directory.
     pub dir_dirty: bool,
     pub failed: Option<Failure>,
@@ -162,6 +165,7 @@ impl PartitionLog {
                 segments: loaded.segments,
                 producers: loaded.producers,
                 unsynced: Vec::new(),
+                unsynced_from: None,
                 dir_dirty: false,
                 failed: None,
                 closed: false,
@@ -333,12 +337,14 @@ impl PartitionLog {
     }
 
     fn finish_roll(&self, st: &mut LogState, base: i64, fresh: Segment, snapshot: Arc<File>) -> io::Result<()> {
+        let sealed_base = *st.segments.keys().next_back().expect("a partition log always has an active segment");
         let sealed = st.active();
         sealed.seal()?;
         let files = sealed.files();
         // Synced by the flusher (with the directory) before any offset of the new segment is durable.
         st.unsynced.extend(files);
         st.unsynced.push(snapshot);
+        st.unsynced_from.get_or_insert(sealed_base);
         st.segments.insert(base, fresh);
         st.dir_dirty = true;
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled to a new segment");
