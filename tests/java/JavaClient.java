@@ -34,7 +34,9 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
@@ -44,6 +46,7 @@ public class JavaClient {
             case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]), args[4]);
             case "consume" -> consume(args[1], args[2], args[3], Integer.parseInt(args[4]), args.length > 5 ? args[5] : "");
             case "admin" -> admin(args[1], args[2], args[3]);
+            case "delete-by-id" -> deleteById(args[1], args[2]);
             case "transactional" -> transactional(args[1], args[2]);
             case "consumer-protocol" -> consumerProtocol(args[1], args[2]);
             default -> throw new IllegalArgumentException("unknown command " + args[0]);
@@ -179,6 +182,22 @@ public class JavaClient {
             print("EARLIEST", admin.listOffsets(earliest).all().get());
             print("LATEST", admin.listOffsets(latest).all().get());
             print("BYTIME", admin.listOffsets(byTime).all().get());
+        }
+    }
+
+    /** Deletes a topic by its id alone (DeleteTopics v6, as `Admin.deleteTopics(TopicCollection.ofTopicIds(..))`). */
+    static void deleteById(String bootstrap, String topic) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(secured(p))) {
+            Uuid id = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).topicId();
+            System.out.println("ID " + id);
+            try {
+                admin.deleteTopics(TopicCollection.ofTopicIds(List.of(id))).all().get();
+                System.out.println("DELETED");
+            } catch (ExecutionException e) {
+                refused(e);
+            }
         }
     }
 

@@ -59,6 +59,29 @@ def test_java_client_sasl_ssl_scram_sha_512(secure_broker, pki, tmp_path, compil
     assert "not the password" not in log_of(broker)
 
 
+@pytest.mark.parametrize("version", list(KAFKA_CLIENTS))
+def test_java_admin_deletes_a_topic_by_id_only_with_delete(secure_broker, pki, tmp_path, compiled, version):
+    """DeleteTopics v6 names a topic by its id alone: the ACL check is on the topic the id stands for."""
+    topic = unique("byid")
+    broker = secure_broker("SASL_SSL", users={"alice": "SCRAM-SHA-512", "admin": "SCRAM-SHA-512"},
+                           super_users=["User:admin"], allow_everyone_if_no_acl_found=False,
+                           acls=[{"principal": "User:alice", "resource_type": "topic", "resource_name": topic,
+                                  "operations": ["read", "write", "create"]}],
+                           **tls_settings(pki))
+    alice = java_props(tmp_path / "alice.properties", "alice", PASSWORD, pki)
+    produced = java_client(compiled, version, alice, "produce", broker.bootstrap, topic, "1", "none")
+    assert produced.returncode == 0 and produced.stdout.count("ACKED ") == 1, produced.stderr[-3000:]
+
+    # alice may describe the topic (WRITE implies it), so she learns its id, but she may not delete it
+    refused = java_client(compiled, version, alice, "delete-by-id", broker.bootstrap, topic)
+    assert refused.returncode == 0, refused.stderr[-3000:]
+    assert "REFUSED org.apache.kafka.common.errors.TopicAuthorizationException" in refused.stdout, refused.stdout
+    admin = java_props(tmp_path / "admin.properties", "admin", PASSWORD, pki)
+    deleted = java_client(compiled, version, admin, "delete-by-id", broker.bootstrap, topic)
+    assert deleted.returncode == 0 and "DELETED" in deleted.stdout, deleted.stdout + deleted.stderr[-3000:]
+    assert f"topic={topic}" in log_of(broker) and "deleted topic" in log_of(broker)
+
+
 def test_kafka_python_over_mtls(secure_broker, pki):
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.errors import KafkaError as KPError

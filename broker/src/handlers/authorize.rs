@@ -90,6 +90,17 @@ impl<'a> Check<'a> {
         self.check(op, ResourceType::Cluster, CLUSTER_NAME)
     }
 
+    /// The name of the topic with `id`, if there is one.
+    fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        self.broker.logs.topics().into_iter().find(|meta| meta.id == id).map(|meta| meta.name)
+    }
+
+    /// May the principal learn that topic `name` exists (DESCRIBE, which READ, WRITE, DELETE and ALTER
+    /// imply)? Only shapes an answer, so a refusal is not logged.
+    fn may_see_topic(&self, name: &str) -> bool {
+        self.broker.authorize(self.session, Operation::Describe, ResourceType::Topic, name)
+    }
+
     /// A cluster check that only picks a path (a refusal here is not the request's refusal).
     fn probe_cluster(&self, op: Operation) -> bool {
         self.broker.authorize(self.session, op, ResourceType::Cluster, CLUSTER_NAME)
@@ -102,6 +113,33 @@ impl<'a> Check<'a> {
             || self.probe_cluster(Operation::Create)
             || self.topic(Operation::Create, name)
     }
+}
+
+/// The topic a DeleteTopics entry names. From v6 it may name it by id alone: the check is then on the name
+/// the id stands for. `None` for an id that stands for no topic, which goes on to the handler's
+/// UNKNOWN_TOPIC_ID.
+fn topic_to_delete(
+    check: &Check,
+    t: &kafka_protocol::messages::delete_topics_request::DeleteTopicState,
+) -> Option<String> {
+    t.name.as_ref().map(|n| n.to_string()).or_else(|| check.topic_name(t.topic_id))
+}
+
+/// The answer to a refused DeleteTopics entry (its error code is added with the others). As Kafka does,
+/// a principal that may not describe the topic it named by id is not told the topic's name.
+fn delete_refused(
+    check: &Check,
+    t: kafka_protocol::messages::delete_topics_request::DeleteTopicState,
+) -> kafka_protocol::messages::delete_topics_response::DeletableTopicResult {
+    let name = match &t.name {
+        Some(name) => Some(name.clone()),
+        None => topic_to_delete(check, &t)
+            .filter(|n| check.may_see_topic(n))
+            .map(|n| kafka_protocol::messages::TopicName(super::str_bytes(n))),
+    };
+    kafka_protocol::messages::delete_topics_response::DeletableTopicResult::default()
+        .with_name(name)
+        .with_topic_id(t.topic_id)
 }
 
 /// Moves the items `allowed` refuses out of `items`, in order.
@@ -362,22 +400,20 @@ fn check_request(check: &Check, header: &RequestHeader, body: RequestKind) -> Ga
             )
         }
         RequestKind::DeleteTopics(mut r) => {
-            let mut denied: Vec<kafka_protocol::messages::TopicName> =
-                split_off(&mut r.topic_names, |t| check.topic(Delete, t));
-            denied.extend(
-                split_off(&mut r.topics, |t| t.name.as_ref().is_none_or(|n| check.topic(Delete, n)))
-                    .into_iter()
-                    .filter_map(|t| t.name),
-            );
+            use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+            let mut denied: Vec<DeletableTopicResult> = split_off(&mut r.topic_names, |t| check.topic(Delete, t))
+                .into_iter()
+                .map(|name| DeletableTopicResult::default().with_name(Some(name)))
+                .collect();
+            let refused =
+                split_off(&mut r.topics, |t| topic_to_delete(check, t).is_none_or(|n| check.topic(Delete, &n)));
+            denied.extend(refused.into_iter().map(|t| delete_refused(check, t)));
             Gate::Run(
                 RequestKind::DeleteTopics(r),
                 (!denied.is_empty()).then(|| -> Amend {
                     Box::new(move |resp| {
-                        use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
                         let ResponseKind::DeleteTopics(resp) = resp else { return };
-                        resp.responses.extend(denied.into_iter().map(|name| {
-                            DeletableTopicResult::default().with_name(Some(name)).with_error_code(TOPIC_DENIED)
-                        }))
+                        resp.responses.extend(denied.into_iter().map(|t| t.with_error_code(TOPIC_DENIED)))
                     })
                 }),
             )
@@ -852,6 +888,44 @@ mod tests {
             panic!()
         };
         assert_eq!(r.error_code, 31, "no WRITE on any topic: no idempotent producer");
+    }
+
+    #[tokio::test]
+    async fn delete_topics_by_id_needs_delete_on_the_topic_the_id_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(&dir);
+        let create =
+            CreateTopicsRequest::default().with_topics(vec![creatable_topic("granted"), creatable_topic("secret")]);
+        call(&broker, "User:admin", ApiKey::CreateTopics, 5, RequestKind::CreateTopics(create)).await;
+        let id = |n: &str| broker.logs.topics().into_iter().find(|m| m.name == n).unwrap().id;
+        let by_id = |id| delete_topics_request::DeleteTopicState::default().with_topic_id(id);
+        let unknown = uuid::Uuid::from_u128(7);
+        let delete =
+            DeleteTopicsRequest::default().with_topics(vec![by_id(id("granted")), by_id(id("secret")), by_id(unknown)]);
+
+        // alice may WRITE "granted" (so DESCRIBE it) but DELETE nothing, and may not even see "secret".
+        let ResponseKind::DeleteTopics(r) =
+            call(&broker, "User:alice", ApiKey::DeleteTopics, 6, RequestKind::DeleteTopics(delete.clone())).await
+        else {
+            panic!()
+        };
+        let results: Vec<(Option<String>, uuid::Uuid, i16)> =
+            r.responses.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id, t.error_code)).collect();
+        assert!(results.contains(&(Some("granted".into()), id("granted"), 29)), "{results:?}");
+        assert!(
+            results.contains(&(None, id("secret"), 29)),
+            "the name of a topic alice cannot see stays hidden: {results:?}"
+        );
+        assert!(results.contains(&(None, unknown, 100)), "an unknown id is UNKNOWN_TOPIC_ID: {results:?}");
+        assert_eq!(broker.logs.topics().len(), 2, "nothing was deleted");
+
+        let ResponseKind::DeleteTopics(r) =
+            call(&broker, "User:admin", ApiKey::DeleteTopics, 6, RequestKind::DeleteTopics(delete)).await
+        else {
+            panic!()
+        };
+        assert!(r.responses.iter().take(2).all(|t| t.error_code == 0), "{r:?}");
+        assert!(broker.logs.topics().is_empty(), "the super user deleted both");
     }
 
     fn creatable_topic(n: &'static str) -> create_topics_request::CreatableTopic {

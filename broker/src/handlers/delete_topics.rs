@@ -34,7 +34,7 @@ pub fn handle(
                 .or_else(|| broker.logs.topics().into_iter().find(|meta| meta.id == id).map(|meta| meta.name));
             let result = DeletableTopicResult::default().with_topic_id(id);
             let Some(name) = name else {
-                return result.with_error_code(code(ResponseError::UnknownTopicId));
+                return result.with_name(None).with_error_code(code(ResponseError::UnknownTopicId));
             };
             let result = result.with_name(Some(TopicName(str_bytes(name.clone()))));
             match broker.logs.delete_topic(&name) {
