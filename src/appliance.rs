@@ -68,9 +68,13 @@ pub async fn run_pipeline(pipeline: Pipeline) -> Result<()> {
         tokio::spawn(server.serve(routes, admin_stop.clone()));
     }
 
-    if let (Some(indexer), Some(_)) = (&indexer, &pipeline.agent) {
+    if let (Some(indexer), Some(agent)) = (&indexer, &pipeline.agent) {
         // "latest" means from this pipeline's first start, not from when the group forms.
-        for (topic, partition, offset) in indexer.pin_latest_start().await? {
+        let written: Vec<String> = std::iter::once(&agent.output.topic)
+            .chain(agent.inputs.iter().filter_map(|input| input.topic.as_ref()))
+            .cloned()
+            .collect();
+        for (topic, partition, offset) in indexer.pin_latest_start(&written).await? {
             tracing::info!(topic, partition, offset, "new group starts at the end as the pipeline starts");
         }
     }

@@ -25,8 +25,12 @@ pub enum DocId<'a> {
     Record { topic: &'a str, partition: i32, offset: i64 },
 }
 
+/// The longest `_id` Elasticsearch and OpenSearch accept, in UTF-8 bytes. A longer one fails the whole `_bulk`
+/// request (HTTP 400 `action_request_validation_exception`), which would be retried forever.
+const MAX_ID_BYTES: usize = 512;
+
 impl<'a> DocId<'a> {
-    /// `event.id` if it is a non-empty string, else the record's coordinates.
+    /// `event.id` if it is a non-empty string of at most 512 bytes, else the record's coordinates.
     pub fn of(event: &'a Event, topic: &'a str, partition: i32, offset: i64) -> Self {
         Self::with_event_id(event.get_str_path(&["event", "id"]), topic, partition, offset)
     }
@@ -34,7 +38,7 @@ impl<'a> DocId<'a> {
     /// [`DocId::of`] an event whose `event.id`, if it is a string, is `event_id`.
     pub fn with_event_id(event_id: Option<Cow<'a, str>>, topic: &'a str, partition: i32, offset: i64) -> Self {
         match event_id {
-            Some(id) if !id.is_empty() => DocId::Event(id),
+            Some(id) if !id.is_empty() && id.len() <= MAX_ID_BYTES => DocId::Event(id),
             _ => DocId::Record { topic, partition, offset },
         }
     }
@@ -330,5 +334,22 @@ mod tests {
         let mut bulk = BulkRequest::new();
         bulk.push("i", &DocId::of(&e, "t", 0, 0).to_string(), &e).unwrap();
         assert!(bulk.body().starts_with(br#"{"create":{"_index":"i","_id":"x\"y"}}"#));
+    }
+
+    #[test]
+    fn doc_id_longer_than_512_bytes_falls_back_to_record_coordinates() {
+        let longest = "a".repeat(512);
+        let e = event(json!({"event": {"id": longest}}));
+        assert_eq!(DocId::of(&e, "t", 0, 7).into_string(), longest);
+        let e = event(json!({"event": {"id": "a".repeat(513)}}));
+        assert_eq!(DocId::of(&e, "t", 0, 7).into_string(), "t-0-7");
+        // The limit is in UTF-8 bytes: 171 three-byte characters are 171 characters but 513 bytes.
+        let wide = "€".repeat(171);
+        assert_eq!(wide.len(), 513);
+        let e = event(json!({"event": {"id": wide}}));
+        assert_eq!(DocId::of(&e, "t", 2, 9).to_string(), "t-2-9");
+        let mut id = String::from("stale");
+        DocId::with_event_id(Some(Cow::Owned("b".repeat(600))), "t", 1, 3).write_into(&mut id);
+        assert_eq!(id, "t-1-3");
     }
 }

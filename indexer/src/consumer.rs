@@ -16,6 +16,8 @@
 //!   Elasticsearch is slow or down.
 //! - `auto_offset_reset = none`: the first partition without a committed offset stops the indexer with
 //!   [`Error::NoCommittedOffset`].
+//! - `^regex` topics are matched by the indexer, not librdkafka, so that dead-letter topics are left out
+//!   (see `subscription`).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,6 +36,7 @@ use crate::config::{AutoOffsetReset, InputConfig};
 use crate::error::Result;
 use crate::fetch::{Fetcher, FETCH_KEYS};
 use crate::flow::Flow;
+use crate::subscription::{Subscriber, Subscription};
 use crate::tracker::TopicPartition;
 
 /// How long a revocation waits for in-flight batches of the revoked partitions.
@@ -123,10 +126,7 @@ pub fn client_config(input: &InputConfig) -> Result<ClientConfig> {
     if let Some(instance) = &input.group_instance_id {
         config.set("group.instance.id", instance);
     }
-    for (key, value) in input.librdkafka.iter().filter(|(key, _)| !FETCH_KEYS.contains(&key.as_str())) {
-        config.set(key, value);
-    }
-    for (key, value) in input.security_properties()? {
+    for (key, value) in input.client_properties()?.into_iter().filter(|(key, _)| !FETCH_KEYS.contains(key)) {
         config.set(key, value);
     }
     Ok(config)
@@ -142,12 +142,20 @@ enum Ended {
     Fatal(String),
 }
 
-/// Subscribes and consumes until `shutdown`, then settles in-flight batches (up to `shutdown_timeout`),
-/// commits, and leaves the group. A consumer that fails fatally is replaced by a new one.
-pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shutdown_timeout: Duration) -> Result<()> {
+/// Subscribes to `subscription`'s topics and consumes until `shutdown`, then settles in-flight batches (up
+/// to `shutdown_timeout`), commits, and leaves the group. A consumer that fails fatally is replaced by a
+/// new one.
+pub fn consume(
+    input: &InputConfig,
+    subscription: Subscription,
+    flow: Flow,
+    shutdown: CancellationToken,
+    shutdown_timeout: Duration,
+) -> Result<()> {
     let flow = Arc::new(Mutex::new(flow));
     loop {
-        match consume_once(input, &flow, &shutdown, shutdown_timeout)? {
+        let subscriber = Subscriber::new(subscription.clone(), input);
+        match consume_once(input, subscriber, &flow, &shutdown, shutdown_timeout)? {
             Ended::Done(result) => return result,
             Ended::Fatal(reason) => {
                 tracing::error!("consumer failed fatally: {reason}; joining the group again with a new consumer")
@@ -158,6 +166,7 @@ pub fn consume(input: &InputConfig, flow: Flow, shutdown: CancellationToken, shu
 
 fn consume_once(
     input: &InputConfig,
+    mut subscriber: Subscriber,
     flow: &Arc<Mutex<Flow>>,
     shutdown: &CancellationToken,
     shutdown_timeout: Duration,
@@ -165,9 +174,8 @@ fn consume_once(
     let fetcher = Mutex::new(Fetcher::new(input, Handle::current())?);
     let context = IndexerContext { flow: flow.clone(), closing: false.into(), fetcher };
     let consumer: BaseConsumer<IndexerContext> = client_config(input)?.create_with_context(context)?;
-    let topics: Vec<&str> = input.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
-    tracing::info!(group = %input.group_id, topics = ?topics, "consuming");
+    subscriber.update(&consumer)?;
+    tracing::info!(group = %input.group_id, topics = ?input.topics, "consuming");
 
     let mut last_error: Option<String> = None;
     // Whether the fetcher had handed on all there was, as of the last turn.
@@ -175,6 +183,10 @@ fn consume_once(
     let ended = loop {
         if shutdown.is_cancelled() {
             break Ended::Done(Ok(()));
+        }
+        // Matches `^regex` topics again when due: new topics are consumed, deleted ones dropped.
+        if let Err(e) = subscriber.update(&consumer) {
+            break Ended::Done(Err(e));
         }
         {
             let mut f = lock(flow);
@@ -256,4 +268,27 @@ fn consume_once(
     consumer.unsubscribe();
     drop(consumer);
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn librdkafka_table_security_wins_over_the_security_tables_default() {
+        // An imported Logstash input: `security_protocol => "SASL_SSL"` lands in the table, with no
+        // `security` table, whose default is PLAINTEXT.
+        let table = [("security.protocol", "SASL_SSL"), ("sasl.mechanism", "SCRAM-SHA-512"), ("fetch.max.bytes", "1")];
+        let input = InputConfig {
+            librdkafka: table.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..InputConfig::default()
+        };
+        let config = client_config(&input).unwrap();
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("fetch.max.bytes"), None, "the fetch path's keys are not librdkafka's");
+        // Without the table's key, the `security` table decides.
+        let config = client_config(&InputConfig::default()).unwrap();
+        assert_eq!(config.get("security.protocol"), Some("plaintext"));
+    }
 }

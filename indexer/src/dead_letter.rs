@@ -31,24 +31,7 @@ pub struct DeadLetterTopic {
 impl DeadLetterTopic {
     /// A producer to the same cluster the input reads, with the input's extra connection properties.
     pub fn new(input: &InputConfig, suffix: &str) -> Result<Self> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", input.brokers.join(","))
-            .set("client.id", format!("{}-dlq", input.client_id))
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "0")
-            .set("compression.type", "lz4");
-        // Connection settings (TLS, SASL, sockets) apply to the producer too; consumer settings
-        // (session.timeout.ms, fetch.*) would only draw librdkafka warnings.
-        const SHARED: [&str; 7] = ["security.", "sasl.", "ssl.", "socket.", "broker.", "metadata.", "client."];
-        for (key, value) in input.librdkafka.iter().filter(|(k, _)| SHARED.iter().any(|p| k.starts_with(p))) {
-            config.set(key, value);
-        }
-        for (key, value) in input.security_properties()? {
-            config.set(key, value);
-        }
-        Ok(Self { producer: config.create()?, suffix: suffix.to_string() })
+        Ok(Self { producer: client_config(input)?.create()?, suffix: suffix.to_string() })
     }
 
     /// The dead-letter record value for item `i` of `batch`.
@@ -101,5 +84,45 @@ impl DeadLetterTopic {
             tracing::warn!(index = %item.index, id = %item.id, %reason, %topic, "document refused by elasticsearch, written to the dead-letter topic");
         }
         true
+    }
+}
+
+/// The producer's librdkafka settings.
+fn client_config(input: &InputConfig) -> Result<ClientConfig> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", input.brokers.join(","))
+        .set("client.id", format!("{}-dlq", input.client_id))
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "0")
+        .set("compression.type", "lz4");
+    // Connection settings (TLS, SASL, sockets) apply to the producer too; consumer settings
+    // (session.timeout.ms, fetch.*) would only draw librdkafka warnings.
+    const SHARED: [&str; 7] = ["security.", "sasl.", "ssl.", "socket.", "broker.", "metadata.", "client."];
+    let shared = |key: &str| SHARED.iter().any(|prefix| key.starts_with(prefix));
+    for (key, value) in input.client_properties()?.into_iter().filter(|(key, _)| shared(key)) {
+        config.set(key, value);
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn librdkafka_table_security_wins_over_the_security_tables_default() {
+        let table = [("security.protocol", "SASL_SSL"), ("ssl.ca.location", "/ca.pem"), ("session.timeout.ms", "9000")];
+        let input = InputConfig {
+            librdkafka: table.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..InputConfig::default()
+        };
+        let config = client_config(&input).unwrap();
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("ssl.ca.location"), Some("/ca.pem"));
+        assert_eq!(config.get("session.timeout.ms"), None, "a consumer setting");
+        let config = client_config(&InputConfig::default()).unwrap();
+        assert_eq!(config.get("security.protocol"), Some("plaintext"));
     }
 }

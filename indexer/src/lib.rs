@@ -21,6 +21,7 @@
 //!
 //! The runtime:
 //! - [`consumer`]: the librdkafka group member, rebalance handling and the consumer loop.
+//! - [`subscription`]: the topics it consumes; `^regex` entries matched here, dead-letter topics left out.
 //! - [`fetch`]: the fetch path of the indexer's own: Fetch requests, whole record batches decoded.
 //! - [`flow`]: batches in flight and commits.
 //! - [`output`]: Elasticsearch (`reqwest`), NDJSON files, stdout.
@@ -56,6 +57,7 @@ mod route;
 mod split_memo;
 mod start_position;
 mod stats;
+mod subscription;
 mod template;
 mod tracker;
 
@@ -84,6 +86,7 @@ use config::Compiled;
 use dead_letter::DeadLetterTopic;
 use flow::{Flow, Limits};
 use output::Outputs;
+use subscription::Subscription;
 
 /// A configured indexer. [`stats`](Self::stats) can be read while it runs.
 pub struct Indexer {
@@ -118,14 +121,26 @@ impl Indexer {
 
     /// Pins a new group's start to the topics' current end when `auto_offset_reset = "latest"`; for an
     /// indexer started beside the agent that feeds it ([`start_position`]).
-    pub async fn pin_latest_start(&self) -> Result<start_position::Pinned> {
-        start_position::pin_latest_start(&self.config.input).await
+    ///
+    /// `written`: the topics the agent of the same pipeline writes to. Those a `^regex` entry matches are
+    /// created first too, so that they are matched and pinned now rather than found at the next match,
+    /// when the lines the agent sent meanwhile would be skipped.
+    pub async fn pin_latest_start(&self, written: &[String]) -> Result<start_position::Pinned> {
+        start_position::pin_latest_start(&self.config.input, &self.subscription()?, written).await
+    }
+
+    /// The input's topics; a `^regex` never matches the dead-letter topics the output writes.
+    fn subscription(&self) -> Result<Subscription> {
+        let dead_letter_suffix =
+            self.config.output.elasticsearch.as_ref().map(|es| es.dead_letter_topic_suffix.as_str());
+        Subscription::new(&self.config.input, dead_letter_suffix)
     }
 
     /// Consumes until `shutdown` is cancelled, then finishes in-flight bulk requests (bounded by
     /// `shutdown_timeout`), commits and leaves the group. Returns early with an error if the consumer
     /// cannot go on (e.g. `auto_offset_reset = "none"` and no committed offset).
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let subscription = self.subscription()?;
         let Self { config, compiled, stats } = self;
         let outputs = Arc::new(Outputs::new(&config.output, stats.clone())?);
         let default_index = (!config.drop_unmatched).then_some(config.default_index.as_str());
@@ -169,7 +184,7 @@ impl Indexer {
             stats,
         );
         let (input, timeout) = (config.input.clone(), config.shutdown_timeout);
-        tokio::task::spawn_blocking(move || consumer::consume(&input, flow, shutdown, timeout))
+        tokio::task::spawn_blocking(move || consumer::consume(&input, subscription, flow, shutdown, timeout))
             .await
             .map_err(|e| Error::Config(format!("the consumer thread failed: {e}")))?
     }

@@ -430,16 +430,21 @@ def shipped_nginx_pipeline(port: int, data: Path, logs: Path, es_url: str) -> st
     return text + f'\n[admin]\naddress = "{HOST}:0"\n'
 
 
+@pytest.mark.parametrize("topics", ['["nginx"]', '["^ngin.*"]'])
 def test_shipped_pipeline_indexes_the_lines_there_at_its_first_start(appliance_factory, es_standin, nginx_gen,
-                                                                      tmp_path):
+                                                                      tmp_path, topics):
     """pipelines/nginx.toml says auto_offset_reset = "latest". In one process that means from the
     pipeline's first start: lines the agent ships before the indexer's group has formed are indexed,
-    not skipped. A restart resumes from the committed offsets and indexes nothing twice."""
+    not skipped. A restart resumes from the committed offsets and indexes nothing twice. The same with
+    the indexer's topic as a regex: the agent's topic, which it matches, is created and pinned at start
+    (not found five minutes later, at the next match, and read from its end then)."""
     logs, lines = tmp_path / "logs", 2_000
     summary = nginx_gen(logs, tmp_path / "summary.json", "--rate", "0", "--lines", str(lines),
                         "--start", rfc3339(datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)), "--step-ms", "10",
                         "--seed", "7").wait(timeout=60)
-    app = appliance_factory(shipped_nginx_pipeline(free_port(), tmp_path / "data", logs, es_standin.url))
+    pipeline = shipped_nginx_pipeline(free_port(), tmp_path / "data", logs, es_standin.url)
+    assert 'topics = ["nginx"]' in pipeline
+    app = appliance_factory(pipeline.replace('topics = ["nginx"]', f"topics = {topics}"))
     app.start()
     want = expected_indices(summary)
     wait_until(lambda: stand_in_counts(es_standin) == want, 120,

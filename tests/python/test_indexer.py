@@ -418,6 +418,49 @@ def test_mapping_errors_go_to_dead_letter_topic(broker, indexer_factory, es_stan
     fig("dead letters", events=n, rejected=len(bad), dlq_records=len(records))
 
 
+def test_a_regex_topic_never_reads_the_dead_letter_topics_back(broker, indexer_factory, es_standin):
+    """`topics = ["^<prefix>-.*"]` also matches `<topic>-dlq` once the first refused document is written
+    there: the indexer must not read its own dead letters back (they would be refused again, into
+    `<topic>-dlq-dlq`, and so on). A matching topic created later is consumed."""
+    es = es_standin
+    prefix = unique("rx")
+    first, late = f"{prefix}-first", f"{prefix}-late"
+    create_topic(broker.bootstrap, first, 1)
+    run = new_run()
+    n, marker = 200, "MAPPING-BOMB"
+    bad = {i for i in range(n) if i % 20 == 7}
+    es.reject_items(lambda src: marker in src.get("message", ""), status=400)
+    produce_values(broker.bootstrap, first,
+                   (envelope(run, i, message=f"{i:09d} {marker}" if i in bad else None) for i in range(n)), 1)
+    group = unique("rx")
+    indexer = indexer_factory(indexer_toml([broker.bootstrap], [f"^{prefix}-.*"], group,
+                                           routes=[{"index": "rx-%{+YYYY.MM.dd}"}], elasticsearch=es_output(es.url),
+                                           librdkafka={**FAST_GROUP, "topic.metadata.refresh.interval.ms": "500"}))
+    good = n - len(bad)
+    dlq = f"{first}-dlq"
+
+    def dead_letters() -> int:
+        if topic_partitions(broker.bootstrap, dlq) is None:
+            return 0
+        return sum(len(recs) for recs in read_topic(broker.bootstrap, dlq, timeout=30).values())
+
+    wait_until(lambda: es.count() >= good, 120, lambda: f"{good} documents (have {es.count()})", procs=[indexer])
+    wait_until(lambda: dead_letters() >= len(bad), 60, lambda: f"{len(bad)} dead letters in {dlq}", interval=0.5,
+               procs=[indexer])
+    # Created after the dead-letter topic: its records show that the pattern was matched again since.
+    create_topic(broker.bootstrap, late, 1)
+    produce_values(broker.bootstrap, late, (envelope(run, n + i) for i in range(50)), 1)
+    wait_until(lambda: es.count() >= good + 50, 60, lambda: f"{good + 50} documents (have {es.count()})",
+               procs=[indexer])
+    wait_committed_to_end([indexer], broker.bootstrap, group, late, range(1), timeout=60)
+    assert indexer.stop() == 0, indexer.stderr_tail()
+
+    assert es.count() == good + 50, "only the two topics' accepted documents, no dead letter read back"
+    assert committed_offsets(broker.bootstrap, group, dlq, [0]) == {0: -1001}, "the group never read the dead letters"
+    assert topic_partitions(broker.bootstrap, f"{dlq}-dlq") is None
+    assert dead_letters() == len(bad)
+
+
 # --------------------------------------------------------------------------------------------
 # 5. auto_offset_reset for a group without committed offsets
 

@@ -122,7 +122,8 @@ impl Default for IndexerConfig {
 pub struct InputConfig {
     /// Bootstrap brokers, `host:port`. Default `["127.0.0.1:9092"]`.
     pub brokers: Vec<String>,
-    /// Topics to consume; a name starting with `^` is a regex (librdkafka). Default `["logs"]`.
+    /// Topics to consume; a name starting with `^` is a regex (regex crate syntax), matched by the indexer
+    /// against the cluster's topics, never matching a dead-letter topic (see `subscription`). Default `["logs"]`.
     pub topics: Vec<String>,
     /// Consumer group. Default `"logpipe-indexer"`.
     pub group_id: String,
@@ -172,6 +173,17 @@ impl InputConfig {
         }
         .librdkafka("indexer.input")
         .map_err(crate::error::Error::Config)
+    }
+
+    /// The librdkafka properties every client of the input (consumer, dead-letter producer, fetch path)
+    /// sets, in the order to set them: [`security_properties`](Self::security_properties), then the
+    /// `librdkafka` table. The table comes last so that its own properties win: an imported Logstash
+    /// input's `security.protocol = "SASL_SSL"` there is not overridden by the `security` table's default
+    /// (PLAINTEXT), as the agent's output does it too.
+    pub fn client_properties(&self) -> crate::error::Result<Vec<(&str, String)>> {
+        let mut properties: Vec<(&str, String)> = self.security_properties()?;
+        properties.extend(self.librdkafka.iter().map(|(key, value)| (key.as_str(), value.clone())));
+        Ok(properties)
     }
 }
 
@@ -481,7 +493,7 @@ pub struct OutputConfig {
 }
 
 /// `[indexer.output.elasticsearch]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ElasticsearchConfig {
     /// Base URLs, used round robin; a failing host is skipped and retried later.
@@ -533,8 +545,24 @@ pub struct ElasticsearchConfig {
     /// The template's `index.refresh_interval`: how soon documents become searchable. Default `"5s"`,
     /// as Filebeat's template.
     pub refresh_interval: String,
-    /// Dead-letter topic is `<topic><suffix>`. Default `"-dlq"`.
+    /// Dead-letter topic is `<topic><suffix>`; a `^regex` input topic never matches a name ending with it.
+    /// Default `"-dlq"`.
     pub dead_letter_topic_suffix: String,
+}
+
+/// Shows where the output goes and how it signs in, never the password or the API key.
+impl std::fmt::Debug for ElasticsearchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |secret: &Option<String>| secret.as_ref().map(|_| "(set)");
+        f.debug_struct("ElasticsearchConfig")
+            .field("hosts", &self.hosts)
+            .field("user", &self.user)
+            .field("password", &set(&self.password))
+            .field("api_key", &set(&self.api_key))
+            .field("ca_file", &self.ca_file)
+            .field("ca_trusted_fingerprint", &self.ca_trusted_fingerprint)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ElasticsearchConfig {
@@ -597,6 +625,17 @@ mod tests {
     #[allow(clippy::result_large_err)]
     pub(super) fn load(toml: &str) -> Result<IndexerConfig, figment::Error> {
         figment::Figment::from(Toml::string(toml)).extract_inner("indexer")
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_elasticsearch_secrets() {
+        let config = load(
+            "[indexer.output.elasticsearch]\nuser = \"elastic\"\npassword = \"pw-4711\"\napi_key = \"key-0815\"\n",
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(shown.contains("elastic") && shown.contains("(set)"), "{shown}");
+        assert!(!shown.contains("pw-4711") && !shown.contains("key-0815"), "{shown}");
     }
 
     const DESIGN: &str = r#"

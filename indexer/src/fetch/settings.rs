@@ -56,8 +56,7 @@ pub(super) struct Settings {
 impl Settings {
     /// Reads the PEM files now; a bad value is an error naming its key.
     pub fn new(input: &InputConfig) -> Result<Settings> {
-        let mut properties: Vec<(&str, String)> = input.security_properties()?;
-        properties.extend(input.librdkafka.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let properties = input.client_properties()?;
         let security = Security::from_properties(&properties, "indexer.input").map_err(Error::Config)?;
         let get = |key: &str| input.librdkafka.get(key).map(String::as_str);
         let number = |keys: &[&str], default: i32, min: i32, max: i32| -> Result<i32> {
