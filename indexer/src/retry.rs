@@ -5,10 +5,13 @@
 //!   that differs from what was sent: [`BulkOutcome::Retry`] the whole request (consumption pauses; the
 //!   backlog waits in the broker). Nothing is dead-lettered on a guess.
 //! - 2xx with `"errors": false`: [`BulkOutcome::Done`].
-//! - Otherwise per item: 200/201 ok; 409 under `create` ok (the `_id` is already indexed, a replay);
-//!   429 and 5xx retry; other statuses (400 mapping errors, 404 missing index with auto-create off, 409 on
-//!   other actions) go to the dead-letter topic with their error. If nothing needs retry or dead letter,
-//!   the result is `Done`.
+//! - Otherwise per item: 200/201 ok; 409 under `create` ok (the `_id` is already indexed, a replay); 400
+//!   (a mapping error) and 404 (a missing index with auto-create off), which no retry can mend, and 409
+//!   on other actions go to the dead-letter topic with their error, as Logstash's `dlq_custom_codes`
+//!   default does; every other status retries, as in Logstash: 429 and 5xx, but also 401 and 403, which a
+//!   write block (`index.blocks.write`, Elasticsearch 7's flood-stage `read_only_allow_delete`) or an
+//!   account without rights on a new index name answer per item until an operator mends it. If nothing
+//!   needs retry or dead letter, the result is `Done`.
 //!
 //! References: Elasticsearch "Bulk API" response body (`took`, `errors`, `items[].<action>.{status, error}`).
 
@@ -22,8 +25,9 @@ pub enum BulkOutcome {
     Done,
     /// Send the whole request again after a backoff.
     Retry { reason: String },
-    /// Some items are done, some need another attempt alone, some go to the dead-letter topic.
-    Partial { retry: Vec<usize>, dead_letter: Vec<(usize, String)>, ok: Vec<usize> },
+    /// Some items are done, some need another attempt alone (`retry_reason`: the first one's error, to
+    /// log), some go to the dead-letter topic.
+    Partial { retry: Vec<usize>, retry_reason: Option<String>, dead_letter: Vec<(usize, String)>, ok: Vec<usize> },
 }
 
 #[derive(Deserialize)]
@@ -64,23 +68,31 @@ pub fn decide(status: u16, body: &[u8], sent: usize) -> BulkOutcome {
         return retry(format!("bulk response has {} items for {sent} sent", items.len()));
     }
     let (mut retry_items, mut dead_letter, mut ok) = (Vec::new(), Vec::new(), Vec::new());
+    let mut retry_reason = None;
     for (i, item) in items.iter().enumerate() {
         let Some((action, result)) = item.iter().next() else {
             retry_items.push(i);
+            retry_reason.get_or_insert_with(|| "an item without an action in the bulk response".to_string());
             continue;
         };
         let status = result.get("status").and_then(Value::as_u64).unwrap_or(0);
         match status {
             200..=299 => ok.push(i),
             409 if action == "create" => ok.push(i),
-            429 | 500..=599 | 0 => retry_items.push(i),
-            _ => dead_letter.push((i, item_reason(status, result.get("error")))),
+            400 | 404 | 409 => dead_letter.push((i, item_reason(status, result.get("error")))),
+            _ => {
+                retry_items.push(i);
+                retry_reason.get_or_insert_with(|| match status {
+                    0 => "an item without a status in the bulk response".to_string(),
+                    _ => item_reason(status, result.get("error")),
+                });
+            }
         }
     }
     if retry_items.is_empty() && dead_letter.is_empty() {
         BulkOutcome::Done
     } else {
-        BulkOutcome::Partial { retry: retry_items, dead_letter, ok }
+        BulkOutcome::Partial { retry: retry_items, retry_reason, dead_letter, ok }
     }
 }
 
@@ -134,11 +146,29 @@ mod tests {
             decide(200, MIXED.as_bytes(), 6),
             BulkOutcome::Partial {
                 retry: vec![2, 4],
+                retry_reason: Some("429 es_rejected_execution_exception: rejected execution of coordinating operation".into()),
                 dead_letter: vec![
                     (3, "400 document_parsing_exception: [1:15] failed to parse field [http.response.status_code] of type [long] in document with id 'd'".into()),
                     (5, "404 index_not_found_exception: no such index [missing]".into()),
                 ],
                 ok: vec![0, 1],
+            }
+        );
+    }
+
+    #[test]
+    fn write_blocks_and_missing_rights_retry_rather_than_dead_letter() {
+        let body = r#"{"errors":true,"items":[
+            {"create":{"_index":"i","_id":"a","status":403,"error":{"type":"cluster_block_exception","reason":"index [i] blocked by: [FORBIDDEN/12/index read-only / allow delete (api)];"}}},
+            {"create":{"_index":"j","_id":"b","status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized"}}},
+            {"create":{"_index":"i","_id":"c","status":201}}]}"#;
+        assert_eq!(
+            decide(200, body.as_bytes(), 3),
+            BulkOutcome::Partial {
+                retry: vec![0, 1],
+                retry_reason: Some("403 cluster_block_exception: index [i] blocked by: [FORBIDDEN/12/index read-only / allow delete (api)];".into()),
+                dead_letter: vec![],
+                ok: vec![2]
             }
         );
     }
@@ -155,6 +185,7 @@ mod tests {
             decide(200, body.as_bytes(), 1),
             BulkOutcome::Partial {
                 retry: vec![],
+                retry_reason: None,
                 dead_letter: vec![(0, "409 version_conflict_engine_exception: conflict".into())],
                 ok: vec![]
             }
@@ -184,7 +215,12 @@ mod tests {
         let no_status = r#"{"errors":true,"items":[{"create":{"_index":"i","_id":"a"}},{}]}"#;
         assert_eq!(
             decide(200, no_status.as_bytes(), 2),
-            BulkOutcome::Partial { retry: vec![0, 1], dead_letter: vec![], ok: vec![] }
+            BulkOutcome::Partial {
+                retry: vec![0, 1],
+                retry_reason: Some("an item without a status in the bulk response".into()),
+                dead_letter: vec![],
+                ok: vec![]
+            }
         );
     }
 }

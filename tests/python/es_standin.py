@@ -204,7 +204,7 @@ class EsStandin:
         self.deleted_total = 0
         self.conflicts_total = 0
         self.rejected_total = 0        # items answered 4xx other than 409 (not stored)
-        self.item_retryable_total = 0  # items answered 429/5xx (not stored)
+        self.item_retryable_total = 0  # items answered 429/5xx/403 (not stored)
         self.requests_total = 0
         self.bulk_requests_total = 0
         self.bulk_items_total = 0
@@ -280,9 +280,11 @@ class EsStandin:
 
     def item_status(self, predicate: Predicate, status: int = 429, count: Optional[int] = None,
                     per_doc: Optional[int] = None) -> None:
-        """Per-item retryable failures (429 or 5xx) for items whose source satisfies `predicate`:
+        """Per-item retryable failures (429, 5xx, or 403 as a write block answers) for items whose source
+        satisfies `predicate`:
         at most `count` in all, and at most `per_doc` attempts of each document (None: unlimited)."""
-        etype = "es_rejected_execution_exception" if status == 429 else "unavailable_shards_exception"
+        etype = {429: "es_rejected_execution_exception", 403: "cluster_block_exception"}.get(
+            status, "unavailable_shards_exception")
         with self._lock:
             self._item_faults.append(_ItemFault(predicate, status, etype, None, count, per_doc))
 
@@ -537,7 +539,7 @@ class EsStandin:
             f.served += 1
             if f.per_doc is not None:
                 self._item_attempts[key] = self._item_attempts.get(key, 0) + 1
-            if f.status in (429,) or f.status >= 500:
+            if f.status in (403, 429) or f.status >= 500:
                 self.item_retryable_total += 1
             else:
                 self.rejected_total += 1
@@ -553,6 +555,8 @@ class EsStandin:
         if f.status >= 500:
             return {"type": f.etype, "reason": f"[{index}][0] primary shard is not active Timeout: [1m], "
                     f"request: [BulkShardRequest [[{index}][0]] containing [1] requests]"}
+        if f.status == 403:
+            return {"type": f.etype, "reason": f"index [{index}] blocked by: [FORBIDDEN/8/index write (api)];"}
         preview = str(doc.get("message", ""))[:20]
         reason = f.reason or (f"[1:42] failed to parse field [message] of type [long] in document with id "
                               f"'{doc_id}'. Preview of field's value: '{preview}'")

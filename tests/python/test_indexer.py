@@ -375,12 +375,17 @@ def test_mapping_errors_go_to_dead_letter_topic(broker, indexer_factory, es_stan
     # Retryable item failures on the side: these must be retried alone until indexed, never dead-lettered.
     busy = {i for i in range(n) if i % 100 == 73}
     unavailable = {i for i in range(n) if i % 100 == 91}
+    # A write block (index.blocks.write, a flood-stage read-only index) answers 403 per item: retried, as
+    # Logstash does, not dead-lettered.
+    blocked = {i for i in range(n) if i % 100 == 55}
     messages = {i: (f"{i:09d} {marker} bytes=not-a-number" if i in bad else
                     f"{i:09d} BUSY-SHARD" if i in busy else
-                    f"{i:09d} SHARD-DOWN" if i in unavailable else None) for i in range(n)}
+                    f"{i:09d} SHARD-DOWN" if i in unavailable else
+                    f"{i:09d} WRITE-BLOCK" if i in blocked else None) for i in range(n)}
     es.reject_items(lambda src: marker in src.get("message", ""), status=400)
     es.item_status(lambda src: "BUSY-SHARD" in src.get("message", ""), 429, per_doc=2)
     es.item_status(lambda src: "SHARD-DOWN" in src.get("message", ""), 503, per_doc=1)
+    es.item_status(lambda src: "WRITE-BLOCK" in src.get("message", ""), 403, per_doc=1)
     positions = produce_values(broker.bootstrap, topic, (envelope(run, i, message=messages[i]) for i in range(n)),
                                parts, track=True)
 
@@ -400,7 +405,8 @@ def test_mapping_errors_go_to_dead_letter_topic(broker, indexer_factory, es_stan
     assert indexer.stop() == 0, indexer.stderr_tail()
 
     assert set(es.all_ids()) == {event_id(run, i) for i in range(n) if i not in bad}
-    assert es.item_retryable_total == 2 * len(busy) + len(unavailable)
+    assert es.item_retryable_total == 2 * len(busy) + len(unavailable) + len(blocked)
+    assert "elasticsearch refused documents for now" in indexer.stderr_text()
     records = dlq_records()
     keys = Counter(r.key.decode() for r in records)
     assert set(keys.values()) == {1}, f"dead-lettered more than once: {[k for k, c in keys.items() if c > 1][:5]}"

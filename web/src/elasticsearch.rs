@@ -6,14 +6,8 @@ use logpipe_search::{Answer, Hit, Request};
 use serde_json::Value;
 
 /// Searches Elasticsearch/OpenSearch: `_search` with a `query_string` query, a `@timestamp` range filter,
-/// newest first, and a `date_histogram` aggregation.
-pub async fn search(
-    client: &reqwest::Client,
-    host: &str,
-    auth: Option<&(String, String)>,
-    pattern: &str,
-    request: &Request,
-) -> Result<Answer, String> {
+/// newest first, and a `date_histogram` aggregation. `client` carries the credentials.
+pub async fn search(client: &reqwest::Client, host: &str, pattern: &str, request: &Request) -> Result<Answer, String> {
     let started = std::time::Instant::now();
     query::parse(&request.q)?; // the same syntax errors as the file output
     let size = request.size.unwrap_or(50).min(500);
@@ -46,11 +40,7 @@ pub async fn search(
         "aggs": {"histogram": {"date_histogram": {"field": "@timestamp", "fixed_interval": format!("{interval_ms}ms")}}},
     });
     let url = format!("{}/{}/_search", host.trim_end_matches('/'), pattern);
-    let mut call = client.post(&url).json(&body);
-    if let Some((user, password)) = auth {
-        call = call.basic_auth(user, Some(password));
-    }
-    let response = call.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let response = client.post(&url).json(&body).send().await.map_err(|e| format!("{url}: {e}"))?;
     let status = response.status();
     let answer: Value = response.json().await.map_err(|e| format!("{url}: {e}"))?;
     if !status.is_success() {

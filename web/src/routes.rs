@@ -34,7 +34,7 @@ pub struct Console {
     pub indices: Option<IndexList>,
     /// The file output's directory, searched by the Search page.
     pub file_dir: Option<PathBuf>,
-    /// Elasticsearch/OpenSearch to search instead: hosts, basic auth, index pattern.
+    /// Elasticsearch/OpenSearch to search instead: hosts, the indexer's HTTP client, index pattern.
     pub elasticsearch: Option<ElasticsearchSearch>,
     /// The indexer's source topics and its dead-letter suffix (`-dlq`).
     pub source_topics: Vec<String>,
@@ -46,7 +46,9 @@ pub struct Console {
 #[derive(Debug, Clone)]
 pub struct ElasticsearchSearch {
     pub hosts: Vec<String>,
-    pub auth: Option<(String, String)>,
+    /// The indexer's client ([`logpipe_indexer`]'s `ElasticsearchConfig::http_client`): the same TLS trust and
+    /// credentials (`api_key`, or `user` and `password`).
+    pub client: reqwest::Client,
     pub pattern: String,
 }
 
@@ -69,19 +71,8 @@ impl Console {
         };
         let Some(indexer) = indexer else { return Ok(console) };
         let config = indexer.config();
-        let input = &config.input;
-        const SHARED: [&str; 6] = ["security.", "sasl.", "ssl.", "socket.", "broker.", "client."];
-        let mut properties: Vec<(String, String)> = input
-            .librdkafka
-            .iter()
-            .filter(|(k, _)| SHARED.iter().any(|p| k.starts_with(p)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        properties.extend(
-            input.security_properties().map_err(|e| e.to_string())?.into_iter().map(|(k, v)| (k.to_owned(), v)),
-        );
-        console.kafka = Some(KafkaAccess { bootstrap: input.brokers.join(","), properties });
-        console.source_topics = input.topics.clone();
+        console.kafka = Some(kafka_access(config)?);
+        console.source_topics = config.input.topics.clone();
         console.retention = config.retention.as_ref().map(|r| r.delete_after);
         console.indices = Some(IndexList::open(indexer).map_err(|e| e.to_string())?);
         match &config.output.elasticsearch {
@@ -89,7 +80,7 @@ impl Console {
                 console.dead_letter_suffix = Some(es.dead_letter_topic_suffix.clone());
                 console.elasticsearch = Some(ElasticsearchSearch {
                     hosts: es.hosts.clone(),
-                    auth: es.user.clone().zip(es.password.clone()),
+                    client: es.http_client().map_err(|e| e.to_string())?,
                     pattern: "*,-.*".to_owned(),
                 });
             }
@@ -102,17 +93,32 @@ impl Console {
     }
 }
 
+/// The indexer's input cluster as the console reaches it: the connection properties of `[indexer.input]`'s
+/// `librdkafka` table over those of its `security`, `sasl` and `ssl` tables. The table goes last, as the
+/// agent's does, so that an imported config's `security.protocol` there is not overridden by the
+/// `security` table's default (PLAINTEXT).
+fn kafka_access(config: &logpipe_indexer::IndexerConfig) -> Result<KafkaAccess, String> {
+    let input = &config.input;
+    const SHARED: [&str; 6] = ["security.", "sasl.", "ssl.", "socket.", "broker.", "client."];
+    let properties = input.client_properties().map_err(|e| e.to_string())?;
+    let properties = properties
+        .into_iter()
+        .filter(|(k, _)| SHARED.iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    Ok(KafkaAccess { bootstrap: input.brokers.join(","), properties })
+}
+
 #[derive(Clone)]
 struct App {
     console: Arc<Console>,
     history: LagHistory,
-    http: reqwest::Client,
 }
 
 /// The console's routes; the lag history is sampled until `stop`.
 pub fn router(console: Console, stop: CancellationToken) -> Router {
     let history = LagHistory::start(console.sources.clone(), stop);
-    let app = App { console: Arc::new(console), history, http: reqwest::Client::new() };
+    let app = App { console: Arc::new(console), history };
     Router::new()
         .route("/", get(|| async { crate::assets::page() }))
         .route("/app.js", get(|| async { crate::assets::script() }))
@@ -352,7 +358,7 @@ async fn run_search(State(app): State<App>, Query(request): Query<search::Reques
     if let Some(es) = &app.console.elasticsearch {
         let mut last = String::from("no hosts");
         for host in &es.hosts {
-            match crate::elasticsearch::search(&app.http, host, es.auth.as_ref(), &es.pattern, &request).await {
+            match crate::elasticsearch::search(&es.client, host, &es.pattern, &request).await {
                 Ok(answer) => return Json(answer).into_response(),
                 Err(e) => last = e,
             }
@@ -432,5 +438,81 @@ mod tests {
         stop.cancel();
         serving.await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An appliance console for an indexer with this config.
+    fn console_for(config: logpipe_indexer::IndexerConfig) -> Console {
+        let indexer = logpipe_indexer::Indexer::new(logpipe_config::Valid::new(config).unwrap()).unwrap();
+        Console::for_appliance(Sources::default(), None, Some(&indexer)).unwrap()
+    }
+
+    #[test]
+    fn the_librdkafka_table_wins_over_the_security_tables_default() {
+        // What `logpipe import` writes for a Logstash kafka input with SASL_SSL: librdkafka properties only.
+        let mut config = logpipe_indexer::IndexerConfig::default();
+        config.output.elasticsearch = Some(Default::default()); // not the file output, which makes its directory
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "indexer"),
+            ("sasl.password", "pw"),
+        ] {
+            config.input.librdkafka.insert(key.into(), value.into());
+        }
+        let kafka = console_for(config).kafka.unwrap();
+        // librdkafka keeps the last value set of a key.
+        let effective: std::collections::BTreeMap<&str, &str> =
+            kafka.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(effective["security.protocol"], "SASL_SSL", "{:?}", effective.keys());
+        assert_eq!(effective["sasl.mechanism"], "SCRAM-SHA-512");
+    }
+
+    /// Answers one `_search` request with no hits; returns its head.
+    async fn answer_one_search(listener: tokio::net::TcpListener) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended before its head");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let body = r#"{"hits":{"total":{"value":0},"hits":[]}}"#;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(answer.as_bytes()).await.unwrap();
+        let head = String::from_utf8_lossy(&request);
+        head[..head.find("\r\n\r\n").unwrap()].to_owned()
+    }
+
+    #[tokio::test]
+    async fn search_uses_the_indexers_elasticsearch_credentials() {
+        let elasticsearch = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = logpipe_indexer::IndexerConfig::default();
+        let es = config.output.elasticsearch.insert(Default::default());
+        es.hosts = vec![format!("http://{}", elasticsearch.local_addr().unwrap())];
+        es.api_key = Some("aWQ6c2VjcmV0".into());
+        let console = console_for(config);
+
+        let stop = CancellationToken::new();
+        let server = AdminServer::bind("127.0.0.1:0", Protection::default()).await.unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        let serving = tokio::spawn(server.serve(router(console, stop.clone()), stop.clone()));
+        let answered = tokio::spawn(answer_one_search(elasticsearch));
+
+        let found = reqwest::get(format!("{base}/api/search?q=x")).await.unwrap();
+        assert_eq!(found.status(), 200);
+        let head = answered.await.unwrap();
+        let authorization = head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case("authorization").then(|| value.trim().to_owned())
+        });
+        assert_eq!(authorization.as_deref(), Some("ApiKey aWQ6c2VjcmV0"), "{head}");
+
+        stop.cancel();
+        serving.await.unwrap();
     }
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
@@ -53,7 +54,6 @@ pub struct Elasticsearch {
     client: reqwest::Client,
     hosts: Vec<Host>,
     next: AtomicUsize,
-    basic_auth: Option<(String, Option<String>)>,
     compression: bool,
     initial_backoff: Duration,
     max_backoff: Duration,
@@ -61,6 +61,9 @@ pub struct Elasticsearch {
     template: Option<Box<ElasticsearchConfig>>,
     /// Whether the last request failed, so failures and recovery are logged once each.
     failing: AtomicBool,
+    /// Some documents were refused for now (per item 429, 5xx, 403, ...) and are being retried: said once
+    /// when it starts and once when they are taken.
+    items_retrying: AtomicBool,
     stats: Arc<Stats>,
 }
 
@@ -72,35 +75,54 @@ enum Failure {
     Retry(String),
 }
 
-impl Elasticsearch {
-    pub fn new(config: &ElasticsearchConfig, stats: Arc<Stats>) -> Result<Self> {
+impl ElasticsearchConfig {
+    /// The HTTP client these settings make: TLS trust (`ca_file`, `ca_trusted_fingerprint`), timeouts, and
+    /// the credentials (`api_key`, or `user` and `password`) sent with every request. The output and the web
+    /// console's Search page both use it, so the console reaches the cluster exactly as the indexer does.
+    pub fn http_client(&self) -> Result<reqwest::Client> {
         let bad = |key: &str, why: String| Error::Config(format!("indexer.output.elasticsearch.{key}: {why}"));
         let mut headers = HeaderMap::new();
-        if let Some(key) = &config.api_key {
-            let value = HeaderValue::from_str(&format!("ApiKey {key}")).map_err(|e| bad("api_key", e.to_string()))?;
+        let credentials = match (&self.api_key, &self.user) {
+            (Some(key), _) => Some(("api_key", format!("ApiKey {key}"))),
+            (None, Some(user)) => {
+                let pair = format!("{user}:{}", self.password.as_deref().unwrap_or(""));
+                Some(("user", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))))
+            }
+            (None, None) => None,
+        };
+        if let Some((key, credentials)) = credentials {
+            // The error names the key only: its text would hold the secret.
+            let mut value = HeaderValue::from_str(&credentials).map_err(|e| bad(key, e.to_string()))?;
+            value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .timeout(self.request_timeout)
+            .connect_timeout(self.request_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60));
-        if let Some(fingerprint) = &config.ca_trusted_fingerprint {
+        if let Some(fingerprint) = &self.ca_trusted_fingerprint {
             let fingerprint =
                 super::tls::parse_fingerprint(fingerprint).map_err(|e| bad("ca_trusted_fingerprint", e))?;
             let ca =
-                config.ca_file.as_deref().map(super::tls::read_ca_file).transpose().map_err(|e| bad("ca_file", e))?;
+                self.ca_file.as_deref().map(super::tls::read_ca_file).transpose().map_err(|e| bad("ca_file", e))?;
             let tls =
                 super::tls::pinned_client_config(ca, fingerprint).map_err(|e| bad("ca_trusted_fingerprint", e))?;
             builder = builder.use_preconfigured_tls(tls);
-        } else if let Some(path) = &config.ca_file {
+        } else if let Some(path) = &self.ca_file {
             let pem =
                 std::fs::read(path).map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad("ca_file", e.to_string()))? {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let client = builder.build().map_err(|e| bad("hosts", e.to_string()))?;
+        builder.build().map_err(|e| bad("hosts", e.to_string()))
+    }
+}
+
+impl Elasticsearch {
+    pub fn new(config: &ElasticsearchConfig, stats: Arc<Stats>) -> Result<Self> {
+        let client = config.http_client()?;
         let hosts: Vec<Host> = config
             .hosts
             .iter()
@@ -113,12 +135,12 @@ impl Elasticsearch {
             client,
             hosts,
             next: AtomicUsize::new(0),
-            basic_auth: config.user.as_ref().map(|u| (u.clone(), config.password.clone())),
             compression: config.compression,
             initial_backoff: config.retry_initial_backoff,
             max_backoff: config.retry_max_backoff,
             template: config.manage_template.then(|| Box::new(config.clone())),
             failing: AtomicBool::new(false),
+            items_retrying: AtomicBool::new(false),
             stats,
         })
     }
@@ -186,8 +208,7 @@ impl Elasticsearch {
         body: &[u8],
     ) -> std::result::Result<std::result::Result<Install, (u16, String)>, Failure> {
         let url = format!("{}/_index_template/{name}", host.url);
-        let response =
-            self.authorize(self.client.get(&url)).send().await.map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        let response = self.client.get(&url).send().await.map_err(|e| Failure::Transport(transport_reason(&e)))?;
         let status = response.status();
         let existing: Option<serde_json::Value> = match status.as_u16() {
             404 => None,
@@ -207,7 +228,8 @@ impl Elasticsearch {
             return Ok(Ok(install));
         }
         let response = self
-            .authorize(self.client.put(&url))
+            .client
+            .put(&url)
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_vec())
             .send()
@@ -262,7 +284,7 @@ impl Elasticsearch {
         let mut last = String::new();
         for _ in 0..self.hosts.len() {
             let host = self.pick_host();
-            match self.authorize(self.client.request(method.clone(), format!("{}{path}", host.url))).send().await {
+            match self.client.request(method.clone(), format!("{}{path}", host.url)).send().await {
                 Ok(r) if r.status().is_success() => {
                     return r.bytes().await.map_err(|e| Error::Elasticsearch(transport_reason(&e)))
                 }
@@ -307,10 +329,18 @@ impl Elasticsearch {
                 Ok(BulkOutcome::Done) => {
                     pending.clear();
                 }
-                Ok(BulkOutcome::Partial { retry, dead_letter, ok: _ }) => {
+                Ok(BulkOutcome::Partial { retry, retry_reason, dead_letter, ok: _ }) => {
                     dead.extend(dead_letter.into_iter().map(|(i, reason)| (pending[i], reason)));
                     pending = retry.into_iter().map(|i| pending[i]).collect();
                     retried.extend_from_slice(&pending);
+                    let first_refusal = !self.items_retrying.swap(true, Ordering::Relaxed);
+                    if let Some(reason) = retry_reason.filter(|_| first_refusal) {
+                        let items = pending.len();
+                        tracing::warn!(
+                            host = %host.url, items, %reason,
+                            "elasticsearch refused documents for now; retrying them until it takes them"
+                        );
+                    }
                     if !pending.is_empty() && !sleep_or_stop(backoff.next_delay(), stop).await {
                         return None;
                     }
@@ -332,15 +362,16 @@ impl Elasticsearch {
                 return None;
             }
         }
+        if !retried.is_empty() && self.items_retrying.swap(false, Ordering::Relaxed) {
+            tracing::info!("elasticsearch took the retried documents");
+        }
         self.count(batch, &dead, &retried);
         Some(dead)
     }
 
     /// One `_bulk` request. `Err` is a transport failure; an answer of any status is decided on.
     async fn send(&self, host: &Host, body: Bytes, items: usize) -> std::result::Result<BulkOutcome, String> {
-        let mut request = self
-            .authorize(self.client.post(format!("{}/_bulk", host.url)))
-            .header(CONTENT_TYPE, "application/x-ndjson");
+        let mut request = self.client.post(format!("{}/_bulk", host.url)).header(CONTENT_TYPE, "application/x-ndjson");
         request = if self.compression {
             let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
             gz.write_all(&body)
@@ -359,13 +390,6 @@ impl Elasticsearch {
             self.recovered(host);
         }
         Ok(outcome)
-    }
-
-    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.basic_auth {
-            Some((user, password)) => request.basic_auth(user, password.as_ref()),
-            None => request,
-        }
     }
 
     /// The next host in round robin that is alive, or the next one at all if none is.
@@ -475,5 +499,57 @@ fn template_refused(host: &str, name: &str, status: u16, text: &str) -> String {
         _ => {
             format!("{host} refused index template {name:?} ({status}): {text}; fix it or set manage_template = false")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// The value of header `name` in the one request `client` sends, read by a listener on loopback.
+    async fn header_sent(client: reqwest::Client, name: &str) -> Option<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended before its head");
+                head.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}").await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        client.get(url).send().await.unwrap();
+        let head = server.await.unwrap();
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        })
+    }
+
+    #[tokio::test]
+    async fn the_client_sends_the_configured_credentials_and_hides_them() {
+        let api_key = ElasticsearchConfig { api_key: Some("aWQ6c2VjcmV0".into()), ..ElasticsearchConfig::default() };
+        let client = api_key.http_client().unwrap();
+        assert!(!format!("{client:?}").contains("aWQ6c2VjcmV0"), "{client:?}");
+        assert_eq!(header_sent(client, "authorization").await.as_deref(), Some("ApiKey aWQ6c2VjcmV0"));
+
+        let basic = ElasticsearchConfig {
+            user: Some("elastic".into()),
+            password: Some("changeme".into()),
+            ..ElasticsearchConfig::default()
+        };
+        let client = basic.http_client().unwrap();
+        assert!(!format!("{client:?}").contains("ZWxhc3RpYzpjaGFuZ2VtZQ"), "{client:?}");
+        // base64("elastic:changeme")
+        assert_eq!(header_sent(client, "authorization").await.as_deref(), Some("Basic ZWxhc3RpYzpjaGFuZ2VtZQ=="));
+
+        let anonymous = ElasticsearchConfig::default().http_client().unwrap();
+        assert_eq!(header_sent(anonymous, "authorization").await, None);
     }
 }
