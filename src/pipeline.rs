@@ -6,14 +6,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use figment::error::{Actual, Kind};
 use figment::providers::{Env, Format, Toml, Yaml};
-use figment::value::{Dict, Map};
+use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 
 use logpipe_agent::AgentConfig;
 use logpipe_broker::BrokerConfig;
-use logpipe_config::Valid;
+use logpipe_config::{names_secret, Valid};
 use logpipe_indexer::{Indexer, IndexerConfig};
 use logpipe_status::AdminConfig;
 
@@ -55,7 +56,7 @@ impl Pipeline {
             // One line per error, each naming its key as written in the file (figment prefixes the
             // profile, `default.`).
             let errors: Vec<String> =
-                e.into_iter().map(|e| e.to_string().replace("key \"default.", "key \"")).collect();
+                e.into_iter().map(|e| without_secrets(e).to_string().replace("key \"default.", "key \"")).collect();
             anyhow::anyhow!("invalid pipeline file {}: {}", path.display(), errors.join("; "))
         })?;
         let context = || format!("invalid pipeline file {}", path.display());
@@ -100,8 +101,70 @@ impl Provider for EnvOverrides {
     }
 
     fn data(&self) -> figment::Result<Map<Profile, Dict>> {
-        self.0.data()
+        let mut data = self.0.data()?;
+        for dict in data.values_mut() {
+            keep_secrets_as_written(dict, self.0.iter().map(|(key, text)| (key.as_str().to_owned(), text)));
+        }
+        Ok(data)
     }
+}
+
+/// figment reads a variable's value as data: a password `482913` becomes a number (refused where a string
+/// is expected), `007` the number 7, `[x]` a list. A secret is text: this puts the text of each variable
+/// (`agent.output.sasl.password`, its value) whose key holds a secret back into `dict`, as written.
+fn keep_secrets_as_written(dict: &mut Dict, vars: impl Iterator<Item = (String, String)>) {
+    for (key, text) in vars.filter(|(key, _)| names_secret(key)) {
+        let (path, leaf) = key.rsplit_once('.').unwrap_or(("", &key));
+        let parent = path.split('.').filter(|part| !part.is_empty()).try_fold(&mut *dict, |dict, part| {
+            match dict.get_mut(part) {
+                Some(Value::Dict(_, inner)) => Some(inner),
+                _ => None,
+            }
+        });
+        if let Some(value) = parent.and_then(|parent| parent.get_mut(leaf)) {
+            *value = Value::from(text);
+        }
+    }
+}
+
+/// A line of the file that a TOML syntax error quotes (`3 | sasl.password = s3cret`), or its gutter
+/// (`  |   ^`).
+fn quotes_source(line: &str) -> bool {
+    line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit()).trim_start().starts_with('|')
+}
+
+/// `error` without the value it quotes when its key holds a secret (figment says `invalid type: found
+/// unsigned int `482913`, expected a string`), and without the source line a TOML syntax error quotes
+/// (`3 | sasl.password = s3cret`): its line and column remain.
+fn without_secrets(mut error: figment::Error) -> figment::Error {
+    if let Kind::Message(message) = &mut error.kind {
+        *message = message.lines().filter(|line| !quotes_source(line)).collect::<Vec<_>>().join("\n");
+    }
+    if !names_secret(&error.path.join(".")) {
+        return error;
+    }
+    let hidden = |found: Actual| {
+        let found = match found {
+            Actual::Bool(_) => "a bool",
+            Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => "a number",
+            Actual::Char(_) | Actual::Str(_) => "a string",
+            Actual::Bytes(_) => "bytes",
+            other => return other,
+        };
+        Actual::Other(format!("{found} (not shown: the key holds a secret)"))
+    };
+    error.kind = match error.kind {
+        Kind::InvalidType(found, expected) => Kind::InvalidType(hidden(found), expected),
+        Kind::InvalidValue(found, expected) => Kind::InvalidValue(hidden(found), expected),
+        Kind::Message(_)
+        | Kind::UnknownVariant(..)
+        | Kind::ISizeOutOfRange(_)
+        | Kind::USizeOutOfRange(_)
+        | Kind::Unsupported(_)
+        | Kind::UnsupportedKey(..) => Kind::Message("invalid value (not shown: the key holds a secret)".into()),
+        other => other,
+    };
+    error
 }
 
 #[cfg(test)]
@@ -158,6 +221,39 @@ mod tests {
     fn unknown_section_is_an_error() {
         let err = format!("{:#}", load("[brokr]\n").unwrap_err());
         assert!(err.contains("brokr"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_from_the_environment_is_read_as_written() {
+        for text in ["482913", "007", "true", "[x]", "\"quoted\""] {
+            let key = "agent.output.sasl.password";
+            // What figment's environment provider makes of LOGPIPE_AGENT__OUTPUT__SASL__PASSWORD=<text>.
+            let mut dict = figment::util::nest(key, text.parse().unwrap()).into_dict().unwrap();
+            let other = ("agent.output.linger_ms".to_owned(), "5".to_owned());
+            keep_secrets_as_written(&mut dict, [(key.to_owned(), text.to_owned()), other].into_iter());
+            let password = dict["agent"].find_ref("output.sasl.password").unwrap();
+            assert_eq!(password.as_str(), Some(text), "{password:?}");
+        }
+    }
+
+    #[test]
+    fn errors_never_show_a_secret() {
+        for (toml, key) in [
+            ("[agent.output]\nsasl.password = 482913\n", "agent.output.sasl.password"),
+            ("[indexer.output.elasticsearch]\napi_key = 7213\n", "indexer.output.elasticsearch.api_key"),
+            ("[indexer.input]\nlibrdkafka = { \"ssl.key.password\" = true }\n", "ssl.key.password"),
+            // A TOML syntax error quotes the line: an unquoted password.
+            ("[agent.output]\nsasl.password = s3cret-pw\n", "line 2"),
+        ] {
+            let err = format!("{:#}", load(toml).unwrap_err());
+            assert!(err.contains(key) && err.contains(".toml"), "{err}");
+            for secret in ["482913", "7213", "true", "s3cret"] {
+                assert!(!err.contains(secret), "{err}");
+            }
+        }
+        // Other errors still show the value.
+        let err = format!("{:#}", load("[agent.output]\nsasl.username = 482913\n").unwrap_err());
+        assert!(err.contains("482913"), "{err}");
     }
 
     #[test]

@@ -10,9 +10,11 @@
 mod duration;
 mod kafka_security;
 mod producer;
+mod secret;
 mod valid;
 
 pub use duration::{duration, parse_duration};
 pub use kafka_security::{KafkaSecurity, Location, SaslTable, SecurityTable, SslTable};
 pub use producer::{Acks, Compression};
+pub use secret::names_secret;
 pub use valid::{Valid, Validate};

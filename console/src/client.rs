@@ -30,8 +30,9 @@ pub struct Connection {
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
 
-    /// A file of librdkafka properties, one `key=value` a line (`#` comments), as with kcat -F:
-    /// security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ….
+    /// A file of librdkafka properties, as with kcat -F, in Java's .properties format (a Kafka
+    /// client.properties): `key=value` or `key: value` a line, `#` comments. security.protocol,
+    /// sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ….
     #[arg(short = 'F', long = "config-file", value_name = "FILE", value_parser = read_properties_file)]
     pub config_file: Option<PropertiesFile>,
 }
@@ -48,25 +49,97 @@ impl std::fmt::Debug for PropertiesFile {
 }
 
 fn parse_property(text: &str) -> std::result::Result<(String, String), String> {
-    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not key=value"))?;
+    // The text is not repeated: it may be a password.
+    let (key, value) = text.split_once('=').ok_or("expected key=value")?;
     let key = key.trim();
     if key.is_empty() {
-        return Err(format!("`{text}` has no key"));
+        return Err("the key before `=` is empty".into());
     }
     Ok((key.to_owned(), value.trim().to_owned()))
 }
 
+/// Reads a `-F` file as Java's `Properties.load` reads a Kafka `client.properties`: `key=value`,
+/// `key: value` or `key value`; `#` and `!` comment lines; a line ending in `\` goes on on the next; `\`
+/// escapes (`\=`, `\:`, `\\`, `\t`, `\uXXXX`). Unlike Java, whitespace at the end of a value is dropped, and a
+/// key alone on its line is an error. Errors name the file, the line and at most the key, never a value:
+/// the file holds passwords.
+///
+/// Not the `java-properties` crate: it follows Java in taking a line without a separator for a key with an
+/// empty value, so a password pasted on a line of its own would become a property name, which librdkafka's
+/// "no such configuration property" error then prints.
 fn read_properties_file(path: &str) -> std::result::Result<PropertiesFile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let mut properties = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    let mut lines = text.lines().enumerate();
+    while let Some((index, first)) = lines.next() {
+        let mut line = first.trim_start().to_owned();
+        if line.is_empty() || line.starts_with(['#', '!']) {
             continue;
         }
-        properties.push(parse_property(line).map_err(|e| format!("{path} line {}: {e}", n + 1))?);
+        while ends_in_continuation(&line) {
+            line.pop();
+            match lines.next() {
+                Some((_, next)) => line.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        properties.push(split_property(line.trim_end()).map_err(|why| format!("{path} line {}: {why}", index + 1))?);
     }
     Ok(PropertiesFile(properties))
+}
+
+/// Whether a line ends in an odd number of backslashes: the last one joins the next line.
+fn ends_in_continuation(line: &str) -> bool {
+    line.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1
+}
+
+/// One logical line of a properties file: the key ends at the first unescaped `=`, `:` or whitespace; then
+/// whitespace and at most one `=` or `:`; the rest is the value.
+fn split_property(line: &str) -> std::result::Result<(String, String), String> {
+    let mut escaped = false;
+    let key_end = line
+        .char_indices()
+        .find(|&(_, c)| {
+            let ends = !escaped && (c == '=' || c == ':' || c.is_whitespace());
+            escaped = !escaped && c == '\\';
+            ends
+        })
+        .map(|(i, _)| i)
+        .ok_or("no `=` or `:` after the key (the line is not shown: it may hold a secret)")?;
+    let key = unescape(&line[..key_end]).map_err(|why| format!("the key has {why}"))?;
+    if key.is_empty() {
+        return Err("the key before the `=` or `:` is empty".into());
+    }
+    let rest = line[key_end..].trim_start();
+    let value = rest.strip_prefix(['=', ':']).map_or(rest, str::trim_start);
+    let value = unescape(value).map_err(|why| format!("the value of `{key}` has {why}"))?;
+    Ok((key, value))
+}
+
+/// The text with Java's properties escapes resolved; `\x` for any other `x` is `x`.
+fn unescape(text: &str) -> std::result::Result<String, &'static str> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let code = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 4).and_then(char::from_u32);
+                out.push(code.ok_or("a \\u escape that is not four hex digits of a character")?);
+            }
+            Some(other) => out.push(other),
+            None => {} // a backslash ending the file's last line joins nothing
+        }
+    }
+    Ok(out)
 }
 
 impl Connection {
@@ -186,4 +259,62 @@ where
     F: FnOnce() -> Result<T> + Send + 'static,
 {
     tokio::task::spawn_blocking(work).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `text` as a `-F` file named after `test`.
+    fn read(test: &str, text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+        let path = std::env::temp_dir().join(format!("logpipe-console-{test}-{}.properties", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let read = read_properties_file(path.to_str().unwrap());
+        let _ = std::fs::remove_file(&path);
+        read.map(|file| file.0)
+    }
+
+    #[test]
+    fn a_java_client_properties_file_is_read() {
+        let text = "# Kafka client.properties\r\n\
+                    ! also a comment\n\
+                    security.protocol=SASL_SSL\n\
+                    sasl.mechanism : SCRAM-SHA-512\n\
+                    sasl.username agent\n\
+                    sasl.password: s3cret=:x \n\
+                    \n\
+                    ssl.ca.location = C:\\\\certs\\\\ca.pem\n\
+                    client.id = logpipe-\\\n    console\n\
+                    sasl.kerberos.service.name=\\u006bafka\n\
+                    socket.keepalive.enable=\n";
+        let read = read("java", text).unwrap();
+        let expected = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "agent"),
+            ("sasl.password", "s3cret=:x"),
+            ("ssl.ca.location", "C:\\certs\\ca.pem"),
+            ("client.id", "logpipe-console"),
+            ("sasl.kerberos.service.name", "kafka"),
+            ("socket.keepalive.enable", ""),
+        ];
+        let read: Vec<(&str, &str)> = read.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn a_bad_line_names_the_file_line_and_key_but_never_the_value() {
+        for (text, line, key) in [
+            ("security.protocol=SASL_SSL\ns3cret-password\n", "line 2", None),
+            ("=s3cret-password\n", "line 1", None),
+            ("# x\nsasl.password=s3cret-password\\u12\n", "line 2", Some("sasl.password")),
+        ] {
+            let err = read("bad", text).unwrap_err();
+            assert!(err.contains("logpipe-console-bad-") && err.contains(line), "{err}");
+            assert!(key.is_none_or(|key| err.contains(key)), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        let err = parse_property("sasl.password:s3cret").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
 }

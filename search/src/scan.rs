@@ -3,7 +3,8 @@
 //! The scan reads each picked file in large blocks and splits lines with `memchr`; a line is parsed
 //! as JSON only if it contains every literal the query requires ([`Query::literals`], found with a
 //! precompiled `memmem` finder), so a term that few lines hold costs little more than `grep -c`.
-//! Files are picked by the date in their name (`-YYYY.MM.dd`) against the time range; files without a
+//! Files are picked by the date in their name (`-YYYY.MM.dd`) against the time range, widened by the
+//! largest UTC offset because a route with a `time_zone` names its files by the local day; files without a
 //! date are always read. The answer holds the total, a histogram over the time range, and the newest
 //! `size` hits, newest first.
 
@@ -116,7 +117,12 @@ fn matching<'a>(line: &'a [u8], query: &Query, request: &Request) -> Option<(i64
     query.matches(raw, &doc).then_some((time_ms, raw))
 }
 
-/// The `.ndjson` files whose name's day overlaps [from, to), with their index names, oldest first.
+const DAY_MS: i64 = 86_400_000;
+/// The furthest any time zone is from UTC (UTC+14, Kiribati; the furthest behind is UTC-12).
+const MAX_UTC_OFFSET_MS: i64 = 14 * 3_600_000;
+
+/// The `.ndjson` files whose name's day, in any time zone, could overlap [from, to), with their index
+/// names, oldest first.
 fn pick_files(dir: &Path, from: Option<i64>, to: Option<i64>) -> Result<Vec<(PathBuf, String)>, String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -130,8 +136,10 @@ fn pick_files(dir: &Path, from: Option<i64>, to: Option<i64>) -> Result<Vec<(Pat
             continue;
         };
         let keep = match day_of(index) {
-            Some(start) => {
-                let end = start + 86_400_000;
+            // The day is the route's local day (`time_zone`), which is not known here: the file may hold
+            // documents from any time its day covers in some zone. The documents' own times still decide.
+            Some(midnight_utc) => {
+                let (start, end) = (midnight_utc - MAX_UTC_OFFSET_MS, midnight_utc + DAY_MS + MAX_UTC_OFFSET_MS);
                 from.is_none_or(|from| end > from) && to.is_none_or(|to| start < to)
             }
             None => true,
@@ -231,6 +239,26 @@ mod tests {
         let all =
             scan_files(dir.path(), &Request { q: String::new(), from: None, to: None, size: None, buckets: None });
         assert_eq!(all.unwrap().total, 12);
+    }
+
+    #[test]
+    fn a_file_named_by_a_local_day_ahead_of_utc_is_read() {
+        // A route with time_zone = "Asia/Tokyo" (UTC+9) writes 05:00 local on 12-05 to the 12.05 file; in
+        // UTC that is 20:00 on 12-04, before the file's day starts in UTC.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web-2026.12.05.ndjson"), doc("/a", "2026-12-04T20:00:00Z")).unwrap();
+        std::fs::write(dir.path().join("web-2026.12.07.ndjson"), doc("/a", "2026-12-06T20:00:00Z")).unwrap();
+        let request = Request {
+            q: "url.path:/a".into(),
+            from: query::instant_ms("2026-12-04T19:00:00Z"),
+            to: query::instant_ms("2026-12-04T21:00:00Z"),
+            size: None,
+            buckets: None,
+        };
+        let answer = scan_files(dir.path(), &request).unwrap();
+        assert_eq!(answer.total, 1, "{answer:?}");
+        assert_eq!(answer.hits[0].time_ms, query::instant_ms("2026-12-04T20:00:00Z").unwrap());
+        assert_eq!(answer.files, 1, "the 12.07 file cannot hold that hour in any zone");
     }
 
     #[test]
