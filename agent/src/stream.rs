@@ -246,8 +246,12 @@ impl StreamInput {
         progressed
     }
 
-    /// Sends a multiline event that waited longer than its `timeout`.
+    /// Sends a multiline event that waited longer than its `timeout`, unless output is waiting in the
+    /// channel: reading pauses while the queue is full, and the event's next lines may be there, unread.
     pub(crate) fn flush_stale<S: Sink>(&mut self, out: &mut Emitter<S>, clock: &dyn Clock) {
+        if !self.rx.is_empty() {
+            return;
+        }
         let Some(mut ml) = self.multiline.take() else { return };
         if ml.has_pending() {
             let timestamp = timestamp_at(clock.unix_ms());

@@ -402,3 +402,40 @@ fn a_copy_shorter_than_what_was_read_of_its_original_is_not_read_again() {
     t.steps(20, Duration::from_millis(1));
     assert_each_once(&t.messages(), &[before, window, after].concat());
 }
+
+/// The same for a `stdin` (or `exec`) input: the event's next lines wait in the stream's channel while
+/// reading is paused, and the timeout must not send the event without them. (The channel is fed here as
+/// the stream's reading thread feeds it, so that the lines are certainly waiting before the clock moves.)
+#[test]
+fn a_stream_multiline_event_is_not_cut_while_reading_is_paused() {
+    use logpipe_agent::stream::StreamMsg;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = paused_stepper(dir.path(), |_| {});
+    config.inputs.push(InputConfig {
+        kind: logpipe_agent::config::InputType::Stdin,
+        multiline: Some(logpipe_agent::config::MultilineConfig { pattern: r"^\s".into(), ..Default::default() }),
+        ..Default::default()
+    });
+    config.validate().unwrap();
+    let mut t = Stepper::new(&config);
+    let (stream, output) = tokio::sync::mpsc::channel(16);
+    t.tailer.add_stream(&config, 1, output).unwrap();
+    stream.try_send(StreamMsg::Started { run: 1 }).unwrap();
+    stream.try_send(StreamMsg::Data(b"Exception in thread main\n  at first\n".to_vec())).unwrap();
+    t.step_until("the first lines read", Duration::from_millis(1), |t| {
+        t.tailer.stream_status().iter().any(|s| s.stats.bytes_read > 0)
+    });
+    let filler = pause_reading(&mut t, dir.path());
+
+    stream.try_send(StreamMsg::Data(b"  at second\nnext event\n".to_vec())).unwrap();
+    t.steps(10, Duration::from_secs(1));
+    t.sink.hold_acks(false);
+    let whole = "Exception in thread main\n  at first\n  at second".to_string();
+    t.step_until("the whole event", Duration::from_millis(1), |t| t.messages().contains(&whole));
+    t.step_until("the next event, at its timeout", Duration::from_secs(1), |t| {
+        t.messages().iter().any(|m| m == "next event")
+    });
+    let mut expected = filler;
+    expected.extend([whole, "next event".to_string()]);
+    assert_each_once(&t.messages(), &expected);
+}
