@@ -49,6 +49,16 @@ impl ProducerStamp {
     pub(crate) const NONE: Self = Self { id: -1, epoch: -1, sequence: -1 };
 }
 
+/// The sequence `count` records after `sequence`. As Kafka's `DefaultRecordBatch.incrementSequence`:
+/// sequences are never negative and wrap from `i32::MAX` to 0, where the broker expects them.
+pub(crate) fn sequence_after(sequence: i32, count: i32) -> i32 {
+    if sequence > i32::MAX - count {
+        count - (i32::MAX - sequence) - 1
+    } else {
+        sequence + count
+    }
+}
+
 /// Records being added to one partition's next batch.
 pub(crate) struct OpenBatch<T> {
     records: Vec<u8>,
@@ -158,8 +168,11 @@ impl<T> Sealed<T> {
             let batch = if (index as i32) < half { &mut first } else { &mut second };
             batch.push(self.first_timestamp + record.timestamp_delta, record.key, record.value, opaque);
         }
-        let second_producer =
-            if producer.id < 0 { producer } else { ProducerStamp { sequence: producer.sequence + half, ..producer } };
+        let second_producer = if producer.id < 0 {
+            producer
+        } else {
+            ProducerStamp { sequence: sequence_after(producer.sequence, half), ..producer }
+        };
         Ok((first.seal(self.codec, producer), second.seal(self.codec, second_producer)))
     }
 }
@@ -336,6 +349,14 @@ fn take_varlong(buf: &mut &[u8]) -> i64 {
 mod tests {
     use super::*;
     use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn sequences_wrap_to_zero_as_in_kafka() {
+        assert_eq!(sequence_after(40, 10), 50);
+        assert_eq!(sequence_after(i32::MAX - 10, 10), i32::MAX);
+        assert_eq!(sequence_after(i32::MAX - 10, 11), 0);
+        assert_eq!(sequence_after(i32::MAX, 5), 4);
+    }
 
     fn batch(codec: Codec, values: &[&str]) -> Sealed<usize> {
         let mut open = OpenBatch::new(1024);

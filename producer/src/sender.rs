@@ -27,7 +27,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::mpsc;
 
 use crate::accumulator::Full;
-use crate::batch::{ProducerStamp, Sealed};
+use crate::batch::{sequence_after, ProducerStamp, Sealed};
 use crate::connection::{Connection, ConnectionError};
 use crate::control::{ClusterView, Contact, TopicView};
 use crate::link::{self, Event, Link, Outgoing};
@@ -508,7 +508,7 @@ impl<T: Send + 'static> Sender<T> {
                             state.queue.push_front(Queued { order, batch });
                             break;
                         }
-                        Some(last) => last.sequence.wrapping_add(last.batch.len() as i32),
+                        Some(last) => sequence_after(last.sequence, last.batch.len() as i32),
                     };
                     batch.set_producer(ProducerStamp { id, epoch, sequence });
                 }
@@ -597,7 +597,7 @@ impl<T: Send + 'static> Sender<T> {
         match error {
             None | Some(ResponseError::DuplicateSequenceNumber) => {
                 if sent.sequence >= 0 {
-                    state.acked = sent.sequence.wrapping_add(sent.batch.len() as i32);
+                    state.acked = sequence_after(sent.sequence, sent.batch.len() as i32);
                 }
                 state.failures = 0;
                 state.not_before = None;
