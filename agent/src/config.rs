@@ -303,9 +303,10 @@ pub enum MultilineMatch {
     Before,
 }
 
-/// Envelope keys that `fields_under_root` may not overwrite.
+/// Envelope keys that `fields_under_root` may not overwrite. `fields` is not one: under the root the
+/// envelope has no `fields` of its own, and Filebeat's `add_fields` writes there whatever the input says.
 pub(crate) const RESERVED_ROOT_KEYS: &[&str] =
-    &["@timestamp", "message", "tags", "fields", "log", "process", "host", "input", "agent", "event"];
+    &["@timestamp", "message", "tags", "log", "process", "host", "input", "agent", "event"];
 
 impl Validate for AgentConfig {
     type Error = Error;
@@ -518,6 +519,10 @@ mod tests {
         let cfg =
             load("[[agent.inputs]]\npaths = [\"/x\"]\nfields_under_root = true\nfields = { message = 1 }\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("fields.message"));
+        let cfg =
+            load("[[agent.inputs]]\npaths = [\"/x\"]\nfields_under_root = true\nfields = { fields = { a = 1 } }\n")
+                .unwrap();
+        cfg.validate().expect("under the root, `fields` is the input's own");
         let err = load("[agent.output]\nacks = \"2\"\n[[agent.inputs]]\npaths = [\"/x\"]\n").unwrap_err();
         assert!(err.to_string().contains("not one of all, -1, 1, 0"), "{err}");
         assert!(err.path.iter().any(|k| k == "acks"), "{err}");

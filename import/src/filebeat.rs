@@ -264,6 +264,7 @@ fn input(ctx: &mut Ctx, item: &Yaml, line: usize) {
         return ctx.left_out(origin, "filebeat input", "expected a mapping");
     };
     let mut fields: toml::map::Map<String, Toml> = toml::map::Map::new();
+    let mut added_fields: toml::map::Map<String, Toml> = toml::map::Map::new();
     let mut tags: Vec<String> = Vec::new();
     for (k, v) in map {
         let Some(key) = k.as_str() else { continue };
@@ -354,7 +355,7 @@ fn input(ctx: &mut Ctx, item: &Yaml, line: usize) {
             }
             "processors" => {
                 for p in v.as_sequence().into_iter().flatten() {
-                    input_processor(ctx, p, at.clone(), &mut tags, &mut fields);
+                    input_processor(ctx, p, at.clone(), &mut tags, &mut added_fields);
                 }
             }
             "harvester_buffer_size" | "backoff" | "max_backoff" | "backoff_factor" | "symlinks" | "harvester_limit"
@@ -367,10 +368,35 @@ fn input(ctx: &mut Ctx, item: &Yaml, line: usize) {
     if !tags.is_empty() {
         table.set("tags", strings(tags));
     }
+    add_processor_fields(&mut fields, added_fields, under_root(&table));
     if !fields.is_empty() {
         table.set("fields", Toml::Table(fields));
     }
     ctx.draft.agent_inputs.push(table);
+}
+
+fn under_root(input: &Table) -> bool {
+    input.get("fields_under_root").and_then(Toml::as_bool).unwrap_or(false)
+}
+
+/// Merges what an `add_fields` processor adds into an input's `fields`. Filebeat's `add_fields` writes
+/// under `fields.` whatever the input's `fields_under_root` says, so under a root input they nest in a
+/// `fields` table of their own (which the agent then puts at the top, as `fields`).
+fn add_processor_fields(
+    fields: &mut toml::map::Map<String, Toml>,
+    added: toml::map::Map<String, Toml>,
+    under_root: bool,
+) {
+    if added.is_empty() {
+        return;
+    }
+    if !under_root {
+        return fields.extend(added);
+    }
+    match fields.entry("fields").or_insert_with(|| Toml::Table(toml::map::Map::new())) {
+        Toml::Table(nested) => nested.extend(added),
+        other => *other = Toml::Table(added),
+    }
 }
 
 fn multiline(ctx: &mut Ctx, v: &Yaml, at: Origin) -> Option<Toml> {
@@ -467,7 +493,7 @@ fn global_processor(ctx: &mut Ctx, p: &Yaml, line: usize, first_input: usize) {
                 }
                 if !fields.is_empty() {
                     let mut all = input.get("fields").and_then(|t| t.as_table()).cloned().unwrap_or_default();
-                    all.extend(fields);
+                    add_processor_fields(&mut all, fields, under_root(input));
                     input.set("fields", Toml::Table(all));
                 }
             }

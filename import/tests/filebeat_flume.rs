@@ -64,6 +64,22 @@ fn filestream_parsers_processors_topic_per_input_and_sasl() {
 }
 
 #[test]
+fn add_fields_stay_under_fields_when_the_inputs_fields_are_at_the_root() {
+    let (p, imported) = import(&["filebeat/fields-under-root.yml"]);
+    assert!(!imported.report.has_errors(), "{}", imported.report);
+    let inputs = p["agent"]["inputs"].as_array().unwrap();
+    assert_eq!(inputs[0]["fields_under_root"].as_bool(), Some(true));
+    let root = &inputs[0]["fields"];
+    assert_eq!(root["team"].as_str(), Some("security"));
+    assert_eq!(root["fields"]["origin"].as_str(), Some("auditd"), "{root}");
+    assert_eq!(root["fields"]["env"].as_str(), Some("prod"), "{root}");
+    assert!(root.get("origin").is_none() && root.get("env").is_none(), "{root}");
+    let nested = &inputs[1]["fields"];
+    assert_eq!(nested["team"].as_str(), Some("app"));
+    assert_eq!(nested["env"].as_str(), Some("prod"));
+}
+
+#[test]
 fn reference_filebeat_reports_what_does_not_translate() {
     let (p, imported) = import(&["filebeat/reference.yml"]);
     let report = imported.report.to_string();

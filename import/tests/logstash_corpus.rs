@@ -90,6 +90,17 @@ fn the_issue_pipeline_translates_to_routes_by_tag() {
 }
 
 #[test]
+fn a_topics_pattern_matches_whole_names_as_in_the_java_client() {
+    let imported = logpipe_import::import(&[fixtures().join("logstash/kafka-secure.conf")]).unwrap();
+    let p = parse_toml(&imported.pipeline);
+    let topics = p["indexer"]["input"]["topics"].as_array().unwrap();
+    assert_eq!(topics, &[toml::Value::String("^(?:logs-.*)$".into())]);
+    let pattern = regex::Regex::new(topics[0].as_str().unwrap()).unwrap();
+    assert!(pattern.is_match("logs-nginx"));
+    assert!(!pattern.is_match("old-logs-nginx"), "Java's matches() wants the whole name");
+}
+
+#[test]
 fn conditionals_become_when_clauses() {
     let imported = logpipe_import::import(&[fixtures().join("logstash/conditionals.conf")]).unwrap();
     let p = parse_toml(&imported.pipeline);

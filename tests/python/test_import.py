@@ -202,6 +202,10 @@ def test_filebeat_and_logstash_configs_run_into_the_same_daily_indices(logpipe_b
     (work / "filebeat.yml").write_text(filebeat.format(logs=logs, bootstrap=broker.bootstrap))
     (work / "nginx.conf").write_text(logstash.format(bootstrap=broker.bootstrap, es=es_standin.url))
     env = dict(os.environ, LOGPIPE_ADMIN__ADDRESS="127.0.0.1:0")
+    if logstash is LOGSTASH_GROK:
+        # The agent's host is on UTC+8 (its event.timezone says so); the error lines' times are UTC, which
+        # the date filter's `timezone => "UTC"` says and which must win, as in Logstash.
+        env["TZ"] = "<+08>-8"
     stderr = open(work / "run.stderr.log", "wb")
     proc = subprocess.Popen(child_cmd([str(logpipe_bin), "run", "--from", "filebeat.yml", "--from", "nginx.conf"]),
                             cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -103,7 +103,9 @@ fn kafka(t: &mut Translator, p: &Plugin) {
             }
             "topics_pattern" => {
                 if let Some(v) = t.attr_text(P, attr) {
-                    topics = vec![if v.starts_with('^') { v } else { format!("^{v}") }];
+                    // The Java client matches the whole name (`Pattern.matcher(topic).matches()`); logpipe's
+                    // `^` topics are searched, as in librdkafka, so the pattern is anchored at both ends.
+                    topics = vec![format!("^(?:{v})$")];
                 }
             }
             "group_id" => group_id = t.attr_text(P, attr).unwrap_or(group_id),

@@ -55,10 +55,21 @@ pub fn to_strftime(joda: &str) -> Result<String, String> {
             ('K', _) => "%I",
             ('m', _) => "%M",
             ('s', _) => "%S",
+            // Joda reads a fraction of up to nine digits whatever the number of `S`; chrono's `%.f` does the
+            // same but takes the dot with it. Without a dot, only exactly 3, 6 or 9 digits translate.
+            ('S', _) if out.ends_with('.') => {
+                out.pop();
+                "%.f"
+            }
             ('S', 3) => "%3f",
             ('S', 6) => "%6f",
             ('S', 9) => "%9f",
-            ('S', _) => "%f",
+            ('S', _) => {
+                return Err(format!(
+                    "`{}` (a fraction of a second) translates only after a `.`, or as 3, 6 or 9 digits",
+                    "S".repeat(n)
+                ))
+            }
             ('a', _) => "%p",
             ('E', 1..=3) => "%a",
             ('E', _) => "%A",
@@ -71,7 +82,6 @@ pub fn to_strftime(joda: &str) -> Result<String, String> {
             ('C', _) => "%C",
             _ => return Err(format!("`{}` has no strftime equivalent", c.to_string().repeat(n))),
         };
-        // Joda's `.SSS` is a dot then digits; chrono's `%3f` is the digits alone, so the dot stays literal.
         out.push_str(piece);
         i += n;
     }
@@ -95,9 +105,24 @@ mod tests {
         assert_eq!(to_strftime("dd/MMM/yyyy:HH:mm:ss Z").unwrap(), "%d/%b/%Y:%H:%M:%S %z");
         assert_eq!(to_strftime("yyyy-MM-dd HH:mm:ss,SSS").unwrap(), "%Y-%m-%d %H:%M:%S,%3f");
         assert_eq!(to_strftime("yyyy/MM/dd HH:mm:ss").unwrap(), "%Y/%m/%d %H:%M:%S");
-        assert_eq!(to_strftime("yyyy-MM-dd'T'HH:mm:ss.SSSZZ").unwrap(), "%Y-%m-%dT%H:%M:%S.%3f%:z");
+        assert_eq!(to_strftime("yyyy-MM-dd'T'HH:mm:ss.SSSZZ").unwrap(), "%Y-%m-%dT%H:%M:%S%.f%:z");
+        assert_eq!(to_strftime("HH:mm:ss.SS").unwrap(), "%H:%M:%S%.f");
+        assert!(to_strftime("HH:mm:ss,SS").is_err());
         assert_eq!(to_strftime("MMM  d HH:mm:ss").unwrap(), "%b  %d %H:%M:%S");
         assert_eq!(to_strftime("ISO8601").unwrap(), "ISO8601");
         assert!(to_strftime("yyyy-MM-dd ZZZ").is_err());
+    }
+
+    /// As Joda reads them: `.S` to `.SSS` are a fraction of a second, whatever the digits given.
+    #[test]
+    fn fractions_are_fractions_not_nanoseconds() {
+        let read = |joda: &str, s: &str| {
+            let format = to_strftime(joda).unwrap();
+            chrono::NaiveTime::parse_from_str(s, &format).unwrap_or_else(|e| panic!("{joda} {s}: {e}")).to_string()
+        };
+        assert_eq!(read("HH:mm:ss.SS", "10:00:00.12"), "10:00:00.120");
+        assert_eq!(read("HH:mm:ss.S", "10:00:00.5"), "10:00:00.500");
+        assert_eq!(read("HH:mm:ss.SSS", "10:00:00.123456"), "10:00:00.123456");
+        assert_eq!(read("HH:mm:ss,SSS", "10:00:00,123"), "10:00:00.123");
     }
 }

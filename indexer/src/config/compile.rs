@@ -146,7 +146,7 @@ impl FilterConfig {
                 when(key, &c.when)?,
                 Box::new(NginxError {
                     source: field(&k("source"), &c.source)?,
-                    time_zone: zone(&k("time_zone"), &c.time_zone)?,
+                    time_zone: c.time_zone.as_ref().map(|z| zone(&k("time_zone"), z)).transpose()?,
                 }),
             ),
             FilterConfig::Json(c) => (when(key, &c.when)?, Box::new(c.compile(key)?)),
@@ -193,7 +193,7 @@ impl FilterConfig {
                     .collect::<Result<_>>()?;
                 let mut filter = DateFilter::new(field(&k("match[0]"), source)?, formats);
                 filter.target = field(&k("target"), &c.target)?;
-                filter.time_zone = zone(&k("timezone"), &c.timezone)?;
+                filter.time_zone = c.timezone.as_ref().map(|z| zone(&k("timezone"), z)).transpose()?;
                 filter.tag_on_failure = c.tag_on_failure.clone();
                 (when(key, &c.when)?, Box::new(filter))
             }

@@ -327,14 +327,14 @@ pub struct NginxErrorConfig {
     pub when: Option<WhenConfig>,
     /// Field holding the line. Default `"message"`.
     pub source: String,
-    /// IANA zone of the log's local times, e.g. `"Europe/Berlin"`, for events without `event.timezone`.
-    /// Default `"UTC"`.
-    pub time_zone: String,
+    /// IANA zone of the log's local times, e.g. `"Europe/Berlin"`. Default: the event's `event.timezone`
+    /// (the agent's host), else UTC.
+    pub time_zone: Option<String>,
 }
 
 impl Default for NginxErrorConfig {
     fn default() -> Self {
-        Self { when: None, source: "message".into(), time_zone: "UTC".into() }
+        Self { when: None, source: "message".into(), time_zone: None }
     }
 }
 
@@ -395,8 +395,9 @@ pub struct DateConfig {
     pub matches: Vec<String>,
     /// Field to set. Default `"@timestamp"` (the old value moves to `event.created`).
     pub target: String,
-    /// IANA zone for formats without an offset, for events without `event.timezone`. Default `"UTC"`.
-    pub timezone: String,
+    /// IANA zone for formats without an offset. Default: the event's `event.timezone` (the agent's host),
+    /// else UTC.
+    pub timezone: Option<String>,
     /// Tags added when no format matches. Default `["_dateparsefailure"]`.
     pub tag_on_failure: Vec<String>,
 }
@@ -407,7 +408,7 @@ impl Default for DateConfig {
             when: None,
             matches: Vec::new(),
             target: "@timestamp".into(),
-            timezone: "UTC".into(),
+            timezone: None,
             tag_on_failure: vec![crate::filters::DATE_PARSE_FAILURE.into()],
         }
     }

@@ -1,7 +1,7 @@
 //! The `date` filter: sets `@timestamp` (or another target) from a field, trying formats in order:
 //! `ISO8601`, `UNIX` (seconds, fractions allowed), `UNIX_MS`, or a chrono strftime format such as
-//! `%d/%b/%Y:%H:%M:%S %z`. A format without a zone is read in the event's `event.timezone` if it has one,
-//! else in the filter's time zone (UTC by default).
+//! `%d/%b/%Y:%H:%M:%S %z`. A format without a zone is read in the filter's time zone if the config sets
+//! one, else in the event's `event.timezone`, else in UTC.
 //! Setting `@timestamp` moves the agent's read time to `event.created`. No format matching tags the event
 //! `_dateparsefailure` and leaves it otherwise unchanged.
 //!
@@ -81,8 +81,8 @@ pub struct DateFilter {
     pub formats: Vec<DateFormat>,
     /// Default `@timestamp`.
     pub target: FieldRef,
-    /// Zone for formats without one, when the event has no `event.timezone`. Default UTC.
-    pub time_zone: Tz,
+    /// Zone for formats without one. Default: the event's `event.timezone`, else UTC.
+    pub time_zone: Option<Tz>,
     /// Default `["_dateparsefailure"]`.
     pub tag_on_failure: Vec<String>,
 }
@@ -93,7 +93,7 @@ impl DateFilter {
             source,
             formats,
             target: FieldRef::parse(TIMESTAMP).expect("static"),
-            time_zone: Tz::UTC,
+            time_zone: None,
             tag_on_failure: vec![DATE_PARSE_FAILURE.into()],
         }
     }
@@ -106,7 +106,7 @@ impl Filter for DateFilter {
     }
 
     fn apply(&self, event: &mut Event) {
-        let zone = Zone::of_event(event, self.time_zone);
+        let zone = Zone::for_event(event, self.time_zone);
         let time = event.get(&self.source).and_then(|v| self.formats.iter().find_map(|f| f.read(v, zone)));
         match time {
             Some(t) if self.target.parts() == [TIMESTAMP] => event.set_timestamp(t),
@@ -126,7 +126,7 @@ mod tests {
             FieldRef::parse("t").unwrap(),
             formats.iter().map(|f| DateFormat::parse(f).unwrap()).collect(),
         );
-        filter.time_zone = tz;
+        filter.time_zone = Some(tz);
         let mut e =
             Event::from_map(json!({"@timestamp": "2026-11-23T10:00:00.000Z", "t": value}).as_object().unwrap().clone());
         filter.apply(&mut e);

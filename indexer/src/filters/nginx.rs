@@ -45,16 +45,17 @@ impl Default for NginxAccess {
     }
 }
 
-/// Parses nginx error lines from `source` (default `message`), times read in `time_zone`.
+/// Parses nginx error lines from `source` (default `message`), times read in `time_zone` if set, else in
+/// the event's `event.timezone`, else UTC.
 #[derive(Debug, Clone)]
 pub struct NginxError {
     pub source: FieldRef,
-    pub time_zone: Tz,
+    pub time_zone: Option<Tz>,
 }
 
 impl Default for NginxError {
     fn default() -> Self {
-        Self { source: FieldRef::parse("message").expect("static"), time_zone: Tz::UTC }
+        Self { source: FieldRef::parse("message").expect("static"), time_zone: None }
     }
 }
 
@@ -488,7 +489,7 @@ impl Filter for NginxError {
         event.insert_path(&["event", "module"], string("nginx"));
         event.insert_path(&["event", "dataset"], string("nginx.error"));
         // A local time in a DST gap does not exist; one in the repeated hour takes the earlier instant.
-        let zone = Zone::of_event(event, self.time_zone);
+        let zone = Zone::for_event(event, self.time_zone);
         match parse_error_time(&time).and_then(|t| zone.to_utc(&t)) {
             Some(t) => event.set_timestamp(t),
             None => event.add_tag(DATE_PARSE_FAILURE),
@@ -697,13 +698,13 @@ mod tests {
         assert_eq!(m["event"]["type"], json!(["error"]));
 
         let mut e = envelope("error", "2026/07/01 23:30:00 [emerg] 1#1: bind() failed\n  second line");
-        NginxError { time_zone: Tz::Europe__Berlin, ..NginxError::default() }.apply(&mut e);
+        NginxError { time_zone: Some(Tz::Europe__Berlin), ..NginxError::default() }.apply(&mut e);
         assert_eq!(e.as_map()["message"], json!("bind() failed\n  second line"));
         assert_eq!(e.as_map()["@timestamp"], json!("2026-07-01T21:30:00.000Z"));
         assert!(e.as_map().get("nginx").is_none());
 
         let mut e = envelope("error", "2026/03/29 02:30:00 [warn] 1#1: in the DST gap");
-        NginxError { time_zone: Tz::Europe__Berlin, ..NginxError::default() }.apply(&mut e);
+        NginxError { time_zone: Some(Tz::Europe__Berlin), ..NginxError::default() }.apply(&mut e);
         assert!(e.has_tag(DATE_PARSE_FAILURE));
         let mut e = envelope("error", "not an error line");
         NginxError::default().apply(&mut e);
@@ -772,11 +773,15 @@ mod tests {
         ] {
             let mut e = envelope("error", line);
             e.insert_path(&["event", "timezone"], json!(zone));
-            // The filter's own zone applies only to events without event.timezone.
-            NginxError { time_zone: Tz::Europe__Berlin, ..NginxError::default() }.apply(&mut e);
+            let mut configured = e.clone();
+            NginxError::default().apply(&mut e);
             assert_eq!(e.as_map()["@timestamp"], json!(utc), "{zone} {line}");
             table.route(&e, &mut index);
             assert_eq!(index, format!("nginx_error-{day}"));
+            // A zone written in the filter's config wins over the host's.
+            NginxError { time_zone: Some(Tz::UTC), ..NginxError::default() }.apply(&mut configured);
+            let local = line[..19].replace('/', "-").replace(' ', "T");
+            assert_eq!(configured.as_map()["@timestamp"], json!(format!("{local}.000Z")), "{zone} {line}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! The zone of a local time that carries none (nginx error lines, `date` formats without an offset):
-//! the event's own `event.timezone` when it has one (the agent records the host's zone there, as
-//! Filebeat's `add_locale` does: `"+08:00"`; an IANA name such as `"Asia/Shanghai"` works too), else the
-//! filter's configured zone, else UTC.
+//! the filter's configured zone when it has one (as Logstash's `date { timezone }`: a zone written in the
+//! config is meant), else the event's own `event.timezone` (the agent records the host's zone there, as
+//! Filebeat's `add_locale` does: `"+08:00"`; an IANA name such as `"Asia/Shanghai"` works too), else UTC.
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -40,9 +40,12 @@ impl Zone {
         s.parse::<Tz>().ok().map(Self::Named)
     }
 
-    /// The zone for `event`: its `event.timezone` if that parses, else `fallback`.
-    pub fn of_event(event: &Event, fallback: Tz) -> Self {
-        event.get_path(&EVENT_TIMEZONE).and_then(|v| v.as_str()).and_then(Self::parse).unwrap_or(Self::Named(fallback))
+    /// The zone for `event`: `configured` if set, else its `event.timezone` if that parses, else UTC.
+    pub fn for_event(event: &Event, configured: Option<Tz>) -> Self {
+        if let Some(tz) = configured {
+            return Self::Named(tz);
+        }
+        event.get_path(&EVENT_TIMEZONE).and_then(|v| v.as_str()).and_then(Self::parse).unwrap_or(Self::Named(Tz::UTC))
     }
 
     /// The instant of a local time here. A time in a DST gap does not exist (`None`); one in the repeated
@@ -73,8 +76,10 @@ mod tests {
             assert_eq!(Zone::parse(bad), None, "{bad}");
         }
         let e = Event::from_map(json!({"event": {"timezone": "-05:00"}}).as_object().unwrap().clone());
-        assert_eq!(Zone::of_event(&e, Tz::UTC), Zone::parse("-05:00").unwrap());
+        assert_eq!(Zone::for_event(&e, None), Zone::parse("-05:00").unwrap());
+        // A zone written in the config wins over the host's, as in Logstash.
+        assert_eq!(Zone::for_event(&e, Some(Tz::UTC)), Zone::Named(Tz::UTC));
         let e = Event::from_map(json!({"event": {"timezone": "nonsense"}}).as_object().unwrap().clone());
-        assert_eq!(Zone::of_event(&e, Tz::Europe__Berlin), Zone::Named(Tz::Europe__Berlin));
+        assert_eq!(Zone::for_event(&e, None), Zone::Named(Tz::UTC));
     }
 }
