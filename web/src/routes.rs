@@ -467,25 +467,16 @@ mod tests {
         assert_eq!(effective["sasl.mechanism"], "SCRAM-SHA-512");
     }
 
-    /// Answers one `_search` request with no hits; returns its head.
-    async fn answer_one_search(listener: tokio::net::TcpListener) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = socket.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the request ended before its head");
-            request.extend_from_slice(&buf[..n]);
-        }
-        let body = r#"{"hits":{"total":{"value":0},"hits":[]}}"#;
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        socket.write_all(answer.as_bytes()).await.unwrap();
-        let head = String::from_utf8_lossy(&request);
-        head[..head.find("\r\n\r\n").unwrap()].to_owned()
+    /// Answers `_search` requests with no hits, handing each request's headers to the receiver.
+    fn elasticsearch_answering(
+        listener: tokio::net::TcpListener,
+    ) -> (tokio::task::JoinHandle<()>, tokio::sync::mpsc::UnboundedReceiver<axum::http::HeaderMap>) {
+        let (heard, requests) = tokio::sync::mpsc::unbounded_channel();
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let _ = heard.send(headers);
+            async { axum::Json(serde_json::json!({"hits": {"total": {"value": 0}, "hits": []}})) }
+        });
+        (tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }), requests)
     }
 
     #[tokio::test]
@@ -501,18 +492,19 @@ mod tests {
         let server = AdminServer::bind("127.0.0.1:0", Protection::default()).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
         let serving = tokio::spawn(server.serve(router(console, stop.clone()), stop.clone()));
-        let answered = tokio::spawn(answer_one_search(elasticsearch));
+        let (answering, mut requests) = elasticsearch_answering(elasticsearch);
 
         let found = reqwest::get(format!("{base}/api/search?q=x")).await.unwrap();
         assert_eq!(found.status(), 200);
-        let head = answered.await.unwrap();
-        let authorization = head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case("authorization").then(|| value.trim().to_owned())
-        });
-        assert_eq!(authorization.as_deref(), Some("ApiKey aWQ6c2VjcmV0"), "{head}");
+        let headers = requests.recv().await.unwrap();
+        assert_eq!(
+            headers.get("authorization").map(|v| v.to_str().unwrap()),
+            Some("ApiKey aWQ6c2VjcmV0"),
+            "{headers:?}"
+        );
 
         stop.cancel();
         serving.await.unwrap();
+        answering.abort();
     }
 }

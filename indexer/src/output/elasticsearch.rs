@@ -504,32 +504,22 @@ fn template_refused(host: &str, name: &str, status: u16, text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     use super::*;
 
-    /// The value of header `name` in the one request `client` sends, read by a listener on loopback.
+    /// The value of header `name` in the one request `client` sends, read by a server on loopback.
     async fn header_sent(client: reqwest::Client, name: &str) -> Option<String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = socket.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the request ended before its head");
-                head.extend_from_slice(&buf[..n]);
-            }
-            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}").await.unwrap();
-            String::from_utf8(head).unwrap()
+        let (heard, mut requests) = tokio::sync::mpsc::unbounded_channel();
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let _ = heard.send(headers);
+            async { "{}" }
         });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
         client.get(url).send().await.unwrap();
-        let head = server.await.unwrap();
-        head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
-        })
+        let headers = requests.recv().await.unwrap();
+        server.abort();
+        headers.get(name).map(|v| v.to_str().unwrap().to_owned())
     }
 
     #[tokio::test]
