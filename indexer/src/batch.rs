@@ -387,7 +387,7 @@ impl Processor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::IndexerConfig;
 

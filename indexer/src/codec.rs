@@ -11,6 +11,12 @@ use crate::event::{format_timestamp, Event, TIMESTAMP};
 /// Tag on events whose record was not a JSON object under the `json` codec.
 pub const JSON_PARSE_FAILURE: &str = "_jsonparsefailure";
 
+/// Tag on events whose `@timestamp` was not an RFC 3339 time, as Logstash tags them.
+pub const TIMESTAMP_PARSE_FAILURE: &str = "_timestampparsefailure";
+
+/// Where such an event's `@timestamp` goes, as in Logstash.
+const TIMESTAMP_FAILURE_FIELD: &str = "_@timestamp";
+
 /// How record values become events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -23,7 +29,10 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// Decodes one record value. `now` fills `@timestamp` when the record has none, as Logstash does.
+    /// Decodes one record value. `now` fills `@timestamp` when the record has none, as Logstash does; one
+    /// that is not a time (epoch milliseconds, no zone, any text) moves to `_@timestamp` and the event is
+    /// tagged `_timestampparsefailure`, as Logstash does too. Without that, its daily index would be named
+    /// after the template's text (`nginx-%{+YYYY.MM.dd}`), which Elasticsearch refuses.
     pub fn decode(self, value: &[u8], now: DateTime<Utc>) -> Event {
         let mut event = match self {
             // Entries kept as JSON text until a filter uses them, unless the record must be parsed whole.
@@ -39,7 +48,12 @@ impl Codec {
             }
             Codec::Plain => plain(value),
         };
-        if !event.contains_key(TIMESTAMP) {
+        if event.timestamp().is_none() {
+            // `null` counts as none, as in Logstash.
+            if let Some(unreadable) = event.remove_path(&[TIMESTAMP]).filter(|v| !v.is_null()) {
+                event.insert_path(&[TIMESTAMP_FAILURE_FIELD], unreadable);
+                event.add_tag(TIMESTAMP_PARSE_FAILURE);
+            }
             event.insert_path(&[TIMESTAMP], Value::String(format_timestamp(now)));
         }
         event
@@ -69,6 +83,28 @@ mod tests {
         assert_eq!(e.as_map()["@timestamp"], json!("2026-11-21T08:15:30.123Z"));
         assert!(e.has_tag("access"));
         assert_eq!(e.get_path(&["event", "id"]), Some(&json!("ab")));
+    }
+
+    #[test]
+    fn an_unreadable_timestamp_is_kept_aside_and_tagged_as_in_logstash() {
+        for (raw, kept) in [
+            (&br#"{"@timestamp":1795250130123,"message":"a"}"#[..], json!(1795250130123_i64)),
+            (br#"{"@timestamp":"2026-11-21T08:15:30","message":"a"}"#, json!("2026-11-21T08:15:30")),
+            (br#"{"@timestamp":"yesterday","message":"a"}"#, json!("yesterday")),
+        ] {
+            let e = Codec::Json.decode(raw, now());
+            assert_eq!(e.as_map()["@timestamp"], json!("2026-11-21T08:15:30.500Z"), "{raw:?}");
+            assert_eq!(e.as_map()["_@timestamp"], kept);
+            assert!(e.has_tag(TIMESTAMP_PARSE_FAILURE), "{raw:?}");
+            assert_eq!(e.as_map()["message"], json!("a"));
+        }
+        // `null` counts as none, as in Logstash.
+        let e = Codec::Json.decode(br#"{"@timestamp":null}"#, now());
+        assert!(!e.has_tag(TIMESTAMP_PARSE_FAILURE) && !e.contains_key("_@timestamp"));
+        assert_eq!(e.timestamp(), Some(now()));
+        let e = Codec::Json.decode(br#"{"@timestamp":"2026-11-21T09:15:30.5+01:00"}"#, now());
+        assert!(!e.has_tag(TIMESTAMP_PARSE_FAILURE) && !e.contains_key("_@timestamp"));
+        assert_eq!(e.timestamp(), Some(now()));
     }
 
     #[test]

@@ -548,7 +548,7 @@ mod tests {
                              "url": "u"}}),
             json!({"event": {"timezone": "UTC", "id": "e3"}, "0first": 1, "ev": true, "eventual": null,
                    "user_agentx": "y", "zz": {"k": [{}]}}),
-            json!({"@timestamp": 1700000000, "tags": ["x", "access"]}),
+            json!({"tags": ["x", "access"]}),
             // Ids that are not used as they are: empty, not a string, escaped.
             json!({"event": {"id": ""}}),
             json!({"event": {"id": 7}}),
@@ -570,6 +570,8 @@ mod tests {
             envelope(COMBINED, json!({"event": "flat"})),
             envelope(COMBINED, json!({"message": 7})),
             envelope(COMBINED, json!({"@timestamp": null})),
+            // Not a time: it moves to `_@timestamp` and the event is tagged, which the filter's objects don't say.
+            envelope(COMBINED, json!({"@timestamp": 1700000000})),
             br#"{"message":"203.0.113.9 - - [21/Nov/2026:08:15:30 +0100] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"","tags":["access"],"@timestamp":"2026-11-23T10:00:00.000Z","event":{"id":"a","id":"b"}}"#.to_vec(),
             b"not json".to_vec(),
             br#"{"a":"\u00e9"}"#.to_vec(),

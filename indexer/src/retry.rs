@@ -4,6 +4,7 @@
 //! - Whole request 429 or 5xx, any other non-2xx, a body that is not a bulk response, or an item count
 //!   that differs from what was sent: [`BulkOutcome::Retry`] the whole request (consumption pauses; the
 //!   backlog waits in the broker). Nothing is dead-lettered on a guess.
+//! - Whole request 413: [`BulkOutcome::TooLarge`], its items go again in smaller requests.
 //! - 2xx with `"errors": false`: [`BulkOutcome::Done`].
 //! - Otherwise per item: 200/201 ok; 409 under `create` ok (the `_id` is already indexed, a replay); 400
 //!   (a mapping error) and 404 (a missing index with auto-create off), which no retry can mend, and 409
@@ -25,6 +26,9 @@ pub enum BulkOutcome {
     Done,
     /// Send the whole request again after a backoff.
     Retry { reason: String },
+    /// 413: the request was larger than the cluster takes (`http.max_content_length`); send its items in
+    /// smaller requests.
+    TooLarge { reason: String },
     /// Some items are done, some need another attempt alone (`retry_reason`: the first one's error, to
     /// log), some go to the dead-letter topic.
     Partial { retry: Vec<usize>, retry_reason: Option<String>, dead_letter: Vec<(usize, String)>, ok: Vec<usize> },
@@ -50,6 +54,9 @@ pub fn decide(status: u16, body: &[u8], sent: usize) -> BulkOutcome {
              indexer.output.elasticsearch.user and .password (or .api_key)",
             top_level_reason(body)
         ));
+    }
+    if status == 413 {
+        return BulkOutcome::TooLarge { reason: format!("HTTP 413: {}", top_level_reason(body)) };
     }
     if !(200..300).contains(&status) {
         return retry(format!("HTTP {status}: {}", top_level_reason(body)));

@@ -64,8 +64,15 @@ pub struct Elasticsearch {
     /// Some documents were refused for now (per item 429, 5xx, 403, ...) and are being retried: said once
     /// when it starts and once when they are taken.
     items_retrying: AtomicBool,
+    /// The largest request body to send: [`MAX_REQUEST_BYTES`], or less once the cluster answered 413.
+    request_bytes: AtomicUsize,
     stats: Arc<Stats>,
 }
+
+/// Logstash's `TARGET_BULK_BYTES`: a batch's items go in requests of at most this many bytes (an item
+/// larger than that alone goes alone). A cluster whose `http.max_content_length` is smaller (10 MiB on
+/// some hosted ones) answers 413; the requests are then halved until they fit, and stay that size.
+const MAX_REQUEST_BYTES: usize = 20 << 20;
 
 /// Why a request settled nothing.
 enum Failure {
@@ -141,6 +148,7 @@ impl Elasticsearch {
             template: config.manage_template.then(|| Box::new(config.clone())),
             failing: AtomicBool::new(false),
             items_retrying: AtomicBool::new(false),
+            request_bytes: AtomicUsize::new(MAX_REQUEST_BYTES),
             stats,
         })
     }
@@ -303,46 +311,67 @@ impl Elasticsearch {
         Err(Error::Elasticsearch(format!("{method} {path}: no host answered ({last})")))
     }
 
-    /// Sends `batch` until every item is settled. Returns the items for the dead-letter topic with their
-    /// reasons, or `None` if `stop` fired first (nothing of the batch may then be committed).
+    /// Sends `batch` until every item is settled, in requests of at most `request_bytes`. Returns the
+    /// items for the dead-letter topic with their reasons, or `None` if `stop` fired first (nothing of the
+    /// batch may then be committed).
     pub async fn deliver(&self, batch: &Arc<Batch>, stop: &CancellationToken) -> Option<DeadLetters> {
         let mut dead = DeadLetters::new();
-        // The first request sends the batch's body itself, shared rather than copied.
+        // A request of every item sends the batch's body itself, shared rather than copied.
         let whole = Bytes::from_owner(BulkBody(batch.clone()));
-        // Batch positions of the items still to send; the first request is the batch's own body.
+        // Batch positions of the items still to send, in bulk order; each request takes the first of them.
         let mut pending: Vec<usize> = (0..batch.items().len()).collect();
-        let mut retry_body = BulkRequest::new();
+        let mut body = BulkRequest::new();
         let mut retried = Vec::new();
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         while !pending.is_empty() {
             let host = self.pick_host();
-            let body = if pending.len() == batch.items().len() {
+            let (sent, bytes) = first_request(batch, &pending, self.request_bytes.load(Ordering::Relaxed));
+            let request = if sent == batch.items().len() {
                 whole.clone()
             } else {
-                retry_body.clear();
-                for &i in &pending {
-                    retry_body.push_encoded(batch.bulk.item(i).expect("pending items exist"));
+                body.clear();
+                for &i in &pending[..sent] {
+                    body.push_encoded(batch.bulk.item(i).expect("pending items exist"));
                 }
-                Bytes::copy_from_slice(retry_body.body())
+                Bytes::copy_from_slice(body.body())
             };
-            match self.send(host, body, pending.len()).await {
+            match self.send(host, request, sent).await {
                 Ok(BulkOutcome::Done) => {
-                    pending.clear();
+                    pending.drain(..sent);
                 }
                 Ok(BulkOutcome::Partial { retry, retry_reason, dead_letter, ok: _ }) => {
                     dead.extend(dead_letter.into_iter().map(|(i, reason)| (pending[i], reason)));
-                    pending = retry.into_iter().map(|i| pending[i]).collect();
-                    retried.extend_from_slice(&pending);
+                    let retrying: Vec<usize> = retry.into_iter().map(|i| pending[i]).collect();
+                    retried.extend_from_slice(&retrying);
                     let first_refusal = !self.items_retrying.swap(true, Ordering::Relaxed);
                     if let Some(reason) = retry_reason.filter(|_| first_refusal) {
-                        let items = pending.len();
+                        let items = retrying.len();
                         tracing::warn!(
                             host = %host.url, items, %reason,
                             "elasticsearch refused documents for now; retrying them until it takes them"
                         );
                     }
-                    if !pending.is_empty() && !sleep_or_stop(backoff.next_delay(), stop).await {
+                    let waits = !retrying.is_empty();
+                    pending.splice(..sent, retrying);
+                    if waits && !sleep_or_stop(backoff.next_delay(), stop).await {
                         return None;
+                    }
+                }
+                Ok(BulkOutcome::TooLarge { reason }) if sent == 1 => {
+                    // No request can be smaller: this document alone is over the cluster's limit.
+                    let reason = format!(
+                        "{reason}: the document alone ({bytes} bytes) is larger than Elasticsearch takes in one \
+                         request (its http.max_content_length)"
+                    );
+                    dead.push((pending.remove(0), reason));
+                }
+                Ok(BulkOutcome::TooLarge { reason }) => {
+                    let smaller = bytes / 2;
+                    if self.request_bytes.fetch_min(smaller, Ordering::Relaxed) > smaller {
+                        tracing::warn!(
+                            host = %host.url, bytes, limit = smaller, %reason,
+                            "elasticsearch refused a bulk request as too large; sending smaller ones"
+                        );
                     }
                 }
                 Ok(BulkOutcome::Retry { reason }) => {
@@ -450,6 +479,24 @@ impl AsRef<[u8]> for BulkBody {
     }
 }
 
+/// How many of the `pending` items (batch positions) the next request takes, and its bytes: as many as
+/// fit in `limit`, and at least one.
+fn first_request(batch: &Batch, pending: &[usize], limit: usize) -> (usize, usize) {
+    let whole = batch.bulk.body().len();
+    if pending.len() == batch.items().len() && whole <= limit {
+        return (pending.len(), whole);
+    }
+    let mut bytes = 0;
+    for (taken, &i) in pending.iter().enumerate() {
+        let item = batch.bulk.item(i).map_or(0, <[u8]>::len);
+        if taken > 0 && bytes + item > limit {
+            return (taken, bytes);
+        }
+        bytes += item;
+    }
+    (pending.len(), bytes)
+}
+
 fn transport_reason(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut reason = e.to_string();
@@ -520,6 +567,65 @@ mod tests {
         let headers = requests.recv().await.unwrap();
         server.abort();
         headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// A batch of `sizes.len()` documents whose messages have these lengths.
+    fn batch_of(sizes: &[usize]) -> Arc<Batch> {
+        let topic: Arc<str> = "t".into();
+        let values: Vec<Vec<u8>> =
+            sizes.iter().map(|n| format!(r#"{{"message":"{}"}}"#, "x".repeat(*n)).into()).collect();
+        let listed: Vec<_> = values.iter().enumerate().map(|(i, v)| (0, i as i64, Some(&v[..]))).collect();
+        let processor = crate::batch::tests::processor("default_index = \"logs\"\n");
+        Arc::new(processor.build(1, crate::batch::tests::records(&topic, &listed)))
+    }
+
+    #[tokio::test]
+    async fn requests_over_the_clusters_limit_are_split_and_a_document_over_it_is_dead_lettered() {
+        const LIMIT: usize = 64 << 10;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        // An Elasticsearch whose http.max_content_length is 64 KiB: it keeps the ids of what it indexed.
+        let indexed = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (kept, sizes) = (indexed.clone(), Arc::new(Mutex::new(Vec::new())));
+        let sizes_seen = sizes.clone();
+        let app = axum::Router::new().fallback(move |body: Bytes| {
+            sizes_seen.lock().unwrap().push(body.len());
+            let answer = if body.len() > LIMIT {
+                (axum::http::StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"Request Entity Too Large"}"#.to_string())
+            } else {
+                let actions: Vec<serde_json::Value> =
+                    body.split(|b| *b == b'\n').step_by(2).filter_map(|l| serde_json::from_slice(l).ok()).collect();
+                let ids = actions.iter().map(|a| a["create"]["_id"].as_str().unwrap().to_string());
+                kept.lock().unwrap().extend(ids);
+                (axum::http::StatusCode::OK, r#"{"errors":false,"items":[]}"#.to_string())
+            };
+            async move { answer }
+        });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let config = ElasticsearchConfig { hosts: vec![url], manage_template: false, ..ElasticsearchConfig::default() };
+        let output = Elasticsearch::new(&config, Arc::default()).unwrap();
+        // 300 documents of about 1 KiB (about 330 KiB in all), and one of 100 KiB, alone over the limit.
+        let mut messages = vec![1000; 300];
+        messages[120] = 100 << 10;
+        let batch = batch_of(&messages);
+        assert!(batch.bulk.body().len() > 4 * LIMIT);
+        let dead = output.deliver(&batch, &CancellationToken::new()).await.expect("not stopped");
+
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].0, 120);
+        assert!(dead[0].1.contains("413") && dead[0].1.contains("http.max_content_length"), "{}", dead[0].1);
+        let mut indexed = indexed.lock().unwrap().clone();
+        indexed.sort();
+        let mut want: Vec<String> = (0..300).filter(|i| *i != 120).map(|i| batch.item(i).id.to_string()).collect();
+        want.sort();
+        assert_eq!(indexed, want, "every other document indexed once");
+        // The requests were halved until one fitted; from then on only the lone document went over.
+        let sizes = sizes.lock().unwrap().clone();
+        let fitted = sizes.iter().position(|n| *n <= LIMIT).unwrap();
+        assert!(sizes[..fitted].windows(2).all(|w| w[1] < w[0]), "{sizes:?}");
+        assert_eq!(sizes[fitted..].iter().filter(|n| **n > LIMIT).count(), 1, "{sizes:?}");
+        server.abort();
     }
 
     #[tokio::test]
