@@ -30,7 +30,7 @@ use chrono::Utc;
 use figment::providers::{Format, Toml};
 use serde_json::Value;
 
-use logpipe_indexer::benchmarking::{BulkRequest, Compiled, DocId, Enrichment, Processor, RecordBatch, Routed};
+use logpipe_indexer::benchmarking::{BulkRequest, Compiled, DocId, Enrichment, Processor, Record, RecordBatch, Routed};
 
 /// The allocator the `logpipe` binary uses, so the core's figures are the indexer's. (glibc's malloc,
 /// after the enrichment databases are loaded, page-faults on every multi-megabyte batch body: its
@@ -38,6 +38,9 @@ use logpipe_indexer::benchmarking::{BulkRequest, Compiled, DocId, Enrichment, Pr
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use logpipe_indexer::IndexerConfig;
+
+/// The Kafka timestamp of every record: a record from a broker has one, and it is part of a fallback `_id`.
+const RECORD_TIME: i64 = 1_795_250_130_123;
 
 const USAGE: &str = "\
 usage: json_baseline --file FILE [--config PIPELINE.toml] [--partitions N]
@@ -217,7 +220,7 @@ fn processor(records: &Records, config: &IndexerConfig, partitions: i32) -> Resu
     let clock = Clock::start();
     for (i, value) in records.iter().enumerate() {
         let (partition, offset) = ((i as i32) % partitions, (i as i64) / i64::from(partitions));
-        raw.push(&topic, partition, offset, Some(value));
+        raw.push(&topic, partition, offset, RECORD_TIME, Some(value));
         if raw.len() >= max {
             id += 1;
             let next = raw.next();
@@ -253,6 +256,7 @@ enum Depth {
 /// Runs `sample` through the core's stages up to `depth` with the public pieces; returns the CPU time.
 fn pass(sample: &[&[u8]], compiled: &Compiled, max: usize, depth: Depth) -> Result<Duration, String> {
     let mut index = String::new();
+    let topic: Arc<str> = "nginx".into();
     let mut bulk = BulkRequest::new();
     let mut items: Vec<(String, String)> = Vec::new();
     let clock = Clock::start();
@@ -265,7 +269,8 @@ fn pass(sample: &[&[u8]], compiled: &Compiled, max: usize, depth: Depth) -> Resu
             && compiled.routes.route(&event, &mut index) != Routed::Dropped
             && depth >= Depth::Encode
         {
-            let id = DocId::of(&event, "nginx", 0, i as i64).to_string();
+            let record = Record { topic: &topic, partition: 0, offset: i as i64, timestamp: RECORD_TIME, value: None };
+            let id = DocId::of(&event, &record).to_string();
             bulk.push(&index, &id, &event).map_err(|e| e.to_string())?;
             items.push((index.clone(), id));
             if items.len() >= max {

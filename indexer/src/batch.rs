@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::bulk::{BodyPool, BulkRequest, DocId};
 use crate::config::Compiled;
@@ -28,6 +28,8 @@ pub struct Record<'a> {
     pub topic: &'a Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The record's Kafka timestamp in milliseconds; negative when it has none.
+    pub timestamp: i64,
     pub value: Option<&'a [u8]>,
 }
 
@@ -59,6 +61,7 @@ struct Gathered {
     topic: usize,
     partition: i32,
     offset: i64,
+    timestamp: i64,
     value: Option<Stored>,
 }
 
@@ -97,21 +100,21 @@ impl RecordBatch {
     }
 
     /// Adds a copy of a record (`value` `None` for a tombstone).
-    pub fn push(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<&[u8]>) {
+    pub fn push(&mut self, topic: &Arc<str>, partition: i32, offset: i64, timestamp: i64, value: Option<&[u8]>) {
         let value = value.map(|v| {
             let start = self.values.len();
             self.values.extend_from_slice(v);
             Stored::Copied(start..self.values.len())
         });
-        self.gather(topic, partition, offset, value);
+        self.gather(topic, partition, offset, timestamp, value);
     }
 
     /// Adds a record, keeping its value as it is (`None` for a tombstone).
-    pub fn push_shared(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>) {
-        self.gather(topic, partition, offset, value.map(Stored::Shared));
+    pub fn push_shared(&mut self, topic: &Arc<str>, partition: i32, offset: i64, timestamp: i64, value: Option<Bytes>) {
+        self.gather(topic, partition, offset, timestamp, value.map(Stored::Shared));
     }
 
-    fn gather(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Stored>) {
+    fn gather(&mut self, topic: &Arc<str>, partition: i32, offset: i64, timestamp: i64, value: Option<Stored>) {
         self.opened.get_or_insert_with(Instant::now);
         self.bytes += ACTION_BYTES + value.as_ref().map_or(0, Stored::len);
         let topic = match self.topics.iter().position(|t| Arc::ptr_eq(t, topic) || **t == **topic) {
@@ -126,7 +129,7 @@ impl RecordBatch {
             Some(cover) => cover.2 = offset,
             None => self.covers.push((topic, partition, offset)),
         }
-        self.records.push(Gathered { topic, partition, offset, value });
+        self.records.push(Gathered { topic, partition, offset, timestamp, value });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -143,6 +146,7 @@ impl RecordBatch {
             topic: &self.topics[r.topic],
             partition: r.partition,
             offset: r.offset,
+            timestamp: r.timestamp,
             value: r.value.as_ref().map(|stored| match stored {
                 Stored::Copied(range) => &self.values[range.clone()],
                 Stored::Shared(bytes) => &bytes[..],
@@ -354,7 +358,11 @@ impl Processor {
         batch: &mut Batch,
     ) -> Processed {
         batch.records += 1;
-        let mut event = self.compiled.codec.decode(record.value.unwrap_or_default(), now);
+        // An event without a readable `@timestamp` takes its record's: a record read again (after a crash
+        // before the commit, or by `logpipe replay`) then lands in the same daily index under the same `_id`.
+        // The time of reading only when the record has none.
+        let stamp = (record.timestamp >= 0).then(|| DateTime::from_timestamp_millis(record.timestamp)).flatten();
+        let mut event = self.compiled.codec.decode(record.value.unwrap_or_default(), stamp.unwrap_or(now));
         if let Some(direct) = &self.compiled.direct {
             let (memo, shared) = (&mut scratch.direct, &mut scratch.shared);
             match direct.encode(&event, record, &self.compiled.routes, memo, shared, &mut batch.bulk) {
@@ -367,7 +375,7 @@ impl Processor {
             }
         }
         let index = &mut scratch.index;
-        let doc_id = |event: &Event| DocId::of(event, record.topic, record.partition, record.offset).into_string();
+        let doc_id = |event: &Event| DocId::of(event, record).into_string();
         let early_id = self.id_before_filters.then(|| doc_id(&event));
         self.compiled.filters.apply(&mut event);
         match self.compiled.routes.route(&event, index) {
@@ -400,9 +408,29 @@ pub(crate) mod tests {
     pub(crate) fn records(topic: &Arc<str>, values: &[(i32, i64, Option<&[u8]>)]) -> RecordBatch {
         let mut batch = RecordBatch::default();
         for (partition, offset, value) in values {
-            batch.push(topic, *partition, *offset, *value);
+            batch.push(topic, *partition, *offset, -1, *value);
         }
         batch
+    }
+
+    #[test]
+    fn an_event_without_a_time_takes_its_records_so_a_reread_lands_in_the_same_index() {
+        let processor = processor("default_index = \"logs-%{+YYYY.MM.dd}\"\n");
+        let topic: Arc<str> = "t".into();
+        let written = DateTime::parse_from_rfc3339("2026-11-21T23:59:59.250Z").unwrap().timestamp_millis();
+        for _ in 0..2 {
+            let mut records = RecordBatch::default();
+            records.push(&topic, 0, 5, written, Some(b"not json"));
+            records.push(&topic, 0, 6, written, Some(br#"{"@timestamp":1795250130123}"#));
+            let batch = processor.build(1, records);
+            for (i, id) in [(0, "t-0-5-1795305599250"), (1, "t-0-6-1795305599250")] {
+                assert_eq!(batch.item(i).index, "logs-2026.11.21");
+                assert_eq!(batch.item(i).id, id);
+                assert!(
+                    String::from_utf8_lossy(batch.document(i)).contains(r#""@timestamp":"2026-11-21T23:59:59.250Z""#)
+                );
+            }
+        }
     }
 
     #[test]
@@ -410,11 +438,11 @@ pub(crate) mod tests {
         let topic: Arc<str> = "t".into();
         let fetched = Bytes::from_static(b"{\"a\":1}{\"b\":2}");
         let mut batch = RecordBatch::default();
-        batch.push(&topic, 0, 10, Some(b"{\"c\":3}"));
-        batch.push_shared(&topic, 1, 20, Some(fetched.slice(0..7)));
-        batch.push_shared(&topic, 1, 21, None);
-        batch.push(&topic, 0, 11, None);
-        batch.push_shared(&topic, 1, 22, Some(fetched.slice(7..)));
+        batch.push(&topic, 0, 10, -1, Some(b"{\"c\":3}"));
+        batch.push_shared(&topic, 1, 20, -1, Some(fetched.slice(0..7)));
+        batch.push_shared(&topic, 1, 21, -1, None);
+        batch.push(&topic, 0, 11, -1, None);
+        batch.push_shared(&topic, 1, 22, -1, Some(fetched.slice(7..)));
         let read: Vec<_> = batch.records().map(|r| (r.partition, r.offset, r.value.map(<[u8]>::to_vec))).collect();
         let expected: [(i32, i64, Option<&[u8]>); 5] = [
             (0, 10, Some(b"{\"c\":3}")),

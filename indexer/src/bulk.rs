@@ -12,6 +12,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 
+use crate::batch::Record;
 use crate::error::Result;
 use crate::event::Event;
 use crate::json_text::write_str;
@@ -21,8 +22,11 @@ use crate::json_text::write_str;
 pub enum DocId<'a> {
     /// The agent's stable `event.id`.
     Event(Cow<'a, str>),
-    /// `<topic>-<partition>-<offset>`, for events without one (e.g. from Filebeat): stable per record.
-    Record { topic: &'a str, partition: i32, offset: i64 },
+    /// `<topic>-<partition>-<offset>-<timestamp>`, for events without one (e.g. from Filebeat): stable per
+    /// record. The timestamp (milliseconds; left out when the record has none) tells apart the records of a
+    /// topic deleted and made again, or of a log cut back, whose offsets start over: with the coordinates
+    /// alone a new record would meet an old one's `_id`, answer 409 and be counted as indexed.
+    Record { topic: &'a str, partition: i32, offset: i64, timestamp: i64 },
 }
 
 /// The longest `_id` Elasticsearch and OpenSearch accept, in UTF-8 bytes. A longer one fails the whole `_bulk`
@@ -31,15 +35,20 @@ const MAX_ID_BYTES: usize = 512;
 
 impl<'a> DocId<'a> {
     /// `event.id` if it is a non-empty string of at most 512 bytes, else the record's coordinates.
-    pub fn of(event: &'a Event, topic: &'a str, partition: i32, offset: i64) -> Self {
-        Self::with_event_id(event.get_str_path(&["event", "id"]), topic, partition, offset)
+    pub fn of(event: &'a Event, record: &Record<'a>) -> Self {
+        Self::with_event_id(event.get_str_path(&["event", "id"]), record)
     }
 
     /// [`DocId::of`] an event whose `event.id`, if it is a string, is `event_id`.
-    pub fn with_event_id(event_id: Option<Cow<'a, str>>, topic: &'a str, partition: i32, offset: i64) -> Self {
+    pub fn with_event_id(event_id: Option<Cow<'a, str>>, record: &Record<'a>) -> Self {
         match event_id {
             Some(id) if !id.is_empty() && id.len() <= MAX_ID_BYTES => DocId::Event(id),
-            _ => DocId::Record { topic, partition, offset },
+            _ => DocId::Record {
+                topic: record.topic,
+                partition: record.partition,
+                offset: record.offset,
+                timestamp: record.timestamp,
+            },
         }
     }
 
@@ -68,7 +77,10 @@ impl fmt::Display for DocId<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DocId::Event(id) => f.write_str(id),
-            DocId::Record { topic, partition, offset } => write!(f, "{topic}-{partition}-{offset}"),
+            DocId::Record { topic, partition, offset, timestamp } if *timestamp >= 0 => {
+                write!(f, "{topic}-{partition}-{offset}-{timestamp}")
+            }
+            DocId::Record { topic, partition, offset, .. } => write!(f, "{topic}-{partition}-{offset}"),
         }
     }
 }
@@ -246,6 +258,7 @@ impl BodyPool {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn event(v: serde_json::Value) -> Event {
         Event::from_map(v.as_object().unwrap().clone())
@@ -258,8 +271,9 @@ mod tests {
             json!({"message": "GET \"/\"\n", "event": {"id": "0123456789abcdef0123456789abcdef"}, "@timestamp": "2026-11-21T08:15:30.000Z"}),
         );
         let b = event(json!({"message": "plain"}));
-        bulk.push("nginx_access-2026.11.21", &DocId::of(&a, "nginx", 2, 41).to_string(), &a).unwrap();
-        bulk.push("logs-2026.11.21", &DocId::of(&b, "nginx", 2, 42).to_string(), &b).unwrap();
+        let topic: Arc<str> = "nginx".into();
+        bulk.push("nginx_access-2026.11.21", &DocId::of(&a, &at(&topic, 2, 41, -1)).to_string(), &a).unwrap();
+        bulk.push("logs-2026.11.21", &DocId::of(&b, &at(&topic, 2, 42, -1)).to_string(), &b).unwrap();
         let want = concat!(
             r#"{"create":{"_index":"nginx_access-2026.11.21","_id":"0123456789abcdef0123456789abcdef"}}"#,
             "\n",
@@ -321,35 +335,45 @@ mod tests {
         assert!(kept(&pool).is_empty());
     }
 
+    /// A record of `topic` at these coordinates.
+    fn at(topic: &Arc<str>, partition: i32, offset: i64, timestamp: i64) -> Record<'_> {
+        Record { topic, partition, offset, timestamp, value: None }
+    }
+
     #[test]
     fn doc_id_falls_back_to_record_coordinates() {
+        let t: Arc<str> = "t".into();
         let e = event(json!({"event": {"id": ""}}));
-        assert_eq!(DocId::of(&e, "t", 0, 7).to_string(), "t-0-7");
+        assert_eq!(DocId::of(&e, &at(&t, 0, 7, -1)).to_string(), "t-0-7");
         let e = event(json!({"event": {"id": 5}}));
-        assert_eq!(DocId::of(&e, "t", 1, 8).to_string(), "t-1-8");
-        assert_eq!(DocId::of(&e, "t", 1, 8).into_string(), "t-1-8");
+        assert_eq!(DocId::of(&e, &at(&t, 1, 8, -1)).to_string(), "t-1-8");
+        assert_eq!(DocId::of(&e, &at(&t, 1, 8, -1)).into_string(), "t-1-8");
+        // A topic made again starts its offsets over: the record's time tells its records apart.
+        assert_eq!(DocId::of(&e, &at(&t, 1, 8, 1795250130123)).into_string(), "t-1-8-1795250130123");
+        assert_ne!(DocId::of(&e, &at(&t, 1, 8, 1795250130123)), DocId::of(&e, &at(&t, 1, 8, 1795336530456)));
         let e = event(json!({"event": {"id": "abc"}}));
-        assert_eq!(DocId::of(&e, "t", 1, 8).into_string(), "abc");
+        assert_eq!(DocId::of(&e, &at(&t, 1, 8, 5)).into_string(), "abc");
         let e = event(json!({"event": {"id": "x\"y"}}));
         let mut bulk = BulkRequest::new();
-        bulk.push("i", &DocId::of(&e, "t", 0, 0).to_string(), &e).unwrap();
+        bulk.push("i", &DocId::of(&e, &at(&t, 0, 0, -1)).to_string(), &e).unwrap();
         assert!(bulk.body().starts_with(br#"{"create":{"_index":"i","_id":"x\"y"}}"#));
     }
 
     #[test]
     fn doc_id_longer_than_512_bytes_falls_back_to_record_coordinates() {
+        let t: Arc<str> = "t".into();
         let longest = "a".repeat(512);
         let e = event(json!({"event": {"id": longest}}));
-        assert_eq!(DocId::of(&e, "t", 0, 7).into_string(), longest);
+        assert_eq!(DocId::of(&e, &at(&t, 0, 7, -1)).into_string(), longest);
         let e = event(json!({"event": {"id": "a".repeat(513)}}));
-        assert_eq!(DocId::of(&e, "t", 0, 7).into_string(), "t-0-7");
+        assert_eq!(DocId::of(&e, &at(&t, 0, 7, -1)).into_string(), "t-0-7");
         // The limit is in UTF-8 bytes: 171 three-byte characters are 171 characters but 513 bytes.
         let wide = "€".repeat(171);
         assert_eq!(wide.len(), 513);
         let e = event(json!({"event": {"id": wide}}));
-        assert_eq!(DocId::of(&e, "t", 2, 9).to_string(), "t-2-9");
+        assert_eq!(DocId::of(&e, &at(&t, 2, 9, -1)).to_string(), "t-2-9");
         let mut id = String::from("stale");
-        DocId::with_event_id(Some(Cow::Owned("b".repeat(600))), "t", 1, 3).write_into(&mut id);
-        assert_eq!(id, "t-1-3");
+        DocId::with_event_id(Some(Cow::Owned("b".repeat(600))), &at(&t, 1, 3, 4)).write_into(&mut id);
+        assert_eq!(id, "t-1-3-4");
     }
 }

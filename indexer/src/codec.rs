@@ -29,11 +29,11 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// Decodes one record value. `now` fills `@timestamp` when the record has none, as Logstash does; one
-    /// that is not a time (epoch milliseconds, no zone, any text) moves to `_@timestamp` and the event is
-    /// tagged `_timestampparsefailure`, as Logstash does too. Without that, its daily index would be named
-    /// after the template's text (`nginx-%{+YYYY.MM.dd}`), which Elasticsearch refuses.
-    pub fn decode(self, value: &[u8], now: DateTime<Utc>) -> Event {
+    /// Decodes one record value. `stamp` (the record's Kafka timestamp) fills `@timestamp` when the record
+    /// has none; one that is not a time (epoch milliseconds, no zone, any text) moves to `_@timestamp` and
+    /// the event is tagged `_timestampparsefailure`, as Logstash does. Without that, its daily index would
+    /// be named after the template's text (`nginx-%{+YYYY.MM.dd}`), which Elasticsearch refuses.
+    pub fn decode(self, value: &[u8], stamp: DateTime<Utc>) -> Event {
         let mut event = match self {
             // Entries kept as JSON text until a filter uses them, unless the record must be parsed whole.
             Codec::Json => {
@@ -54,7 +54,7 @@ impl Codec {
                 event.insert_path(&[TIMESTAMP_FAILURE_FIELD], unreadable);
                 event.add_tag(TIMESTAMP_PARSE_FAILURE);
             }
-            event.insert_path(&[TIMESTAMP], Value::String(format_timestamp(now)));
+            event.insert_path(&[TIMESTAMP], Value::String(format_timestamp(stamp)));
         }
         event
     }

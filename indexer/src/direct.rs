@@ -115,7 +115,7 @@ impl DirectNginx {
         // `event.id` read from the members found above rather than walked to again (as `DocId::of` would).
         let event_id = old_event.as_ref().and_then(|members| members.iter().find(|(k, ..)| *k == "id"));
         let event_id = event_id.and_then(|(.., value)| json_text::string(value));
-        DocId::with_event_id(event_id, record.topic, record.partition, record.offset).write_into(&mut memo.id);
+        DocId::with_event_id(event_id, record).write_into(&mut memo.id);
         memo.set(routes, routed, time);
         let objects = Objects::new(&parsed, created, source, user_agent);
         let document = Document { raw, time: &memo.timestamp, old_event: old_event.as_deref(), objects };
@@ -433,7 +433,8 @@ mod tests {
         let topic: Arc<str> = "nginx".into();
         let (mut batch, mut scratch) = (Batch::new(1), Scratch::default());
         for (offset, value) in values.iter().enumerate() {
-            let record = Record { topic: &topic, partition: 0, offset: offset as i64, value: Some(value) };
+            let record =
+                Record { topic: &topic, partition: 0, offset: offset as i64, timestamp: -1, value: Some(value) };
             processor.process(&record, now(), &mut scratch, &mut batch);
         }
         batch
@@ -492,7 +493,7 @@ mod tests {
     fn takes(compiled: &Compiled, value: &[u8]) -> bool {
         let direct = compiled.direct.as_ref().expect("the pipeline is encoded directly");
         let event = compiled.codec.decode(value, now());
-        let record = Record { topic: &"t".into(), partition: 0, offset: 0, value: Some(value) };
+        let record = Record { topic: &"t".into(), partition: 0, offset: 0, timestamp: -1, value: Some(value) };
         let mut bulk = BulkRequest::new();
         let (mut memo, mut shared) = (Memo::default(), SharedObjects::default());
         direct.encode(&event, &record, &compiled.routes, &mut memo, &mut shared, &mut bulk).is_some()

@@ -97,8 +97,8 @@ impl Flow {
 
     /// Adds a fetched record to the open batch, keeping its value as the fetcher decoded it; `topic` is the
     /// fetcher's name for it, shared by its records.
-    pub fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>) {
-        self.batch.push_shared(topic, partition, offset, value);
+    pub fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, timestamp: i64, value: Option<Bytes>) {
+        self.batch.push_shared(topic, partition, offset, timestamp, value);
     }
 
     /// Whether another batch may be sent now.

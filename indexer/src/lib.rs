@@ -69,7 +69,7 @@ pub use stats::{HostHealth, IndexCounts, Stats, StatsSnapshot};
 /// parse); not an API.
 #[doc(hidden)]
 pub mod benchmarking {
-    pub use crate::batch::{Processor, RecordBatch};
+    pub use crate::batch::{Processor, Record, RecordBatch};
     pub use crate::bulk::{BulkRequest, DocId};
     pub use crate::config::Compiled;
     pub use crate::enrich::Enrichment;

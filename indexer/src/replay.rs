@@ -89,7 +89,7 @@ pub async fn replay(
                 open.remove(&p);
                 continue;
             }
-            records.push(&topic_name, p, offset, message.payload());
+            records.push(&topic_name, p, offset, message.timestamp().to_millis().unwrap_or(-1), message.payload());
             if offset + 1 >= end {
                 open.remove(&p);
             }

@@ -232,13 +232,13 @@ def fast_producer_conf(bootstrap: str, **extra) -> dict:
 
 def produce_values(bootstrap: str, topic: str, values: Iterable[bytes], partitions: Optional[int] = None,
                    *, keys: Optional[Iterable[Optional[bytes]]] = None, track: bool = False,
-                   timeout: float = 300, **conf) -> list[tuple[int, int]]:
+                   timeout: float = 300, **conf) -> list[tuple[int, int, int]]:
     """Produce `values` (to partition i % `partitions` when given, else the default partitioner) and
-    wait for every delivery. Fails on any delivery error. With `track`, returns (partition, offset)
-    per value in input order; else []."""
+    wait for every delivery. Fails on any delivery error. With `track`, returns (partition, offset,
+    timestamp in ms) per value in input order; else []."""
     p = Producer(fast_producer_conf(bootstrap, **conf))
     errors: list[str] = []
-    positions: list[Optional[tuple[int, int]]] = []
+    positions: list[Optional[tuple[int, int, int]]] = []
     delivered = 0
 
     def on_delivery(i, err, msg):
@@ -248,7 +248,7 @@ def produce_values(bootstrap: str, topic: str, values: Iterable[bytes], partitio
             return
         delivered += 1
         if i is not None:
-            positions[i] = (msg.partition(), msg.offset())
+            positions[i] = (msg.partition(), msg.offset(), msg.timestamp()[1])
 
     plain = functools.partial(on_delivery, None)
     key_iter = iter(keys) if keys is not None else None

@@ -417,7 +417,7 @@ def test_mapping_errors_go_to_dead_letter_topic(broker, indexer_factory, es_stan
         i = by_id[r.key.decode()]
         assert v["_id"] == r.key.decode()
         assert v["index"] == f"mapping-{INDEX_DAY}"
-        assert v["topic"] == topic and (v["partition"], v["offset"]) == positions[i], v
+        assert v["topic"] == topic and (v["partition"], v["offset"]) == positions[i][:2], v
         assert v["reason"].startswith("400 document_parsing_exception: "), v["reason"]
         assert "failed to parse field [message]" in v["reason"]
         assert v["event"]["message"] == messages[i] and v["event"]["event"]["id"] == r.key.decode()
@@ -550,7 +550,7 @@ def test_auto_offset_reset_none(broker, indexer_factory, es_standin):
     # With committed offsets, `none` resumes from them.
     commit_offsets(broker.bootstrap, group, topic, {p: 20 for p in range(parts)})
     assert committed_offsets(broker.bootstrap, group, topic, range(parts)) == {p: 20 for p in range(parts)}
-    want = {event_id(run, i) for i, (p, o) in enumerate(positions) if o >= 20}
+    want = {event_id(run, i) for i, (p, o, _) in enumerate(positions) if o >= 20}
     indexer.start()
     wait_until(lambda: es.count() >= len(want), 60, lambda: f"{len(want)} documents (have {es.count()})",
                procs=[indexer])
@@ -614,9 +614,10 @@ def test_malformed_json_and_a_10mib_document(broker_factory, indexer_factory, es
     assert indexer.stop() == 0, indexer.stderr_tail()
     assert es.count() == total
 
-    for raw, (p, o) in zip(malformed, positions[1:1 + len(malformed)]):
-        hits = es.find(f"{topic}-{p}-{o}")
-        assert len(hits) == 1, f"{raw!r}: expected one document with _id {topic}-{p}-{o}, found {hits}"
+    for raw, (p, o, ts) in zip(malformed, positions[1:1 + len(malformed)]):
+        # No event.id: the _id is the record's topic, partition, offset and timestamp.
+        hits = es.find(f"{topic}-{p}-{o}-{ts}")
+        assert len(hits) == 1, f"{raw!r}: expected one document with _id {topic}-{p}-{o}-{ts}, found {hits}"
         index, doc = hits[0]
         assert index.startswith("unparsed-"), (raw, index)
         assert "_jsonparsefailure" in doc.get("tags", []), (raw, doc)

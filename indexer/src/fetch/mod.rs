@@ -286,7 +286,7 @@ impl Fetcher {
                     return;
                 }
                 let v = &mut ready.values[ready.next];
-                sink.add(&ready.topic, ready.partition, v.offset, v.value.take());
+                sink.add(&ready.topic, ready.partition, v.offset, v.timestamp, v.value.take());
                 ready.next += 1;
             }
             self.ready_bytes -= ready.bytes;
@@ -420,7 +420,7 @@ impl Fetcher {
 pub trait Sink {
     /// Whether it takes no more now.
     fn is_full(&self) -> bool;
-    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>);
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, timestamp: i64, value: Option<Bytes>);
 }
 
 impl Sink for Flow {
@@ -428,8 +428,8 @@ impl Sink for Flow {
         Flow::is_full(self)
     }
 
-    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>) {
-        Flow::add(self, topic, partition, offset, value);
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, timestamp: i64, value: Option<Bytes>) {
+        Flow::add(self, topic, partition, offset, timestamp, value);
     }
 }
 

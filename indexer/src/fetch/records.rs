@@ -34,10 +34,11 @@ const CONTROL: u16 = 1 << 5;
 /// A control record's key: version (i16), then the type, 0 for an abort marker.
 const ABORT_MARKER: i16 = 0;
 
-/// One record handed on: its offset and value.
+/// One record handed on: its offset, timestamp (milliseconds) and value.
 #[derive(Debug)]
 pub(super) struct Value {
     pub offset: i64,
+    pub timestamp: i64,
     pub value: Option<Bytes>,
 }
 
@@ -143,7 +144,11 @@ pub(super) fn decode(records: Bytes, from: i64, aborted: Option<&[Aborted]>) -> 
         // grown as it went, was 1 % of the indexer's CPU in `memmove` (perf).
         fetched.values.reserve(set.records.len());
         let values = set.records.iter_mut().filter(|r| r.offset >= from);
-        fetched.values.extend(values.map(|r| Value { offset: r.offset, value: r.value.take() }));
+        fetched.values.extend(values.map(|r| Value {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            value: r.value.take(),
+        }));
     }
     Ok(fetched)
 }

@@ -32,7 +32,7 @@ impl Sink for Taken {
         self.room == 0
     }
 
-    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, value: Option<Bytes>) {
+    fn add(&mut self, topic: &Arc<str>, partition: i32, offset: i64, _timestamp: i64, value: Option<Bytes>) {
         assert_eq!(&**topic, TOPIC);
         self.room -= 1;
         let value = String::from_utf8(value.unwrap_or_default().to_vec()).unwrap();

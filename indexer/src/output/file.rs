@@ -301,7 +301,7 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             let value =
                 format!(r#"{{"@timestamp":"2026-11-21T01:00:00.000Z","message":"m{i}","event":{{"id":"{id}"}}}}"#);
-            records.push(&topic, 0, i as i64, Some(value.as_bytes()));
+            records.push(&topic, 0, i as i64, -1, Some(value.as_bytes()));
         }
         p.build(1, records)
     }
