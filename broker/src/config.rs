@@ -90,6 +90,7 @@ pub struct BrokerConfig {
     /// Most connections open at once; further ones wait in the accept queue. Default 10000.
     pub max_connections: usize,
     /// Committed offsets of a group that has been empty this long are deleted. Default 10080 (7 days).
+    /// Not those of `[broker.retention] protect_groups`, which never expire.
     pub offsets_retention_minutes: i64,
     /// How long the first rebalance of an empty group waits for more members. Default 3000.
     pub group_initial_rebalance_delay_ms: u64,

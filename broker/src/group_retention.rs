@@ -5,6 +5,9 @@
 //! - `protect_groups` holds back time and size retention for segments holding records at or above the
 //!   slowest listed group's committed offset, until the partition reaches `protect_max_bytes`. A listed
 //!   group without a committed offset on a partition protects nothing there. Default: no group (Kafka).
+//!   The committed offsets of listed groups never expire (`offsets_retention_minutes` does not apply to
+//!   them, see `GroupCoordinator::expire_offsets`): otherwise a group stopped for longer would lose its
+//!   floor, and retention would delete what it had not read without counting it as lost.
 //! - Whatever retention deletes that a group had not consumed yet (its committed offset below the new log
 //!   start) is counted per group ("records lost"), logged, and shown by `logpipe status` and `/metrics`.
 //!   The count is a running total kept in `records-lost.json` under `log_dirs` (written durably, after
@@ -30,7 +33,8 @@ pub const LOST_FILE: &str = "records-lost.json";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GroupRetention {
-    /// Groups whose unread records retention keeps, e.g. `["logpipe-indexer"]`. Default none.
+    /// Groups whose unread records retention keeps, e.g. `["logpipe-indexer"]`. Their committed offsets
+    /// never expire (only deleting the group, its offsets or the topic removes them). Default none.
     pub protect_groups: Vec<String>,
     /// Most bytes a partition keeps for `protect_groups`; beyond it retention deletes unread segments
     /// anyway (and counts them as lost). Default 10737418240 (10 GiB).

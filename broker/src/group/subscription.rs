@@ -3,8 +3,9 @@
 //! For `protocol_type = "consumer"` the metadata is a `ConsumerProtocolSubscription`: `version: i16`,
 //! `topics: [string]`, then fields that vary by version (user data, owned partitions, generation, rack).
 //! The topics come first in every version, so reading only them also works for versions newer than this
-//! code knows. The coordinator needs them for OffsetDelete (GROUP_SUBSCRIBED_TO_TOPIC) and for the
-//! expiry of offsets of topics a stable group no longer consumes (KIP-211).
+//! code knows. The coordinator needs them for OffsetDelete (GROUP_SUBSCRIBED_TO_TOPIC), for the expiry
+//! of offsets of topics a stable group no longer consumes (KIP-211), and to tell whether a restarted
+//! static member changed its subscription (KIP-345).
 //!
 //! References:
 //! - <https://github.com/apache/kafka/blob/trunk/clients/src/main/resources/common/message/ConsumerProtocolSubscription.json>
@@ -37,6 +38,23 @@ pub fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
     Some(topics)
 }
 
+/// Whether two consumer subscriptions subscribe to the same topics (in any order), whatever else they
+/// carry: the Java consumer's metadata also holds its generation, the partitions it owns, its
+/// assignor's user data and its rack, which all change when a process restarts. Metadata that is not a
+/// consumer subscription is compared byte for byte.
+pub fn same_topics(a: &[u8], b: &[u8]) -> bool {
+    match (subscribed_topics(a), subscribed_topics(b)) {
+        (Some(mut x), Some(mut y)) => {
+            for topics in [&mut x, &mut y] {
+                topics.sort_unstable();
+                topics.dedup();
+            }
+            x == y
+        }
+        _ => a == b,
+    }
+}
+
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     if buf.len() < n {
         return None;
@@ -48,19 +66,49 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 
 #[cfg(test)]
 pub(crate) fn encode_subscription(version: i16, topics: &[&str]) -> bytes::Bytes {
+    encode_full_subscription(version, topics, None, &[], -1)
+}
+
+/// A `ConsumerProtocolSubscription` with every field of its version: what a Java consumer sends
+/// (`ConsumerCoordinator.metadata`), with the user data, owned partitions (v1+) and generation (v2+)
+/// given, and a null rack (v3+).
+#[cfg(test)]
+pub(crate) fn encode_full_subscription(
+    version: i16,
+    topics: &[&str],
+    user_data: Option<&[u8]>,
+    owned: &[(&str, &[i32])],
+    generation: i32,
+) -> bytes::Bytes {
+    let string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
     let mut out = Vec::new();
     out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
     for t in topics {
-        out.extend_from_slice(&(t.len() as i16).to_be_bytes());
-        out.extend_from_slice(t.as_bytes());
+        string(&mut out, t);
     }
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // null user data
+    match user_data {
+        Some(data) => {
+            out.extend_from_slice(&(data.len() as i32).to_be_bytes());
+            out.extend_from_slice(data);
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
     if version >= 1 {
-        out.extend_from_slice(&0i32.to_be_bytes()); // no owned partitions
+        out.extend_from_slice(&(owned.len() as i32).to_be_bytes());
+        for (topic, partitions) in owned {
+            string(&mut out, topic);
+            out.extend_from_slice(&(partitions.len() as i32).to_be_bytes());
+            for p in *partitions {
+                out.extend_from_slice(&p.to_be_bytes());
+            }
+        }
     }
     if version >= 2 {
-        out.extend_from_slice(&(-1i32).to_be_bytes()); // generation
+        out.extend_from_slice(&generation.to_be_bytes());
     }
     if version >= 3 {
         out.extend_from_slice(&(-1i16).to_be_bytes()); // null rack
@@ -78,6 +126,22 @@ mod tests {
             let bytes = encode_subscription(version, &["nginx", "logs"]);
             assert_eq!(subscribed_topics(&bytes), Some(vec!["nginx".to_owned(), "logs".to_owned()]), "v{version}");
         }
+    }
+
+    #[test]
+    fn same_topics_ignores_what_a_restart_changes() {
+        let before =
+            encode_full_subscription(3, &["nginx", "logs"], Some(&7i32.to_be_bytes()), &[("logs", &[0, 1])], 7);
+        let restarted = encode_full_subscription(3, &["logs", "nginx"], Some(&(-1i32).to_be_bytes()), &[], -1);
+        assert_ne!(before, restarted);
+        assert!(same_topics(&before, &restarted));
+        assert!(same_topics(&before, &encode_subscription(0, &["logs", "nginx"])), "the version does not matter");
+        assert!(!same_topics(&before, &encode_subscription(3, &["logs"])));
+        assert!(!same_topics(&before, &encode_subscription(3, &["logs", "nginx", "other"])));
+        // Not a subscription: the bytes themselves.
+        assert!(same_topics(b"\xff\xff-opaque", b"\xff\xff-opaque"));
+        assert!(!same_topics(b"\xff\xff-opaque", b"\xff\xff-other"));
+        assert!(!same_topics(&before, b"\xff\xff-opaque"));
     }
 
     #[test]

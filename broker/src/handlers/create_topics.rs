@@ -15,7 +15,7 @@ use kafka_protocol::ResponseError;
 
 use super::{code, str_bytes, topic_error_code};
 use crate::broker::Broker;
-use crate::storage::TopicMeta;
+use crate::storage::{TopicError, TopicMeta};
 
 pub const VERSIONS: (i16, i16) = (0, 7);
 
@@ -110,13 +110,12 @@ fn create(broker: &Broker, topic: CreatableTopic, validate_only: bool) -> Result
         };
         configs.insert(config.name.to_string(), value.to_string());
     }
+    let refused = |e: TopicError| (topic_error_code(&e), e.to_string());
     if validate_only {
-        if broker.logs.topic(&topic.name).is_some() {
-            return Err((ResponseError::TopicAlreadyExists, format!("topic '{}' already exists", &*topic.name)));
-        }
+        broker.logs.validate_new_topic(&topic.name, partitions, &configs).map_err(refused)?;
         return Ok(TopicMeta { name: topic.name.to_string(), id: uuid::Uuid::nil(), partitions, configs });
     }
-    broker.logs.create_topic(&topic.name, partitions, configs).map_err(|e| (topic_error_code(&e), e.to_string()))
+    broker.logs.create_topic(&topic.name, partitions, configs).map_err(refused)
 }
 
 /// Broker defaults overlaid with the topic's own overrides, with Kafka's config-source codes.

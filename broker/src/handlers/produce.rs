@@ -31,6 +31,8 @@ enum Appended {
     Ok {
         base_offset: i64,
         log_start_offset: i64,
+        /// The broker's stamp on a LogAppendTime topic, else -1.
+        log_append_time: i64,
         durable: Option<DurableWait>,
     },
 }
@@ -72,13 +74,16 @@ pub fn handle(
             let partition_responses = join_all(partitions.into_iter().map(|(index, outcome)| async move {
                 let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
                 match outcome {
-                    Appended::Ok { base_offset, log_start_offset, durable, .. } => {
+                    Appended::Ok { base_offset, log_start_offset, log_append_time, durable } => {
                         let synced = match durable {
                             Some(wait) => wait.await,
                             None => Ok(()),
                         };
                         match synced {
-                            Ok(()) => response.with_base_offset(base_offset).with_log_start_offset(log_start_offset),
+                            Ok(()) => response
+                                .with_base_offset(base_offset)
+                                .with_log_start_offset(log_start_offset)
+                                .with_log_append_time_ms(log_append_time),
                             Err(e) => {
                                 tracing::error!(error = %e, "fsync failed; produce not acknowledged");
                                 with_error(response, ResponseError::KafkaStorageError, Some(e.to_string()), version)
@@ -127,6 +132,7 @@ fn append(
         Ok(outcome) => Appended::Ok {
             base_offset: outcome.base_offset,
             log_start_offset: outcome.log_start_offset,
+            log_append_time: outcome.log_append_time,
             durable: (acks == -1).then(|| Box::pin(log.wait_durable(outcome.last_offset)) as DurableWait),
         },
         Err(e) => {

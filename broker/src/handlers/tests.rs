@@ -293,3 +293,82 @@ async fn corrupt_and_oversized_batches_are_refused() {
         partition_result(call(&broker, ApiKey::Produce, 9, produce("nope", 0, batch(&["a"], -1, -1), -1)).await);
     assert_eq!(result.error_code, ResponseError::UnknownTopicOrPartition.code());
 }
+
+#[tokio::test]
+async fn produce_reports_the_log_append_time_of_log_append_time_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(&dir);
+    auto_create(&broker, "created").await;
+    let configs = [("message.timestamp.type".to_string(), "LogAppendTime".to_string())].into();
+    broker.logs.create_topic("stamped", 1, configs).unwrap();
+
+    let plain =
+        partition_result(call(&broker, ApiKey::Produce, 9, produce("created", 0, batch(&["a"], -1, -1), -1)).await);
+    assert_eq!((plain.error_code, plain.log_append_time_ms), (0, -1));
+
+    let first =
+        partition_result(call(&broker, ApiKey::Produce, 9, produce("stamped", 0, batch(&["a"], 7, 0), -1)).await);
+    assert_eq!(first.error_code, 0);
+    let records = broker.logs.partition("stamped", 0).unwrap().read(0, 1 << 20, true).unwrap().records;
+    // maxTimestamp: after baseOffset, length, leader epoch, magic, CRC, attributes, lastOffsetDelta, firstTimestamp.
+    let stored = i64::from_be_bytes(records[35..43].try_into().unwrap());
+    assert_ne!(stored, 1_700_000_000_000, "stamped by the broker");
+    assert_eq!(first.log_append_time_ms, stored);
+    let retry =
+        partition_result(call(&broker, ApiKey::Produce, 9, produce("stamped", 0, batch(&["a"], 7, 0), -1)).await);
+    assert_eq!((retry.base_offset, retry.log_append_time_ms), (0, stored), "a retry reports the original's");
+
+    // Produce v2 (answered in the v3 layout) ends with log_append_time_ms, then throttle_time_ms.
+    let response = call(&broker, ApiKey::Produce, 2, produce("stamped", 0, batch(&["b"], -1, -1), -1)).await;
+    let time = partition_result(response.clone()).log_append_time_ms;
+    assert!(time >= stored);
+    let frame = encode_response(ApiKey::Produce, 2, 42, &response).unwrap();
+    assert_eq!(&frame[frame.len() - 12..frame.len() - 4], &time.to_be_bytes());
+}
+
+#[tokio::test]
+async fn create_topics_validate_only_refuses_what_a_real_create_refuses() {
+    use create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(&dir);
+    auto_create(&broker, "logs.a").await;
+    let create = |name: &str, partitions: i32, configs: &[(&str, &str)], validate_only: bool| {
+        let configs = configs
+            .iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string(k.to_string()))
+                    .with_value(Some(StrBytes::from_string(v.to_string())))
+            })
+            .collect();
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(configs);
+        RequestKind::CreateTopics(
+            CreateTopicsRequest::default().with_topics(vec![topic]).with_validate_only(validate_only),
+        )
+    };
+    type Case<'a> = (&'a str, i32, &'a [(&'a str, &'a str)], ResponseError);
+    let cases: [Case; 7] = [
+        ("bad/name", 1, &[], ResponseError::InvalidTopicException),
+        ("logs_a", 1, &[], ResponseError::InvalidTopicException),
+        ("logs.a", 1, &[], ResponseError::TopicAlreadyExists),
+        ("t", 0, &[], ResponseError::InvalidPartitions),
+        ("t", 1, &[("retention.hours", "1")], ResponseError::InvalidConfig),
+        ("t", 1, &[("retention.ms", "soon")], ResponseError::InvalidConfig),
+        ("t", 1, &[("cleanup.policy", "compact")], ResponseError::InvalidConfig),
+    ];
+    for (name, partitions, configs, expected) in cases {
+        for validate_only in [true, false] {
+            let body = create(name, partitions, configs, validate_only);
+            let ResponseKind::CreateTopics(r) = call(&broker, ApiKey::CreateTopics, 7, body).await else { panic!() };
+            assert_eq!(r.topics[0].error_code, expected.code(), "{name} {configs:?} validate_only={validate_only}");
+        }
+    }
+    let body = create("t", 3, &[("retention.ms", "1000")], true);
+    let ResponseKind::CreateTopics(r) = call(&broker, ApiKey::CreateTopics, 7, body).await else { panic!() };
+    assert_eq!((r.topics[0].error_code, r.topics[0].num_partitions), (0, 3));
+    assert!(broker.logs.topic("t").is_none(), "validate_only creates nothing");
+}

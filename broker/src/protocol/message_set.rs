@@ -29,6 +29,8 @@ const MAGIC_OFFSET: usize = 16;
 /// offset + size + crc + magic + attributes + key length + value length.
 const V0_OVERHEAD: usize = 8 + 4 + 4 + 1 + 1 + 4 + 4;
 const V1_OVERHEAD: usize = V0_OVERHEAD + 8;
+/// Where a record batch (magic 2) holds its maxTimestamp.
+const BATCH_MAX_TIMESTAMP_OFFSET: usize = 35;
 const CODEC_MASK: i8 = 0x07;
 const LOG_APPEND_TIME_FLAG: i8 = 0x08;
 
@@ -101,11 +103,16 @@ pub fn up_convert(records: &[u8]) -> Result<Bytes, MessageSetError> {
 
 /// Converts stored record batches to a message set of `magic` (0 or 1) for an old fetcher: messages
 /// from `fetch_offset` on, uncompressed, until `max_bytes` is reached (always at least one message).
-/// Control records and headers are dropped, as Kafka does.
+/// Control records and headers are dropped, as Kafka does. Every message of a LogAppendTime batch gets the
+/// batch's maxTimestamp (the time the broker stamped), as Kafka's `RecordsUtil.convertRecordBatch` does.
 pub fn down_convert(batches: &Bytes, magic: i8, fetch_offset: i64, max_bytes: usize) -> Result<Bytes, MessageSetError> {
     let mut out = BytesMut::new();
     let mut buf = batches.clone();
     while buf.remaining() > MAGIC_OFFSET {
+        // Read before decoding: the decoder skips it.
+        let max_timestamp = buf
+            .get(BATCH_MAX_TIMESTAMP_OFFSET..BATCH_MAX_TIMESTAMP_OFFSET + 8)
+            .map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")));
         let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| MessageSetError::Batch(e.to_string()))?;
         for record in set.records.iter().filter(|r| !r.control && r.offset >= fetch_offset) {
             let size = if magic == 0 { V0_OVERHEAD } else { V1_OVERHEAD }
@@ -114,9 +121,10 @@ pub fn down_convert(batches: &Bytes, magic: i8, fetch_offset: i64, max_bytes: us
             if !out.is_empty() && out.len() + size > max_bytes {
                 return Ok(out.freeze());
             }
-            let attributes =
-                if magic == 1 && record.timestamp_type == TimestampType::LogAppend { LOG_APPEND_TIME_FLAG } else { 0 };
-            let timestamp = (magic == 1).then_some(record.timestamp);
+            let log_append = record.timestamp_type == TimestampType::LogAppend;
+            let attributes = if magic == 1 && log_append { LOG_APPEND_TIME_FLAG } else { 0 };
+            let time = if log_append { max_timestamp.unwrap_or(record.timestamp) } else { record.timestamp };
+            let timestamp = (magic == 1).then_some(time);
             put_message(
                 &mut out,
                 record.offset,
@@ -393,6 +401,26 @@ mod tests {
             assert_eq!(messages.len(), 1);
             assert_eq!(i64::from_be_bytes(some[..8].try_into().unwrap()), 1);
         }
+    }
+
+    #[test]
+    fn down_convert_gives_every_message_of_a_log_append_time_batch_the_append_time() {
+        let batch = up_convert(&set(1, &[(None, Some(b"one"), 100), (None, Some(b"two"), 200)])).unwrap();
+        // Stamped as the log does: timestamp type bit in the attributes, maxTimestamp, CRC32C.
+        let mut stamped = batch.to_vec();
+        stamped[22] |= LOG_APPEND_TIME_FLAG as u8;
+        stamped[BATCH_MAX_TIMESTAMP_OFFSET..BATCH_MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&5_000i64.to_be_bytes());
+        let crc = crc32c::crc32c(&stamped[21..]);
+        stamped[17..21].copy_from_slice(&crc.to_be_bytes());
+        let stamped = Bytes::from(stamped);
+
+        let all = down_convert(&stamped, 1, 0, usize::MAX).unwrap();
+        let (messages, _) = decode_set(&all).unwrap();
+        assert_eq!(messages.iter().map(|m| m.timestamp).collect::<Vec<_>>(), [5_000, 5_000]);
+        // offset, size, crc, magic, then the attributes of the first message.
+        assert_eq!(all[17] as i8 & LOG_APPEND_TIME_FLAG, LOG_APPEND_TIME_FLAG);
+        let (messages, _) = decode_set(&down_convert(&batch, 1, 0, usize::MAX).unwrap()).unwrap();
+        assert_eq!(messages.iter().map(|m| m.timestamp).collect::<Vec<_>>(), [100, 200], "CreateTime unchanged");
     }
 
     fn magic_of_set(set: &[u8]) -> i8 {

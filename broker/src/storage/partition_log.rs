@@ -42,6 +42,9 @@ pub struct AppendOutcome {
     pub log_start_offset: i64,
     /// The batch repeated one already appended by an idempotent producer; offsets are the original ones.
     pub duplicate: bool,
+    /// Under `message.timestamp.type=LogAppendTime`, the time stamped into the batches (for a duplicate,
+    /// the one stored with the original); -1 otherwise.
+    pub log_append_time: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -217,10 +220,11 @@ impl PartitionLog {
     }
 
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendOutcome, AppendError> {
-        let batches = validate_produce(records, self.config().max_message_bytes)?;
+        let config = self.config();
+        let batches = validate_produce(records, config.max_message_bytes)?;
         // Copy and stamp outside the lock; only offsets need the lock.
         let mut bytes = records.to_vec();
-        if self.config().log_append_time {
+        if config.log_append_time {
             for b in &batches {
                 set_log_append_time(&mut bytes[b.pos..b.pos + b.header.size()], now_ms);
             }
@@ -239,11 +243,13 @@ impl PartitionLog {
         let mut next = start;
         for b in &batches {
             match st.producers.check(&staged, &b.header)? {
-                SeqCheck::Duplicate { base_offset, last_offset } => duplicates.push((base_offset, last_offset)),
+                SeqCheck::Duplicate { base_offset, last_offset, max_timestamp } => {
+                    duplicates.push((base_offset, last_offset, max_timestamp))
+                }
                 SeqCheck::Append => {
                     let last = next + i64::from(b.header.last_offset_delta);
-                    st.producers.stage(&mut staged, &b.header, next, last, now_ms);
-                    let max_timestamp = if self.config().log_append_time { now_ms } else { b.header.max_timestamp };
+                    let max_timestamp = if config.log_append_time { now_ms } else { b.header.max_timestamp };
+                    st.producers.stage(&mut staged, &b.header, (next, last), max_timestamp, now_ms);
                     placed.push(Placed { pos: b.pos as u64, base_offset: next, last_offset: last, max_timestamp });
                     next = last + 1;
                 }
@@ -251,11 +257,13 @@ impl PartitionLog {
         }
         if let (Some(first), Some(last)) = (duplicates.first(), duplicates.last()) {
             if placed.is_empty() {
+                let stamped = duplicates.iter().map(|d| d.2).max().filter(|_| config.log_append_time);
                 return Ok(AppendOutcome {
                     base_offset: first.0,
                     last_offset: last.1,
                     log_start_offset: self.log_start_offset(),
                     duplicate: true,
+                    log_append_time: stamped.unwrap_or(-1),
                 });
             }
             // Requests are appended whole, so a genuine retry is all duplicates or none.
@@ -271,7 +279,7 @@ impl PartitionLog {
         }
         // A failed roll has stopped the partition, or was undone on a full disk (see `roll`).
         self.maybe_roll(&mut st, bytes.len() as u64, next - 1, now_ms)?;
-        let interval = self.config().index_interval_bytes;
+        let interval = config.index_interval_bytes;
         if let Err(e) = st.active().append(&bytes, &placed, interval) {
             if full_disk::is_full(&e) {
                 // Undone by the segment: nothing changed, the next append tries again.
@@ -291,6 +299,7 @@ impl PartitionLog {
             last_offset: next - 1,
             log_start_offset: self.log_start_offset(),
             duplicate: false,
+            log_append_time: if config.log_append_time { now_ms } else { -1 },
         })
     }
 

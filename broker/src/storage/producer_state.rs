@@ -35,6 +35,14 @@ pub(crate) struct BatchMetadata {
     pub last_seq: i32,
     pub base_offset: i64,
     pub last_offset: i64,
+    /// The batch's maxTimestamp as stored (the broker's stamp under LogAppendTime); -1 in snapshots
+    /// written before it was recorded.
+    #[serde(default = "no_timestamp")]
+    pub max_timestamp: i64,
+}
+
+fn no_timestamp() -> i64 {
+    -1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,10 +56,11 @@ pub(crate) struct ProducerEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SeqCheck {
     Append,
-    /// A retry of a batch already in the log, at these offsets.
+    /// A retry of a batch already in the log, at these offsets, stored with this maxTimestamp.
     Duplicate {
         base_offset: i64,
         last_offset: i64,
+        max_timestamp: i64,
     },
 }
 
@@ -100,7 +109,8 @@ impl ProducerStateMap {
         }
         let last_seq = h.last_sequence();
         if let Some(b) = entry.batches.iter().find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq) {
-            return Ok(SeqCheck::Duplicate { base_offset: b.base_offset, last_offset: b.last_offset });
+            let (base_offset, last_offset, max_timestamp) = (b.base_offset, b.last_offset, b.max_timestamp);
+            return Ok(SeqCheck::Duplicate { base_offset, last_offset, max_timestamp });
         }
         let expected = entry.batches.back().map_or(h.base_sequence, |b| increment_sequence(b.last_seq, 1));
         if h.base_sequence != expected {
@@ -109,8 +119,8 @@ impl ProducerStateMap {
         Ok(SeqCheck::Append)
     }
 
-    /// Records that `h` will be appended at `[base_offset, last_offset]`.
-    pub fn stage(&self, staged: &mut Staged, h: &BatchHeader, base_offset: i64, last_offset: i64, now_ms: i64) {
+    /// Records that `h` will be appended at `[base_offset, last_offset]` with `max_timestamp` stored.
+    pub fn stage(&self, staged: &mut Staged, h: &BatchHeader, offsets: (i64, i64), max_timestamp: i64, now_ms: i64) {
         if !tracked(h) {
             return;
         }
@@ -121,7 +131,7 @@ impl ProducerStateMap {
                 last_append_ms: now_ms,
             })
         });
-        observe(entry, h, base_offset, last_offset, now_ms);
+        observe(entry, h, offsets, max_timestamp, now_ms);
     }
 
     pub fn commit(&mut self, staged: Staged) {
@@ -138,7 +148,7 @@ impl ProducerStateMap {
             batches: VecDeque::new(),
             last_append_ms: now_ms,
         });
-        observe(entry, h, h.base_offset, h.last_offset(), now_ms);
+        observe(entry, h, (h.base_offset, h.last_offset()), h.max_timestamp, now_ms);
     }
 
     /// Forgets producers idle for longer than [`PRODUCER_EXPIRATION_MS`]; returns how many.
@@ -178,7 +188,7 @@ impl ProducerStateMap {
     }
 }
 
-fn observe(entry: &mut ProducerEntry, h: &BatchHeader, base_offset: i64, last_offset: i64, now_ms: i64) {
+fn observe(entry: &mut ProducerEntry, h: &BatchHeader, offsets: (i64, i64), max_timestamp: i64, now_ms: i64) {
     if h.producer_epoch != entry.epoch {
         entry.epoch = h.producer_epoch;
         entry.batches.clear();
@@ -186,8 +196,9 @@ fn observe(entry: &mut ProducerEntry, h: &BatchHeader, base_offset: i64, last_of
     entry.batches.push_back(BatchMetadata {
         first_seq: h.base_sequence,
         last_seq: h.last_sequence(),
-        base_offset,
-        last_offset,
+        base_offset: offsets.0,
+        last_offset: offsets.1,
+        max_timestamp,
     });
     while entry.batches.len() > CACHED_BATCHES {
         entry.batches.pop_front();
@@ -209,7 +220,7 @@ mod tests {
         let mut staged = Staged::new();
         let r = state.check(&staged, h)?;
         if r == SeqCheck::Append {
-            state.stage(&mut staged, h, offset, offset + i64::from(h.last_offset_delta), 0);
+            state.stage(&mut staged, h, (offset, offset + i64::from(h.last_offset_delta)), h.max_timestamp, 0);
             state.commit(staged);
         }
         Ok(r)
@@ -220,9 +231,10 @@ mod tests {
         let mut s = ProducerStateMap::default();
         assert_eq!(apply(&mut s, &header(3, 1, 0, 0), 0).unwrap(), SeqCheck::Append);
         assert_eq!(apply(&mut s, &header(2, 1, 0, 3), 3).unwrap(), SeqCheck::Append);
+        let retry = header(3, 1, 0, 0);
         assert_eq!(
-            apply(&mut s, &header(3, 1, 0, 0), 9).unwrap(),
-            SeqCheck::Duplicate { base_offset: 0, last_offset: 2 }
+            apply(&mut s, &retry, 9).unwrap(),
+            SeqCheck::Duplicate { base_offset: 0, last_offset: 2, max_timestamp: retry.max_timestamp }
         );
         assert!(matches!(
             apply(&mut s, &header(1, 1, 0, 7), 5),
@@ -274,5 +286,11 @@ mod tests {
         let mut loaded = ProducerStateMap::load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.producers, s.producers);
         assert_eq!(loaded.expire(1_000 + PRODUCER_EXPIRATION_MS + 1), 1);
+    }
+
+    #[test]
+    fn snapshots_without_batch_timestamps_still_load() {
+        let json = r#"{"first_seq":0,"last_seq":1,"base_offset":4,"last_offset":5}"#;
+        assert_eq!(serde_json::from_str::<BatchMetadata>(json).unwrap().max_timestamp, -1);
     }
 }

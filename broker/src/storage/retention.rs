@@ -2,8 +2,11 @@
 //!
 //! As in Kafka, retention works on whole segments from the oldest end: a segment goes when its newest
 //! record is older than `retention.ms`, or while the partition without it would still be at least
-//! `retention.bytes`, or when all its records are below a log start that DeleteRecords moved. The active segment is never deleted, and neither is one holding records at or
-//! past the high watermark (they may still be lost in a crash and must not be "consumed" by deletion).
+//! `retention.bytes`, or when all its records are below a log start that DeleteRecords moved. No segment
+//! holding records at or past the high watermark is deleted (they may still be lost in a crash and must
+//! not be "consumed" by deletion), nor an empty active segment. A non-empty active segment is deleted by
+//! time or size like the others (Kafka's `UnifiedLog.deleteSegments`): a new empty one is rolled first,
+//! so an idle topic is emptied and its log start moves to the log end.
 //! The new log start offset is persisted by the caller, because a log start offset need not be a
 //! segment boundary and so cannot be recovered from the files alone.
 //!
@@ -30,26 +33,31 @@ pub struct Floor {
 
 impl PartitionLog {
     /// Deletes the segments retention no longer keeps; returns how many.
+    ///
+    /// The active segment counts too once it is not empty and wholly below the high watermark. When every
+    /// segment is to go, a new empty active segment is rolled first (and synced before anything is
+    /// unlinked), so the log start moves to the log end and appends continue from there.
     pub(crate) fn enforce_retention(&self, now_ms: i64, floor: Option<Floor>) -> io::Result<usize> {
         let c = self.config();
         let high_watermark = self.high_watermark();
-        let doomed = {
+        let (doomed, rolled) = {
             let mut st = lock(&self.state);
             let expired = st.producers.expire(now_ms);
             if expired > 0 {
                 tracing::debug!(dir = %self.dir.display(), expired, max_idle_ms = PRODUCER_EXPIRATION_MS, "forgot idle producers");
             }
             let mut total: u64 = st.segments.values().map(|s| s.size()).sum();
-            let mut doomed = Vec::new();
-            while st.segments.len() > 1 {
-                let Some(seg) = st.segments.values().next() else { break };
-                if seg.next_offset() > high_watermark {
+            let segments = st.segments.len();
+            let mut count = 0;
+            for seg in st.segments.values() {
+                let active = count + 1 == segments;
+                if (active && seg.is_empty()) || seg.next_offset() > high_watermark {
                     break;
                 }
                 let too_old = c.retention_ms >= 0 && now_ms - seg.newest_timestamp()? > c.retention_ms;
                 let too_big = c.retention_bytes >= 0 && total - seg.size() >= c.retention_bytes as u64;
-                // Wholly below a log start that DeleteRecords moved.
-                let deleted = seg.next_offset() <= self.log_start_offset();
+                // Wholly below a log start that DeleteRecords moved (never the active segment).
+                let deleted = !active && seg.next_offset() <= self.log_start_offset();
                 if !(too_old || too_big || deleted) {
                     break;
                 }
@@ -58,14 +66,33 @@ impl PartitionLog {
                     break;
                 }
                 total -= seg.size();
-                let Some((_, seg)) = st.segments.pop_first() else { break };
-                doomed.push(seg);
+                count += 1;
             }
+            // A partition always keeps one segment: to delete the active one, roll past it first.
+            let mut rolled = false;
+            if count > 0 && count == segments {
+                if st.closed || st.failed.is_some() {
+                    count -= 1;
+                } else if let Err(e) = self.roll(&mut st, now_ms) {
+                    // Logged and handled by `roll` (fail-stop, or retried on a full disk); the older
+                    // segments still go.
+                    tracing::debug!(dir = %self.dir.display(), error = %e, "keeping the active segment: roll failed");
+                    count -= 1;
+                } else {
+                    rolled = true;
+                }
+            }
+            let doomed: Vec<_> = (0..count).filter_map(|_| st.segments.pop_first().map(|(_, seg)| seg)).collect();
             if let Some(first) = st.segments.values().next() {
                 self.log_start_offset.fetch_max(first.base_offset, Ordering::AcqRel);
             }
-            doomed
+            (doomed, rolled)
         };
+        if rolled {
+            // The new segment, its producer-state snapshot and the directory are durable before the old
+            // segment is unlinked, as the flusher makes them for any roll.
+            self.flush()?;
+        }
         // Unlinking happens outside the lock; readers that already hold a segment's file keep reading it.
         for seg in &doomed {
             tracing::info!(log = %seg.log_path().display(), "deleting segment past retention");
@@ -126,7 +153,7 @@ mod tests {
     }
 
     #[test]
-    fn never_deletes_the_active_segment_or_data_past_the_high_watermark() {
+    fn never_deletes_data_past_the_high_watermark_or_an_empty_active_segment() {
         let dir = tempfile::tempdir().unwrap();
         let mgr = manager(config_with(dir.path(), |c| {
             c.segment_bytes = 200;
@@ -139,9 +166,35 @@ mod tests {
         assert_eq!(mgr.enforce_retention(1_000_000).unwrap(), 0, "nothing is durable yet");
         log.flush().unwrap();
         let n = log.segment_count();
-        assert_eq!(mgr.enforce_retention(1_000_000).unwrap(), n - 1);
+        assert_eq!(mgr.enforce_retention(1_000_000).unwrap(), n, "the active segment too, once durable");
         assert_eq!(log.segment_count(), 1);
-        assert!(log.read(log.log_start_offset(), 10, true).is_ok());
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+        assert_eq!(mgr.enforce_retention(1_000_000).unwrap(), 0, "the new active segment is empty");
+        assert_eq!(log.segment_count(), 1);
+    }
+
+    #[test]
+    fn time_retention_empties_an_idle_partition_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with(dir.path(), |_| {});
+        let mgr = manager(config.clone());
+        let log = partition(&mgr, "t", &[("retention.ms", "1000")]);
+        for _ in 0..3 {
+            sync_append(&log, &TestBatch::new(1).ts(1_000).build());
+        }
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(mgr.enforce_retention(100_000).unwrap(), 1);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (3, 3));
+        assert!(matches!(log.read(0, 100, true), Err(ReadError::OffsetOutOfRange { .. })));
+        // The roll was synced like any other: nothing for recovery to recheck.
+        assert_eq!(log.recovery_point(), 3);
+        assert_eq!(sync_append(&log, &TestBatch::new(1).ts(100_000).build()).base_offset, 3);
+        assert!(!log.read(3, 100, true).unwrap().records.is_empty());
+        drop((log, mgr));
+
+        let mgr = manager(config);
+        let log = mgr.partition("t", 0).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (3, 4));
     }
 
     #[test]

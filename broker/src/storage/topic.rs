@@ -129,31 +129,52 @@ impl Metadata {
     }
 }
 
+/// Refuses a new topic `name` that exists, or whose name collides with an existing one.
+fn check_unused(meta: &Metadata, name: &str) -> Result<(), TopicError> {
+    if meta.topics.contains_key(name) {
+        return Err(TopicError::AlreadyExists(name.to_owned()));
+    }
+    if let Some(other) = meta.topics.keys().find(|other| collides(other, name)) {
+        let reason =
+            format!("collides with existing topic '{other}' ('.' and '_' are interchangeable in metric names)");
+        return Err(TopicError::InvalidName { name: name.to_owned(), reason });
+    }
+    Ok(())
+}
+
 impl LogManager {
+    /// Every check `create_topic` makes before it writes anything: the name, the partition count, the
+    /// configs (resolved over the broker defaults) and the existing topics. Creates nothing; this is
+    /// CreateTopics with `validate_only`.
+    pub(crate) fn validate_new_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig, TopicError> {
+        validate_name(name)?;
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(partitions));
+        }
+        let topic_config = TopicConfig::resolve(&self.config, configs)?;
+        check_unused(&read(&self.meta), name)?;
+        Ok(topic_config)
+    }
+
     pub fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMeta, TopicError> {
-        validate_name(name)?;
-        if !(1..=MAX_PARTITIONS).contains(&partitions) {
-            return Err(TopicError::InvalidPartitions(partitions));
-        }
-        let topic_config = TopicConfig::resolve(&self.config, &configs)?;
+        let topic_config = self.validate_new_topic(name, partitions, &configs)?;
         let _admin = lock(&self.admin);
         if self.closed.load(Ordering::Acquire) {
             return Err(TopicError::Io(Failure::closed("the log manager is closed").to_io()));
         }
         let mut next = read(&self.meta).clone();
-        if next.topics.contains_key(name) {
-            return Err(TopicError::AlreadyExists(name.to_owned()));
-        }
-        if let Some(other) = next.topics.keys().find(|other| collides(other, name)) {
-            let reason =
-                format!("collides with existing topic '{other}' ('.' and '_' are interchangeable in metric names)");
-            return Err(TopicError::InvalidName { name: name.to_owned(), reason });
-        }
+        // Again under the admin lock: another creation may have come in between.
+        check_unused(&next, name)?;
         let meta = TopicMeta { name: name.to_owned(), id: uuid::Uuid::new_v4(), partitions, configs };
         let logs = match self.open_partitions(&meta, &topic_config, 0..partitions) {
             Ok(logs) => logs,

@@ -10,7 +10,7 @@
 //! - KIP-211 offset expiry: <https://cwiki.apache.org/confluence/display/KAFKA/KIP-211%3A+Revise+Expiration+Semantics+of+Consumer+Group+Offsets>
 //! - KIP-496 OffsetDelete: <https://cwiki.apache.org/confluence/display/KAFKA/KIP-496%3A+Administrative+API+to+delete+consumer+offsets>
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -52,6 +52,11 @@ pub struct GroupCoordinator {
     offsets_dir: std::path::PathBuf,
     partition_exists: PartitionExists,
     next_expiry_check_ms: AtomicI64,
+    /// `[broker.retention] protect_groups`: their committed offsets never expire, since they are the
+    /// floor that holds back log retention for the group.
+    protected_groups: HashSet<String>,
+    /// Protected groups with offsets that would have expired, logged once until that stops being so.
+    expiry_held: Mutex<HashSet<String>>,
 }
 
 /// One partition of an OffsetCommit.
@@ -172,6 +177,8 @@ impl GroupCoordinator {
             offsets_dir: config.log_dirs.join(OFFSETS_DIR),
             partition_exists,
             next_expiry_check_ms: AtomicI64::new(0),
+            protected_groups: config.retention.protect_groups.iter().cloned().collect(),
+            expiry_held: Mutex::new(HashSet::new()),
         }
     }
 
@@ -560,6 +567,11 @@ impl GroupCoordinator {
     ///
     /// Offsets committed with an explicit retention (OffsetCommit v2–v4) expire at their own timestamp.
     /// Empty groups left without offsets are forgotten.
+    ///
+    /// Not in Kafka: the offsets of `[broker.retention] protect_groups` never expire. They are the floor
+    /// below which log retention waits for the group, and what it counts a group's lost records against;
+    /// expiring them would let retention delete what the group has not read without counting it. Only
+    /// OffsetDelete, DeleteGroups or deleting the topic remove them.
     pub fn expire_offsets(&self, now_ms: i64) {
         let retention = self.settings.offsets_retention_ms;
         if retention < 0 {
@@ -571,19 +583,25 @@ impl GroupCoordinator {
         };
         let mut groups = self.lock();
         let mut candidates = Vec::new();
-        for (id, group) in groups.iter_mut() {
-            let result = match (group.protocol_type.as_deref(), group.empty_since()) {
-                (Some(_), Some(since)) => self.offsets.expire(id, |_, c| expired(since, c)),
-                (Some(CONSUMER_PROTOCOL_TYPE), None) if group.is(GroupStateName::Stable) => {
-                    match &group.subscribed_topics {
-                        Some(topics) => self
-                            .offsets
-                            .expire(id, |tp, c| !topics.contains(&tp.topic) && expired(c.commit_timestamp_ms, c)),
-                        None => Ok(0),
-                    }
-                }
-                (None, _) => self.offsets.expire(id, |_, c| expired(c.commit_timestamp_ms, c)),
-                _ => Ok(0),
+        for (id, group) in groups.iter() {
+            let stable_consumer =
+                group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) && group.is(GroupStateName::Stable);
+            let is_expired =
+                |tp: &TopicPartition, c: &CommittedOffset| match (&group.protocol_type, group.empty_since()) {
+                    (Some(_), Some(since)) => expired(since, c),
+                    (Some(_), None) if stable_consumer => match &group.subscribed_topics {
+                        Some(topics) => !topics.contains(&tp.topic) && expired(c.commit_timestamp_ms, c),
+                        None => false,
+                    },
+                    (None, _) => expired(c.commit_timestamp_ms, c),
+                    _ => false,
+                };
+            let result = if self.protected_groups.contains(id) {
+                let held = self.offsets.group_offsets(id).iter().filter(|(tp, c)| is_expired(tp, c)).count();
+                self.note_held_expiry(id, held);
+                Ok(0)
+            } else {
+                self.offsets.expire(id, is_expired)
             };
             match result {
                 Ok(0) => {}
@@ -595,6 +613,23 @@ impl GroupCoordinator {
             }
         }
         self.forget_unused_groups(&mut groups, candidates);
+    }
+
+    /// Logs, once, that a protected group's offsets outlived `offsets_retention_minutes`, and again if
+    /// that happens anew after it stopped (the group came back, or its offsets were deleted).
+    fn note_held_expiry(&self, group: &str, held: usize) {
+        let mut logged = self.expiry_held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held == 0 {
+            logged.remove(group);
+        } else if logged.insert(group.to_owned()) {
+            tracing::info!(
+                group,
+                offsets = held,
+                "committed offsets outlived offsets_retention_minutes but are kept: the group is in \
+                 [broker.retention] protect_groups, so retention keeps holding its unread records (if the group \
+                 is gone for good, delete it with `logpipe groups delete`)"
+            );
+        }
     }
 
     /// Calls [`tick`](Self::tick) every 100 ms and compacts the offsets file when it has grown, until

@@ -7,6 +7,7 @@ use kafka_protocol::ResponseError as E;
 use super::*;
 use crate::group::state::LeaveMember;
 use crate::group::tests_support::*;
+use crate::group_retention::GroupRetention;
 
 const T0: i64 = 1_000_000;
 const DAY: i64 = 24 * 3600 * 1000;
@@ -279,6 +280,43 @@ fn stable_consumer_group_loses_offsets_of_topics_it_no_longer_reads() {
     groups.expire_offsets(T0 + RETENTION);
     assert_eq!(offset_of(&groups, "g", "logs", 0), Some(1));
     assert_eq!(offset_of(&groups, "g", "other", 0), None);
+}
+
+#[tokio::test]
+async fn offsets_of_protected_groups_never_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = GroupRetention { protect_groups: vec!["g".into(), "tool".into()], ..GroupRetention::default() };
+    let config = BrokerConfig { group_initial_rebalance_delay_ms: 0, retention, ..config(dir.path()) };
+    let groups = GroupCoordinator::open_with(&config, partition_exists(), T0).unwrap();
+    let a = stable_consumer(&groups, T0);
+    groups.commit_offsets(commit_request("g", 1, &a, &[("logs", 0, 7), ("other", 0, 3)]), T0);
+    let mut v2 = commit_request("tool", -1, "", &[("logs", 1, 5)]);
+    v2.retention_time_ms = 1000;
+    groups.commit_offsets(v2, T0);
+    simple_commit(&groups, "unlisted", &[("logs", 0, 1)], T0);
+
+    // Stable, no longer subscribed to `other`: kept all the same.
+    groups.expire_offsets(T0 + RETENTION);
+    assert_eq!(offset_of(&groups, "g", "other", 0), Some(3));
+    assert_eq!(offset_of(&groups, "tool", "logs", 1), Some(5), "an explicit retention is not honoured either");
+    assert_eq!(offset_of(&groups, "unlisted", "logs", 0), None, "other groups expire as in Kafka");
+
+    // The indexer stops for longer than offsets_retention_minutes: its floor keeps holding.
+    let empty_at = T0 + DAY;
+    groups.leave("g", &[LeaveMember { member_id: a, group_instance_id: None }], empty_at).unwrap();
+    groups.expire_offsets(empty_at + RETENTION);
+    groups.expire_offsets(empty_at + 10 * RETENTION);
+    assert_eq!(offset_of(&groups, "g", "logs", 0), Some(7));
+    assert_eq!(groups.describe("g").state, GroupStateName::Empty, "not forgotten");
+    drop(groups);
+    let groups = GroupCoordinator::open_with(&config, partition_exists(), empty_at + 20 * RETENTION).unwrap();
+    groups.tick(empty_at + 30 * RETENTION);
+    assert_eq!(offset_of(&groups, "g", "logs", 0), Some(7), "nor after a restart");
+
+    // Deleting them explicitly still works.
+    let errors = groups.delete_groups(&["g".to_owned(), "tool".to_owned()]).wait().await;
+    assert_eq!(errors, vec![None, None]);
+    assert!(groups.list_groups().is_empty());
 }
 
 #[test]

@@ -13,7 +13,7 @@ use super::{
     Group, GroupSettings, GroupState, GroupStateName, InitialDelay, JoinRequest, JoinResponse, JoinResult,
     JoinedMember, Member, Protocol, Rebalance, Reply, SyncResponse, NEW_MEMBER_JOIN_TIMEOUT_MS,
 };
-use crate::group::subscription::{subscribed_topics, CONSUMER_PROTOCOL_TYPE};
+use crate::group::subscription::{same_topics, subscribed_topics, CONSUMER_PROTOCOL_TYPE};
 
 impl Group {
     /// Kafka's `supportsProtocols`: an empty group takes anyone with a protocol; otherwise the type must
@@ -53,6 +53,19 @@ impl Group {
             .iter()
             .max_by(|a, b| votes.get(*a).cmp(&votes.get(*b)).then_with(|| preference(b).cmp(&preference(a))))
             .map(|name| (*name).to_owned())
+    }
+
+    /// Whether a restarted static member asks for what its previous incarnation did: the same protocols
+    /// and, in a consumer group, the same subscribed topics. The rest of a consumer's metadata (its
+    /// generation, owned partitions, user data) always differs after a restart, and the member gets its
+    /// previous assignment back in SyncGroup. Metadata of other protocol types is compared byte for byte.
+    fn same_subscription(&self, before: &[Protocol], after: &[Protocol]) -> bool {
+        let consumer = self.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE);
+        before.len() == after.len()
+            && before.iter().zip(after).all(|(b, a)| {
+                b.name == a.name
+                    && if consumer { same_topics(&b.metadata, &a.metadata) } else { b.metadata == a.metadata }
+            })
     }
 
     fn compute_subscribed_topics(&self) -> Option<HashSet<String>> {
@@ -234,13 +247,13 @@ impl Group {
             return self.add_member_and_rebalance(new_id, req, settings, now_ms);
         };
         let leader_before = self.leader.clone().unwrap_or_default();
+        let subscription_unchanged = self.same_subscription(&self.members[idx].protocols, &req.protocols);
         let (tx, rx) = oneshot::channel();
         let member = &mut self.members[idx];
         // Whatever the old incarnation still has in flight is answered: it must stop.
         member.answer_join(JoinResponse::error(old_id, ResponseError::FencedInstanceId));
         member.answer_sync(SyncResponse::error(ResponseError::FencedInstanceId));
         member.id = new_id.clone();
-        let metadata_unchanged = member.protocols == req.protocols;
         member.protocols = req.protocols;
         member.client_id = req.client_id;
         member.client_host = req.client_host;
@@ -257,9 +270,9 @@ impl Group {
 
         match self.state_name() {
             GroupStateName::Stable => {
-                // Kafka only compares the selected protocol; we also rebalance when the member's metadata
-                // (its subscription) changed, since no one else would notice that.
-                if metadata_unchanged && self.select_protocol() == self.protocol_name {
+                // Kafka only compares the selected protocol; we also rebalance when the member's
+                // subscription changed, since no one else would notice that.
+                if subscription_unchanged && self.select_protocol() == self.protocol_name {
                     let is_leader = self.is_leader(&new_id);
                     let response = if is_leader && req.supports_skip_assignment {
                         // KIP-814: the leader gets the members so it can track metadata, but must not

@@ -24,20 +24,20 @@ impl Group {
             Ok(idx) => idx,
             Err(e) => return Some(e),
         };
+        // As Kafka (`validateClassicGroupHeartbeat`): the generation is checked in every state, before
+        // the state is looked at, and a stale heartbeat does not keep the member alive.
+        if generation_id != self.generation {
+            return Some(ResponseError::IllegalGeneration);
+        }
         match self.state {
             GroupState::Empty { .. } | GroupState::Dead => Some(ResponseError::UnknownMemberId),
-            // Members may heartbeat between their JoinGroup response and their SyncGroup.
-            GroupState::CompletingRebalance { .. } => {
-                self.members[idx].touch(now_ms);
-                None
-            }
             // The heartbeat keeps the member alive and tells it to rejoin.
             GroupState::PreparingRebalance(_) => {
                 self.members[idx].touch(now_ms);
                 Some(ResponseError::RebalanceInProgress)
             }
-            GroupState::Stable { .. } if generation_id != self.generation => Some(ResponseError::IllegalGeneration),
-            GroupState::Stable { .. } => {
+            // Members may heartbeat between their JoinGroup response and their SyncGroup.
+            GroupState::CompletingRebalance { .. } | GroupState::Stable { .. } => {
                 self.members[idx].touch(now_ms);
                 None
             }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError as E;
 
 use super::*;
+use crate::group::subscription::{encode_full_subscription, encode_subscription};
 use crate::group::tests_support::*;
 use crate::group::GroupCoordinator;
 
@@ -255,6 +256,67 @@ fn static_member_rejoining_with_a_new_id_replaces_the_old_one_without_rebalance(
     assert_eq!(state(&groups), GroupStateName::PreparingRebalance);
 }
 
+/// What a Java consumer with the cooperative-sticky assignor sends (`ConsumerCoordinator.metadata`): its
+/// generation, in the subscription and in the assignor's user data, and the partitions it owns. A
+/// restarted process has generation -1 and owns nothing.
+fn java_consumer(topics: &[&str], owned: &[(&str, &[i32])], generation: i32) -> Vec<Protocol> {
+    let user_data = generation.to_be_bytes();
+    let metadata = encode_full_subscription(3, topics, Some(&user_data), owned, generation);
+    vec![Protocol { name: "cooperative-sticky".into(), metadata }]
+}
+
+#[test]
+fn restarted_static_member_with_its_subscription_unchanged_does_not_rebalance() {
+    let (_dir, groups) = coordinator_with_delay(0);
+    let static_sync = |member: &str, generation: i32, assignments: &[(&str, &str)]| SyncRequest {
+        group_instance_id: Some("ia".into()),
+        ..sync_request(member, generation, assignments)
+    };
+    // Static A ("ia", the leader) and dynamic B, Stable at generation 2.
+    let a =
+        resolved(groups.join(join_request("", Some("ia"), java_consumer(&["logs", "other"], &[], -1)), T0)).member_id;
+    resolved(groups.sync(static_sync(&a, 1, &[(&a, "a1")]), T0));
+    let (b, b_join) = new_member(&groups, java_consumer(&["logs", "other"], &[], -1), T0);
+    let mut b_join = pending(b_join);
+    let a_owns: &[(&str, &[i32])] = &[("logs", &[0, 1]), ("other", &[0])];
+    resolved(groups.join(join_request(&a, Some("ia"), java_consumer(&["logs", "other"], a_owns, 1)), T0));
+    b_join.try_recv().unwrap();
+    let mut b_sync = pending(groups.sync(sync_request(&b, 2, &[]), T0));
+    resolved(groups.sync(static_sync(&a, 2, &[(&a, "a2"), (&b, "b2")]), T0));
+    b_sync.try_recv().unwrap();
+    assert_eq!(state(&groups), GroupStateName::Stable);
+
+    // The process of "ia" restarts: no member id, generation -1, owns nothing, topics in another order.
+    let restarted = java_consumer(&["other", "logs"], &[], -1);
+    assert_ne!(restarted, java_consumer(&["logs", "other"], a_owns, 1), "the metadata bytes differ");
+    let rejoin = resolved(groups.join(join_request("", Some("ia"), restarted), T0 + 1000));
+    assert_eq!((rejoin.error, rejoin.generation_id), (None, 2), "answered at once, no new generation");
+    assert_eq!(state(&groups), GroupStateName::Stable);
+    assert_eq!(groups.heartbeat("g", &b, None, 2, T0 + 1001), None, "B was not disturbed");
+    let synced = resolved(groups.sync(static_sync(&rejoin.member_id, 2, &[]), T0 + 1002));
+    assert_eq!(synced.assignment, Bytes::from_static(b"a2"), "the assignment carries over");
+
+    // Another restart, now subscribing to fewer topics: that needs a rebalance.
+    let changed = join_request("", Some("ia"), java_consumer(&["logs"], &[], -1));
+    let _rejoin = pending(groups.join(changed, T0 + 2000));
+    assert_eq!(state(&groups), GroupStateName::PreparingRebalance);
+
+    // Not the consumer protocol: the metadata is opaque and compared byte for byte.
+    let connect = |metadata: Bytes| JoinRequest {
+        group_id: "c".into(),
+        protocol_type: "connect".into(),
+        ..join_request("", Some("iw"), vec![Protocol { name: "sessioned".into(), metadata }])
+    };
+    let w = resolved(groups.join(connect(encode_subscription(0, &["logs"])), T0)).member_id;
+    let sync_w = SyncRequest { group_id: "c".into(), group_instance_id: Some("iw".into()), ..sync_request(&w, 1, &[]) };
+    resolved(groups.sync(sync_w, T0));
+    resolved(groups.join(connect(encode_subscription(0, &["logs"])), T0 + 1));
+    assert_eq!(groups.group_state("c"), Some(GroupStateName::Stable));
+    let w_join = resolved(groups.join(connect(encode_subscription(1, &["logs"])), T0 + 2));
+    assert_eq!(w_join.generation_id, 2, "W is alone: the rebalance it caused is already over");
+    assert_eq!(groups.group_state("c"), Some(GroupStateName::CompletingRebalance));
+}
+
 #[test]
 fn static_member_with_a_stale_id_is_fenced() {
     let (_dir, groups) = coordinator_with_delay(0);
@@ -347,6 +409,30 @@ fn error_codes_where_kafka_returns_them() {
     let _ = groups.join(join_request(&b, None, range()), t);
     assert_eq!(state(&groups), GroupStateName::CompletingRebalance);
     assert_eq!(commit(&a, 3), Some(E::RebalanceInProgress));
+    assert_eq!(groups.heartbeat("g", &a, None, 3, t), None);
+}
+
+#[test]
+fn heartbeat_checks_the_generation_before_the_state() {
+    let (_dir, groups) = coordinator_with_delay(0);
+    let (a, b) = stable_pair(&groups, T0);
+    // C joins: PreparingRebalance, still at generation 2.
+    let (_c, c_join) = new_member(&groups, range(), T0);
+    let _c_join = pending(c_join);
+    assert_eq!(state(&groups), GroupStateName::PreparingRebalance);
+    let t = T0 + i64::from(SESSION_MS) - 1000;
+    assert_eq!(groups.heartbeat("g", &b, None, 1, t), Some(E::IllegalGeneration));
+    assert_eq!(groups.heartbeat("g", &a, None, 2, t), Some(E::RebalanceInProgress));
+    assert_eq!(groups.heartbeat("g", "nobody", None, 1, t), Some(E::UnknownMemberId), "the member comes first");
+    // A stale heartbeat does not keep the member alive.
+    let t = T0 + i64::from(SESSION_MS);
+    groups.tick(t);
+    assert_eq!(groups.heartbeat("g", &b, None, 2, t), Some(E::UnknownMemberId));
+
+    // A rejoins: CompletingRebalance at generation 3.
+    let _ = groups.join(join_request(&a, None, range()), t);
+    assert_eq!(state(&groups), GroupStateName::CompletingRebalance);
+    assert_eq!(groups.heartbeat("g", &a, None, 2, t), Some(E::IllegalGeneration));
     assert_eq!(groups.heartbeat("g", &a, None, 3, t), None);
 }
 
