@@ -33,7 +33,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AutoOffsetReset, InputConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fetch::{Fetcher, FETCH_KEYS};
 use crate::flow::Flow;
 use crate::subscription::{Subscriber, Subscription};
@@ -191,6 +191,9 @@ fn consume_once(
         {
             let mut f = lock(flow);
             f.drain();
+            if let Some(reason) = f.failure() {
+                break Ended::Done(Err(Error::BatchPanicked(reason.to_owned())));
+            }
             if f.has_capacity() && f.due(caught_up) {
                 f.dispatch();
             }

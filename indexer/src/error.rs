@@ -37,6 +37,13 @@ pub enum Error {
     /// Elasticsearch refused something that retrying cannot fix (e.g. the index template).
     #[error("elasticsearch: {0}")]
     Elasticsearch(String),
+    /// Processing or sending a batch panicked: a bug. The indexer stops rather than commit past records it
+    /// could not index; they are read again at the next start.
+    #[error(
+        "a batch failed: {0}; this is a bug in logpipe (please report it with the log), the indexer stops \
+         without committing that batch's records, which are read again at the next start"
+    )]
+    BatchPanicked(String),
 }
 
 impl Error {

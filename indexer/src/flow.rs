@@ -41,6 +41,9 @@ enum Completion {
     Settled(BatchId, usize),
     /// Given up at shutdown: nothing of it may be committed.
     Abandoned,
+    /// Building or sending it panicked (a bug): nothing of it may be committed, and the consumer stops
+    /// rather than commit past it forever after.
+    Failed(String),
 }
 
 /// Where batches go once full.
@@ -67,6 +70,8 @@ pub struct Flow {
     committed_at: Option<Instant>,
     /// Records of the batches settled since then.
     settled_since_commit: usize,
+    /// Why a batch failed, once one has.
+    failure: Option<String>,
 }
 
 impl Flow {
@@ -92,6 +97,7 @@ impl Flow {
             stats,
             committed_at: None,
             settled_since_commit: 0,
+            failure: None,
         }
     }
 
@@ -147,11 +153,12 @@ impl Flow {
         let (processor, stats) = (self.processor.clone(), self.stats.clone());
         let gathered = records.opened.map_or(Duration::ZERO, |t| t.elapsed());
         let count = records.len();
-        d.runtime.spawn(async move {
+        let runtime = d.runtime.clone();
+        let settling = d.runtime.spawn(async move {
             let started = Instant::now();
-            let Ok(batch) = tokio::task::spawn_blocking(move || processor.build(id, records)).await else {
-                let _ = done.send(Completion::Abandoned);
-                return;
+            let batch = match tokio::task::spawn_blocking(move || processor.build(id, records)).await {
+                Ok(batch) => batch,
+                Err(e) => return Completion::Failed(panic_text(e)),
             };
             let built = started.elapsed();
             stats.consumed(batch.records as u64, batch.dropped as u64);
@@ -168,8 +175,22 @@ impl Flow {
             // Freed before the consumer hears of it and dispatches the next batch, which then reuses its
             // body's buffer (see `BodyPool`).
             drop(batch);
-            let _ = done.send(if delivered { Completion::Settled(id, count) } else { Completion::Abandoned });
+            if delivered {
+                Completion::Settled(id, count)
+            } else {
+                Completion::Abandoned
+            }
         });
+        // Whatever happens to the batch, the consumer hears of it: a panic in it is not a batch in flight
+        // forever, which would hold its partitions' commits and, once `concurrency` of them, every batch.
+        runtime.spawn(async move {
+            let _ = done.send(settling.await.unwrap_or_else(|e| Completion::Failed(panic_text(e))));
+        });
+    }
+
+    /// The reason a batch failed, once one has: the consumer stops.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// Applies completions that have arrived, without waiting.
@@ -192,9 +213,16 @@ impl Flow {
 
     fn complete(&mut self, completion: Completion) {
         self.in_flight -= 1;
-        if let Completion::Settled(id, count) = completion {
-            self.tracker.complete(id);
-            self.settled_since_commit += count;
+        match completion {
+            Completion::Settled(id, count) => {
+                self.tracker.complete(id);
+                self.settled_since_commit += count;
+            }
+            Completion::Abandoned => {}
+            Completion::Failed(reason) => {
+                tracing::error!(%reason, "a batch failed; the indexer stops");
+                self.failure.get_or_insert(reason);
+            }
         }
     }
 
@@ -266,5 +294,66 @@ impl Flow {
     /// Stops every in-flight delivery; nothing of those batches is committed.
     pub fn abandon(&mut self) {
         self.dispatcher.abandon.cancel();
+    }
+}
+
+/// What a panicked task said.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => match payload.downcast::<String>() {
+            Ok(text) => format!("panicked: {text}"),
+            Err(payload) => payload.downcast::<&str>().map_or("panicked".into(), |text| format!("panicked: {text}")),
+        },
+        Err(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Compiled, IndexerConfig};
+    use crate::event::Event;
+    use crate::filters::Filter;
+
+    /// A filter with a bug: it panics on the message `boom`.
+    #[derive(Debug)]
+    struct PanicsOnBoom;
+
+    impl Filter for PanicsOnBoom {
+        fn apply(&self, event: &mut Event) {
+            assert_ne!(event.get_str_path(&["message"]).as_deref(), Some("boom"), "the filter's bug");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_panics_stops_the_consumer_and_commits_nothing_of_it() {
+        use figment::providers::{Format, Toml};
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("[output.file]\npath = {:?}\n", dir.path().join("indices"));
+        let config: IndexerConfig = figment::Figment::from(Toml::string(&toml)).extract().unwrap();
+        let mut compiled = Compiled::try_from(&config).unwrap();
+        compiled.filters.push(None, Box::new(PanicsOnBoom));
+        let stats = Arc::new(Stats::default());
+        let outputs = Arc::new(Outputs::new(&config.output, stats.clone()).unwrap());
+        let limits = Limits {
+            max_events: 10,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_millis(50),
+            concurrency: 2,
+            commit_interval: Duration::ZERO,
+        };
+        let mut flow = Flow::new(Processor::new(compiled), limits, Handle::current(), outputs, None, stats);
+        let topic: Arc<str> = "t".into();
+        for (offset, message) in [(0, "boom"), (1, "fine")] {
+            flow.add(&topic, 0, offset, -1, Some(Bytes::from(format!(r#"{{"message":"{message}"}}"#))));
+            flow.dispatch();
+        }
+        for _ in 0..2 {
+            assert!(tokio::task::block_in_place(|| flow.wait_one(Duration::from_secs(60))), "a completion");
+        }
+        let failure = flow.failure().expect("the consumer hears of the panic");
+        assert!(failure.contains("the filter's bug"), "{failure}");
+        assert!(flow.has_capacity(), "the failed batch is not in flight forever");
+        assert!(flow.tracker.take_committable().is_empty(), "nothing at or past the failed batch is committed");
     }
 }
