@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,7 @@ use crate::batch::{Processor, RecordBatch};
 
 use crate::consumer::client_config;
 use crate::error::{Error, Result};
+use crate::fetch::FETCH_KEYS;
 use crate::output::Outputs;
 use crate::stats::Stats;
 
@@ -55,7 +57,16 @@ pub async fn replay(
 
     // Outside the live group: a group id of its own, partitions assigned by hand, nothing committed.
     let mut cc = client_config(&config.input)?;
-    cc.set("group.id", format!("{}-replay", config.input.group_id)).remove("group.instance.id");
+    // A partition whose range runs to the end of its log is done at its end, which librdkafka reports: its
+    // last offsets may hold no record to deliver (a transaction's marker, a record compaction removed).
+    cc.set("group.id", format!("{}-replay", config.input.group_id))
+        .set("enable.partition.eof", "true")
+        .remove("group.instance.id");
+    // The replay reads through librdkafka, not the live consumer's fetcher: the fetch settings
+    // (`isolation.level`, ...) are librdkafka's here.
+    for (key, value) in config.input.client_properties()?.into_iter().filter(|(key, _)| FETCH_KEYS.contains(key)) {
+        cc.set(key, value);
+    }
     let consumer: BaseConsumer = cc.create()?;
     let ranges = tokio::task::block_in_place(|| ranges(&consumer, topic, from, to))?;
     let mut report = ReplayReport { ranges: ranges.clone(), ..ReplayReport::default() };
@@ -75,14 +86,20 @@ pub async fn replay(
     let mut batch_id = 0u64;
     while !open.is_empty() && !stop.is_cancelled() {
         let mut records = RecordBatch::default();
-        while records.len() < max && !open.is_empty() {
+        while records.len() < max && !open.is_empty() && !stop.is_cancelled() {
             let Some(message) = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200))) else {
                 if !records.is_empty() {
                     break;
                 }
                 continue;
             };
-            let message = message?;
+            let message = match message {
+                Err(KafkaError::PartitionEOF(p)) => {
+                    open.remove(&p);
+                    continue;
+                }
+                other => other?,
+            };
             let (p, offset) = (message.partition(), message.offset());
             let Some(&end) = open.get(&p) else { continue };
             if offset >= end {

@@ -5,7 +5,7 @@ the documented `_bulk` contract and injects faults. Marked `indexer` (select wit
 run with -s to see each test's figures.
 
 The contract under test:
-- `_id` is `event.id`, else `<topic>-<partition>-<offset>`; the action is `create`, so a replay answers
+- `_id` is `event.id`, else `<topic>-<partition>-<offset>-<timestamp>`; the action is `create`, so a replay answers
   409 and changes nothing. Offsets are committed only when every earlier event of the partition is
   indexed, 409'd or dead-lettered; SIGTERM flushes, commits and exits 0.
 - Whole-request 429/503 and connection failures are retried forever while consumption pauses; items

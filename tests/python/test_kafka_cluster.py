@@ -8,6 +8,7 @@ ships with each codec and keyed partitioning to the cluster, whose brokers valid
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import datetime, timezone
 
 import pytest
@@ -155,13 +156,14 @@ def test_indexer_replaces_a_fenced_consumer(cluster, indexer_factory, es_standin
 
 
 @pytest.mark.parametrize("isolation", ["read_committed", "read_uncommitted"])
-def test_indexer_reads_committed_transactions_only(cluster, indexer_factory, es_standin, isolation):
+def test_indexer_reads_committed_transactions_only(cluster, logpipe_bin, indexer_factory, es_standin, isolation):
     """The indexer's fetch path under `isolation.level`: a transactional producer (confluent-kafka)
     commits a transaction, aborts one and commits a third, across two partitions of the cluster. Under
     read_committed (the default, as in librdkafka and the Java client) the aborted events are left out;
     under read_uncommitted they are indexed too. The transaction markers never become documents. The
     last transaction is committed after the aborted one, so once its events are in, any aborted event
-    would have been read before them."""
+    would have been read before them. `logpipe replay` of the whole topic then ends, though each
+    partition's log ends with a commit marker, which no consumer is ever handed."""
     topic, group, run, partitions = unique("txn"), unique("logpipe-indexer"), new_run(), 2
     admin = cluster.admin()
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)])[topic].result(60)
@@ -190,6 +192,12 @@ def test_indexer_reads_committed_transactions_only(cluster, indexer_factory, es_
     assert set(es.all_ids()) == expected
     stats = es.stats()
     assert stats["created"] == len(expected) and stats["rejected"] == 0, stats
+
+    replayed = subprocess.run([str(logpipe_bin), "replay", "-c", str(ix.config_path), "--topic", topic,
+                               "--from", "2000-01-01T00:00:00Z"], capture_output=True, text=True, timeout=120)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"replayed {len(expected)} records; 0 refused" in replayed.stdout, replayed.stdout
+    assert es.stats()["created"] == len(expected), "a replay only meets what is indexed"
 
 
 def test_indexer_sends_a_backlog_in_full_batches_and_new_records_at_once(cluster, indexer_factory, es_standin):
