@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn shape_matches_the_design() {
-        let id = crate::identity::event_id("web-01", 1, 123456);
+        let id = crate::identity::event_id("web-01", 1, 123456, 123466);
         let mut buf = Vec::new();
         Encoder::new(1 << 20).encode(&meta(false), &parts(b"GET / 200", &id), &mut buf);
         let v: Value = serde_json::from_slice(&buf).unwrap();

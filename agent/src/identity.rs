@@ -146,25 +146,36 @@ pub fn dev_ino(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
 
-/// `event.id`: 32 hex chars of xxh3-128 over (host name, identity basis, start offset).
-pub fn event_id(host: &str, basis: u64, offset: u64) -> [u8; 32] {
+/// `event.id`: 32 hex chars of xxh3-128 over (host name, identity basis, start offset, end offset).
+///
+/// The end is part of it because an event's start does not say where it stops: a multiline event sent at
+/// its timeout, or a partial last line sent at close, and read again whole after a crash (before its
+/// acknowledgement reached the registry) starts at the same offset but is longer. With the same id, the
+/// indexer's `create` would answer 409 for it and its extra lines would be lost; with its own, it is a
+/// duplicate at worst. The same event read again (same start and end) keeps its id. Streams, which have
+/// no offsets, pass the event's sequence number in the run as both.
+pub fn event_id(host: &str, basis: u64, start: u64, end: u64) -> [u8; 32] {
     // One-shot over a stack buffer: the streaming hasher's state is over 500 bytes to set up per event,
     // which cost more than the hashing. Both give the same digest for the same bytes.
     const ID_INPUT: usize = 256;
     let host = host.as_bytes();
-    let len = host.len() + 17;
+    let len = host.len() + 25;
     if len > ID_INPUT {
         let mut h = Xxh3::new();
         h.update(host);
         h.update(&[0]);
         h.update(&basis.to_le_bytes());
-        h.update(&offset.to_le_bytes());
+        h.update(&start.to_le_bytes());
+        h.update(&end.to_le_bytes());
         return hex32(h.digest128());
     }
     let mut input = [0u8; ID_INPUT];
+    let mut at = host.len() + 1;
     input[..host.len()].copy_from_slice(host);
-    input[host.len() + 1..host.len() + 9].copy_from_slice(&basis.to_le_bytes());
-    input[host.len() + 9..len].copy_from_slice(&offset.to_le_bytes());
+    for word in [basis, start, end] {
+        input[at..at + 8].copy_from_slice(&word.to_le_bytes());
+        at += 8;
+    }
     hex32(xxh3_128(&input[..len]))
 }
 
@@ -227,29 +238,41 @@ mod tests {
         assert_eq!(head, head_of(&data[..]).unwrap());
     }
 
-    const PINNED_ID: &str = "c68595c2bbd624cddd48b499768b2504";
+    const PINNED_ID: &str = "f63227055317503da7ec5d3a868fa579";
 
     #[test]
     fn event_id_is_stable_and_distinguishes_inputs() {
-        let a = event_id("web-01", 42, 100);
-        assert_eq!(a, event_id("web-01", 42, 100));
-        assert_ne!(a, event_id("web-02", 42, 100));
-        assert_ne!(a, event_id("web-01", 43, 100));
-        assert_ne!(a, event_id("web-01", 42, 101));
+        let a = event_id("web-01", 42, 100, 180);
+        assert_eq!(a, event_id("web-01", 42, 100, 180));
+        assert_ne!(a, event_id("web-02", 42, 100, 180));
+        assert_ne!(a, event_id("web-01", 43, 100, 180));
+        assert_ne!(a, event_id("web-01", 42, 101, 180));
         assert!(a.iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        // Pinned: the id must not change between releases, or re-sent events stop deduplicating.
-        assert_eq!(std::str::from_utf8(&event_id("web-01", 0x0123_4567_89ab_cdef, 123456)).unwrap(), PINNED_ID);
+        // Pinned: the id must not change between releases, or re-sent events stop deduplicating. (It changed
+        // once, when the end offset was added: an event resent across that upgrade comes twice, none is lost.)
+        let pinned = event_id("web-01", 0x0123_4567_89ab_cdef, 123456, 123500);
+        assert_eq!(std::str::from_utf8(&pinned).unwrap(), PINNED_ID);
+    }
+
+    /// An event that starts where another did but ends elsewhere (cut by the multiline timeout, then read
+    /// whole after a crash) is another event: with the same id its longer copy would be taken for a
+    /// duplicate and dropped by the indexer's `create`.
+    #[test]
+    fn event_id_covers_where_the_event_ends() {
+        assert_ne!(event_id("web-01", 42, 100, 180), event_id("web-01", 42, 100, 260));
+        assert_ne!(event_id("web-01", 42, 100, 180), event_id("web-01", 42, 180, 100), "start and end not mixed");
     }
 
     #[test]
     fn event_id_is_the_streamed_hash_for_short_and_long_host_names() {
-        for host in [String::new(), "web-01".into(), "h".repeat(239), "h".repeat(240), "h".repeat(1000)] {
+        for host in [String::new(), "web-01".into(), "h".repeat(231), "h".repeat(232), "h".repeat(1000)] {
             let mut h = Xxh3::new();
             h.update(host.as_bytes());
             h.update(&[0]);
             h.update(&7u64.to_le_bytes());
             h.update(&9u64.to_le_bytes());
-            assert_eq!(event_id(&host, 7, 9), hex32(h.digest128()), "host of {} bytes", host.len());
+            h.update(&11u64.to_le_bytes());
+            assert_eq!(event_id(&host, 7, 9, 11), hex32(h.digest128()), "host of {} bytes", host.len());
         }
     }
 

@@ -106,7 +106,8 @@ pub fn render(s: &Snapshot) -> Exposition {
     page.family(
         "logpipe_agent_stalled",
         Kind::Gauge,
-        "1 per condition that keeps events from flowing: a glob matching no file, a topic refusing deliveries.",
+        "1 per condition that keeps events from flowing: a glob matching no file or a file it cannot open, a topic \
+         refusing deliveries.",
         s.stalls.iter().map(|st| {
             let kind = match st.kind {
                 StallKind::Glob => "glob",

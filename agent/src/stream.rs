@@ -315,7 +315,7 @@ impl StreamInput {
         if !keep {
             return;
         }
-        let id = event_id(&self.meta.host, self.basis, seq);
+        let id = event_id(&self.meta.host, self.basis, seq, seq);
         let parts = EventParts { timestamp, message: event.bytes, file: None, id: &id, truncated: event.truncated };
         let origin = Origin { source: STREAM_SOURCE | self.index as u64, start: event.start, end: event.end };
         if out.send(&self.meta, &self.topic, &parts, origin).too_large {

@@ -439,3 +439,163 @@ fn a_stream_multiline_event_is_not_cut_while_reading_is_paused() {
     expected.extend([whole, "next event".to_string()]);
     assert_each_once(&t.messages(), &expected);
 }
+
+/// The events a sink received, as `(event.id, message)`.
+fn ids_and_messages(sink: &logpipe_agent::MemorySink) -> Vec<(String, String)> {
+    let events = sink.sent().into_iter().map(|s| serde_json::from_slice::<Value>(&s.payload).unwrap());
+    events.map(|e| (e["event"]["id"].as_str().unwrap().into(), e["message"].as_str().unwrap().into())).collect()
+}
+
+/// A multiline event sent at its timeout, then killed (kill -9) before its acknowledgement reached the
+/// registry, and read again after a restart with more lines: the event now ends later. Its `event.id`
+/// came only from where it starts, so the longer copy had the first one's id; the indexer's `create`
+/// answered 409 for it and its extra lines were lost. The id covers the end too: the longer copy is a
+/// new event (a duplicate of the first lines, never a loss), and the same event read again keeps its id.
+#[test]
+fn an_event_cut_by_the_multiline_timeout_and_read_again_longer_gets_a_new_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = AgentConfig {
+        registry: dir.path().join("registry.json"),
+        registry_flush: Duration::from_millis(20),
+        host_name: Some("test-host".into()),
+        inputs: vec![InputConfig {
+            paths: vec![dir.path().join("app.log").to_string_lossy().into_owned()],
+            scan_frequency: Duration::from_millis(1),
+            close_inactive: Duration::from_secs(3600),
+            multiline: Some(logpipe_agent::config::MultilineConfig { pattern: r"^\s".into(), ..Default::default() }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    config.validate().unwrap();
+    let timeout = config.inputs[0].multiline.as_ref().unwrap().timeout;
+    let live = dir.path().join("app.log");
+    // More than the 1 KiB fingerprint, so the file is known by its first bytes.
+    let first = lines("first", 0..60);
+    append(&live, &first);
+    let acked = fs::metadata(&live).unwrap().len();
+    assert!(acked > 1024);
+
+    let mut t = Stepper::new(&config);
+    t.step_until("the first lines, acknowledged and recorded", timeout, |t| {
+        t.sink.sent_count() == first.len() && registry_sum(&config.registry) == acked
+    });
+    // The broker stops answering: the event cut by the timeout is sent, never acknowledged.
+    t.sink.hold_acks(true);
+    append(&live, &["Exception in thread main".into(), "  at first".into()]);
+    t.step(Duration::from_millis(1));
+    t.step_until("the event cut by the timeout", timeout, |t| {
+        t.messages().iter().any(|m| m == "Exception in thread main\n  at first")
+    });
+    t.steps(3, config.registry_flush);
+    // kill -9: the held acknowledgement is gone, the registry is what was last written.
+    t.sink.drop_held();
+    let before_crash = ids_and_messages(&t.sink);
+    drop(t);
+    assert_eq!(registry_sum(&config.registry), acked, "the cut event was never acknowledged");
+
+    append(&live, &["  at second".into(), "  at third".into()]);
+    let whole = "Exception in thread main\n  at first\n  at second\n  at third";
+    let restart = |what: &str| {
+        let mut t = Stepper::new(&config);
+        t.sink.hold_acks(true);
+        t.step(Duration::from_millis(1));
+        t.step_until(what, timeout, |t| t.messages().iter().any(|m| m == whole));
+        t.sink.drop_held();
+        ids_and_messages(&t.sink)
+    };
+    let after_restart = restart("the whole event read again after the restart");
+
+    // What the indexer keeps: the first event of each id.
+    let mut kept: Vec<&str> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (id, message) in before_crash.iter().chain(&after_restart) {
+        if seen.insert(id.as_str()) {
+            kept.push(message);
+        }
+    }
+    let exceptions: Vec<&&str> = kept.iter().filter(|m| m.starts_with("Exception")).collect();
+    assert!(
+        exceptions.iter().any(|m| m.contains("  at second")),
+        "the lines read after the restart are lost: the longer event had an id already sent; kept {exceptions:?}"
+    );
+
+    // The same event read again (same start, same end) after another crash keeps its id: replays still
+    // de-duplicate.
+    let id_of = |events: &[(String, String)]| events.iter().find(|(_, m)| m == whole).unwrap().0.clone();
+    let again = restart("the whole event read again after a second restart");
+    assert_eq!(id_of(&again), id_of(&after_restart), "the same event read again has another id");
+}
+
+/// Root opens any file, whatever its mode, through `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH`: they are
+/// taken out of this thread's effective capabilities (capabilities are per thread), and put back on drop.
+/// Nothing happens without them.
+struct WithoutDacOverride(Option<rustix::thread::CapabilitySets>);
+
+impl WithoutDacOverride {
+    fn on_this_thread() -> Self {
+        use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+        let Ok(sets) = capabilities(None) else { return Self(None) };
+        let dac = CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH;
+        if !sets.effective.intersects(dac) {
+            return Self(None);
+        }
+        let dropped = rustix::thread::CapabilitySets { effective: sets.effective - dac, ..sets };
+        Self(set_capabilities(None, dropped).is_ok().then_some(sets))
+    }
+}
+
+impl Drop for WithoutDacOverride {
+    fn drop(&mut self) {
+        if let Some(sets) = self.0 {
+            rustix::thread::set_capabilities(None, sets).expect("the capabilities this thread had");
+        }
+    }
+}
+
+/// A file the glob matches but the agent cannot open (mode 000 here; EMFILE alike): it was skipped with a
+/// debug line, and counted as matched, so the glob did not count as stalled and nobody was told that
+/// nothing was shipped. It is a stall of its glob naming the file and the error, until it can be read.
+#[test]
+fn a_matched_file_that_cannot_be_opened_is_a_stall() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("*.log").to_string_lossy().into_owned();
+    let config = AgentConfig {
+        registry: dir.path().join("registry.json"),
+        host_name: Some("test-host".into()),
+        inputs: vec![InputConfig {
+            paths: vec![pattern.clone()],
+            scan_frequency: Duration::from_millis(1),
+            close_inactive: Duration::from_secs(60),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    config.validate().unwrap();
+    let path = dir.path().join("app.log");
+    let written = lines("unreadable", 0..10);
+    append(&path, &written);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+    let _unprivileged = WithoutDacOverride::on_this_thread();
+    let Err(denied) = fs::File::open(&path) else {
+        eprintln!("skipped: this thread can open a file of mode 000 (root, and its capabilities cannot be dropped)");
+        return;
+    };
+
+    let mut t = Stepper::new(&config);
+    t.steps(3, Duration::from_millis(1));
+    assert_eq!(t.sink.sent_count(), 0);
+    let stalls = t.tailer.snapshot().stalls;
+    let stall = stalls.iter().find(|s| s.key == pattern).unwrap_or_else(|| panic!("no stall for the glob: {stalls:?}"));
+    assert_eq!(stall.kind, logpipe_agent::stalls::StallKind::Glob);
+    assert!(
+        stall.reason.contains(&format!("cannot open {} for reading: {denied}", path.display())),
+        "the stall does not say which file cannot be read and why: {stall:?}"
+    );
+
+    // Readable again: read, and the stall is over.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    t.step_until("the file's lines", Duration::from_millis(1), |t| t.sink.sent_count() == written.len());
+    assert!(t.tailer.snapshot().stalls.is_empty(), "{:?}", t.tailer.snapshot().stalls);
+}

@@ -36,8 +36,8 @@ pub struct ProducerConfig {
     /// Uncompressed bytes of records per batch at most.
     pub batch_bytes: usize,
     pub security: Security,
-    /// How long the broker may take to answer a produce request before the connection is dropped and
-    /// its batches retried.
+    /// How long a produce request may take to be written, and then to be answered, before the connection
+    /// is dropped and its batches retried.
     pub request_timeout: Duration,
 }
 

@@ -1,6 +1,7 @@
 //! What a file's lines become: counted, joined by multiline, filtered by `include_lines` and
-//! `exclude_lines`, given their `event.id`, and sent through the [`Emitter`] with an ack for their byte
-//! range. A filtered event counts as acknowledged at once, or the registry could never move past it.
+//! `exclude_lines`, given their `event.id` (from the file and where the event starts and ends), and sent
+//! through the [`Emitter`] with an ack for their byte range. A filtered event counts as acknowledged at
+//! once, or the registry could never move past it.
 
 use super::emitter::{Emitter, Origin};
 use super::file_table::FileState;
@@ -66,7 +67,7 @@ impl<'a, S: Sink> FileLines<'a, S> {
             Some(hash) if event.end >= FINGERPRINT_BYTES as u64 => hash,
             _ => self.head.id_basis(event.end),
         };
-        let id = event_id(&input.meta.host, basis, event.start);
+        let id = event_id(&input.meta.host, basis, event.start, event.end);
         let parts = EventParts {
             timestamp: &self.timestamp,
             message: event.bytes,

@@ -2,6 +2,8 @@
 //! settings and the envelope metadata its events carry. Compiling at construction means a bad regex is
 //! a config error at startup, not a failure in the read loop.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use regex::bytes::Regex as BytesRegex;
@@ -26,8 +28,12 @@ pub(super) struct FileInput {
     pub(super) topic: String,
     pub(super) next_scan: Instant,
     pub(super) last_scan: Instant,
-    /// Globs that matched no file at the last scan (logged once, see `crate::stalls`).
+    /// Globs that matched no file, or a file that cannot be read, at the last scan (logged once, see
+    /// `crate::stalls`).
     pub(super) unmatched: crate::stalls::Ongoing,
+    /// Files matched at the last scan that could not be opened, and why: each is logged when it starts
+    /// failing or fails differently, not every scan.
+    pub(super) unreadable: HashMap<PathBuf, String>,
 }
 
 pub(super) fn compile(input: &InputConfig, host: &str, default_topic: &str, now: Instant) -> Result<FileInput> {
@@ -64,5 +70,6 @@ pub(super) fn compile(input: &InputConfig, host: &str, default_topic: &str, now:
         next_scan: now,
         last_scan: now,
         unmatched: Default::default(),
+        unreadable: HashMap::new(),
     })
 }

@@ -9,10 +9,10 @@
 //! copy of it that is still being written (copytruncate's `cp` creates the file empty, then fills it).
 //! It is opened *unsettled* (see `harvester::settle`): not read until it is known not to be a copy.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::file_table::FileState;
 use super::harvester::Harvester;
@@ -24,7 +24,9 @@ use crate::sink::Sink;
 impl<S: Sink> Tailer<S> {
     /// Finds the files of input `i`, opens new ones, resumes known ones, notices truncation and deletion.
     pub(super) fn scan(&mut self, i: usize) {
-        let mut seen = HashSet::new();
+        // Each file once, however many globs match it: whether it could be read.
+        let mut seen: HashMap<(u64, u64), bool> = HashMap::new();
+        let mut unreadable = HashMap::new();
         for pattern in self.inputs[i].paths.clone() {
             let entries = match glob::glob(&pattern) {
                 Ok(e) => e,
@@ -33,7 +35,8 @@ impl<S: Sink> Tailer<S> {
                     continue;
                 }
             };
-            let mut matched = 0;
+            let mut readable = 0;
+            let mut cannot_read = Vec::new();
             for path in entries.flatten() {
                 let Some(path_str) = path.to_str() else { continue };
                 if self.inputs[i].exclude_files.iter().any(|re| re.is_match(path_str)) {
@@ -43,20 +46,55 @@ impl<S: Sink> Tailer<S> {
                     Ok(m) if m.is_file() => m,
                     _ => continue,
                 };
-                matched += 1;
-                if !seen.insert(dev_ino(&meta)) {
-                    continue;
-                }
-                if let Err(e) = self.consider(i, &path, &meta, false) {
-                    tracing::debug!(path = %path.display(), error = %e, "cannot open file");
+                let read = match seen.get(&dev_ino(&meta)) {
+                    Some(&read) => read,
+                    None => {
+                        let read = match self.consider(i, &path, &meta, false) {
+                            Ok(()) => true,
+                            // Gone between the glob and the open: not there, rather than unreadable.
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => {
+                                unreadable.insert(path.clone(), e.to_string());
+                                false
+                            }
+                        };
+                        seen.insert(dev_ino(&meta), read);
+                        read
+                    }
+                };
+                if read {
+                    readable += 1;
+                } else if let Some(error) = unreadable.get(&path) {
+                    cannot_read.push((path_str.to_owned(), error.clone()));
                 }
             }
-            crate::stalls::glob_matched(&mut self.inputs[i].unmatched, &pattern, matched);
+            crate::stalls::glob_matched(&mut self.inputs[i].unmatched, &pattern, readable, &cannot_read);
         }
+        self.note_unreadable(i, unreadable);
         self.check_open_files(i);
         if self.first_scan_done {
             self.prune();
         }
+    }
+
+    /// Logs the files of input `i` that could not be opened at this scan (`now`: path → error), each when
+    /// it starts failing or fails differently, and those that can be read again.
+    fn note_unreadable(&mut self, i: usize, now: HashMap<PathBuf, String>) {
+        let before = std::mem::take(&mut self.inputs[i].unreadable);
+        for (path, error) in &now {
+            if before.get(path) != Some(error) {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %error,
+                    "file could not be opened for reading; it is skipped and tried again every scan_frequency \
+                     (check its permissions and the agent's open-file limit)"
+                );
+            }
+        }
+        for path in before.keys().filter(|path| !now.contains_key(*path)) {
+            tracing::info!(path = %path.display(), "file can be opened for reading again, or is gone");
+        }
+        self.inputs[i].unreadable = now;
     }
 
     /// Looks at one file of input `i`: resumes it, opens it as new, or leaves it (open already, or a copy
