@@ -46,7 +46,7 @@ impl Ongoing {
 
     /// Marks `key` stalled for `reason`, replacing a different reason (a new condition, since now); true
     /// when it started or its reason changed.
-    pub fn set(&mut self, key: &str, reason: &str) -> bool {
+    fn set(&mut self, key: &str, reason: &str) -> bool {
         if self.active.get(key).is_some_and(|(known, _)| known == reason) {
             return false;
         }
@@ -81,7 +81,7 @@ fn now_ms() -> i64 {
 }
 
 /// No file matches a glob.
-pub const NO_FILE: &str = "no file matches; check the path and that the agent may read the directory";
+const NO_FILE: &str = "no file matches; check the path and that the agent may read the directory";
 
 /// After a scan matched `pattern`: `readable` files it may read, and `unreadable`, (path, error) of the
 /// files it matches but cannot open (permissions, the open-file limit). Starts or ends the stall of

@@ -10,6 +10,12 @@
 //! A batch counts as settled only once its dead letters are acknowledged (acks=all, idempotent), so a
 //! committed offset never passes a document that is neither indexed nor dead-lettered. While the broker
 //! is unreachable the producer retries forever.
+//!
+//! A document too large for a Kafka record at the default limits (librdkafka's `message.max.bytes`,
+//! 1,000,000, and the broker's, 1 MiB; a document Elasticsearch refused as larger than a request is
+//! always so) goes as its first bytes, in `"event_head"` (text), with `"event": null` and its size in
+//! `"event_bytes"`: a record that can never be written would be retried forever, and the whole document
+//! is the source record, at `topic`/`partition`/`offset`.
 
 use std::time::Duration;
 
@@ -23,6 +29,10 @@ use crate::config::InputConfig;
 use crate::error::Result;
 use crate::output::DeadLetters;
 
+/// The most a dead letter's value holds: under librdkafka's default `message.max.bytes` (1,000,000), with
+/// room for the key and the record's framing.
+pub const MAX_VALUE_BYTES: usize = 990_000;
+
 pub struct DeadLetterTopic {
     producer: FutureProducer,
     suffix: String,
@@ -34,10 +44,11 @@ impl DeadLetterTopic {
         Ok(Self { producer: client_config(input)?.create()?, suffix: suffix.to_string() })
     }
 
-    /// The dead-letter record value for item `i` of `batch`.
+    /// The dead-letter record value for item `i` of `batch`, at most [`MAX_VALUE_BYTES`].
     pub fn value(batch: &Batch, i: usize, reason: &str) -> Vec<u8> {
         let item = batch.item(i);
-        let mut value = Vec::with_capacity(batch.document(i).len() + 256);
+        let document = batch.document(i);
+        let mut value = Vec::with_capacity(document.len().min(MAX_VALUE_BYTES) + 256);
         let json = |v: &mut Vec<u8>, s: &str| serde_json::to_writer(v, s).expect("strings serialize");
         value.extend_from_slice(br#"{"reason":"#);
         json(&mut value, reason);
@@ -50,9 +61,25 @@ impl DeadLetterTopic {
         value.extend_from_slice(
             format!(r#","partition":{},"offset":{},"event":"#, item.partition, item.offset).as_bytes(),
         );
-        value.extend_from_slice(batch.document(i));
-        value.push(b'}');
-        value
+        if value.len() + document.len() < MAX_VALUE_BYTES {
+            value.extend_from_slice(document);
+            value.push(b'}');
+            return value;
+        }
+        value.extend_from_slice(format!(r#"null,"event_bytes":{},"event_head":"#, document.len()).as_bytes());
+        let fixed = value.len();
+        // Escaping may lengthen the text (up to six times, for control characters): halve until it fits.
+        let mut head = document.len().min(MAX_VALUE_BYTES);
+        loop {
+            head = head.min(MAX_VALUE_BYTES - fixed) / 2;
+            let text = String::from_utf8_lossy(&document[..head]);
+            value.truncate(fixed);
+            json(&mut value, &text);
+            value.push(b'}');
+            if value.len() <= MAX_VALUE_BYTES {
+                return value;
+            }
+        }
     }
 
     /// Sends the batch's dead letters and waits until all are acknowledged. False if `stop` fired first.
@@ -110,6 +137,32 @@ fn client_config(input: &InputConfig) -> Result<ClientConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_document_too_large_for_a_record_goes_as_its_head() {
+        let topic: std::sync::Arc<str> = "t".into();
+        let small = r#"{"message":"short"}"#.as_bytes().to_vec();
+        let large = format!(r#"{{"message":"{}\"quoted\""}}"#, "é".repeat(1_000_000)).into_bytes();
+        let values = [(0, 0, Some(&small[..])), (0, 1, Some(&large[..]))];
+        let processor = crate::batch::tests::processor("default_index = \"logs\"\n");
+        let batch = processor.build(1, crate::batch::tests::records(&topic, &values));
+
+        let whole: serde_json::Value = serde_json::from_slice(&DeadLetterTopic::value(&batch, 0, "400 x")).unwrap();
+        assert_eq!(whole["event"]["message"], "short");
+        assert_eq!(whole["reason"], "400 x");
+
+        let value = DeadLetterTopic::value(&batch, 1, "413: too large");
+        assert!(value.len() <= MAX_VALUE_BYTES, "{}", value.len());
+        let cut: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(cut["event"], serde_json::Value::Null);
+        assert_eq!(cut["event_bytes"], batch.document(1).len());
+        let head = cut["event_head"].as_str().unwrap();
+        assert!(
+            head.len() > 100_000
+                && String::from_utf8_lossy(batch.document(1)).starts_with(head.trim_end_matches('\u{fffd}'))
+        );
+        assert_eq!((cut["topic"].as_str(), cut["offset"].as_i64()), (Some("t"), Some(1)));
+    }
 
     #[test]
     fn librdkafka_table_security_wins_over_the_security_tables_default() {

@@ -20,7 +20,7 @@ use crate::batch::{Processor, RecordBatch};
 
 use crate::consumer::client_config;
 use crate::error::{Error, Result};
-use crate::fetch::FETCH_KEYS;
+use crate::fetch::ISOLATION_LEVEL;
 use crate::output::Outputs;
 use crate::stats::Stats;
 
@@ -62,9 +62,10 @@ pub async fn replay(
     cc.set("group.id", format!("{}-replay", config.input.group_id))
         .set("enable.partition.eof", "true")
         .remove("group.instance.id");
-    // The replay reads through librdkafka, not the live consumer's fetcher: the fetch settings
-    // (`isolation.level`, ...) are librdkafka's here.
-    for (key, value) in config.input.client_properties()?.into_iter().filter(|(key, _)| FETCH_KEYS.contains(key)) {
+    // The replay reads through librdkafka, not the live consumer's fetcher, which alone takes the fetch
+    // settings: `isolation.level` must still hold here. (The sizes are not passed on: librdkafka refuses
+    // some values the fetcher takes.)
+    for (key, value) in config.input.client_properties()?.into_iter().filter(|(key, _)| *key == ISOLATION_LEVEL) {
         cc.set(key, value);
     }
     let consumer: BaseConsumer = cc.create()?;

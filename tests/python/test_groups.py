@@ -361,6 +361,10 @@ def test_committed_offset_below_log_start_resets_to_log_start(broker_factory):
             [{"value": f"{i:06d}".encode() + b"o" * 200, "timestamp": old + i} for i in range(1000)],
             **{"batch.size": 4096, "linger.ms": 0})
 
+    # Fresh records: they stay. Without them retention would empty the whole log, the active segment
+    # too (as in Kafka), and leave nothing to consume.
+    produce(broker.bootstrap, topic, [{"value": f"new-{i}".encode()} for i in range(200)])
+
     # The group commits offset 100, in the middle of what is about to expire.
     c = Consumer(consumer_conf(broker.bootstrap, group=group))
     try:
@@ -369,8 +373,6 @@ def test_committed_offset_below_log_start_resets_to_log_start(broker_factory):
         c.commit(offsets=[TopicPartition(topic, 0, 100)], asynchronous=False)
     finally:
         c.close()
-    # Fresh records: they stay (and roll the old segments out of the active position).
-    produce(broker.bootstrap, topic, [{"value": f"new-{i}".encode()} for i in range(200)])
 
     wait_until(lambda: watermarks(broker.bootstrap, topic, 0)[0] > 100, 120,
                "retention moving the log start past the committed offset")

@@ -150,7 +150,7 @@ def test_kibana_searches_on_enriched_nginx_documents(broker, indexer_factory, op
     produce_values(broker.bootstrap, topic, values, 1)
 
     filters = [{"type": "nginx_access", "when": {"tag": "access"}},
-               {"type": "nginx_error", "when": {"tag": "error"}, "time_zone": "Europe/Berlin"}]
+               {"type": "nginx_error", "when": {"tag": "error"}}]
     routes = [{"when": {"tag": "access"}, "index": f"{prefix}_access-%{{+YYYY.MM.dd}}"},
               {"when": {"tag": "error"}, "index": f"{prefix}_error-%{{+YYYY.MM.dd}}"}]
     group = unique("kibana")

@@ -282,13 +282,21 @@ impl LogManager {
         }
         for p in self.shared.all() {
             let before = p.log_start_offset();
-            outcome.segments += p.enforce_retention(now_ms, floor(p.topic(), p.partition()))?;
+            // One partition's failure (a sync or an unlink; the partition stops on a failed sync) is logged
+            // and the others go on: their log starts are still persisted below, and their moves counted.
+            match p.enforce_retention(now_ms, floor(p.topic(), p.partition())) {
+                Ok(segments) => outcome.segments += segments,
+                Err(e) => tracing::error!(
+                    topic = p.topic(), partition = p.partition(), error = %e,
+                    "retention failed on this partition; the others go on"
+                ),
+            }
             let after = p.log_start_offset();
             if after > before {
                 outcome.moved.push((p.topic().to_string(), p.partition(), before, after));
             }
         }
-        if outcome.segments > 0 {
+        if outcome.segments > 0 || !outcome.moved.is_empty() {
             self.shared.write_log_start_checkpoint()?;
         }
         Ok(outcome)

@@ -34,7 +34,7 @@ mod lookup;
 mod records;
 mod settings;
 
-pub use settings::FETCH_KEYS;
+pub use settings::{FETCH_KEYS, ISOLATION_LEVEL};
 
 #[cfg(test)]
 mod tests;

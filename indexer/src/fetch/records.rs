@@ -24,11 +24,14 @@ const LENGTH: usize = 8;
 const MAGIC: usize = 16;
 const ATTRIBUTES: usize = 21;
 const LAST_OFFSET_DELTA: usize = 23;
+const MAX_TIMESTAMP: usize = 35;
 const PRODUCER_ID: usize = 43;
 const HEADER_SIZE: usize = 61;
 /// The batch length counts the bytes after the base offset and the length.
 const LENGTH_END: usize = 12;
 
+/// The batch's timestamps are the broker's (`message.timestamp.type=LogAppendTime`): its max timestamp.
+const LOG_APPEND_TIME: u16 = 1 << 3;
 const TRANSACTIONAL: u16 = 1 << 4;
 const CONTROL: u16 = 1 << 5;
 /// A control record's key: version (i16), then the type, 0 for an abort marker.
@@ -75,6 +78,10 @@ struct Header {
     producer_id: i64,
     transactional: bool,
     control: bool,
+    /// The time the broker stamped, for every record of a LogAppendTime batch. The decoder gives each
+    /// record its producer's time (base timestamp plus delta) whatever the batch says; librdkafka and the
+    /// Java client, and so `logpipe replay`, give the batch's max timestamp, as Kafka means.
+    log_append_time: Option<i64>,
 }
 
 fn header(batch: &[u8]) -> Result<Header, String> {
@@ -94,6 +101,7 @@ fn header(batch: &[u8]) -> Result<Header, String> {
         producer_id: i64_at(PRODUCER_ID),
         transactional: attributes & TRANSACTIONAL != 0,
         control: attributes & CONTROL != 0,
+        log_append_time: (attributes & LOG_APPEND_TIME != 0).then(|| i64_at(MAX_TIMESTAMP)),
     })
 }
 
@@ -146,7 +154,7 @@ pub(super) fn decode(records: Bytes, from: i64, aborted: Option<&[Aborted]>) -> 
         let values = set.records.iter_mut().filter(|r| r.offset >= from);
         fetched.values.extend(values.map(|r| Value {
             offset: r.offset,
-            timestamp: r.timestamp,
+            timestamp: header.log_append_time.unwrap_or(r.timestamp),
             value: r.value.take(),
         }));
     }
@@ -304,6 +312,28 @@ mod tests {
 
     fn offsets(fetched: &Fetched) -> Vec<i64> {
         fetched.values.iter().map(|v| v.offset).collect()
+    }
+
+    /// Every record of a LogAppendTime batch has the time the broker stamped (the batch's max timestamp),
+    /// as librdkafka reads it, not its producer's.
+    #[test]
+    fn log_append_time_batches_give_every_record_the_brokers_time() {
+        let stamped = |offset: i64, timestamp: i64, timestamp_type| Record {
+            timestamp,
+            timestamp_type,
+            ..record(offset, "v", -1, false, false)
+        };
+        let set = vec![stamped(0, 100, TimestampType::LogAppend), stamped(1, 200, TimestampType::LogAppend)];
+        let mut stamped_batch = batches(&[set]);
+        // The encoder leaves the timestamp type out: set it, and the CRC that covers it, as a broker does.
+        stamped_batch[ATTRIBUTES + 1] |= LOG_APPEND_TIME as u8;
+        let crc = crc32c::crc32c(&stamped_batch[ATTRIBUTES..]);
+        stamped_batch[ATTRIBUTES - 4..ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+        let created = vec![stamped(2, 300, TimestampType::Creation), stamped(3, 400, TimestampType::Creation)];
+        stamped_batch.extend_from_slice(&batches(&[created]));
+        let fetched = decode(stamped_batch.freeze(), 0, None).unwrap();
+        let times: Vec<i64> = fetched.values.iter().map(|v| v.timestamp).collect();
+        assert_eq!(times, [200, 200, 300, 400]);
     }
 
     /// Batches of each compression `kafka-protocol` writes read back as written, lz4 through our own

@@ -27,10 +27,13 @@ use crate::error::{Error, Result};
 /// batch beyond the limit.
 const MAX_FETCH_BYTES: i32 = 32 << 20;
 
+/// The property both the fetcher and `logpipe replay`'s librdkafka consumer read.
+pub const ISOLATION_LEVEL: &str = "isolation.level";
+
 /// The `[indexer.input.librdkafka]` keys that are the fetch path's, kept from librdkafka (which would
 /// refuse some of its values, e.g. a `fetch.max.bytes` below its `message.max.bytes`).
 pub const FETCH_KEYS: [&str; 7] = [
-    "isolation.level",
+    ISOLATION_LEVEL,
     "fetch.wait.max.ms",
     "fetch.min.bytes",
     "fetch.max.bytes",
@@ -68,7 +71,7 @@ impl Settings {
                 ))),
             }
         };
-        let isolation_level = match get("isolation.level") {
+        let isolation_level = match get(ISOLATION_LEVEL) {
             None | Some("read_committed") => 1,
             Some("read_uncommitted") => 0,
             Some(other) => {
