@@ -35,18 +35,9 @@ pub struct Ongoing {
 }
 
 impl Ongoing {
-    /// Marks `key` stalled for `reason`; true the first time (until it clears).
+    /// Marks `key` stalled for `reason`; true the first time (until it clears), and when the reason changes
+    /// (a new condition, since now: a glob's file became unreadable, a topic's refusal changed).
     pub fn start(&mut self, key: &str, reason: &str) -> bool {
-        if self.active.contains_key(key) {
-            return false;
-        }
-        self.active.insert(key.to_owned(), (reason.to_owned(), now_ms()));
-        true
-    }
-
-    /// Marks `key` stalled for `reason`, replacing a different reason (a new condition, since now); true
-    /// when it started or its reason changed.
-    fn set(&mut self, key: &str, reason: &str) -> bool {
         if self.active.get(key).is_some_and(|(known, _)| known == reason) {
             return false;
         }
@@ -94,9 +85,9 @@ pub fn glob_matched(state: &mut Ongoing, pattern: &str, readable: usize, unreada
             reason.push_str(&format!(" (and {} more files)", unreadable.len() - 1));
         }
         reason.push_str("; check its permissions and the agent's open-file limit");
-        state.set(pattern, &reason);
+        state.start(pattern, &reason);
     } else if readable == 0 {
-        if state.set(pattern, NO_FILE) {
+        if state.start(pattern, NO_FILE) {
             tracing::warn!(
                 pattern,
                 "no file matches this path (yet): the input waits and looks again every scan_frequency; check \

@@ -230,23 +230,31 @@ fn copytruncate_stepper(dir: &std::path::Path) -> (AgentConfig, Stepper) {
 
 /// [`copytruncate_stepper`] with the input changed by `edit`.
 fn paused_stepper(dir: &std::path::Path, edit: impl FnOnce(&mut InputConfig)) -> (AgentConfig, Stepper) {
+    let config = one_input(dir, "app.log*", |config| {
+        config.queue_max_bytes = Some(1024);
+        edit(&mut config.inputs[0]);
+    });
+    let t = Stepper::new(&config);
+    (config, t)
+}
+
+/// A checked agent config with one file input on `glob` in `dir`, scanned every turn, changed by `edit`.
+fn one_input(dir: &std::path::Path, glob: &str, edit: impl FnOnce(&mut AgentConfig)) -> AgentConfig {
     let mut config = AgentConfig {
         registry: dir.join("registry.json"),
         registry_flush: Duration::from_millis(20),
         host_name: Some("test-host".into()),
-        queue_max_bytes: Some(1024),
         inputs: vec![InputConfig {
-            paths: vec![dir.join("app.log*").to_string_lossy().into_owned()],
+            paths: vec![dir.join(glob).to_string_lossy().into_owned()],
             scan_frequency: Duration::from_millis(1),
             close_inactive: Duration::from_secs(60),
             ..Default::default()
         }],
         ..Default::default()
     };
-    edit(&mut config.inputs[0]);
+    edit(&mut config);
     config.validate().unwrap();
-    let t = Stepper::new(&config);
-    (config, t)
+    config
 }
 
 /// Holds acknowledgements and fills the queue from another file, so that reading pauses.
@@ -454,20 +462,11 @@ fn ids_and_messages(sink: &logpipe_agent::MemorySink) -> Vec<(String, String)> {
 #[test]
 fn an_event_cut_by_the_multiline_timeout_and_read_again_longer_gets_a_new_id() {
     let dir = tempfile::tempdir().unwrap();
-    let config = AgentConfig {
-        registry: dir.path().join("registry.json"),
-        registry_flush: Duration::from_millis(20),
-        host_name: Some("test-host".into()),
-        inputs: vec![InputConfig {
-            paths: vec![dir.path().join("app.log").to_string_lossy().into_owned()],
-            scan_frequency: Duration::from_millis(1),
-            close_inactive: Duration::from_secs(3600),
-            multiline: Some(logpipe_agent::config::MultilineConfig { pattern: r"^\s".into(), ..Default::default() }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    config.validate().unwrap();
+    let config = one_input(dir.path(), "app.log", |config| {
+        let input = &mut config.inputs[0];
+        input.close_inactive = Duration::from_secs(3600);
+        input.multiline = Some(logpipe_agent::config::MultilineConfig { pattern: r"^\s".into(), ..Default::default() });
+    });
     let timeout = config.inputs[0].multiline.as_ref().unwrap().timeout;
     let live = dir.path().join("app.log");
     // More than the 1 KiB fingerprint, so the file is known by its first bytes.
@@ -560,19 +559,8 @@ impl Drop for WithoutDacOverride {
 fn a_matched_file_that_cannot_be_opened_is_a_stall() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let pattern = dir.path().join("*.log").to_string_lossy().into_owned();
-    let config = AgentConfig {
-        registry: dir.path().join("registry.json"),
-        host_name: Some("test-host".into()),
-        inputs: vec![InputConfig {
-            paths: vec![pattern.clone()],
-            scan_frequency: Duration::from_millis(1),
-            close_inactive: Duration::from_secs(60),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    config.validate().unwrap();
+    let config = one_input(dir.path(), "*.log", |_| {});
+    let pattern = config.inputs[0].paths[0].clone();
     let path = dir.path().join("app.log");
     let written = lines("unreadable", 0..10);
     append(&path, &written);
